@@ -1,0 +1,204 @@
+"""The data contract of the pipeline: input columns, output shard schema, quarantine and manifest records.
+
+This module is the single definition of every column the pipeline reads or writes. Docs (README "Output
+schema") and tests are generated from or checked against it. It must not import Ray, torch or any model code:
+the Airflow image and readers of the shards import it.
+"""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_METADATA_KEY = b"moon.schema_version"
+
+# ---------------------------------------------------------------------------------------------------------
+# Input contract
+# ---------------------------------------------------------------------------------------------------------
+# Required: product_id, title, and one of image / image_uri. Optional: description, category_path, brand.
+# Any other column is carried through untouched (Parquet keeps its type; CSV and JSONL values are strings).
+INPUT_FIELDS = pa.schema(
+    [
+        pa.field("product_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("image", pa.binary()),
+        pa.field("image_uri", pa.string()),
+        pa.field("description", pa.string()),
+        pa.field("category_path", pa.string()),
+        # The catalogue's brand field. In the output, `brand` is the list of brands (see OUTPUT_FIELDS);
+        # the input value is kept verbatim as `catalog_brand`.
+        pa.field("catalog_brand", pa.string()),
+    ]
+)
+INPUT_COLUMN_ALIASES = {"brand": "catalog_brand"}
+REQUIRED_INPUT = ("product_id", "title")
+
+# ---------------------------------------------------------------------------------------------------------
+# Generated columns
+# ---------------------------------------------------------------------------------------------------------
+ENTITY = pa.struct(
+    [
+        pa.field("label", pa.string()),  # BRAND, CATEGORY, MATERIAL, COLOR, ...
+        pa.field("text", pa.string()),  # the span as it stands in the title
+        pa.field("start", pa.int32()),  # character offsets into `title`, end exclusive
+        pa.field("end", pa.int32()),
+        pa.field("id", pa.string()),  # canonical id from the lexicon, or null for rule-found spans
+    ]
+)
+
+ENRICHMENT = pa.struct(
+    [
+        pa.field("backend", pa.string()),  # template | openai | vllm | transformers
+        pa.field("model", pa.string()),
+        pa.field("prompt_id", pa.string()),  # e.g. enrich_title.v1
+        pa.field("status", pa.string()),  # ok | fallback:<reason> | rejected:<reason>
+        pa.field("attempts", pa.int32()),
+    ]
+)
+
+VARIANT_KINDS = ("subject", "background", "angle", "logo", "detail")
+
+VARIANT = pa.struct(
+    [
+        pa.field("kind", pa.string()),  # one of VARIANT_KINDS
+        pa.field("image", pa.binary()),  # encoded image bytes when stored inline, else null
+        pa.field("uri", pa.string()),  # object-store URI when stored outside the shard, else null
+        pa.field("format", pa.string()),  # jpeg | webp | png
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("prompt_id", pa.string()),  # prompt template that produced it (null for prompt-free ops)
+        pa.field("prompt", pa.string()),  # rendered instruction, e.g. the chosen background description
+        pa.field("model", pa.string()),  # backend/model that produced it, e.g. classic or a model path
+        pa.field("seed", pa.int64()),
+        pa.field("score", pa.float32()),  # consistency with the subject image and title, 0..1
+        pa.field("status", pa.string()),  # ok | filtered | failed:<reason>
+    ]
+)
+
+LINEAGE = pa.struct(
+    [
+        pa.field("run_id", pa.string()),
+        pa.field("source_uri", pa.string()),
+        pa.field("source_row", pa.int64()),
+        pa.field("shard_id", pa.string()),
+        pa.field("config_hash", pa.string()),
+        pa.field("code_version", pa.string()),
+    ]
+)
+
+OUTPUT_FIELDS = pa.schema(
+    [
+        pa.field("entities", pa.list_(ENTITY)),
+        pa.field("brand", pa.list_(pa.string())),
+        pa.field("category", pa.list_(pa.string())),
+        pa.field("material", pa.list_(pa.string())),
+        pa.field("color", pa.list_(pa.string())),
+        pa.field("enriched_title", pa.string()),
+        pa.field("enrichment", ENRICHMENT),
+        pa.field("background_prompts", pa.list_(pa.string())),
+        pa.field("variants", pa.list_(VARIANT)),
+        pa.field("lineage", LINEAGE),
+    ]
+)
+
+# Columns that are the same on every rerun of the same input and config (lineage.run_id aside). Crash/resume
+# tests and users comparing two runs use these.
+DETERMINISTIC_COLUMNS = (
+    "product_id",
+    "title",
+    "entities",
+    "brand",
+    "category",
+    "material",
+    "color",
+    "enriched_title",
+    "enrichment",
+    "background_prompts",
+    "variants",
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# Internal bookkeeping columns, present while rows travel through the stages; never written to data shards.
+# ---------------------------------------------------------------------------------------------------------
+SHARD_ID = "_shard_id"
+SOURCE_ROW = "_source_row"
+QUARANTINE_REASON = "_quarantine_reason"
+QUARANTINE_STAGE = "_quarantine_stage"
+RAW_ROW = "_raw"  # the input row as JSON text when it could not be parsed into the input schema
+TIMING_PREFIX = "_t_"  # _t_<stage>: seconds of that stage's batch time attributed to the row
+
+BOOKKEEPING_FIELDS = pa.schema(
+    [
+        pa.field(SHARD_ID, pa.string()),
+        pa.field(SOURCE_ROW, pa.int64()),
+        pa.field(QUARANTINE_REASON, pa.string()),
+        pa.field(QUARANTINE_STAGE, pa.string()),
+        pa.field(RAW_ROW, pa.string()),
+    ]
+)
+
+# Quarantine files hold the input columns as far as they could be read, plus why and where the row stopped.
+QUARANTINE_FIELDS = pa.schema(
+    [
+        pa.field("stage", pa.string()),
+        pa.field("reason", pa.string()),  # a short code, e.g. empty_title, image_undecodable
+        pa.field("detail", pa.string()),  # a human-readable sentence
+        pa.field("raw", pa.string()),
+        pa.field("lineage", LINEAGE),
+    ]
+)
+
+
+def input_schema(extra: pa.Schema | None = None) -> pa.Schema:
+    """The schema rows have after reading: the input contract plus pass-through columns."""
+    fields = list(INPUT_FIELDS)
+    if extra is not None:
+        fields += [f for f in extra if f.name not in INPUT_FIELDS.names]
+    return pa.schema(fields)
+
+
+def output_schema(extra: pa.Schema | None = None) -> pa.Schema:
+    """The schema of a committed data shard, with the schema version in its metadata."""
+    schema = pa.schema(list(input_schema(extra)) + list(OUTPUT_FIELDS))
+    return with_version(schema)
+
+
+def quarantine_schema(extra: pa.Schema | None = None) -> pa.Schema:
+    schema = pa.schema(list(input_schema(extra)) + list(QUARANTINE_FIELDS))
+    return with_version(schema)
+
+
+def with_version(schema: pa.Schema) -> pa.Schema:
+    meta = dict(schema.metadata or {})
+    meta[SCHEMA_METADATA_KEY] = SCHEMA_VERSION.encode()
+    return schema.with_metadata(meta)
+
+
+def check_version(schema: pa.Schema) -> str:
+    """Return the schema version stored in a shard's metadata; raise if absent or from a newer major."""
+    version = (schema.metadata or {}).get(SCHEMA_METADATA_KEY)
+    if version is None:
+        raise ValueError("not a moon shard: no moon.schema_version in the Parquet metadata")
+    found = version.decode()
+    if found.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise ValueError(f"shard schema version {found} is incompatible with this code ({SCHEMA_VERSION})")
+    return found
+
+
+def describe(schema: pa.Schema = None) -> str:
+    """A Markdown table of the output columns, used by the README and checked by a test."""
+    schema = schema or output_schema()
+    rows = ["| column | type |", "|---|---|"]
+    for field in schema:
+        rows.append(f"| `{field.name}` | `{field.type}` |")
+    return "\n".join(rows)
+
+
+def schema_to_json(schema: pa.Schema) -> str:
+    """Serialise a schema (for plan files); inverse of schema_from_json."""
+    return json.dumps({"ipc": schema.serialize().to_pybytes().hex()})
+
+
+def schema_from_json(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(bytes.fromhex(json.loads(text)["ipc"])))

@@ -1,0 +1,37 @@
+"""Small helpers shared across the package: stable hashing, code version. No heavy imports."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+
+def stable_hash(*parts: object, length: int = 64) -> str:
+    """sha256 over the JSON of `parts`: the same on every machine, Python version and process."""
+    data = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(data).hexdigest()[:length]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Package version, plus the git commit when running from a checkout."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("moon-augment")
+    except metadata.PackageNotFoundError:
+        version = "0+unknown"
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            sha = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout.strip()
+            if sha:
+                version += f"+g{sha}"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return version
