@@ -37,6 +37,12 @@ class RunContext:
     output_uri: str | None = None
     # Where stages that produce large objects (variant images stored by URI) put them.
     object_store_uri: str | None = None
+    # Files the runner derived from the input before the stages start, by name (e.g. "learned_brands": a text
+    # file of the catalogue's distinct brand values). Stages treat a missing name as "not available".
+    artifacts: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Output image encoding for stages that produce images.
+    image_format: str = "jpeg"
+    image_quality: int = 90
 
     def seed(self, product_id: str, kind: str) -> int:
         """The seed of one generated item: a function of (product, kind, config) only, so reruns are identical."""

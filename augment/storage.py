@@ -1,0 +1,199 @@
+"""Local paths and s3:// URIs behind one small API, with atomic object writes.
+
+Everything the pipeline reads or writes goes through here, so local runs and S3 runs share one code path and
+one set of guarantees:
+- `write_atomic` makes an object visible whole or not at all: locally a temp file in the same directory
+  (`.name.tmp-*`, ignored by pyarrow and Ray readers) that is fsynced and renamed; on S3 a single PUT (or a
+  completed multipart upload), which S3 exposes atomically.
+- `append_line` appends one record with O_APPEND (local), the commit point of the manifest.
+- S3 credentials come only from the standard AWS chain (environment, profile, instance role); an endpoint
+  override comes from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL. Nothing here logs or stores a credential.
+- Transient S3 errors (503 SlowDown, resets) are retried by the AWS SDK's standard retry strategy.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+S3_RETRY_ATTEMPTS = 8
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def join(base: str, *parts: str) -> str:
+    if is_s3(base):
+        return base.rstrip("/") + "/" + "/".join(p.strip("/") for p in parts)
+    return str(Path(base, *parts))
+
+
+def parent(uri: str) -> str:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        return f"s3://{bucket}/{posixpath.dirname(key)}".rstrip("/")
+    return str(Path(uri).parent)
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3 URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+@functools.lru_cache(maxsize=4)
+def _s3_filesystem(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
+    kwargs = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_RETRY_ATTEMPTS)}
+    if endpoint:
+        kwargs["endpoint_override"] = endpoint
+        kwargs["scheme"] = urlparse(endpoint).scheme or "https"
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)
+
+
+def s3_endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a local path or s3:// URI."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        fs = _s3_filesystem(s3_endpoint(), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+        return fs, f"{bucket}/{key}".rstrip("/")
+    return pafs.LocalFileSystem(), str(Path(uri).absolute())
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def is_dir(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def size(uri: str) -> int:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).size
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def list_files(uri: str, suffix: str = "") -> list[str]:
+    """Files directly under a directory/prefix, sorted, skipping hidden and underscore names."""
+    fs, path = filesystem(uri)
+    info = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    names = []
+    for entry in info:
+        base = posixpath.basename(entry.path)
+        if entry.type == pafs.FileType.File and base.endswith(suffix) and not base.startswith((".", "_")):
+            names.append(join(uri, base))
+    return sorted(names)
+
+
+def makedirs(uri: str) -> None:
+    if not is_s3(uri):
+        Path(uri).mkdir(parents=True, exist_ok=True)
+
+
+def write_atomic(uri: str, data: bytes) -> None:
+    """Write `data` so that readers see either nothing or the whole object."""
+    if is_s3(uri):
+        fs, path = filesystem(uri)
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+        return
+    target = Path(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def write_file_atomic(uri: str, local_file: str | Path) -> None:
+    """Publish a finished local file at `uri` atomically (rename locally, one upload on S3)."""
+    if is_s3(uri):
+        fs, path = filesystem(uri)
+        with open(local_file, "rb") as src, fs.open_output_stream(path) as dst:
+            while chunk := src.read(8 << 20):
+                dst.write(chunk)
+        return
+    target = Path(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(local_file, target)
+    _fsync_dir(target.parent)
+
+
+def temp_path_for(uri: str) -> Path:
+    """A hidden temp file next to a local target (same filesystem, so the final rename is atomic)."""
+    target = Path(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def append_line(uri: str, line: str) -> None:
+    """Append one line durably (local files only; S3 callers write one object per record instead)."""
+    if is_s3(uri):
+        raise ValueError("append_line is local only")
+    data = (line.rstrip("\n") + "\n").encode()
+    fd = os.open(uri, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def delete(uri: str) -> None:
+    fs, path = filesystem(uri)
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass
+
+
+def delete_dir(uri: str) -> None:
+    fs, path = filesystem(uri)
+    try:
+        fs.delete_dir(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
