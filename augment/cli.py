@@ -1,0 +1,61 @@
+"""The `moon` command line. Each subcommand lives with its package and registers itself here.
+
+Command modules expose `add_commands(subparsers)`, which only declares arguments and sets `func`; heavy imports
+(Ray, torch, spaCy models) happen inside the handlers so that `moon --help` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+# Modules that contribute subcommands, in help order. A module that is missing (a package not installed in this
+# runtime) is skipped, so the Airflow image's `moon` still plans and validates without the trainer.
+COMMAND_MODULES = (
+    "augment.commands",
+    "ner.cli",
+    "model.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moon",
+        description="MOON2.0 co-augmentation: enrich product catalogues into multimodal training shards.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name.split(".")[0]):
+                continue
+            raise
+        module.add_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
