@@ -122,6 +122,7 @@ def load(
         merged = _deep_merge(merged, overrides)
     merged.setdefault("profile", base)
     config = from_dict(Config, merged, "")
+    validate_values(config)
     if check_stages:
         validate_stages(config)
     return config
@@ -230,8 +231,6 @@ def validate_stages(config: Config) -> None:
     from augment.stages import STAGE_ORDER, UnknownBackend, resolve
 
     for name, stage in config.stages.items():
-        if name not in STAGE_ORDER:
-            raise ConfigError(f"unknown key stages.{name}; stages are {', '.join(STAGE_ORDER)}")
         if not stage.backend:
             raise ConfigError(f"stages.{name}.backend is required")
         if not stage.enabled:
@@ -241,6 +240,15 @@ def validate_stages(config: Config) -> None:
         except UnknownBackend as exc:
             raise ConfigError(f"stages.{name}.backend: {exc}") from None
         stage_options(cls, stage.options, f"stages.{name}.options")
+
+
+def validate_values(config: Config) -> None:
+    """Checks of single values that types alone cannot express."""
+    from augment.stages import STAGE_ORDER
+
+    for name in config.stages:
+        if name not in STAGE_ORDER:
+            raise ConfigError(f"unknown key stages.{name}; stages are {', '.join(STAGE_ORDER)}")
     for key, allowed in (("image_format", ("jpeg", "webp", "png")), ("image_storage", ("inline", "uri"))):
         value = getattr(config.output, key)
         if value not in allowed:

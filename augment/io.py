@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
-import gzip
 import io
 import json
 import logging
@@ -169,10 +168,8 @@ def staging_schema(extra_names: list[str]) -> pa.Schema:
 # ---------------------------------------------------------------------------------------------------------------
 def _open_text(uri: str) -> io.BufferedReader:
     fs, path = storage.filesystem(uri)
-    raw = fs.open_input_stream(path)
-    if uri.lower().endswith(".gz"):
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw))
-    return io.BufferedReader(raw)
+    # pyarrow decompresses by extension (.gz, .bz2, .zst)
+    return io.BufferedReader(fs.open_input_stream(path, compression="detect"))
 
 
 def iter_jsonl(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str | None]]:
@@ -181,6 +178,7 @@ def iter_jsonl(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, st
         for raw in f:
             if not raw.strip():
                 continue
+            raw = raw.rstrip(b"\r\n")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
