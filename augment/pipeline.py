@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from augment import io
+from augment import faults, io
 from augment import schema as S
 from augment.stages import Rejection, RunContext, Stage, StageResult, resolve
 
@@ -106,6 +106,7 @@ class StageChain:
             tables = [read_shard(spec, schema, column_map) for spec in table.to_pylist()]
             table = pa.concat_tables(tables) if tables else table
         for stage in self.stages:
+            faults.point(f"stage:{stage.name}")
             table = apply_stage(stage, table)
         return table
 

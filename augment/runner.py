@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from augment import manifest, storage
+from augment import faults, manifest, storage
 from augment.config import Config, Resources, stage_options
 from augment.pipeline import StageChain, StageSpec
 from augment.plan import Plan
@@ -96,6 +96,7 @@ def run_in_process(plan: Plan, config: Config, on_rows: Callable[[int], None] | 
     chain = StageChain(specs, context, read=(plan.input_schema, dict(config.input.columns)))
     records = []
     for shard in plan.pending:
+        faults.point("driver_batch")
         table = chain(_spec_table([shard]))
         records.append(write_shard(shard, table, plan, context, config.output.compression))
         if on_rows:
@@ -186,6 +187,7 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
     writer = ShardWriter(plan, context, config.output.compression, threads=config.run.writer_threads)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
+            faults.point("driver_batch")
             writer.add(batch)
             if on_rows:
                 on_rows(batch.num_rows)

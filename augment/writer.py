@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from augment import manifest, storage
+from augment import faults, manifest, storage
 from augment import schema as S
 from augment.pipeline import QUARANTINE_DETAIL, SOURCE_URI
 from augment.plan import Plan, ShardSpec
@@ -110,6 +110,7 @@ def _write_parquet(table: pa.Table, target_uri: str, codec: str) -> tuple[str, i
     else:
         tmp = storage.temp_path_for(target_uri)
     try:
+        faults.point("during_shard_write")
         pq.write_table(
             table, tmp, compression=_parquet_compression(table.schema, codec),
             row_group_size=max(1, table.num_rows), use_dictionary=False, write_statistics=False,
@@ -140,6 +141,7 @@ def write_shard(spec: ShardSpec, table: pa.Table, plan: Plan, context: RunContex
     bad = table.filter(rejected)
     data_file = quarantine_file = None
     checksum, size = "", 0
+    faults.point("before_shard_write")
     if bad.num_rows:
         quarantine_file = f"{manifest.QUARANTINE_DIR}/{spec.shard_id}.parquet"
         checksum, size = _write_parquet(
@@ -148,6 +150,7 @@ def write_shard(spec: ShardSpec, table: pa.Table, plan: Plan, context: RunContex
     if good.num_rows:
         data_file = f"{manifest.DATA_DIR}/{spec.shard_id}.parquet"
         checksum, size = _write_parquet(data_table(good, plan.input_schema, context), storage.join(plan.run_uri, data_file), codec)
+    faults.point("after_data_write")  # published but not committed: a crash here must not duplicate rows
     timings = {
         name[len(S.TIMING_PREFIX):]: float(pc.sum(table.column(name)).as_py() or 0.0)
         for name in table.column_names if name.startswith(S.TIMING_PREFIX)
@@ -162,6 +165,7 @@ def write_shard(spec: ShardSpec, table: pa.Table, plan: Plan, context: RunContex
         schema_version=S.SCHEMA_VERSION, timings=timings, variant_status=_variant_status(good),
     )
     manifest.commit(plan.run_uri, record)
+    faults.point("after_commit")
     return record
 
 
