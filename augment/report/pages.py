@@ -241,14 +241,14 @@ def product_card(v: ProductView) -> str:
     if v.background_prompts:
         items = "".join(f"<li>{e(p)}</li>" for p in v.background_prompts)
         prompts = f"<details><summary>{len(v.background_prompts)} background prompts</summary><ol>{items}</ol></details>"
-    variants = "".join(_variant(x) for x in v.variants) or '<p class="empty">No image variants.</p>'
+    variants = f'<div class="variants">{"".join(_variant(x) for x in v.variants)}</div>' if v.variants else ""
     return (
         f'<article class="product" id="{e(v.anchor)}">'
         f'<div class="original"><div class="frame">{original}</div><div class="pid mono">{e(v.product_id)}</div>'
         f'<div class="cat">{e(v.category_path or "")}</div></div>'
         f'<div class="text"><div class="field"><div class="k">Title</div><div class="t">{v.title_html}</div></div>'
         f'{enriched}<div class="field note">{attrs}</div>{prompts}</div>'
-        f'<div class="variants">{variants}</div></article>'
+        f'{variants}</article>'
     )
 
 

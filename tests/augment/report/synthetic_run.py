@@ -54,7 +54,8 @@ def variant_images(base: Image.Image, index: int) -> dict[str, Image.Image]:
     return {"subject": subject, "background": backdrop, "angle": angle, "logo": logo, "detail": detail}
 
 
-def product_row(i: int, shard_id: str, source: str) -> dict:
+def product_row(i: int, shard_id: str, source: str, images_dir: Path | None = None) -> dict:
+    """Product i; with `images_dir`, variant images are files there, referenced by `uri` instead of inline."""
     brand, colour = BRANDS[i % 5], COLOURS[(i // 5) % 5]
     material, category = MATERIALS[(i // 2) % 5], CATEGORIES[i % 5]
     title = f"{brand} Men {colour} {material} {category}"
@@ -66,8 +67,13 @@ def product_row(i: int, shard_id: str, source: str) -> dict:
     base = photo(RGB[colour])
     variants = []
     for kind, image in variant_images(base, i).items():
+        data, uri = jpeg(image), None
+        if images_dir is not None:
+            uri = str(images_dir / f"P{i:04d}-{kind}.jpg")
+            Path(uri).write_bytes(data)
+            data = None
         variants.append({
-            "kind": kind, "image": jpeg(image), "uri": None, "format": "jpeg", "width": image.width, "height": image.height,
+            "kind": kind, "image": data, "uri": uri, "format": "jpeg", "width": image.width, "height": image.height,
             "prompt_id": f"{kind}.v1", "prompt": "a sunlit wooden table" if kind == "background" else None,
             "model": "synthetic", "seed": 1000 + i, "score": round(0.3 + 0.07 * ((i + len(kind)) % 10), 2),
             "status": variant_status(i, kind),
@@ -108,9 +114,13 @@ def quarantine_row(i: int, reason: str, shard_id: str, source: str) -> dict:
             "raw": json.dumps({"id": i, "name": "x" * 300}), "lineage": lineage(shard_id, source, i)}
 
 
-def build_run(run_dir: str | Path, products: int = 30, shard_size: int = 10, quarantine: dict[str, int] | None = None) -> dict:
+def build_run(run_dir: str | Path, products: int = 30, shard_size: int = 10, quarantine: dict[str, int] | None = None,
+              variants_as_files: bool = False) -> dict:
     """Write the run folder; returns the totals it was built with."""
     run_dir = str(run_dir)
+    images_dir = Path(run_dir, "images") if variants_as_files else None
+    if images_dir is not None:
+        images_dir.mkdir(parents=True, exist_ok=True)
     quarantine = dict(quarantine or {})
     source = "/catalogue/products.parquet"
     Path(run_dir, "data").mkdir(parents=True, exist_ok=True)
@@ -122,7 +132,7 @@ def build_run(run_dir: str | Path, products: int = 30, shard_size: int = 10, qua
     shards = max(1, -(-products // shard_size))
     for k in range(shards):
         shard_id = f"shard{k:03d}"
-        rows = [product_row(i, shard_id, source) for i in range(k * shard_size, min(products, (k + 1) * shard_size))]
+        rows = [product_row(i, shard_id, source, images_dir) for i in range(k * shard_size, min(products, (k + 1) * shard_size))]
         rejected = [quarantine_row(10_000 + j, reason, shard_id, source) for j, reason in enumerate(bad) if j % shards == k]
         data_file = quarantine_file = None
         size = 0
