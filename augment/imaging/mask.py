@@ -43,9 +43,6 @@ def subject_mask(rgb: np.ndarray, remove_people: bool = True) -> SubjectMask:
     else:
         if remove_people:
             fg, person = remove_person(work, fg)
-            if person and not white:
-                # Backdrop an arm used to enclose is now open to the outside: it goes.
-                fg = peel(fg, dist <= thr)
         fg = matte(fg, dist, thr)
     alpha = soften(fg, (w, h))
     return SubjectMask(alpha=alpha, bbox=bbox_of(alpha > 0.5), person_removed=person, fallback=fallback)
@@ -65,7 +62,7 @@ def foreground(work: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, bool]:
     # a white product on white. Otherwise the lenient area is the light JPEG noise box many catalogue photos
     # carry around the product, which must not become part of the subject.
     strict_thr = max(thr, 8.0)
-    fg = fill_holes(close(dist > strict_thr, 3))
+    fg = fill_holes(close(dist > strict_thr, 3), dist, 0.6 * strict_thr)
     lenient = fill_holes(close((dist > thr) | (cv2.Canny(gray, 40, 120) > 0), 5))
     white = bool(fg.sum() < 0.5 * lenient.sum())
     if white:
@@ -81,15 +78,6 @@ def matte(fg: np.ndarray, dist: np.ndarray, thr: float) -> np.ndarray:
     ring = fg & ~erode(fg, 5)
     alpha[ring] = np.clip(dist[ring] / (2.0 * thr), 0.0, 1.0)
     return alpha
-
-
-def peel(fg: np.ndarray, backdropish: np.ndarray) -> np.ndarray:
-    """Remove backdrop-coloured parts of the mask that connect to the image border through backdrop colour."""
-    open_space = (~fg | (fg & backdropish)).astype(np.uint8)
-    n, labels = cv2.connectedComponents(open_space, connectivity=4)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    outside = np.isin(labels, border[border > 0]) if n > 1 else np.zeros_like(fg)
-    return fg & ~(outside & backdropish)
 
 
 def backdrop_distance(lab: np.ndarray) -> np.ndarray:
@@ -116,10 +104,14 @@ def backdrop_distance(lab: np.ndarray) -> np.ndarray:
 # People
 # ---------------------------------------------------------------------------------------------------------------
 def skin(work: np.ndarray) -> np.ndarray:
-    """Boolean skin pixels (YCrCb box of Chai & Ngan, 1999, without the darkest and brightest pixels)."""
+    """Boolean skin pixels: the YCrCb box of Chai & Ngan (1999), narrowed by hue and saturation so that
+    saturated reds and oranges (a red backpack, an orange scarf) do not count."""
     ycc = cv2.cvtColor(work, cv2.COLOR_RGB2YCrCb)
     y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
-    return (cr >= 136) & (cr <= 173) & (cb >= 77) & (cb <= 127) & (y > 60) & (y < 245)
+    hsv = cv2.cvtColor(work, cv2.COLOR_RGB2HSV)
+    hue, sat = hsv[..., 0], hsv[..., 1]
+    box = (cr >= 136) & (cr <= 173) & (cb >= 77) & (cb <= 127) & (y > 60) & (y < 245)
+    return box & ((hue <= 20) | (hue >= 172)) & (sat >= 30) & (sat <= 170)
 
 
 def remove_person(work: np.ndarray, fg: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -133,7 +125,8 @@ def remove_person(work: np.ndarray, fg: np.ndarray) -> tuple[np.ndarray, bool]:
     fg_area = int(fg.sum())
     if fg_area == 0 or sk.sum() < 0.01 * fg_area:
         return fg, False
-    neck = find_neck(sk, fg)
+    # A model shows a face and more (neck, arms, legs): under 3.5 % skin is a product's skin-toned detail.
+    neck = find_neck(sk, fg) if sk.sum() >= 0.035 * fg_area else None
     out = fg.copy()
     if neck is not None:
         out[:neck] = False
@@ -212,18 +205,24 @@ def _run_near(row: np.ndarray, cx: int | None, min_len: int) -> tuple[int, int] 
 
 
 def limbs(sk: np.ndarray, fg_area: int) -> np.ndarray:
-    """Skin blobs shaped like legs or arms: at least 1 % of the subject, upright and elongated."""
+    """Skin blobs shaped like legs or arms: at least 1 % of the subject, upright, elongated, thick and solid.
+
+    Thin or hollow skin-coloured blobs are JPEG blends along red or brown outlines, not limbs.
+    """
     n, labels, stats, _ = cv2.connectedComponentsWithStats(sk.astype(np.uint8), connectivity=8)
     keep = np.zeros(n, dtype=bool)
+    min_thickness = 0.05 * np.sqrt(fg_area)
     for i in range(1, n):
-        if stats[i, cv2.CC_STAT_AREA] < 0.01 * fg_area:
+        area = stats[i, cv2.CC_STAT_AREA]
+        if area < 0.01 * fg_area:
             continue
         ys, xs = np.nonzero(labels == i)
         (_, _), (rw, rh), angle = cv2.minAreaRect(np.stack([xs, ys], axis=1).astype(np.float32))
         long_side, short_side = max(rw, rh), max(1.0, min(rw, rh))
         # minAreaRect's angle is that of the side it calls width; the long side's tilt from vertical:
         tilt = abs(angle) if rh >= rw else 90.0 - abs(angle)
-        if long_side / short_side >= 2.2 and tilt <= 35.0:
+        solid = area / (long_side * short_side)
+        if long_side / short_side >= 2.2 and tilt <= 35.0 and short_side >= min_thickness and solid >= 0.5:
             keep[i] = True
     return keep[labels]
 
@@ -247,14 +246,26 @@ def erode(mask: np.ndarray, size: int) -> np.ndarray:
     return cv2.erode(mask.astype(np.uint8), _kernel(size)).astype(bool)
 
 
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill background regions not connected to the image border."""
+def fill_holes(mask: np.ndarray, dist: np.ndarray | None = None, backdrop_below: float = 0.0) -> np.ndarray:
+    """Fill regions not connected to the image border, except large ones of backdrop colour.
+
+    A hole is backdrop seen through the product (inside a bag handle, between an arm and the body) when it is
+    at least 2 % of the subject and its median backdrop distance is below `backdrop_below`; a small light hole
+    is part of the product (a white logo on a cap). Without `dist`, every hole is filled.
+    """
     h, w = mask.shape
     padded = np.zeros((h + 2, w + 2), np.uint8)
     padded[1:-1, 1:-1] = mask
-    flood = padded.copy()
-    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
-    holes = flood[1:-1, 1:-1] == 0
+    cv2.floodFill(padded, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
+    holes = padded[1:-1, 1:-1] == 0
+    if dist is not None and holes.any():
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=4)
+        limit = 0.02 * (mask.sum() + holes.sum())
+        for i in range(1, n):
+            if stats[i, cv2.CC_STAT_AREA] >= limit:
+                region = labels == i
+                if np.median(dist[region]) < backdrop_below:
+                    holes &= ~region
     return mask | holes
 
 
