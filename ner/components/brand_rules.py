@@ -23,7 +23,7 @@ are removed from `moon_lexicon`.
 from __future__ import annotations
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 
 from ner.components import groups
 from ner.lexicon import read_phrases, resolve_path
@@ -31,6 +31,8 @@ from ner.lexicon import read_phrases, resolve_path
 _JOINERS = {"&", "and", "of", "by", "'s", "de", "la", "du", "the", "n", "+"}
 _INNER_MARKS = {"-", ".", "'", "!"}
 _BY_WORDS = {"by", "from"}
+
+Candidate = tuple  # (start token, end token, label, canonical id); see ner.components.groups
 
 
 def _word_set(path: str) -> set[str]:
@@ -72,29 +74,28 @@ class BrandRules:
         self.guess = guess
 
     def __call__(self, doc: Doc) -> Doc:
-        lexicon = doc.spans[groups.LEXICON] if groups.LEXICON in doc.spans else []
-        known = [s for s in lexicon if s.label_ == self.label]
+        label = self.label
+        lexicon = groups.get(doc, groups.LEXICON)
+        known = [c for c in lexicon if c[2] == label]
         if known:
-            doc.spans[groups.LEXICON] = [s for s in lexicon if s.label_ != self.label]
-        hints = list(doc.spans[groups.HINT]) if groups.HINT in doc.spans else []
+            groups.put(doc, groups.LEXICON, [c for c in lexicon if c[2] != label])
         blocked = bytearray(len(doc))
-        for span in lexicon:
-            if span.label_ in self.blocking_labels:
-                blocked[span.start:span.end] = b"\x01" * (span.end - span.start)
-        chosen = self.choose(doc, hints, known, blocked)
-        doc.spans[groups.BRAND] = chosen
+        for start, end, other, _ in lexicon:
+            if other in self.blocking_labels:
+                blocked[start:end] = b"\x01" * (end - start)
+        groups.put(doc, groups.BRAND, self.choose(doc, groups.get(doc, groups.HINT), known, blocked))
         return doc
 
     # -----------------------------------------------------------------------------------------------------
-    def choose(self, doc: Doc, hints: list[Span], known: list[Span], blocked: bytearray) -> list[Span]:
+    def choose(self, doc: Doc, hints: list[Candidate], known: list[Candidate], blocked: bytearray) -> list[Candidate]:
         if hints:
             return []  # the row's catalogue brand is in the title; the resolver takes it from moon_hint
         pos = self.brand_position(doc)
-        chosen: list[Span] = []
-        at_pos = [s for s in known if s.start == pos]
+        chosen: list[Candidate] = []
+        at_pos = [c for c in known if c[0] == pos]
         guessed = False
         if at_pos:
-            chosen.append(max(at_pos, key=len))
+            chosen.append(max(at_pos, key=lambda c: c[1] - c[0]))
         elif self.guess and pos < len(doc):
             run = self.leading_run(doc, pos, blocked, known)
             if run is not None:
@@ -102,14 +103,15 @@ class BrandRules:
                 guessed = True
         if self.guess and (guessed or not chosen):
             # "... Clear Tape by Scotch MMM600121296": an explicit attribution beats a guess from position.
-            by = self.by_brand(doc, blocked, after=chosen[0].end if chosen else 0)
+            by = self.by_brand(doc, blocked, after=chosen[0][1] if chosen else 0)
             if by is not None:
                 chosen = [by]
-        taken = {i for s in chosen for i in range(s.start, s.end)}
-        for span in known:
-            if span.start != pos and not taken.intersection(range(span.start, span.end)) and self.distinctive(span):
-                chosen.append(span)
-                taken.update(range(span.start, span.end))
+        taken = {i for c in chosen for i in range(c[0], c[1])}
+        for cand in known:
+            start, end = cand[0], cand[1]
+            if start != pos and not taken.intersection(range(start, end)) and self.distinctive(doc[start:end]):
+                chosen.append(cand)
+                taken.update(range(start, end))
         return chosen
 
     def brand_position(self, doc: Doc) -> int:
@@ -123,7 +125,7 @@ class BrandRules:
             return i
         return len(doc)
 
-    def distinctive(self, span: Span) -> bool:
+    def distinctive(self, span) -> bool:
         """A lexicon brand away from the brand position: only if it cannot be an ordinary word."""
         text = span.text
         if not text[:1].isupper() and not text[:1].isdigit():
@@ -134,7 +136,7 @@ class BrandRules:
                 return False
         return any(c.isalpha() for c in text)
 
-    def leading_run(self, doc: Doc, start: int, blocked: bytearray, known: list[Span]) -> Span | None:
+    def leading_run(self, doc: Doc, start: int, blocked: bytearray, known: list[Candidate]) -> Candidate | None:
         n = len(doc)
         first = doc[start]
         if blocked[start] or not self._capitalised(first) or first.lower_ in self.stop_words or _is_code(first.text):
@@ -165,26 +167,25 @@ class BrandRules:
             i += 1
             end = i
         # A lexicon brand that starts inside the run takes the run to its end ("Polo Ralph Lauren").
-        for span in known:
-            if start < span.start < end and span.end > end:
-                end = span.end
+        for cand in known:
+            if start < cand[0] < end and cand[1] > end:
+                end = cand[1]
         while end > start and doc[end - 1].lower_ in _JOINERS | _INNER_MARKS:
             end -= 1
         # A brand repeated later in the title ("Smead Plain Self Tab ... Smead Guides") is the repeated part.
         if end - start > 1:
-            later = {t.text for t in doc[end:]}
+            rest = " " + doc[end:].text + " "
             for cut in range(end - 1, start, -1):
-                if doc[start:cut].text.split(" ")[-1] in later and doc[start:cut][-1].text in later:
-                    if all(doc[k].text in later for k in range(start, cut)):
-                        end = cut
-                        break
+                if f" {doc[start:cut].text} " in rest:
+                    end = cut
+                    break
         if end - start == 1 and not caps and first.lower_ in self.common_words:
             nxt = doc[end] if end < len(doc) else None
             if nxt is None or nxt.lower_ not in self.audience_words:
                 return None
-        return Span(doc, start, end, label=self.label)
+        return (start, end, self.label, "")
 
-    def by_brand(self, doc: Doc, blocked: bytearray, after: int = 0) -> Span | None:
+    def by_brand(self, doc: Doc, blocked: bytearray, after: int = 0) -> Candidate | None:
         """The capitalised run after "by" / "Brand:" ("Clear Tape by Scotch MMM600121296")."""
         n = len(doc)
         for i in range(after, n):
@@ -199,7 +200,7 @@ class BrandRules:
                         end += 1
                     if _is_code(doc[j].text):
                         continue
-                    return Span(doc, j, end, label=self.label)
+                    return (j, end, self.label, "")
         return None
 
     @staticmethod
