@@ -44,7 +44,8 @@ def build_context(plan: Plan, config: Config) -> RunContext:
         config_hash=plan.config_hash,
         code_version=code_version(),
         output_uri=plan.run_uri,
-        object_store_uri=storage.join(plan.run_uri, "images"),
+        # Variant images go to object storage only when the run asks for it (output.image_storage: uri).
+        object_store_uri=storage.join(plan.run_uri, "images") if config.output.image_storage == "uri" else None,
         artifacts=dict(plan.artifacts),
         image_format=config.output.image_format,
         image_quality=config.output.image_quality,
