@@ -189,12 +189,13 @@ def _images_as_objects(config: Config) -> bool:
 # text output
 # ------------------------------------------------------------------------------------------------------------
 def format_estimate(e: Estimate) -> str:
-    lines = [f"moon plan: {e.products:,} products on {e.gpus} x {e.gpu_type} GPU and {e.cpus:,} CPU cores"
+    lines = [f"moon plan: {e.products:,} products on {e.gpus} {e.gpu_type.upper()} GPU{'s' if e.gpus != 1 else ''}"
+             f" and {e.cpus:,} CPU cores"
              f" (utilisation {100 * e.utilisation:.0f} %)", ""]
     header = f"{'stage':<20} {'backend':<12} {'device':<6} {'rate per device':>20} {'device-hours':>14}  figure"
     lines += [header, "-" * len(header)]
     for s in e.stages:
-        rate = f"{s.rate_per_device:,.3g} {s.unit}s/s"
+        rate = f"{_rate(s.rate_per_device)} {s.unit}s/s"
         lines.append(f"{s.stage:<20} {s.backend:<12} {s.device:<6} {rate:>20} {s.device_hours:>14,.2f}  "
                      f"{s.hardware} ({s.source})")
         lines += [f"{'':<20} ! {w}" for w in s.warnings]
@@ -218,7 +219,13 @@ def format_estimate(e: Estimate) -> str:
     return "\n".join(lines)
 
 
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}" if value >= 1 else f"{value:.3g}"
+
+
 def _hours(hours: float) -> str:
+    if hours < 1 / 60:
+        return f"{hours * 3600:.1f} s"
     if hours < 1:
         return f"{hours * 60:.1f} min"
     if hours < 48:

@@ -34,6 +34,7 @@ from augment import config as C  # noqa: E402
 from augment import plan as P, runner  # noqa: E402
 
 SAMPLE = ROOT / "augment" / "sample" / "myntra_sample.parquet"
+IMAGE_STAGES = ("image_variants", "filter")  # their cost grows with the images per product: rates are per image
 
 
 def main() -> int:
@@ -62,10 +63,12 @@ def main() -> int:
         warm = P.plan_run(str(catalogue), str(Path(scratch) / "warm"), config, limit=min(rows, 8))
         runner.execute(warm, config, use_ray=False)
         setup_seconds = time.perf_counter() - started
-        # 2. the timed run
+        # 2. the timed run; CPU time against wall time shows whether other processes slowed it down
         run_dir = str(Path(scratch) / "run")
         plan = P.plan_run(str(catalogue), run_dir, config)
+        cpu_before, wall_before = time.process_time(), time.perf_counter()
         result = runner.execute(plan, config, use_ray=False)
+        busy = (time.process_time() - cpu_before) / (time.perf_counter() - wall_before)
         totals = manifest.totals(result.records)
         sizes = output_sizes(run_dir)
     command = "python3 bench/pipeline_stages.py " + " ".join(sys.argv[1:])
@@ -81,14 +84,17 @@ def main() -> int:
             output = {"bytes_per_product": round(sizes["row_bytes"], 1)}
         elif name == "image_variants" and sizes["images"]:
             output = {"bytes_per_image": round(sizes["image_bytes"] / sizes["images"], 1)}
-        # validate sees every row; later stages see the rows validate let through
-        items = totals["rows_in"] if name == "validate" else totals["rows_out"]
+        # validate sees every row; later stages see the rows validate let through; image stages count images
+        unit = "image" if name in IMAGE_STAGES else "product"
+        items = int(sizes["variants"]) if unit == "image" else totals["rows_in"] if name == "validate" else totals["rows_out"]
         path = Path(args.out) / f"{name}-{stage.backend}-{slug(hardware)}.json"
         benchjson.write_result(
-            path, stage=name, backend=stage.backend, config=dict(stage.options), hardware=hardware, items=items,
+            path, stage=name, backend=stage.backend, config=dict(stage.options), hardware=hardware, items=items, unit=unit,
             seconds=round(seconds, 4), setup_seconds=round(setup_seconds, 2), output=output, command=command,
-            notes="; ".join(x for x in (f"one process, {rows} products ({args.copies} copies of {Path(args.input).name})", args.notes) if x))
-        print(f"{name:<20} {items / seconds:10.1f} products/s on 1 {kind} ({hardware.name}) -> {path}")
+            notes="; ".join(x for x in (
+                f"one process, {rows} products ({args.copies} copies of {Path(args.input).name})",
+                f"process CPU time / wall time {busy:.2f}, load average {os.getloadavg()[0]:.1f} at the end", args.notes) if x))
+        print(f"{name:<20} {items / seconds:10.1f} {unit}s/s on 1 {kind} ({hardware.name}) -> {path}")
     return 0
 
 
@@ -103,19 +109,21 @@ def repeated(source: str, copies: int, target: Path) -> Path:
 
 
 def output_sizes(run_dir: str) -> dict[str, float]:
-    """Bytes per written product without the generated images, and the generated images' total size and count."""
-    total, rows, image_bytes, images = 0, 0, 0, 0
+    """Bytes per written product without the generated images; the inline images' total size and count; the number
+    of variants (generated images, inline or not)."""
+    total, rows, image_bytes, images, variants = 0, 0, 0, 0, 0
     for uri in manifest.data_files(run_dir):
         total += storage.size(uri)
         table = pq.read_table(uri, columns=["variants"])
         rows += table.num_rows
         flat = pc.list_flatten(table.column("variants"))
+        variants += len(flat)
         if len(flat):
             lengths = pc.binary_length(pc.struct_field(flat, "image")).to_pylist()
             images += sum(1 for x in lengths if x)
             image_bytes += sum(x for x in lengths if x)
     return {"row_bytes": (total - image_bytes) / rows if rows else 0.0, "image_bytes": float(image_bytes),
-            "images": float(images)}
+            "images": float(images), "variants": float(variants)}
 
 
 def slug(hardware: benchjson.Hardware) -> str:
