@@ -8,6 +8,7 @@ The report's size is bounded by `sample_size` whatever the size of the run: page
 """
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import logging
 import os
@@ -27,6 +28,7 @@ PAGE_SIZE = 24
 ORIGINAL_SIDE = 320  # px; shown at 190 CSS px, sharp on high-density screens
 VARIANT_SIDE = 240  # px; shown at 138 CSS px
 MOSAIC_TILES = 24
+THUMB_THREADS = 8
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 
@@ -41,7 +43,8 @@ def write_report(run_uri: str, sample_size: int = SAMPLE_SIZE, page_size: int = 
     quarantine = collect.quarantine_examples(facts)
     # 2. thumbnails and product views
     thumbs = Thumbnailer(report_uri)
-    views = [product_view(row, thumbs, page=1 + i // page_size) for i, row in enumerate(rows)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=THUMB_THREADS) as pool:  # decoding and I/O overlap
+        views = list(pool.map(lambda item: product_view(item[1], thumbs, page=1 + item[0] // page_size), enumerate(rows)))
     page_count = (len(views) + page_size - 1) // page_size
     generated = (f"moon-augment {code_version()} · schema {facts.run_info.get('schema_version', '?')} · "
                  f"generated {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")

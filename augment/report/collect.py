@@ -6,6 +6,7 @@ sampled product; quarantine examples stop reading once every reason has its exam
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import heapq
 import json
@@ -21,6 +22,8 @@ from augment.util import stable_hash
 # Columns of a quarantined row worth showing; images and raw JSON stay out of the report.
 QUARANTINE_COLUMNS = ("product_id", "title", "stage", "reason", "detail", "lineage")
 RAW_PREVIEW_CHARS = 160
+READ_THREADS = 16  # product_id columns read at once
+FULL_READ_THREADS = 4  # whole shards (with images) read at once
 
 
 @dataclasses.dataclass
@@ -63,27 +66,35 @@ def sample_products(facts: RunFacts, size: int) -> list[dict[str, Any]]:
     if size <= 0:
         return []
     chosen: list[tuple[str, str, str]] = []  # max-heap by key via negated ordering: (neg key, id, file)
-    for uri in manifest.data_files(facts.run_uri, facts.records):
-        ids = _read(uri, ["product_id"]).column("product_id").to_pylist()
-        for product_id in ids:
-            entry = (_negate(sample_key(product_id)), product_id, uri)
-            if len(chosen) < size:
-                heapq.heappush(chosen, entry)
-            elif entry > chosen[0]:
-                heapq.heapreplace(chosen, entry)
+    files = manifest.data_files(facts.run_uri, facts.records)
+    # Many small reads (one per shard, on S3 one request each): overlap them.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        id_lists = pool.map(lambda uri: (uri, _read(uri, ["product_id"]).column("product_id").to_pylist()), files)
+        for uri, ids in id_lists:
+            _keep_smallest(chosen, ids, uri, size)
     by_file: dict[str, set[str]] = {}
     for _, product_id, uri in chosen:
         by_file.setdefault(uri, set()).add(product_id)
+
+    def sampled_rows(uri: str) -> list[dict[str, Any]]:
+        table = _read(uri)  # whole shard: a row's images cannot be read apart from its row group
+        return table.filter(pc.is_in(table.column("product_id"), pa.array(sorted(by_file[uri]), pa.string()))).to_pylist()
+
     rows: list[dict[str, Any]] = []
-    for uri in manifest.data_files(facts.run_uri, facts.records):
-        wanted = by_file.get(uri)
-        if not wanted:
-            continue
-        table = _read(uri)
-        table = table.filter(pc.is_in(table.column("product_id"), pa.array(sorted(wanted), pa.string())))
-        rows.extend(table.to_pylist())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=FULL_READ_THREADS) as pool:
+        for part in pool.map(sampled_rows, sorted(by_file)):
+            rows.extend(part)
     rows.sort(key=lambda r: ((r.get("lineage") or {}).get("source_uri") or "", (r.get("lineage") or {}).get("source_row") or 0))
     return rows
+
+
+def _keep_smallest(heap: list[tuple[str, str, str]], ids: list[str], uri: str, size: int) -> None:
+    for product_id in ids:
+        entry = (_negate(sample_key(product_id)), product_id, uri)
+        if len(heap) < size:
+            heapq.heappush(heap, entry)
+        elif entry > heap[0]:
+            heapq.heapreplace(heap, entry)
 
 
 def quarantine_examples(facts: RunFacts, per_reason: int = 3) -> list[dict[str, Any]]:

@@ -148,3 +148,12 @@ def test_moon_report_on_a_folder_without_a_run_fails_clearly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "augment.cli", "report", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 2 and "no committed shards" in out.stderr
+
+
+@pytest.mark.slow
+def test_moon_run_ends_by_writing_the_report(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "augment.cli", "run", "--output", str(tmp_path / "run"), "--limit", "6",
+                          "--no-ray", "--no-progress"], cwd=ROOT, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    assert Page((tmp_path / "run" / "report" / "gallery-001.html").read_text()).count("product") == 6
