@@ -9,9 +9,10 @@ import html
 from typing import Sequence
 
 ROW = 26  # px per bar row
-LABEL_W = 140  # px for the row labels on the left
-VALUE_W = 170  # px for the value text on the right
-WIDTH = 580  # px: fits half of the overview page; narrower containers scale the chart down
+LABEL_W = 172  # px for the row labels on the left
+VALUE_W = 160  # px for the value text on the right
+LABEL_CHARS = 25  # longer labels are cut, the full label stays in the tooltip
+WIDTH = 600  # px: fits half of the overview page; narrower containers scale the chart down
 
 
 def hbar(items: Sequence[tuple[str, float, str]], colour: str = "#4f6bed", width: int = WIDTH) -> str:
@@ -73,6 +74,6 @@ def _open(width: int, height: int) -> str:
 
 
 def _label(label: str, y: float) -> str:
-    short = label if len(label) <= 22 else label[:21] + "…"
+    short = label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
     return (f'<text x="{LABEL_W - 8}" y="{y + (ROW - 8) / 2}" class="label" text-anchor="end">'
             f'<title>{html.escape(label)}</title>{html.escape(short)}</text>')

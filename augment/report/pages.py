@@ -187,8 +187,12 @@ def _quarantine_table(rows: Sequence[dict], t: dict) -> str:
     body = []
     for row in sorted(rows, key=lambda r: rank.get(r.get("reason"), len(rank))):
         lineage = row.get("lineage") or {}
-        title = e(row.get("title")) if row.get("title") else f'<span class="raw">{e(row.get("raw_preview") or "")}</span>'
-        where = f"{e(lineage.get('shard_id') or '')}:{e(lineage.get('source_row'))}" if lineage else ""
+        if (row.get("title") or "").strip():
+            title = e(row["title"])
+        else:
+            title = f'<span class="raw">{e(row.get("raw_preview") or "(blank)")}</span>'
+        shard = lineage.get("shard_id") or ""
+        where = f'<span title="{e(shard)}">{e(shard[:8])}</span>:{e(lineage.get("source_row"))}' if lineage else ""
         body.append(
             f'<tr><td><span class="badge reason">{e(row.get("reason"))}</span></td><td>{e(row.get("stage"))}</td>'
             f'<td class="mono">{e(row.get("product_id") or "–")}</td><td>{title}</td>'

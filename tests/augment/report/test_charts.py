@@ -37,4 +37,4 @@ def test_no_items_no_chart():
 
 def test_long_labels_are_shortened_with_the_full_label_as_tooltip():
     svg = charts.hbar([("fallback:guard_dropped_entity", 1, "1")])
-    assert re.search(r"<title>fallback:guard_dropped_entity</title>fallback:guard_droppe…<", svg)
+    assert re.search(r"<title>fallback:guard_dropped_entity</title>fallback:guard_dropped_…<", svg)
