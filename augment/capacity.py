@@ -71,7 +71,13 @@ class Estimate:
         return dataclasses.asdict(self) | {"complete": self.complete}
 
 
-def load_figures(locations: list[str]) -> list[benchjson.BenchResult]:
+def load_figures(locations: list[str] | None = None) -> list[benchjson.BenchResult]:
+    """Bench results from files and folders; default: the repository's bench/results/."""
+    if not locations:
+        if not DEFAULT_BENCH_DIR.is_dir():
+            raise PlanError(f"no bench results at {DEFAULT_BENCH_DIR} (an installed package has none): pass --bench "
+                            "with a folder of bench result files, e.g. a checkout's bench/results")
+        locations = [str(DEFAULT_BENCH_DIR)]
     try:
         return benchjson.load_dir(*locations)
     except benchjson.BenchFormatError as exc:

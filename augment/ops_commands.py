@@ -57,7 +57,7 @@ def cmd_plan(args) -> int:
 
     try:
         cfg = C.load(args.config, args.profile, check_stages=False)
-        figures = capacity.load_figures(args.bench or [str(capacity.DEFAULT_BENCH_DIR)])
+        figures = capacity.load_figures(args.bench)
         estimate = capacity.estimate(cfg, args.products, figures, gpus=args.gpus, gpu_type=args.gpu_type, cpus=args.cpus,
                                      utilisation=args.utilisation)
     except (C.ConfigError, capacity.PlanError) as exc:
