@@ -157,3 +157,11 @@ def test_moon_run_ends_by_writing_the_report(tmp_path):
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
     assert Page((tmp_path / "run" / "report" / "gallery-001.html").read_text()).count("product") == 6
+
+
+def test_a_run_with_every_product_quarantined_has_an_overview_and_no_gallery(tmp_path):
+    build_run(tmp_path, products=0, quarantine={"missing_image": 3})
+    build.write_report(str(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "report").glob("*.html")) == ["index.html"]
+    text = (tmp_path / "report" / "index.html").read_text()
+    assert "No written products to show." in text and Page(text).count("badge reason") == 3
