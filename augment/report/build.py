@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from augment import manifest, storage
-from augment.report import collect, highlight, pages
+from augment.report import collect, gallery, highlight, overview, pages
 from augment.report.thumbs import Thumbnailer
 from augment.schema import VARIANT_KINDS
 from augment.util import code_version
@@ -52,11 +52,11 @@ def write_report(run_uri: str, sample_size: int = SAMPLE_SIZE, page_size: int = 
     _write(storage.join(report_uri, "style.css"), resources.files("augment.report").joinpath("style.css").read_bytes())
     for page in range(1, page_count + 1):
         chunk = views[(page - 1) * page_size: page * page_size]
-        body = pages.gallery(chunk, page, page_count, (page - 1) * page_size, len(views))
+        body = gallery.render(chunk, page, page_count, (page - 1) * page_size, len(views))
         html = pages.layout(f"Gallery {page}/{page_count} · {_run_name(facts)}", body, facts, page_count,
                             "gallery", generated)
         _write(storage.join(report_uri, pages.page_name(page)), html.encode())
-    body = pages.overview(facts, quarantine, views[:MOSAIC_TILES], len(views), page_count, _enrichment_counts(rows))
+    body = overview.render(facts, quarantine, views[:MOSAIC_TILES], len(views), page_count, _enrichment_counts(rows))
     index = storage.join(report_uri, "index.html")
     _write(index, pages.layout(f"Run report · {_run_name(facts)}", body, facts, page_count, "index", generated).encode())
     _prune_pages(report_uri, page_count)
