@@ -195,8 +195,8 @@ def _images_as_objects(config: Config) -> bool:
 # text output
 # ------------------------------------------------------------------------------------------------------------
 def format_estimate(e: Estimate) -> str:
-    lines = [f"moon plan: {e.products:,} products on {e.gpus} {e.gpu_type.upper()} GPU{'s' if e.gpus != 1 else ''}"
-             f" and {e.cpus:,} CPU cores"
+    gpus = f"{e.gpus} {e.gpu_type.upper()} GPU{'s' if e.gpus != 1 else ''}" if e.gpus else "no GPU"
+    lines = [f"moon plan: {e.products:,} products on {gpus} and {e.cpus:,} CPU cores"
              f" (utilisation {100 * e.utilisation:.0f} %)", ""]
     header = f"{'stage':<20} {'backend':<12} {'device':<6} {'rate per device':>20} {'device-hours':>14}  figure"
     lines += [header, "-" * len(header)]
