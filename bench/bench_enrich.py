@@ -72,7 +72,7 @@ def client_rate(base_url: str, bodies: list[dict], concurrency: int, repeats: in
 
 def stage_per_row_ms(base_url: str, batch: dict, model: str, max_tokens: int) -> float:
     options = OpenAIEnrichOptions(model=model, base_url=base_url, max_tokens=max_tokens, send_image=False,
-                                  max_concurrency=16)
+                                  max_concurrency=1)
     stage = OpenAIEnrichStage(options, RunContext())
     stage.setup()
     stage.process({k: v[:1] for k, v in batch.items()})
@@ -90,10 +90,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--stub-only", action="store_true", help="only the client-overhead figures (no vLLM)")
     args = parser.parse_args(argv)
 
     python, why = vllm_python()
-    if python is None:
+    if python is None and not args.stub_only:
         sys.exit(f"bench_enrich: {why}")
     batch = sample_batch(args.requests)
     figures: dict = {"requests": args.requests, "max_tokens": args.max_tokens}
@@ -108,6 +109,9 @@ def main(argv=None) -> dict:
                            "client_ms_per_request_c1": round(1000 / stub_1["requests_per_s"], 3)}
         figures["stage_ms_per_row_stub"] = round(stage_per_row_ms(stub.base_url, batch, "stub", args.max_tokens), 3)
 
+    if args.stub_only:
+        print(json.dumps(figures, indent=2))
+        return figures
     with tempfile.TemporaryDirectory() as tmp:
         model = build_llama(Path(tmp) / "tiny-llama")
         start = time.perf_counter()
@@ -126,7 +130,7 @@ def main(argv=None) -> dict:
     print(f"  concurrency  1: {figures['stub']['client_ms_per_request_c1']:.3f} ms/request "
           f"({figures['stub']['c1']['requests_per_s']} req/s)")
     print(f"  concurrency 16: {figures['stub']['c16']['requests_per_s']} req/s")
-    print(f"whole enrich_title stage per row against the stub: {figures['stage_ms_per_row_stub']:.3f} ms")
+    print(f"whole enrich_title stage per row against the stub (concurrency 1): {figures['stage_ms_per_row_stub']:.3f} ms")
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2))
     return figures

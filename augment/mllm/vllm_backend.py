@@ -10,8 +10,9 @@ per-batch call, so these stages are *dataset stages*: instead of `process(batch)
      -> [rows to retry] -> strict prompt -> cache lookup -> processor (attempt 2) -> ... -> judge again
      -> union -> finalize (enriched_title, enrichment; internal columns dropped)
 
-Row order is not kept (filter/union): the runner must regroup rows by `_shard_id` and `_source_row`, which it
-carries anyway. Requests, parsing, guards, statuses and cache keys are the same as in the other backends
+Row order is not kept (filter/union): the runner's writer regroups rows by `_shard_id` (and must order them by
+`_source_row`). Rows already quarantined by an earlier stage pass through untouched, with this stage's columns
+set to None. Requests, parsing, guards, statuses and cache keys are the same as in the other backends
 (augment.mllm.requests / stage); everything in this module except `transform_dataset` is plain functions over
 rows, tested without an engine. Inference errors (should_continue_on_error) become `fallback:engine`.
 
@@ -33,6 +34,7 @@ from augment.mllm.stage import (
     MLLMOptions,
     MLLMStage,
 )
+from augment.schema import QUARANTINE_REASON
 from augment.stages import guards
 from augment.stages.backgrounds import choose_backgrounds
 from augment.stages.enrich import enrichment_record
@@ -141,6 +143,14 @@ class VllmMixin(MLLMStage):
         )
         return config
 
+    def split_live(self, ds):
+        """(live rows, quarantined rows with this stage's columns set to None): quarantined rows are not sent."""
+        live = ds.filter(lambda r: r.get(QUARANTINE_REASON) is None)
+        writes = self.writes
+        dead = ds.filter(lambda r: r.get(QUARANTINE_REASON) is not None).map(
+            lambda r: {**r, **{name: None for name in writes}})
+        return live, dead
+
     def _engine_pass(self, ds, columns: list[str]):
         """Answer the REQUEST of every row: from the cache where present, from the engine otherwise."""
         from ray.data.llm import build_processor
@@ -213,12 +223,14 @@ class VllmEnrichStage(VllmMixin, MLLMEnrichStage):
 
     def transform_dataset(self, ds):
         columns = list(ds.schema().names) + ["enriched_title", "enrichment"]
+        ds, quarantined = self.split_live(ds)
         ds = ds.map(lambda row: {**row, REQUEST: self.first_request(row, self.image_url_of(row))})
         ds = self._engine_pass(ds, columns).map(self.judge_first)
         done = ds.filter(lambda r: r[RETRY] == "")
         retry = ds.filter(lambda r: r[RETRY] != "").map(lambda row: self.retry_request(row, self.image_url_of(row)))
         retried = self._engine_pass(retry, columns).map(self.judge_retry)
-        return done.union(retried).map(lambda row: {k: v for k, v in row.items() if k not in INTERNAL})
+        finished = done.union(retried).map(lambda row: {k: v for k, v in row.items() if k not in INTERNAL})
+        return finished.union(quarantined)
 
     def process(self, batch):  # pragma: no cover
         raise NotImplementedError("the vllm backend runs as a Ray Data transform: use transform_dataset(ds)")
@@ -254,9 +266,10 @@ class VllmBackgroundPrompts(VllmMixin, MLLMBackgroundStage):
 
     def transform_dataset(self, ds):
         columns = list(ds.schema().names) + ["background_prompts"]
+        ds, quarantined = self.split_live(ds)
         refs = self.reference_urls() if self.options.send_image else []
         ds = ds.map(lambda row: self.request_row(row, refs))
-        return self._engine_pass(ds, columns).map(self.finalize)
+        return self._engine_pass(ds, columns).map(self.finalize).union(quarantined)
 
     def process(self, batch):  # pragma: no cover
         raise NotImplementedError("the vllm backend runs as a Ray Data transform: use transform_dataset(ds)")

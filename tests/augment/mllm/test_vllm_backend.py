@@ -138,9 +138,11 @@ def test_transform_dataset_end_to_end(monkeypatch, tmp_path):
         row("Adidas Men Black Shoes", [{"label": "BRAND", "text": "Adidas", "start": 0, "end": 6, "id": None}],
             pid="c"),
         row("CRASH Test Product Title", [], pid="d"),
+        row("Quarantined Earlier Product", [], pid="e"),
     ]
     for r in rows:
         r["_image"] = b""  # Arrow needs one type per column; empty bytes mean "no image"
+        r["_quarantine_reason"] = "image_undecodable" if r["product_id"] == "e" else None
     ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True)
     try:
         st = vb.VllmEnrichStage(vb.VllmEnrichOptions(model="/models/x"), RunContext(output_uri=str(tmp_path)))
@@ -148,12 +150,13 @@ def test_transform_dataset_end_to_end(monkeypatch, tmp_path):
         again = {r["product_id"]: r for r in st.transform_dataset(ray.data.from_items(rows)).take_all()}
     finally:
         ray.shutdown()
-    status = {pid: (r["enrichment"]["status"], r["enrichment"]["attempts"]) for pid, r in out.items()}
+    assert (out["e"]["enriched_title"], out["e"]["enrichment"]) == (None, None)  # not sent to the engine
+    status = {pid: (r["enrichment"]["status"], r["enrichment"]["attempts"]) for pid, r in out.items() if pid != "e"}
     assert status == {"a": ("ok", 1), "b": ("ok", 2), "c": ("rejected:missing_entity", 2),
                       "d": ("fallback:engine", 1)}
     assert out["a"]["enriched_title"] == GOOD and out["c"]["enriched_title"] == "Adidas Men Black Shoes"
-    assert set(out["a"]) == {"product_id", "title", "description", "entities", "_image", "enriched_title",
-                             "enrichment"}
+    assert set(out["a"]) == {"product_id", "title", "description", "entities", "_image", "_quarantine_reason",
+                             "enriched_title", "enrichment"}
     assert {pid: r["enrichment"] for pid, r in again.items()} == {pid: r["enrichment"] for pid, r in out.items()}
     # Answers (not engine failures) were cached: a, b x2, c x2.
     assert len(list((tmp_path / "_cache" / "mllm").rglob("*.json"))) == 5
