@@ -98,10 +98,16 @@ def main(argv=None) -> dict:
         sys.exit(f"bench_enrich: {why}")
     batch = sample_batch(args.requests)
     figures: dict = {"requests": args.requests, "max_tokens": args.max_tokens}
-    good = json.dumps({"enriched_title": "Nike Men's Navy Blue Track Pants with Elastic Waist"})
+
+    def faithful(body):
+        # Echo the fenced source title with an attribute added: an answer the guards accept, so the stage
+        # figure counts one request per row.
+        text = [p["text"] for p in body["messages"][1]["content"] if p["type"] == "text"][0]
+        title = text.split("<<<\n", 1)[1].split("\n>>>", 1)[0]
+        return 200, {}, chat_answer(json.dumps({"enriched_title": f"{title}, Regular Fit"}))
 
     # 2 + 3 first: the stub runs alone on the machine, without a vLLM server competing for the CPU.
-    with StubServer(lambda body: (200, {}, chat_answer(good))) as stub:
+    with StubServer(faithful) as stub:
         bodies = payloads(batch, "stub", args.max_tokens)
         stub_1 = client_rate(stub.base_url, bodies, 1, repeats=3)
         stub_16 = client_rate(stub.base_url, bodies, 16, repeats=3)
