@@ -60,11 +60,15 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def pip_installs(dockerfile: Path) -> list[str]:
-    """The arguments of every `pip install` in RUN instructions, options removed."""
-    args = []
+    """The arguments of every `pip install` in RUN instructions, options removed, ARG defaults substituted."""
+    args, build_args = [], {}
     for op, rest in instructions(dockerfile):
+        if op == "ARG" and "=" in rest:
+            name, _, default = rest.partition("=")
+            build_args[name.strip()] = default.strip().strip('"')
         if op != "RUN":
             continue
+        rest = re.sub(r"\$\{?(\w+)\}?", lambda m: build_args.get(m.group(1), m.group(0)), rest)
         for command in re.split(r"&&|;", rest):
             words = shlex.split(command)
             if words[:2] == ["pip", "install"]:
@@ -124,6 +128,16 @@ def test_pinned_packages_match_setup_cfg(dockerfile):
             if req.name.lower() in wanted:
                 version = str(req.specifier).removeprefix("==")
                 assert version in wanted[req.name.lower()], f"{arg} does not satisfy setup.cfg {wanted[req.name.lower()]}"
+
+
+def test_images_pin_the_same_vllm_and_torch():
+    pins: dict[str, set[str]] = {}
+    for dockerfile in DOCKERFILES:
+        for arg in pip_installs(dockerfile):
+            if "==" in arg and not arg.startswith(("/", ".")):
+                req = Requirement(arg)
+                pins.setdefault(req.name.lower(), set()).add(str(req.specifier))
+    assert len(pins["vllm"]) == 1 and len(pins.get("torch", {""})) == 1, pins
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
@@ -292,3 +306,15 @@ def test_rayjob_entrypoint_is_a_valid_moon_command(manifests):
     args = build_parser().parse_args(words[1:])
     assert args.command == "run"
     C.load(args.config, args.profile, check_stages=False)  # the named profile or config exists
+
+
+def test_the_stack_run_config_points_at_the_stacks_vllm_server(compose):
+    from augment import config as C
+
+    config = C.load(DOCKER / "stack-run.yaml")  # every backend resolves and its options validate
+    command = compose["services"]["vllm"]["command"]
+    served = command[command.index("--served-model-name") + 1]
+    port = compose["services"]["vllm"]["ports"][0].split(":")[-1]
+    for stage in ("enrich_title", "background_prompts"):
+        options = config.stages[stage].options
+        assert options["base_url"] == f"http://vllm:{port}/v1" and options["model"] == served, stage
