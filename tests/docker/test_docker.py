@@ -318,3 +318,8 @@ def test_the_stack_run_config_points_at_the_stacks_vllm_server(compose):
     for stage in ("enrich_title", "background_prompts"):
         options = config.stages[stage].options
         assert options["base_url"] == f"http://vllm:{port}/v1" and options["model"] == served, stage
+
+
+def test_the_build_context_leaves_out_weights_runs_and_environments():
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".git", ".venv", "runs", "docker/models"} <= ignored
