@@ -17,6 +17,7 @@ from typing import Any
 from augment import benchjson
 from augment.config import Config
 from augment.schema import VARIANT_KINDS
+from augment.stages import STAGE_ORDER
 
 DEFAULT_BENCH_DIR = Path(__file__).resolve().parent.parent / "bench" / "results"
 CPUS_PER_GPU = 16
@@ -85,8 +86,13 @@ def load_figures(locations: list[str] | None = None) -> list[benchjson.BenchResu
 
 
 def estimate(config: Config, products: int, figures: list[benchjson.BenchResult], gpus: int = 1,
-             gpu_type: str = "h100", cpus: int | None = None, utilisation: float = 1.0) -> Estimate:
-    """The estimate for `products` products with `config` on `gpus` GPUs of `gpu_type` and `cpus` CPU cores."""
+             gpu_type: str = "h100", cpus: int | None = None, utilisation: float = 1.0,
+             image_kb: float | None = None) -> Estimate:
+    """The estimate for `products` products with `config` on `gpus` GPUs of `gpu_type` and `cpus` CPU cores.
+
+    `image_kb`: the catalogue's average product image in KB; it replaces the measured catalogue's source images in
+    the row size (figures record `source_image_bytes_per_product` for that).
+    """
     if products < 1:
         raise PlanError(f"--products must be at least 1, got {products}")
     if gpus < 0:
@@ -117,6 +123,8 @@ def estimate(config: Config, products: int, figures: list[benchjson.BenchResult]
             units_per_product=units, rate_per_device=figure.rate_per_device, device_hours=device_seconds / 3600,
             warnings=warnings))
         added = figure.output.get("bytes_per_product", 0.0) + units * figure.output.get("bytes_per_image", 0.0)
+        if image_kb is not None and "source_image_bytes_per_product" in figure.output:
+            added += image_kb * 1000 - figure.output["source_image_bytes_per_product"]
         if added:
             output_bytes += products * added
             output_from.append(name)
@@ -200,14 +208,17 @@ def format_estimate(e: Estimate) -> str:
              f" (utilisation {100 * e.utilisation:.0f} %)", ""]
     header = f"{'stage':<20} {'backend':<12} {'device':<6} {'rate per device':>20} {'device-hours':>14}  figure"
     lines += [header, "-" * len(header)]
+    rows: list[tuple[str, list[str]]] = []  # (stage, its lines), printed in pipeline order
     for s in e.stages:
         rate = f"{_rate(s.rate_per_device)} {s.unit}s/s"
-        lines.append(f"{s.stage:<20} {s.backend:<12} {s.device:<6} {rate:>20} {s.device_hours:>14,.2f}  "
-                     f"{s.hardware} ({s.source})")
-        lines += [f"{'':<20} ! {w}" for w in s.warnings]
+        rows.append((s.stage, [f"{s.stage:<20} {s.backend:<12} {s.device:<6} {rate:>20} {s.device_hours:>14,.2f}  "
+                               f"{s.hardware} ({s.source})"] + [f"{'':<20} ! {w}" for w in s.warnings]))
     for m in e.missing:
         stage, backend = m.split("/", 1)
-        lines.append(f"{stage:<20} {backend:<12} {'?':<6} {'no figure':>20} {'?':>14}  measure it (docs/operations-planning.md)")
+        rows.append((stage, [f"{stage:<20} {backend:<12} {'?':<6} {'no figure':>20} {'?':>14}  "
+                             "measure it (docs/operations-planning.md)"]))
+    for _, stage_lines in sorted(rows, key=lambda r: STAGE_ORDER.index(r[0]) if r[0] in STAGE_ORDER else len(STAGE_ORDER)):
+        lines += stage_lines
     lines += [
         "",
         f"GPU-hours      {e.gpu_hours:,.1f}" + ("" if e.complete else "  (stages without figures not counted)"),

@@ -28,6 +28,8 @@ def add_commands(subparsers) -> None:
     plan.add_argument("--cpus", type=int, default=None, help="CPU cores for CPU stages (default: 16 per GPU)")
     plan.add_argument("--utilisation", type=float, default=1.0,
                       help="share of the measured throughput the cluster sustains, 0-1 (default 1: an ideal lower bound)")
+    plan.add_argument("--image-kb", type=float, default=None,
+                      help="average size of the catalogue's product images in KB (default: as in the measured catalogue)")
     plan.add_argument("--bench", action="append", metavar="DIR_OR_FILE",
                       help="bench result JSON file or folder (repeatable; default: the project's bench/results)")
     plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
@@ -59,7 +61,7 @@ def cmd_plan(args) -> int:
         cfg = C.load(args.config, args.profile, check_stages=False)
         figures = capacity.load_figures(args.bench)
         estimate = capacity.estimate(cfg, args.products, figures, gpus=args.gpus, gpu_type=args.gpu_type, cpus=args.cpus,
-                                     utilisation=args.utilisation)
+                                     utilisation=args.utilisation, image_kb=args.image_kb)
     except (C.ConfigError, capacity.PlanError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -71,7 +72,7 @@ def main() -> int:
         busy = (time.process_time() - cpu_before) / (time.perf_counter() - wall_before)
         totals = manifest.totals(result.records)
         sizes = output_sizes(run_dir)
-    command = "python3 bench/pipeline_stages.py " + " ".join(sys.argv[1:])
+    command = "python3 bench/pipeline_stages.py " + shlex.join(sys.argv[1:])
     for name, stage in config.enabled_stages():
         seconds = totals["timings"].get(name)
         if not seconds:
@@ -81,7 +82,8 @@ def main() -> int:
         hardware = benchjson.detect_hardware(kind)
         output = {}
         if name == "validate":
-            output = {"bytes_per_product": round(sizes["row_bytes"], 1)}
+            output = {"bytes_per_product": round(sizes["row_bytes"], 1),
+                      "source_image_bytes_per_product": round(sizes["source_image_bytes"], 1)}
         elif name == "image_variants" and sizes["images"]:
             output = {"bytes_per_image": round(sizes["image_bytes"] / sizes["images"], 1)}
         # validate sees every row; later stages see the rows validate let through; image stages count images
@@ -109,12 +111,13 @@ def repeated(source: str, copies: int, target: Path) -> Path:
 
 
 def output_sizes(run_dir: str) -> dict[str, float]:
-    """Bytes per written product without the generated images; the inline images' total size and count; the number
-    of variants (generated images, inline or not)."""
-    total, rows, image_bytes, images, variants = 0, 0, 0, 0, 0
+    """Bytes per written product without the generated images, and of its source image; the inline generated
+    images' total size and count; the number of variants (generated images, inline or not)."""
+    total, rows, image_bytes, images, variants, source_bytes = 0, 0, 0, 0, 0, 0
     for uri in manifest.data_files(run_dir):
         total += storage.size(uri)
-        table = pq.read_table(uri, columns=["variants"])
+        table = pq.read_table(uri, columns=["variants", "image"])
+        source_bytes += pc.sum(pc.binary_length(table.column("image"))).as_py() or 0
         rows += table.num_rows
         flat = pc.list_flatten(table.column("variants"))
         variants += len(flat)
@@ -123,6 +126,7 @@ def output_sizes(run_dir: str) -> dict[str, float]:
             images += sum(1 for x in lengths if x)
             image_bytes += sum(x for x in lengths if x)
     return {"row_bytes": (total - image_bytes) / rows if rows else 0.0, "image_bytes": float(image_bytes),
+            "source_image_bytes": source_bytes / rows if rows else 0.0,
             "images": float(images), "variants": float(variants)}
 
 

@@ -139,3 +139,17 @@ def test_moon_plan_text_names_every_stage_and_the_reference():
     assert out.returncode == 0, out.stderr
     for word in ("validate", "ner", "enrich_title", "image_variants", "filter", "no figure", "MOON2.0"):
         assert word in out.stdout
+
+
+def test_the_catalogues_image_size_replaces_the_measured_one(config, figures):
+    # the fixture row: 50,000 bytes, of which 30,000 are the source image; the plan's images are 200 KB
+    e = plan(config, figures, image_kb=200)
+    assert e.output_bytes == 10_000 * (50_000 - 30_000 + 200_000) + 10_000 * 6 * 40_000
+
+
+def test_the_papers_figure_in_the_repository_gives_its_85_hours_on_256_a100(config):
+    figures = capacity.load_figures()  # bench/results/: the paper's figure for the GPU image backend among them
+    e = capacity.estimate(config, 5_000_000, figures, gpus=256, gpu_type="a100", cpus=4096)
+    variants = next(s for s in e.stages if s.stage == "image_variants")
+    assert variants.source == "paper" and variants.device_hours == pytest.approx(256 * 85)
+    assert "a paper figure, not a measurement" in variants.warnings
