@@ -95,13 +95,14 @@ class RegionFinder:
     def _mark(self) -> tuple[int, int, int, int] | None:
         area = float((self.alpha > 0.5).sum())
         n, labels, stats, _ = cv2.connectedComponentsWithStats((self.distinct_px > 0.5).astype(np.uint8), connectivity=8)
+        strength = np.bincount(labels.ravel(), weights=self.distinct_px.ravel(), minlength=n)
         best, best_score = None, 0.0
         for i in range(1, n):
             x, y, bw, bh, a = stats[i]
             if not 0.0005 * area <= a <= 0.08 * area:
                 continue
             compact = a / float(bw * bh)
-            score = a**0.5 * (0.3 + compact) * float(self.distinct_px[labels == i].mean())
+            score = a**0.5 * (0.3 + compact) * float(strength[i] / a)
             if score > best_score:
                 best, best_score = (int(x), int(y), int(bw), int(bh)), score
         return best
