@@ -21,6 +21,7 @@ _BUILTIN: dict[tuple[str, str], str] = {
     ("enrich_title", "template"): "augment.stages.enrich:TemplateEnrichStage",
     ("background_prompts", "template"): "augment.stages.backgrounds:TemplateBackgroundPrompts",
     ("image_variants", "classic"): "augment.backends.classic:ClassicVariantsStage",
+    ("image_variants", "diffusers"): "augment.backends.diffusers_variants.stage:DiffusersVariantsStage",
     ("filter", "heuristic"): "augment.stages.filter:HeuristicFilterStage",
 }
 _REGISTERED: dict[tuple[str, str], type[Stage]] = {}
