@@ -23,6 +23,7 @@ _BUILTIN: dict[tuple[str, str], str] = {
     ("image_variants", "classic"): "augment.backends.classic:ClassicVariantsStage",
     ("image_variants", "diffusers"): "augment.backends.diffusers_variants.stage:DiffusersVariantsStage",
     ("filter", "heuristic"): "augment.stages.filter:HeuristicFilterStage",
+    ("filter", "clip"): "augment.backends.clip_scorer:ClipFilterStage",
 }
 _REGISTERED: dict[tuple[str, str], type[Stage]] = {}
 

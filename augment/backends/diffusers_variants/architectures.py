@@ -202,3 +202,28 @@ def save(name: str, path: str | Path, size: str = "tiny") -> Path:
     path = Path(path)
     build(name, size).save_pretrained(path)
     return path
+
+
+def save_clip(path: str | Path, size: str = "tiny") -> Path:
+    """A CLIP model directory (model, tokenizer, image processor) with random weights, for the clip filter."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    shapes = {
+        "tiny": (dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, vocab_size=1000),
+                 dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8)),
+        "full": (dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, vocab_size=49408),
+                 dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=224, patch_size=14)),
+    }[size]
+    torch.manual_seed(0)
+    text, vision = shapes
+    model = CLIPModel(CLIPConfig(text_config={**text, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}, vision_config=vision, projection_dim=32 if size == "tiny" else 768))
+    image_size = vision["image_size"]
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}),
+        tokenizer=clip_tokenizer(),
+    )
+    path = Path(path)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
