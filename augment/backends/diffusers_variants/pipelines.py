@@ -72,9 +72,15 @@ def resolve_device(device: str) -> str:
 
 def load(name: str, model_path: str, dtype: str, device: str, offload: str):
     """Load a pipeline from a local directory once; offload keeps weights on the CPU between uses (CUDA only)."""
+    import logging
+
     import torch
 
-    pipe = pipeline_class(name).from_pretrained(model_path, dtype=getattr(torch, dtype))
+    cls = pipeline_class(name)
+    # The paper's instructions are longer than CLIP's 77 tokens by design (FLUX reads them whole through T5);
+    # the pipeline would log the truncated tail on every call.
+    logging.getLogger(cls.__module__).setLevel(logging.ERROR)
+    pipe = cls.from_pretrained(model_path, dtype=getattr(torch, dtype))
     if offload == "model" and device.startswith("cuda"):
         pipe.enable_model_cpu_offload(device=device)
     elif offload == "sequential" and device.startswith("cuda"):
