@@ -39,7 +39,7 @@ def best_window(score: np.ndarray, alpha: np.ndarray, side: int, min_inside: flo
     blocked = np.zeros_like(valid)
     if exclude is not None:
         ex, ey, es = exclude
-        # Centres closer than 3/8 of the two sides on both axes would overlap by a lot: not allowed.
+        # Centres closer than 3/4 of the mean side on both axes mean heavily overlapping windows: not allowed.
         reach = int(0.75 * (es + side) / 2)
         ecx, ecy = ex + es // 2, ey + es // 2
         blocked[max(0, ecy - reach) : ecy + reach, max(0, ecx - reach) : ecx + reach] = True
