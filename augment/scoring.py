@@ -11,10 +11,12 @@ knows nothing about stages, rows or storage; the CLIP scorer and the diffusers b
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import cv2
 import numpy as np
 
+from augment.imaging.codec import decode_rgb
 from augment.imaging.mask import bbox_of, subject_mask
 
 SCORE_SIDE = 128  # images are scored at this size: shapes and colours need no more
@@ -31,6 +33,19 @@ class Signature:
     shape: np.ndarray  # float32 (GRID, GRID) in 0..1
     colours: np.ndarray  # float32 histogram over BINS, sums to 1
     coverage: float  # subject pixels / image pixels
+
+
+def load(data: bytes, longest_side: int | None = None) -> np.ndarray:
+    """Decode an image for scoring, at the smallest JPEG reduction that keeps SCORE_SIDE pixels."""
+    if longest_side is None:
+        from PIL import Image  # reads only the header here
+
+        with Image.open(io.BytesIO(data)) as im:
+            longest_side = max(im.size)
+    reduce = 1
+    while reduce < 8 and longest_side / (reduce * 2) >= SCORE_SIDE:
+        reduce *= 2
+    return decode_rgb(data, reduce=reduce)
 
 
 def signature(rgb: np.ndarray, remove_people: bool = True) -> Signature:

@@ -153,8 +153,7 @@ class ClassicVariantsStage(Stage):
         yaw = rng.uniform(lo, hi) * (1 if rng.random() < 0.5 else -1)
         roll = rng.uniform(-4.0, 4.0)
         layer = compose.place(p.cutout, size, self.options.subject_fill)
-        ys, xs = np.nonzero(layer.alpha > 0.5)
-        bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        bbox = layer.box()
         warped = geometry.warp_layer(layer, geometry.yaw_homography(bbox, yaw, roll))
         return compose.flatten(compose.solid(size), warped, compose.contact_shadow(warped, 0.12)), None
 

@@ -91,11 +91,15 @@ def backdrop_distance(lab: np.ndarray) -> np.ndarray:
     refs = [overall]
     for pixels in sides:
         ref = np.median(pixels, axis=0)
-        if np.linalg.norm(ref - overall) < 12.0:
+        near_backdrop = np.linalg.norm(ref - overall) < 12.0
+        if near_backdrop and all(np.linalg.norm(ref - r) > 1.0 for r in refs):
             refs.append(ref)
     best = None
+    ones = np.ones((1, 3), np.float32)
     for ref in refs:
-        d = np.sqrt(((lab - ref) ** 2).sum(axis=2))
+        # OpenCV per-pixel arithmetic: an order of magnitude faster than numpy's reductions over channels.
+        diff = cv2.subtract(lab, (float(ref[0]), float(ref[1]), float(ref[2]), 0.0))
+        d = cv2.sqrt(cv2.transform(cv2.multiply(diff, diff), ones))
         best = d if best is None else np.minimum(best, d)
     return best
 
@@ -216,7 +220,8 @@ def limbs(sk: np.ndarray, fg_area: int) -> np.ndarray:
         area = stats[i, cv2.CC_STAT_AREA]
         if area < 0.01 * fg_area:
             continue
-        ys, xs = np.nonzero(labels == i)
+        x, y, w, h = stats[i, :4]
+        ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
         (_, _), (rw, rh), angle = cv2.minAreaRect(np.stack([xs, ys], axis=1).astype(np.float32))
         long_side, short_side = max(rw, rh), max(1.0, min(rw, rh))
         # minAreaRect's angle is that of the side it calls width; the long side's tilt from vertical:
@@ -263,9 +268,10 @@ def fill_holes(mask: np.ndarray, dist: np.ndarray | None = None, backdrop_below:
         limit = 0.02 * (mask.sum() + holes.sum())
         for i in range(1, n):
             if stats[i, cv2.CC_STAT_AREA] >= limit:
-                region = labels == i
-                if np.median(dist[region]) < backdrop_below:
-                    holes &= ~region
+                x, y, bw, bh = stats[i, :4]
+                region = labels[y : y + bh, x : x + bw] == i
+                if np.median(dist[y : y + bh, x : x + bw][region]) < backdrop_below:
+                    holes[y : y + bh, x : x + bw] &= ~region
     return mask | holes
 
 
@@ -290,8 +296,7 @@ def soften(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def bbox_of(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Bounding box (x0, y0, x1, y1), end exclusive, of a boolean mask; the whole image when empty."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    xs = np.flatnonzero(mask.any(axis=0))
-    if len(xs) == 0:
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    if w == 0 or h == 0:
         return 0, 0, mask.shape[1], mask.shape[0]
-    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
+    return x, y, x + w, y + h

@@ -39,7 +39,7 @@ def best_window(score: np.ndarray, alpha: np.ndarray, side: int, min_inside: flo
     blocked = np.zeros_like(valid)
     if exclude is not None:
         ex, ey, es = exclude
-        # Centres closer than 3/8 of the two sides on both axes would overlap by a lot: not allowed.
+        # Centres closer than 3/4 of the mean side on both axes mean heavily overlapping windows: not allowed.
         reach = int(0.75 * (es + side) / 2)
         ecx, ecy = ex + es // 2, ey + es // 2
         blocked[max(0, ecy - reach) : ecy + reach, max(0, ecx - reach) : ecx + reach] = True
@@ -95,13 +95,14 @@ class RegionFinder:
     def _mark(self) -> tuple[int, int, int, int] | None:
         area = float((self.alpha > 0.5).sum())
         n, labels, stats, _ = cv2.connectedComponentsWithStats((self.distinct_px > 0.5).astype(np.uint8), connectivity=8)
+        strength = np.bincount(labels.ravel(), weights=self.distinct_px.ravel(), minlength=n)
         best, best_score = None, 0.0
         for i in range(1, n):
             x, y, bw, bh, a = stats[i]
             if not 0.0005 * area <= a <= 0.08 * area:
                 continue
             compact = a / float(bw * bh)
-            score = a**0.5 * (0.3 + compact) * float(self.distinct_px[labels == i].mean())
+            score = a**0.5 * (0.3 + compact) * float(strength[i] / a)
             if score > best_score:
                 best, best_score = (int(x), int(y), int(bw), int(bh)), score
         return best

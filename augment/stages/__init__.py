@@ -27,7 +27,9 @@ _BUILTIN: dict[tuple[str, str], str] = {
     ("enrich_title", "vllm"): "augment.mllm.vllm_backend:VllmEnrichStage",
     ("background_prompts", "vllm"): "augment.mllm.vllm_backend:VllmBackgroundPrompts",
     ("image_variants", "classic"): "augment.backends.classic:ClassicVariantsStage",
+    ("image_variants", "diffusers"): "augment.backends.diffusers_variants.stage:DiffusersVariantsStage",
     ("filter", "heuristic"): "augment.stages.filter:HeuristicFilterStage",
+    ("filter", "clip"): "augment.backends.clip_scorer:ClipFilterStage",
 }
 _REGISTERED: dict[tuple[str, str], type[Stage]] = {}
 

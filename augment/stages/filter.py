@@ -13,7 +13,6 @@ import logging
 
 from augment import scoring, variants
 from augment.config import ConfigError
-from augment.imaging import codec
 from augment.stages.base import Batch, Stage, StageResult
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ class HeuristicFilterStage(Stage):
 
     def score_product(self, product_id: str, row_variants: list[dict], image: bytes | None) -> list[dict]:
         try:
-            source = scoring.signature(codec.decode_rgb(image or b""))
+            source = scoring.signature(scoring.load(image or b""))
         except Exception as exc:  # noqa: BLE001 - without a source nothing can be scored; keep the variants as they are
             log.warning("filter: product %s has no usable source image (%s); variants left unscored", product_id, exc)
             return [dict(v) for v in row_variants]
@@ -64,7 +63,8 @@ class HeuristicFilterStage(Stage):
                 scored.append(dict(v))
                 continue
             try:
-                rgb = codec.decode_rgb(variants.variant_bytes(v) or b"")
+                data = variants.variant_bytes(v) or b""
+                rgb = scoring.load(data, max(v.get("width") or 0, v.get("height") or 0) or None)
                 score = scoring.consistency(v["kind"], source, rgb)
             except Exception as exc:  # noqa: BLE001 - an unreadable variant is a failed one
                 log.warning("filter: %s variant of product %s unreadable: %s", v.get("kind"), product_id, exc)
