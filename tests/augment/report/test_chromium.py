@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from augment import config as C
-from augment import plan as P, runner, stages
+from augment import plan as P, runner
 from augment.report import build
 
 pytestmark = [pytest.mark.slow, pytest.mark.external]
@@ -33,15 +33,10 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def sample_report(tmp_path_factory, sample_path):
-    """The bundled sample run in this process with every configured stage whose backend is installed."""
+    """The bundled sample through the default (local) profile, in this process."""
     out = tmp_path_factory.mktemp("sample-report") / "run"
-    config = C.load(check_stages=False)
+    config = C.load()
     config.run.progress = False
-    for name, stage in config.stages.items():
-        try:
-            stages.resolve(name, stage.backend)
-        except (stages.UnknownBackend, ImportError):
-            stage.enabled = False
     plan = P.plan_run(sample_path, str(out), config)
     runner.execute(plan, config, use_ray=False)
     build.write_report(str(out))
