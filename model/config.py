@@ -109,6 +109,7 @@ class DataConfig:
     original_view_prob: float = 0.5  # with co-augmentation: chance a candidate keeps the raw title / raw image
     eval_fraction: float = 0.2  # share of products held out for evaluation (by a hash of product_id)
     negative_pool: int = 256  # products among which same-category negatives are mined
+    cache_records: bool = False  # keep the decoded product records in Ray's object store across epochs
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import tempfile
 import time
@@ -80,7 +81,7 @@ def train_step(model, loss_fn, batch, optimizer, scheduler, step: int, total_ste
     optimizer.step()
     scheduler.step()
     metrics = {key: float(value.detach()) for key, value in losses.items()}
-    metrics.update(loss=float(loss), grad_norm=float(grad_norm), lr=optimizer.param_groups[0]["lr"])
+    metrics.update(loss=loss.item(), grad_norm=grad_norm.item(), lr=optimizer.param_groups[0]["lr"])
     return metrics
 
 
@@ -114,6 +115,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     cfg = from_dict(config["moon"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -249,8 +251,11 @@ def training_dataset(files: list[str], cfg: MoonConfig):
     fs, path = storage.filesystem(files[0])
     present = set(pq.read_schema(path, filesystem=fs).names)
     columns = [c for c in SHARD_COLUMNS if c in present]
-    ds = ray.data.read_parquet(files, columns=columns)
-    return ds.map_batches(ToRecords(cfg.data.eval_fraction), batch_format="pyarrow", batch_size=64)
+    ds = ray.data.read_parquet(files).select_columns(columns)
+    ds = ds.map_batches(ToRecords(cfg.data.eval_fraction), batch_format="pyarrow", batch_size=64)
+    # Small catalogues: decode the shards once and keep the records in the object store, instead of reading
+    # them again every epoch.
+    return ds.materialize() if cfg.data.cache_records else ds
 
 
 def count_training_products(files: list[str], cfg: MoonConfig) -> int:
@@ -270,6 +275,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
           ray_address: str | None = None) -> dict[str, Any]:
     """Train on a run folder's committed shards; returns the last epoch's metrics and the checkpoint path."""
     import ray
+    import ray.data
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -291,7 +297,10 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     log.info("%d shards, %d training products, %d steps per epoch", len(files), products, steps_per_epoch)
 
     if not ray.is_initialized():
-        ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=True)
+        ray.init(address=ray_address or "local", ignore_reinit_error=True, log_to_driver=True)
+    # Ray's own helper processes connect to this cluster, not to another one on the same machine.
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    ray.data.DataContext.get_current().enable_progress_bars = False
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
