@@ -48,6 +48,9 @@ class StageConfig:
 
 @dataclasses.dataclass
 class InputConfig:
+    # Contract column -> the input's column name, for catalogues with their own names
+    # (e.g. {product_id: id, title: productDisplayName, image_uri: image, brand: brandName}).
+    columns: dict[str, str] = dataclasses.field(default_factory=dict)
     # Local directories that image paths may point into. Empty: the directory of the input file. A path that
     # resolves outside every root (../../etc/passwd, a symlink out) quarantines the row.
     allowed_roots: list[str] = dataclasses.field(default_factory=list)
@@ -105,7 +108,9 @@ class Config:
 # ---------------------------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------------------------
-def load(path: str | Path | None = None, profile: str | None = None, overrides: dict | None = None) -> Config:
+def load(
+    path: str | Path | None = None, profile: str | None = None, overrides: dict | None = None, check_stages: bool = True
+) -> Config:
     """Load a config: a profile (default `local`), then a YAML file, then overrides, each merged over the last."""
     data: dict[str, Any] = {}
     if path is not None:
@@ -117,7 +122,9 @@ def load(path: str | Path | None = None, profile: str | None = None, overrides: 
         merged = _deep_merge(merged, overrides)
     merged.setdefault("profile", base)
     config = from_dict(Config, merged, "")
-    validate_stages(config)
+    validate_values(config)
+    if check_stages:
+        validate_stages(config)
     return config
 
 
@@ -224,8 +231,6 @@ def validate_stages(config: Config) -> None:
     from augment.stages import STAGE_ORDER, UnknownBackend, resolve
 
     for name, stage in config.stages.items():
-        if name not in STAGE_ORDER:
-            raise ConfigError(f"unknown key stages.{name}; stages are {', '.join(STAGE_ORDER)}")
         if not stage.backend:
             raise ConfigError(f"stages.{name}.backend is required")
         if not stage.enabled:
@@ -235,10 +240,26 @@ def validate_stages(config: Config) -> None:
         except UnknownBackend as exc:
             raise ConfigError(f"stages.{name}.backend: {exc}") from None
         stage_options(cls, stage.options, f"stages.{name}.options")
+
+
+def validate_values(config: Config) -> None:
+    """Checks of single values that types alone cannot express."""
+    from augment.stages import STAGE_ORDER
+
+    for name in config.stages:
+        if name not in STAGE_ORDER:
+            raise ConfigError(f"unknown key stages.{name}; stages are {', '.join(STAGE_ORDER)}")
     for key, allowed in (("image_format", ("jpeg", "webp", "png")), ("image_storage", ("inline", "uri"))):
         value = getattr(config.output, key)
         if value not in allowed:
             raise ConfigError(f"output.{key}: expected one of {', '.join(allowed)}, got {value!r}")
+    from augment.schema import INPUT_COLUMN_ALIASES, INPUT_FIELDS
+
+    for contract in config.input.columns:
+        if contract not in INPUT_FIELDS.names and contract not in INPUT_COLUMN_ALIASES:
+            raise ConfigError(
+                f"input.columns.{contract}: not an input column; choose from {', '.join(INPUT_FIELDS.names)}, brand"
+            )
     if config.run.shard_size < 1:
         raise ConfigError(f"run.shard_size: must be at least 1, got {config.run.shard_size}")
 

@@ -20,7 +20,7 @@ SCHEMA_METADATA_KEY = b"moon.schema_version"
 # Any other column is carried through untouched (Parquet keeps its type; CSV and JSONL values are strings).
 INPUT_FIELDS = pa.schema(
     [
-        pa.field("product_id", pa.string(), nullable=False),
+        pa.field("product_id", pa.string()),  # never null in data shards; may be in quarantine
         pa.field("title", pa.string()),
         pa.field("image", pa.binary()),
         pa.field("image_uri", pa.string()),

@@ -1,0 +1,190 @@
+"""`moon run`: the main job. Plans shards, runs the stages, commits shards, prints a summary."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+SAMPLE = Path(__file__).parent / "sample" / "myntra_sample.parquet"
+log = logging.getLogger("moon")
+
+
+def add_commands(subparsers) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="enrich a catalogue into training shards (default: the bundled sample)",
+        description="Process a catalogue into enriched shards. Resumes by default when --output holds committed shards.",
+    )
+    run.add_argument("--input", default=str(SAMPLE), help="Parquet/JSONL/CSV file or folder, local or s3:// (default: bundled sample)")
+    run.add_argument("--output", help="run folder, local or s3:// (default: a new folder under ./runs)")
+    run.add_argument("--config", help="YAML config file (may `extends:` a profile)")
+    run.add_argument("--profile", help="named profile: local (default) or gpu")
+    run.add_argument("--limit", type=int, help="process only the first N rows of the input")
+    run.add_argument("--shard-size", type=int, help="rows per shard (overrides run.shard_size)")
+    run.add_argument("--stages", help="comma-separated stages to run (default: all enabled in the config)")
+    run.add_argument("--shards", help="comma-separated shard ids: process only these (used by Airflow tasks)")
+    run.add_argument("--dry-run", action="store_true", help="plan and validate only; write nothing")
+    run.add_argument("--force", action="store_true", help="redo the run even if the output was made with another config or input")
+    run.add_argument("--no-ray", action="store_true", help="run the stages in this process instead of on Ray")
+    run.add_argument("--ray-address", help="Ray cluster address (default: a local Ray)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--json", action="store_true", help="print the plan or summary as JSON on stdout")
+    run.set_defaults(func=cmd_run)
+
+    check = subparsers.add_parser("config", help="print the resolved config and its hash")
+    check.add_argument("--config")
+    check.add_argument("--profile")
+    check.set_defaults(func=cmd_config)
+
+
+def load_config(args) -> "Config":  # noqa: F821
+    from augment import config as C
+
+    overrides: dict = {"run": {}}
+    if getattr(args, "shard_size", None):
+        overrides["run"]["shard_size"] = args.shard_size
+    if getattr(args, "ray_address", None):
+        overrides["run"]["ray_address"] = args.ray_address
+    if getattr(args, "no_progress", False):
+        overrides["run"]["progress"] = False
+    stages = getattr(args, "stages", None)
+    if stages:
+        wanted = {s.strip() for s in stages.split(",") if s.strip()}
+        base = C.load(args.config, args.profile, check_stages=False)
+        unknown = wanted - set(base.stages)
+        if unknown:
+            raise C.ConfigError(f"--stages: unknown stage {sorted(unknown)[0]!r}; configured: {', '.join(base.stages)}")
+        wanted.add("validate")  # every run validates its input
+        overrides["stages"] = {name: {"enabled": name in wanted} for name in base.stages}
+    return C.load(args.config, args.profile, overrides)
+
+
+def cmd_config(args) -> int:
+    from augment import config as C
+
+    try:
+        cfg = load_config(args)
+    except C.ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"hash": cfg.hash(), "config": cfg.to_dict()}, indent=2))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from augment import config as C
+    from augment import io, plan as P, runner
+
+    try:
+        cfg = load_config(args)
+    except (C.ConfigError, ImportError) as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    output = args.output or P.default_output_uri()
+    try:
+        if args.dry_run:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="moon-dry-run-") as scratch:
+                plan = P.plan_run(args.input, output if _exists(output) else scratch, cfg, limit=args.limit,
+                                  force=args.force, write=False)
+                runner.stage_specs(cfg, args.input)  # resolves every backend and checks its options
+                summary = plan.summary() | {"run_uri": output, "dry_run": True}
+            _print_plan(summary, args.json)
+            return 0
+        plan = P.plan_run(args.input, output, cfg, limit=args.limit, force=args.force)
+        if args.shards:
+            plan = plan.restrict([s.strip() for s in args.shards.split(",") if s.strip()])
+        log.info("run %s: %d rows in %d shards, %d pending -> %s", plan.run_id, plan.rows_total, len(plan.shards),
+                 len(plan.pending), output)
+        result = runner.execute(plan, cfg, use_ray=not args.no_ray)
+    except (io.InputError, P.RunMismatch, C.ConfigError, ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(f"error: cannot write {exc.filename or output}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    summary = run_summary(result)
+    _write_report(output)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def _exists(uri: str) -> bool:
+    from augment import storage
+
+    return storage.exists(uri)
+
+
+def _print_plan(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"dry run: {summary['rows']} rows in {summary['shards']} shards "
+          f"({summary['committed']} committed, {len(summary['pending'])} pending) from {', '.join(summary['sources'])}")
+    print(f"output: {summary['run_uri']}  config hash: {summary['config_hash']}")
+
+
+def run_summary(result) -> dict:
+    from augment import manifest
+
+    run_records = manifest.load(result.plan.run_uri)
+    totals = manifest.totals(r for r in run_records.values() if r.shard_id in {s.shard_id for s in result.plan.shards})
+    this = manifest.totals(result.records)
+    return {
+        "run_uri": result.plan.run_uri,
+        "run_id": result.plan.run_id,
+        "config_hash": result.plan.config_hash,
+        "this_invocation": this | {"wall_seconds": round(result.wall_seconds, 3),
+                                   "products_per_second": round(this["rows_in"] / result.wall_seconds, 2)
+                                   if result.wall_seconds else None},
+        "run_total": totals,
+        "complete": totals["shards"] == len(result.plan.shards),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    this, total = summary["this_invocation"], summary["run_total"]
+    lines = [
+        f"run folder: {summary['run_uri']}",
+        f"  rows in {total['rows_in']}  out {total['rows_out']}  quarantined {total['rows_quarantined']}"
+        f"  ({total['shards']} shards{'' if summary['complete'] else ', INCOMPLETE'})",
+    ]
+    if total["quarantine_reasons"]:
+        lines.append("  quarantined by reason:")
+        for reason, count in sorted(total["quarantine_reasons"].items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"    {reason:<32} {count}")
+    if this["rows_in"]:
+        lines.append(f"  this invocation: {this['rows_in']} products in {this['wall_seconds']:.1f} s "
+                     f"({this['products_per_second']} products/s)")
+        lines.append("  stage seconds (summed over workers):")
+        for stage, seconds in this["timings"].items():
+            lines.append(f"    {stage:<20} {seconds:8.2f}")
+    else:
+        lines.append("  nothing to do: every shard was already committed")
+    statuses = {k: v for k, v in total["variant_status"].items() if ":" not in k}
+    if statuses:
+        lines.append("  variants: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+    return "\n".join(lines)
+
+
+def _write_report(run_uri: str) -> None:
+    """Render report/index.html when the report module is available; a report failure never fails the run."""
+    try:
+        from augment import report
+    except ImportError:
+        return
+    try:
+        path = report.write_report(run_uri)
+        log.info("report: %s", path)
+    except Exception as exc:  # noqa: BLE001 - the shards are committed; the report can be regenerated
+        log.warning("could not write the report (%s); regenerate it with `moon report %s`", exc, run_uri)

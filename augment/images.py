@@ -1,0 +1,150 @@
+"""Loading untrusted product images safely and normalising them for the stages.
+
+What arrives as an "image" may be a truncated JPEG, an SVG or HTML page, a decompression bomb, a 16-bit or CMYK
+file, an animated GIF or a photo stored sideways with an EXIF flag. `load_image_bytes` fetches bytes only from
+allowed places; `normalise` turns bytes into one RGB working image or raises ImageRejected with a stable reason
+code. Nothing here mutates PIL's global settings.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from augment import storage
+
+ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+
+
+class ImageRejected(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def resolve_image_uri(uri: str, base_uri: str, allowed_roots: list[str], allowed_buckets: list[str]) -> str:
+    """The URI to read for `uri` (relative paths resolve against the input file's folder), or ImageRejected when
+    it points outside the allowed roots and buckets."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if parsed.netloc not in allowed_buckets:
+            raise ImageRejected("image_bucket_not_allowed", f"bucket {parsed.netloc!r} is not in input.allowed_buckets")
+        return uri
+    if parsed.scheme == "file":
+        uri = unquote(parsed.path)
+    elif parsed.scheme and len(parsed.scheme) > 1:
+        raise ImageRejected("image_uri_unsupported", f"scheme {parsed.scheme!r}: use a local path or s3://")
+    if storage.is_s3(base_uri) and not os.path.isabs(uri):
+        bucket, key = storage.split_s3(base_uri)
+        resolved = os.path.normpath(os.path.join(os.path.dirname(key), uri))
+        if resolved.startswith(".."):
+            raise ImageRejected("image_path_outside_roots", f"{uri!r} leaves the input's bucket")
+        return resolve_image_uri(f"s3://{bucket}/{resolved}", base_uri, allowed_roots, allowed_buckets)
+    base_dir = Path(base_uri).parent if not storage.is_s3(base_uri) else Path.cwd()
+    path = Path(os.path.realpath(base_dir / uri))
+    for root in allowed_roots:
+        root_path = Path(os.path.realpath(root))
+        if path == root_path or root_path in path.parents:
+            return str(path)
+    raise ImageRejected("image_path_outside_roots", f"{uri!r} resolves outside input.allowed_roots")
+
+
+def load_image_bytes(uri: str, max_bytes: int) -> bytes:
+    try:
+        size = storage.size(uri)
+    except FileNotFoundError:
+        raise ImageRejected("image_not_found", uri) from None
+    except OSError as exc:
+        raise ImageRejected("image_unreadable", f"{uri}: {exc}") from None
+    if size is None or size < 0:
+        raise ImageRejected("image_not_found", uri)
+    if size > max_bytes:
+        raise ImageRejected("image_too_large", f"{size} bytes > input.max_image_bytes {max_bytes}")
+    try:
+        return storage.read_bytes(uri)
+    except (OSError, ValueError) as exc:
+        raise ImageRejected("image_unreadable", f"{uri}: {exc}") from None
+
+
+def normalise(data: bytes, max_pixels: int, min_side: int, max_side: int) -> Image.Image:
+    """Decode untrusted bytes to an RGB image with EXIF orientation applied and longest side <= max_side."""
+    if not data:
+        raise ImageRejected("image_empty", "zero bytes")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("image_too_many_pixels", str(exc)) from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageRejected("image_undecodable", _first_line(exc)) from None
+    if image.format not in ACCEPTED_FORMATS:
+        raise ImageRejected("image_undecodable", f"unsupported format {image.format}")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageRejected("image_too_many_pixels", f"{width}x{height} > input.max_image_pixels {max_pixels}")
+    if min(width, height) < min_side:
+        raise ImageRejected("image_too_small", f"{width}x{height} < input.min_image_side {min_side}")
+    try:
+        image.seek(0)  # animated: the first frame
+        if image.format == "JPEG":
+            image.draft("RGB", (max_side, max_side))  # decode big JPEGs at a reduced scale
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        rgb = to_rgb(image)
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("image_too_many_pixels", str(exc)) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageRejected("image_undecodable", _first_line(exc)) from None
+    if max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return rgb
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode to RGB: alpha composited on white, 16-bit and float scaled, CMYK and palettes converted."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        gray = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    if mode == "RGB":
+        return image.copy() if image.readonly else image
+    return image.convert("RGB")
+
+
+def encode(image: Image.Image, fmt: str = "jpeg", quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "jpeg":
+        image.save(buffer, format="JPEG", quality=quality, optimize=False)
+    elif fmt == "webp":
+        image.save(buffer, format="WEBP", quality=quality, method=4)
+    elif fmt == "png":
+        image.save(buffer, format="PNG", compress_level=6)
+    else:
+        raise ValueError(f"unknown image format {fmt!r}")
+    return buffer.getvalue()
+
+
+def decode_rgb(data: bytes) -> Image.Image:
+    """Decode an image this pipeline produced itself (trusted): RGB."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

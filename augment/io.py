@@ -1,0 +1,423 @@
+"""Reading catalogues: find the input files, stage them as shard-friendly Parquet, read one shard's rows.
+
+Input is one file or a directory/prefix of files: Parquet, JSONL (.jsonl/.ndjson/.json) or CSV, each optionally
+gzip-compressed (text formats), local or s3://. Every row gets a stable index within its source file; shards are
+row ranges of a source. Reading a shard must be cheap and exact, so:
+- Parquet files whose row groups are at most a few shards long are read in place;
+- CSV, JSONL and Parquet files with huge row groups are first copied, streaming, into
+  `<output>/_input/<fingerprint>.parquet` (row groups of one shard). The copy also makes text formats safe:
+  each line is parsed on its own, so a malformed line or a value of the wrong type becomes one quarantined row
+  (`_parse_error`, with the line kept in `_raw`) instead of a failed read.
+Types are normalised here to the input contract (augment.schema.INPUT_FIELDS); columns other than the contract's
+are carried through (Parquet keeps their types, text formats give strings).
+
+This module must not import Ray: the planner runs on Airflow workers.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import io
+import json
+import logging
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from augment import schema as S
+from augment import storage
+from augment.util import stable_hash
+
+log = logging.getLogger(__name__)
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
+PARSE_ERROR = "_parse_error"
+DUPLICATE = "_duplicate"
+MAX_RAW_CHARS = 10_000
+STAGE_BATCH = 4096
+
+
+class InputError(ValueError):
+    """The input as a whole cannot be read (missing, unsupported format, no usable columns)."""
+
+
+def detect_format(uri: str) -> str:
+    name = uri.lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    raise InputError(
+        f"cannot tell the format of {uri}: use a .parquet, .jsonl/.ndjson/.json or .csv/.tsv file (text formats may be .gz)"
+    )
+
+
+def discover(input_uri: str) -> list[str]:
+    """The input files: the file itself, or the supported files directly under a directory/prefix, sorted."""
+    if storage.is_dir(input_uri):
+        files = [
+            uri for uri in storage.list_files(input_uri)
+            if uri.lower().endswith(PARQUET_SUFFIXES + JSONL_SUFFIXES + CSV_SUFFIXES)
+        ]
+        if not files:
+            raise InputError(f"no .parquet, .jsonl or .csv files under {input_uri}")
+        return files
+    if not storage.exists(input_uri):
+        raise InputError(f"input {input_uri} does not exist")
+    detect_format(input_uri)
+    return [input_uri]
+
+
+def fingerprint(uri: str) -> dict[str, Any]:
+    """Identity of an input file's content for resume checks: size and modification time (or ETag-less mtime)."""
+    fs, path = storage.filesystem(uri)
+    info = fs.get_file_info(path)
+    mtime = info.mtime.timestamp() if info.mtime is not None else None
+    return {"uri": uri, "size": info.size, "mtime": mtime}
+
+
+@dataclasses.dataclass
+class Source:
+    uri: str  # as the user named it; lineage and shard ids use this
+    format: str
+    read_uri: str  # the Parquet file shards are read from (the source itself, or its staged copy)
+    num_rows: int
+    schema: pa.Schema  # normalised input schema (contract + carried columns + bookkeeping)
+    fingerprint: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Column mapping and normalisation
+# ---------------------------------------------------------------------------------------------------------------
+def rename_map(columns: list[str], mapping: dict[str, str]) -> dict[str, str]:
+    """Source column name -> contract name. `mapping` is config input.columns {contract: source}."""
+    out = {}
+    for contract, source in mapping.items():
+        if source in columns:
+            out[source] = S.INPUT_COLUMN_ALIASES.get(contract, contract)
+    for alias, contract in S.INPUT_COLUMN_ALIASES.items():
+        if alias in columns and contract not in out.values() and alias not in out:
+            out[alias] = contract
+    return out
+
+
+def _data_url_bytes(text: str) -> bytes | None:
+    if not text.startswith("data:") or ";base64," not in text[:100]:
+        return None
+    return base64.b64decode(text.split(",", 1)[1], validate=True)
+
+
+def normalise_text_row(record: dict[str, Any], renames: dict[str, str], extra_names: list[str]) -> dict[str, Any]:
+    """One parsed JSON/CSV record -> a row of the staging schema. Never raises: problems go to _parse_error."""
+    row: dict[str, Any] = {name: None for name in S.INPUT_FIELDS.names}
+    row.update({name: None for name in extra_names})
+    problems = []
+    mapped = {renames.get(k, k): v for k, v in record.items() if k is not None}
+    for name, value in mapped.items():
+        if value is None or (isinstance(value, str) and value == "" and name not in ("title",)):
+            continue
+        if name == "product_id":
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                problems.append(f"wrong_type:product_id ({type(value).__name__})")
+            else:
+                row[name] = str(value)
+        elif name == "image":
+            if isinstance(value, str):
+                try:
+                    decoded = _data_url_bytes(value)
+                except ValueError:
+                    problems.append("image_bad_data_url")
+                    continue
+                if decoded is not None:
+                    row["image"] = decoded
+                elif mapped.get("image_uri") is None:
+                    row["image_uri"] = value  # text formats name images by path or URI
+                else:
+                    problems.append("wrong_type:image (a path while image_uri is also set)")
+            else:
+                problems.append(f"wrong_type:image ({type(value).__name__})")
+        elif name == "category_path" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            row[name] = " > ".join(value)
+        elif name in S.INPUT_FIELDS.names:
+            if isinstance(value, str):
+                row[name] = value
+            else:
+                problems.append(f"wrong_type:{name} ({type(value).__name__})")
+        else:
+            row[name] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if problems:
+        row[PARSE_ERROR] = problems[0]
+    return row
+
+
+def staging_schema(extra_names: list[str]) -> pa.Schema:
+    fields = list(S.INPUT_FIELDS) + [pa.field(n, pa.string()) for n in extra_names]
+    fields += [pa.field(PARSE_ERROR, pa.string()), pa.field(S.RAW_ROW, pa.string())]
+    return pa.schema(fields)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Text formats: stream records
+# ---------------------------------------------------------------------------------------------------------------
+def _open_text(uri: str) -> io.BufferedReader:
+    fs, path = storage.filesystem(uri)
+    # pyarrow decompresses by extension (.gz, .bz2, .zst)
+    return io.BufferedReader(fs.open_input_stream(path, compression="detect"))
+
+
+def iter_jsonl(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str | None]]:
+    """(record, error, raw line) per non-blank line. Non-UTF-8 and non-object lines are errors, not crashes."""
+    with _open_text(uri) as f:
+        for raw in f:
+            if not raw.strip():
+                continue
+            raw = raw.rstrip(b"\r\n")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield None, "invalid_utf8", raw.decode("utf-8", errors="replace")[:MAX_RAW_CHARS]
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield None, f"invalid_json ({exc.msg})", text[:MAX_RAW_CHARS]
+                continue
+            if not isinstance(record, dict):
+                yield None, f"invalid_json (a {type(record).__name__}, not an object)", text[:MAX_RAW_CHARS]
+                continue
+            yield record, None, None
+
+
+def iter_csv(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str | None]]:
+    delimiter = "\t" if ".tsv" in uri.lower() else ","
+    with _open_text(uri) as f:
+        text = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
+        reader = csv.DictReader(text, delimiter=delimiter)
+        for record in reader:
+            bad = [k for k, v in record.items() if isinstance(v, str) and _has_surrogates(v)]
+            if bad:
+                raw = json.dumps({k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                                  if isinstance(v, str) else v for k, v in record.items() if k is not None})
+                yield None, f"invalid_utf8 (column {bad[0]})", raw[:MAX_RAW_CHARS]
+                continue
+            extra = record.pop(None, None)  # more fields than the header
+            if extra:
+                yield None, "csv_too_many_fields", json.dumps(record | {"_extra": extra})[:MAX_RAW_CHARS]
+                continue
+            yield {k: (v if v != "" else None) for k, v in record.items()}, None, None
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, str], rows_per_group: int) -> Source:
+    """Copy a JSONL/CSV file into a staged Parquet file (two streaming passes: columns, then rows)."""
+    records = iter_jsonl if fmt == "jsonl" else iter_csv
+    keys: dict[str, None] = {}
+    count = 0
+    for record, _, _ in records(uri):
+        count += 1
+        if record:
+            keys.update(dict.fromkeys(record))
+    renames = rename_map(list(keys), column_map)
+    mapped = [renames.get(k, k) for k in keys]
+    extra_names = [k for k in mapped if k not in S.INPUT_FIELDS.names]
+    if count and "product_id" not in mapped:
+        raise InputError(
+            f"{uri} has no product_id column (columns: {', '.join(list(keys)[:20])}); "
+            "map one with input.columns.product_id in the config"
+        )
+    schema = staging_schema(extra_names)
+    fp = fingerprint(uri)
+    target = storage.join(work_uri, f"{stable_hash(fp, column_map, rows_per_group, length=20)}.parquet")
+    if not storage.exists(target):
+        _write_staged(target, schema, _staged_rows(records(uri), renames, extra_names), rows_per_group)
+    return Source(uri=uri, format=fmt, read_uri=target, num_rows=count, schema=schema, fingerprint=fp)
+
+
+def _staged_rows(records, renames, extra_names) -> Iterator[dict[str, Any]]:
+    for record, error, raw in records:
+        if record is None:
+            row = {name: None for name in S.INPUT_FIELDS.names + extra_names}
+            row[PARSE_ERROR] = error
+            row[S.RAW_ROW] = raw
+        else:
+            row = normalise_text_row(record, renames, extra_names)
+            if row.get(PARSE_ERROR):
+                row[S.RAW_ROW] = json.dumps(record, ensure_ascii=False, default=str)[:MAX_RAW_CHARS]
+        yield row
+
+
+def _write_staged(target: str, schema: pa.Schema, rows: Iterator[dict[str, Any]], rows_per_group: int) -> None:
+    """Write rows to a hidden local temp file, then publish it atomically at `target`."""
+    local_target = target if not storage.is_s3(target) else None
+    tmp = storage.temp_path_for(local_target) if local_target else _local_tmp()
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            batch: list[dict[str, Any]] = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) >= rows_per_group:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=rows_per_group)
+                    batch = []
+            if batch:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=rows_per_group)
+        storage.write_file_atomic(target, tmp)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _local_tmp():
+    import tempfile
+    from pathlib import Path
+
+    fd, name = tempfile.mkstemp(suffix=".parquet", prefix=".moon-stage-")
+    import os
+
+    os.close(fd)
+    return Path(name)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parquet sources
+# ---------------------------------------------------------------------------------------------------------------
+def _parquet_file(uri: str) -> pq.ParquetFile:
+    fs, path = storage.filesystem(uri)
+    return pq.ParquetFile(fs.open_input_file(path))
+
+
+def parquet_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per_group: int) -> Source:
+    pf = _parquet_file(uri)
+    arrow_schema = pf.schema_arrow
+    renames = rename_map(arrow_schema.names, column_map)
+    mapped = {renames.get(n, n): arrow_schema.field(n).type for n in arrow_schema.names}
+    if "product_id" not in mapped:
+        raise InputError(
+            f"{uri} has no product_id column (columns: {', '.join(arrow_schema.names[:20])}); "
+            "map one with input.columns.product_id in the config"
+        )
+    extra = pa.schema([pa.field(n, t) for n, t in mapped.items() if n not in S.INPUT_FIELDS.names and not n.startswith("_")])
+    schema = pa.schema(list(S.INPUT_FIELDS) + list(extra) + [pa.field(PARSE_ERROR, pa.string()), pa.field(S.RAW_ROW, pa.string())])
+    fp = fingerprint(uri)
+    meta = pf.metadata
+    largest_group = max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), default=0)
+    read_uri = uri
+    if largest_group > 4 * rows_per_group:
+        # Huge row groups make every shard read decode far more than it needs: restage with one group per shard.
+        read_uri = storage.join(work_uri, f"{stable_hash(fp, rows_per_group, length=20)}.parquet")
+        if not storage.exists(read_uri):
+            log.info("restaging %s (row groups of up to %d rows) into shard-sized row groups", uri, largest_group)
+            _restage_parquet(pf, read_uri, rows_per_group)
+    return Source(uri=uri, format="parquet", read_uri=read_uri, num_rows=meta.num_rows, schema=schema, fingerprint=fp)
+
+
+def _restage_parquet(pf: pq.ParquetFile, target: str, rows_per_group: int) -> None:
+    tmp = storage.temp_path_for(target) if not storage.is_s3(target) else _local_tmp()
+    try:
+        with pq.ParquetWriter(tmp, pf.schema_arrow, compression="zstd") as writer:
+            for batch in pf.iter_batches(batch_size=rows_per_group):
+                writer.write_table(pa.Table.from_batches([batch]), row_group_size=rows_per_group)
+        storage.write_file_atomic(target, tmp)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def open_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per_group: int) -> Source:
+    fmt = detect_format(uri)
+    if fmt == "parquet":
+        return parquet_source(uri, work_uri, column_map, rows_per_group)
+    return stage_text_source(uri, fmt, work_uri, column_map, rows_per_group)
+
+
+def read_column(source: Source, name: str, column_map: dict[str, str], limit: int | None = None) -> pa.ChunkedArray | None:
+    """One contract column of a source (e.g. product_id for duplicate checks), normalised to string."""
+    pf = _parquet_file(source.read_uri)
+    names = pf.schema_arrow.names
+    physical = next((src for src, dst in rename_map(names, column_map).items() if dst == name), name)
+    if physical not in names:
+        return None
+    column = pf.read(columns=[physical]).column(0)
+    if limit is not None:
+        column = column.slice(0, limit)
+    try:
+        return pc.cast(column, pa.string()) if not pa.types.is_string(column.type) else column
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading one shard
+# ---------------------------------------------------------------------------------------------------------------
+def read_rows(source_read_uri: str, start: int, stop: int, target: pa.Schema, column_map: dict[str, str]) -> pa.Table:
+    """Rows [start, stop) of a staged or in-place Parquet source, conformed to the run's input schema."""
+    pf = _parquet_file(source_read_uri)
+    meta = pf.metadata
+    groups, offset, first_offset = [], 0, None
+    for i in range(meta.num_row_groups):
+        n = meta.row_group(i).num_rows
+        if offset + n > start and offset < stop:
+            groups.append(i)
+            if first_offset is None:
+                first_offset = offset
+        offset += n
+    if not groups:
+        return target.empty_table()
+    table = pf.read_row_groups(groups).slice(start - first_offset, stop - start)
+    return conform(table, target, column_map)
+
+
+def conform(table: pa.Table, target: pa.Schema, column_map: dict[str, str]) -> pa.Table:
+    """Rename, cast and fill columns to `target`. A contract column of the wrong type becomes null for every row
+    with `_parse_error` set, so those rows are quarantined with the reason instead of failing the run."""
+    renames = rename_map(table.column_names, column_map)
+    table = table.rename_columns([renames.get(n, n) for n in table.column_names])
+    names = table.column_names
+    if "image" in names and "image_uri" not in names and pa.types.is_string(table.schema.field("image").type):
+        # A string `image` column names images by path or URI, as in text formats.
+        table = table.rename_columns(["image_uri" if c == "image" else c for c in names])
+    n = table.num_rows
+    errors = table.column(PARSE_ERROR).to_pylist() if PARSE_ERROR in table.column_names else [None] * n
+    columns = {}
+    for field in target:
+        if field.name not in table.column_names:
+            columns[field.name] = pa.nulls(n, field.type)
+            continue
+        column = table.column(field.name)
+        if column.type == field.type:
+            columns[field.name] = column
+            continue
+        try:
+            if field.name == "product_id" and not (pa.types.is_integer(column.type) or pa.types.is_string(column.type)
+                                                  or pa.types.is_large_string(column.type)):
+                raise pa.ArrowInvalid("product_id must be a string or an integer")
+            if field.name in S.INPUT_FIELDS.names and field.name != "product_id" and not _safe_cast(column.type, field.type):
+                raise pa.ArrowInvalid(f"{column.type} is not {field.type}")
+            columns[field.name] = pc.cast(column, field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            columns[field.name] = pa.nulls(n, field.type)
+            errors = [e or f"wrong_type:{field.name} ({column.type})" for e in errors]
+    columns[PARSE_ERROR] = pa.array(errors, pa.string())
+    return pa.table(columns, schema=target)
+
+
+def _safe_cast(source: pa.DataType, target: pa.DataType) -> bool:
+    """Only lossless representation changes (large_string -> string, large_binary -> binary) are accepted."""
+    pairs = {
+        (pa.large_string(), pa.string()), (pa.string_view(), pa.string()),
+        (pa.large_binary(), pa.binary()), (pa.binary_view(), pa.binary()),
+    }
+    return (source, target) in pairs

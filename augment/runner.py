@@ -1,0 +1,226 @@
+"""Running a plan: stages on Ray Data (or in this process), shards committed as they complete.
+
+Stages are grouped into chains of consecutive stages with the same resources; each chain is one `map_batches`
+actor pool that loads its models once. The first chain also reads the shards (its input is one shard spec per
+call), so CPU-only runs move each shard through every stage in one worker without extra copies. Model stages with
+`num_gpus` get their own pools. Processed batches stream back to the driver, where `ShardWriter` commits each
+shard once complete; nothing is collected in memory beyond the shards in flight.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from augment import faults, manifest, storage
+from augment.config import Config, Resources, stage_options
+from augment.pipeline import StageChain, StageSpec
+from augment.plan import Plan
+from augment.stages import RunContext, resolve
+from augment.stages.validate import ValidateOptions
+from augment.util import code_version
+from augment.writer import ShardWriter, write_shard
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RunResult:
+    plan: Plan
+    records: list[manifest.ShardRecord]  # committed by this invocation
+    wall_seconds: float
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows_in for r in self.records)
+
+
+def build_context(plan: Plan, config: Config) -> RunContext:
+    return RunContext(
+        run_id=plan.run_id,
+        config_hash=plan.config_hash,
+        code_version=code_version(),
+        output_uri=plan.run_uri,
+        # Variant images go to object storage only when the run asks for it (output.image_storage: uri).
+        object_store_uri=storage.join(plan.run_uri, "images") if config.output.image_storage == "uri" else None,
+        artifacts=dict(plan.artifacts),
+        image_format=config.output.image_format,
+        image_quality=config.output.image_quality,
+    )
+
+
+def stage_specs(config: Config, input_uri: str) -> list[tuple[StageSpec, Resources]]:
+    """Validated, picklable stage specs with their resources, in stage order; checks optional dependencies."""
+    specs = []
+    for name, stage_config in config.enabled_stages():
+        cls = resolve(name, stage_config.backend)
+        if name == "validate":
+            options: Any = ValidateOptions.from_input_config(config.input, input_uri)
+        else:
+            options = stage_options(cls, stage_config.options, f"stages.{name}.options")
+        missing = [module for module in cls.requires if not _importable(module)]
+        if missing:
+            raise ImportError(
+                f"stage {name} backend {stage_config.backend!r} needs {', '.join(missing)}; "
+                "install the matching extra, e.g. pip install 'moon-augment[gpu]'"
+            )
+        specs.append((StageSpec(name, stage_config.backend, options), stage_config.resources))
+    return specs
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def group_stages(specs: list[tuple[StageSpec, Resources]]) -> list[tuple[list[StageSpec], Resources]]:
+    """Consecutive stages with equal resources share one chain (one actor pool)."""
+    groups: list[tuple[list[StageSpec], Resources]] = []
+    for spec, resources in specs:
+        if groups and groups[-1][1] == resources:
+            groups[-1][0].append(spec)
+        else:
+            groups.append(([spec], resources))
+    return groups
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Single process: the same stages and writer, no Ray. For debugging, tests of stage logic and the benchmark baseline.
+# ---------------------------------------------------------------------------------------------------------------
+def run_in_process(plan: Plan, config: Config, on_rows: Callable[[int], None] | None = None) -> list[manifest.ShardRecord]:
+    context = build_context(plan, config)
+    specs = [spec for spec, _ in stage_specs(config, plan.input_uri)]
+    chain = StageChain(specs, context, read=(plan.input_schema, dict(config.input.columns)))
+    records = []
+    for shard in plan.pending:
+        faults.point("driver_batch")
+        table = chain(_spec_table([shard]))
+        records.append(write_shard(shard, table, plan, context, config.output.compression))
+        if on_rows:
+            on_rows(shard.num_rows)
+    return records
+
+
+def _spec_table(shards):
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([s.to_dict() for s in shards])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ray Data
+# ---------------------------------------------------------------------------------------------------------------
+def init_ray(config: Config) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = config.run.ray_address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["num_cpus"] = config.run.num_cpus or os.cpu_count()
+        kwargs["include_dashboard"] = False
+        # Workers must import this package even when it runs from a checkout rather than an install.
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+                                              "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}}
+    ray.init(**kwargs)
+
+
+def _pool_sizes(groups, cluster: dict[str, float]) -> list[tuple[int, int]]:
+    """(min, max) actors per chain: GPU chains by GPUs, CPU chains share the CPUs left after GPU actors."""
+    cpus = max(1.0, cluster.get("CPU", 1.0))
+    gpus = cluster.get("GPU", 0.0)
+    sizes: list[tuple[int, int] | None] = [None] * len(groups)
+    reserved = 0.0
+    for i, (_, res) in enumerate(groups):
+        if res.num_gpus > 0:
+            n = res.concurrency or max(1, int(gpus / res.num_gpus))
+            sizes[i] = (n, n)
+            reserved += n * res.num_cpus
+    cpu_groups = [i for i, (_, res) in enumerate(groups) if res.num_gpus == 0]
+    left = max(1.0, cpus - reserved)
+    for i in cpu_groups:
+        res = groups[i][1]
+        n = res.concurrency or max(1, int(left / max(res.num_cpus, 0.01) / max(1, len(cpu_groups))))
+        sizes[i] = (1, n)
+    return sizes
+
+
+def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None = None) -> list[manifest.ShardRecord]:
+    import ray
+    import ray.data
+
+    init_ray(config)
+    data_context = ray.data.DataContext.get_current()
+    data_context.enable_progress_bars = False
+    data_context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    context = build_context(plan, config)
+    groups = group_stages(stage_specs(config, plan.input_uri))
+    sizes = _pool_sizes(groups, ray.cluster_resources())
+    pending = plan.pending
+    ds = ray.data.from_items([s.to_dict() for s in pending], override_num_blocks=len(pending))
+    for index, ((specs, res), (low, high)) in enumerate(zip(groups, sizes)):
+        first = index == 0
+        ds = ds.map_batches(
+            StageChain,
+            fn_constructor_kwargs={
+                "specs": specs,
+                "context": context,
+                "read": (plan.input_schema, dict(config.input.columns)) if first else None,
+            },
+            batch_size=1 if first else res.batch_size,
+            batch_format="pyarrow",
+            zero_copy_batch=False,
+            udf_modifying_row_count=False,  # stages never add or drop rows
+            compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
+            num_cpus=res.num_cpus,
+            num_gpus=res.num_gpus or None,
+        )
+    writer = ShardWriter(plan, context, config.output.compression, threads=config.run.writer_threads)
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
+            faults.point("driver_batch")
+            writer.add(batch)
+            if on_rows:
+                on_rows(batch.num_rows)
+    finally:
+        records = writer.close()
+    return records
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry point shared by the CLI, Ray jobs and Airflow tasks
+# ---------------------------------------------------------------------------------------------------------------
+def execute(plan: Plan, config: Config, use_ray: bool = True, progress: bool | None = None) -> RunResult:
+    """Process every pending shard of `plan`; returns what this invocation committed."""
+    started = time.perf_counter()
+    pending_rows = plan.rows_pending
+    if not plan.pending:
+        log.info("nothing to do: all %d shards of %s are committed", len(plan.shards), plan.run_uri)
+        return RunResult(plan, [], 0.0)
+    show = config.run.progress if progress is None else progress
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=pending_rows, unit="product", desc="moon run", file=sys.stderr, dynamic_ncols=True,
+                   disable=not show)
+    on_rows = bar.update if bar is not None else None
+    try:
+        runner = run_on_ray if use_ray else run_in_process
+        records = runner(plan, config, on_rows=on_rows)
+    finally:
+        if bar is not None:
+            bar.close()
+    if storage.is_s3(plan.run_uri):
+        manifest.consolidate(plan.run_uri)
+    return RunResult(plan, records, time.perf_counter() - started)

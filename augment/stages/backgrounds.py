@@ -1,0 +1,76 @@
+"""Background prompts, CPU default: ten background descriptions per product from a curated, category-aware set.
+
+The paper asks an MLLM for ten background prompts per product (Algorithms 5-6) and renders each into the
+Algorithm 7 image-editing prompt. This backend picks them instead from prompts/data/backgrounds.vN.json: the
+product's group (footwear, bags, apparel...) is found from its CATEGORY entities, else its title; about 70 % of
+the prompts come from that group and the rest from the generic set, in an order seeded by (product, config), so
+a rerun picks the same ones. No prompt repeats within a product. The MLLM backends (augment.backends) fall back
+to `choose_backgrounds` when a model's list is rejected.
+
+Must not: call a model or read the image.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+
+from augment.stages.base import Batch, Stage, StageResult
+from prompts import backgrounds as background_sets
+
+# Share of the prompts drawn from the product's own group when it has one.
+GROUP_SHARE = 0.7
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateBackgroundOptions:
+    count: int = 10  # prompts per product
+    backgrounds: str = background_sets.LATEST  # curated set version, e.g. backgrounds.v1
+
+
+def choose_backgrounds(
+    bset: background_sets.BackgroundSet, title: str, entities: list[dict] | None, count: int, seed: int
+) -> list[str]:
+    """`count` distinct descriptions for one product, the same for the same (product, seed)."""
+    categories = [e.get("text") or "" for e in entities or () if e.get("label") == "CATEGORY"]
+    group = bset.group_of(categories, title or "")
+    rng = random.Random(seed)
+    own = list(bset.groups.get(group, ())) if group else []
+    generic = [g for g in bset.generic if g not in own]
+    rng.shuffle(own)
+    rng.shuffle(generic)
+    take = min(len(own), math.ceil(GROUP_SHARE * count))
+    chosen = own[:take] + generic[: count - take]
+    if len(chosen) < count:  # a small group: top up from the rest of it
+        chosen += own[take : take + count - len(chosen)]
+    return chosen
+
+
+class TemplateBackgroundPrompts(Stage):
+    name = "background_prompts"
+    backend = "template"
+    reads = ("title", "entities")
+    writes = ("background_prompts",)
+    options_cls = TemplateBackgroundOptions
+
+    def __init__(self, options=None, context=None):
+        super().__init__(options, context)
+        self.set = background_sets.load(self.options.backgrounds)
+        # The generic set alone must be able to fill a product's list: then every product can.
+        if not 1 <= self.options.count <= len(self.set.generic):
+            raise ValueError(
+                f"background_prompts.count must be between 1 and {len(self.set.generic)} for set "
+                f"{self.set.version}, got {self.options.count}"
+            )
+
+    def process(self, batch: Batch) -> StageResult:
+        prompts = [
+            choose_backgrounds(
+                self.set, title, entities, self.options.count, self.context.seed(pid, "background_prompts")
+            )
+            for pid, title, entities in zip(batch["product_id"], batch["title"], batch["entities"])
+        ]
+        return StageResult(columns={"background_prompts": prompts})
+
+    def describe(self) -> dict:
+        return {**super().describe(), "prompt_id": self.set.version}

@@ -1,0 +1,245 @@
+"""Turning processed rows into committed shards: data file, quarantine file, manifest record.
+
+The driver streams processed batches into `ShardWriter.add`; rows are bucketed by shard and, once every row of
+a shard has arrived, the shard is written on a small thread pool while the cluster keeps working. Memory is
+bounded by the shards in flight, not by the input. `write_shard` is also what the single-process runner calls.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from augment import faults, manifest, storage
+from augment import schema as S
+from augment.pipeline import QUARANTINE_DETAIL, SOURCE_URI
+from augment.plan import Plan, ShardSpec
+from augment.stages import RunContext
+
+log = logging.getLogger(__name__)
+
+
+class IncompleteShards(RuntimeError):
+    """Rows of some shards never came back from the stages: nothing of those shards was committed."""
+
+
+def carried_schema(input_schema: pa.Schema) -> pa.Schema:
+    """The input columns a shard carries through: the contract and pass-through columns, no bookkeeping."""
+    return pa.schema([f for f in input_schema if not f.name.startswith("_")])
+
+
+def _lineage(table: pa.Table, context: RunContext) -> pa.Array:
+    n = table.num_rows
+    return pa.StructArray.from_arrays(
+        [
+            pa.array([context.run_id] * n, pa.string()),
+            table.column(SOURCE_URI).combine_chunks(),
+            table.column(S.SOURCE_ROW).combine_chunks(),
+            table.column(S.SHARD_ID).combine_chunks(),
+            pa.array([context.config_hash] * n, pa.string()),
+            pa.array([context.code_version] * n, pa.string()),
+        ],
+        fields=list(S.LINEAGE),
+    )
+
+
+def data_table(table: pa.Table, input_schema: pa.Schema, context: RunContext) -> pa.Table:
+    carried = carried_schema(input_schema)
+    out_schema = S.output_schema(carried)
+    columns = []
+    for field in out_schema:
+        if field.name == "lineage":
+            columns.append(_lineage(table, context))
+        elif field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=out_schema)
+
+
+def quarantine_table(table: pa.Table, input_schema: pa.Schema, context: RunContext) -> pa.Table:
+    carried = carried_schema(input_schema)
+    out_schema = S.quarantine_schema(carried)
+    sources = {
+        "stage": S.QUARANTINE_STAGE, "reason": S.QUARANTINE_REASON, "detail": QUARANTINE_DETAIL, "raw": S.RAW_ROW,
+    }
+    columns = []
+    for field in out_schema:
+        if field.name == "lineage":
+            columns.append(_lineage(table, context))
+        elif field.name in sources and sources[field.name] in table.column_names:
+            columns.append(table.column(sources[field.name]).cast(field.type))
+        elif field.name in table.column_names and field.name not in sources:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=out_schema)
+
+
+def _parquet_compression(schema: pa.Schema, codec: str) -> dict[str, str]:
+    """zstd for everything but encoded images, which do not compress further."""
+    out = {}
+    for field in schema:
+        if field.name == "image" and pa.types.is_binary(field.type):
+            out[field.name] = "none"
+        elif field.name == "variants":
+            for sub in S.VARIANT:
+                out[f"variants.list.element.{sub.name}"] = "none" if sub.name == "image" else codec
+        else:
+            out[field.name] = codec
+    return out
+
+
+def _write_parquet(table: pa.Table, target_uri: str, codec: str) -> tuple[str, int]:
+    """Write to a hidden temp file, publish atomically; returns (sha256, bytes)."""
+    if storage.is_s3(target_uri):
+        fd, name = tempfile.mkstemp(prefix=".moon-shard-", suffix=".parquet")
+        os.close(fd)
+        tmp = Path(name)
+    else:
+        tmp = storage.temp_path_for(target_uri)
+    try:
+        faults.point("during_shard_write")
+        pq.write_table(
+            table, tmp, compression=_parquet_compression(table.schema, codec),
+            row_group_size=max(1, table.num_rows), use_dictionary=False, write_statistics=False,
+        )
+        digest = hashlib.sha256()
+        with open(tmp, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        size = tmp.stat().st_size
+        if not storage.is_s3(target_uri):
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        storage.write_file_atomic(target_uri, tmp)
+        return digest.hexdigest(), size
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_shard(spec: ShardSpec, table: pa.Table, plan: Plan, context: RunContext, codec: str = "zstd") -> manifest.ShardRecord:
+    """Commit one shard: quarantine file, data file, then the manifest record (the commit point)."""
+    started = time.perf_counter()
+    if table.num_rows != spec.num_rows:
+        raise IncompleteShards(f"shard {spec.shard_id}: {table.num_rows} rows processed, {spec.num_rows} expected")
+    table = table.sort_by([(S.SOURCE_ROW, "ascending")])
+    rejected = pc.is_valid(table.column(S.QUARANTINE_REASON))
+    good = table.filter(pc.invert(rejected))
+    bad = table.filter(rejected)
+    data_file = quarantine_file = None
+    checksum, size = "", 0
+    faults.point("before_shard_write")
+    if bad.num_rows:
+        quarantine_file = f"{manifest.QUARANTINE_DIR}/{spec.shard_id}.parquet"
+        checksum, size = _write_parquet(
+            quarantine_table(bad, plan.input_schema, context), storage.join(plan.run_uri, quarantine_file), codec
+        )
+    if good.num_rows:
+        data_file = f"{manifest.DATA_DIR}/{spec.shard_id}.parquet"
+        checksum, size = _write_parquet(data_table(good, plan.input_schema, context), storage.join(plan.run_uri, data_file), codec)
+    faults.point("after_data_write")  # published but not committed: a crash here must not duplicate rows
+    timings = {
+        name[len(S.TIMING_PREFIX):]: float(pc.sum(table.column(name)).as_py() or 0.0)
+        for name in table.column_names if name.startswith(S.TIMING_PREFIX)
+    }
+    timings["write"] = time.perf_counter() - started
+    record = manifest.ShardRecord(
+        shard_id=spec.shard_id, source_uri=spec.source_uri, row_start=spec.row_start, row_stop=spec.row_stop,
+        rows_in=spec.num_rows, rows_out=good.num_rows, rows_quarantined=bad.num_rows,
+        quarantine_reasons=dict(Counter(bad.column(S.QUARANTINE_REASON).to_pylist())),
+        data_file=data_file, quarantine_file=quarantine_file, checksum=checksum, bytes=size,
+        config_hash=context.config_hash, code_version=context.code_version, run_id=context.run_id,
+        schema_version=S.SCHEMA_VERSION, timings=timings, variant_status=_variant_status(good),
+    )
+    manifest.commit(plan.run_uri, record)
+    faults.point("after_commit")
+    return record
+
+
+def _variant_status(table: pa.Table) -> dict[str, int]:
+    if "variants" not in table.column_names or table.num_rows == 0:
+        return {}
+    flat = pc.list_flatten(table.column("variants"))
+    if len(flat) == 0:
+        return {}
+    statuses = pc.struct_field(flat, "status").to_pylist()
+    kinds = pc.struct_field(flat, "kind").to_pylist()
+    counts: Counter = Counter()
+    for kind, status in zip(kinds, statuses):
+        bucket = (status or "missing").split(":", 1)[0]
+        counts[bucket] += 1
+        counts[f"{kind}:{bucket}"] += 1
+    return dict(counts)
+
+
+class ShardWriter:
+    """Buckets streamed rows by shard and commits each shard once all its rows are in."""
+
+    def __init__(self, plan: Plan, context: RunContext, codec: str, threads: int = 2,
+                 on_commit: Callable[[manifest.ShardRecord], None] | None = None):
+        self.plan = plan
+        self.context = context
+        self.codec = codec
+        self.specs = {s.shard_id: s for s in plan.pending}
+        self.buffers: dict[str, list[pa.Table]] = {}
+        self.received: Counter = Counter()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="shard-writer")
+        self.futures: list[concurrent.futures.Future] = []
+        self.on_commit = on_commit
+        self.lock = threading.Lock()
+        self.records: list[manifest.ShardRecord] = []
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        ids = table.column(S.SHARD_ID)
+        for shard in pc.unique(ids).to_pylist():
+            part = table.filter(pc.equal(ids, shard))
+            if shard not in self.specs:
+                raise IncompleteShards(f"rows of unplanned shard {shard} came back from the stages")
+            self.buffers.setdefault(shard, []).append(part)
+            self.received[shard] += part.num_rows
+            if self.received[shard] == self.specs[shard].num_rows:
+                parts = self.buffers.pop(shard)
+                self.futures.append(self.pool.submit(self._commit, self.specs[shard], pa.concat_tables(parts)))
+            elif self.received[shard] > self.specs[shard].num_rows:
+                raise IncompleteShards(f"shard {shard}: more rows came back than it has ({self.received[shard]})")
+        self._raise_failed()
+
+    def _commit(self, spec: ShardSpec, table: pa.Table) -> manifest.ShardRecord:
+        record = write_shard(spec, table, self.plan, self.context, self.codec)
+        with self.lock:
+            self.records.append(record)
+        if self.on_commit:
+            self.on_commit(record)
+        return record
+
+    def _raise_failed(self) -> None:
+        for future in [f for f in self.futures if f.done()]:
+            future.result()  # re-raises a write failure in the driver
+        self.futures = [f for f in self.futures if not f.done()]
+
+    def close(self) -> list[manifest.ShardRecord]:
+        try:
+            for future in self.futures:
+                future.result()
+        finally:
+            self.pool.shutdown(wait=True)
+        missing = {s: self.specs[s].num_rows - self.received[s] for s in self.specs if self.received[s] < self.specs[s].num_rows}
+        if missing:
+            sample = ", ".join(f"{k} ({v} rows)" for k, v in list(missing.items())[:5])
+            raise IncompleteShards(f"{len(missing)} shards did not complete and were not committed: {sample}")
+        return self.records

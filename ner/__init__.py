@@ -1,0 +1,58 @@
+"""Rule-based product-title NER: BRAND, CATEGORY, MATERIAL and COLOR with offsets and canonical ids.
+
+    import ner
+    extractor = ner.load("en", lexicon_files=["BRAND=my_brands.txt"])
+    extractor.extract(["Nike Men's Black Leather Sneakers"])
+    # [[{"label": "BRAND", "text": "Nike", "start": 0, "end": 4, "id": "nike"}, ...]]
+
+A spaCy pipeline built from `ner/configs/<lang>.cfg` (spacy.blank plus rule components; no model download), with
+lexicons and patterns as data files under `ner/data/`. Importing this package is cheap: spaCy is imported by
+`load`, so `moon --help` and the Airflow image do not pay for it.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from ner.extractor import EntityExtractor
+
+LABELS = ("BRAND", "CATEGORY", "MATERIAL", "COLOR")
+
+
+def load(lang: str = "en", lexicon_files: Iterable[str] = (), config: str | None = None,
+         max_chars: int = 2000, batch_size: int = 256) -> "EntityExtractor":
+    """The extractor for `lang` with extra lexicons; built once per process for each distinct argument set.
+
+    `lexicon_files`: JSONL pattern files, or plain lists written `LABEL=path` (one phrase per line).
+    `config`: a pipeline config file to use instead of the bundled `ner/configs/<lang>.cfg`.
+    """
+    files = tuple(str(p) for p in lexicon_files)
+    return _load(lang, files, _stamps(files, config), config, max_chars, batch_size)
+
+
+def _stamps(files: tuple[str, ...], config: str | None) -> tuple:
+    """Size and mtime of each file named, so that an edited lexicon is not served from the cache."""
+    stamps = []
+    for spec in files + ((config,) if config else ()):
+        path = spec.partition("=")[2] if "=" in spec and spec.split("=", 1)[0].isupper() else spec
+        try:
+            st = os.stat(path)
+            stamps.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(lang: str, lexicon_files: tuple[str, ...], stamps: tuple, config: str | None, max_chars: int,
+          batch_size: int) -> "EntityExtractor":
+    from ner.extractor import EntityExtractor
+    from ner.pipeline import build_pipeline
+
+    nlp = build_pipeline(lang, lexicon_files, config=config)
+    return EntityExtractor(nlp, max_chars=max_chars, batch_size=batch_size)
+
+
+__all__ = ["LABELS", "load"]

@@ -1,0 +1,7 @@
+"""spaCy components of the NER pipeline, registered by name when this package is imported.
+
+Each module registers one thing with spaCy's registries (`@Language.factory`, `@registry.tokenizers`); the
+pipeline config (`ner/configs/*.cfg`) names them. Candidates travel between components as span groups (see
+`groups`); the resolver alone writes `doc.ents`.
+"""
+from ner.components import brand_hint, brand_rules, lexicon_ruler, resolver, tokenizer  # noqa: F401

@@ -1,0 +1,83 @@
+"""`moon_entity_resolver`: from overlapping candidates to `doc.ents`, by trust, length and label priority.
+
+Candidates come from the span groups named in `sources`, most trusted first (the row's catalogue brand, then the
+lexicons, then rule guesses). Within a source, a longer span beats a shorter one ("stainless steel" over
+"steel", "Navy Blue" over "Blue"); at equal length, `label_priority` decides ("Jersey" is a MATERIAL before it is
+a CATEGORY when both lexicons list it). A chosen span blocks every candidate that overlaps it.
+
+Stop-lists drop candidates that lexicons get wrong in titles: a phrase listed under a label in `stop_lists`
+(e.g. BRAND: "new", "original") is never an entity of that label.
+"""
+from __future__ import annotations
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+from ner.components import groups
+from ner.lexicon import read_phrases, resolve_path
+
+
+@Language.factory(
+    "moon_entity_resolver",
+    default_config={
+        "sources": [groups.HINT, groups.BRAND, groups.LEXICON, groups.RULES],
+        "label_priority": ["BRAND", "MATERIAL", "CATEGORY", "COLOR"],
+        "stop_lists": {},
+        "one_per_title": {},
+    },
+)
+def make_resolver(nlp: Language, name: str, sources: list[str], label_priority: list[str],
+                  stop_lists: dict[str, str], one_per_title: dict[str, str]) -> "EntityResolver":
+    stops = {label: {p.casefold() for p in read_phrases(resolve_path(path))} for label, path in stop_lists.items()}
+    return EntityResolver(sources=sources, label_priority=label_priority, stops=stops, one_per_title=one_per_title)
+
+
+class EntityResolver:
+    def __init__(self, sources: list[str], label_priority: list[str], stops: dict[str, set[str]] | None = None,
+                 one_per_title: dict[str, str] | None = None):
+        self.sources = list(sources)
+        # labels not listed come after the listed ones, in name order
+        self.rank = {label: i for i, label in enumerate(label_priority)}
+        self.stops = stops or {}
+        for label, which in (one_per_title or {}).items():
+            if which not in ("first", "last", "longest"):
+                raise ValueError(f"one_per_title.{label}: expected first, last or longest, got {which!r}")
+        self.one_per_title = dict(one_per_title or {})
+
+    def __call__(self, doc: Doc) -> Doc:
+        taken = bytearray(len(doc))
+        chosen: list[tuple] = []
+        rank = self.rank
+        last = len(rank)
+        for key in self.sources:
+            candidates = groups.get(doc, key)
+            if not candidates:
+                continue
+            for cand in sorted(candidates, key=lambda c: (c[0] - c[1], rank.get(c[2], last), c[0])):
+                start, end, label = cand[0], cand[1], cand[2]
+                if any(taken[start:end]):
+                    continue
+                stops = self.stops.get(label)
+                if stops and doc[start:end].text.casefold() in stops:
+                    continue
+                taken[start:end] = b"\x01" * (end - start)
+                chosen.append(cand)
+        chosen.sort()
+        for label, which in self.one_per_title.items():
+            chosen = _keep_one(chosen, label, which)
+        doc.ents = [Span(doc, s, e, label=label, span_id=ent_id) for s, e, label, ent_id in chosen]
+        return doc
+
+
+def _keep_one(chosen: list[tuple], label: str, which: str) -> list[tuple]:
+    """Keep one candidate of `label` (the first, the last or the longest in the title); others are dropped."""
+    of_label = [c for c in chosen if c[2] == label]
+    if len(of_label) < 2:
+        return chosen
+    if which == "first":
+        keep = of_label[0]
+    elif which == "last":
+        keep = of_label[-1]
+    else:
+        keep = max(of_label, key=lambda c: (c[1] - c[0], -c[0]))
+    return [c for c in chosen if c[2] != label or c is keep]

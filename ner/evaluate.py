@@ -1,0 +1,103 @@
+"""Scoring predicted entities against gold title labels: per-label precision, recall, F1 and the micro F1.
+
+Gold rows look like {"id", "title", "labels": {"BRAND": [...], "CATEGORY": [...], ...}}. A label key that is
+present lists every value of that label in the title (an empty list: the label is absent); a missing key means
+unknown, and predictions of that label on that row are not scored. Values are compared as sets of folded texts
+(`ner.text.fold`: case-insensitive, punctuation and white space folded), so predicting "Nike" twice counts once.
+The headline figure is the micro F1 over BRAND, CATEGORY and MATERIAL.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ner.text import fold
+
+SCORED_LABELS = ("BRAND", "CATEGORY", "MATERIAL", "COLOR")
+MICRO_LABELS = ("BRAND", "CATEGORY", "MATERIAL")
+
+
+@dataclasses.dataclass
+class Counts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def add(self, other: "Counts") -> None:
+        self.tp += other.tp
+        self.fp += other.fp
+        self.fn += other.fn
+
+    def as_dict(self) -> dict:
+        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "precision": round(self.precision, 4),
+                "recall": round(self.recall, 4), "f1": round(self.f1, 4)}
+
+
+def read_gold(path: str | Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                row = json.loads(line)
+                if "title" not in row or not isinstance(row.get("labels", {}), dict):
+                    raise ValueError(f"{path}:{number}: a gold row needs 'title' and a 'labels' mapping")
+                rows.append(row)
+    return rows
+
+
+def row_counts(gold_labels: dict[str, list[str]], entities: Iterable[dict]) -> dict[str, Counts]:
+    """Counts per scored label of one row: predicted texts against gold values, on the row's known labels."""
+    predicted: dict[str, set[str]] = {}
+    for ent in entities:
+        key = fold(ent["text"])
+        if key:
+            predicted.setdefault(ent["label"], set()).add(key)
+    counts = {}
+    for label, values in gold_labels.items():
+        if label not in SCORED_LABELS or values is None:
+            continue
+        gold = {fold(v) for v in values} - {""}
+        pred = predicted.get(label, set())
+        counts[label] = Counts(tp=len(gold & pred), fp=len(pred - gold), fn=len(gold - pred))
+    return counts
+
+
+def score(gold_rows: Sequence[dict], predictions: Sequence[list[dict]]) -> dict:
+    """{"labels": {label: counts}, "micro": counts over MICRO_LABELS, "rows": n}."""
+    if len(gold_rows) != len(predictions):
+        raise ValueError(f"{len(predictions)} predictions for {len(gold_rows)} gold rows")
+    totals = {label: Counts() for label in SCORED_LABELS}
+    for row, ents in zip(gold_rows, predictions):
+        for label, counts in row_counts(row.get("labels", {}), ents).items():
+            totals[label].add(counts)
+    micro = Counts()
+    for label in MICRO_LABELS:
+        micro.add(totals[label])
+    return {"rows": len(gold_rows), "labels": {k: v.as_dict() for k, v in totals.items()}, "micro": micro.as_dict()}
+
+
+def format_table(name: str, result: dict) -> str:
+    """A plain-text table of one file's scores."""
+    lines = [f"{name}  ({result['rows']} titles)", f"{'label':<10}{'P':>8}{'R':>8}{'F1':>8}{'tp':>7}{'fp':>7}{'fn':>7}"]
+    for label, c in result["labels"].items():
+        lines.append(f"{label:<10}{c['precision']:>8.3f}{c['recall']:>8.3f}{c['f1']:>8.3f}{c['tp']:>7}{c['fp']:>7}"
+                     f"{c['fn']:>7}")
+    m = result["micro"]
+    lines.append(f"{'micro BCM':<10}{m['precision']:>8.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}{m['tp']:>7}{m['fp']:>7}"
+                 f"{m['fn']:>7}")
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""`EntityExtractor`: titles in, entities with offsets into the original titles out.
+
+The one entry point the rest of the project uses (the ner stage, the CLI, the bench). It cleans each title
+(`ner.text`), hands the cleaned texts to the spaCy pipeline through `nlp.pipe`, and maps every entity back to the
+characters of the title it came from. It never raises on a title: a title the pipeline fails on (it should not
+happen) yields no entities and a logged warning, never a lost row.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Sequence
+
+from ner.components import groups
+from ner.text import CleanTitle, clean_title
+
+log = logging.getLogger(__name__)
+
+
+class EntityExtractor:
+    """Wraps a built pipeline. Cheap to call many times; build it once per process with `ner.load`."""
+
+    def __init__(self, nlp, max_chars: int = 2000, batch_size: int = 256):
+        self.nlp = nlp
+        self.max_chars = max_chars
+        self.batch_size = batch_size
+
+    @property
+    def lang(self) -> str:
+        return self.nlp.lang
+
+    def extract(self, titles: Sequence[object], brand_hints: Sequence[str | None] | None = None) -> list[list[dict]]:
+        """One list of entities per title: {"label", "text", "start", "end", "id"}, in title order.
+
+        `brand_hints` (one per title, or None) is the catalogue's brand of each row; where it occurs in the title,
+        that span is the BRAND.
+        """
+        if brand_hints is not None and len(brand_hints) != len(titles):
+            raise ValueError(f"brand_hints has {len(brand_hints)} entries for {len(titles)} titles")
+        cleaned = [clean_title(t, self.max_chars) for t in titles]
+        hints = brand_hints if brand_hints is not None else [None] * len(cleaned)
+        out: list[list[dict]] = []
+        for start in range(0, len(cleaned), self.batch_size):
+            part = cleaned[start:start + self.batch_size]
+            part_hints = hints[start:start + self.batch_size]
+            try:
+                out.extend(self._run(part, part_hints))
+            except Exception:  # one bad title must not cost the batch: retry one by one
+                log.exception("NER batch failed; retrying its %d titles one by one", len(part))
+                for title, hint in zip(part, part_hints):
+                    try:
+                        out.extend(self._run([title], [hint]))
+                    except Exception:
+                        log.exception("NER failed on a title of %d characters; no entities for it",
+                                      len(title.original))
+                        out.append([])
+        return out
+
+    def _run(self, cleaned: list[CleanTitle], hints: Sequence[str | None]) -> Iterator[list[dict]]:
+        docs = []
+        for title, hint in zip(cleaned, hints):
+            doc = self.nlp.make_doc(title.text)
+            if hint and isinstance(hint, str):
+                doc.user_data[groups.HINT_ATTR] = hint
+            docs.append(doc)
+        results = []
+        for title, doc in zip(cleaned, self.nlp.pipe(docs, batch_size=self.batch_size)):
+            results.append(_entities(title, doc))
+        return iter(results)
+
+
+def _entities(title: CleanTitle, doc) -> list[dict]:
+    ents = []
+    original = title.original
+    for ent in doc.ents:
+        start, end = title.span(ent.start_char, ent.end_char)
+        ents.append({
+            "label": ent.label_,
+            "text": original[start:end],
+            "start": start,
+            "end": end,
+            "id": ent.id_ or None,
+        })
+    return ents

@@ -1,0 +1,175 @@
+"""Lexicon files: reading patterns (JSONL) and plain phrase lists, and the word forms a phrase stands for.
+
+A pattern line is the spaCy entity-ruler format plus nothing else:
+    {"label": "MATERIAL", "pattern": "stainless steel", "id": "stainless_steel"}
+    {"label": "MATERIAL", "pattern": [{"LIKE_NUM": true}, {"TEXT": "%"}, {"LOWER": "cotton"}], "id": "cotton"}
+A string pattern is matched case-insensitively, token by token; a list pattern is a spaCy Matcher pattern. `id` is
+the canonical form (several spellings, one id); without one, the id is the lower-cased phrase.
+
+A plain list is one phrase per line (blank lines and lines starting with # are skipped); its label comes from
+the caller, e.g. `BRAND=brands.txt`. No spaCy here: this module only reads and normalises data.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterable, Iterator
+
+DATA_DIR = Path(__file__).parent / "data"
+LABELS = ("BRAND", "CATEGORY", "MATERIAL", "COLOR")
+
+
+class LexiconError(ValueError):
+    """A lexicon file is missing or malformed; the message names the file and line."""
+
+
+def canonical_id(phrase: str) -> str:
+    """The id of a phrase without an explicit one: lower case, words joined by '_'."""
+    return "_".join(re.findall(r"\w+", phrase.casefold())) or phrase.casefold().strip()
+
+
+def resolve_path(name: str | Path) -> Path:
+    """A lexicon path as given, or relative to the bundled data folder (`en/brands.jsonl`)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    bundled = DATA_DIR / path
+    if bundled.exists():
+        return bundled
+    raise LexiconError(f"lexicon file {name} not found (nor under {DATA_DIR})")
+
+
+def read_lexicon(spec: str | Path, default_label: str | None = None) -> list[dict]:
+    """Patterns from one lexicon spec: `path.jsonl`, or `LABEL=path` for a plain list (any suffix).
+
+    A plain list without a label takes `default_label`; without one either, its file name decides
+    (brands.txt -> BRAND, categories.txt -> CATEGORY, materials.txt -> MATERIAL, colors.txt -> COLOR).
+    """
+    spec = str(spec)
+    label = None
+    head, sep, tail = spec.partition("=")
+    if sep and head.isupper() and head.replace("_", "").isalpha():
+        label, spec = head, tail
+    path = resolve_path(spec)
+    if path.suffix == ".jsonl" and label is None:
+        return list(_read_jsonl(path))
+    label = label or default_label or _label_from_name(path)
+    return [{"label": label, "pattern": p, "id": canonical_id(p)} for p in read_phrases(path)]
+
+
+def read_phrases(path: str | Path) -> list[str]:
+    """One phrase per line; blank lines and `#` comments skipped, white space collapsed, duplicates dropped."""
+    seen: dict[str, None] = {}
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            phrase = " ".join(line.split())
+            if phrase and not phrase.startswith("#"):
+                seen.setdefault(phrase, None)
+    return list(seen)
+
+
+def _read_jsonl(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LexiconError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            if not isinstance(item, dict) or "label" not in item or "pattern" not in item:
+                raise LexiconError(f"{path}:{number}: a pattern needs 'label' and 'pattern'")
+            pattern = item["pattern"]
+            if not isinstance(pattern, (str, list)):
+                raise LexiconError(f"{path}:{number}: 'pattern' must be a string or a list of token specs")
+            if isinstance(pattern, str):
+                item.setdefault("id", canonical_id(pattern))
+            yield item
+
+
+def _label_from_name(path: Path) -> str:
+    stem = path.stem.lower()
+    for label in LABELS:
+        if stem.startswith(label.lower()[:5]):
+            return label
+    raise LexiconError(
+        f"cannot tell the label of plain list {path}; write it as LABEL=path (labels: {', '.join(LABELS)})"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Word forms
+# ---------------------------------------------------------------------------------------------------------
+_ES_ENDINGS = ("s", "x", "z", "ch", "sh")
+# Nouns whose plural is not a suffix away, as they appear in product titles.
+_IRREGULAR = {"knife": "knives", "shelf": "shelves", "leaf": "leaves", "man": "men", "woman": "women",
+              "foot": "feet", "tooth": "teeth", "mouse": "mice", "child": "children", "wife": "wives",
+              "scarf": "scarves", "half": "halves", "loaf": "loaves", "wolf": "wolves"}
+_IRREGULAR_SINGULAR = {v: k for k, v in _IRREGULAR.items()}
+# Words that end in s but are not plurals (or are the same in both numbers).
+_INVARIANT = {"jeans", "shorts", "trousers", "pants", "leggings", "tights", "briefs", "boxers", "glasses",
+              "sunglasses", "goggles", "scissors", "pliers", "tongs", "overalls", "pajamas", "pyjamas",
+              "series", "species", "chassis", "dress", "glass", "bass", "canvas", "lens", "bus", "gas",
+              "compass", "harness", "mattress", "cutlass", "apparatus", "cactus", "brass", "grass",
+              "swimwear", "footwear", "eyewear", "sportswear", "underwear", "headphones", "earphones",
+              "jewellery", "jewelry", "clothing", "equipment", "furniture", "luggage", "cookware"}
+
+
+def plural(word: str) -> str:
+    """English plural of one lower-case noun, by the usual spelling rules."""
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
+    if word in _INVARIANT or not word.isalpha():
+        return word
+    if word.endswith("y") and len(word) > 2 and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    if word.endswith(_ES_ENDINGS):
+        return word + "es"
+    return word + "s"
+
+
+def singular(word: str) -> str:
+    """English singular of one lower-case noun (the inverse of `plural` for regular nouns)."""
+    if word in _IRREGULAR_SINGULAR:
+        return _IRREGULAR_SINGULAR[word]
+    if word in _INVARIANT or not word.isalpha() or len(word) < 4:
+        return word
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes", "sses", "xes", "zes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def number_forms(phrase: str) -> list[str]:
+    """The phrase with its last word in singular and plural (`Track Pants`, `Sneaker` -> `sneakers`)."""
+    words = phrase.split(" ")
+    last = words[-1]
+    low = last.lower()
+    forms = {phrase}
+    one = singular(low)
+    for other in (one, plural(one)):
+        if other != low:
+            form = other if last.islower() else (other.upper() if last.isupper() else other.capitalize())
+            forms.add(" ".join(words[:-1] + [form]))
+    return sorted(forms)
+
+
+def expand_numbers(patterns: Iterable[dict], labels: tuple[str, ...] = ("CATEGORY",)) -> list[dict]:
+    """Add singular/plural forms of string patterns of the given labels, keeping each pattern's id."""
+    out: list[dict] = []
+    seen: set[tuple[str, str]] = set()
+    for item in patterns:
+        pattern = item["pattern"]
+        forms = number_forms(pattern) if isinstance(pattern, str) and item["label"] in labels else [pattern]
+        for form in forms:
+            key = (item["label"], form.lower()) if isinstance(form, str) else None
+            if key is not None:
+                if key in seen:
+                    continue
+                seen.add(key)
+            out.append({**item, "pattern": form})
+    return out

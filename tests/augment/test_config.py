@@ -1,0 +1,86 @@
+import pytest
+
+from augment import config as C
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_default_profile_is_local_with_every_stage():
+    config = C.load(check_stages=False)
+    assert config.profile == "local"
+    assert list(config.stages) == ["validate", "ner", "enrich_title", "background_prompts", "image_variants", "filter"]
+    assert config.stages["image_variants"].backend == "classic"
+
+
+def test_unknown_top_level_key_names_the_key(tmp_path):
+    with pytest.raises(C.ConfigError, match=r"unknown key shard_sise"):
+        C.load(write(tmp_path, "shard_sise: 3\n"), check_stages=False)
+
+
+def test_unknown_nested_key_names_the_dotted_path(tmp_path):
+    with pytest.raises(C.ConfigError, match=r"unknown key run\.shard_sise"):
+        C.load(write(tmp_path, "run:\n  shard_sise: 3\n"), check_stages=False)
+
+
+def test_wrong_type_names_key_and_expected_type(tmp_path):
+    with pytest.raises(C.ConfigError, match=r"run\.shard_size: expected int, got str \('ten'\)"):
+        C.load(write(tmp_path, "run:\n  shard_size: ten\n"), check_stages=False)
+
+
+def test_bool_is_not_accepted_as_int(tmp_path):
+    with pytest.raises(C.ConfigError, match=r"run\.shard_size: expected int, got bool"):
+        C.load(write(tmp_path, "run:\n  shard_size: true\n"), check_stages=False)
+
+
+def test_unknown_profile_lists_profiles():
+    with pytest.raises(C.ConfigError, match=r"unknown profile 'nope'; profiles are .*local"):
+        C.load(profile="nope")
+
+
+def test_unknown_stage_is_an_error(tmp_path):
+    with pytest.raises(C.ConfigError, match=r"unknown key stages\.resize"):
+        C.load(write(tmp_path, "stages:\n  resize:\n    backend: x\n"), check_stages=True)
+
+
+def test_unknown_backend_lists_available(tmp_path):
+    with pytest.raises(C.ConfigError, match=r"stages\.image_variants\.backend: stage 'image_variants' has no backend 'magic'; available: .*classic"):
+        C.load(write(tmp_path, "stages:\n  image_variants:\n    backend: magic\n"))
+
+
+def test_override_merges_over_profile(tmp_path):
+    config = C.load(write(tmp_path, "run:\n  shard_size: 7\n"), check_stages=False)
+    assert config.run.shard_size == 7
+    assert config.stages["ner"].backend == "spacy_rules"
+
+
+def test_hash_ignores_resources_and_ray_address(tmp_path):
+    base = C.load(check_stages=False)
+    tuned = C.load(write(tmp_path, "run:\n  ray_address: ray://x:10001\nstages:\n  ner:\n    resources:\n      batch_size: 99\n"),
+                   check_stages=False)
+    assert tuned.hash() == base.hash()
+
+
+def test_hash_changes_with_output_relevant_fields(tmp_path):
+    base = C.load(check_stages=False)
+    other = C.load(write(tmp_path, "run:\n  shard_size: 5\n"), check_stages=False)
+    assert other.hash() != base.hash()
+
+
+def test_disabled_stage_options_do_not_change_hash(tmp_path):
+    off = C.load(write(tmp_path, "stages:\n  filter:\n    enabled: false\n"), check_stages=False)
+    off2 = C.load(write(tmp_path, "stages:\n  filter:\n    enabled: false\n    options:\n      threshold: 0.9\n"), check_stages=False)
+    assert off.hash() == off2.hash()
+
+
+def test_input_columns_must_name_contract_columns(tmp_path):
+    with pytest.raises(C.ConfigError, match=r"input\.columns\.sku: not an input column"):
+        C.load(write(tmp_path, "input:\n  columns:\n    sku: id\n"), check_stages=False)
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path):
+    with pytest.raises(C.ConfigError, match="not valid YAML"):
+        C.load(write(tmp_path, "run: [\n"), check_stages=False)

@@ -1,0 +1,100 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from augment import config as C
+from augment import manifest, plan as P
+
+
+@pytest.fixture
+def config():
+    cfg = C.load(check_stages=False)
+    cfg.run.shard_size = 4
+    return cfg
+
+
+def catalogue(tmp_path, ids, brands=None):
+    path = tmp_path / "in.parquet"
+    data = {"product_id": ids, "title": [f"title {i}" for i in ids]}
+    if brands is not None:
+        data["brand"] = brands
+    pq.write_table(pa.table(data), path)
+    return str(path)
+
+
+def test_shards_are_row_ranges_with_stable_ids(tmp_path, config):
+    src = catalogue(tmp_path, [str(i) for i in range(10)])
+    plan = P.plan_run(src, str(tmp_path / "out"), config)
+    assert [(s.row_start, s.row_stop) for s in plan.shards] == [(0, 4), (4, 8), (8, 10)]
+    assert [s.shard_id for s in plan.shards] == [P.shard_id(src, a, b) for a, b in [(0, 4), (4, 8), (8, 10)]]
+    again = P.plan_run(src, str(tmp_path / "out"), config)
+    assert again.run_id == plan.run_id
+    assert [s.shard_id for s in again.shards] == [s.shard_id for s in plan.shards]
+
+
+def test_limit_caps_rows(tmp_path, config):
+    src = catalogue(tmp_path, [str(i) for i in range(10)])
+    plan = P.plan_run(src, str(tmp_path / "out"), config, limit=6)
+    assert plan.rows_total == 6
+    assert [(s.row_start, s.row_stop) for s in plan.shards] == [(0, 4), (4, 6)]
+
+
+def test_later_duplicates_of_a_product_id_are_marked(tmp_path, config):
+    src = catalogue(tmp_path, ["a", "b", "a", "c", "b", "a", None])
+    plan = P.plan_run(src, str(tmp_path / "out"), config)
+    assert [s.duplicate_rows for s in plan.shards] == [[2], [4, 5]]
+
+
+def test_changed_config_is_refused_without_force(tmp_path, config):
+    src = catalogue(tmp_path, ["a", "b"])
+    out = str(tmp_path / "out")
+    P.plan_run(src, out, config)
+    config.run.shard_size = 3
+    with pytest.raises(P.RunMismatch, match="different config"):
+        P.plan_run(src, out, config)
+    forced = P.plan_run(src, out, config, force=True)
+    assert json.loads((tmp_path / "out" / "_run.json").read_text())["run_id"] == forced.run_id
+
+
+def test_changed_limit_is_refused(tmp_path, config):
+    src = catalogue(tmp_path, ["a", "b", "c"])
+    out = str(tmp_path / "out")
+    P.plan_run(src, out, config, limit=2)
+    with pytest.raises(P.RunMismatch, match="different --limit"):
+        P.plan_run(src, out, config)
+
+
+def test_force_clears_previous_shards(tmp_path, config):
+    src = catalogue(tmp_path, ["a", "b"])
+    out = tmp_path / "out"
+    P.plan_run(src, str(out), config)
+    (out / "data").mkdir()
+    (out / "data" / "old.parquet").write_bytes(b"x")
+    (out / manifest.MANIFEST).write_text("{}\n")
+    config.run.shard_size = 1
+    P.plan_run(src, str(out), config, force=True)
+    assert not (out / "data").exists()
+    assert not (out / manifest.MANIFEST).exists()
+
+
+def test_learned_brands_artifact(tmp_path, config):
+    src = catalogue(tmp_path, ["a", "b", "c"], brands=["Nike", " Puma ", None])
+    plan = P.plan_run(src, str(tmp_path / "out"), config)
+    assert (tmp_path / "out" / "_artifacts" / "learned_brands.txt").read_text() == "Nike\nPuma\n"
+    assert plan.artifacts == {"learned_brands": str(tmp_path / "out" / "_artifacts" / "learned_brands.txt")}
+
+
+def test_restrict_to_known_shards(tmp_path, config):
+    src = catalogue(tmp_path, [str(i) for i in range(10)])
+    plan = P.plan_run(src, str(tmp_path / "out"), config)
+    assert [s.shard_id for s in plan.restrict([plan.shards[1].shard_id]).pending] == [plan.shards[1].shard_id]
+    with pytest.raises(ValueError, match="unknown shard ids"):
+        plan.restrict(["nope"])
+
+
+def test_dry_plan_writes_nothing(tmp_path, config):
+    src = catalogue(tmp_path, ["a"])
+    P.plan_run(src, str(tmp_path / "out"), config, write=False)
+    assert not (tmp_path / "out" / "_run.json").exists()

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def extractor():
+    """The bundled English pipeline, built once for the test session."""
+    import ner
+
+    return ner.load("en")
+
+
+@pytest.fixture()
+def small_nlp():
+    """A blank English pipeline with the title tokenizer and the rule components on the fixture lexicon."""
+    import spacy
+
+    import ner.components  # noqa: F401
+
+    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp.add_pipe("moon_brand_hint")
+    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(FIXTURES / "patterns.jsonl")]})
+    nlp.add_pipe("moon_brand_rules", config={"lead_skip": str(FIXTURES / "lead.txt"),
+                                             "stop_words": str(FIXTURES / "stop.txt")})
+    nlp.add_pipe("moon_entity_resolver")
+    return nlp

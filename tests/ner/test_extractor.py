@@ -1,0 +1,53 @@
+"""The extractor's contract: entity dicts with offsets into the ORIGINAL title, and no crash on any string."""
+import pytest
+
+
+def test_entity_dicts_carry_label_text_offsets_and_id(extractor):
+    [ents] = extractor.extract(["Nike Men Navy Blue Track Pants"])
+    assert ents == [
+        {"label": "BRAND", "text": "Nike", "start": 0, "end": 4, "id": "nike"},
+        {"label": "COLOR", "text": "Navy Blue", "start": 9, "end": 18, "id": "navy"},
+        {"label": "CATEGORY", "text": "Track Pants", "start": 19, "end": 30, "id": "track_pants"},
+    ]
+
+
+def test_offsets_point_into_original_title_after_html_entity(extractor):
+    title = "Nike Women&#39;s Black Shorts"
+    [ents] = extractor.extract([title])
+    assert [(e["label"], title[e["start"]:e["end"]]) for e in ents] == [
+        ("BRAND", "Nike"), ("COLOR", "Black"), ("CATEGORY", "Shorts")]
+
+
+def test_brand_hint_makes_unknown_brand_a_brand(extractor):
+    [ents] = extractor.extract(["Zorblax Men Black Shorts"], brand_hints=["zorblax"])
+    assert ents[0] == {"label": "BRAND", "text": "Zorblax", "start": 0, "end": 7, "id": "zorblax"}
+
+
+def test_brand_hints_must_match_titles_in_length(extractor):
+    with pytest.raises(ValueError, match="brand_hints"):
+        extractor.extract(["a", "b"], brand_hints=["x"])
+
+
+def test_results_keep_title_order(extractor):
+    out = extractor.extract(["Black Shorts", "", "Red Shorts"])
+    assert [[e["text"] for e in ents if e["label"] == "COLOR"] for ents in out] == [["Black"], [], ["Red"]]
+
+
+@pytest.mark.parametrize("title", [
+    "", " ", "\x00\x01\x1f", "😀👟🔥 Nike 👟", "حذاء رياضي نايك أسود", "耐克男士黑色跑步鞋", "&#0;&#xD800;&bogus;&",
+    "x" * 100_000, "Nike " * 20_000, "\u202eRTL override\u202c", "a\u0301\u0301\u0301", "&amp;" * 500,
+])
+def test_never_crashes_on_odd_strings(extractor, title):
+    [ents] = extractor.extract([title])
+    for e in ents:
+        assert title[e["start"]:e["end"]] == e["text"]
+
+
+def test_non_string_titles_give_no_entities(extractor):
+    assert extractor.extract([None, 12]) == [[], []]
+
+
+def test_load_is_cached_per_process():
+    import ner
+
+    assert ner.load("en") is ner.load("en")

@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from ner.lexicon import LexiconError, canonical_id, expand_numbers, number_forms, plural, read_lexicon, singular
+
+
+def test_canonical_id_joins_lower_case_words():
+    assert canonical_id("Stainless Steel") == "stainless_steel"
+
+
+@pytest.mark.parametrize("word,expected", [("sneaker", "sneakers"), ("dress", "dress"), ("watch", "watches"),
+                                           ("accessory", "accessories"), ("knife", "knives"), ("jeans", "jeans")])
+def test_plural(word, expected):
+    assert plural(word) == expected
+
+
+@pytest.mark.parametrize("word,expected", [("sneakers", "sneaker"), ("watches", "watch"), ("jeans", "jeans"),
+                                           ("accessories", "accessory"), ("glass", "glass"), ("bus", "bus")])
+def test_singular(word, expected):
+    assert singular(word) == expected
+
+
+def test_number_forms_change_only_the_last_word_and_keep_its_casing():
+    assert number_forms("Track Pant") == ["Track Pant", "Track Pants"]
+
+
+def test_expand_numbers_keeps_the_id():
+    out = expand_numbers([{"label": "CATEGORY", "pattern": "Sneakers", "id": "sneaker"}])
+    assert [(p["pattern"], p["id"]) for p in out] == [("Sneaker", "sneaker"), ("Sneakers", "sneaker")]
+
+
+def test_expand_numbers_leaves_other_labels_alone():
+    out = expand_numbers([{"label": "BRAND", "pattern": "Crocs", "id": "crocs"}])
+    assert [p["pattern"] for p in out] == ["Crocs"]
+
+
+def test_plain_list_with_label_prefix(tmp_path):
+    path = tmp_path / "mine.txt"
+    path.write_text("Seapesca\n\n# comment\nFish King\n")
+    assert read_lexicon(f"BRAND={path}") == [
+        {"label": "BRAND", "pattern": "Seapesca", "id": "seapesca"},
+        {"label": "BRAND", "pattern": "Fish King", "id": "fish_king"},
+    ]
+
+
+def test_plain_list_label_from_file_name(tmp_path):
+    path = tmp_path / "brands.txt"
+    path.write_text("Acme\n")
+    assert read_lexicon(path)[0]["label"] == "BRAND"
+
+
+def test_plain_list_without_label_is_an_error(tmp_path):
+    path = tmp_path / "things.txt"
+    path.write_text("Acme\n")
+    with pytest.raises(LexiconError, match="LABEL=path"):
+        read_lexicon(path)
+
+
+def test_jsonl_pattern_without_id_gets_one(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"label": "COLOR", "pattern": "Navy Blue"}) + "\n")
+    assert read_lexicon(path) == [{"label": "COLOR", "pattern": "Navy Blue", "id": "navy_blue"}]
+
+
+def test_jsonl_error_names_file_and_line(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"label": "COLOR", "pattern": "Red"}\n{oops\n')
+    with pytest.raises(LexiconError, match=r"p.jsonl:2"):
+        read_lexicon(path)
+
+
+def test_missing_file_is_an_error():
+    with pytest.raises(LexiconError, match="not found"):
+        read_lexicon("no/such/lexicon.jsonl")
