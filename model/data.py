@@ -18,7 +18,6 @@ This module must not import Ray; image decoding and tokenising happen here, mode
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import random
@@ -29,6 +28,7 @@ import pyarrow as pa
 import torch
 
 from model import images as image_ops
+from model.batch import TrainBatch
 from model.config import INTER_OBJECTIVES, MoonConfig
 from model.tokenizer import words
 
@@ -209,25 +209,6 @@ def _pairs(records: list[dict[str, Any]], rng: random.Random) -> list[tuple[dict
 # ---------------------------------------------------------------------------------------------------------
 # 4. Views -> tensors
 # ---------------------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class TrainBatch:
-    images: dict[str, torch.Tensor]  # name -> [n, 3, S, S]
-    texts: dict[str, tuple[torch.Tensor, torch.Tensor]]  # name -> (ids [n, L], mask [n, L])
-    views: dict[str, tuple[str | None, str | None]]  # view -> (image name, text name), see MoonModel.forward
-    query_index: dict[str, torch.Tensor]  # objective -> [Q_m] triplet index of each query of that view
-    partner: torch.Tensor  # [B] in-batch index of each triplet's mined negative
-    product_ids: list[str]
-
-    def to(self, device) -> "TrainBatch":
-        return dataclasses.replace(
-            self,
-            images={k: v.to(device, non_blocking=True) for k, v in self.images.items()},
-            texts={k: (i.to(device), m.to(device)) for k, (i, m) in self.texts.items()},
-            query_index={k: v.to(device) for k, v in self.query_index.items()},
-            partner=self.partner.to(device),
-        )
-
-
 CANDIDATE_VIEWS = {"c_mm": ("candidate", "candidate"), "c_i": ("candidate", None), "c_t": (None, "candidate")}
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import tempfile
@@ -31,58 +30,11 @@ from model.config import MoonConfig, from_dict
 from model.data import (
     SHARD_COLUMNS, collate, is_held_out, pair_batches, product_records, records_table,
 )
-from model.losses import MoonLoss, total_loss
+from model.losses import MoonLoss
+from model.step import lr_factor, make_optimizer, train_step
 from model.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# One step
-# ---------------------------------------------------------------------------------------------------------
-def lr_factor(step: int, total_steps: int, warmup: float) -> float:
-    """Linear warm-up over the first `warmup` share of steps, then cosine decay to zero."""
-    warmup_steps = max(1, int(warmup * total_steps))
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def make_optimizer(model: torch.nn.Module, cfg: MoonConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms, biases, W* and the type embedding (1-D parameters)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.train.lr, betas=(0.9, 0.999),
-    )
-
-
-def compute_losses(model, loss_fn: MoonLoss, batch, step: int, total_steps: int) -> dict[str, torch.Tensor]:
-    out = model(batch.images, batch.texts, batch.views)
-    queries = {name: (out[name], index) for name, index in batch.query_index.items()}
-    core = model.module if hasattr(model, "module") else model
-    return loss_fn(
-        queries, out["c_mm"], out["c_i"], out["c_t"], batch.partner, core.objective_routing, step, total_steps
-    )
-
-
-def train_step(model, loss_fn, batch, optimizer, scheduler, step: int, total_steps: int, cfg: MoonConfig) -> dict:
-    """Forward every view, backward the summed `*_loss` terms, clip, step. Returns float metrics."""
-    use_bf16 = cfg.train.precision == "bf16"
-    device_type = batch.partner.device.type
-    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
-        losses = compute_losses(model, loss_fn, batch, step, total_steps)
-    loss = total_loss(losses)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-    optimizer.step()
-    scheduler.step()
-    metrics = {key: float(value.detach()) for key, value in losses.items()}
-    metrics.update(loss=loss.item(), grad_norm=grad_norm.item(), lr=optimizer.param_groups[0]["lr"])
-    return metrics
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -271,6 +223,24 @@ def count_training_products(files: list[str], cfg: MoonConfig) -> int:
     return total
 
 
+def init_ray(address: str | None) -> None:
+    """Connect to `address` (or $RAY_ADDRESS); else start a private local Ray whose workers can import this
+    package from a checkout. Never attaches to some other local instance that happens to be running."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": path, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    ray.init(address="local", include_dashboard=False, log_to_driver=True, runtime_env={"env_vars": env})
+
+
 def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = False,
           ray_address: str | None = None) -> dict[str, Any]:
     """Train on a run folder's committed shards; returns the last epoch's metrics and the checkpoint path."""
@@ -296,10 +266,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     steps_per_epoch = products // per_step
     log.info("%d shards, %d training products, %d steps per epoch", len(files), products, steps_per_epoch)
 
-    if not ray.is_initialized():
-        ray.init(address=ray_address or "local", ignore_reinit_error=True, log_to_driver=True)
-    # Ray's own helper processes connect to this cluster, not to another one on the same machine.
-    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    init_ray(ray_address)
     ray.data.DataContext.get_current().enable_progress_bars = False
     trainer = TorchTrainer(
         train_loop_per_worker,

@@ -31,16 +31,8 @@ def test_epoch_batches_carry_leftovers_to_the_next_pool():
     assert sorted(pid for b in batches for pid in b.product_ids) == sorted(r["product_id"] for r in records)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.slow
-def test_ray_train_checkpoints_each_epoch_and_resumes(tmp_path, local_ray):
+def test_ray_train_checkpoints_each_epoch_and_resumes(tmp_path, ray_local):
     run = write_run(tmp_path / "run", product_rows(100), shard_size=40)
     output = tmp_path / "ckpt"
     cfg = load_config("tiny", {"train.epochs": 1, "train.batch_size": 16})
