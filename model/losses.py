@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -195,7 +195,3 @@ def _key(objective: str) -> str:
 
 def total_loss(losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return sum(value for key, value in losses.items() if key.endswith("_loss"))
-
-
-def loss_terms(losses: Mapping[str, torch.Tensor]) -> Sequence[str]:
-    return [key for key in losses if key.endswith("_loss")]

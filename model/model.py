@@ -34,6 +34,13 @@ class EncoderOutput(NamedTuple):
     token_mask: torch.Tensor  # [B, T] bool, True on real tokens (visual tokens first, then text)
 
 
+class ModelOutput(NamedTuple):
+    views: dict[str, EncoderOutput]  # view name -> its embeddings and router logits
+    # W*, passed through the graph: a parameter the loss uses must reach it from forward's outputs, or DDP
+    # (find_unused_parameters) takes it for unused and then sees its gradient arrive.
+    objective_routing: torch.Tensor  # [Z, M]
+
+
 class QuickGELU(nn.Module):
     """x * sigmoid(1.702 x): the activation OpenAI's CLIP weights were trained with."""
 
@@ -244,7 +251,7 @@ class MoonModel(nn.Module):
         images: dict[str, torch.Tensor],
         texts: dict[str, tuple[torch.Tensor, torch.Tensor]],
         views: dict[str, tuple[str | None, str | None]],
-    ) -> dict[str, EncoderOutput]:
+    ) -> ModelOutput:
         """Embed named views of a batch. images: name -> [B, 3, S, S]; texts: name -> (ids [B, L], mask [B, L]);
         views: view name -> (image name or None, text name or None). Each image batch goes through the ViT once,
         however many views use it."""
@@ -253,7 +260,7 @@ class MoonModel(nn.Module):
         for view, (image_name, text_name) in views.items():
             text, mask = texts[text_name] if text_name is not None else (None, None)
             out[view] = self.encode(text=text, text_mask=mask, visual=visual[image_name] if image_name else None)
-        return out
+        return ModelOutput(out, self.objective_routing.clone())
 
 
 def count_parameters(cfg: MoonConfig) -> dict[str, int]:

@@ -33,12 +33,9 @@ def make_optimizer(model: torch.nn.Module, cfg: MoonConfig) -> torch.optim.Optim
 
 
 def compute_losses(model, loss_fn: MoonLoss, batch: TrainBatch, step: int, total_steps: int) -> dict[str, torch.Tensor]:
-    out = model(batch.images, batch.texts, batch.views)
-    queries = {name: (out[name], index) for name, index in batch.query_index.items()}
-    core = model.module if hasattr(model, "module") else model
-    return loss_fn(
-        queries, out["c_mm"], out["c_i"], out["c_t"], batch.partner, core.objective_routing, step, total_steps
-    )
+    views, wstar = model(batch.images, batch.texts, batch.views)
+    queries = {name: (views[name], index) for name, index in batch.query_index.items()}
+    return loss_fn(queries, views["c_mm"], views["c_i"], views["c_t"], batch.partner, wstar, step, total_steps)
 
 
 def train_step(model, loss_fn: MoonLoss, batch: TrainBatch, optimizer, scheduler, step: int, total_steps: int, cfg: MoonConfig) -> dict:

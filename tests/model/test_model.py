@@ -88,8 +88,9 @@ def test_forward_views_equal_the_single_encoders(tiny):
     ids = torch.randint(2, 100, (2, 5))
     mask = torch.ones_like(ids, dtype=torch.bool)
     with torch.no_grad():
-        out = tiny({"img": images}, {"txt": (ids, mask)},
-                   {"mm": ("img", "txt"), "i": ("img", None), "t": (None, "txt")})
+        out, wstar = tiny({"img": images}, {"txt": (ids, mask)},
+                          {"mm": ("img", "txt"), "i": ("img", None), "t": (None, "txt")})
+        assert torch.equal(wstar, tiny.objective_routing)
         assert torch.allclose(out["mm"].embedding, tiny.encode_multimodal(images, ids, mask).embedding, atol=1e-6)
         assert torch.allclose(out["i"].embedding, tiny.encode_image(images).embedding, atol=1e-6)
         assert torch.allclose(out["t"].embedding, tiny.encode_text(ids, mask).embedding, atol=1e-6)
