@@ -50,6 +50,7 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("--bow", action="store_true", help="also evaluate the bag-of-words text baseline")
     evaluate.add_argument("--config", help="config for the query protocol when no checkpoint is given")
     evaluate.add_argument("--query-text", choices=("entities", "keywords"), help="override data.query_text")
+    evaluate.add_argument("--limit", type=int, help="evaluate on the first N held-out products (by product id)")
     evaluate.add_argument("--out", help="JSON results file (default: eval.json in the first checkpoint)")
     evaluate.set_defaults(func=run_eval)
 
@@ -101,7 +102,7 @@ def run_eval(args: argparse.Namespace) -> int:
     data = protocol_cfg.data
     if args.query_text:
         data = dataclasses.replace(data, query_text=args.query_text)
-    records = held_out_records(args.data, data.eval_fraction)
+    records = held_out_records(args.data, data.eval_fraction, args.limit)
     if len(records) < 10:
         print(f"moon eval: only {len(records)} held-out products; recall@10 would be meaningless", file=sys.stderr)
         return 2

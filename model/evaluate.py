@@ -46,8 +46,9 @@ def recall_at_k(scores: torch.Tensor, positive: torch.Tensor, ks: Sequence[int] 
     return out
 
 
-def held_out_records(run_uri: str, fraction: float) -> list[dict[str, Any]]:
-    """The evaluation split's product records, read with pyarrow from the run's committed shards."""
+def held_out_records(run_uri: str, fraction: float, limit: int | None = None) -> list[dict[str, Any]]:
+    """The evaluation split's product records (the first `limit` by product id if given), read with pyarrow
+    from the run's committed shards."""
     import pyarrow.parquet as pq
 
     from augment import manifest, storage
@@ -64,7 +65,7 @@ def held_out_records(run_uri: str, fraction: float) -> list[dict[str, Any]]:
             data = batch.to_pydict()
             keep = [i for i, pid in enumerate(data["product_id"]) if is_held_out(pid, fraction)]
             records += product_records({k: [v[i] for i in keep] for k, v in data.items()})
-    return sorted(records, key=lambda r: r["product_id"])
+    return sorted(records, key=lambda r: r["product_id"])[:limit]
 
 
 def evaluation_inputs(records: Sequence[dict[str, Any]], cfg: MoonConfig) -> dict[str, list]:
@@ -108,11 +109,18 @@ def embed_views(model, cfg: MoonConfig, inputs: dict[str, list], batch_size: int
 
 def evaluate_model(model, cfg: MoonConfig, records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     embeddings = embed_views(model, cfg, evaluation_inputs(records, cfg))
-    positive = torch.arange(len(records))
-    return {
-        direction: recall_at_k(embeddings[q] @ embeddings[c].T, positive)
-        for direction, (q, c) in DIRECTIONS.items()
-    }
+    return {direction: chunked_recall(embeddings[q], embeddings[c]) for direction, (q, c) in DIRECTIONS.items()}
+
+
+def chunked_recall(queries: torch.Tensor, candidates: torch.Tensor, chunk: int = 1024) -> dict[str, float]:
+    """recall_at_k of queries[i] -> candidates[i], scoring `chunk` queries at a time (bounded memory)."""
+    sums: dict[str, float] = {}
+    for start in range(0, queries.shape[0], chunk):
+        scores = queries[start : start + chunk] @ candidates.T  # [chunk, C]
+        positive = torch.arange(start, start + scores.shape[0])
+        for key, value in recall_at_k(scores, positive).items():
+            sums[key] = sums.get(key, 0.0) + value * scores.shape[0]
+    return {key: value / queries.shape[0] for key, value in sums.items()}
 
 
 def bag_of_words_scores(queries: Sequence[str], documents: Sequence[str]) -> torch.Tensor:

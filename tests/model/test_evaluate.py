@@ -6,7 +6,7 @@ import torch
 
 from model.config import load_config
 from model.data import product_records
-from model.evaluate import bag_of_words_scores, evaluation_inputs, recall_at_k
+from model.evaluate import bag_of_words_scores, chunked_recall, evaluation_inputs, recall_at_k
 from tests.model.shards import product_rows
 
 
@@ -16,6 +16,13 @@ def test_recall_counts_ties_as_a_random_order():
     # q0 ranks first; q1 has one higher and one tie (R@1 0, R@2 1/2); q2 ties for first (R@1 1/2, R@2 1)
     assert recall["R@1"] == pytest.approx((1 + 0 + 0.5) / 3)
     assert recall["R@2"] == pytest.approx((1 + 0.5 + 1) / 3)
+
+
+def test_chunked_recall_equals_recall_of_the_whole_matrix():
+    torch.manual_seed(0)
+    queries, candidates = torch.randn(50, 8), torch.randn(50, 8)
+    whole = recall_at_k(queries @ candidates.T, torch.arange(50))
+    assert chunked_recall(queries, candidates, chunk=7) == pytest.approx(whole)
 
 
 def test_bag_of_words_is_tf_idf_cosine():
