@@ -14,6 +14,8 @@ class TrainBatch:
     query_index: dict[str, torch.Tensor]  # objective -> [Q_m] triplet index of each query of that view
     partner: torch.Tensor  # [B] in-batch index of each triplet's mined negative
     product_ids: list[str]
+    # name -> [n, N] bool for image entries holding several images per input ([n, N, 3, S, S])
+    image_masks: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
     def to(self, device) -> "TrainBatch":
         return dataclasses.replace(
@@ -22,4 +24,5 @@ class TrainBatch:
             texts={k: (i.to(device), m.to(device)) for k, (i, m) in self.texts.items()},
             query_index={k: v.to(device) for k, v in self.query_index.items()},
             partner=self.partner.to(device),
+            image_masks={k: v.to(device) for k, v in self.image_masks.items()},
         )

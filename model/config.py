@@ -106,7 +106,13 @@ class DataConfig:
     query_ratio: tuple[int, int, int] = (12, 3, 2)  # image : text : multimodal (MOON's fixed mix)
     query_text: str = "entities"  # entities: the title's extracted entities; keywords: a subset of its words
     keyword_keep: float = 0.5  # share of title words a keyword query keeps (at least two)
-    original_view_prob: float = 0.5  # with co-augmentation: chance a candidate keeps the raw title / raw image
+    # How co-augmented views enter a training candidate. concat (the paper's token budget 2L + (n_c+1)V): the
+    # raw title followed by the enriched title, and the raw image plus up to max_variants variants, in one
+    # sequence. sample: one title and one image, each replaced by an enriched title / a variant with
+    # probability 1 - original_view_prob.
+    candidate_views: str = "concat"
+    max_variants: int = 2  # n_c: variants per candidate in concat mode, drawn afresh every epoch
+    original_view_prob: float = 0.5
     eval_fraction: float = 0.2  # share of products held out for evaluation (by a hash of product_id)
     negative_pool: int = 256  # products among which same-category negatives are mined
     cache_records: bool = False  # keep the decoded product records in Ray's object store across epochs
@@ -155,6 +161,8 @@ class MoonConfig:
             (v.activation in ACTIVATIONS and t.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}"),
             (self.data.query_mode in ("joint", "ratio"), "data.query_mode must be joint or ratio"),
             (self.data.query_text in ("entities", "keywords"), "data.query_text must be entities or keywords"),
+            (self.data.candidate_views in ("concat", "sample"), "data.candidate_views must be concat or sample"),
+            (self.data.max_variants >= 0, "data.max_variants must be >= 0"),
             (sum(self.data.query_ratio) > 0 and min(self.data.query_ratio) >= 0, "data.query_ratio must be >= 0"),
             (0 < self.data.eval_fraction < 1, "data.eval_fraction must be in (0, 1)"),
             (self.train.precision in ("fp32", "bf16"), "train.precision must be fp32 or bf16"),

@@ -217,18 +217,20 @@ def collate(
 ) -> TrainBatch:
     data, size = cfg.data, cfg.vision.image_size
     mean, std = cfg.vision.mean, cfg.vision.std
-    # 1. Candidate views: raw, or drawn from the co-augmented views.
+    # 1. Candidate views: raw; with co-augmentation, the enriched title and variants joined to the raw ones
+    #    (concat) or standing in for them (sample).
     cand_texts, cand_images = [], []
     for r in records:
-        text, image = r["title"], r["image"]
-        if data.coaug and r.get("enriched_title") and rng.random() >= data.original_view_prob:
-            text = r["enriched_title"]
-        if data.coaug and r.get("variant_images") and rng.random() >= data.original_view_prob:
-            image = rng.choice(r["variant_images"])
-        cand_texts.append(text)
-        cand_images.append(image_ops.candidate_view(image_ops.decode(image), size))
-    images = {"candidate": image_ops.to_tensor(cand_images, mean, std)}
+        texts_of, images_of = candidate_inputs(r, data, rng)
+        cand_texts.append(" ".join(texts_of))
+        cand_images.append([image_ops.candidate_view(image_ops.decode(im), size) for im in images_of])
     texts = {"candidate": tokenizer(cand_texts)}
+    image_masks = {}
+    if max(len(ims) for ims in cand_images) == 1:
+        images = {"candidate": image_ops.to_tensor([ims[0] for ims in cand_images], mean, std)}
+    else:
+        pixels, image_masks["candidate"] = _image_sets(cand_images, mean, std)
+        images = {"candidate": pixels}
     views = dict(CANDIDATE_VIEWS)
 
     # 2. Query views: every triplet gives all three (joint), or one drawn by the image:text:mm ratio.
@@ -265,4 +267,33 @@ def collate(
         query_index=query_index,
         partner=torch.tensor(partner, dtype=torch.long),
         product_ids=[r["product_id"] for r in records],
+        image_masks=image_masks,
     )
+
+
+def candidate_inputs(record: dict[str, Any], data, rng: random.Random) -> tuple[list[str], list[bytes]]:
+    """The titles and images (encoded) a training candidate is made of this time."""
+    title, image = record["title"], record["image"]
+    enriched, variants = record.get("enriched_title"), record.get("variant_images") or []
+    if not data.coaug:
+        return [title], [image]
+    if data.candidate_views == "concat":
+        chosen = rng.sample(variants, min(data.max_variants, len(variants)))
+        return [title] + ([enriched] if enriched else []), [image] + chosen
+    if enriched and rng.random() >= data.original_view_prob:
+        title = enriched
+    if variants and rng.random() >= data.original_view_prob:
+        image = rng.choice(variants)
+    return [title], [image]
+
+
+def _image_sets(sets: list[list], mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-product lists of PIL images -> [B, N, 3, S, S] (zero padded) and a [B, N] mask of real images."""
+    count = max(len(s) for s in sets)
+    flat = image_ops.to_tensor([im for s in sets for im in s], mean, std)  # [R, 3, S, S]
+    pixels = flat.new_zeros(len(sets), count, *flat.shape[1:])
+    mask = torch.zeros(len(sets), count, dtype=torch.bool)
+    for b, s in enumerate(sets):
+        mask[b, : len(s)] = True
+    pixels[mask] = flat
+    return pixels, mask

@@ -160,12 +160,16 @@ class LanguageEncoder(nn.Module):
         text: torch.Tensor | None,
         text_mask: torch.Tensor | None,
         visual: torch.Tensor | None,
+        visual_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
-        """text: [B, L] ids, text_mask: [B, L] bool, visual: [B, V, D]. Returns (hidden [B, T, D], mask, logits)."""
+        """text: [B, L] ids, text_mask: [B, L] bool, visual: [B, V, D], visual_mask: [B, V] bool (default: all
+        real). Returns (hidden [B, T, D], token mask [B, T], router logits per MoE layer)."""
         parts, masks = [], []
         if visual is not None:
             parts.append(visual + self.visual_type_embedding.to(visual.dtype))  # [B, V, D]
-            masks.append(torch.ones(visual.shape[:2], dtype=torch.bool, device=visual.device))
+            if visual_mask is None:
+                visual_mask = torch.ones(visual.shape[:2], dtype=torch.bool, device=visual.device)
+            masks.append(visual_mask)
         if text is not None:
             length = text.shape[1]
             parts.append(self.token_embedding(text) + self.positional_embedding[:length])  # [B, L, D]
@@ -219,17 +223,31 @@ class MoonModel(nn.Module):
             tokens = torch.cat([cls, patches], dim=1)
         return self.projector(tokens)  # [B, V, D]
 
+    def embed_image_sets(self, images: torch.Tensor, image_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Several images per input, their visual tokens in one sequence (a product's photo and its variants).
+
+        images: [B, N, 3, S, S], image_mask: [B, N] bool (False: padding, never run through the ViT).
+        Returns (visual tokens [B, N*V, D], visual mask [B, N*V]).
+        """
+        batch, count = image_mask.shape
+        real = self.embed_images(images[image_mask])  # [R, V, D], R real images
+        visual = real.new_zeros(batch, count, real.shape[1], real.shape[2])  # [B, N, V, D]
+        visual[image_mask] = real
+        mask = image_mask[:, :, None].expand(-1, -1, real.shape[1])  # [B, N, V]
+        return visual.flatten(1, 2), mask.flatten(1, 2)
+
     def encode(
         self,
         text: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
         visual: torch.Tensor | None = None,
+        visual_mask: torch.Tensor | None = None,
     ) -> EncoderOutput:
         if text is None and visual is None:
             raise ValueError("encode needs text, visual tokens or both")
         if text is not None and text_mask is None:
             text_mask = torch.ones_like(text, dtype=torch.bool)
-        hidden, token_mask, router_logits = self.text(text, text_mask, visual)  # [B, T, D]
+        hidden, token_mask, router_logits = self.text(text, text_mask, visual, visual_mask)  # [B, T, D]
         weights = token_mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # [B, D], mean over real tokens
         return EncoderOutput(F.normalize(pooled.float(), dim=-1), router_logits, token_mask)
@@ -251,15 +269,24 @@ class MoonModel(nn.Module):
         images: dict[str, torch.Tensor],
         texts: dict[str, tuple[torch.Tensor, torch.Tensor]],
         views: dict[str, tuple[str | None, str | None]],
+        image_masks: dict[str, torch.Tensor] | None = None,
     ) -> ModelOutput:
-        """Embed named views of a batch. images: name -> [B, 3, S, S]; texts: name -> (ids [B, L], mask [B, L]);
-        views: view name -> (image name or None, text name or None). Each image batch goes through the ViT once,
-        however many views use it."""
-        visual = {name: self.embed_images(pixels) for name, pixels in images.items()}
+        """Embed named views of a batch. images: name -> [B, 3, S, S], or [B, N, 3, S, S] with
+        image_masks[name]: [B, N] for several images per input; texts: name -> (ids [B, L], mask [B, L]);
+        views: view name -> (image name or None, text name or None). Each image batch goes through the ViT
+        once, however many views use it."""
+        image_masks = image_masks or {}
+        visual = {}
+        for name, pixels in images.items():
+            if name in image_masks:
+                visual[name] = self.embed_image_sets(pixels, image_masks[name])
+            else:
+                visual[name] = (self.embed_images(pixels), None)
         out = {}
         for view, (image_name, text_name) in views.items():
             text, mask = texts[text_name] if text_name is not None else (None, None)
-            out[view] = self.encode(text=text, text_mask=mask, visual=visual[image_name] if image_name else None)
+            tokens, tokens_mask = visual[image_name] if image_name else (None, None)
+            out[view] = self.encode(text=text, text_mask=mask, visual=tokens, visual_mask=tokens_mask)
         return ModelOutput(out, self.objective_routing.clone())
 
 

@@ -101,18 +101,38 @@ def test_without_coaugmentation_candidates_are_raw_titles_and_images():
     assert torch.equal(batch.images["candidate"], raw)
 
 
-def test_with_coaugmentation_candidates_use_enriched_titles_and_variants():
-    cfg = load_config("tiny", {"data.coaug": True, "data.original_view_prob": 0.0})
-    rows = product_rows(4)
+def coaug_records(count):
+    rows = product_rows(count)
     for row in rows:  # variants that differ from the raw image: a rotated product
         row["variants"][0]["image"] = row["variants"][1]["image"] = product_image(0, (0, 0, 0), angle=45)
-    records = product_records(columns(rows))
+    return product_records(columns(rows))
+
+
+def test_sampled_views_replace_title_and_image_by_enriched_title_and_variant():
+    cfg = load_config("tiny", {"data.candidate_views": "sample", "data.original_view_prob": 0.0})
+    records = coaug_records(4)
     tokenizer = build_tokenizer(cfg.text)
     batch = collate(records, [1, 0, 3, 2], cfg, tokenizer, random.Random(0))
     ids, mask = batch.texts["candidate"]
     assert [row[m].tolist() for row, m in zip(ids, mask)] == tokens_of(tokenizer, [r["enriched_title"] for r in records])
     raw = collate(records, [1, 0, 3, 2], load_config("tiny", {"data.coaug": False}), tokenizer, random.Random(0))
+    assert batch.images["candidate"].shape == raw.images["candidate"].shape == (4, 3, 64, 64)
     assert not torch.equal(batch.images["candidate"], raw.images["candidate"])
+
+
+def test_concatenated_views_join_both_titles_and_the_raw_image_with_variants():
+    cfg = load_config("tiny", {"data.candidate_views": "concat", "data.max_variants": 2})
+    records = coaug_records(4)
+    records[3]["variant_images"] = records[3]["variant_images"][:1]  # a product with one usable variant
+    tokenizer = build_tokenizer(cfg.text)
+    batch = collate(records, [1, 0, 3, 2], cfg, tokenizer, random.Random(0))
+    ids, mask = batch.texts["candidate"]
+    joined = [r["title"] + " " + r["enriched_title"] for r in records]
+    assert [row[m].tolist() for row, m in zip(ids, mask)] == tokens_of(tokenizer, joined)
+    assert batch.images["candidate"].shape == (4, 3, 3, 64, 64)  # raw + up to two variants
+    assert batch.image_masks["candidate"].tolist() == [[True, True, True]] * 3 + [[True, True, False]]
+    raw = collate(records, [1, 0, 3, 2], load_config("tiny", {"data.coaug": False}), tokenizer, random.Random(0))
+    assert torch.equal(batch.images["candidate"][:, 0], raw.images["candidate"])  # the raw image comes first
 
 
 def test_joint_mode_gives_every_triplet_three_queries():

@@ -96,6 +96,18 @@ def test_forward_views_equal_the_single_encoders(tiny):
         assert torch.allclose(out["t"].embedding, tiny.encode_text(ids, mask).embedding, atol=1e-6)
 
 
+def test_image_sets_skip_padding_images(tiny):
+    images = torch.randn(2, 3, 3, 64, 64)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    with torch.no_grad():
+        visual, visual_mask = tiny.embed_image_sets(images, mask)
+        assert visual.shape == (2, 3 * 17, 64) and visual_mask.sum(1).tolist() == [34, 17]
+        one = tiny.encode(visual=visual[1:, :17]).embedding
+        padded = tiny.encode(visual=visual[1:], visual_mask=visual_mask[1:]).embedding
+        assert torch.allclose(one, padded, atol=1e-6)  # padding images change nothing
+        assert torch.allclose(visual[0, 17:34], tiny.embed_images(images[0, 1:2])[0], atol=1e-6)
+
+
 def test_visual_pooling_reduces_visual_tokens():
     torch.manual_seed(0)
     model = MoonModel(load_config("tiny", {"vision.pool_grid": 2}))
