@@ -54,7 +54,7 @@ class RunRequest:
             raise RunRequestError("output_uri: give the run folder to write (local or s3://)")
         if not (output_uri.startswith("s3://") or output_uri.startswith("/")):
             raise RunRequestError(f"output_uri: {output_uri!r} must be absolute (or s3://): Ray jobs run in their own working directory")
-        shards_per_task = int(params.get("shards_per_task") or 1)
+        shards_per_task = int(1 if params.get("shards_per_task") is None else params["shards_per_task"])
         if shards_per_task < 1:
             raise RunRequestError("shards_per_task: must be at least 1")
         limit = params.get("limit")
