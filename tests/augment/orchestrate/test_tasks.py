@@ -136,3 +136,16 @@ def _commit(run_dir, shard_id, run_id, rows_in=2, rows_out=2, config_hash="h"):
         quarantine_reasons={"bad_image": quarantined} if quarantined else {}, data_file=f"data/{shard_id}.parquet",
         quarantine_file=None, checksum="x", bytes=3, config_hash=config_hash, code_version="c", run_id=run_id,
         schema_version="1", timings={}))
+
+
+def test_failed_batch_callback_logs_its_shard_ids(caplog):
+    class Task:
+        job_metadata = {"moon_shards": "s1,s2", "moon_run_uri": "/runs/r"}
+
+    class TI:
+        dag_id, run_id, task_id, map_index, try_number = "moon_augment", "manual__1", "run_batch", 4, 3
+
+    with caplog.at_level("ERROR", logger="augment.orchestrate.tasks"):
+        T.log_failed_batch({"task": Task(), "ti": TI()})
+    assert caplog.messages == ["moon batch failed: dag moon_augment run manual__1 task run_batch map index 4 try 3; "
+                               "shards: s1,s2; run folder: /runs/r"]
