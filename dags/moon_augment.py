@@ -55,7 +55,7 @@ PARAMS = {
         description="YAML config on a path the Ray cluster and the Airflow workers can both read; overrides the profile.",
     ),
     "stages": Param(
-        [], type="array", items={"type": "string", "enum": STAGES}, uniqueItems=True, examples=STAGES,
+        None, type=["null", "array"], items={"type": "string", "enum": STAGES}, uniqueItems=True, examples=STAGES,
         title="Stages", description="Stages to run (validate always runs). Empty: every stage enabled in the config.",
     ),
     "shards_per_task": Param(1, type="integer", minimum=1, maximum=10_000, title="Shards per task",

@@ -209,6 +209,8 @@ def airflow_env(home: Path, dags_folder: Path, port: int, ray_conn: dict, extra:
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+        # SQLite and a small machine: the task supervisors' calls to the execution API can take seconds.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW_CONN_RAY_DEFAULT": json.dumps(ray_conn),
         "PATH": os.pathsep.join((venv_bin, env.get("PATH", ""))),
