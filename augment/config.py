@@ -74,7 +74,9 @@ class OutputConfig:
 
 @dataclasses.dataclass
 class RunConfig:
-    shard_size: int = 64
+    # Rows per shard. Not in the config hash (content never depends on it); the run folder records it separately,
+    # since shard ids do, so a resume with another shard size is refused.
+    shard_size: int = dataclasses.field(default=64, metadata=NOT_HASHED)
     ray_address: str | None = dataclasses.field(default=None, metadata=NOT_HASHED)
     num_cpus: int | None = dataclasses.field(default=None, metadata=NOT_HASHED)  # local Ray only
     progress: bool = dataclasses.field(default=True, metadata=NOT_HASHED)

@@ -8,6 +8,7 @@ is one dict lookup. MOON_FAULTS holds `name=N:action[,name=N:action...]`: at the
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import time
@@ -54,10 +55,11 @@ def _hits(name: str) -> int:
         return counts[name]
     os.makedirs(state, exist_ok=True)
     path = os.path.join(state, name.replace("/", "_").replace(":", "_"))
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # count and read back as one step, across threads and processes
         os.write(fd, b".")
         os.fsync(fd)
+        return os.fstat(fd).st_size
     finally:
         os.close(fd)
-    return os.path.getsize(path)

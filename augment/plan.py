@@ -129,6 +129,7 @@ def plan_run(
         "config_hash": config.hash(),
         "inputs": [io.fingerprint(uri) for uri in files],
         "limit": limit,
+        "shard_size": shard_size,
         "schema_version": S.SCHEMA_VERSION,
     }
     run_id = _check_identity(output_uri, identity, force, write)
@@ -236,7 +237,9 @@ def _check_identity(output_uri: str, identity: dict[str, Any], force: bool, writ
 
 
 def _explain(key: str) -> str:
-    return {"config_hash": "config", "inputs": "input", "limit": "--limit", "schema_version": "schema version"}.get(key, key)
+    names = {"config_hash": "config", "inputs": "input", "limit": "--limit", "shard_size": "shard size",
+             "schema_version": "schema version"}
+    return names.get(key, key)
 
 
 def clear_outputs(output_uri: str) -> None:

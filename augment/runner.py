@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from augment import faults, manifest, storage
 from augment.config import Config, Resources, stage_options
-from augment.pipeline import StageChain, StageSpec
+from augment.pipeline import StageChain, StageSpec, build_stage
 from augment.plan import Plan
 from augment.stages import RunContext, resolve
 from augment.stages.validate import ValidateOptions
@@ -44,7 +44,8 @@ def build_context(plan: Plan, config: Config) -> RunContext:
         config_hash=plan.config_hash,
         code_version=code_version(),
         output_uri=plan.run_uri,
-        object_store_uri=storage.join(plan.run_uri, "images"),
+        # Variant images go to object storage only when the run asks for it (output.image_storage: uri).
+        object_store_uri=storage.join(plan.run_uri, "images") if config.output.image_storage == "uri" else None,
         artifacts=dict(plan.artifacts),
         image_format=config.output.image_format,
         image_quality=config.output.image_quality,
@@ -70,6 +71,10 @@ def stage_specs(config: Config, input_uri: str) -> list[tuple[StageSpec, Resourc
     return specs
 
 
+def _is_dataset_stage(spec: StageSpec) -> bool:
+    return resolve(spec.name, spec.backend).is_dataset_stage
+
+
 def _importable(module: str) -> bool:
     import importlib.util
 
@@ -77,10 +82,12 @@ def _importable(module: str) -> bool:
 
 
 def group_stages(specs: list[tuple[StageSpec, Resources]]) -> list[tuple[list[StageSpec], Resources]]:
-    """Consecutive stages with equal resources share one chain (one actor pool)."""
+    """Consecutive stages with equal resources share one chain (one actor pool); a dataset stage is alone."""
     groups: list[tuple[list[StageSpec], Resources]] = []
     for spec, resources in specs:
-        if groups and groups[-1][1] == resources:
+        if _is_dataset_stage(spec) or (groups and _is_dataset_stage(groups[-1][0][-1])):
+            groups.append(([spec], resources))
+        elif groups and groups[-1][1] == resources:
             groups[-1][0].append(spec)
         else:
             groups.append(([spec], resources))
@@ -93,6 +100,9 @@ def group_stages(specs: list[tuple[StageSpec, Resources]]) -> list[tuple[list[St
 def run_in_process(plan: Plan, config: Config, on_rows: Callable[[int], None] | None = None) -> list[manifest.ShardRecord]:
     context = build_context(plan, config)
     specs = [spec for spec, _ in stage_specs(config, plan.input_uri)]
+    dataset_stages = [s.name for s in specs if _is_dataset_stage(s)]
+    if dataset_stages:
+        raise ValueError(f"stage {dataset_stages[0]} runs on Ray Data only; run without --no-ray")
     chain = StageChain(specs, context, read=(plan.input_schema, dict(config.input.columns)))
     records = []
     for shard in plan.pending:
@@ -169,6 +179,11 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
     ds = ray.data.from_items([s.to_dict() for s in pending], override_num_blocks=len(pending))
     for index, ((specs, res), (low, high)) in enumerate(zip(groups, sizes)):
         first = index == 0
+        if _is_dataset_stage(specs[0]):
+            if first:
+                raise ValueError(f"stage {specs[0].name} cannot be the first stage of a run")
+            ds = build_stage(specs[0], context).transform_dataset(ds)
+            continue
         ds = ds.map_batches(
             StageChain,
             fn_constructor_kwargs={
@@ -196,6 +211,27 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
     return records
 
 
+def remove_stale_temp_files(plan: Plan) -> int:
+    """Delete temp files a killed writer left for the shards this invocation is about to (re)write. Only these:
+    another job may be writing other shards of the same run right now."""
+    if storage.is_s3(plan.run_uri):
+        return 0
+    from pathlib import Path
+
+    removed = 0
+    for folder in (manifest.DATA_DIR, manifest.QUARANTINE_DIR):
+        directory = Path(plan.run_uri) / folder
+        if not directory.is_dir():
+            continue
+        for shard in plan.pending:
+            for stale in directory.glob(f".{shard.shard_id}.parquet.tmp-*"):
+                stale.unlink(missing_ok=True)
+                removed += 1
+    if removed:
+        log.info("removed %d temp files left by an interrupted run", removed)
+    return removed
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Entry point shared by the CLI, Ray jobs and Airflow tasks
 # ---------------------------------------------------------------------------------------------------------------
@@ -206,6 +242,7 @@ def execute(plan: Plan, config: Config, use_ray: bool = True, progress: bool | N
     if not plan.pending:
         log.info("nothing to do: all %d shards of %s are committed", len(plan.shards), plan.run_uri)
         return RunResult(plan, [], 0.0)
+    remove_stale_temp_files(plan)
     show = config.run.progress if progress is None else progress
     bar = None
     if show:

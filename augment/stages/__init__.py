@@ -20,8 +20,16 @@ _BUILTIN: dict[tuple[str, str], str] = {
     ("ner", "spacy_rules"): "augment.stages.ner:NerStage",
     ("enrich_title", "template"): "augment.stages.enrich:TemplateEnrichStage",
     ("background_prompts", "template"): "augment.stages.backgrounds:TemplateBackgroundPrompts",
+    ("enrich_title", "openai"): "augment.mllm.openai_backend:OpenAIEnrichStage",
+    ("background_prompts", "openai"): "augment.mllm.openai_backend:OpenAIBackgroundPrompts",
+    ("enrich_title", "transformers"): "augment.mllm.transformers_backend:TransformersEnrichStage",
+    ("background_prompts", "transformers"): "augment.mllm.transformers_backend:TransformersBackgroundPrompts",
+    ("enrich_title", "vllm"): "augment.mllm.vllm_backend:VllmEnrichStage",
+    ("background_prompts", "vllm"): "augment.mllm.vllm_backend:VllmBackgroundPrompts",
     ("image_variants", "classic"): "augment.backends.classic:ClassicVariantsStage",
+    ("image_variants", "diffusers"): "augment.backends.diffusers_variants.stage:DiffusersVariantsStage",
     ("filter", "heuristic"): "augment.stages.filter:HeuristicFilterStage",
+    ("filter", "clip"): "augment.backends.clip_scorer:ClipFilterStage",
 }
 _REGISTERED: dict[tuple[str, str], type[Stage]] = {}
 

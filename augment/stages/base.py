@@ -72,6 +72,9 @@ class Stage(ABC):
     # Import names this backend needs beyond the core install; checked before any work starts so that a
     # missing extra is one clear error, not a traceback from a Ray worker.
     requires: ClassVar[tuple[str, ...]] = ()
+    # A dataset stage transforms a whole Ray Dataset itself (e.g. ray.data.llm engine replicas) instead of
+    # handling batches: the runner calls `transform_dataset(ds)` for it and never `process`.
+    is_dataset_stage: ClassVar[bool] = False
 
     def __init__(self, options: Any = None, context: RunContext | None = None):
         self.options = options if options is not None else self.options_cls()

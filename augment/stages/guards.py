@@ -12,6 +12,7 @@ Pure functions over strings: no model, no I/O. Every backend (template, openai, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import unicodedata
@@ -65,6 +66,7 @@ def has_control(text: str) -> bool:
     return any(unicodedata.category(ch).startswith("C") for ch in text)
 
 
+@functools.lru_cache(maxsize=8192)  # unicodedata.name is slow; titles reuse few characters
 def script_of(ch: str) -> str | None:
     """Coarse script of a letter: LATIN, CJK (Han, kana, Hangul together), CYRILLIC, ARABIC...; None otherwise."""
     if not ch.isalpha():

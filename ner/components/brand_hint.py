@@ -2,7 +2,7 @@
 
 The caller puts the hint in `doc.user_data["moon_brand_hint"]` (the extractor does this from `brand_hints`). The
 match is case-insensitive and must start and end on token boundaries ("Puma" is not found inside "Pumas").
-Every occurrence becomes a span in `moon_hint`, which the resolver trusts above any lexicon.
+Every occurrence becomes a candidate in `moon_hint`, which the resolver trusts above any lexicon.
 """
 from __future__ import annotations
 
@@ -33,10 +33,8 @@ class BrandHint:
                 # Any run of white space in the title matches the single spaces of the hint.
                 pattern = r"\s+".join(re.escape(part) for part in hint.split(" "))
                 for match in re.finditer(pattern, doc.text, flags=re.IGNORECASE):
-                    span = doc.char_span(match.start(), match.end(), label=self.label,
-                                         alignment_mode="strict")
+                    span = doc.char_span(match.start(), match.end(), alignment_mode="strict")
                     if span is not None:
-                        span.id_ = hint.casefold()
-                        spans.append(span)
-        doc.spans[groups.HINT] = spans
+                        spans.append((span.start, span.end, self.label, hint.casefold()))
+        groups.put(doc, groups.HINT, spans)
         return doc

@@ -1,24 +1,42 @@
-"""`moon_brand_rules`: a BRAND for titles whose brand no lexicon knows, from position and casing.
+"""`moon_brand_rules`: which spans of a title are its BRAND, from lexicons, position and casing.
 
-Sellers put the brand first: "SEAPESCA Mini Crankbait ...", "Holy Land Market Unisex Leather Sandals". When
-neither the row's catalogue brand nor a brand lexicon found a brand, this component proposes the title's leading
-run of capitalised words, after skipping leading noise ("New", "2018", "[", "Original"), and ending the run at:
-  - a word of the stop-lists (generic title words, gender and size words: "Men's", "Women", "Kids", "XL"),
-  - a word that starts a CATEGORY, MATERIAL or COLOR candidate ("Fishing Lure", "Leather", "Black"),
-  - punctuation other than the marks brands contain (& ' . -), a number, or a lower-case word,
-  - `max_tokens` words.
-It also reads "by <Brand>" / "Brand: <Brand>" forms anywhere in the title. Its spans go to `moon_rules`, which
-the resolver trusts least.
+Sellers put the brand first ("SEAPESCA Mini Crankbait ...", "Holy Land Market Unisex Leather Sandals"), after
+marketing noise ("Original New Arrival Authentic Nike Air Max"). This component owns the BRAND label: it takes
+the BRAND candidates of the lexicons (`moon_lexicon`) and of the row's hint (`moon_hint`), decides which stand,
+guesses brands that no lexicon knows, and writes its choice to `moon_brand`; lexicon BRAND spans it did not keep
+are removed from `moon_lexicon`.
+
+1. The brand position is the first token after leading noise (punctuation, numbers, part numbers and the
+   `lead_skip` words: "New", "2018", "Original", "[").
+2. A lexicon brand starting there is the brand. A lexicon brand elsewhere stands only when it cannot be an
+   ordinary word: not in `common_words`, written with a capital, not a number ("Mineral" in "Multi Vitamin &
+   Mineral" is not a brand; "Nike" in "Air Jordan by Nike" is).
+3. Otherwise the brand is the run of capitalised words at the brand position. The run ends at a stop word
+   (gender, size, marketing words: "Men's", "Kids", "XL", "Pack"), at a word that starts a CATEGORY, MATERIAL or
+   COLOR candidate, at punctuation other than the marks brands contain (& ' . -), at a number, at a lower-case
+   word, after `max_tokens` words, and - when the run is in capitals ("FISH KING Ice Rod") - at the first word
+   that is not. Joiners ("by", "of", "&", "and") continue it when a capitalised word follows ("Gentle Souls by
+   Kenneth Cole"). A lexicon brand inside the run stretches the run to its end ("Polo Ralph Lauren").
+   A one-word run that is an ordinary English word in title case ("Cotton Shirts Men") is no brand.
+4. "by <Brand>" / "Brand: <Brand>" anywhere in the title names the brand when step 2 or 3 found none.
 """
 from __future__ import annotations
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 
 from ner.components import groups
 from ner.lexicon import read_phrases, resolve_path
 
-_JOINERS = {"&", "'s", "'", "-", ".", "and", "of", "de", "la", "le", "du", "the"}
+_JOINERS = {"&", "and", "of", "by", "'s", "de", "la", "du", "the", "n", "+"}
+_INNER_MARKS = {"-", ".", "'", "!"}
+_BY_WORDS = {"by", "from"}
+
+Candidate = tuple  # (start token, end token, label, canonical id); see ner.components.groups
+
+
+def _word_set(path: str) -> set[str]:
+    return {w.casefold() for w in read_phrases(resolve_path(path))} if path else set()
 
 
 @Language.factory(
@@ -27,87 +45,172 @@ _JOINERS = {"&", "'s", "'", "-", ".", "and", "of", "de", "la", "le", "du", "the"
         "label": "BRAND",
         "lead_skip": "en/brand_lead_skip.txt",
         "stop_words": "en/brand_stop.txt",
+        "common_words": "en/common_words.txt",
+        "audience_words": "en/audience_words.txt",
         "max_tokens": 3,
         "blocking_labels": ["CATEGORY", "MATERIAL", "COLOR"],
+        "guess": True,
     },
 )
-def make_brand_rules(nlp: Language, name: str, label: str, lead_skip: str, stop_words: str, max_tokens: int,
-                     blocking_labels: list[str]) -> "BrandRules":
-    return BrandRules(
-        label=label,
-        lead_skip={w.casefold() for w in read_phrases(resolve_path(lead_skip))} if lead_skip else set(),
-        stop_words={w.casefold() for w in read_phrases(resolve_path(stop_words))} if stop_words else set(),
-        max_tokens=max_tokens,
-        blocking_labels=set(blocking_labels),
-    )
+def make_brand_rules(nlp: Language, name: str, label: str, lead_skip: str, stop_words: str, common_words: str,
+                     audience_words: str, max_tokens: int, blocking_labels: list[str], guess: bool) -> "BrandRules":
+    return BrandRules(label=label, lead_skip=_word_set(lead_skip), stop_words=_word_set(stop_words),
+                      common_words=_word_set(common_words), audience_words=_word_set(audience_words),
+                      max_tokens=max_tokens,
+                      blocking_labels=set(blocking_labels), guess=guess)
 
 
 class BrandRules:
-    def __init__(self, label: str, lead_skip: set[str], stop_words: set[str], max_tokens: int,
-                 blocking_labels: set[str]):
+    def __init__(self, label: str = "BRAND", lead_skip: set[str] = frozenset(), stop_words: set[str] = frozenset(),
+                 common_words: set[str] = frozenset(), audience_words: set[str] = frozenset(), max_tokens: int = 3,
+                 blocking_labels: set[str] = frozenset({"CATEGORY", "MATERIAL", "COLOR"}), guess: bool = True):
         self.label = label
         self.lead_skip = lead_skip
         self.stop_words = stop_words
+        self.common_words = common_words
+        self.audience_words = audience_words
         self.max_tokens = max_tokens
         self.blocking_labels = blocking_labels
+        self.guess = guess
 
     def __call__(self, doc: Doc) -> Doc:
-        spans: list[Span] = []
-        if not self._has_brand(doc):
-            blocked = self._blocked_starts(doc)
-            span = self._leading_brand(doc, blocked)
-            if span is not None:
-                spans.append(span)
-        doc.spans[groups.RULES] = spans
+        label = self.label
+        lexicon = groups.get(doc, groups.LEXICON)
+        known = [c for c in lexicon if c[2] == label]
+        if known:
+            groups.put(doc, groups.LEXICON, [c for c in lexicon if c[2] != label])
+        blocked = bytearray(len(doc))
+        for start, end, other, _ in lexicon:
+            if other in self.blocking_labels:
+                blocked[start:end] = b"\x01" * (end - start)
+        groups.put(doc, groups.BRAND, self.choose(doc, groups.get(doc, groups.HINT), known, blocked))
         return doc
 
-    def _has_brand(self, doc: Doc) -> bool:
-        for key in (groups.HINT, groups.LEXICON):
-            if key in doc.spans:
-                for span in doc.spans[key]:
-                    if span.label_ == self.label:
-                        return True
-        return False
+    # -----------------------------------------------------------------------------------------------------
+    def choose(self, doc: Doc, hints: list[Candidate], known: list[Candidate], blocked: bytearray) -> list[Candidate]:
+        if hints:
+            return []  # the row's catalogue brand is in the title; the resolver takes it from moon_hint
+        pos = self.brand_position(doc)
+        chosen: list[Candidate] = []
+        at_pos = [c for c in known if c[0] == pos]
+        guessed = False
+        if at_pos:
+            chosen.append(max(at_pos, key=lambda c: c[1] - c[0]))
+        elif self.guess and pos < len(doc):
+            run = self.leading_run(doc, pos, blocked, known)
+            if run is not None:
+                chosen.append(run)
+                guessed = True
+        if self.guess and (guessed or not chosen):
+            # "... Clear Tape by Scotch MMM600121296": an explicit attribution beats a guess from position.
+            by = self.by_brand(doc, blocked, after=chosen[0][1] if chosen else 0)
+            if by is not None:
+                chosen = [by]
+        taken = {i for c in chosen for i in range(c[0], c[1])}
+        for cand in known:
+            start, end = cand[0], cand[1]
+            if start != pos and not taken.intersection(range(start, end)) and self.distinctive(doc[start:end]):
+                chosen.append(cand)
+                taken.update(range(start, end))
+        return chosen
 
-    def _blocked_starts(self, doc: Doc) -> set[int]:
-        blocked: set[int] = set()
-        if groups.LEXICON in doc.spans:
-            for span in doc.spans[groups.LEXICON]:
-                if span.label_ in self.blocking_labels:
-                    blocked.update(range(span.start, span.end))
-        return blocked
-
-    def _leading_brand(self, doc: Doc, blocked: set[int]) -> Span | None:
-        n = len(doc)
-        i = 0
-        # 1. skip leading noise: punctuation, numbers, and words like "New", "Original", "2018"
-        while i < n:
-            tok = doc[i]
-            low = tok.lower_
-            if tok.is_punct or tok.is_space or tok.like_num or low in self.lead_skip or not any(
-                c.isalpha() for c in tok.text
-            ):
-                i += 1
+    def brand_position(self, doc: Doc) -> int:
+        """Index of the first token after leading noise."""
+        for i, tok in enumerate(doc):
+            text = tok.text
+            if tok.is_punct or tok.is_space or tok.like_num or tok.lower_ in self.lead_skip:
                 continue
-            break
-        # 2. the run of capitalised words
-        start = i
-        words = 0
-        end = start
+            if not any(c.isalpha() for c in text):
+                continue
+            return i
+        return len(doc)
+
+    def distinctive(self, span) -> bool:
+        """A lexicon brand away from the brand position: only if it cannot be an ordinary word."""
+        text = span.text
+        if not text[:1].isupper() and not text[:1].isdigit():
+            return False
+        if len(span) == 1:
+            low = span[0].lower_
+            if low in self.common_words or low in self.stop_words or span[0].like_num or len(text) < 3:
+                return False
+        return any(c.isalpha() for c in text)
+
+    def leading_run(self, doc: Doc, start: int, blocked: bytearray, known: list[Candidate]) -> Candidate | None:
+        n = len(doc)
+        first = doc[start]
+        if blocked[start] or not self._capitalised(first) or first.lower_ in self.stop_words or _is_code(first.text):
+            return None
+        caps = first.text.isupper() and sum(c.isalpha() for c in first.text) >= 2
+        end = start + 1
+        words = 1
+        i = start + 1
         while i < n and words < self.max_tokens:
             tok = doc[i]
-            text = tok.text
             low = tok.lower_
-            if i in blocked or low in self.stop_words:
-                break
-            if low in _JOINERS and end > start:
-                i += 1
+            if tok.text in _INNER_MARKS and not tok.whitespace_ and i + 1 < n and not doc[i - 1].whitespace_:
+                i += 1  # "Dr.", "Emergen-C": a mark glued on both sides stays inside
                 continue
-            if not text[:1].isupper() or tok.like_num:
+            if low in _JOINERS:
+                nxt = doc[i + 1] if i + 1 < n else None
+                if nxt is not None and self._capitalised(nxt) and not blocked[i + 1] and (
+                        nxt.lower_ not in self.stop_words):
+                    i += 1
+                    continue
+                break
+            if blocked[i] or low in self.stop_words or not self._capitalised(tok) or tok.like_num or _is_code(
+                    tok.text):
+                break
+            if caps and not tok.text.isupper():
                 break
             words += 1
             i += 1
             end = i
-        if end == start:
-            return None
-        return Span(doc, start, end, label=self.label)
+        # A lexicon brand that starts inside the run takes the run to its end ("Polo Ralph Lauren").
+        for cand in known:
+            if start < cand[0] < end and cand[1] > end:
+                end = cand[1]
+        while end > start and doc[end - 1].lower_ in _JOINERS | _INNER_MARKS:
+            end -= 1
+        # A brand repeated later in the title ("Smead Plain Self Tab ... Smead Guides") is the repeated part.
+        if end - start > 1:
+            rest = " " + doc[end:].text + " "
+            for cut in range(end - 1, start, -1):
+                if f" {doc[start:cut].text} " in rest:
+                    end = cut
+                    break
+        if end - start == 1 and not caps and first.lower_ in self.common_words:
+            nxt = doc[end] if end < len(doc) else None
+            if nxt is None or nxt.lower_ not in self.audience_words:
+                return None
+        return (start, end, self.label, "")
+
+    def by_brand(self, doc: Doc, blocked: bytearray, after: int = 0) -> Candidate | None:
+        """The capitalised run after "by" / "Brand:" ("Clear Tape by Scotch MMM600121296")."""
+        n = len(doc)
+        for i in range(after, n):
+            tok = doc[i]
+            low = tok.lower_
+            if low in _BY_WORDS or (low == "brand" and i + 1 < n and doc[i + 1].text == ":"):
+                j = i + 1 if low in _BY_WORDS else i + 2
+                if j < n and self._capitalised(doc[j]) and not blocked[j] and doc[j].lower_ not in self.stop_words:
+                    end = j + 1
+                    while end < n and end - j < self.max_tokens and self._capitalised(doc[end]) and not blocked[end] \
+                            and doc[end].lower_ not in self.stop_words and not _is_code(doc[end].text):
+                        end += 1
+                    if _is_code(doc[j].text):
+                        continue
+                    return (j, end, self.label, "")
+        return None
+
+    @staticmethod
+    def _capitalised(tok) -> bool:
+        text = tok.text
+        return text[:1].isupper() and any(c.isalpha() for c in text)
+
+
+def _is_code(text: str) -> bool:
+    """Part numbers and SKUs ("MMM600121296", "LC10EBK", "PG-240XL"): three digits, or letters and digits in
+    four or more characters. "3M" and "365" are not codes."""
+    digits = sum(c.isdigit() for c in text)
+    return digits >= 3 or (digits > 0 and len(text) >= 4 and any(c.isalpha() for c in text))

@@ -12,7 +12,7 @@ from typing import Iterable
 
 from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 
 from ner.components import groups
 from ner.lexicon import expand_numbers, read_lexicon
@@ -59,7 +59,9 @@ class LexiconRuler:
         self.matcher = Matcher(nlp.vocab)
         # match key hash -> (label, id); filled as patterns are added
         self._keys: dict[int, tuple[str, str]] = {}
-        self._phrases: dict[str, list[Doc]] = {}
+        # Lower-case strings one of which must occur in a title for a token pattern to match (see _trigger).
+        self._triggers: set[str] = set()
+        self._untriggered = False
         self.size = 0
 
     def add_patterns(self, patterns: Iterable[dict]) -> None:
@@ -76,6 +78,11 @@ class LexiconRuler:
                     pending.setdefault(key, []).append(pattern)
             else:
                 self.matcher.add(key, [pattern])
+                trigger = _trigger(pattern)
+                if trigger is None:
+                    self._untriggered = True
+                else:
+                    self._triggers.update(trigger)
                 self.size += 1
         for key, phrases in pending.items():
             docs = list(self.nlp.tokenizer.pipe(phrases))
@@ -84,13 +91,34 @@ class LexiconRuler:
 
     def __call__(self, doc: Doc) -> Doc:
         keys = self._keys
-        spans = []
-        for match_id, start, end in self.phrase_matcher(doc):
-            label, ent_id = keys[match_id]
-            spans.append(Span(doc, start, end, label=label, span_id=ent_id))
-        if len(self.matcher):
-            for match_id, start, end in self.matcher(doc):
-                label, ent_id = keys[match_id]
-                spans.append(Span(doc, start, end, label=label, span_id=ent_id))
-        doc.spans[groups.LEXICON] = spans
+        found = [(start, end) + keys[match_id] for match_id, start, end in self.phrase_matcher(doc)]
+        if len(self.matcher) and self._may_match(doc.text):
+            found += [(start, end) + keys[match_id] for match_id, start, end in self.matcher(doc)]
+        groups.put(doc, groups.LEXICON, found)
         return doc
+
+    def _may_match(self, text: str) -> bool:
+        """Whether any token pattern can match: skips the Matcher on the many titles without a trigger word."""
+        if self._untriggered:
+            return True
+        low = text.lower()
+        return any(t in low for t in self._triggers)
+
+
+def _trigger(pattern: list[dict]) -> set[str] | None:
+    """The smallest set of literal strings (ORTH / LOWER / TEXT values) of which a match must contain one."""
+    best = None
+    for spec in pattern:
+        if spec.get("OP") in ("?", "*", "!"):
+            continue
+        for attr in ("ORTH", "LOWER", "TEXT"):
+            value = spec.get(attr)
+            if isinstance(value, str):
+                options = {value.lower()}
+            elif isinstance(value, dict) and isinstance(value.get("IN"), list):
+                options = {str(v).lower() for v in value["IN"]}
+            else:
+                continue
+            if best is None or len(options) < len(best):
+                best = options
+    return best

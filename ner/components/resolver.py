@@ -20,46 +20,64 @@ from ner.lexicon import read_phrases, resolve_path
 @Language.factory(
     "moon_entity_resolver",
     default_config={
-        "sources": [groups.HINT, groups.LEXICON, groups.RULES],
+        "sources": [groups.HINT, groups.BRAND, groups.LEXICON, groups.RULES],
         "label_priority": ["BRAND", "MATERIAL", "CATEGORY", "COLOR"],
         "stop_lists": {},
+        "one_per_title": {},
     },
 )
 def make_resolver(nlp: Language, name: str, sources: list[str], label_priority: list[str],
-                  stop_lists: dict[str, str]) -> "EntityResolver":
+                  stop_lists: dict[str, str], one_per_title: dict[str, str]) -> "EntityResolver":
     stops = {label: {p.casefold() for p in read_phrases(resolve_path(path))} for label, path in stop_lists.items()}
-    return EntityResolver(sources=sources, label_priority=label_priority, stops=stops)
+    return EntityResolver(sources=sources, label_priority=label_priority, stops=stops, one_per_title=one_per_title)
 
 
 class EntityResolver:
-    def __init__(self, sources: list[str], label_priority: list[str], stops: dict[str, set[str]] | None = None):
+    def __init__(self, sources: list[str], label_priority: list[str], stops: dict[str, set[str]] | None = None,
+                 one_per_title: dict[str, str] | None = None):
         self.sources = list(sources)
         # labels not listed come after the listed ones, in name order
         self.rank = {label: i for i, label in enumerate(label_priority)}
         self.stops = stops or {}
+        for label, which in (one_per_title or {}).items():
+            if which not in ("first", "last", "longest"):
+                raise ValueError(f"one_per_title.{label}: expected first, last or longest, got {which!r}")
+        self.one_per_title = dict(one_per_title or {})
 
     def __call__(self, doc: Doc) -> Doc:
         taken = bytearray(len(doc))
-        chosen: list[Span] = []
-        for trust, key in enumerate(self.sources):
-            if key not in doc.spans:
+        chosen: list[tuple] = []
+        rank = self.rank
+        last = len(rank)
+        for key in self.sources:
+            candidates = groups.get(doc, key)
+            if not candidates:
                 continue
-            group = doc.spans[key]
-            if not len(group):
-                continue
-            ordered = sorted(group, key=self._order)
-            for span in ordered:
-                start, end = span.start, span.end
+            for cand in sorted(candidates, key=lambda c: (c[0] - c[1], rank.get(c[2], last), c[0])):
+                start, end, label = cand[0], cand[1], cand[2]
                 if any(taken[start:end]):
                     continue
-                stops = self.stops.get(span.label_)
-                if stops and span.text.casefold() in stops:
+                stops = self.stops.get(label)
+                if stops and doc[start:end].text.casefold() in stops:
                     continue
                 taken[start:end] = b"\x01" * (end - start)
-                chosen.append(span)
-        chosen.sort(key=lambda s: s.start)
-        doc.ents = chosen
+                chosen.append(cand)
+        chosen.sort()
+        for label, which in self.one_per_title.items():
+            chosen = _keep_one(chosen, label, which)
+        doc.ents = [Span(doc, s, e, label=label, span_id=ent_id) for s, e, label, ent_id in chosen]
         return doc
 
-    def _order(self, span: Span) -> tuple:
-        return (-(span.end - span.start), self.rank.get(span.label_, len(self.rank)), span.start)
+
+def _keep_one(chosen: list[tuple], label: str, which: str) -> list[tuple]:
+    """Keep one candidate of `label` (the first, the last or the longest in the title); others are dropped."""
+    of_label = [c for c in chosen if c[2] == label]
+    if len(of_label) < 2:
+        return chosen
+    if which == "first":
+        keep = of_label[0]
+    elif which == "last":
+        keep = of_label[-1]
+    else:
+        keep = max(of_label, key=lambda c: (c[1] - c[0], -c[0]))
+    return [c for c in chosen if c[2] != label or c is keep]

@@ -66,8 +66,12 @@ def test_hash_ignores_resources_and_ray_address(tmp_path):
 
 def test_hash_changes_with_output_relevant_fields(tmp_path):
     base = C.load(check_stages=False)
-    other = C.load(write(tmp_path, "run:\n  shard_size: 5\n"), check_stages=False)
+    other = C.load(write(tmp_path, "output:\n  image_quality: 80\n"), check_stages=False)
     assert other.hash() != base.hash()
+
+
+def test_shard_size_does_not_change_content_hash(tmp_path):
+    assert C.load(write(tmp_path, "run:\n  shard_size: 5\n"), check_stages=False).hash() == C.load(check_stages=False).hash()
 
 
 def test_disabled_stage_options_do_not_change_hash(tmp_path):

@@ -51,11 +51,20 @@ def test_changed_config_is_refused_without_force(tmp_path, config):
     src = catalogue(tmp_path, ["a", "b"])
     out = str(tmp_path / "out")
     P.plan_run(src, out, config)
-    config.run.shard_size = 3
+    config.output.image_quality = 50
     with pytest.raises(P.RunMismatch, match="different config"):
         P.plan_run(src, out, config)
     forced = P.plan_run(src, out, config, force=True)
     assert json.loads((tmp_path / "out" / "_run.json").read_text())["run_id"] == forced.run_id
+
+
+def test_changed_shard_size_is_refused(tmp_path, config):
+    src = catalogue(tmp_path, ["a", "b", "c"])
+    out = str(tmp_path / "out")
+    P.plan_run(src, out, config)
+    config.run.shard_size = 2
+    with pytest.raises(P.RunMismatch, match="different shard size"):
+        P.plan_run(src, out, config)
 
 
 def test_changed_limit_is_refused(tmp_path, config):

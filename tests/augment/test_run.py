@@ -115,8 +115,9 @@ def test_crash_with_sigkill_then_resume_equals_a_clean_run(sample_run, tmp_path)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL, output
     committed = manifest.load(str(crashed))
-    assert len(committed) == 1
-    assert len(list((crashed / "data").glob("*.parquet"))) == 2  # one published without a commit record
+    assert len(committed) < 3
+    # at least one data file was published whose manifest record was never written
+    assert len(list((crashed / "data").glob("*.parquet"))) > len(committed)
     resumed = moon("run", "--output", str(crashed), "--shard-size", "32", "--no-progress")
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
@@ -152,7 +153,7 @@ def test_changed_config_is_refused_on_resume(sample_run):
     proc = moon("run", "--output", str(out), "--shard-size", "5")
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2
-    assert "different config" in output and "--force" in output
+    assert "different shard size" in output and "--force" in output
 
 
 BAD_ROWS = [

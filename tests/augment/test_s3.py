@@ -27,12 +27,18 @@ def s3(tmp_path_factory):
         patch.setenv(key, value)
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=BUCKET)
+    # Ray workers take credentials from the standard chain of the environment they start in: restart the local
+    # cluster so that its workers see this endpoint and these test credentials.
+    import ray
+
+    ray.shutdown()
     yield client
+    ray.shutdown()
     patch.undo()
     server.stop()
 
 
-def test_s3_input_and_output(s3, sample_path, tmp_path, ray_local):
+def test_s3_input_and_output(s3, sample_path, tmp_path):
     # A CSV on S3 naming images by relative keys, the images beside it.
     table = pq.read_table(sample_path).slice(0, 12)
     lines = ["product_id,title,image,brand"]

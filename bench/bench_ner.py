@@ -1,0 +1,165 @@
+"""Throughput of the NER pipeline on catalogue titles, against a bare spaCy entity ruler, on one CPU core.
+
+    python bench/bench_ner.py /path/to/catalog_labels.csv.gz [--limit N] [--out result.json]
+
+Prints titles/s of
+  (a) bare: spacy.blank("en") with one entity ruler holding the same brand lexicon as the pipeline,
+  (b) pipeline: `ner.load("en").extract(titles)` (cleaning, all rule components, offsets back to the title),
+  (c) ray: the `ner` stage as a Ray Data `map_batches` stage with an actor pool of one actor on one CPU,
+and the ratios b/a and c/b (targets: b/a >= 0.5, c/b >= 0.85). (c) is timed from the moment its actor finished
+loading the pipeline to the last row, so it compares steady-state work with (a) and (b); the total including
+Ray start-up and actor set-up is printed beside it. Titles come from the `productDisplayName` column (or `title`).
+Run with OMP_NUM_THREADS=1 on an otherwise idle machine; each figure is the best of `--repeat` runs.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def read_titles(path: str, limit: int | None) -> list[str]:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        column = "productDisplayName" if "productDisplayName" in (reader.fieldnames or ()) else "title"
+        titles = [row.get(column) or "" for row in reader]
+    return titles[:limit] if limit else titles
+
+
+def brand_patterns(nlp) -> list[dict]:
+    """The BRAND patterns of the pipeline's lexicon ruler, in entity-ruler form."""
+    from ner.lexicon import read_lexicon
+
+    cfg = nlp.config["components"]["moon_lexicon_ruler"]
+    specs = list(cfg["lexicons"]) + list(cfg["extra_lexicons"])
+    return [p for spec in specs for p in read_lexicon(spec) if p["label"] == "BRAND"]
+
+
+def bench_bare(titles: list[str], patterns: list[dict], batch_size: int) -> float:
+    import spacy
+
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "LOWER"})
+    ruler.add_patterns(patterns)
+    for _ in nlp.pipe(titles[:500]):  # warm-up
+        pass
+    start = time.perf_counter()
+    for doc in nlp.pipe(titles, batch_size=batch_size):
+        [(e.label_, e.start_char, e.end_char, e.ent_id_) for e in doc.ents]
+    return time.perf_counter() - start
+
+
+def bench_pipeline(extractor, titles: list[str]) -> float:
+    extractor.extract(titles[:500])  # warm-up
+    start = time.perf_counter()
+    extractor.extract(titles)
+    return time.perf_counter() - start
+
+
+class _StageActor:
+    """What a Ray runner does with a stage: build it once per actor, then `process` each batch."""
+
+    def __init__(self):
+        from augment.stages.ner import NerStage
+
+        self.stage = NerStage()
+        self.stage.setup()
+        self.ready_at = time.time()
+
+    def __call__(self, batch: dict) -> dict:
+        columns = {name: list(values) for name, values in batch.items()}
+        result = self.stage.process(columns)
+        out = dict(batch)
+        out.update(result.columns)
+        out["_ready_at"] = [self.ready_at] * len(columns["title"])
+        return out
+
+
+def bench_ray(titles: list[str], batch_size: int) -> tuple[float, float]:
+    """(steady seconds, total seconds) of the ner stage on a one-actor Ray Data pool."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False
+        items = [{"product_id": str(i), "title": t, "catalog_brand": None} for i, t in enumerate(titles)]
+        start = time.time()
+        ds = ray.data.from_items(items).map_batches(
+            _StageActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1,
+            batch_format="numpy")
+        ready = None
+        rows = 0
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            rows += batch.num_rows
+            first = batch.column("_ready_at")[0].as_py()
+            ready = first if ready is None else min(ready, first)
+        end = time.time()
+        if rows != len(titles):
+            raise RuntimeError(f"ray stage returned {rows} rows for {len(titles)} titles")
+        return end - ready, end - start
+    finally:
+        ray.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("catalog", help="catalogue CSV(.gz) with a productDisplayName or title column")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N titles only")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and (b); the best counts")
+    parser.add_argument("--no-ray", action="store_true", help="skip (c)")
+    parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+    import ner
+
+    titles = read_titles(args.catalog, args.limit)
+    load_start = time.perf_counter()
+    extractor = ner.load("en", batch_size=args.batch_size)
+    load_s = time.perf_counter() - load_start
+    patterns = brand_patterns(extractor.nlp)
+
+    bare_s = min(bench_bare(titles, patterns, args.batch_size) for _ in range(args.repeat))
+    pipe_s = min(bench_pipeline(extractor, titles) for _ in range(args.repeat))
+    result = {
+        "titles": len(titles),
+        "brand_phrases": len(patterns),
+        "pipeline_load_s": round(load_s, 2),
+        "a_bare_titles_per_s": round(len(titles) / bare_s),
+        "b_pipeline_titles_per_s": round(len(titles) / pipe_s),
+    }
+    result["b_over_a"] = round(result["b_pipeline_titles_per_s"] / result["a_bare_titles_per_s"], 3)
+    if not args.no_ray:
+        steady_s, total_s = bench_ray(titles, args.batch_size)
+        result["c_ray_titles_per_s"] = round(len(titles) / steady_s)
+        result["c_ray_total_titles_per_s"] = round(len(titles) / total_s)
+        result["c_over_b"] = round(result["c_ray_titles_per_s"] / result["b_pipeline_titles_per_s"], 3)
+
+    print(f"titles: {result['titles']}   brand phrases: {result['brand_phrases']}   "
+          f"pipeline build: {result['pipeline_load_s']} s")
+    print(f"(a) bare spacy.blank + entity ruler : {result['a_bare_titles_per_s']:>8} titles/s")
+    print(f"(b) ner pipeline                    : {result['b_pipeline_titles_per_s']:>8} titles/s   "
+          f"b/a = {result['b_over_a']:.2f}  (target >= 0.50)")
+    if "c_ray_titles_per_s" in result:
+        print(f"(c) ner stage on Ray Data, 1 actor  : {result['c_ray_titles_per_s']:>8} titles/s   "
+              f"c/b = {result['c_over_b']:.2f}  (target >= 0.85; with Ray start-up: "
+              f"{result['c_ray_total_titles_per_s']} titles/s)")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""`moon ner extract` and `moon ner eval` as users run them (a subprocess of python -m augment.cli)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def moon(*args, stdin=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "augment.cli", *args], input=stdin, capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.slow
+def test_extract_writes_one_line_per_title(tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "title": "Nike Men Black Shorts", "price": 3},
+                                        {"id": "b", "title": ""}])
+    proc = moon("ner", "extract", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [l["id"] for l in lines] == ["a", "b"]
+    assert [(e["label"], e["text"]) for e in lines[0]["entities"]] == [
+        ("BRAND", "Nike"), ("COLOR", "Black"), ("CATEGORY", "Shorts")]
+    assert lines[1]["entities"] == []
+
+
+@pytest.mark.slow
+def test_eval_json_counts_per_label(tmp_path):
+    write_jsonl(tmp_path / "gold.jsonl", [
+        {"id": "1", "title": "Nike Men Black Shorts", "labels": {"BRAND": ["Nike"], "CATEGORY": ["Shorts"]}},
+        {"id": "2", "title": "Puma Women Red Cotton Skirts",
+         "labels": {"BRAND": ["Puma"], "MATERIAL": [], "COLOR": ["Red"]}},
+    ])
+    proc = moon("ner", "eval", "--gold", str(tmp_path / "gold.jsonl"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)["gold.jsonl"]
+    labels = result["labels"]
+    assert (labels["BRAND"]["tp"], labels["BRAND"]["fp"], labels["BRAND"]["fn"]) == (2, 0, 0)
+    assert (labels["MATERIAL"]["tp"], labels["MATERIAL"]["fp"]) == (0, 1)
+    assert (labels["COLOR"]["tp"], labels["CATEGORY"]["tp"]) == (1, 1)
+    assert (result["micro"]["tp"], result["micro"]["fp"], result["micro"]["fn"]) == (3, 1, 0)
+
+
+@pytest.mark.slow
+def test_eval_table_names_labels_and_micro(tmp_path):
+    write_jsonl(tmp_path / "gold.jsonl", [{"id": "1", "title": "Nike Shorts", "labels": {"BRAND": ["Nike"]}}])
+    proc = moon("ner", "eval", "--gold", str(tmp_path / "gold.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    assert "BRAND" in proc.stdout and "micro BCM" in proc.stdout
+
+
+def test_help_does_not_import_spacy():
+    code = "import sys, augment.cli; augment.cli.build_parser(); print('spacy' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.strip() == "False", proc.stderr
