@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from augment.orchestrate import submission
 from tests.orchestration_fixtures import DAGS, ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.external]
@@ -106,6 +107,19 @@ def test_a_batch_task_log_holds_the_ray_job_log(api, finished_run):
     events = [entry.get("event", "") for entry in log["content"] if isinstance(entry, dict)]
     assert any(e.startswith("submitted Ray job moon_augment-") for e in events)
     assert any(e.startswith("[ray] ") and "rows in 32" in e for e in events)  # moon run's summary, from the job
+
+
+def test_extra_links_open_the_ray_job_and_the_run_report(api, standalone, finished_run, ray_head):
+    from augment.orchestrate.tasks import safe_name
+
+    run_id = urllib.parse.quote(finished_run["dag_run_id"], safe="")
+    base = f"/api/v2/dags/moon_augment/dagRuns/{run_id}/taskInstances"
+    ray_link = api.call("GET", f"{base}/run_batch/links?map_index=1")["extra_links"]
+    job_id = submission.attempt_id(submission.base_id("moon_augment", finished_run["dag_run_id"], "run_batch", 1), 1)
+    assert ray_link == {"Ray job": f"{ray_head.dashboard_url}/#/jobs/{job_id}"}
+    report_link = api.call("GET", f"{base}/publish/links")["extra_links"]
+    run_dir = Path(standalone.env["MOON_RUNS_ROOT"], safe_name(finished_run["dag_run_id"]))
+    assert report_link == {"Run report": (run_dir / "report" / "index.html").as_uri()}
 
 
 def test_the_asset_event_starts_moon_train(api, finished_run):

@@ -1,6 +1,7 @@
 """moon_augment end to end with `dag.test()` against a real local Ray head: the bundled sample goes through.
 
-One DAG run serves every test here (a run costs ~1 min on 2 cores): three batches of one shard each, and a
+One DAG run serves every test here (a run costs 1-2 min on 2 cores): the default profile with every stage,
+three batches of one shard each, and a
 fault injected into the first Ray job that publishes a shard file (`MOON_FAULTS=after_data_write=1:exit`,
 counted across processes), so exactly one mapped task fails once, after its shard's data file is written but
 before the shard is committed, and is retried.
@@ -8,7 +9,6 @@ before the shard is committed, and is retried.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pyarrow.dataset as pads
 import pytest
@@ -18,7 +18,6 @@ from augment.orchestrate import submission
 from tests.orchestration_fixtures import DAGS
 
 pytestmark = [pytest.mark.slow]
-STAGES = ["validate", "ner", "enrich_title", "background_prompts"]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +37,7 @@ def augment_run(dags, ray_head, tmp_path_factory, sample_path):
     conf = {
         "input_uri": sample_path,
         "output_uri": str(base / "runs" / "{run_id}"),
-        "stages": STAGES,
-        "shards_per_task": 1,
+        "shards_per_task": 1,  # every stage of the default (local) profile
         "env_vars": {"MOON_FAULTS": "after_data_write=1:exit", "MOON_FAULTS_STATE": str(base / "faults")},
     }
     dag_run = dag.test(run_conf=conf)
