@@ -122,13 +122,20 @@ def test_extra_links_open_the_ray_job_and_the_run_report(api, standalone, finish
     assert report_link == {"Run report": (run_dir / "report" / "index.html").as_uri()}
 
 
-def test_the_asset_event_starts_moon_train(api, finished_run):
+def test_the_asset_event_starts_moon_train_on_the_published_run(api, standalone, finished_run):
+    from augment.orchestrate.tasks import safe_name
+
     def asset_triggered():
         runs = api.call("GET", "/api/v2/dags/moon_train/dagRuns")["dag_runs"]
         return [r for r in runs if r["run_type"] == "asset_triggered"]
 
     runs = api.wait("an asset-triggered moon_train run", asset_triggered, timeout=180)
     assert len(runs) == 1
+    pick_run = f"/api/v2/dags/moon_train/dagRuns/{urllib.parse.quote(runs[0]['dag_run_id'], safe='')}/taskInstances/pick_run"
+    api.wait("moon_train picked its run", lambda: api.call("GET", pick_run)["state"] == "success", timeout=300)
+    entrypoint = api.call("GET", f"{pick_run}/xcomEntries/entrypoint")["value"]
+    run_dir = str(Path(standalone.env["MOON_RUNS_ROOT"], safe_name(finished_run["dag_run_id"])))
+    assert f"train --data {run_dir} --config tiny" in entrypoint
 
 
 def test_the_grid_view_shows_every_task_of_the_run_successful(standalone, finished_run):
