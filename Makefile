@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE = 1
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED = 0
 
-.PHONY: run test setup clean vllm-venv
+.PHONY: run test setup clean vllm-venv airflow airflow-stop
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Airflow standalone on 127.0.0.1 with dags/, a local Ray head and the ray_default connection; prints URL and login.
+airflow: $(STAMP)
+	$(PY) -m augment.orchestrate.local_stack start $(AIRFLOW_ARGS)
+
+airflow-stop:
+	$(PY) -m augment.orchestrate.local_stack stop
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

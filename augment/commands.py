@@ -107,8 +107,7 @@ def cmd_run(args) -> int:
         print(f"error: cannot write {exc.filename or output}: {exc.strerror}", file=sys.stderr)
         return 2
     except OSError as exc:
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"error: {_describe_os_error(exc)}", file=sys.stderr)
         return 1
     summary = run_summary(result)
     _write_report(output)
@@ -117,6 +116,15 @@ def cmd_run(args) -> int:
     else:
         print(format_summary(summary))
     return 0
+
+
+def _describe_os_error(exc: OSError) -> str:
+    from augment.writer import ShardWriteError
+
+    if isinstance(exc, ShardWriteError):
+        return str(exc)
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 def _exists(uri: str) -> bool:

@@ -82,6 +82,10 @@ class RunConfig:
     progress: bool = dataclasses.field(default=True, metadata=NOT_HASHED)
     # Shards written concurrently by the driver while the cluster keeps working.
     writer_threads: int = dataclasses.field(default=2, metadata=NOT_HASHED)
+    # Ray: a batch whose worker process died (killed, out of memory, node lost) is retried on a restarted worker
+    # this many times before the run fails; -1 retries without limit (a batch that always kills its worker would
+    # then loop for ever).
+    worker_retries: int = dataclasses.field(default=3, metadata=NOT_HASHED)
 
 
 @dataclasses.dataclass

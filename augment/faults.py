@@ -1,10 +1,15 @@
-"""Named fault-injection points for the reliability tests: crash or stall the process at a precise step.
+"""Named fault-injection points for the reliability tests: crash, stall or fail the process at a precise step.
 
 Production code calls `point("after_data_write")` at the steps where a crash matters (mid-stage, mid-write,
 between a shard's data file and its manifest record). Unless the environment variable MOON_FAULTS is set this
 is one dict lookup. MOON_FAULTS holds `name=N:action[,name=N:action...]`: at the N-th time any process reaches
 `name` (counted across processes in the folder MOON_FAULTS_STATE, so a restarted worker does not fire again),
-`action` happens: `kill` (SIGKILL this process), `exit` (os._exit(3)) or `sleepS` (sleep S seconds).
+`action` happens: `kill` (SIGKILL this process), `exit` (os._exit(3)), `sleepS` (sleep S seconds) or `raise`
+(raise InjectedFault, an ordinary exception). `name=N+:action` fires at the N-th hit and every hit after it.
+
+Points: driver_batch, stage:<stage> (a chain is about to run the stage on a batch), stage_call:<stage> (inside
+the row isolation, before each call of the stage's `process`), before_shard_write, during_shard_write (the temp
+file is written, not yet published), after_data_write (published, not committed), after_commit.
 """
 from __future__ import annotations
 
@@ -17,14 +22,20 @@ _ENV = "MOON_FAULTS"
 _STATE = "MOON_FAULTS_STATE"
 
 
-def _parse(spec: str) -> dict[str, tuple[int, str]]:
+class InjectedFault(RuntimeError):
+    """Raised by a `raise` fault: stands for any exception a stage or writer may meet."""
+
+
+def _parse(spec: str) -> dict[str, tuple[int, bool, str]]:
+    """{name: (N, fires on every later hit too, action)}."""
     out = {}
     for item in spec.split(","):
         if "=" not in item:
             continue
-        name, _, rest = item.strip().partition("=")
+        name, _, rest = item.strip().rpartition("=")
         count, _, action = rest.partition(":")
-        out[name] = (int(count), action or "kill")
+        onwards = count.endswith("+")
+        out[name] = (int(count.rstrip("+")), onwards, action or "kill")
     return out
 
 
@@ -35,13 +46,16 @@ def point(name: str) -> None:
     faults = _parse(spec)
     if name not in faults:
         return
-    nth, action = faults[name]
-    if _hits(name) != nth:
+    nth, onwards, action = faults[name]
+    hits = _hits(name)
+    if hits != nth and not (onwards and hits > nth):
         return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "exit":
         os._exit(3)
+    elif action == "raise":
+        raise InjectedFault(f"fault injected at {name} (hit {hits})")
     elif action.startswith("sleep"):
         time.sleep(float(action[5:] or 1))
 

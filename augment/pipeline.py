@@ -145,6 +145,7 @@ def apply_stage(stage: Stage, table: pa.Table) -> pa.Table:
 def _process_isolated(stage: Stage, batch: dict[str, list], n: int) -> StageResult:
     """stage.process over the batch; on an exception, row by row, quarantining only the rows that fail."""
     try:
+        faults.point(f"stage_call:{stage.name}")
         return _checked(stage, stage.process(batch), n)
     except Exception as exc:  # noqa: BLE001 - isolate the bad row, never end the run
         if n == 1:
@@ -155,6 +156,7 @@ def _process_isolated(stage: Stage, batch: dict[str, list], n: int) -> StageResu
     for j in range(n):
         single = {name: [values[j]] for name, values in batch.items()}
         try:
+            faults.point(f"stage_call:{stage.name}")
             result = _checked(stage, stage.process(single), 1)
         except Exception as exc:  # noqa: BLE001
             result = _error_result(stage, exc)

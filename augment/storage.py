@@ -131,6 +131,9 @@ def write_atomic(uri: str, data: bytes, content_type: str | None = None) -> None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _naming(exc, target) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -163,10 +166,22 @@ def append_line(uri: str, line: str) -> None:
     if is_s3(uri):
         raise ValueError("append_line is local only")
     data = (line.rstrip("\n") + "\n").encode()
-    fd = os.open(uri, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)
+        fd = os.open(uri, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _naming(exc, Path(uri)) from exc
+    try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        if end and os.pread(fd, 1, end - 1) != b"\n":
+            data = b"\n" + data  # a torn line left by a crash or a full disk: keep this record on a line of its own
+        view = memoryview(data)
+        while view:
+            # A short write (the disk filled up) leaves a torn line, which readers skip; writing the rest raises
+            # the real error (ENOSPC, EFBIG).
+            view = view[os.write(fd, view):]
         os.fsync(fd)
+    except OSError as exc:
+        raise _naming(exc, Path(uri)) from exc
     finally:
         os.close(fd)
 
@@ -185,6 +200,13 @@ def delete_dir(uri: str) -> None:
         fs.delete_dir(path)
     except FileNotFoundError:
         pass
+
+
+def _naming(exc: OSError, target: Path) -> OSError:
+    """The same error naming the file the caller meant (not a hidden temp file next to it)."""
+    if exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(target))
 
 
 def _fsync_dir(directory: Path) -> None:

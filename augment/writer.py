@@ -34,6 +34,22 @@ class IncompleteShards(RuntimeError):
     """Rows of some shards never came back from the stages: nothing of those shards was committed."""
 
 
+class ShardWriteError(OSError):
+    """A shard file could not be written or published (read-only folder, disk full, storage error). Nothing of
+    the shard is visible: the temp file is removed and no manifest record is written."""
+
+    def __init__(self, uri: str, cause: OSError):
+        text = str(cause).strip()
+        if cause.errno:
+            reason = os.strerror(cause.errno)  # pyarrow's own wording adds noise around the OS reason
+        else:
+            reason = cause.strerror or (text.splitlines()[0] if text else type(cause).__name__)
+        super().__init__(cause.errno, reason, uri)
+
+    def __str__(self) -> str:
+        return f"cannot write shard file {self.filename}: {self.strerror}"
+
+
 def carried_schema(input_schema: pa.Schema) -> pa.Schema:
     """The input columns a shard carries through: the contract and pass-through columns, no bookkeeping."""
     return pa.schema([f for f in input_schema if not f.name.startswith("_")])
@@ -110,11 +126,11 @@ def _write_parquet(table: pa.Table, target_uri: str, codec: str) -> tuple[str, i
     else:
         tmp = storage.temp_path_for(target_uri)
     try:
-        faults.point("during_shard_write")
         pq.write_table(
             table, tmp, compression=_parquet_compression(table.schema, codec),
             row_group_size=max(1, table.num_rows), use_dictionary=False, write_statistics=False,
         )
+        faults.point("during_shard_write")  # the temp file is complete, not yet published
         digest = hashlib.sha256()
         with open(tmp, "rb") as f:
             while chunk := f.read(1 << 20):
@@ -125,6 +141,8 @@ def _write_parquet(table: pa.Table, target_uri: str, codec: str) -> tuple[str, i
                 os.fsync(f.fileno())
         storage.write_file_atomic(target_uri, tmp)
         return digest.hexdigest(), size
+    except OSError as exc:
+        raise ShardWriteError(target_uri, exc) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -142,14 +160,20 @@ def write_shard(spec: ShardSpec, table: pa.Table, plan: Plan, context: RunContex
     data_file = quarantine_file = None
     checksum, size = "", 0
     faults.point("before_shard_write")
+    quarantine_uri = storage.join(plan.run_uri, manifest.QUARANTINE_DIR, f"{spec.shard_id}.parquet")
+    data_uri = storage.join(plan.run_uri, manifest.DATA_DIR, f"{spec.shard_id}.parquet")
     if bad.num_rows:
         quarantine_file = f"{manifest.QUARANTINE_DIR}/{spec.shard_id}.parquet"
-        checksum, size = _write_parquet(
-            quarantine_table(bad, plan.input_schema, context), storage.join(plan.run_uri, quarantine_file), codec
-        )
+        checksum, size = _write_parquet(quarantine_table(bad, plan.input_schema, context), quarantine_uri, codec)
     if good.num_rows:
         data_file = f"{manifest.DATA_DIR}/{spec.shard_id}.parquet"
-        checksum, size = _write_parquet(data_table(good, plan.input_schema, context), storage.join(plan.run_uri, data_file), codec)
+        checksum, size = _write_parquet(data_table(good, plan.input_schema, context), data_uri, codec)
+    # An interrupted earlier attempt at this shard may have published a file this attempt does not write (its
+    # rows were quarantined then and are fine now, or the reverse): readers must not see those rows twice.
+    if not bad.num_rows:
+        storage.delete(quarantine_uri)
+    if not good.num_rows:
+        storage.delete(data_uri)
     faults.point("after_data_write")  # published but not committed: a crash here must not duplicate rows
     timings = {
         name[len(S.TIMING_PREFIX):]: float(pc.sum(table.column(name)).as_py() or 0.0)
@@ -196,7 +220,8 @@ class ShardWriter:
         self.specs = {s.shard_id: s for s in plan.pending}
         self.buffers: dict[str, list[pa.Table]] = {}
         self.received: Counter = Counter()
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="shard-writer")
+        self.threads = max(1, threads)
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="shard-writer")
         self.futures: list[concurrent.futures.Future] = []
         self.on_commit = on_commit
         self.lock = threading.Lock()
@@ -214,6 +239,7 @@ class ShardWriter:
             self.received[shard] += part.num_rows
             if self.received[shard] == self.specs[shard].num_rows:
                 parts = self.buffers.pop(shard)
+                self._throttle()
                 self.futures.append(self.pool.submit(self._commit, self.specs[shard], pa.concat_tables(parts)))
             elif self.received[shard] > self.specs[shard].num_rows:
                 raise IncompleteShards(f"shard {shard}: more rows came back than it has ({self.received[shard]})")
@@ -226,6 +252,15 @@ class ShardWriter:
         if self.on_commit:
             self.on_commit(record)
         return record
+
+    def _throttle(self) -> None:
+        """Wait while too many complete shards queue for the writer threads: memory stays bounded when storage is
+        slower than the cluster (the stream then backs up into Ray Data's own backpressure)."""
+        while True:
+            pending = [f for f in self.futures if not f.done()]
+            if len(pending) < 2 * self.threads:
+                return
+            concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
 
     def _raise_failed(self) -> None:
         for future in [f for f in self.futures if f.done()]:

@@ -48,3 +48,7 @@ def ray_local():
         init_ray(config)
     yield ray
     ray.shutdown()
+
+
+# Airflow home and Ray head for tests/dags and tests/augment/orchestrate (sets AIRFLOW_HOME before Airflow loads).
+from tests.orchestration_fixtures import airflow_db, ray_client, ray_head  # noqa: E402,F401

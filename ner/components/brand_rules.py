@@ -25,6 +25,8 @@ from __future__ import annotations
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from ner import brand_candidates
+from ner.brand_model import RULE_WEIGHTS, BrandScorer, Words
 from ner.components import groups
 from ner.lexicon import read_phrases, resolve_path
 
@@ -50,14 +52,19 @@ def _word_set(path: str) -> set[str]:
         "max_tokens": 3,
         "blocking_labels": ["CATEGORY", "MATERIAL", "COLOR"],
         "guess": True,
+        "scorer": "",
     },
 )
 def make_brand_rules(nlp: Language, name: str, label: str, lead_skip: str, stop_words: str, common_words: str,
-                     audience_words: str, max_tokens: int, blocking_labels: list[str], guess: bool) -> "BrandRules":
-    return BrandRules(label=label, lead_skip=_word_set(lead_skip), stop_words=_word_set(stop_words),
-                      common_words=_word_set(common_words), audience_words=_word_set(audience_words),
-                      max_tokens=max_tokens,
-                      blocking_labels=set(blocking_labels), guess=guess)
+                     audience_words: str, max_tokens: int, blocking_labels: list[str], guess: bool,
+                     scorer: str) -> "BrandRules":
+    rules = BrandRules(label=label, lead_skip=_word_set(lead_skip), stop_words=_word_set(stop_words),
+                       common_words=_word_set(common_words), audience_words=_word_set(audience_words),
+                       max_tokens=max_tokens,
+                       blocking_labels=set(blocking_labels), guess=guess)
+    if scorer:
+        rules.use_scorer(scorer)
+    return rules
 
 
 class BrandRules:
@@ -72,6 +79,15 @@ class BrandRules:
         self.max_tokens = max_tokens
         self.blocking_labels = blocking_labels
         self.guess = guess
+        self.scorer: BrandScorer | None = None
+        self.words = Words(stop_words, audience_words, lead_skip, common_words)
+
+    def use_scorer(self, spec: str) -> None:
+        """Choose brands with a scorer: "rules" (`RULE_WEIGHTS`) or a weights file written by `ner.train`."""
+        if spec == "rules":
+            self.scorer = BrandScorer(dict(RULE_WEIGHTS), self.words)
+        else:
+            self.scorer = BrandScorer.from_file(resolve_path(spec), self.words)
 
     def __call__(self, doc: Doc) -> Doc:
         label = self.label
@@ -79,12 +95,38 @@ class BrandRules:
         known = [c for c in lexicon if c[2] == label]
         if known:
             groups.put(doc, groups.LEXICON, [c for c in lexicon if c[2] != label])
+        hints = groups.get(doc, groups.HINT)
+        if self.scorer is not None:
+            groups.put(doc, groups.BRAND, [] if hints or not self.guess else self.score(doc, lexicon, known))
+            return doc
         blocked = bytearray(len(doc))
         for start, end, other, _ in lexicon:
             if other in self.blocking_labels:
                 blocked[start:end] = b"\x01" * (end - start)
-        groups.put(doc, groups.BRAND, self.choose(doc, groups.get(doc, groups.HINT), known, blocked))
+        groups.put(doc, groups.BRAND, self.choose(doc, hints, known, blocked))
         return doc
+
+    # -----------------------------------------------------------------------------------------------------
+    def view(self, doc: Doc, lexicon: list[Candidate], known: list[Candidate]) -> brand_candidates.TitleView:
+        """The token strings and lexicon facts of a title that candidates and features are made of."""
+        blocked: list[str | None] = [None] * len(doc)
+        for start, end, other, _ in lexicon:
+            if other in self.blocking_labels:
+                for i in range(start, end):
+                    if blocked[i] is None:
+                        blocked[i] = other
+        # longest first at each start, in title order
+        spans = sorted({(c[0], c[1]) for c in known}, key=lambda se: (se[0], se[0] - se[1]))
+        return brand_candidates.TitleView.from_doc(doc, blocked, spans, self.lead_skip, self.common_words)
+
+    def score(self, doc: Doc, lexicon: list[Candidate], known: list[Candidate]) -> list[Candidate]:
+        view = self.view(doc, lexicon, known)
+        cands = brand_candidates.candidates(view, self.stop_words)
+        best = self.scorer.best(view, cands)
+        if best.kind == brand_candidates.NONE:
+            return []
+        ids = {(c[0], c[1]): c[3] for c in known}
+        return [(best.start, best.end, self.label, ids.get((best.start, best.end), ""))]
 
     # -----------------------------------------------------------------------------------------------------
     def choose(self, doc: Doc, hints: list[Candidate], known: list[Candidate], blocked: bytearray) -> list[Candidate]:

@@ -63,6 +63,9 @@ class LexiconRuler:
         self._triggers: set[str] = set()
         self._untriggered = False
         self.size = 0
+        # label -> lower-case words of its phrases ("file", "folder", "tape", "dispenser" for CATEGORY); other
+        # components read them as the vocabulary of a label
+        self.label_words: dict[str, set[str]] = {}
 
     def add_patterns(self, patterns: Iterable[dict]) -> None:
         """Add entity-ruler style patterns ({"label", "pattern", "id"}); string patterns in both numbers."""
@@ -76,6 +79,7 @@ class LexiconRuler:
             if isinstance(pattern, str):
                 if len(pattern.strip()) >= self.min_phrase_chars:
                     pending.setdefault(key, []).append(pattern)
+                    self.label_words.setdefault(label, set()).update(pattern.lower().split())
             else:
                 self.matcher.add(key, [pattern])
                 trigger = _trigger(pattern)

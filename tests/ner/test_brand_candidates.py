@@ -1,0 +1,64 @@
+"""BRAND candidates of a title: the brand position, the lengths of the leading run, lexicon and "by" spans."""
+from ner.brand_candidates import BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code
+
+LEAD_SKIP = {"new", "original", "2018"}
+STOP = {"men", "women", "'s", "pack"}
+
+
+def view(text, blocked=None, lex=()):
+    tokens = text.split(" ")
+    texts, spaces = [], []
+    for tok in tokens:
+        parts = tok.split("\x00") if "\x00" in tok else [tok]
+        for k, part in enumerate(parts):
+            texts.append(part)
+            spaces.append(k == len(parts) - 1)
+    blocked = blocked or {}
+    return TitleView(texts, spaces, [blocked.get(i) for i in range(len(texts))], list(lex), LEAD_SKIP, {"pack"})
+
+
+def spans(v, **kw):
+    return [(v.span_text(c.start, c.end), c.kind) for c in candidates(v, STOP, **kw)]
+
+
+def test_brand_position_skips_lead_words_numbers_and_codes():
+    assert brand_position(view("New 2018 ABC1234 Seapesca Lure"), LEAD_SKIP) == 3
+
+
+def test_brand_position_skips_leading_quantity():
+    assert brand_position(view("4 Boxes of Kimbo Espresso"), LEAD_SKIP) == 3
+
+
+def test_leading_run_gives_one_candidate_per_length():
+    assert spans(view("Holy Land Market Sandals"), max_words=3) == [
+        ("", NONE), ("Holy", LEAD), ("Holy Land", LEAD), ("Holy Land Market", LEAD)]
+
+
+def test_leading_run_stops_at_stop_word_and_comma():
+    assert spans(view("Finn Comfort Women Sandals")) == [("", NONE), ("Finn", LEAD), ("Finn Comfort", LEAD)]
+    assert spans(view("Nature Valley \x00, Granola")) == [("", NONE), ("Nature", LEAD), ("Nature Valley", LEAD)]
+
+
+def test_glued_possessive_and_inner_marks_stay_inside():
+    v = view("Trader Joe\x00's Coffee")
+    assert ("Trader Joe's", LEAD) in spans(v)
+    v = view("Oral\x00-\x00B Toothbrush")
+    assert spans(v, max_words=2) == [("", NONE), ("Oral", LEAD), ("Oral-B", LEAD)]
+
+
+def test_blocked_word_starts_no_guessed_brand():
+    assert spans(view("Black Shorts", blocked={0: "COLOR"})) == [("", NONE)]
+
+
+def test_lexicon_brand_elsewhere_and_after_by_are_candidates():
+    v = view("Tape , by Scotch MMM600121296 from Acme", lex=[(6, 7)])
+    assert spans(v) == [("", NONE), ("Tape", LEAD), ("Acme", LEX), ("Scotch", BY)]
+
+
+def test_codes_and_ordinals():
+    assert is_code("MMM600121296") and is_code("B21") and is_code("LC10EBK")
+    assert not is_code("3M") and not is_code("21st") and not is_code("X5")
+
+
+def test_candidate_is_a_named_tuple():
+    assert Candidate(0, 1, LEAD).end == 1
