@@ -323,3 +323,9 @@ def test_the_stack_run_config_points_at_the_stacks_vllm_server(compose):
 def test_the_build_context_leaves_out_weights_runs_and_environments():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".git", ".venv", "runs", "docker/models"} <= ignored
+
+
+def test_airflow_writes_runs_to_the_stacks_bucket(compose):
+    environment = compose["services"]["airflow-scheduler"]["environment"]
+    assert environment["MOON_RUNS_ROOT"].startswith("s3://moon/")
+    assert "moon" in compose["services"]["airflow-init"]["command"][2]  # the bucket the init job creates
