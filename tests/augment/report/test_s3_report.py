@@ -5,6 +5,7 @@ import pytest
 
 from augment.report import build
 from tests.augment.report.synthetic_run import build_run
+from tests.conftest import moto_s3
 
 pytestmark = pytest.mark.slow
 BUCKET = "runs"
@@ -12,21 +13,8 @@ BUCKET = "runs"
 
 @pytest.fixture(scope="module")
 def s3():
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    patch = pytest.MonkeyPatch()
-    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
-        patch.setenv(key, value)
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    patch.undo()
-    server.stop()
+    with moto_s3(BUCKET) as client:
+        yield client
 
 
 def test_report_of_an_s3_run_is_written_beside_its_shards(s3, tmp_path):
