@@ -3,7 +3,6 @@ import threading
 
 import pytest
 
-
 from augment.mllm.cache import ResponseCache
 from tests.conftest import moto_s3
 
