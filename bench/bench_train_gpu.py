@@ -3,9 +3,9 @@
     python3 bench/bench_train_gpu.py --out result.json                 # `base` config, bf16, on cuda:0
     python3 bench/bench_train_gpu.py --size tiny --steps 3 --out r.json  # a CPU smoke run
 
-One step is the real training step (model/step.py): the ViT on the query and candidate images, the language
-encoder on six views (t, i, mm queries; mm, i, t candidates), MoonLoss with W*, DSF and the router losses,
-backward, AdamW. Batches are synthetic (random pixels and token ids of realistic lengths), so no data loading
+One step is the real training step (model/step.py): the ViT on the query image and the candidate's images (raw
++ 2 variants by default, as co-augmented training concatenates them), the language encoder on six views (t, i,
+mm queries; mm, i, t candidates), MoonLoss with W*, DSF and the router losses, backward, AdamW. Batches are synthetic (random pixels and token ids of realistic lengths), so no data loading
 is measured. Figures:
 - samples/s: triplets per second over the timed steps (after warm-up), and tokens/s through the language encoder;
 - FLOPs per step: counted by torch.utils.flop_counter over one forward+backward (matmuls, convolutions and
@@ -44,7 +44,7 @@ PEAK_TFLOPS = {
 }
 
 
-def synthetic_batch(cfg, batch: int, query_tokens: int, title_tokens: int, device) -> TrainBatch:
+def synthetic_batch(cfg, batch: int, query_tokens: int, title_tokens: int, candidate_images: int, device) -> TrainBatch:
     g = torch.Generator().manual_seed(0)
     size, vocab = cfg.vision.image_size, cfg.text.vocab_size
 
@@ -53,9 +53,11 @@ def synthetic_batch(cfg, batch: int, query_tokens: int, title_tokens: int, devic
         return ids, torch.ones(batch, length, dtype=torch.bool)
 
     everyone = torch.arange(batch)
+    # A co-augmented candidate: the raw image and its variants in one sequence (data.candidate_views: concat).
+    candidate = torch.randn(batch, candidate_images, 3, size, size, generator=g)
     return TrainBatch(
-        images={"query": torch.randn(batch, 3, size, size, generator=g),
-                "candidate": torch.randn(batch, 3, size, size, generator=g)},
+        images={"query": torch.randn(batch, 3, size, size, generator=g), "candidate": candidate},
+        image_masks={"candidate": torch.ones(batch, candidate_images, dtype=torch.bool)},
         texts={"query": text(query_tokens), "candidate": text(title_tokens)},
         views={"c_mm": ("candidate", "candidate"), "c_i": ("candidate", None), "c_t": (None, "candidate"),
                "t->mm": (None, "query"), "i->mm": ("query", None), "mm->mm": ("query", "query")},
@@ -97,7 +99,8 @@ def main() -> int:
     parser.add_argument("--size", choices=("tiny",), help="shortcut for --config tiny (CPU smoke test)")
     parser.add_argument("--batch-size", type=int, help="triplets per step (default: the config's)")
     parser.add_argument("--query-tokens", type=int, default=8, help="tokens of a text query")
-    parser.add_argument("--title-tokens", type=int, default=32, help="tokens of a candidate title")
+    parser.add_argument("--title-tokens", type=int, default=32, help="tokens of a candidate's titles")
+    parser.add_argument("--candidate-images", type=int, default=3, help="images per candidate (raw + variants)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--precision", choices=("bf16", "fp32"), help="default: the config's")
@@ -123,7 +126,7 @@ def main() -> int:
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     loss_fn = MoonLoss(cfg.loss, cfg.moe)
-    batch = synthetic_batch(cfg, cfg.train.batch_size, args.query_tokens, title_tokens, device)
+    batch = synthetic_batch(cfg, cfg.train.batch_size, args.query_tokens, title_tokens, args.candidate_images, device)
     flops = count_flops(model, loss_fn, batch, cfg)
 
     def sync():
@@ -146,9 +149,10 @@ def main() -> int:
     step_time = statistics.median(times)
     b = cfg.train.batch_size
     visual_tokens = 1 + (cfg.vision.pool_grid or cfg.vision.image_size // cfg.vision.patch_size) ** 2
+    cand_visual = args.candidate_images * visual_tokens
     # language-encoder tokens per triplet: q_t, q_i, q_mm, c_mm, c_i, c_t
     lm_tokens = args.query_tokens + visual_tokens + (visual_tokens + args.query_tokens) \
-        + (visual_tokens + title_tokens) + visual_tokens + title_tokens
+        + (cand_visual + title_tokens) + cand_visual + title_tokens
     peak, peak_source = peak_flops(device, cfg.train.precision, args.peak_tflops)
     achieved = flops / step_time
     result = {
@@ -158,7 +162,8 @@ def main() -> int:
         "parameters": count_parameters(cfg),
         "precision": cfg.train.precision,
         "batch_triplets": b,
-        "images_per_step": 2 * b,
+        "images_per_step": (1 + args.candidate_images) * b,
+        "candidate_images": args.candidate_images,
         "language_tokens_per_step": lm_tokens * b,
         "timed_steps": len(times),
         "step_seconds_median": step_time,

@@ -11,9 +11,10 @@
 4. `collate` draws each product's views and tokenises/decodes them into a `TrainBatch`:
    - query (never co-augmented, as in the paper): text = `query_text` of the title; image = `query_view` of the
      raw image (a re-framed second photo); multimodal = both;
-   - candidate: title and image; with co-augmentation, the title is replaced by the enriched title and the image
-     by a variant (subject, background, angle, logo, detail with status ok) with probability
-     1 - `original_view_prob` each.
+   - candidate: title and image; with co-augmentation (`data.candidate_views`), either `concat` (default, the
+     paper's token budget): the raw title followed by the enriched title, and the raw image plus up to
+     `max_variants` variants (status ok) in one sequence; or `sample`: the title / the image replaced by the
+     enriched title / a variant with probability 1 - `original_view_prob` each.
 This module must not import Ray; image decoding and tokenising happen here, model code does not.
 """
 from __future__ import annotations
