@@ -42,28 +42,27 @@ class Candidate(NamedTuple):
 class TitleView:
     """Token strings of one title and the lexicon facts the brand rules read; built once per title."""
 
-    __slots__ = ("texts", "lows", "space_after", "n", "blocked", "lex_brands", "position", "_common")
+    __slots__ = ("texts", "lows", "space_after", "n", "blocked", "lex_brands", "position", "_common", "_shapes")
 
     def __init__(self, texts: list[str], space_after: list[bool], blocked: list[str | None],
-                 lex_brands: list[tuple[int, int]], lead_skip: frozenset | set, common_words: frozenset | set):
+                 lex_brands: list[tuple[int, int]], lead_skip: frozenset | set, common_words: frozenset | set,
+                 lows: list[str] | None = None):
         self.texts = texts
-        self.lows = [t.lower() for t in texts]
+        self.lows = lows if lows is not None else [t.lower() for t in texts]
         self.space_after = space_after
         self.n = len(texts)
         # per token: the label (CATEGORY, MATERIAL, COLOR) of a lexicon match covering it, or None
         self.blocked = blocked
         self.lex_brands = lex_brands
         self._common = common_words
+        self._shapes: list[str | None] = [None] * self.n
         self.position = brand_position(self, lead_skip)
 
     @classmethod
-    def from_doc(cls, doc, blocked: list[str | None], lex_brands: list[tuple[int, int]], lead_skip, common_words):
-        texts = []
-        space_after = []
-        for tok in doc:
-            texts.append(tok.text)
-            space_after.append(bool(tok.whitespace_))
-        return cls(texts, space_after, blocked, lex_brands, lead_skip, common_words)
+    def from_tokens(cls, toks, blocked: list[str | None], lex_brands: list[tuple[int, int]], lead_skip,
+                    common_words) -> "TitleView":
+        """A view of a doc's `ner.components.groups.Tokens`."""
+        return cls(toks.texts, toks.spaces, blocked, lex_brands, lead_skip, common_words, toks.lows)
 
     def is_common(self, i: int) -> bool:
         return self.lows[i] in self._common
@@ -81,7 +80,8 @@ class TitleView:
 
 
 def has_alpha(text: str) -> bool:
-    return any(c.isalpha() for c in text)
+    """Whether a token has a letter ("X5" yes, "2018" and "-" no)."""
+    return text.isalpha() or text.lower() != text.upper()
 
 
 def is_code(text: str) -> bool:

@@ -81,9 +81,8 @@ class CategoryRules:
             if other in self.blocking_labels:
                 for i in range(start, end):
                     owner[i] = owner[i] or other
-        texts = [t.text for t in doc]
-        lows = [t.lower() for t in texts]
-        spaces = [bool(t.whitespace_) for t in doc]
+        toks = groups.tokens(doc)
+        texts, lows, spaces = toks.texts, toks.lows, toks.spaces
         compounds = self.compounds(cats, owner)
         if not compounds:
             groups.put(doc, groups.LEXICON, others)
