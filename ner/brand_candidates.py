@@ -218,3 +218,50 @@ def candidates(view: TitleView, stop_words=frozenset(), max_words: int = 5, max_
                         out.append(Candidate(j, end, BY))
                         seen.add((j, end))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Web-shop attributions: where an offer names its brand outright
+# ---------------------------------------------------------------------------------------------------------
+def attribution(view: TitleView, stop_words=frozenset()) -> Candidate | None:
+    """The brand a web-shop offer names outright, or None:
+    "... Clear Tape by Scotch MMM600121296 - OnTimeSupplies.com" (by + brand + part number, dash or end) and
+    "Lismore Red Brandy, Pair - Waterford | US" (dash + brand + the shop's "|")."""
+    n = view.n
+    texts, lows = view.texts, view.lows
+    for i in range(view.position, n - 1):
+        low = lows[i]
+        if low in BY_WORDS or (low == "brand" and texts[i + 1] == ":"):
+            j = i + 1 if low in BY_WORDS else i + 2
+            if j >= n or not (texts[j][:1].isupper() or texts[j][:1].isdigit()) or is_code(texts[j]):
+                continue
+            ends = lead_ends(view, j, 3, stop_words)
+            if not ends:
+                continue
+            end = ends[-1]
+            if end >= n or texts[end] == "|" or (texts[end] == "-" and view.glued_before(end) is False) or \
+                    is_code(texts[end]) or is_code("".join(texts[end:chunk_end(view, end)])):
+                return Candidate(j, end, BY)
+        elif texts[i] == "-" and view.space_after[i] and not view.glued_before(i) and i + 1 < n:
+            j = i + 1
+            if not texts[j][:1].isupper() or is_code(texts[j]):
+                continue
+            ends = lead_ends(view, j, 4, stop_words)
+            if ends and ends[-1] < n and texts[ends[-1]] == "|":
+                return Candidate(j, ends[-1], BY)
+    return None
+
+
+def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
+    """The word at the brand position when it comes back later, written the same way ("Universal Six Section
+    Pressboard Folder Universal Folder - UNV10281"): web shops repeat the brand before the product word."""
+    pos = view.position
+    if pos >= view.n or view.blocked[pos] or view.lows[pos] in stop_words:
+        return None
+    word = view.texts[pos]
+    if not word[:1].isupper() or not has_alpha(word) or len(word) < 2:
+        return None
+    for k in range(pos + 2, view.n):
+        if view.texts[k] == word and not view.glued_before(k):
+            return Candidate(pos, pos + 1, LEAD)
+    return None

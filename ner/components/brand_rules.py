@@ -122,10 +122,12 @@ class BrandRules:
 
     def score(self, doc: Doc, lexicon: list[Candidate], known: list[Candidate]) -> list[Candidate]:
         view = self.view(doc, lexicon, known)
-        best = self.obvious(view)
+        best = self.obvious(view) or brand_candidates.attribution(view, self.stop_words)
         if best is None:
             cands = brand_candidates.candidates(view, self.stop_words)
             best = self.scorer.best(view, cands) if len(cands) > 1 else cands[0]
+            if best.kind == brand_candidates.NONE:
+                best = brand_candidates.recurring_lead(view, self.stop_words) or best
         if best.kind == brand_candidates.NONE:
             return []
         ids = {(c[0], c[1]): c[3] for c in known}
