@@ -42,28 +42,27 @@ class Candidate(NamedTuple):
 class TitleView:
     """Token strings of one title and the lexicon facts the brand rules read; built once per title."""
 
-    __slots__ = ("texts", "lows", "space_after", "n", "blocked", "lex_brands", "position", "_common")
+    __slots__ = ("texts", "lows", "space_after", "n", "blocked", "lex_brands", "position", "_common", "_shapes")
 
     def __init__(self, texts: list[str], space_after: list[bool], blocked: list[str | None],
-                 lex_brands: list[tuple[int, int]], lead_skip: frozenset | set, common_words: frozenset | set):
+                 lex_brands: list[tuple[int, int]], lead_skip: frozenset | set, common_words: frozenset | set,
+                 lows: list[str] | None = None):
         self.texts = texts
-        self.lows = [t.lower() for t in texts]
+        self.lows = lows if lows is not None else [t.lower() for t in texts]
         self.space_after = space_after
         self.n = len(texts)
         # per token: the label (CATEGORY, MATERIAL, COLOR) of a lexicon match covering it, or None
         self.blocked = blocked
         self.lex_brands = lex_brands
         self._common = common_words
+        self._shapes: list[str | None] = [None] * self.n
         self.position = brand_position(self, lead_skip)
 
     @classmethod
-    def from_doc(cls, doc, blocked: list[str | None], lex_brands: list[tuple[int, int]], lead_skip, common_words):
-        texts = []
-        space_after = []
-        for tok in doc:
-            texts.append(tok.text)
-            space_after.append(bool(tok.whitespace_))
-        return cls(texts, space_after, blocked, lex_brands, lead_skip, common_words)
+    def from_tokens(cls, toks, blocked: list[str | None], lex_brands: list[tuple[int, int]], lead_skip,
+                    common_words) -> "TitleView":
+        """A view of a doc's `ner.components.groups.Tokens`."""
+        return cls(toks.texts, toks.spaces, blocked, lex_brands, lead_skip, common_words, toks.lows)
 
     def is_common(self, i: int) -> bool:
         return self.lows[i] in self._common
@@ -81,7 +80,8 @@ class TitleView:
 
 
 def has_alpha(text: str) -> bool:
-    return any(c.isalpha() for c in text)
+    """Whether a token has a letter ("X5" yes, "2018" and "-" no)."""
+    return text.isalpha() or text.lower() != text.upper()
 
 
 def is_code(text: str) -> bool:
@@ -218,3 +218,50 @@ def candidates(view: TitleView, stop_words=frozenset(), max_words: int = 5, max_
                         out.append(Candidate(j, end, BY))
                         seen.add((j, end))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Web-shop attributions: where an offer names its brand outright
+# ---------------------------------------------------------------------------------------------------------
+def attribution(view: TitleView, stop_words=frozenset()) -> Candidate | None:
+    """The brand a web-shop offer names outright, or None:
+    "... Clear Tape by Scotch MMM600121296 - OnTimeSupplies.com" (by + brand + part number, dash or end) and
+    "Lismore Red Brandy, Pair - Waterford | US" (dash + brand + the shop's "|")."""
+    n = view.n
+    texts, lows = view.texts, view.lows
+    for i in range(view.position, n - 1):
+        low = lows[i]
+        if low in BY_WORDS or (low == "brand" and texts[i + 1] == ":"):
+            j = i + 1 if low in BY_WORDS else i + 2
+            if j >= n or not (texts[j][:1].isupper() or texts[j][:1].isdigit()) or is_code(texts[j]):
+                continue
+            ends = lead_ends(view, j, 3, stop_words)
+            if not ends:
+                continue
+            end = ends[-1]
+            if end >= n or texts[end] == "|" or (texts[end] == "-" and view.glued_before(end) is False) or \
+                    is_code(texts[end]) or is_code("".join(texts[end:chunk_end(view, end)])):
+                return Candidate(j, end, BY)
+        elif texts[i] == "-" and view.space_after[i] and not view.glued_before(i) and i + 1 < n:
+            j = i + 1
+            if not texts[j][:1].isupper() or is_code(texts[j]):
+                continue
+            ends = lead_ends(view, j, 4, stop_words)
+            if ends and ends[-1] < n and texts[ends[-1]] == "|":
+                return Candidate(j, ends[-1], BY)
+    return None
+
+
+def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
+    """The word at the brand position when it comes back later, written the same way ("Universal Six Section
+    Pressboard Folder Universal Folder - UNV10281"): web shops repeat the brand before the product word."""
+    pos = view.position
+    if pos >= view.n or view.blocked[pos] or view.lows[pos] in stop_words:
+        return None
+    word = view.texts[pos]
+    if not word[:1].isupper() or not has_alpha(word) or len(word) < 2:
+        return None
+    for k in range(pos + 2, view.n):
+        if view.texts[k] == word and not view.glued_before(k):
+            return Candidate(pos, pos + 1, LEAD)
+    return None

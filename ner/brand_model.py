@@ -47,6 +47,14 @@ def shape(text: str) -> str:
     return kind + "d" if any(c.isdigit() for c in text) else kind
 
 
+def token_shape(view: TitleView, i: int) -> str:
+    """`shape` of token i, computed once per title."""
+    value = view._shapes[i]
+    if value is None:
+        value = view._shapes[i] = shape(view.texts[i])
+    return value
+
+
 def _word_class(view: TitleView, i: int, words: Words) -> str:
     """What kind of token sits at i, for the features that look at the token after a candidate."""
     if i >= view.n:
@@ -64,8 +72,8 @@ def _word_class(view: TitleView, i: int, words: Words) -> str:
     if is_code(text):
         return "code"
     if low in words.common_words:
-        return "common_" + shape(text)
-    return "rare_" + shape(text)
+        return "common_" + token_shape(view, i)
+    return "rare_" + token_shape(view, i)
 
 
 def _words_of(view: TitleView, start: int, end: int) -> list[int]:
@@ -91,14 +99,14 @@ def features(view: TitleView, cand: Candidate, words: Words, lex: set[tuple[int,
         if pos >= view.n:
             return ["none", "none|empty"]
         first = _word_class(view, pos, words)
-        return ["none", "none|first=" + first, "none|shape=" + shape(view.texts[pos])]
+        return ["none", "none|first=" + first, "none|shape=" + token_shape(view, pos)]
     start, end, kind = cand
     idx = _words_of(view, start, end)
     nw = min(len(idx), 5)
     kind_tag = kind if kind != LEX or start != view.position else LEAD
     nxt = _word_class(view, end, words)
     f = [kind_tag, f"{kind_tag}|L{nw}", f"{kind_tag}|L{nw}|next={nxt}", f"next={nxt}"]
-    shapes = [shape(view.texts[i]) for i in idx]
+    shapes = [token_shape(view, i) for i in idx]
     first_shape = shapes[0] if shapes else "p"
     f.append(f"{kind_tag}|first={first_shape}")
     if nw <= 3:

@@ -1,7 +1,8 @@
 """Train the brand scorer (`ner.brand_model`) from gold titles and catalogue titles; write its weights as JSON.
 
     python -m ner.train --gold oamine_train.jsonl --gold extractgpt_ae110k_train.jsonl \\
-        --catalog catalog_labels.csv.gz --catalog-gold myntra_dev.jsonl --out ner/data/en/brand_scorer.json
+        --catalog catalog_labels.csv.gz --catalog-gold myntra_dev.jsonl \\
+        --exclude-lexicon en/brands_gold.jsonl --out ner/data/en/brand_scorer.json
 
 - `--gold`: gold JSONL files ({id, title, labels: {BRAND: [...]}}); only their TUNE part is read (`ner.split`:
   rows with sha1(id) % 10 >= 3), so the held-out 30 % stay unseen. Use files whose licence allows it.
@@ -84,12 +85,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog-gold", default=None, help="gold file of catalogue products: skip its held-out")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lang", default="en")
+    parser.add_argument("--exclude-lexicon", action="append", default=[], metavar="FILE",
+                        help="a bundled lexicon to leave out while training (e.g. en/brands_gold.jsonl, made from "
+                             "the same gold titles: with it every training brand would be a lexicon brand, and the "
+                             "scorer would not learn to find unknown ones); repeatable")
     parser.add_argument("--out", required=True, help="weights JSON to write")
     args = parser.parse_args(argv)
 
     from ner.pipeline import build_pipeline
 
-    nlp = build_pipeline(args.lang)
+    overrides = None
+    if args.exclude_lexicon:
+        from ner.pipeline import config_path
+        import spacy
+
+        cfg = spacy.util.load_config(config_path(args.lang), interpolate=False)
+        lexicons = [f for f in cfg["components"]["moon_lexicon_ruler"]["lexicons"] if f not in args.exclude_lexicon]
+        overrides = {"components.moon_lexicon_ruler.lexicons": lexicons}
+    nlp = build_pipeline(args.lang, overrides=overrides)
     stats: dict = {}
     examples = []
     sources = {}

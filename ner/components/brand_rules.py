@@ -117,18 +117,36 @@ class BrandRules:
                         blocked[i] = other
         # longest first at each start, in title order
         spans = sorted({(c[0], c[1]) for c in known}, key=lambda se: (se[0], se[0] - se[1]))
-        return brand_candidates.TitleView.from_doc(doc, blocked, spans, self.lead_skip, self.common_words)
+        return brand_candidates.TitleView.from_tokens(groups.tokens(doc), blocked, spans, self.lead_skip,
+                                                      self.common_words)
 
     def score(self, doc: Doc, lexicon: list[Candidate], known: list[Candidate]) -> list[Candidate]:
         view = self.view(doc, lexicon, known)
-        cands = brand_candidates.candidates(view, self.stop_words)
-        best = self.scorer.best(view, cands)
+        best = self.obvious(view) or brand_candidates.attribution(view, self.stop_words)
+        if best is None:
+            cands = brand_candidates.candidates(view, self.stop_words)
+            best = self.scorer.best(view, cands) if len(cands) > 1 else cands[0]
+            if best.kind == brand_candidates.NONE:
+                best = brand_candidates.recurring_lead(view, self.stop_words) or best
         if best.kind == brand_candidates.NONE:
             return []
         ids = {(c[0], c[1]): c[3] for c in known}
         return [(best.start, best.end, self.label, ids.get((best.start, best.end), ""))]
 
-    # -----------------------------------------------------------------------------------------------------
+    def obvious(self, view: brand_candidates.TitleView) -> brand_candidates.Candidate | None:
+        """A lexicon brand at the brand position followed by a gender or size word or nothing ("Nike Men ..."):
+        the brand without scoring, as in every such training title."""
+        pos = view.position
+        for start, end in view.lex_brands:
+            if start == pos:
+                nxt = view.lows[end] if end < view.n else None
+                if nxt is None or nxt in self.audience_words or nxt in self.stop_words:
+                    return brand_candidates.Candidate(start, end, brand_candidates.LEAD)
+                return None
+            if start > pos:
+                break
+        return None
+
     def choose(self, doc: Doc, hints: list[Candidate], known: list[Candidate], blocked: bytearray) -> list[Candidate]:
         if hints:
             return []  # the row's catalogue brand is in the title; the resolver takes it from moon_hint

@@ -10,9 +10,13 @@ this component makes compounds and keeps one:
 2. A compound takes in the words before it that are nouns of the category vocabulary (every word of every
    CATEGORY phrase: "Interior File Folders", "Gel Ink Roller Ball Pen"), up to `max_extend` words, stopping at
    the brand, a material or colour, a number, punctuation, and the `stop_modifiers` ("Recycled", "Premium").
-3. The category is the first compound whose head word occurs again later in the title; otherwise the last
-   compound of the title's first phrase (up to the first , ; | ( or " - ", "with", "for"), or, with none there,
-   the one `fallback` names (first or last compound of the title).
+3. The category is the first compound whose head word occurs again where web shops repeat it (before "by", after
+   the brand: "... Black Case by Samsonite"); otherwise, in titles with phrases (a , ; | ( or " - "), the last
+   compound of the first phrase; otherwise, in keyword lists with three or more compounds, the last mention of
+   the head word said most often ("Snapback Caps ... Baseball Caps ... Trucker Hat"); otherwise the last compound
+   of the first phrase (up to "with", "for"), or the one `fallback` names (first or last compound of the title).
+   In a keyword list (three or more compounds, no phrases) the category is the plain head noun of the chosen
+   compound ("Lures" of "Fishing Lures"): such titles name one product many ways, and its type is the head.
 The chosen compound goes to `moon_category`, which the resolver trusts above `moon_lexicon` (the category "Paper"
 of "... Ink Jet Paper" is not the material "paper"); the CATEGORY candidates leave `moon_lexicon`.
 Step 2 runs only on titles with the structure of a web-shop offer (a , | ( or " - " in the title, or a head word
@@ -81,9 +85,8 @@ class CategoryRules:
             if other in self.blocking_labels:
                 for i in range(start, end):
                     owner[i] = owner[i] or other
-        texts = [t.text for t in doc]
-        lows = [t.lower() for t in texts]
-        spaces = [bool(t.whitespace_) for t in doc]
+        toks = groups.tokens(doc)
+        texts, lows, spaces = toks.texts, toks.lows, toks.spaces
         compounds = self.compounds(cats, owner)
         if not compounds:
             groups.put(doc, groups.LEXICON, others)
@@ -92,6 +95,13 @@ class CategoryRules:
         chosen, structured = self.choose(compounds, lows, spaces, n, brand_words)
         if structured and self.max_extend:
             chosen = self.extend(chosen, owner, texts, lows, spaces)
+        elif not structured and len(compounds) > 2 and chosen[1] - chosen[0] > 1:
+            # a keyword list names the product many ways ("Fishing Lure ... Hard Baits ... Lures"): its category is
+            # the plain head noun, the shortest category match that ends the compound
+            heads = [c for c in cats if c[1] == chosen[1]]
+            if heads:
+                head = min(heads, key=lambda c: c[1] - c[0])
+                chosen = (head[0], head[1], chosen[2], head[3])
         groups.put(doc, groups.LEXICON, others)
         groups.put(doc, groups.CATEGORY, [chosen])
         return doc
@@ -147,6 +157,18 @@ class CategoryRules:
                 break
         structured = phrase_end < n and lows[phrase_end] not in ("with", "for", "featuring", "including")
         in_first = [c for c in compounds if c[1] <= phrase_end]
+        if structured and in_first:
+            return in_first[-1], structured
+        if len(compounds) > 2:
+            # keyword lists ("... Snapback Caps Pop Boys Baseball Caps Hip Hop Trucker Hat ..."): the product word
+            # said most often, at its last mention
+            heads = [singular(lows[c[1] - 1]) for c in compounds]
+            counts: dict[str, int] = {}
+            for head in heads:
+                counts[head] = counts.get(head, 0) + 1
+            most = max(counts.values())
+            if most > 1:
+                return [c for c, h in zip(compounds, heads) if counts[h] == most][-1], structured
         if in_first:
             return in_first[-1], structured
         return (compounds[0] if self.fallback == "first" else compounds[-1]), structured

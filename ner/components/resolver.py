@@ -49,23 +49,30 @@ class EntityResolver:
         chosen: list[tuple] = []
         rank = self.rank
         last = len(rank)
+        found = doc.user_data.get(groups.CANDIDATES, {})
         for key in self.sources:
-            candidates = groups.get(doc, key)
+            candidates = found.get(key)
             if not candidates:
                 continue
-            for cand in sorted(candidates, key=lambda c: (c[0] - c[1], rank.get(c[2], last), c[0])):
+            if len(candidates) > 1:
+                candidates = sorted(candidates, key=lambda c: (c[0] - c[1], rank.get(c[2], last), c[0]))
+            for cand in candidates:
                 start, end, label = cand[0], cand[1], cand[2]
-                if any(taken[start:end]):
+                if 1 in taken[start:end]:
                     continue
                 stops = self.stops.get(label)
-                if stops and doc[start:end].text.casefold() in stops:
+                if stops and groups.tokens(doc).text(start, end).casefold() in stops:
                     continue
                 taken[start:end] = b"\x01" * (end - start)
                 chosen.append(cand)
         chosen.sort()
         for label, which in self.one_per_title.items():
             chosen = _keep_one(chosen, label, which)
-        doc.ents = [Span(doc, s, e, label=label, span_id=ent_id) for s, e, label, ent_id in chosen]
+        # the extractor reads the chosen tuples; doc.ents are for spaCy users
+        data = doc.user_data
+        data[groups.ENTS] = chosen
+        if not data.get(groups.ENTS_ONLY):
+            doc.ents = [Span(doc, s, e, label=label, span_id=ent_id) for s, e, label, ent_id in chosen]
         return doc
 
 

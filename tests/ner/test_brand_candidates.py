@@ -62,3 +62,30 @@ def test_codes_and_ordinals():
 
 def test_candidate_is_a_named_tuple():
     assert Candidate(0, 1, LEAD).end == 1
+
+
+def test_by_brand_before_part_number_is_the_attribution():
+    from ner.brand_candidates import attribution
+    v = view("Transparent Tape , 1 \x00\" Core by Scotch MMM600121296 - OnTimeSupplies.com")
+    c = attribution(v, STOP)
+    assert (v.span_text(c.start, c.end), c.kind) == ("Scotch", BY)
+
+
+def test_by_brand_before_gender_word_is_no_attribution():
+    from ner.brand_candidates import attribution
+    assert attribution(view("Gentle Souls by Kenneth Cole Women Sandals"), STOP) is None
+
+
+def test_brand_between_dash_and_shop_bar_is_the_attribution():
+    from ner.brand_candidates import attribution
+    v = view("Lismore Red Brandy , Pair - Royal Doulton | US")
+    c = attribution(v, STOP)
+    assert v.span_text(c.start, c.end) == "Royal Doulton"
+
+
+def test_lead_word_repeated_later_is_a_brand():
+    from ner.brand_candidates import recurring_lead
+    v = view("Universal Six Section Folder Universal Folder Green")
+    c = recurring_lead(v, STOP)
+    assert (c.start, c.end) == (0, 1)
+    assert recurring_lead(view("Universal Six Section Folder Green"), STOP) is None

@@ -38,3 +38,7 @@ def test_no_extension_without_web_shop_structure(category_nlp):
 def test_chosen_category_beats_material_of_same_span(category_nlp):
     doc = category_nlp("smooth laser Paper , Ream")
     assert [(e.text, e.label_) for e in doc.ents] == [("Paper", "CATEGORY")]
+
+
+def test_keyword_list_takes_most_repeated_head_as_plain_noun(category_nlp):
+    assert cats(category_nlp("minnow Fishing Lure Hard Bait Treble Hook Fishing Lure")) == ["Lure"]
