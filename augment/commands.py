@@ -103,6 +103,9 @@ def cmd_run(args) -> int:
     except (io.InputError, P.RunMismatch, C.ConfigError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except runner.RunFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except PermissionError as exc:
         print(f"error: cannot write {exc.filename or output}: {exc.strerror}", file=sys.stderr)
         return 2
