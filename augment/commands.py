@@ -126,8 +126,9 @@ def _describe_os_error(exc: OSError) -> str:
 
     if isinstance(exc, ShardWriteError):
         return str(exc)
-    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    return f"{exc.strerror or exc}{where}"
+    if getattr(exc, "filename", None):
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc)
 
 
 def _exists(uri: str) -> bool:

@@ -275,6 +275,8 @@ def _write_staged(target: str, schema: pa.Schema, rows: Iterator[dict[str, Any]]
             if batch:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=rows_per_group)
         storage.write_file_atomic(target, tmp)
+    except OSError as exc:
+        raise storage.naming_error(exc, target) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -331,6 +333,8 @@ def _restage_parquet(pf: pq.ParquetFile, target: str, rows_per_group: int) -> No
             for batch in pf.iter_batches(batch_size=rows_per_group):
                 writer.write_table(pa.Table.from_batches([batch]), row_group_size=rows_per_group)
         storage.write_file_atomic(target, tmp)
+    except OSError as exc:
+        raise storage.naming_error(exc, target) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
