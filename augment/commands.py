@@ -103,6 +103,9 @@ def cmd_run(args) -> int:
     except (io.InputError, P.RunMismatch, C.ConfigError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except runner.RunFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except PermissionError as exc:
         print(f"error: cannot write {exc.filename or output}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -123,8 +126,9 @@ def _describe_os_error(exc: OSError) -> str:
 
     if isinstance(exc, ShardWriteError):
         return str(exc)
-    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    return f"{exc.strerror or exc}{where}"
+    if getattr(exc, "filename", None):
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc)
 
 
 def _exists(uri: str) -> bool:

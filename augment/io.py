@@ -200,7 +200,18 @@ def iter_csv(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str 
     with _open_text(uri) as f:
         text = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
         reader = csv.DictReader(text, delimiter=delimiter)
-        for record in reader:
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                # One malformed row (a field over csv's size limit, a stray quote in strict dialects) is one
+                # quarantined row; the reader carries on at the next line.
+                code = "csv_field_too_large" if "field limit" in str(exc) else "invalid_csv"
+                detail = str(exc).replace(" (", " ").replace(")", "")
+                yield None, f"{code} (line {reader.line_num}: {detail})", None
+                continue
             bad = [k for k, v in record.items() if isinstance(v, str) and _has_surrogates(v)]
             if bad:
                 raw = json.dumps({k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -275,6 +286,8 @@ def _write_staged(target: str, schema: pa.Schema, rows: Iterator[dict[str, Any]]
             if batch:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=rows_per_group)
         storage.write_file_atomic(target, tmp)
+    except OSError as exc:
+        raise storage.naming_error(exc, target) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -331,6 +344,8 @@ def _restage_parquet(pf: pq.ParquetFile, target: str, rows_per_group: int) -> No
             for batch in pf.iter_batches(batch_size=rows_per_group):
                 writer.write_table(pa.Table.from_batches([batch]), row_group_size=rows_per_group)
         storage.write_file_atomic(target, tmp)
+    except OSError as exc:
+        raise storage.naming_error(exc, target) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -354,9 +369,10 @@ def read_column(source: Source, name: str, column_map: dict[str, str], limit: in
     if limit is not None:
         column = column.slice(0, limit)
     try:
-        return pc.cast(column, pa.string()) if not pa.types.is_string(column.type) else column
+        column = pc.cast(column, pa.string()) if not pa.types.is_string(column.type) else column
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+    return _null_invalid_utf8(column)[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -410,8 +426,33 @@ def conform(table: pa.Table, target: pa.Schema, column_map: dict[str, str]) -> p
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             columns[field.name] = pa.nulls(n, field.type)
             errors = [e or f"wrong_type:{field.name} ({column.type})" for e in errors]
+    for name, column in columns.items():
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column, bad = _null_invalid_utf8(column)
+            if bad:
+                columns[name] = column
+                errors = [e or (f"invalid_utf8 (column {name})" if i in bad else None) for i, e in enumerate(errors)]
     columns[PARSE_ERROR] = pa.array(errors, pa.string())
     return pa.table(columns, schema=target)
+
+
+def _null_invalid_utf8(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array | pa.ChunkedArray, set[int]]:
+    """`column` with values that are not valid UTF-8 set to null, and their indices. Parquet writers other than
+    Arrow do not always validate strings; one such value must become one quarantined row, not a failed run."""
+    try:
+        column.validate(full=True)
+        return column, set()
+    except pa.ArrowInvalid:
+        pass
+    values = pc.cast(column, pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()).to_pylist()
+    texts, bad = [], set()
+    for i, value in enumerate(values):
+        try:
+            texts.append(None if value is None else value.decode("utf-8"))
+        except UnicodeDecodeError:
+            texts.append(None)
+            bad.add(i)
+    return pa.array(texts, column.type), bad
 
 
 def _safe_cast(source: pa.DataType, target: pa.DataType) -> bool:

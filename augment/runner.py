@@ -210,9 +210,29 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
             writer.add(batch)
             if on_rows:
                 on_rows(batch.num_rows)
-    finally:
-        records = writer.close()
-    return records
+    except ray.exceptions.RayError as exc:
+        _finish_writes(writer)
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise RunFailed(
+            f"the stages failed on Ray ({type(exc).__name__}: {detail}); the shards committed so far are kept: "
+            "run the same command again to resume"
+        ) from exc
+    except BaseException:
+        _finish_writes(writer)
+        raise
+    return writer.close()
+
+
+class RunFailed(RuntimeError):
+    """The stages could not finish (e.g. a batch killed its worker more than run.worker_retries times)."""
+
+
+def _finish_writes(writer: ShardWriter) -> None:
+    """After a failure: let the shards already complete be committed, without masking the original error."""
+    try:
+        writer.close(require_all=False)
+    except Exception as exc:  # noqa: BLE001 - the error that stopped the run is the one to report
+        log.error("while stopping after a failure, a shard write failed too: %s", exc)
 
 
 def remove_stale_temp_files(plan: Plan) -> int:

@@ -133,7 +133,7 @@ def write_atomic(uri: str, data: bytes, content_type: str | None = None) -> None
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise _naming(exc, target) from exc
+        raise naming_error(exc, target) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -169,7 +169,7 @@ def append_line(uri: str, line: str) -> None:
     try:
         fd = os.open(uri, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise _naming(exc, Path(uri)) from exc
+        raise naming_error(exc, uri) from exc
     try:
         end = os.lseek(fd, 0, os.SEEK_END)
         if end and os.pread(fd, 1, end - 1) != b"\n":
@@ -181,7 +181,7 @@ def append_line(uri: str, line: str) -> None:
             view = view[os.write(fd, view):]
         os.fsync(fd)
     except OSError as exc:
-        raise _naming(exc, Path(uri)) from exc
+        raise naming_error(exc, uri) from exc
     finally:
         os.close(fd)
 
@@ -202,11 +202,12 @@ def delete_dir(uri: str) -> None:
         pass
 
 
-def _naming(exc: OSError, target: Path) -> OSError:
-    """The same error naming the file the caller meant (not a hidden temp file next to it)."""
-    if exc.errno is None:
-        return exc
-    return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(target))
+def naming_error(exc: OSError, uri: str | Path) -> OSError:
+    """The same error naming the file the caller meant (not a hidden temp file next to it), with the OS's reason
+    (pyarrow's messages wrap it in their own words and name no file)."""
+    if exc.errno:
+        return OSError(exc.errno, os.strerror(exc.errno), str(uri))  # OSError() picks the subclass from errno
+    return OSError(f"{uri}: {exc}")
 
 
 def _fsync_dir(directory: Path) -> None:

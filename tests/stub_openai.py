@@ -1,15 +1,21 @@
 """A real HTTP server on 127.0.0.1 that speaks just enough of the OpenAI chat API for client tests.
 
 Each test hands it a `respond(body) -> (status, headers, payload)` function; the server records every request
-body, the Authorization header and the peak number of requests in flight. The enrichment benchmark uses it with
+body, the Authorization header and the peak number of requests in flight. `respond` may sleep (a slow or timed
+out answer), return a payload string that is not JSON, or return DROP to close the connection without answering. The enrichment benchmark uses it with
 an instant `respond` to measure the client's own overhead per request.
 """
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+DROP = object()  # respond() result: reset the connection without an answer
 
 
 def chat_answer(content: str, finish_reason: str = "stop") -> dict:
@@ -48,10 +54,16 @@ class StubServer:
                 try:
                     if stub.delay_s:
                         time.sleep(stub.delay_s)
-                    status, headers, payload = stub.respond(body)
+                    answer = stub.respond(body)
                 finally:
                     with stub._lock:
                         stub.in_flight -= 1
+                if answer is DROP:
+                    # RST instead of FIN: the client sees a connection reset before any response byte.
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
+                status, headers, payload = answer
                 data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

@@ -75,9 +75,13 @@ class ClipFilterStage(Stage):
 
         device = self.options.device
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.model = CLIPModel.from_pretrained(self.options.model_path, dtype=getattr(torch, self.options.dtype))
+        # Weights from safetensors only (a pickled checkpoint can run code when loaded), from the local directory
+        # only, and no code shipped with the model.
+        local = {"local_files_only": True}
+        self.model = CLIPModel.from_pretrained(self.options.model_path, dtype=getattr(torch, self.options.dtype),
+                                               use_safetensors=True, **local)
         self.model.to(self.device).eval()
-        self.processor = AutoProcessor.from_pretrained(self.options.model_path)
+        self.processor = AutoProcessor.from_pretrained(self.options.model_path, trust_remote_code=False, **local)
 
     def describe(self) -> dict:
         return {"stage": self.name, "backend": self.backend, "model": self.options.model_path}

@@ -134,7 +134,8 @@ class VllmMixin(MLLMStage):
         o = self.options
         config = vLLMEngineProcessorConfig(
             model_source=o.model,
-            engine_kwargs={"max_model_len": 8192, **o.engine_kwargs},
+            # No code shipped with the model runs unless engine_kwargs turn trust_remote_code on.
+            engine_kwargs={"max_model_len": 8192, "trust_remote_code": False, **o.engine_kwargs},
             concurrency=o.replicas,
             batch_size=o.engine_batch_size,
             accelerator_type=o.accelerator_type or None,

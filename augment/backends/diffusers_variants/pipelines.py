@@ -80,7 +80,8 @@ def load(name: str, model_path: str, dtype: str, device: str, offload: str):
     # The paper's instructions are longer than CLIP's 77 tokens by design (FLUX reads them whole through T5);
     # the pipeline would log the truncated tail on every call.
     logging.getLogger(cls.__module__).setLevel(logging.ERROR)
-    pipe = cls.from_pretrained(model_path, dtype=getattr(torch, dtype))
+    # safetensors only (a pickled checkpoint can run code when loaded), the local directory only.
+    pipe = cls.from_pretrained(model_path, dtype=getattr(torch, dtype), use_safetensors=True, local_files_only=True)
     if offload == "model" and device.startswith("cuda"):
         pipe.enable_model_cpu_offload(device=device)
     elif offload == "sequential" and device.startswith("cuda"):
