@@ -16,6 +16,8 @@ class TrainBatch:
     product_ids: list[str]
     # name -> [n, N] bool for image entries holding several images per input ([n, N, 3, S, S])
     image_masks: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    # [B, B] bool: candidate j is relevant to triplet i's text query too (j != i): not a negative for it
+    query_relevant: torch.Tensor | None = None
 
     def to(self, device) -> "TrainBatch":
         return dataclasses.replace(
@@ -25,4 +27,5 @@ class TrainBatch:
             query_index={k: v.to(device) for k, v in self.query_index.items()},
             partner=self.partner.to(device),
             image_masks={k: v.to(device) for k, v in self.image_masks.items()},
+            query_relevant=None if self.query_relevant is None else self.query_relevant.to(device),
         )

@@ -29,6 +29,8 @@ def add_commands(subparsers) -> None:
     train.add_argument("--gpu", action="store_true", help="train on GPUs (train.use_gpu)")
     train.add_argument("--seed", type=int, help="override train.seed")
     train.add_argument("--query-mode", choices=("joint", "ratio"), help="override data.query_mode")
+    train.add_argument("--train-queries", choices=("title", "attributes", "both"),
+                       help="override data.train_queries: text queries from titles, from labels, or both")
     train.add_argument("--no-wstar", action="store_true", help="ablation: no W* (equal objective weights)")
     train.add_argument("--no-dsf", action="store_true", help="ablation: no Dynamic Sample Filtering")
     train.add_argument("--no-coaug", action="store_true", help="ablation: raw titles and images only")
@@ -47,9 +49,17 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("--checkpoint", action="append", default=[],
                           help="checkpoint directory or training output directory (repeatable)")
     evaluate.add_argument("--untrained", metavar="CONFIG", help="also evaluate this config with random weights")
-    evaluate.add_argument("--bow", action="store_true", help="also evaluate the bag-of-words text baseline")
+    evaluate.add_argument("--bow", action="store_true", help="also evaluate the TF-IDF bag-of-words baseline")
+    evaluate.add_argument("--bow-trained", action="store_true",
+                          help="also train (on the training split, titles only) and evaluate the word-embedding "
+                          "bag-of-words baseline")
+    evaluate.add_argument("--bow-epochs", type=int, default=30, help="epochs of the trained bag-of-words baseline")
     evaluate.add_argument("--config", help="config for the query protocol when no checkpoint is given")
-    evaluate.add_argument("--query-text", choices=("entities", "keywords"), help="override data.query_text")
+    evaluate.add_argument("--queries", choices=("attributes", "title"),
+                          help="override data.eval_queries: shopper-intent queries from labels, or title queries")
+    evaluate.add_argument("--query-attributes", help="override data.query_attributes (comma-separated columns)")
+    evaluate.add_argument("--query-text", choices=("entities", "keywords"),
+                          help="override data.query_text (title queries)")
     evaluate.add_argument("--limit", type=int, help="evaluate on the first N held-out products (by product id)")
     evaluate.add_argument("--out", help="JSON results file (default: eval.json in the first checkpoint)")
     evaluate.set_defaults(func=run_eval)
@@ -60,7 +70,8 @@ def train_config(args: argparse.Namespace):
 
     overrides = dict(parse_override(item) for item in args.set)
     for flag, key in (("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
-                      ("workers", "train.num_workers"), ("seed", "train.seed"), ("query_mode", "data.query_mode")):
+                      ("workers", "train.num_workers"), ("seed", "train.seed"), ("query_mode", "data.query_mode"),
+                      ("train_queries", "data.train_queries")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     if args.gpu:
@@ -92,40 +103,69 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from model.checkpoint import build_model, load_model, resolve_checkpoint
     from model.config import load_config
-    from model.evaluate import evaluate_bag_of_words, evaluate_model, format_table, held_out_records
+    from model.evaluate import ProtocolError, evaluate_model, format_table, held_out_records, text_queries
 
-    if not (args.checkpoint or args.untrained or args.bow):
-        print("moon eval: give --checkpoint, --untrained CONFIG or --bow", file=sys.stderr)
+    if not (args.checkpoint or args.untrained or args.bow or args.bow_trained):
+        print("moon eval: give --checkpoint, --untrained CONFIG, --bow or --bow-trained", file=sys.stderr)
         return 2
     models = [(str(resolve_checkpoint(c)), *load_model(c)) for c in args.checkpoint]
     protocol_cfg = models[0][2] if models else load_config(args.config or args.untrained or "tiny")
     data = protocol_cfg.data
-    if args.query_text:
-        data = dataclasses.replace(data, query_text=args.query_text)
-    records = held_out_records(args.data, data.eval_fraction, args.limit)
+    for flag, key in (("query_text", "query_text"), ("queries", "eval_queries")):
+        if getattr(args, flag):
+            data = dataclasses.replace(data, **{key: getattr(args, flag)})
+    if args.query_attributes:
+        data = dataclasses.replace(data, query_attributes=tuple(
+            a.strip() for a in args.query_attributes.split(",") if a.strip()))
+    protocol_cfg = dataclasses.replace(protocol_cfg, data=data).validate()
+    records = held_out_records(args.data, data.eval_fraction, args.limit, data.query_attributes)
     if len(records) < 10:
         print(f"moon eval: only {len(records)} held-out products; recall@10 would be meaningless", file=sys.stderr)
         return 2
 
+    try:
+        text_queries(records, data)  # fail early, before any model runs, when the protocol cannot be built
+    except ProtocolError as exc:
+        print(f"moon eval: {exc}", file=sys.stderr)
+        return 2
+
     results: dict[str, dict] = {}
-    if args.bow:
-        results["bag-of-words"] = evaluate_bag_of_words(dataclasses.replace(protocol_cfg, data=data), records)
+    _baselines(args, protocol_cfg, records, results)
     if args.untrained:
         model, cfg = build_model(load_config(args.untrained))
         results[f"untrained:{cfg.name}"] = evaluate_model(model, dataclasses.replace(cfg, data=data), records)
     for path, model, cfg in models:
         results[_label(path, results)] = evaluate_model(model, dataclasses.replace(cfg, data=data), records)
 
-    print(f"{len(records)} held-out products, query text: {data.query_text}")
+    protocol = (f"attribute queries ({', '.join(data.query_attributes)})" if data.eval_queries == "attributes"
+                else f"title queries ({data.query_text})")
+    print(f"{len(records)} held-out products; text queries: {protocol}")
     print(format_table(results))
     out = Path(args.out) if args.out else (Path(models[0][0]) / "eval.json" if models else Path("eval.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "data": args.data, "held_out_products": len(records), "query_text": data.query_text,
+        "data": args.data, "held_out_products": len(records), "eval_queries": data.eval_queries,
+        "query_attributes": list(data.query_attributes), "query_text": data.query_text,
         "eval_fraction": data.eval_fraction, "results": results,
     }, indent=2, sort_keys=True))
     print(f"written {out}")
     return 0
+
+
+def _baselines(args, cfg, records, results: dict) -> None:
+    """The TF-IDF and trained word-embedding baselines requested, on the protocol's queries."""
+    from model.evaluate import evaluate_bag_of_words, split_records
+
+    if args.bow:
+        results["bag-of-words (TF-IDF)"] = evaluate_bag_of_words(cfg, records)
+    if args.bow_trained:
+        from model.bow import evaluate_word_mean, train_word_mean
+
+        training = split_records(args.data, cfg.data.eval_fraction, held_out=False,
+                                 attributes=cfg.data.query_attributes)
+        model, tokenizer = train_word_mean(training, cfg, epochs=args.bow_epochs, seed=cfg.train.seed)
+        label = f"bag-of-words, trained ({cfg.data.train_queries})"
+        results[label] = evaluate_word_mean(model, tokenizer, cfg, records)
 
 
 def _label(path: str, taken: dict) -> str:

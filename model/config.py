@@ -104,7 +104,16 @@ class DataConfig:
     coaug: bool = True  # False: raw titles and images only (the co-augmentation ablation)
     query_mode: str = "joint"  # joint: every triplet gives t, i and mm queries; ratio: one, drawn by query_ratio
     query_ratio: tuple[int, int, int] = (12, 3, 2)  # image : text : multimodal (MOON's fixed mix)
-    query_text: str = "entities"  # entities: the title's extracted entities; keywords: a subset of its words
+    query_text: str = "entities"  # title queries: entities: the title's extracted entities; keywords: a subset of its words
+    # Label columns (pass-through input columns; `category_leaf`: the last level of category_path) that
+    # shopper-intent queries are built from: "women white skirts" = gender + base_colour + article_type.
+    query_attributes: tuple[str, ...] = ("gender", "base_colour", "article_type")
+    # Text queries of training triplets: title (query_text of the product's title), attributes (its labels'
+    # query; title where it has no labels), or both (one of the two at random each time).
+    train_queries: str = "title"
+    # Text queries of the evaluation: attributes (one per distinct label combination of the held-out products,
+    # relevant: every held-out product with those labels) or title (one per product, from its own title).
+    eval_queries: str = "attributes"
     keyword_keep: float = 0.5  # share of title words a keyword query keeps (at least two)
     # How co-augmented views enter a training candidate. concat (the paper's token budget 2L + (n_c+1)V): the
     # raw title followed by the enriched title, and the raw image plus up to max_variants variants, in one
@@ -161,6 +170,11 @@ class MoonConfig:
             (v.activation in ACTIVATIONS and t.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}"),
             (self.data.query_mode in ("joint", "ratio"), "data.query_mode must be joint or ratio"),
             (self.data.query_text in ("entities", "keywords"), "data.query_text must be entities or keywords"),
+            (self.data.train_queries in ("title", "attributes", "both"),
+             "data.train_queries must be title, attributes or both"),
+            (self.data.eval_queries in ("attributes", "title"), "data.eval_queries must be attributes or title"),
+            (self.data.eval_queries == "title" or len(self.data.query_attributes) > 0,
+             "data.query_attributes is empty: attribute queries need at least one label column"),
             (self.data.candidate_views in ("concat", "sample"), "data.candidate_views must be concat or sample"),
             (self.data.max_variants >= 0, "data.max_variants must be >= 0"),
             (sum(self.data.query_ratio) > 0 and min(self.data.query_ratio) >= 0, "data.query_ratio must be >= 0"),
@@ -275,6 +289,10 @@ def _coerce(kind: Any, value: Any, key: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(inner, value, key)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], v, key) for v in value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")

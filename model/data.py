@@ -2,15 +2,18 @@
 
 1. `product_records` turns shard rows (the columns of `augment.schema.output_schema()`) into one record per
    product: its raw title and image, the usable enriched title and image variants (co-augmentation), the words
-   a shopper's query is made of, and a category key for negative mining. Pure over a column batch, so the same
+   a title query is made of, its labels (`data.query_attributes`, for shopper-intent queries: model/queries.py),
+   and a category key for negative mining. Pure over a column batch, so the same
    function runs in a Ray Data `map_batches`, in `moon eval`, and in tests.
 2. `is_held_out` splits products by a hash of product_id: the same split on every machine and every run.
 3. `pair_batches` arranges a pool of records into batches of same-category pairs: each product's partner is its
    triplet's mined negative (same category, different product), and every other product of the batch is an
    in-batch negative.
 4. `collate` draws each product's views and tokenises/decodes them into a `TrainBatch`:
-   - query (never co-augmented, as in the paper): text = `query_text` of the title; image = `query_view` of the
-     raw image (a re-framed second photo); multimodal = both;
+   - query (never co-augmented, as in the paper): text = `query_text` of the title, or the attribute query of
+     the product's labels (`data.train_queries`); image = `query_view` of the raw image (a re-framed second
+     photo); multimodal = both. Other products of the batch that carry the labels an attribute query names are
+     relevant to it too, so the batch marks them (`query_relevant`) and the loss does not use them as negatives;
    - candidate: title and image; with co-augmentation (`data.candidate_views`), either `concat` (default, the
      paper's token budget): the raw title followed by the enriched title, and the raw image plus up to
      `max_variants` variants (status ok) in one sequence; or `sample`: the title / the image replaced by the
@@ -31,6 +34,7 @@ import torch
 from model import images as image_ops
 from model.batch import TrainBatch
 from model.config import INTER_OBJECTIVES, MoonConfig
+from model.queries import CATEGORY_LEAF, attribute_query, label_key, matches, product_labels
 from model.tokenizer import words
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,7 @@ RECORD_SCHEMA = pa.schema(
         pa.field("title", pa.string()),
         pa.field("enriched_title", pa.string()),  # null when absent, rejected, or equal to the title
         pa.field("query_terms", pa.list_(pa.string())),  # entity texts of the title, in title order
+    pa.field("labels", pa.list_(pa.string())),  # normalised labels, one per query attribute (null: missing)
         pa.field("image", pa.binary()),
         pa.field("variant_images", pa.list_(pa.binary())),  # status-ok variants only
         pa.field("variant_kinds", pa.list_(pa.string())),
@@ -58,9 +63,15 @@ RECORD_SCHEMA = pa.schema(
 # ---------------------------------------------------------------------------------------------------------
 # 1. Shard rows -> product records
 # ---------------------------------------------------------------------------------------------------------
-def product_records(columns: dict[str, list], read_uri=None) -> list[dict[str, Any]]:
+def shard_columns(attributes: Sequence[str] = ()) -> list[str]:
+    """The shard columns to read: SHARD_COLUMNS plus the label columns of `attributes`."""
+    return list(SHARD_COLUMNS) + [a for a in attributes if a != CATEGORY_LEAF and a not in SHARD_COLUMNS]
+
+
+def product_records(columns: dict[str, list], read_uri=None, attributes: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One record per shard row that has an image. `read_uri(uri) -> bytes` resolves image_uri / variant uri
-    (default: augment.storage.read_bytes). Rows without a readable image are skipped and logged."""
+    (default: augment.storage.read_bytes); `attributes` names the label columns (absent ones read as missing).
+    Rows without a readable image are skipped and logged."""
     if read_uri is None:
         from augment.storage import read_bytes as read_uri
     count = len(columns["product_id"])
@@ -90,6 +101,7 @@ def product_records(columns: dict[str, list], read_uri=None) -> list[dict[str, A
                 "title": title,
                 "enriched_title": enriched if usable else None,
                 "query_terms": _dedupe([e["text"] for e in entities if e.get("text")]),
+                "labels": product_labels(get, i, attributes),
                 "image": image,
                 "variant_images": variant_images,
                 "variant_kinds": variant_kinds,
@@ -158,6 +170,32 @@ def query_text(title: str, terms: Sequence[str], mode: str, keep: float, rng: ra
     count = max(2, round(keep * len(tokens)))
     kept = sorted(rng.sample(range(len(tokens)), count))
     return " ".join(tokens[i] for i in kept)
+
+
+def training_query(record: dict[str, Any], data, rng: random.Random) -> tuple[str, tuple | None]:
+    """A training triplet's text query and, for an attribute query, its label key (None for a title query).
+    Per `data.train_queries`: title, attributes (title where the product has no labels), or both (either,
+    at random)."""
+    mode = data.train_queries
+    if mode == "both":
+        mode = rng.choice(("title", "attributes"))
+    key = label_key(record.get("labels"))
+    if mode == "attributes" and key is not None:
+        return attribute_query(key), key
+    return query_text(record["title"], record["query_terms"], data.query_text, data.keyword_keep, rng), None
+
+
+def query_relevance(keys: Sequence[tuple | None], records: Sequence[dict[str, Any]]) -> torch.Tensor:
+    """[B, B] bool: True where product j (j != i) is relevant to triplet i's text query, i.e. carries every
+    label its attribute query names. A title query is relevant to its own product only."""
+    products = [label_key(r.get("labels")) for r in records]
+    out = torch.zeros(len(records), len(records), dtype=torch.bool)
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        for j, product in enumerate(products):
+            out[i, j] = j != i and matches(key, product)
+    return out
 
 
 def product_rng(product_id: str, salt: str) -> random.Random:
@@ -243,15 +281,14 @@ def collate(
         for b in range(len(records)):
             name = rng.choices(("i->mm", "t->mm", "mm->mm"), weights=(ratio[0], ratio[1], ratio[2]))[0]
             modality[name].append(b)
+    drawn = [training_query(r, data, rng) for r in records]  # one text query per triplet, shared by t and mm
+    query_keys = [key for _, key in drawn]
     for name, rows in modality.items():
         if not rows:
             continue
         key = "query" if data.query_mode == "joint" else f"query_{name.split('->')[0]}"
         if name in ("t->mm", "mm->mm") and key not in texts:
-            texts[key] = tokenizer(
-                [query_text(records[b]["title"], records[b]["query_terms"], data.query_text, data.keyword_keep, rng)
-                 for b in rows]
-            )
+            texts[key] = tokenizer([drawn[b][0] for b in rows])
         if name in ("i->mm", "mm->mm") and key not in images:
             images[key] = image_ops.to_tensor(
                 [image_ops.query_view(image_ops.decode(records[b]["image"]), size, rng) for b in rows], mean, std
@@ -260,6 +297,7 @@ def collate(
             "t->mm": (None, key), "i->mm": (key, None), "mm->mm": (key, key)
         }[name]
     query_index = {name: torch.tensor(rows, dtype=torch.long) for name, rows in modality.items() if rows}
+    relevant = query_relevance(query_keys, records)
     views = {k: v for k, v in views.items() if k in CANDIDATE_VIEWS or k in query_index}
     return TrainBatch(
         images=images,
@@ -269,6 +307,7 @@ def collate(
         partner=torch.tensor(partner, dtype=torch.long),
         product_ids=[r["product_id"] for r in records],
         image_masks=image_masks,
+        query_relevant=relevant if bool(relevant.any()) else None,
     )
 
 

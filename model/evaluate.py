@@ -1,17 +1,24 @@
-"""Retrieval evaluation on the held-out products: R@1, R@5, R@10 in five directions, and two baselines.
+"""Retrieval evaluation on the held-out products: R@1/5/10 and nDCG@10 in five directions, and baselines.
 
-Every held-out product gives one query of each kind and one candidate of each kind; the gallery of every
-direction is all held-out products, and a query's only relevant candidate is its own product.
-- queries: q^t a shopper-style text (`data.query_text` of its title), q^i its raw image re-framed as a second
-  photo (`images.query_view`), q^mm both. Fixed by product id.
-- candidates: c^mm the raw title and raw image, c^i the raw image, c^t the raw title. Never co-augmented.
-- directions: t->mm, i->mm, mm->mm, t->i, i->t (query -> candidate).
-Recall counts ties fairly: a query whose positive ties with n other candidates at the cut-off scores the
-expected recall of a random order among them. The bag-of-words baseline ranks c^mm by the TF-IDF cosine of
-q^t with the candidate's title (text is all it can read), so it only has a t->mm figure.
+The gallery of every direction is all held-out products, as candidates: c^mm the raw title and raw image, c^i
+the raw image, c^t the raw title (never co-augmented). Queries, by `data.eval_queries`:
+
+- attributes (default): text queries are shopper-intent queries built from the held-out products' labels
+  (`data.query_attributes`, model/queries.py), one per distinct label combination; the relevant candidates of
+  a text query are every held-out product with those labels. Titles are never read to make a query.
+- title: one text query per product from its own title (`data.query_text`), relevant: that product only.
+
+Whatever the text protocol, q^i is a product's raw image re-framed as a second photo (`images.query_view`) and
+q^mm is that photo with the product's own text (its attribute query, or its title query); their only relevant
+candidate is their product. Directions: t->mm and t->i use the text queries; i->mm, mm->mm and i->t one query
+per product. Everything is fixed by product id. Metrics (model/metrics.py) count ties as a random order.
+
+Baselines on the same queries and relevance: `evaluate_bag_of_words` ranks c^mm by the TF-IDF cosine of the
+text query with the candidate's title; the trained word-embedding baseline lives in model/bow.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from typing import Any, Sequence
@@ -20,9 +27,12 @@ import torch
 
 from model import images as image_ops
 from model.config import MoonConfig
-from model.data import SHARD_COLUMNS, is_held_out, product_records, product_rng, query_text
+from model.data import is_held_out, product_records, product_rng, query_text, shard_columns
+from model.metrics import KS, NDCG_K, ranking_metrics, recall_at_k  # noqa: F401  (recall_at_k re-exported)
+from model.queries import attribute_queries, attribute_query, label_key
 from model.tokenizer import build_tokenizer, words
 
+# direction -> (query view, candidate view); text queries ("q_t") follow the protocol, the others are per product.
 DIRECTIONS = {
     "t->mm": ("q_t", "c_mm"),
     "i->mm": ("q_i", "c_mm"),
@@ -30,25 +40,24 @@ DIRECTIONS = {
     "t->i": ("q_t", "c_i"),
     "i->t": ("q_i", "c_t"),
 }
-KS = (1, 5, 10)
+METRICS = tuple(f"R@{k}" for k in KS) + (f"nDCG@{NDCG_K}",)
 
 
-def recall_at_k(scores: torch.Tensor, positive: torch.Tensor, ks: Sequence[int] = KS) -> dict[str, float]:
-    """scores: [Q, C]; positive: [Q] index of each query's relevant candidate. Expected recall under a random
-    order of tied candidates."""
-    target = scores.gather(1, positive[:, None])  # [Q, 1]
-    higher = (scores > target).sum(1).float()  # [Q]
-    tied = (scores == target).sum(1).float() - 1  # [Q], other candidates with the same score
-    out = {}
-    for k in ks:
-        hit = ((k - higher) / (tied + 1)).clamp(0.0, 1.0)
-        out[f"R@{k}"] = float(hit.mean())
-    return out
+class ProtocolError(ValueError):
+    """The evaluation protocol cannot be built from these products (e.g. no labels for attribute queries)."""
 
 
-def held_out_records(run_uri: str, fraction: float, limit: int | None = None) -> list[dict[str, Any]]:
-    """The evaluation split's product records (the first `limit` by product id if given), read with pyarrow
-    from the run's committed shards."""
+@dataclasses.dataclass
+class TextQueries:
+    texts: list[str]  # one per query
+    relevant: torch.Tensor  # [Q, N] bool over the held-out products
+    protocol: str  # attributes | title
+
+
+def split_records(run_uri: str, fraction: float, held_out: bool = True, limit: int | None = None,
+                  attributes: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The product records of the evaluation split (or, held_out=False, the training split), sorted by
+    product id, the first `limit` if given, read with pyarrow from the run's committed shards."""
     import pyarrow.parquet as pq
 
     from augment import manifest, storage
@@ -60,24 +69,61 @@ def held_out_records(run_uri: str, fraction: float, limit: int | None = None) ->
     for file in files:
         fs, path = storage.filesystem(file)
         parquet = pq.ParquetFile(path, filesystem=fs)
-        columns = [c for c in SHARD_COLUMNS if c in parquet.schema_arrow.names]
+        columns = [c for c in shard_columns(attributes) if c in parquet.schema_arrow.names]
         for batch in parquet.iter_batches(batch_size=256, columns=columns):
             data = batch.to_pydict()
-            keep = [i for i, pid in enumerate(data["product_id"]) if is_held_out(pid, fraction)]
-            records += product_records({k: [v[i] for i in keep] for k, v in data.items()})
+            keep = [i for i, pid in enumerate(data["product_id"]) if is_held_out(pid, fraction) == held_out]
+            records += product_records({k: [v[i] for i in keep] for k, v in data.items()}, attributes=attributes)
     return sorted(records, key=lambda r: r["product_id"])[:limit]
 
 
-def evaluation_inputs(records: Sequence[dict[str, Any]], cfg: MoonConfig) -> dict[str, list]:
-    """Query and candidate inputs of each held-out product (texts as strings, images as PIL images)."""
+def held_out_records(run_uri: str, fraction: float, limit: int | None = None,
+                     attributes: Sequence[str] = ()) -> list[dict[str, Any]]:
+    return split_records(run_uri, fraction, True, limit, attributes)
+
+
+def title_query(record: dict[str, Any], data) -> str:
+    """A product's evaluation query from its own title (the title protocol), fixed by product id."""
+    return query_text(record["title"], record["query_terms"], data.query_text, data.keyword_keep,
+                      product_rng(record["product_id"], "query-text"))
+
+
+def text_queries(records: Sequence[dict[str, Any]], data) -> TextQueries:
+    """The protocol's text queries over `records` and their relevant products."""
+    if data.eval_queries == "title":
+        return TextQueries([title_query(r, data) for r in records], torch.eye(len(records), dtype=torch.bool),
+                           "title")
+    keys = [label_key(r.get("labels")) for r in records]
+    queries = attribute_queries(keys)
+    if not queries:
+        raise ProtocolError(
+            f"no held-out product has any of the labels {list(data.query_attributes)}: carry them as input "
+            "columns, name others with data.query_attributes, or evaluate title queries (--queries title)"
+        )
+    relevant = torch.zeros(len(queries), len(records), dtype=torch.bool)
+    for row, (_, _, products) in enumerate(queries):
+        relevant[row, products] = True
+    return TextQueries([text for _, text, _ in queries], relevant, "attributes")
+
+
+def product_query_text(record: dict[str, Any], data) -> str:
+    """The text half of a product's multimodal query: its attribute query, or its title query."""
+    if data.eval_queries == "title":
+        return title_query(record, data)
+    key = label_key(record.get("labels"))
+    return attribute_query(key) if key is not None else ""
+
+
+def evaluation_inputs(records: Sequence[dict[str, Any]], cfg: MoonConfig) -> dict[str, Any]:
+    """Query and candidate inputs (texts as strings, images as PIL images) and the text queries' relevance."""
     size, data = cfg.vision.image_size, cfg.data
     raw = [image_ops.decode(r["image"]) for r in records]
+    queries = text_queries(records, data)
     return {
-        "query_text": [
-            query_text(r["title"], r["query_terms"], data.query_text, data.keyword_keep,
-                       product_rng(r["product_id"], "query-text"))
-            for r in records
-        ],
+        "text_queries": queries.texts,
+        "text_relevant": queries.relevant,
+        "protocol": queries.protocol,
+        "query_text": [product_query_text(r, data) for r in records],
         "query_image": [
             image_ops.query_view(im, size, product_rng(r["product_id"], "query-image")) for r, im in zip(records, raw)
         ],
@@ -87,18 +133,22 @@ def evaluation_inputs(records: Sequence[dict[str, Any]], cfg: MoonConfig) -> dic
 
 
 @torch.no_grad()
-def embed_views(model, cfg: MoonConfig, inputs: dict[str, list], batch_size: int = 64) -> dict[str, torch.Tensor]:
+def embed_views(model, cfg: MoonConfig, inputs: dict[str, Any], batch_size: int = 64) -> dict[str, torch.Tensor]:
     model.eval()
     tokenizer = build_tokenizer(cfg.text)
     device = next(model.parameters()).device
     out: dict[str, list[torch.Tensor]] = {name: [] for name in ("q_t", "q_i", "q_mm", "c_mm", "c_i", "c_t")}
+    texts = inputs["text_queries"]
+    for start in range(0, len(texts), batch_size):
+        ids, mask = (t.to(device) for t in tokenizer(texts[start : start + batch_size]))
+        out["q_t"].append(model.encode(text=ids, text_mask=mask).embedding)
     for start in range(0, len(inputs["query_text"]), batch_size):
-        part = {k: v[start : start + batch_size] for k, v in inputs.items()}
+        part = {k: inputs[k][start : start + batch_size]
+                for k in ("query_text", "query_image", "candidate_text", "candidate_image")}
         q_ids, q_mask = (t.to(device) for t in tokenizer(part["query_text"]))
         c_ids, c_mask = (t.to(device) for t in tokenizer(part["candidate_text"]))
         q_vis = model.embed_images(image_ops.to_tensor(part["query_image"], cfg.vision.mean, cfg.vision.std).to(device))
         c_vis = model.embed_images(image_ops.to_tensor(part["candidate_image"], cfg.vision.mean, cfg.vision.std).to(device))
-        out["q_t"].append(model.encode(text=q_ids, text_mask=q_mask).embedding)
         out["q_i"].append(model.encode(visual=q_vis).embedding)
         out["q_mm"].append(model.encode(text=q_ids, text_mask=q_mask, visual=q_vis).embedding)
         out["c_mm"].append(model.encode(text=c_ids, text_mask=c_mask, visual=c_vis).embedding)
@@ -108,19 +158,32 @@ def embed_views(model, cfg: MoonConfig, inputs: dict[str, list], batch_size: int
 
 
 def evaluate_model(model, cfg: MoonConfig, records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    embeddings = embed_views(model, cfg, evaluation_inputs(records, cfg))
-    return {direction: chunked_recall(embeddings[q], embeddings[c]) for direction, (q, c) in DIRECTIONS.items()}
+    inputs = evaluation_inputs(records, cfg)
+    embeddings = embed_views(model, cfg, inputs)
+    results = {}
+    for direction, (q, c) in DIRECTIONS.items():
+        relevant = inputs["text_relevant"] if q == "q_t" else None
+        results[direction] = chunked_metrics(embeddings[q], embeddings[c], relevant)
+    return results
 
 
-def chunked_recall(queries: torch.Tensor, candidates: torch.Tensor, chunk: int = 1024) -> dict[str, float]:
-    """recall_at_k of queries[i] -> candidates[i], scoring `chunk` queries at a time (bounded memory)."""
+def chunked_metrics(queries: torch.Tensor, candidates: torch.Tensor, relevant: torch.Tensor | None = None,
+                    chunk: int = 1024) -> dict[str, float]:
+    """ranking_metrics of queries -> candidates, `chunk` queries at a time (bounded memory). relevant: [Q, C]
+    bool, or None for query i -> candidate i. The result also holds the number of queries."""
     sums: dict[str, float] = {}
-    for start in range(0, queries.shape[0], chunk):
+    count = queries.shape[0]
+    for start in range(0, count, chunk):
         scores = queries[start : start + chunk] @ candidates.T  # [chunk, C]
-        positive = torch.arange(start, start + scores.shape[0])
-        for key, value in recall_at_k(scores, positive).items():
-            sums[key] = sums.get(key, 0.0) + value * scores.shape[0]
-    return {key: value / queries.shape[0] for key, value in sums.items()}
+        rows = scores.shape[0]
+        if relevant is None:
+            part = torch.zeros_like(scores, dtype=torch.bool)
+            part[torch.arange(rows), torch.arange(start, start + rows)] = True
+        else:
+            part = relevant[start : start + rows]
+        for key, value in ranking_metrics(scores, part).items():
+            sums[key] = sums.get(key, 0.0) + value * rows
+    return {**{key: value / count for key, value in sums.items()}, "queries": count}
 
 
 def bag_of_words_scores(queries: Sequence[str], documents: Sequence[str]) -> torch.Tensor:
@@ -142,22 +205,19 @@ def bag_of_words_scores(queries: Sequence[str], documents: Sequence[str]) -> tor
 
 
 def evaluate_bag_of_words(cfg: MoonConfig, records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    data = cfg.data
-    queries = [
-        query_text(r["title"], r["query_terms"], data.query_text, data.keyword_keep,
-                   product_rng(r["product_id"], "query-text"))
-        for r in records
-    ]
-    scores = bag_of_words_scores(queries, [r["title"] for r in records])
-    return {"t->mm": recall_at_k(scores, torch.arange(len(records)))}
+    """TF-IDF over titles on the protocol's text queries: t->mm only (a title is all it reads of c^mm)."""
+    queries = text_queries(records, cfg.data)
+    scores = bag_of_words_scores(queries.texts, [r["title"] for r in records])
+    return {"t->mm": {**ranking_metrics(scores, queries.relevant), "queries": len(queries.texts)}}
 
 
 def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Rows: model x direction; columns: R@1, R@5, R@10 in percent."""
-    lines = [f"{'model':<24} {'direction':<8} " + " ".join(f"{'R@' + str(k):>7}" for k in KS)]
+    """Rows: model x direction; columns: R@1, R@5, R@10, nDCG@10 in percent, and the number of queries."""
+    lines = [f"{'model':<34} {'direction':<9}" + "".join(f"{m:>9}" for m in METRICS) + f"{'queries':>9}"]
     for name, directions in results.items():
         for direction in DIRECTIONS:
             if direction in directions:
                 row = directions[direction]
-                lines.append(f"{name:<24} {direction:<8} " + " ".join(f"{100 * row[f'R@{k}']:7.2f}" for k in KS))
+                cells = "".join(f"{100 * row[m]:9.2f}" if m in row else f"{'-':>9}" for m in METRICS)
+                lines.append(f"{name:<34} {direction:<9}{cells}{int(row.get('queries', 0)):>9}")
     return "\n".join(lines)

@@ -5,7 +5,8 @@
 
 - L_inter^m: InfoNCE of query view m (text, image, or image+text) against multimodal candidates; the positive
   is the query's own product, the negatives every other candidate of the batch (across workers), which include
-  the triplet's mined negative (a product of the same category).
+  the triplet's mined negative (a product of the same category). Candidates the batch marks as relevant to a
+  text query too (other products with the labels an attribute query names) are left out of its negatives.
 - L_intra: InfoNCE of a product's image-only embedding against text-only embeddings; the positive is its own
   title, the negatives the other products' titles, among them its triplet partner's.
 - omega_m: objective weights from routing and W* (moe.py), renormalised to average one; all ones without W*.
@@ -42,12 +43,18 @@ def info_nce(
     positive_index: torch.Tensor,
     temperature: float,
     weights: torch.Tensor | None = None,
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """-log softmax(q.c / tau)[positive], averaged over queries (weighted: sum(w * l) / sum(w)).
 
-    queries: [Q, D], candidates: [C, D], positive_index: [Q] long, weights: [Q] or None.
+    queries: [Q, D], candidates: [C, D], positive_index: [Q] long, weights: [Q] or None; exclude: [Q, C] bool
+    or None, candidates left out of a query's softmax (other relevant ones: not negatives; never its positive).
     """
     logits = queries.float() @ candidates.float().T / temperature  # [Q, C]
+    if exclude is not None:
+        exclude = exclude.clone()
+        exclude[torch.arange(exclude.shape[0], device=exclude.device), positive_index] = False
+        logits = logits.masked_fill(exclude, float("-inf"))
     per_query = F.cross_entropy(logits, positive_index, reduction="none")  # [Q]
     if weights is None:
         return per_query.mean()
@@ -98,6 +105,8 @@ class MoonLoss(nn.Module):
     - `candidate_mm`, `candidate_image`, `candidate_text`: EncoderOutputs of each product's candidate views [B].
     - `partner`: [B] long, the in-batch index of each triplet's mined negative.
     - `wstar`: the model's W* parameter [Z, M]; `step`, `total_steps` drive the DSF margin.
+    - `query_relevant`: [B, B] bool or None, candidates relevant to triplet i's text query besides its own
+      product; they are no negatives for its t->mm query (other workers' candidates are never marked).
     """
 
     def __init__(self, loss: LossConfig, moe: MoEConfig):
@@ -115,6 +124,7 @@ class MoonLoss(nn.Module):
         wstar: torch.Tensor,
         step: int,
         total_steps: int,
+        query_relevant: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         batch = candidate_mm.embedding.shape[0]
@@ -142,7 +152,11 @@ class MoonLoss(nn.Module):
         for name in INTER_OBJECTIVES:
             if name in queries and queries[name][1].numel() > 0:
                 encoded, index = queries[name]
-                raw[name] = info_nce(encoded.embedding, candidates, index + offset, cfg.tau, weights[index])
+                exclude = None
+                if name == "t->mm" and query_relevant is not None:
+                    exclude = torch.zeros(index.numel(), candidates.shape[0], dtype=torch.bool, device=device)
+                    exclude[:, offset : offset + batch] = query_relevant[index]
+                raw[name] = info_nce(encoded.embedding, candidates, index + offset, cfg.tau, weights[index], exclude)
         texts, text_offset = gather_candidates(candidate_text.embedding)
         own = torch.arange(batch, device=device) + text_offset
         raw["i->t"] = info_nce(candidate_image.embedding, texts, own, cfg.intra_tau, weights)

@@ -35,7 +35,8 @@ def make_optimizer(model: torch.nn.Module, cfg: MoonConfig) -> torch.optim.Optim
 def compute_losses(model, loss_fn: MoonLoss, batch: TrainBatch, step: int, total_steps: int) -> dict[str, torch.Tensor]:
     views, wstar = model(batch.images, batch.texts, batch.views, batch.image_masks)
     queries = {name: (views[name], index) for name, index in batch.query_index.items()}
-    return loss_fn(queries, views["c_mm"], views["c_i"], views["c_t"], batch.partner, wstar, step, total_steps)
+    return loss_fn(queries, views["c_mm"], views["c_i"], views["c_t"], batch.partner, wstar, step, total_steps,
+                   batch.query_relevant)
 
 
 def train_step(model, loss_fn: MoonLoss, batch: TrainBatch, optimizer, scheduler, step: int, total_steps: int, cfg: MoonConfig) -> dict:

@@ -28,7 +28,7 @@ from model.checkpoint import (
 )
 from model.config import MoonConfig, from_dict
 from model.data import (
-    SHARD_COLUMNS, collate, is_held_out, pair_batches, product_records, records_table,
+    collate, is_held_out, pair_batches, product_records, records_table, shard_columns,
 )
 from model.losses import MoonLoss
 from model.step import lr_factor, make_optimizer, train_step
@@ -184,14 +184,15 @@ def _summary(metrics: dict[str, float]) -> str:
 class ToRecords:
     """Ray Data map_batches callable: shard rows -> product records of the training split."""
 
-    def __init__(self, eval_fraction: float):
+    def __init__(self, eval_fraction: float, attributes: tuple[str, ...] = ()):
         self.eval_fraction = eval_fraction
+        self.attributes = attributes
 
     def __call__(self, table):
         columns = table.to_pydict()
         keep = [i for i, pid in enumerate(columns["product_id"]) if not is_held_out(pid, self.eval_fraction)]
         columns = {name: [values[i] for i in keep] for name, values in columns.items()}
-        return records_table(product_records(columns))
+        return records_table(product_records(columns, attributes=self.attributes))
 
 
 def training_dataset(files: list[str], cfg: MoonConfig):
@@ -202,9 +203,10 @@ def training_dataset(files: list[str], cfg: MoonConfig):
 
     fs, path = storage.filesystem(files[0])
     present = set(pq.read_schema(path, filesystem=fs).names)
-    columns = [c for c in SHARD_COLUMNS if c in present]
+    columns = [c for c in shard_columns(cfg.data.query_attributes) if c in present]
     ds = ray.data.read_parquet(files).select_columns(columns)
-    ds = ds.map_batches(ToRecords(cfg.data.eval_fraction), batch_format="pyarrow", batch_size=64)
+    ds = ds.map_batches(ToRecords(cfg.data.eval_fraction, cfg.data.query_attributes), batch_format="pyarrow",
+                        batch_size=64)
     # Small catalogues: decode the shards once and keep the records in the object store, instead of reading
     # them again every epoch.
     return ds.materialize() if cfg.data.cache_records else ds

@@ -2,7 +2,8 @@
 
 Products come in categories; each has a generated image (a shape per category, a colour per product on white),
 a title with its entities, an enriched title and image variants (ok, filtered and failed ones), as
-`moon run` writes them. Written through augment.manifest, so `manifest.data_files` lists them.
+`moon run` writes them, and catalogue labels as pass-through columns (gender, base_colour, article_type: the
+same combination recurs every 48 products; gender is not in the title). Written through augment.manifest, so `manifest.data_files` lists them.
 """
 from __future__ import annotations
 
@@ -42,7 +43,10 @@ def product_image(category: int, colour: tuple[int, int, int], size: int = 48, a
     return buf.getvalue()
 
 
-def product_rows(count: int, seed: int = 0) -> list[dict]:
+GENDERS = ["Men", "Women"]
+
+
+def product_rows(count: int, seed: int = 0, labels: bool = True) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for i in range(count):
@@ -86,6 +90,8 @@ def product_rows(count: int, seed: int = 0) -> list[dict]:
                             "config_hash": "h", "code_version": "test"},
             }
         )
+        if labels:
+            rows[-1].update(gender=GENDERS[(i // 24) % 2], base_colour=colour_name.title(), article_type=leaf)
     return rows
 
 
@@ -99,7 +105,9 @@ def write_run(run_dir: Path, rows: list[dict], shard_size: int = 40) -> Path:
     """Commit rows as shards of `shard_size` into run_dir (data/ + _manifest.jsonl)."""
     run_dir = Path(run_dir)
     (run_dir / manifest.DATA_DIR).mkdir(parents=True, exist_ok=True)
-    out_schema = schema.output_schema()
+    known = set(schema.output_schema().names)
+    extra = pa.schema([pa.field(name, pa.string()) for name in rows[0] if name not in known])
+    out_schema = schema.output_schema(extra)
     for start in range(0, len(rows), shard_size):
         part = rows[start : start + shard_size]
         shard_id = f"shard{start:05d}"

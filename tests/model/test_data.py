@@ -5,7 +5,7 @@ from collections import Counter
 import torch
 
 from model.config import load_config
-from model.data import collate, is_held_out, pair_batches, product_records, query_text
+from model.data import collate, is_held_out, pair_batches, product_records, query_text, training_query
 from model.tokenizer import build_tokenizer
 from tests.model.shards import product_image, product_rows
 
@@ -163,3 +163,51 @@ def test_ratio_mode_with_image_only_ratio_has_only_image_queries():
                     build_tokenizer(cfg.text), random.Random(0))
     assert list(batch.query_index) == ["i->mm"]
     assert set(batch.views) == {"c_mm", "c_i", "c_t", "i->mm"}
+
+
+ATTRIBUTES = ("gender", "base_colour", "article_type")
+
+
+def test_records_carry_normalised_labels():
+    (record,) = product_records(columns(product_rows(1)), attributes=ATTRIBUTES + ("usage", "category_leaf"))
+    assert record["labels"] == ["men", "red", "shirts", None, "shirts"]
+
+
+def test_training_query_follows_train_queries():
+    (record,) = product_records(columns(product_rows(1)), attributes=ATTRIBUTES)
+    own = f"{product_rows(1)[0]['catalog_brand']} Red Shirts"  # the title's entities
+    title = load_config("tiny", {"data.train_queries": "title"}).data
+    labels = load_config("tiny", {"data.train_queries": "attributes"}).data
+    assert training_query(record, title, random.Random(0)) == (own, None)
+    assert training_query(record, labels, random.Random(0)) == ("men red shirts", ("men", "red", "shirts"))
+    record["labels"] = [None, None, None]  # a product without labels falls back to its title query
+    assert training_query(record, labels, random.Random(0)) == (own, None)
+
+
+def test_both_draws_title_and_attribute_queries():
+    (record,) = product_records(columns(product_rows(1)), attributes=ATTRIBUTES)
+    data = load_config("tiny", {"data.train_queries": "both"}).data
+    rng = random.Random(0)
+    own = f"{product_rows(1)[0]['catalog_brand']} Red Shirts"
+    assert {training_query(record, data, rng)[0] for _ in range(20)} == {own, "men red shirts"}
+
+
+def test_batch_marks_other_products_with_the_labels_of_an_attribute_query():
+    cfg = load_config("tiny", {"data.train_queries": "attributes"})
+    rows = product_rows(52)
+    records = product_records(columns([rows[0], rows[4], rows[48], rows[1]]), attributes=ATTRIBUTES)
+    # p0000 and p0048 are men / red / shirts; p0004 is a men / blue shirt; p0001 men / red / sneakers
+    batch = collate(records, [1, 0, 3, 2], cfg, build_tokenizer(cfg.text), random.Random(0))
+    assert batch.query_relevant.tolist() == [
+        [False, False, True, False],
+        [False, False, False, False],
+        [True, False, False, False],
+        [False, False, False, False],
+    ]
+
+
+def test_title_queries_mark_no_other_product():
+    cfg = load_config("tiny", {"data.train_queries": "title"})
+    rows = product_rows(52)
+    records = product_records(columns([rows[0], rows[48]]), attributes=ATTRIBUTES)
+    assert collate(records, [1, 0], cfg, build_tokenizer(cfg.text), random.Random(0)).query_relevant is None

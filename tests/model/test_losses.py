@@ -144,3 +144,25 @@ def test_moon_loss_ratio_mode_uses_only_the_objectives_present():
     out = MoonLoss(no_dsf(), MoEConfig(use_wstar=False))(queries, c_mm, c_i, c_t, partner, torch.zeros(4, 4), 0, 10)
     assert set(k for k in out if k.endswith("_loss")) == {"inter_i_loss", "intra_loss"}
     assert out["inter_i_loss"].item() == pytest.approx(LOG_1P_EXP_M1)
+
+
+def test_info_nce_leaves_excluded_candidates_out_of_the_softmax():
+    q = torch.tensor([[1.0, 0.0]])
+    c = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    # candidate 1 (as relevant as the positive) is excluded: logits [1, 0] remain -> log(1 + e^-1)
+    exclude = torch.tensor([[False, True, False]])
+    assert info_nce(q, c, torch.tensor([0]), 1.0, exclude=exclude).item() == pytest.approx(LOG_1P_EXP_M1)
+    # excluding the positive itself is ignored
+    exclude = torch.tensor([[True, True, False]])
+    assert info_nce(q, c, torch.tensor([0]), 1.0, exclude=exclude).item() == pytest.approx(LOG_1P_EXP_M1)
+
+
+def test_moon_loss_relevant_candidates_are_no_negatives_for_text_queries():
+    queries, c_mm, c_i, c_t, partner = batch_inputs()
+    queries["t->mm"] = (encoded([E0, E0]), torch.tensor([0, 1]))  # both text queries sit on product 0
+    relevant = torch.tensor([[False, True], [True, False]])  # each product is relevant to the other's query
+    out = MoonLoss(no_dsf(), MoEConfig(use_wstar=False))(queries, c_mm, c_i, c_t, partner, torch.zeros(4, 4), 0, 10,
+                                                         query_relevant=relevant)
+    # with the other product out of the softmax, each query's only candidate is its positive: loss 0
+    assert out["inter_t_loss"].item() == pytest.approx(0.0, abs=1e-6)
+    assert out["inter_mm_loss"].item() == pytest.approx(LOG_1P_EXP_M1)  # multimodal queries are not masked

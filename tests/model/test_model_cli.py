@@ -47,10 +47,28 @@ def test_eval_writes_table_and_json_for_baselines(tmp_path, capsys):
 
     run = write_run(tmp_path / "run", product_rows(120))
     out = tmp_path / "eval.json"
-    assert main(["eval", "--data", str(run), "--bow", "--untrained", "tiny", "--out", str(out)]) == 0
+    argv = ["eval", "--data", str(run), "--bow", "--bow-trained", "--bow-epochs", "2", "--untrained", "tiny"]
+    assert main(argv + ["--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "bag-of-words" in printed and "untrained:tiny" in printed
+    assert "bag-of-words (TF-IDF)" in printed and "untrained:tiny" in printed
+    assert "attribute queries (gender, base_colour, article_type)" in printed
     result = json.loads(out.read_text())
-    assert set(result["results"]["untrained:tiny"]) == {"t->mm", "i->mm", "mm->mm", "t->i", "i->t"}
-    assert set(result["results"]["bag-of-words"]) == {"t->mm"}
-    assert result["held_out_products"] == sum(is_held_out(f"p{i:04d}", 0.2) for i in range(120))
+    untrained = result["results"]["untrained:tiny"]
+    assert set(untrained) == {"t->mm", "i->mm", "mm->mm", "t->i", "i->t"}
+    assert set(untrained["t->mm"]) == {"R@1", "R@5", "R@10", "nDCG@10", "queries"}
+    assert set(result["results"]["bag-of-words (TF-IDF)"]) == {"t->mm"}
+    assert set(result["results"]["bag-of-words, trained (title)"]) == {"t->mm"}
+    held_out = [i for i in range(120) if is_held_out(f"p{i:04d}", 0.2)]
+    assert result["held_out_products"] == untrained["i->mm"]["queries"] == len(held_out)
+    # one text query per gender x colour x category among the held-out products
+    assert untrained["t->mm"]["queries"] == len({(i // 24 % 2, i // 4 % 6, i % 4) for i in held_out})
+
+
+@pytest.mark.slow
+def test_eval_of_attribute_queries_without_labels_is_a_usage_error(tmp_path, capsys):
+    from tests.model.shards import product_rows, write_run
+
+    run = write_run(tmp_path / "run", product_rows(60, labels=False))
+    assert main(["eval", "--data", str(run), "--bow"]) == 2
+    assert "--queries title" in capsys.readouterr().err
+    assert main(["eval", "--data", str(run), "--bow", "--queries", "title", "--out", str(tmp_path / "e.json")]) == 0

@@ -40,3 +40,18 @@ def test_overrides_parse_json_values():
     assert parse_override("data.query_ratio=[1,1,1]") == ("data.query_ratio", [1, 1, 1])
     assert parse_override("text.tokenizer=/models/clip") == ("text.tokenizer", "/models/clip")
     assert load_config("tiny", {"data.query_ratio": [1, 1, 1]}).data.query_ratio == (1, 1, 1)
+
+
+def test_query_attributes_take_a_list_of_any_length():
+    cfg = load_config("tiny", {"data.query_attributes": ["gender", "usage", "base_colour", "category_leaf"]})
+    assert cfg.data.query_attributes == ("gender", "usage", "base_colour", "category_leaf")
+    assert from_dict(cfg.to_dict()).data.query_attributes == cfg.data.query_attributes
+
+
+def test_query_protocol_names_are_checked():
+    with pytest.raises(ConfigError, match="train_queries"):
+        load_config("tiny", {"data.train_queries": "logs"})
+    with pytest.raises(ConfigError, match="eval_queries"):
+        load_config("tiny", {"data.eval_queries": "entities"})
+    with pytest.raises(ConfigError, match="query_attributes"):
+        load_config("tiny", {"data.query_attributes": []})
