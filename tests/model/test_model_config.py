@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from model.config import ConfigError, load_config, named_configs, parse_override
+from model.config import ConfigError, from_dict, load_config, named_configs, parse_override
 
 
 def test_named_configs():
