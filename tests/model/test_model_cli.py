@@ -30,6 +30,13 @@ def test_ablation_flags_set_their_config_keys():
     assert (cfg.train.epochs, cfg.data.query_mode, cfg.moe.num_experts) == (3, "ratio", 8)
 
 
+
+def test_train_queries_flag_and_label_columns_from_set():
+    args = parse("train", "--data", "run", "--output", "ck", "--train-queries", "both",
+                 "--set", 'data.query_attributes=["gender", "category_leaf"]')
+    cfg = train_config(args)
+    assert cfg.data.train_queries == "both" and cfg.data.query_attributes == ("gender", "category_leaf")
+
 def test_default_train_config_is_tiny_with_everything_on():
     cfg = train_config(parse("train", "--data", "run", "--output", "ck"))
     assert cfg.name == "tiny" and cfg.moe.use_wstar and cfg.loss.dsf and cfg.data.coaug
