@@ -110,7 +110,7 @@ class DataConfig:
     query_attributes: tuple[str, ...] = ("gender", "base_colour", "article_type")
     # Text queries of training triplets: title (query_text of the product's title), attributes (its labels'
     # query; title where it has no labels), or both (one of the two at random each time).
-    train_queries: str = "title"
+    train_queries: str = "attributes"
     # Text queries of the evaluation: attributes (one per distinct label combination of the held-out products,
     # relevant: every held-out product with those labels) or title (one per product, from its own title).
     eval_queries: str = "attributes"

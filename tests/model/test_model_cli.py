@@ -64,7 +64,7 @@ def test_eval_writes_table_and_json_for_baselines(tmp_path, capsys):
     assert set(untrained) == {"t->mm", "i->mm", "mm->mm", "t->i", "i->t"}
     assert set(untrained["t->mm"]) == {"R@1", "R@5", "R@10", "nDCG@10", "queries"}
     assert set(result["results"]["bag-of-words (TF-IDF)"]) == {"t->mm"}
-    assert set(result["results"]["bag-of-words, trained (title)"]) == {"t->mm"}
+    assert set(result["results"]["bag-of-words, trained (attributes)"]) == {"t->mm"}
     held_out = [i for i in range(120) if is_held_out(f"p{i:04d}", 0.2)]
     assert result["held_out_products"] == untrained["i->mm"]["queries"] == len(held_out)
     # one text query per gender x colour x category among the held-out products
