@@ -3,8 +3,8 @@
 1. `product_records` turns shard rows (the columns of `augment.schema.output_schema()`) into one record per
    product: its raw title and image, the usable enriched title and image variants (co-augmentation), the words
    a title query is made of, its labels (`data.query_attributes`, for shopper-intent queries: model/queries.py),
-   and a category key for negative mining. Pure over a column batch, so the same
-   function runs in a Ray Data `map_batches`, in `moon eval`, and in tests.
+   and a category key for negative mining. Pure over a column batch, so the same function runs in a Ray Data
+   `map_batches`, in `moon eval`, and in tests.
 2. `is_held_out` splits products by a hash of product_id: the same split on every machine and every run.
 3. `pair_batches` arranges a pool of records into batches of same-category pairs: each product's partner is its
    triplet's mined negative (same category, different product), and every other product of the batch is an
@@ -52,7 +52,7 @@ RECORD_SCHEMA = pa.schema(
         pa.field("title", pa.string()),
         pa.field("enriched_title", pa.string()),  # null when absent, rejected, or equal to the title
         pa.field("query_terms", pa.list_(pa.string())),  # entity texts of the title, in title order
-    pa.field("labels", pa.list_(pa.string())),  # normalised labels, one per query attribute (null: missing)
+        pa.field("labels", pa.list_(pa.string())),  # normalised labels, one per query attribute (null: missing)
         pa.field("image", pa.binary()),
         pa.field("variant_images", pa.list_(pa.binary())),  # status-ok variants only
         pa.field("variant_kinds", pa.list_(pa.string())),
