@@ -130,6 +130,7 @@ class BrandRules:
                 best = brand_candidates.recurring_lead(view, self.stop_words) or best
         if best.kind == brand_candidates.NONE:
             return []
+        best = brand_candidates.recurring_prefix(view, best)
         ids = {(c[0], c[1]): c[3] for c in known}
         return [(best.start, best.end, self.label, ids.get((best.start, best.end), ""))]
 
