@@ -110,3 +110,19 @@ def test_lower_case_start_gives_no_brand(small_nlp):
 
 def test_title_tokenizer_splits_comma_before_digit(small_nlp):
     assert [t.text for t in small_nlp.make_doc("Navy,4 M")] == ["Navy", ",", "4", "M"]
+
+
+def test_specific_material_kept_before_generic_one():
+    import spacy
+
+    import ner.components  # noqa: F401
+
+    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": []}).add_patterns([
+        {"label": "MATERIAL", "pattern": "cloth", "id": "cloth"},
+        {"label": "MATERIAL", "pattern": "cotton", "id": "cotton"}])
+    resolver = nlp.add_pipe("moon_entity_resolver", config={"one_per_title": {"MATERIAL": "first"}})
+    resolver.generic = {"MATERIAL": {"cloth"}}
+    assert ents(nlp("cloth face mask , cotton")) == [("cotton", "MATERIAL")]
+    resolver.generic = {}
+    assert ents(nlp("cloth face mask , cotton")) == [("cloth", "MATERIAL")]
