@@ -44,8 +44,9 @@ class EntityResolver:
         self.rank = {label: i for i, label in enumerate(label_priority)}
         self.stops = stops or {}
         for label, which in (one_per_title or {}).items():
-            if which not in ("first", "last", "longest"):
-                raise ValueError(f"one_per_title.{label}: expected first, last or longest, got {which!r}")
+            if which not in ("first", "last", "longest", "phrases_last"):
+                raise ValueError(f"one_per_title.{label}: expected first, last, longest or phrases_last, got "
+                                 f"{which!r}")
         self.one_per_title = dict(one_per_title or {})
         # label -> lower-case words that name the label only generically ("fabric", "cloth"): when one entity of
         # the label is kept per title, a specific one is kept before them
@@ -74,6 +75,8 @@ class EntityResolver:
                 chosen.append(cand)
         chosen.sort()
         for label, which in self.one_per_title.items():
+            if which == "phrases_last":
+                which = "last" if _has_phrases(groups.tokens(doc)) else "first"
             chosen = _keep_one(chosen, label, which, self.generic.get(label), groups.tokens(doc).lows)
         # the extractor reads the chosen tuples; doc.ents are for spaCy users
         data = doc.user_data
@@ -81,6 +84,15 @@ class EntityResolver:
         if not data.get(groups.ENTS_ONLY):
             doc.ents = [Span(doc, s, e, label=label, span_id=ent_id) for s, e, label, ent_id in chosen]
         return doc
+
+
+def _has_phrases(toks) -> bool:
+    """Whether a title is written in phrases ("Lace Up Oxford, Wheatfield Leather, 5 M"; "... - Shop | US") rather
+    than as one keyword list: a comma, a bar or a free-standing dash."""
+    for i, text in enumerate(toks.texts):
+        if text in (",", "|", ";") or (text == "-" and toks.spaces[i] and i > 0 and toks.spaces[i - 1]):
+            return True
+    return False
 
 
 def _keep_one(chosen: list[tuple], label: str, which: str, generic: set[str] | None = None,
