@@ -152,7 +152,8 @@ class CategoryRules:
         # 2. the head of the first phrase
         phrase_end = n
         for j in range(1, n):
-            if lows[j] in _PHRASE_ENDS or (lows[j] == "-" and spaces[j] and j > 0 and spaces[j - 1]):
+            if lows[j] in _PHRASE_ENDS or (lows[j] == "-" and spaces[j] and spaces[j - 1]) or (
+                    lows[j] == "w" and j + 1 < n and lows[j + 1] == "/" and not spaces[j]):
                 phrase_end = j
                 break
         structured = phrase_end < n and lows[phrase_end] not in ("with", "for", "featuring", "including")
