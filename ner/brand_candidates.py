@@ -115,6 +115,9 @@ def brand_position(view: TitleView, lead_skip) -> int:
     after_number = False
     while i < n:
         text = texts[i]
+        if i + 1 < n and f"{view.lows[i]} {view.lows[i + 1]}" in lead_skip:
+            i += 2  # "Free Shipping", "High Quality"
+            continue
         if not has_alpha(text) or view.lows[i] in lead_skip:
             after_number = after_number or any(c.isdigit() for c in text)
             i += 1

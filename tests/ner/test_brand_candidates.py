@@ -98,3 +98,9 @@ def test_brand_cut_to_the_words_the_shop_repeats():
     assert (c.start, c.end) == (0, 1)
     v = view("Ice Maker Co Ice Maker Co Cube")
     assert recurring_prefix(v, Candidate(0, 3, LEAD)) == Candidate(0, 3, LEAD)
+
+
+def test_two_word_lead_noise_is_skipped_only_as_a_pair():
+    skip = {"free shipping", "new"}
+    assert brand_position(view("Free Shipping Seapesca Lure"), skip) == 2
+    assert brand_position(view("Free Knight Backpack"), skip) == 0
