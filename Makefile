@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE = 1
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED = 0
 
-.PHONY: run test setup clean vllm-venv
+.PHONY: run test test-services setup clean vllm-venv airflow airflow-stop
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,22 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/moon run $(ARGS)
 
-test: $(STAMP)
+# Services the external tests use, set up here so that a fresh machine runs the whole suite: the vLLM CPU server's
+# own venv and Debian's Chromium. A failure to set one up only skips its tests (they say why).
+test-services:
+	-@$(MAKE) --no-print-directory vllm-venv
+	-@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	  && echo "installed chromium"; } || echo "chromium could not be installed: browser tests will be skipped"
+
+test: $(STAMP) test-services
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Airflow standalone on 127.0.0.1 with dags/, a local Ray head and the ray_default connection; prints URL and login.
+airflow: $(STAMP)
+	$(PY) -m augment.orchestrate.local_stack start $(AIRFLOW_ARGS)
+
+airflow-stop:
+	$(PY) -m augment.orchestrate.local_stack stop
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

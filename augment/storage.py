@@ -114,11 +114,12 @@ def makedirs(uri: str) -> None:
         Path(uri).mkdir(parents=True, exist_ok=True)
 
 
-def write_atomic(uri: str, data: bytes) -> None:
-    """Write `data` so that readers see either nothing or the whole object."""
+def write_atomic(uri: str, data: bytes, content_type: str | None = None) -> None:
+    """Write `data` so that readers see either nothing or the whole object. `content_type` sets the S3 object's
+    Content-Type (so that a report served from a bucket opens as a page); local files ignore it."""
     if is_s3(uri):
         fs, path = filesystem(uri)
-        with fs.open_output_stream(path) as f:
+        with fs.open_output_stream(path, metadata={"Content-Type": content_type} if content_type else None) as f:
             f.write(data)
         return
     target = Path(uri)

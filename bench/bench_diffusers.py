@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from augment.backends.diffusers_variants import architectures, pipelines  # noqa: E402
 
 EDITS_PER_PRODUCT = 6  # subject + 2 backgrounds + angle + logo + detail
+CLASSIC_BYTES_PER_IMAGE_512 = 19262.5  # bench/results/image_variants-classic-*.json: mean JPEG q90 bytes at 512 px
 INSTRUCTION = (
     "Edit the product image based on the product description and the given image, retaining only the product "
     "mentioned in the description and making it the primary focus."
@@ -103,6 +104,7 @@ def bench_arch(arch: str, args, results: list, write) -> None:
                 "steps": steps,
                 "batch": args.batch,
                 "dtype": args.dtype,
+                "max_sequence_length": args.max_sequence_length if arch == "flux-kontext" else None,
                 "measured": measured,
                 "call_s": call_s,
                 "images_per_s": 1.0 / s_per_image,
@@ -137,7 +139,16 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="default cuda, cpu with --tiny")
     parser.add_argument("--tiny", action="store_true", help="tiny architectures on the CPU: a smoke test of this script")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--results-dir", type=Path,
+                        help="also write one moon.bench/1 file per measured configuration here (read by `moon plan`)")
+    parser.add_argument("--from-raw", type=Path, help="only convert an earlier --out file into --results-dir files")
     args = parser.parse_args()
+    if args.from_raw:
+        raw = json.loads(args.from_raw.read_text())
+        for path in write_bench_results(raw["meta"], raw["results"], args.results_dir or Path("bench/results"),
+                                        f"python3 bench/bench_diffusers.py (recorded in {args.from_raw.name})"):
+            print(path)
+        return
 
     import diffusers
     import torch
@@ -171,6 +182,38 @@ def main() -> None:
     write()
     best = [r for r in results if r["resolution"] == 512 and r["gpu_s_per_product"] < 2.0]
     print("under 2 GPU-s/product at 512 px:", ", ".join(f"{r['arch']} {r['steps']} steps" for r in best) or "none")
+    if args.results_dir and not args.tiny:
+        write_bench_results(meta, results, args.results_dir, "python3 " + " ".join(sys.argv))
+
+
+def write_bench_results(meta: dict, rows: list[dict], folder: Path, command: str) -> list[Path]:
+    """One `moon plan` figure per measured (architecture, resolution, steps): images of the variant set per GPU."""
+    from augment import benchjson
+
+    paths = []
+    for row in rows:
+        if not row["measured"]:
+            continue
+        config = {"pipeline": row["pipeline"], "resolution": row["resolution"], "steps": row["steps"],
+                  "max_batch": row["batch"], "dtype": row["dtype"]}
+        if row.get("max_sequence_length"):
+            config["max_sequence_length"] = row["max_sequence_length"]
+        name = (f"image_variants-diffusers-{row['arch']}-{row['resolution']}px-{row['steps']}steps"
+                + (f"-t5-{row['max_sequence_length']}" if row.get("max_sequence_length") else "")
+                + f"-{benchjson.gpu_family(meta['device'])}.json")
+        benchjson.write_result(
+            folder / name, "image_variants", "diffusers", config,
+            benchjson.Hardware(kind="gpu", name=meta["device"], count=1),
+            items=row["batch"], seconds=row["call_s"], unit="image", command=command,
+            # Random weights make noise, which does not compress like a photo: the size of an encoded image is
+            # taken from the classic backend's 512 px JPEG (q90) variants of real product photos.
+            output={"bytes_per_image": CLASSIC_BYTES_PER_IMAGE_512 * (row["resolution"] / 512) ** 2},
+            notes=f"random weights with the published shapes ({row['parameters'] / 1e9:.2f}B parameters); "
+                  f"one pipeline call of {row['batch']} edits; peak memory {row['peak_memory_gb']:.1f} GiB; "
+                  f"torch {meta['torch']}, diffusers {meta['diffusers']}",
+        )
+        paths.append(folder / name)
+    return paths
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ def add_commands(subparsers) -> None:
                     "pipeline's predictions on gold JSONL files ({id, title, labels: {LABEL: [values]}}).")
     evaluate.add_argument("--gold", required=True, action="append", help="gold JSONL file; repeatable")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON instead of tables")
+    evaluate.add_argument("--part", choices=("all", "tune", "heldout"), default="all",
+                          help="score all rows, or only the tune (70 %%) or held-out (30 %%) part of each file, "
+                               "split by a hash of the row id (see ner/split.py)")
     evaluate.add_argument("--predictions", default=None,
                           help="score this predictions JSONL (from `ner extract`) instead of running the pipeline; "
                                "only with a single --gold")
@@ -69,6 +72,7 @@ def _eval(args) -> int:
     from pathlib import Path
 
     from ner.evaluate import format_table, read_gold, score
+    from ner.split import select
 
     if args.predictions and len(args.gold) != 1:
         print("--predictions needs exactly one --gold", file=sys.stderr)
@@ -76,7 +80,7 @@ def _eval(args) -> int:
     extractor = None
     results = {}
     for gold_path in args.gold:
-        rows = read_gold(gold_path)
+        rows = select(read_gold(gold_path), args.part)
         if args.predictions:
             predictions = _read_predictions(args.predictions, rows)
         else:
@@ -85,7 +89,8 @@ def _eval(args) -> int:
 
                 extractor = ner.load(args.lang, lexicon_files=args.lexicon, config=args.config)
             predictions = extractor.extract([r["title"] for r in rows])
-        results[Path(gold_path).name] = score(rows, predictions)
+        name = Path(gold_path).name + ("" if args.part == "all" else f" [{args.part}]")
+        results[name] = score(rows, predictions)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

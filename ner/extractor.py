@@ -7,6 +7,8 @@ happen) yields no entities and a logged warning, never a lost row.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 from typing import Iterator, Sequence
 
@@ -39,6 +41,11 @@ class EntityExtractor:
         cleaned = [clean_title(t, self.max_chars) for t in titles]
         hints = brand_hints if brand_hints is not None else [None] * len(cleaned)
         out: list[list[dict]] = []
+        with gc_paused():
+            self._extract_batches(cleaned, hints, out)
+        return out
+
+    def _extract_batches(self, cleaned: list[CleanTitle], hints: Sequence[str | None], out: list) -> None:
         for start in range(0, len(cleaned), self.batch_size):
             part = cleaned[start:start + self.batch_size]
             part_hints = hints[start:start + self.batch_size]
@@ -53,14 +60,15 @@ class EntityExtractor:
                         log.exception("NER failed on a title of %d characters; no entities for it",
                                       len(title.original))
                         out.append([])
-        return out
 
     def _run(self, cleaned: list[CleanTitle], hints: Sequence[str | None]) -> Iterator[list[dict]]:
         docs = []
         for title, hint in zip(cleaned, hints):
             doc = self.nlp.make_doc(title.text)
+            data = doc.user_data
+            data[groups.ENTS_ONLY] = True
             if hint and isinstance(hint, str):
-                doc.user_data[groups.HINT_ATTR] = hint
+                data[groups.HINT_ATTR] = hint
             docs.append(doc)
         results = []
         for title, doc in zip(cleaned, self.nlp.pipe(docs, batch_size=self.batch_size)):
@@ -68,16 +76,31 @@ class EntityExtractor:
         return iter(results)
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """The cyclic garbage collector paused while a batch runs. The pipeline makes many small objects and no
+    reference cycles, yet each collection walks every live object (lexicons, vocab, a batch of docs): pausing it
+    saves a fifth of the time. Reference counting still frees memory; collection resumes afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _entities(title: CleanTitle, doc) -> list[dict]:
+    chosen = doc.user_data.get(groups.ENTS)
+    if chosen is None:  # a pipeline without the moon resolver: read doc.ents
+        chosen = [(e.start, e.end, e.label_, e.id_) for e in doc.ents]
+    if not chosen:
+        return []
+    toks = groups.tokens(doc)
+    starts, texts = toks.starts, toks.texts
     ents = []
     original = title.original
-    for ent in doc.ents:
-        start, end = title.span(ent.start_char, ent.end_char)
-        ents.append({
-            "label": ent.label_,
-            "text": original[start:end],
-            "start": start,
-            "end": end,
-            "id": ent.id_ or None,
-        })
+    for s, e, label, ent_id in chosen:
+        start, end = title.span(starts[s], starts[e - 1] + len(texts[e - 1]))
+        ents.append({"label": label, "text": original[start:end], "start": start, "end": end, "id": ent_id or None})
     return ents

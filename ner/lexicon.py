@@ -69,6 +69,16 @@ def read_phrases(path: str | Path) -> list[str]:
     return list(seen)
 
 
+def read_words(path: str | Path) -> set[str]:
+    """Lower-case words of a word list: any number of words per line, `#` comments skipped."""
+    words: set[str] = set()
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.lstrip().startswith("#"):
+                words.update(w.casefold() for w in line.split())
+    return words
+
+
 def _read_jsonl(path: Path) -> Iterator[dict]:
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):

@@ -1,22 +1,31 @@
-"""Build lexicon files from a catalogue's label columns (the Myntra catalogue labels, MIT, for the bundled ones).
+"""Build lexicon files from a catalogue's label columns (the Myntra catalogue labels, MIT, for the bundled ones),
+or from the values of gold files whose licence allows it.
 
-    python -m ner.lexicon_build --catalog catalog_labels.csv.gz --out ner/data/en
+    python -m ner.lexicon_build --catalog catalog_labels.csv.gz --holdout-gold myntra_dev.jsonl --out ner/data/en
+    python -m ner.lexicon_build --gold oamine_train.jsonl --gold extractgpt_ae110k_train.jsonl --out ner/data/en
 
 writes `brands_catalog.jsonl` (brandName), `categories_catalog.jsonl` (articleType), `colors_catalog.jsonl`
 (baseColour) and `materials_catalog.jsonl` (attr_Fabric, attr_Material). Only label VALUES are kept, each once;
 no title is copied. Values that are placeholders ("Other", "test", "NA") or too generic to be an entity of that
 label are dropped (see `_SKIP`). Any catalogue with these columns works, so users can build their own.
+`--holdout-gold`: a gold file made of catalogue products (ids `<source>-<catalogue id>`); the catalogue rows of
+its held-out part (`ner.split`) are left out, so that figures on that part stay honest.
+
+With `--gold`, the BRAND and MATERIAL values of the TUNE part (`ner.split`) of each gold file go to
+`brands_gold.jsonl` and `materials_gold.jsonl`; the held-out part is never read.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import gzip
+import html
 import json
 from collections import Counter
 from pathlib import Path
 
 from ner.lexicon import canonical_id
+from ner.split import is_heldout
 
 # column -> (label, output file)
 COLUMNS = {
@@ -35,10 +44,50 @@ _SKIP = {
 }
 
 
-def read_catalog(path: Path) -> list[dict[str, str]]:
+GOLD_FILES = {"BRAND": "brands_gold.jsonl", "MATERIAL": "materials_gold.jsonl"}
+
+
+def read_catalog(path: Path, holdout_gold: Path | None = None) -> list[dict[str, str]]:
+    """Catalogue rows, without those whose product is in the held-out part of `holdout_gold`."""
+    held: set[str] = set()
+    if holdout_gold:
+        with open(holdout_gold, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    row_id = str(json.loads(line).get("id"))
+                    if is_heldout(row_id):
+                        held.add(row_id.rsplit("-", 1)[-1])
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
+        return [row for row in csv.DictReader(fh) if row.get("id") not in held]
+
+
+def gold_values(paths: list[Path]) -> dict[str, list[dict]]:
+    """Patterns per output file from the BRAND and MATERIAL values of the tune part of gold files."""
+    counts: dict[str, Counter] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if is_heldout(row.get("id")):
+                    continue
+                for label, file in GOLD_FILES.items():
+                    for value in (row.get("labels") or {}).get(label) or ():
+                        value = " ".join(html.unescape(str(value)).split())
+                        if len(value) >= 2 and any(c.isalpha() for c in value):
+                            counts.setdefault(file, Counter())[(label, value)] += 1
+    out: dict[str, list[dict]] = {}
+    for file, counter in counts.items():
+        seen: set[str] = set()
+        patterns = []
+        for (label, value), _ in counter.most_common():
+            if value.casefold() not in seen:
+                seen.add(value.casefold())
+                patterns.append({"label": label, "pattern": value, "id": canonical_id(value)})
+        out[file] = patterns
+    return out
 
 
 def lexicon_values(rows: list[dict[str, str]], min_count: int = 1) -> dict[str, list[dict]]:
@@ -65,12 +114,23 @@ def lexicon_values(rows: list[dict[str, str]], min_count: int = 1) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--catalog", required=True, type=Path, help="CSV (optionally .gz) with label columns")
+    parser.add_argument("--catalog", type=Path, help="CSV (optionally .gz) with label columns")
+    parser.add_argument("--holdout-gold", type=Path, default=None,
+                        help="gold file of catalogue products whose held-out rows are left out")
+    parser.add_argument("--gold", type=Path, action="append", default=[],
+                        help="gold JSONL whose tune-part BRAND / MATERIAL values become lexicons; repeatable")
     parser.add_argument("--out", required=True, type=Path, help="folder for the JSONL lexicons")
-    parser.add_argument("--min-count", type=int, default=1, help="drop values seen fewer times")
+    parser.add_argument("--min-count", type=int, default=1, help="drop catalogue values seen fewer times")
     args = parser.parse_args(argv)
+    if not args.catalog and not args.gold:
+        parser.error("give --catalog and/or --gold")
     args.out.mkdir(parents=True, exist_ok=True)
-    for file, patterns in lexicon_values(read_catalog(args.catalog), args.min_count).items():
+    files: dict[str, list[dict]] = {}
+    if args.catalog:
+        files.update(lexicon_values(read_catalog(args.catalog, args.holdout_gold), args.min_count))
+    if args.gold:
+        files.update(gold_values(args.gold))
+    for file, patterns in files.items():
         with open(args.out / file, "w", encoding="utf-8") as fh:
             for item in sorted(patterns, key=lambda p: (p["label"], p["pattern"].casefold())):
                 fh.write(json.dumps(item, ensure_ascii=False) + "\n")

@@ -1,6 +1,7 @@
 """Shared fixtures: environment for fast, offline, deterministic tests; small real catalogues built in code."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 
@@ -30,6 +31,30 @@ def product_photo(width: int = 96, height: int = 128, colour=(200, 40, 40), fmt:
     return buffer.getvalue()
 
 
+@contextlib.contextmanager
+def moto_s3(*buckets: str):
+    """A real S3 HTTP endpoint (moto's server) on 127.0.0.1 with `buckets`, and the AWS environment pointing at it
+    (test credentials through the standard chain). Yields a boto3 client."""
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    patch = pytest.MonkeyPatch()
+    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
+        patch.setenv(key, value)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    for bucket in buckets:
+        client.create_bucket(Bucket=bucket)
+    try:
+        yield client
+    finally:
+        patch.undo()
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def sample_path() -> str:
     return os.path.abspath(SAMPLE)
@@ -48,3 +73,7 @@ def ray_local():
         init_ray(config)
     yield ray
     ray.shutdown()
+
+
+# Airflow home and Ray head for tests/dags and tests/augment/orchestrate (sets AIRFLOW_HOME before Airflow loads).
+from tests.orchestration_fixtures import airflow_db, ray_client, ray_head  # noqa: E402,F401

@@ -1,11 +1,21 @@
-"""`moon_brand_rules`: which spans of a title are its BRAND, from lexicons, position and casing.
+"""`moon_brand_rules`: which span of a title is its BRAND, from lexicons, position, casing and a learned scorer.
 
 Sellers put the brand first ("SEAPESCA Mini Crankbait ...", "Holy Land Market Unisex Leather Sandals"), after
-marketing noise ("Original New Arrival Authentic Nike Air Max"). This component owns the BRAND label: it takes
-the BRAND candidates of the lexicons (`moon_lexicon`) and of the row's hint (`moon_hint`), decides which stand,
-guesses brands that no lexicon knows, and writes its choice to `moon_brand`; lexicon BRAND spans it did not keep
-are removed from `moon_lexicon`.
+marketing noise ("Original New Arrival Authentic Nike Air Max"), or name it in a shop's own words ("... Tape by
+Scotch MMM600121296 - OnTimeSupplies.com"). This component owns the BRAND label: it takes the BRAND candidates
+of the lexicons (`moon_lexicon`) and of the row's hint (`moon_hint`), decides which one stands, and writes its
+choice to `moon_brand`; lexicon BRAND spans it did not keep are removed from `moon_lexicon`.
 
+With a `scorer` (the bundled config names `en/brand_scorer.json`), one brand per title:
+1. a lexicon brand at the brand position followed by a gender or size word or nothing is the brand;
+2. a web-shop attribution names it (`ner.brand_candidates.attribution`: "by <Brand> <part number>",
+   "- <Brand> | shop");
+3. otherwise the scorer (`ner.brand_model`) picks the best of the candidates of `ner.brand_candidates` (leading
+   words at the brand position, lexicon brands, words after "by", no brand); when it picks no brand, a leading
+   word that comes back later in the title is the brand;
+4. a multi-word brand of which the shop repeats only the first word is cut to it.
+
+Without a scorer the older rule chain runs (`choose`):
 1. The brand position is the first token after leading noise (punctuation, numbers, part numbers and the
    `lead_skip` words: "New", "2018", "Original", "[").
 2. A lexicon brand starting there is the brand. A lexicon brand elsewhere stands only when it cannot be an
@@ -25,6 +35,8 @@ from __future__ import annotations
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from ner import brand_candidates
+from ner.brand_model import RULE_WEIGHTS, BrandScorer, Words
 from ner.components import groups
 from ner.lexicon import read_phrases, resolve_path
 
@@ -50,14 +62,19 @@ def _word_set(path: str) -> set[str]:
         "max_tokens": 3,
         "blocking_labels": ["CATEGORY", "MATERIAL", "COLOR"],
         "guess": True,
+        "scorer": "",
     },
 )
 def make_brand_rules(nlp: Language, name: str, label: str, lead_skip: str, stop_words: str, common_words: str,
-                     audience_words: str, max_tokens: int, blocking_labels: list[str], guess: bool) -> "BrandRules":
-    return BrandRules(label=label, lead_skip=_word_set(lead_skip), stop_words=_word_set(stop_words),
-                      common_words=_word_set(common_words), audience_words=_word_set(audience_words),
-                      max_tokens=max_tokens,
-                      blocking_labels=set(blocking_labels), guess=guess)
+                     audience_words: str, max_tokens: int, blocking_labels: list[str], guess: bool,
+                     scorer: str) -> "BrandRules":
+    rules = BrandRules(label=label, lead_skip=_word_set(lead_skip), stop_words=_word_set(stop_words),
+                       common_words=_word_set(common_words), audience_words=_word_set(audience_words),
+                       max_tokens=max_tokens,
+                       blocking_labels=set(blocking_labels), guess=guess)
+    if scorer:
+        rules.use_scorer(scorer)
+    return rules
 
 
 class BrandRules:
@@ -72,6 +89,15 @@ class BrandRules:
         self.max_tokens = max_tokens
         self.blocking_labels = blocking_labels
         self.guess = guess
+        self.scorer: BrandScorer | None = None
+        self.words = Words(stop_words, audience_words, lead_skip, common_words)
+
+    def use_scorer(self, spec: str) -> None:
+        """Choose brands with a scorer: "rules" (`RULE_WEIGHTS`) or a weights file written by `ner.train`."""
+        if spec == "rules":
+            self.scorer = BrandScorer(dict(RULE_WEIGHTS), self.words)
+        else:
+            self.scorer = BrandScorer.from_file(resolve_path(spec), self.words)
 
     def __call__(self, doc: Doc) -> Doc:
         label = self.label
@@ -79,14 +105,59 @@ class BrandRules:
         known = [c for c in lexicon if c[2] == label]
         if known:
             groups.put(doc, groups.LEXICON, [c for c in lexicon if c[2] != label])
+        hints = groups.get(doc, groups.HINT)
+        if self.scorer is not None:
+            groups.put(doc, groups.BRAND, [] if hints or not self.guess else self.score(doc, lexicon, known))
+            return doc
         blocked = bytearray(len(doc))
         for start, end, other, _ in lexicon:
             if other in self.blocking_labels:
                 blocked[start:end] = b"\x01" * (end - start)
-        groups.put(doc, groups.BRAND, self.choose(doc, groups.get(doc, groups.HINT), known, blocked))
+        groups.put(doc, groups.BRAND, self.choose(doc, hints, known, blocked))
         return doc
 
     # -----------------------------------------------------------------------------------------------------
+    def view(self, doc: Doc, lexicon: list[Candidate], known: list[Candidate]) -> brand_candidates.TitleView:
+        """The token strings and lexicon facts of a title that candidates and features are made of."""
+        blocked: list[str | None] = [None] * len(doc)
+        for start, end, other, _ in lexicon:
+            if other in self.blocking_labels:
+                for i in range(start, end):
+                    if blocked[i] is None:
+                        blocked[i] = other
+        # longest first at each start, in title order
+        spans = sorted({(c[0], c[1]) for c in known}, key=lambda se: (se[0], se[0] - se[1]))
+        return brand_candidates.TitleView.from_tokens(groups.tokens(doc), blocked, spans, self.lead_skip,
+                                                      self.common_words)
+
+    def score(self, doc: Doc, lexicon: list[Candidate], known: list[Candidate]) -> list[Candidate]:
+        view = self.view(doc, lexicon, known)
+        best = self.obvious(view) or brand_candidates.attribution(view, self.stop_words)
+        if best is None:
+            cands = brand_candidates.candidates(view, self.stop_words)
+            best = self.scorer.best(view, cands) if len(cands) > 1 else cands[0]
+            if best.kind == brand_candidates.NONE:
+                best = brand_candidates.recurring_lead(view, self.stop_words) or best
+        if best.kind == brand_candidates.NONE:
+            return []
+        best = brand_candidates.recurring_prefix(view, best)
+        ids = {(c[0], c[1]): c[3] for c in known}
+        return [(best.start, best.end, self.label, ids.get((best.start, best.end), ""))]
+
+    def obvious(self, view: brand_candidates.TitleView) -> brand_candidates.Candidate | None:
+        """A lexicon brand at the brand position followed by a gender or size word or nothing ("Nike Men ..."):
+        the brand without scoring, as in every such training title."""
+        pos = view.position
+        for start, end in view.lex_brands:
+            if start == pos:
+                nxt = view.lows[end] if end < view.n else None
+                if nxt is None or nxt in self.audience_words or nxt in self.stop_words:
+                    return brand_candidates.Candidate(start, end, brand_candidates.LEAD)
+                return None
+            if start > pos:
+                break
+        return None
+
     def choose(self, doc: Doc, hints: list[Candidate], known: list[Candidate], blocked: bytearray) -> list[Candidate]:
         if hints:
             return []  # the row's catalogue brand is in the title; the resolver takes it from moon_hint

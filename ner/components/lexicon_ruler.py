@@ -63,6 +63,9 @@ class LexiconRuler:
         self._triggers: set[str] = set()
         self._untriggered = False
         self.size = 0
+        # label -> lower-case words of its phrases ("file", "folder", "tape", "dispenser" for CATEGORY); other
+        # components read them as the vocabulary of a label
+        self.label_words: dict[str, set[str]] = {}
 
     def add_patterns(self, patterns: Iterable[dict]) -> None:
         """Add entity-ruler style patterns ({"label", "pattern", "id"}); string patterns in both numbers."""
@@ -76,6 +79,7 @@ class LexiconRuler:
             if isinstance(pattern, str):
                 if len(pattern.strip()) >= self.min_phrase_chars:
                     pending.setdefault(key, []).append(pattern)
+                    self.label_words.setdefault(label, set()).update(pattern.lower().split())
             else:
                 self.matcher.add(key, [pattern])
                 trigger = _trigger(pattern)
@@ -92,17 +96,16 @@ class LexiconRuler:
     def __call__(self, doc: Doc) -> Doc:
         keys = self._keys
         found = [(start, end) + keys[match_id] for match_id, start, end in self.phrase_matcher(doc)]
-        if len(self.matcher) and self._may_match(doc.text):
+        if len(self.matcher) and self._may_match(doc):
             found += [(start, end) + keys[match_id] for match_id, start, end in self.matcher(doc)]
         groups.put(doc, groups.LEXICON, found)
         return doc
 
-    def _may_match(self, text: str) -> bool:
+    def _may_match(self, doc: Doc) -> bool:
         """Whether any token pattern can match: skips the Matcher on the many titles without a trigger word."""
         if self._untriggered:
             return True
-        low = text.lower()
-        return any(t in low for t in self._triggers)
+        return not self._triggers.isdisjoint(groups.tokens(doc).lows)
 
 
 def _trigger(pattern: list[dict]) -> set[str] | None:

@@ -29,14 +29,24 @@ def test_every_stage_backend_and_options_in_the_gpu_profile_resolve():
         config.stage_options(cls, section.get("options", {}), f"stages.{stage}.options")
 
 
-def test_the_diffusers_pipeline_class_named_by_the_profile_exists():
+@pytest.mark.parametrize("profile", ["gpu", "gpu-fast"])
+def test_the_diffusers_pipeline_class_named_by_the_profile_exists(profile):
     diffusers = pytest.importorskip("diffusers")
     from augment.backends.diffusers_variants import pipelines
 
-    name = config.load(profile="gpu").stages["image_variants"].options["pipeline"]
+    name = config.load(profile=profile).stages["image_variants"].options["pipeline"]
     assert pipelines.pipeline_class(name) is getattr(diffusers, name)
     for supported in pipelines.SUPPORTED:
         assert hasattr(diffusers, supported)
+
+
+def test_gpu_fast_profile_is_the_gpu_profile_with_instruct_pix2pix():
+    fast = config.load(profile="gpu-fast")
+    gpu = config.load(profile="gpu")
+    assert fast.stages["image_variants"].options["pipeline"] == "StableDiffusionInstructPix2PixPipeline"
+    assert fast.stages["image_variants"].options["steps"] == 20
+    assert {k: v for k, v in fast.stages.items() if k != "image_variants"} == {
+        k: v for k, v in gpu.stages.items() if k != "image_variants"}
 
 
 def test_the_clip_classes_the_filter_loads_exist():

@@ -7,35 +7,22 @@ import pytest
 from augment import config as C
 from augment import manifest, plan as P, runner
 from augment import schema as S
+from tests.conftest import moto_s3
 
 pytestmark = pytest.mark.slow
 BUCKET = "catalogue"
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_REGION": "us-east-1"}
-    patch = pytest.MonkeyPatch()
-    for key, value in env.items():
-        patch.setenv(key, value)
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    # Ray workers take credentials from the standard chain of the environment they start in: restart the local
-    # cluster so that its workers see this endpoint and these test credentials.
-    import ray
+def s3():
+    with moto_s3(BUCKET) as client:
+        # Ray workers take credentials from the standard chain of the environment they start in: restart the
+        # local cluster so that its workers see this endpoint and these test credentials.
+        import ray
 
-    ray.shutdown()
-    yield client
-    ray.shutdown()
-    patch.undo()
-    server.stop()
+        ray.shutdown()
+        yield client
+        ray.shutdown()
 
 
 def test_s3_input_and_output(s3, sample_path, tmp_path):

@@ -32,3 +32,20 @@ def small_nlp():
                                              "stop_words": str(FIXTURES / "stop.txt")})
     nlp.add_pipe("moon_entity_resolver")
     return nlp
+
+
+@pytest.fixture()
+def category_nlp():
+    """Blank English with the title tokenizer, the fixture lexicon, brand rules and the category rules."""
+    import spacy
+
+    import ner.components  # noqa: F401
+
+    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(FIXTURES / "categories.jsonl")]})
+    nlp.add_pipe("moon_brand_rules", config={"lead_skip": str(FIXTURES / "lead.txt"),
+                                             "stop_words": str(FIXTURES / "stop.txt")})
+    nlp.add_pipe("moon_category_rules", config={"stop_modifiers": str(FIXTURES / "modifier_stop.txt")})
+    nlp.add_pipe("moon_entity_resolver", config={
+        "sources": ["moon_hint", "moon_brand", "moon_category", "moon_lexicon", "moon_rules"]})
+    return nlp

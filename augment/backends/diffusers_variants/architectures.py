@@ -153,6 +153,15 @@ def components(name: str, size: str = "tiny", device: str = "cpu", dtype: str = 
         torch.set_default_dtype(previous)
 
 
+def _on_cpu(scheduler_cls, **config):
+    """Schedulers keep numpy state: build them outside the model's device context (a CUDA default device breaks
+    their tensor -> numpy conversions)."""
+    import torch
+
+    with torch.device("cpu"):
+        return scheduler_cls(**config)
+
+
 def _clip_text(shapes: dict):
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -171,7 +180,8 @@ def _flux_kontext(shapes: dict) -> dict[str, Any]:
         "text_encoder_2": T5EncoderModel(T5Config(pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, **shapes["t5"])),
         "tokenizer_2": t5_tokenizer(),
         # FLUX.1's scheduler settings: the timestep shift grows with the image's token count.
-        "scheduler": FlowMatchEulerDiscreteScheduler(
+        "scheduler": _on_cpu(
+            FlowMatchEulerDiscreteScheduler,
             shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
             base_image_seq_len=256, max_image_seq_len=4096,
         ),
@@ -188,8 +198,9 @@ def _instruct_pix2pix(shapes: dict) -> dict[str, Any]:
         "vae": AutoencoderKL(**shapes["vae"]),
         "text_encoder": _clip_text(shapes["clip"]),
         "tokenizer": clip_tokenizer(),
-        "scheduler": EulerAncestralDiscreteScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000
+        "scheduler": _on_cpu(
+            EulerAncestralDiscreteScheduler,
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
         ),
         "safety_checker": None,
         "feature_extractor": None,

@@ -4,6 +4,7 @@ import threading
 import pytest
 
 from augment.mllm.cache import ResponseCache
+from tests.conftest import moto_s3
 
 KEY = "ab" + "0" * 62
 
@@ -62,19 +63,9 @@ def test_concurrent_writers_and_readers_never_see_partial_entries(tmp_path):
 
 
 @pytest.fixture
-def s3_run(monkeypatch):
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
-                        "AWS_ENDPOINT_URL_S3": endpoint}.items():
-        monkeypatch.setenv(name, value)
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="runs")
-    yield "s3://runs/run-1"
-    server.stop()
+def s3_run():
+    with moto_s3("runs"):
+        yield "s3://runs/run-1"
 
 
 def test_cache_on_s3(s3_run):

@@ -1,0 +1,69 @@
+"""`moon report` and `moon plan`: looking at a run after it finished, and sizing one before it starts.
+
+Argument declarations only; the work is in `augment.report` and `augment.capacity`, imported by the handlers.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_commands(subparsers) -> None:
+    report = subparsers.add_parser(
+        "report", help="(re)write a run's HTML report under RUN_DIR/report/",
+        description="Write report/index.html and gallery pages for a run folder (local or s3://).")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="run folder, local or s3://")
+    report.add_argument("--sample", type=int, default=None, help="products in the gallery (default 240)")
+    report.add_argument("--page-size", type=int, default=None, help="products per gallery page (default 24)")
+    report.set_defaults(func=cmd_report)
+
+    plan = subparsers.add_parser(
+        "plan", help="estimate GPU-hours, wall time and output size of a run before launching it",
+        description="Estimate a run from the per-stage throughput figures recorded under bench/results/.")
+    plan.add_argument("--products", type=int, required=True, help="number of products in the catalogue")
+    plan.add_argument("--config", help="YAML run config (default: the local profile)")
+    plan.add_argument("--profile", help="named profile the config starts from")
+    plan.add_argument("--gpus", type=int, default=1, help="GPUs in the cluster (default 1)")
+    plan.add_argument("--gpu-type", default="h100", help="GPU model the figures should come from (default h100)")
+    plan.add_argument("--cpus", type=int, default=None, help="CPU cores for CPU stages (default: 16 per GPU)")
+    plan.add_argument("--utilisation", type=float, default=1.0,
+                      help="share of the measured throughput the cluster sustains, 0-1 (default 1: an ideal lower bound)")
+    plan.add_argument("--image-kb", type=float, default=None,
+                      help="average size of the catalogue's product images in KB (default: as in the measured catalogue)")
+    plan.add_argument("--bench", action="append", metavar="DIR_OR_FILE",
+                      help="bench result JSON file or folder (repeatable; default: the project's bench/results)")
+    plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    plan.set_defaults(func=cmd_plan)
+
+
+def cmd_report(args) -> int:
+    from augment.report import build
+
+    kwargs = {}
+    if args.sample is not None:
+        kwargs["sample_size"] = args.sample
+    if args.page_size is not None:
+        kwargs["page_size"] = args.page_size
+    try:
+        path = build.write_report(args.run_dir, **kwargs)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from augment import capacity
+    from augment import config as C
+
+    try:
+        cfg = C.load(args.config, args.profile, check_stages=False)
+        figures = capacity.load_figures(args.bench)
+        estimate = capacity.estimate(cfg, args.products, figures, gpus=args.gpus, gpu_type=args.gpu_type, cpus=args.cpus,
+                                     utilisation=args.utilisation, image_kb=args.image_kb)
+    except (C.ConfigError, capacity.PlanError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(estimate.to_dict(), indent=2) if args.json else capacity.format_estimate(estimate))
+    return 0

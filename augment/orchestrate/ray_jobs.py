@@ -1,0 +1,134 @@
+"""`RayJobHook`: the Ray Jobs API (`ray.job_submission.JobSubmissionClient`) behind an Airflow connection.
+
+The connection (default id `ray_default`) gives the job server of the Ray head, i.e. its dashboard:
+- host (`127.0.0.1`, `ray-head.ray.svc`, or a full `https://...` address) and port (default 8265);
+  schema `https` for TLS (default `http`);
+- password: the cluster's auth token (Ray token authentication, on by default since Ray 2.5x). It is sent as
+  an `Authorization: Bearer` header and never logged; Airflow masks connection passwords in task logs too.
+  Without one, Ray's own lookup applies (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token);
+- extra (JSON, all optional): `dashboard_url`, the address people open in a browser when it differs from the
+  one Airflow reaches (a proxy or an ingress); `verify` (false, or a CA bundle path) for TLS; `headers`.
+
+Example: AIRFLOW_CONN_RAY_DEFAULT='{"conn_type": "http", "host": "127.0.0.1", "port": 8265, "password": "..."}'.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+DEFAULT_CONN_ID = "ray_default"
+DEFAULT_PORT = 8265
+
+
+@dataclass(frozen=True)
+class RayJobsEndpoint:
+    """Where the job server is and how to authenticate: plain data, so that a trigger can carry it."""
+
+    address: str
+    dashboard_url: str
+    token: str | None = field(default=None, repr=False)  # repr=False: never printed with the endpoint
+    verify: bool | str = True
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def request_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def job_url(self, submission_id: str) -> str:
+        return f"{self.dashboard_url.rstrip('/')}/#/jobs/{submission_id}"
+
+
+def endpoint_from_connection(conn: Any) -> RayJobsEndpoint:
+    """Build the endpoint from an Airflow Connection (host, port, schema, password, extra)."""
+    extra = conn.extra_dejson or {}
+    host = (conn.host or "127.0.0.1").rstrip("/")
+    if "://" in host:
+        address = host if conn.port is None or host.count(":") >= 2 else f"{host}:{conn.port}"
+    else:
+        scheme = conn.schema or "http"
+        address = f"{scheme}://{host}:{conn.port or DEFAULT_PORT}"
+    verify = extra.get("verify", True)
+    return RayJobsEndpoint(
+        address=address,
+        dashboard_url=extra.get("dashboard_url") or address,
+        token=conn.password or None,
+        verify=verify,
+        headers={str(k): str(v) for k, v in (extra.get("headers") or {}).items()},
+    )
+
+
+def make_client(endpoint: RayJobsEndpoint):
+    """A JobSubmissionClient for the endpoint (imports Ray's job client, ~1 s: only call inside tasks)."""
+    from ray.job_submission import JobSubmissionClient
+
+    # Ray reads the token from RAY_AUTH_* only when this process runs in token mode; with a token of our own we
+    # pass the header explicitly and Ray leaves it alone.
+    return JobSubmissionClient(endpoint.address, headers=endpoint.request_headers(), verify=endpoint.verify)
+
+
+class RayJobHook(BaseHook):
+    """Submit, inspect, stop and read the logs of Ray jobs on the cluster named by an Airflow connection."""
+
+    conn_name_attr = "ray_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = "http"
+    hook_name = "Ray Jobs"
+
+    def __init__(self, ray_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ray_conn_id = ray_conn_id
+        self._endpoint: RayJobsEndpoint | None = None
+        self._client = None
+
+    @property
+    def endpoint(self) -> RayJobsEndpoint:
+        if self._endpoint is None:
+            self._endpoint = endpoint_from_connection(self.get_connection(self.ray_conn_id))
+        return self._endpoint
+
+    def get_conn(self):
+        if self._client is None:
+            self._client = make_client(self.endpoint)
+        return self._client
+
+    # -- jobs ---------------------------------------------------------------------------------------------------
+    def submit(self, entrypoint: str, submission_id: str, runtime_env: dict | None = None,
+               metadata: dict[str, str] | None = None, entrypoint_num_cpus: float | None = None,
+               entrypoint_num_gpus: float | None = None) -> str:
+        kwargs: dict[str, Any] = {}
+        if entrypoint_num_cpus is not None:
+            kwargs["entrypoint_num_cpus"] = entrypoint_num_cpus
+        if entrypoint_num_gpus is not None:
+            kwargs["entrypoint_num_gpus"] = entrypoint_num_gpus
+        return self.get_conn().submit_job(
+            entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env or None,
+            metadata={k: str(v) for k, v in (metadata or {}).items()}, **kwargs,
+        )
+
+    def status(self, submission_id: str) -> str | None:
+        """The job's status name (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED), or None if there is no such job."""
+        info = self.info(submission_id)
+        return None if info is None else str(info.status)
+
+    def info(self, submission_id: str):
+        """The job's JobDetails, or None if the cluster has no job with this submission id."""
+        try:
+            return self.get_conn().get_job_info(submission_id)
+        except RuntimeError as exc:
+            if "status code 404" in str(exc) or "does not exist" in str(exc):
+                return None
+            raise
+
+    def stop(self, submission_id: str) -> bool:
+        return bool(self.get_conn().stop_job(submission_id))
+
+    def logs(self, submission_id: str) -> str:
+        return self.get_conn().get_job_logs(submission_id)
+
+    def job_url(self, submission_id: str) -> str:
+        return self.endpoint.job_url(submission_id)
+

@@ -1,0 +1,133 @@
+"""What the report shows, read from a run folder: run facts, a deterministic sample of products, quarantine examples.
+
+Everything here reads through `augment.storage`, so local and s3:// runs are the same. It never loads a whole run:
+the sample reads only the `product_id` column of every shard, then the full rows of the few shards that hold a
+sampled product; quarantine examples stop reading once every reason has its examples. No HTML here.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import heapq
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from augment import manifest, storage
+from augment.util import stable_hash
+
+# Columns of a quarantined row worth showing; images and raw JSON stay out of the report.
+QUARANTINE_COLUMNS = ("product_id", "title", "stage", "reason", "detail", "lineage")
+RAW_PREVIEW_CHARS = 160
+READ_THREADS = 16  # product_id columns read at once
+FULL_READ_THREADS = 4  # whole shards (with images) read at once
+
+
+@dataclasses.dataclass
+class RunFacts:
+    run_uri: str
+    run_info: dict[str, Any]  # _run.json, or {} for a folder without one
+    records: list[manifest.ShardRecord]  # committed shards in catalogue order
+    totals: dict[str, Any]  # manifest.totals over the records
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        """From the run's creation to its last commit (includes any pause between a crash and its resume)."""
+        started = self.run_info.get("created_at")
+        if started is None or not self.records:
+            return None
+        return max(0.0, max(r.committed_at for r in self.records) - float(started))
+
+    @property
+    def products_per_second(self) -> float | None:
+        elapsed = self.elapsed_seconds
+        return self.totals["rows_in"] / elapsed if elapsed else None
+
+
+def load_run(run_uri: str) -> RunFacts:
+    records = sorted(manifest.load(run_uri).values(), key=lambda r: (r.source_uri, r.row_start))
+    if not records:
+        raise FileNotFoundError(f"{run_uri} has no committed shards (no {manifest.MANIFEST} records)")
+    run_file = storage.join(run_uri, manifest.RUN_FILE)
+    run_info = json.loads(storage.read_text(run_file)) if storage.exists(run_file) else {}
+    return RunFacts(run_uri=run_uri, run_info=run_info, records=records, totals=manifest.totals(records))
+
+
+def sample_key(product_id: str) -> str:
+    """The order of the report's sample: a hash of the product id, the same on every machine and rerun."""
+    return stable_hash("report-sample", product_id, length=16)
+
+
+def sample_products(facts: RunFacts, size: int) -> list[dict[str, Any]]:
+    """The `size` products with the smallest sample_key, full rows, in catalogue order (shard, source row)."""
+    if size <= 0:
+        return []
+    chosen: list[tuple[str, str, str]] = []  # max-heap by key via negated ordering: (neg key, id, file)
+    files = manifest.data_files(facts.run_uri, facts.records)
+    # Many small reads (one per shard, on S3 one request each): overlap them.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        id_lists = pool.map(lambda uri: (uri, _read(uri, ["product_id"]).column("product_id").to_pylist()), files)
+        for uri, ids in id_lists:
+            _keep_smallest(chosen, ids, uri, size)
+    by_file: dict[str, set[str]] = {}
+    for _, product_id, uri in chosen:
+        by_file.setdefault(uri, set()).add(product_id)
+
+    def sampled_rows(uri: str) -> list[dict[str, Any]]:
+        table = _read(uri)  # whole shard: a row's images cannot be read apart from its row group
+        return table.filter(pc.is_in(table.column("product_id"), pa.array(sorted(by_file[uri]), pa.string()))).to_pylist()
+
+    rows: list[dict[str, Any]] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=FULL_READ_THREADS) as pool:
+        for part in pool.map(sampled_rows, sorted(by_file)):
+            rows.extend(part)
+    rows.sort(key=lambda r: ((r.get("lineage") or {}).get("source_uri") or "", (r.get("lineage") or {}).get("source_row") or 0))
+    return rows
+
+
+def _keep_smallest(heap: list[tuple[str, str, str]], ids: list[str], uri: str, size: int) -> None:
+    for product_id in ids:
+        entry = (_negate(sample_key(product_id)), product_id, uri)
+        if len(heap) < size:
+            heapq.heappush(heap, entry)
+        elif entry > heap[0]:
+            heapq.heapreplace(heap, entry)
+
+
+def quarantine_examples(facts: RunFacts, per_reason: int = 3) -> list[dict[str, Any]]:
+    """Up to `per_reason` quarantined rows for every reason, in catalogue order, without their images."""
+    wanted = {reason: per_reason for reason in facts.totals["quarantine_reasons"]}
+    found: list[dict[str, Any]] = []
+    for uri in manifest.quarantine_files(facts.run_uri):
+        if not any(wanted.values()):
+            break
+        names = set(_schema(uri).names)
+        table = _read(uri, [c for c in (*QUARANTINE_COLUMNS, "raw") if c in names])
+        for row in table.to_pylist():
+            reason = row.get("reason") or "unknown"
+            if wanted.get(reason, 0) <= 0:
+                continue
+            wanted[reason] -= 1
+            raw = row.pop("raw", None)
+            if not row.get("title") and raw:
+                row["raw_preview"] = raw[:RAW_PREVIEW_CHARS] + ("…" if len(raw) > RAW_PREVIEW_CHARS else "")
+            found.append(row)
+    return found
+
+
+def _read(uri: str, columns: list[str] | None = None) -> pa.Table:
+    fs, path = storage.filesystem(uri)
+    return pq.read_table(path, filesystem=fs, columns=columns)
+
+
+def _schema(uri: str) -> pa.Schema:
+    fs, path = storage.filesystem(uri)
+    return pq.read_schema(path, filesystem=fs)
+
+
+def _negate(key: str) -> str:
+    """Map a hex key so that the heap (a min-heap) keeps the smallest keys: larger original -> smaller mapped."""
+    return "".join("0123456789abcdef"[15 - int(c, 16)] for c in key)

@@ -1,0 +1,158 @@
+"""
+### moon_augment: enrich a product catalogue into training shards, one Ray job per batch of shards
+
+**Trigger** with the form (Trigger DAG ▸ the parameters below). The form's values are checked against their
+JSON schema before the run is created; `plan` then checks what a schema cannot (the config loads, the input
+exists, the output folder belongs to this input and config) before any Ray job starts.
+
+| task | what it does |
+|---|---|
+| `plan` | plans the run (`augment.plan.plan_run`): shards not yet committed, split into batches of *shards per task* |
+| `run_batch` | one mapped task per batch: a Ray job running `moon run ... --shards <batch>`; its log streams into the task log, the **Ray job** button opens it in the Ray dashboard |
+| `validate` | every planned shard is committed, and rows in = rows out + rows quarantined for each |
+| `publish` | emits an event of the Asset `moon_augment_shards` with the run folder in its extra; **Run report** opens `<output>/report/index.html` |
+
+`moon_train` is scheduled on that Asset. Reruns are safe: committed shards are skipped, a failed batch is
+retried (with backoff) under a new Ray job id and overwrites its partial shards, never duplicating them. A
+batch that still fails logs its shard ids; clear that task to rerun just its batch (see docs/operations.md).
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from importlib.util import find_spec
+from pathlib import Path
+
+from airflow.sdk import Param, XComArg, dag, task
+
+from augment.orchestrate.assets import MOON_SHARDS
+from augment.orchestrate.operator import RayJobOperator
+
+# Parse-time constants only: paths, names and numbers. No pyarrow, Ray or torch at this level.
+_PACKAGE = Path(find_spec("augment").origin).parent
+SAMPLE_INPUT = str(_PACKAGE / "sample" / "myntra_sample.parquet")
+PROFILES = sorted(p.stem for p in (_PACKAGE / "profiles").glob("*.yaml")) or ["local"]
+STAGES = ["validate", "ner", "enrich_title", "background_prompts", "image_variants", "filter"]
+RUNS_ROOT = os.environ.get("MOON_RUNS_ROOT", "/tmp/moon-runs")
+GPU_POOL = "moon_gpu"  # one slot per Ray job in flight; created with include_deferred so waiting jobs count
+JOB_TIMEOUT = timedelta(hours=6)
+
+PARAMS = {
+    "input_uri": Param(
+        SAMPLE_INPUT, type="string", minLength=1, title="Input catalogue",
+        description="Parquet, JSONL or CSV file or folder, local or s3://, readable by the Ray cluster "
+                    "(default: the bundled 80-product sample).",
+    ),
+    "output_uri": Param(
+        f"{RUNS_ROOT}/{{run_id}}", type="string", pattern="^(/|s3://)", title="Output run folder",
+        description="Absolute path or s3:// URI of the run folder. {run_id} becomes this DAG run's id; an "
+                    "existing folder of the same input and config is resumed.",
+    ),
+    "profile": Param(PROFILES[0] if "local" not in PROFILES else "local", type="string", enum=PROFILES,
+                     title="Config profile", description="Named profile of augment/profiles."),
+    "config_file": Param(
+        None, type=["null", "string"], title="Config file (optional)",
+        description="YAML config on a path the Ray cluster and the Airflow workers can both read; overrides the profile.",
+    ),
+    "stages": Param(
+        None, type=["null", "array"], items={"type": "string", "enum": STAGES}, uniqueItems=True, examples=STAGES,
+        title="Stages", description="Stages to run (validate always runs). Empty: every stage enabled in the config.",
+    ),
+    "shards_per_task": Param(1, type="integer", minimum=1, maximum=10_000, title="Shards per task",
+                             description="Shards each mapped task (one Ray job) processes."),
+    "limit": Param(None, type=["null", "integer"], minimum=1, title="Row limit (optional)",
+                   description="Process only the first N rows of the input: smoke runs."),
+    "ray_conn_id": Param("ray_default", type="string", minLength=1, title="Ray connection",
+                         description="Airflow connection of the Ray cluster's job server (host, port, token)."),
+    "env_vars": Param({}, type="object", additionalProperties={"type": "string"}, title="Job environment",
+                      description="Extra environment variables of the Ray jobs (no secrets: they show in the UI)."),
+}
+
+DEFAULT_ARGS = {
+    "owner": "moon",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=15),
+}
+
+
+@dag(
+    dag_id="moon_augment",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=4,
+    params=PARAMS,
+    default_args=DEFAULT_ARGS,
+    tags=["moon", "augment", "ray"],
+    doc_md=__doc__,
+)
+def moon_augment():
+    @task(retries=0, doc_md="Plans the run: the shards not yet committed, in batches (its return value, one "
+          "entry per mapped `run_batch`; the run's URI, id and shard ids are the XCom `run`). Fails at once (no "
+          "retry) on a bad form value, config or input.")
+    def plan(params=None, dag_run=None, ti=None) -> list[dict]:
+        from augment.orchestrate import tasks
+
+        planned = tasks.plan(tasks.RunRequest.from_params(dict(params), dag_run.run_id))
+        ti.xcom_push(key="run", value={k: planned[k] for k in ("run_uri", "run_id", "config_hash", "shards")})
+        return planned["jobs"]
+
+    planned = plan()
+    run = XComArg(planned.operator, key="run")
+
+    run_batch = RayJobOperator.partial(
+        task_id="run_batch",
+        ray_conn_id="{{ params.ray_conn_id }}",
+        pool=GPU_POOL,
+        job_timeout=JOB_TIMEOUT,
+        poll_interval=3.0,
+        max_active_tis_per_dagrun=8,
+        on_failure_callback=_log_failed_batch,
+        doc_md="One batch of shards as a Ray job (`moon run --shards ...`). The **Ray job** link opens it in the "
+               "Ray dashboard; the job's log is in this task's log. A retry follows a job still running, or "
+               "replaces a failed one under a new id; committed shards are never redone.",
+    ).expand_kwargs(planned)
+
+    @task(trigger_rule="none_failed", doc_md="Checks that every planned shard is committed and that rows in = "
+          "rows out + rows quarantined for each. Runs when there was nothing left to do too.")
+    def validate(run: dict) -> dict:
+        from augment.orchestrate import tasks
+
+        return tasks.check_run(run["run_uri"], run["shards"])
+
+    @task(outlets=[MOON_SHARDS], doc_md="Emits the `moon_augment_shards` Asset event (extra: run_uri, run_id, "
+          "rows) that schedules moon_train. **Run report** opens the run's HTML report.")
+    def publish(run: dict, totals: dict, outlet_events=None, ti=None) -> str:
+        from augment.orchestrate import tasks
+        from augment.orchestrate.links import REPORT_XCOM_KEY
+
+        run_uri, run_id = run["run_uri"], run["run_id"]
+        ti.xcom_push(key=REPORT_XCOM_KEY, value=tasks.report_url(run_uri))
+        outlet_events[MOON_SHARDS].extra = {
+            "run_uri": run_uri, "run_id": run_id, "shards": totals["shards"], "rows_in": totals["rows_in"],
+            "rows_out": totals["rows_out"], "rows_quarantined": totals["rows_quarantined"],
+            "report": tasks.report_uri(run_uri),
+        }
+        return run_uri
+
+    checked = validate(run)
+    run_batch >> checked
+    published = publish(run, checked)
+    _add_report_link(published.operator)
+
+
+def _log_failed_batch(context) -> None:
+    from augment.orchestrate.tasks import log_failed_batch
+
+    log_failed_batch(context)
+
+
+def _add_report_link(operator) -> None:
+    from augment.orchestrate.links import RunReportLink
+
+    operator.operator_extra_links = (RunReportLink(),)
+
+
+moon_augment()

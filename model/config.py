@@ -1,0 +1,298 @@
+"""Configuration of the bi-encoder, its losses, its training data and its training run.
+
+One dataclass per concern, nested in `MoonConfig`. Named configs live as JSON files in `model/configs/`
+(`tiny`, `base`, `paper`); a config file (JSON or YAML) names a base with `"extends": "tiny"` and overrides any
+key. Unknown keys and wrong types are errors naming the dotted key. This module imports no torch: the CLI parses
+and validates configs before anything heavy is loaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+# The alignment objectives W* routes between, in column order: three inter-product directions (query view ->
+# multimodal candidate) and the intra-product direction (a product's image -> its own title).
+OBJECTIVES = ("t->mm", "i->mm", "mm->mm", "i->t")
+INTER_OBJECTIVES = OBJECTIVES[:3]
+
+# OpenAI CLIP's pixel statistics, shared by open_clip and HF CLIP checkpoints.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, missing or of the wrong type; the message names the dotted key."""
+
+
+@dataclasses.dataclass
+class VisionConfig:
+    """The ViT (open_clip layout): patchify, class token, learned positions, pre-LN blocks."""
+
+    image_size: int = 64
+    patch_size: int = 16
+    width: int = 64
+    layers: int = 2
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    activation: str = "gelu"  # gelu | quick_gelu (OpenAI-trained CLIP weights use quick_gelu)
+    # Average-pool the patch grid to pool_grid x pool_grid tokens before they enter the language encoder
+    # (0: keep every patch). The class token is always kept.
+    pool_grid: int = 0
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    # Local open_clip or HF CLIP directory to initialise the tower from; its dimensions replace the ones above.
+    init_from: str | None = None
+
+
+@dataclasses.dataclass
+class TextConfig:
+    """The language encoder: it reads text tokens, visual tokens, or both in one sequence."""
+
+    vocab_size: int = 4096
+    context_length: int = 32  # text tokens per input; longer titles are truncated
+    width: int = 64
+    layers: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    activation: str = "gelu"
+    causal: bool = False  # True reproduces CLIP's causal text attention (needed to reuse CLIP text weights)
+    # "hash": a word-level feature-hashing tokenizer (no files, any language with word separators);
+    # otherwise a local directory holding a HF tokenizer (tokenizer.json, or files AutoTokenizer reads).
+    tokenizer: str = "hash"
+    init_from: str | None = None
+
+
+@dataclasses.dataclass
+class MoEConfig:
+    """Modality-driven MoE: expert FFNs in the upper language-encoder layers, routed per token."""
+
+    num_experts: int = 4  # Z
+    top_k: int = 2
+    layers: int = 2  # how many of the top language-encoder layers get an MoE FFN (0: dense model)
+    use_wstar: bool = True  # False: the "w/o W*" ablation (fixed, equal objective weights, no sparsity loss)
+
+
+@dataclasses.dataclass
+class LossConfig:
+    """Loss weights and temperatures. Defaults where the paper is silent follow method-notes.md."""
+
+    tau: float = 0.05  # inter-product InfoNCE temperature
+    intra_tau: float = 0.05  # intra-product InfoNCE temperature
+    alpha: float = 0.01  # weight of the load-balancing loss
+    beta: float = 0.05  # weight of the W* sparsity (mean entropy) loss
+    omega_min: float = 0.1  # floor of each objective weight after renormalisation (against collapse)
+    omega_grad: bool = True  # False: objective weights are constants in the loss (stop-gradient variant)
+    dsf: bool = True  # Dynamic Sample Filtering; False: the "w/o DSF" ablation
+    dsf_kappa: float = 10.0
+    dsf_threshold: float = 0.6
+    dsf_margin_start: float = 0.2
+    dsf_margin_end: float = 0.0  # the margin decays on a cosine from start to end over training
+    dsf_warmup: float = 0.03  # fraction of steps before DSF starts weighting
+    dsf_hard: bool = False  # True: triplets below the threshold get weight 0 instead of phi
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """How shard rows become training triplets and evaluation queries."""
+
+    coaug: bool = True  # False: raw titles and images only (the co-augmentation ablation)
+    query_mode: str = "joint"  # joint: every triplet gives t, i and mm queries; ratio: one, drawn by query_ratio
+    query_ratio: tuple[int, int, int] = (12, 3, 2)  # image : text : multimodal (MOON's fixed mix)
+    query_text: str = "entities"  # entities: the title's extracted entities; keywords: a subset of its words
+    keyword_keep: float = 0.5  # share of title words a keyword query keeps (at least two)
+    # How co-augmented views enter a training candidate. concat (the paper's token budget 2L + (n_c+1)V): the
+    # raw title followed by the enriched title, and the raw image plus up to max_variants variants, in one
+    # sequence. sample: one title and one image, each replaced by an enriched title / a variant with
+    # probability 1 - original_view_prob.
+    candidate_views: str = "concat"
+    max_variants: int = 2  # n_c: variants per candidate in concat mode, drawn afresh every epoch
+    original_view_prob: float = 0.5
+    eval_fraction: float = 0.2  # share of products held out for evaluation (by a hash of product_id)
+    negative_pool: int = 256  # products among which same-category negatives are mined
+    cache_records: bool = False  # keep the decoded product records in Ray's object store across epochs
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32  # triplets per worker per step
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.03  # fraction of steps with a linear learning-rate warm-up, then cosine to zero
+    grad_clip: float = 1.0
+    num_workers: int = 1  # Ray Train workers (data parallel)
+    use_gpu: bool = False
+    cpus_per_worker: int = 1
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    seed: int = 0
+    log_every: int = 10  # steps between log lines
+
+
+@dataclasses.dataclass
+class MoonConfig:
+    name: str = "custom"
+    vision: VisionConfig = dataclasses.field(default_factory=VisionConfig)
+    text: TextConfig = dataclasses.field(default_factory=TextConfig)
+    moe: MoEConfig = dataclasses.field(default_factory=MoEConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def validate(self) -> "MoonConfig":
+        v, t, m = self.vision, self.text, self.moe
+        checks = [
+            (v.image_size % v.patch_size == 0, "vision.image_size must be a multiple of vision.patch_size"),
+            (v.width % v.heads == 0, "vision.width must be divisible by vision.heads"),
+            (t.width % t.heads == 0, "text.width must be divisible by text.heads"),
+            (0 <= m.layers <= t.layers, "moe.layers must be between 0 and text.layers"),
+            (1 <= m.top_k <= m.num_experts, "moe.top_k must be between 1 and moe.num_experts"),
+            (v.activation in ACTIVATIONS and t.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}"),
+            (self.data.query_mode in ("joint", "ratio"), "data.query_mode must be joint or ratio"),
+            (self.data.query_text in ("entities", "keywords"), "data.query_text must be entities or keywords"),
+            (self.data.candidate_views in ("concat", "sample"), "data.candidate_views must be concat or sample"),
+            (self.data.max_variants >= 0, "data.max_variants must be >= 0"),
+            (sum(self.data.query_ratio) > 0 and min(self.data.query_ratio) >= 0, "data.query_ratio must be >= 0"),
+            (0 < self.data.eval_fraction < 1, "data.eval_fraction must be in (0, 1)"),
+            (self.train.precision in ("fp32", "bf16"), "train.precision must be fp32 or bf16"),
+            (self.train.batch_size >= 2, "train.batch_size must be at least 2"),
+            (v.pool_grid >= 0 and v.pool_grid <= v.image_size // v.patch_size, "vision.pool_grid too large"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+ACTIVATIONS = ("gelu", "quick_gelu")
+
+
+def named_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> MoonConfig:
+    """A named config (`tiny`) or a JSON/YAML file, with optional dotted-key overrides applied last."""
+    data = _load_raw(name_or_path)
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return from_dict(data)
+
+
+def from_dict(data: dict[str, Any]) -> MoonConfig:
+    return _build(MoonConfig, data, "").validate()
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`moe.layers=0` -> ("moe.layers", 0); values are parsed as JSON where possible, else kept as strings."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not path.suffix and (CONFIG_DIR / f"{name_or_path}.json").exists():
+        path = CONFIG_DIR / f"{name_or_path}.json"
+    if not path.exists():
+        raise ConfigError(f"no config named {name_or_path!r} (named: {', '.join(named_configs())}) and no such file")
+    if str(path) in seen:
+        raise ConfigError(f"config {path} extends itself")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} is not a mapping")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    merged = _load_raw(base, seen + (str(path),))
+    _deep_update(merged, data)
+    if "name" not in data:
+        merged["name"] = path.stem
+    return merged
+
+
+def _deep_update(target: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(fields))})")
+    values = {}
+    for name, value in data.items():
+        values[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _coerce(kind: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, key + ".")
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, key) for a, v in zip(args, value))
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {kind}")  # pragma: no cover - guards new field types

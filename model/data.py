@@ -1,0 +1,300 @@
+"""Committed shards -> product records -> training triplets and evaluation inputs.
+
+1. `product_records` turns shard rows (the columns of `augment.schema.output_schema()`) into one record per
+   product: its raw title and image, the usable enriched title and image variants (co-augmentation), the words
+   a shopper's query is made of, and a category key for negative mining. Pure over a column batch, so the same
+   function runs in a Ray Data `map_batches`, in `moon eval`, and in tests.
+2. `is_held_out` splits products by a hash of product_id: the same split on every machine and every run.
+3. `pair_batches` arranges a pool of records into batches of same-category pairs: each product's partner is its
+   triplet's mined negative (same category, different product), and every other product of the batch is an
+   in-batch negative.
+4. `collate` draws each product's views and tokenises/decodes them into a `TrainBatch`:
+   - query (never co-augmented, as in the paper): text = `query_text` of the title; image = `query_view` of the
+     raw image (a re-framed second photo); multimodal = both;
+   - candidate: title and image; with co-augmentation (`data.candidate_views`), either `concat` (default, the
+     paper's token budget): the raw title followed by the enriched title, and the raw image plus up to
+     `max_variants` variants (status ok) in one sequence; or `sample`: the title / the image replaced by the
+     enriched title / a variant with probability 1 - `original_view_prob` each.
+This module must not import Ray; image decoding and tokenising happen here, model code does not.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections import defaultdict
+from typing import Any, Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import torch
+
+from model import images as image_ops
+from model.batch import TrainBatch
+from model.config import INTER_OBJECTIVES, MoonConfig
+from model.tokenizer import words
+
+log = logging.getLogger(__name__)
+
+# The shard columns the model reads; absent optional columns are read as nulls.
+SHARD_COLUMNS = (
+    "product_id", "title", "image", "image_uri", "category_path", "category", "entities",
+    "enriched_title", "enrichment", "variants",
+)
+
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("product_id", pa.string()),
+        pa.field("category", pa.string()),  # category key for mined negatives; "" when unknown
+        pa.field("title", pa.string()),
+        pa.field("enriched_title", pa.string()),  # null when absent, rejected, or equal to the title
+        pa.field("query_terms", pa.list_(pa.string())),  # entity texts of the title, in title order
+        pa.field("image", pa.binary()),
+        pa.field("variant_images", pa.list_(pa.binary())),  # status-ok variants only
+        pa.field("variant_kinds", pa.list_(pa.string())),
+    ]
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. Shard rows -> product records
+# ---------------------------------------------------------------------------------------------------------
+def product_records(columns: dict[str, list], read_uri=None) -> list[dict[str, Any]]:
+    """One record per shard row that has an image. `read_uri(uri) -> bytes` resolves image_uri / variant uri
+    (default: augment.storage.read_bytes). Rows without a readable image are skipped and logged."""
+    if read_uri is None:
+        from augment.storage import read_bytes as read_uri
+    count = len(columns["product_id"])
+    get = lambda name, i: columns[name][i] if name in columns else None  # noqa: E731
+    records, skipped = [], []
+    for i in range(count):
+        image = get("image", i) or _read(read_uri, get("image_uri", i))
+        if not image:
+            skipped.append(get("product_id", i))
+            continue
+        title = get("title", i) or ""
+        enriched = get("enriched_title", i)
+        enrichment = get("enrichment", i) or {}
+        usable = enriched and enrichment.get("status", "ok") == "ok" and enriched.strip() != title.strip()
+        variants = [v for v in (get("variants", i) or []) if v and v.get("status") == "ok"]
+        variant_images, variant_kinds = [], []
+        for v in variants:
+            data = v.get("image") or _read(read_uri, v.get("uri"))
+            if data:
+                variant_images.append(data)
+                variant_kinds.append(v.get("kind") or "")
+        entities = sorted(get("entities", i) or [], key=lambda e: (e.get("start") or 0))
+        records.append(
+            {
+                "product_id": str(get("product_id", i)),
+                "category": category_key(get("category_path", i), get("category", i)),
+                "title": title,
+                "enriched_title": enriched if usable else None,
+                "query_terms": _dedupe([e["text"] for e in entities if e.get("text")]),
+                "image": image,
+                "variant_images": variant_images,
+                "variant_kinds": variant_kinds,
+            }
+        )
+    if skipped:
+        log.warning("skipped %d products without a readable image: %s", len(skipped), skipped[:5])
+    return records
+
+
+def records_table(records: Sequence[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(list(records), schema=RECORD_SCHEMA)
+
+
+def category_key(category_path: str | None, category: Sequence[str] | None) -> str:
+    if category_path and category_path.strip():
+        return " > ".join(part.strip().lower() for part in category_path.split(">"))
+    if category:
+        return str(category[0]).strip().lower()
+    return ""
+
+
+def _read(read_uri, uri: str | None) -> bytes | None:
+    if not uri:
+        return None
+    try:
+        return read_uri(uri)
+    except OSError as exc:
+        log.warning("cannot read %s: %s", uri, exc)
+        return None
+
+
+def _dedupe(items: Iterable[str]) -> list[str]:
+    seen, out = set(), []
+    for item in items:
+        if item.lower() not in seen:
+            seen.add(item.lower())
+            out.append(item)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. The held-out split
+# ---------------------------------------------------------------------------------------------------------
+def is_held_out(product_id: str, fraction: float) -> bool:
+    """True for the products of the evaluation split: sha256(product_id) read as a number in [0, 1)."""
+    digest = hashlib.sha256(str(product_id).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Query construction
+# ---------------------------------------------------------------------------------------------------------
+def query_text(title: str, terms: Sequence[str], mode: str, keep: float, rng: random.Random) -> str:
+    """A shopper-style text query for a product.
+
+    entities: the title's extracted entities (brand, category, colour, material...) in title order; a title
+    with fewer than two entity words falls back to keywords. keywords: a random `keep` share of the title's
+    words (at least two), in title order.
+    """
+    if mode == "entities" and sum(len(words(t)) for t in terms) >= 2:
+        return " ".join(terms)
+    tokens = words(title)
+    if len(tokens) <= 2:
+        return " ".join(tokens)
+    count = max(2, round(keep * len(tokens)))
+    kept = sorted(rng.sample(range(len(tokens)), count))
+    return " ".join(tokens[i] for i in kept)
+
+
+def product_rng(product_id: str, salt: str) -> random.Random:
+    """A generator fixed by product and purpose: evaluation queries are the same on every run."""
+    return random.Random(hashlib.sha256(f"{salt}:{product_id}".encode()).hexdigest())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. Batches of same-category pairs
+# ---------------------------------------------------------------------------------------------------------
+def pair_batches(
+    records: Sequence[dict[str, Any]], batch_size: int, rng: random.Random
+) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
+    """Yield (batch records, partner index) with batch_size // 2 pairs per batch (fewer in the last one).
+
+    Products are paired inside their category; the odd ones out inside their top-level category; the rest at
+    random. A pool with fewer than two records yields nothing.
+    """
+    pairs = _pairs(list(records), rng)
+    rng.shuffle(pairs)
+    per_batch = max(1, batch_size // 2)
+    for start in range(0, len(pairs), per_batch):
+        chunk = pairs[start : start + per_batch]
+        batch, partner = [], []
+        for a, b in chunk:
+            base = len(batch)
+            batch += [a, b]
+            partner += [base + 1, base]
+        yield batch, partner
+
+
+def _pairs(records: list[dict[str, Any]], rng: random.Random) -> list[tuple[dict, dict]]:
+    pairs: list[tuple[dict, dict]] = []
+    singles = records
+    levels = (lambda r: r["category"], lambda r: r["category"].split(" > ")[0], lambda r: "")
+    for level in levels:
+        groups: dict[str, list[dict]] = defaultdict(list)
+        for record in singles:
+            groups[level(record)].append(record)
+        singles = []
+        for key in sorted(groups):
+            group = groups[key]
+            rng.shuffle(group)
+            pairs += [(group[i], group[i + 1]) for i in range(0, len(group) - 1, 2)]
+            if len(group) % 2:
+                singles.append(group[-1])
+    return pairs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4. Views -> tensors
+# ---------------------------------------------------------------------------------------------------------
+CANDIDATE_VIEWS = {"c_mm": ("candidate", "candidate"), "c_i": ("candidate", None), "c_t": (None, "candidate")}
+
+
+def collate(
+    records: Sequence[dict[str, Any]], partner: Sequence[int], cfg: MoonConfig, tokenizer, rng: random.Random
+) -> TrainBatch:
+    data, size = cfg.data, cfg.vision.image_size
+    mean, std = cfg.vision.mean, cfg.vision.std
+    # 1. Candidate views: raw; with co-augmentation, the enriched title and variants joined to the raw ones
+    #    (concat) or standing in for them (sample).
+    cand_texts, cand_images = [], []
+    for r in records:
+        texts_of, images_of = candidate_inputs(r, data, rng)
+        cand_texts.append(" ".join(texts_of))
+        cand_images.append([image_ops.candidate_view(image_ops.decode(im), size) for im in images_of])
+    texts = {"candidate": tokenizer(cand_texts)}
+    image_masks = {}
+    if max(len(ims) for ims in cand_images) == 1:
+        images = {"candidate": image_ops.to_tensor([ims[0] for ims in cand_images], mean, std)}
+    else:
+        pixels, image_masks["candidate"] = _image_sets(cand_images, mean, std)
+        images = {"candidate": pixels}
+    views = dict(CANDIDATE_VIEWS)
+
+    # 2. Query views: every triplet gives all three (joint), or one drawn by the image:text:mm ratio.
+    if data.query_mode == "joint":
+        modality = {name: list(range(len(records))) for name in INTER_OBJECTIVES}
+    else:
+        modality = {name: [] for name in INTER_OBJECTIVES}
+        ratio = data.query_ratio  # image : text : multimodal
+        for b in range(len(records)):
+            name = rng.choices(("i->mm", "t->mm", "mm->mm"), weights=(ratio[0], ratio[1], ratio[2]))[0]
+            modality[name].append(b)
+    for name, rows in modality.items():
+        if not rows:
+            continue
+        key = "query" if data.query_mode == "joint" else f"query_{name.split('->')[0]}"
+        if name in ("t->mm", "mm->mm") and key not in texts:
+            texts[key] = tokenizer(
+                [query_text(records[b]["title"], records[b]["query_terms"], data.query_text, data.keyword_keep, rng)
+                 for b in rows]
+            )
+        if name in ("i->mm", "mm->mm") and key not in images:
+            images[key] = image_ops.to_tensor(
+                [image_ops.query_view(image_ops.decode(records[b]["image"]), size, rng) for b in rows], mean, std
+            )
+        views[name] = {
+            "t->mm": (None, key), "i->mm": (key, None), "mm->mm": (key, key)
+        }[name]
+    query_index = {name: torch.tensor(rows, dtype=torch.long) for name, rows in modality.items() if rows}
+    views = {k: v for k, v in views.items() if k in CANDIDATE_VIEWS or k in query_index}
+    return TrainBatch(
+        images=images,
+        texts=texts,
+        views=views,
+        query_index=query_index,
+        partner=torch.tensor(partner, dtype=torch.long),
+        product_ids=[r["product_id"] for r in records],
+        image_masks=image_masks,
+    )
+
+
+def candidate_inputs(record: dict[str, Any], data, rng: random.Random) -> tuple[list[str], list[bytes]]:
+    """The titles and images (encoded) a training candidate is made of this time."""
+    title, image = record["title"], record["image"]
+    enriched, variants = record.get("enriched_title"), record.get("variant_images") or []
+    if not data.coaug:
+        return [title], [image]
+    if data.candidate_views == "concat":
+        chosen = rng.sample(variants, min(data.max_variants, len(variants)))
+        return [title] + ([enriched] if enriched else []), [image] + chosen
+    if enriched and rng.random() >= data.original_view_prob:
+        title = enriched
+    if variants and rng.random() >= data.original_view_prob:
+        image = rng.choice(variants)
+    return [title], [image]
+
+
+def _image_sets(sets: list[list], mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-product lists of PIL images -> [B, N, 3, S, S] (zero padded) and a [B, N] mask of real images."""
+    count = max(len(s) for s in sets)
+    flat = image_ops.to_tensor([im for s in sets for im in s], mean, std)  # [R, 3, S, S]
+    pixels = flat.new_zeros(len(sets), count, *flat.shape[1:])
+    mask = torch.zeros(len(sets), count, dtype=torch.bool)
+    for b, s in enumerate(sets):
+        mask[b, : len(s)] = True
+    pixels[mask] = flat
+    return pixels, mask

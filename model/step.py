@@ -1,0 +1,55 @@
+"""One optimisation step of the bi-encoder: the learning-rate schedule, the optimizer, forward and backward.
+
+Pure torch (no Ray, no pyarrow, no image decoding), so the Ray Train loop, tests and the GPU benchmark share it.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from model.batch import TrainBatch
+from model.config import MoonConfig
+from model.losses import MoonLoss, total_loss
+
+
+def lr_factor(step: int, total_steps: int, warmup: float) -> float:
+    """Linear warm-up over the first `warmup` share of steps, then cosine decay to zero."""
+    warmup_steps = max(1, int(warmup * total_steps))
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: MoonConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on norms, biases, W* and the type embedding (1-D parameters)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.train.lr, betas=(0.9, 0.999),
+    )
+
+
+def compute_losses(model, loss_fn: MoonLoss, batch: TrainBatch, step: int, total_steps: int) -> dict[str, torch.Tensor]:
+    views, wstar = model(batch.images, batch.texts, batch.views, batch.image_masks)
+    queries = {name: (views[name], index) for name, index in batch.query_index.items()}
+    return loss_fn(queries, views["c_mm"], views["c_i"], views["c_t"], batch.partner, wstar, step, total_steps)
+
+
+def train_step(model, loss_fn: MoonLoss, batch: TrainBatch, optimizer, scheduler, step: int, total_steps: int, cfg: MoonConfig) -> dict:
+    """Forward every view, backward the summed `*_loss` terms, clip, step. Returns float metrics."""
+    use_bf16 = cfg.train.precision == "bf16"
+    device_type = batch.partner.device.type
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
+        losses = compute_losses(model, loss_fn, batch, step, total_steps)
+    loss = total_loss(losses)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    metrics = {key: float(value.detach()) for key, value in losses.items()}
+    metrics.update(loss=loss.item(), grad_norm=grad_norm.item(), lr=optimizer.param_groups[0]["lr"])
+    return metrics

@@ -1,0 +1,294 @@
+"""Training: one optimisation step (pure torch), the per-worker loop, and the Ray Train driver.
+
+    shards (manifest) -> Ray Data: read_parquet -> product records (train split) -> TorchTrainer workers
+    worker: pools of products -> same-category pairs -> views (collate) -> model -> MoonLoss -> AdamW
+    each epoch: rank 0 saves model.safetensors + config.json + train_state.pt, reported to Ray Train as the
+    checkpoint `epoch-NNNN` under the output directory, with the epoch's mean metrics.
+
+Resuming: Ray Train restores a run from its storage folder (the output directory), and the worker continues
+from `ray.train.get_checkpoint()`: weights, optimizer, scheduler, epoch and step. Ray is imported only inside
+the functions that need it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from model.checkpoint import (
+    MODEL_FILE, build_model, epoch_dir_name, latest_checkpoint, load_train_state, save_checkpoint,
+)
+from model.config import MoonConfig, from_dict
+from model.data import (
+    SHARD_COLUMNS, collate, is_held_out, pair_batches, product_records, records_table,
+)
+from model.losses import MoonLoss
+from model.step import lr_factor, make_optimizer, train_step
+from model.tokenizer import build_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batches on a worker
+# ---------------------------------------------------------------------------------------------------------
+def epoch_batches(pools: Iterator[list[dict]], cfg: MoonConfig, tokenizer, rng: random.Random):
+    """Collated batches from pools of product records. Products a pool cannot fill a full batch with move on
+    to the next pool; the epoch's last partial batch is kept if it has at least two pairs."""
+    size = 2 * (cfg.train.batch_size // 2)
+    carry: list[dict] = []
+    for pool in pools:
+        records = carry + pool
+        carry = []
+        used: set[int] = set()
+        for batch, partner in pair_batches(records, size, rng):
+            used.update(id(r) for r in batch)
+            if len(batch) == size:
+                yield collate(batch, partner, cfg, tokenizer, rng)
+            else:
+                carry += batch
+        carry += [r for r in records if id(r) not in used]  # the odd one out of the pairing
+    for batch, partner in pair_batches(carry, size, rng):
+        if len(batch) >= 4:
+            yield collate(batch, partner, cfg, tokenizer, rng)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker function. config: {"moon": MoonConfig dict, "steps_per_epoch": int,
+    "resume_from": checkpoint path or None}."""
+    import ray.train
+    import ray.train.torch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    cfg = from_dict(config["moon"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    steps_per_epoch = config["steps_per_epoch"]
+    total_steps = steps_per_epoch * cfg.train.epochs
+
+    # 1. Model, optimizer, schedule; restored from the last checkpoint when resuming.
+    model, cfg = build_model(cfg, seed=cfg.train.seed)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, cfg.train.warmup)
+    )
+    start_epoch, step = 0, 0
+    checkpoint = ray.train.get_checkpoint()
+    resume_dir = config.get("resume_from")
+    if checkpoint is not None or resume_dir:
+        from safetensors.torch import load_file
+
+        with (checkpoint.as_directory() if checkpoint is not None else _nullcontext(resume_dir)) as directory:
+            model.load_state_dict(load_file(str(Path(directory) / MODEL_FILE)))
+            state = load_train_state(directory)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, step = state["epoch"], state["step"]
+        log.info("resumed from epoch %d, step %d", start_epoch, step)
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+    optimizer_to(optimizer, device)
+    loss_fn = MoonLoss(cfg.loss, cfg.moe)
+    tokenizer = build_tokenizer(cfg.text)
+    shard = ray.train.get_dataset_shard("train")
+    pool = max(cfg.data.negative_pool, cfg.train.batch_size)
+
+    # 2. Epochs: a fixed number of steps on every worker, so that DDP's collectives stay in step.
+    for epoch in range(start_epoch, cfg.train.epochs):
+        model.train()
+        rng = random.Random(f"{cfg.train.seed}:{epoch}:{rank}")
+        sums: dict[str, float] = defaultdict(float)
+        started = time.time()
+        batches = _cycle(lambda: epoch_batches(_pools(shard, pool, cfg.train.seed + epoch), cfg, tokenizer, rng))
+        for _ in range(steps_per_epoch):
+            batch = next(batches).to(device)
+            metrics = train_step(model, loss_fn, batch, optimizer, scheduler, step, total_steps, cfg)
+            for key, value in metrics.items():
+                sums[key] += value
+            step += 1
+            if rank == 0 and step % cfg.train.log_every == 0:
+                log.info("epoch %d step %d/%d loss %.4f", epoch + 1, step, total_steps, metrics["loss"])
+        seconds = time.time() - started
+        epoch_metrics = {key: value / steps_per_epoch for key, value in sums.items()}
+        epoch_metrics.update(
+            epoch=epoch + 1, step=step, seconds=seconds,
+            samples_per_second=steps_per_epoch * cfg.train.batch_size * world / max(seconds, 1e-9),
+        )
+
+        # 3. Checkpoint (rank 0 writes, every rank reports: report is a barrier).
+        core = model.module if hasattr(model, "module") else model
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "epoch": epoch + 1, "step": step}
+                save_checkpoint(tmp, core, cfg, state)
+                (Path(tmp) / "metrics.json").write_text(json.dumps(epoch_metrics, indent=2, sort_keys=True))
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+                log.info("epoch %d done in %.1fs: %s", epoch + 1, seconds, _summary(epoch_metrics))
+            ray.train.report(epoch_metrics, checkpoint=ckpt, checkpoint_dir_name=epoch_dir_name(epoch + 1))
+
+
+def optimizer_to(optimizer: torch.optim.Optimizer, device) -> None:
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                state[key] = value.to(device)
+
+
+def _pools(shard, pool: int, seed: int) -> Iterator[list[dict]]:
+    for table in shard.iter_batches(
+        batch_size=pool, batch_format="pyarrow", local_shuffle_buffer_size=2 * pool, local_shuffle_seed=seed
+    ):
+        yield table.to_pylist()
+
+
+def _cycle(make):
+    """Batches forever: a worker whose shard ran out starts it again rather than stall the others."""
+    while True:
+        empty = True
+        for item in make():
+            empty = False
+            yield item
+        if empty:
+            raise RuntimeError("this worker's data shard yields no batch: too few products for the batch size")
+
+
+class _nullcontext:
+    def __init__(self, value):
+        self.value = value
+
+    def __enter__(self):
+        return self.value
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _summary(metrics: dict[str, float]) -> str:
+    keys = ["loss"] + sorted(k for k in metrics if k.endswith("_loss") or k.startswith("omega_"))
+    return " ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------------------------------------
+class ToRecords:
+    """Ray Data map_batches callable: shard rows -> product records of the training split."""
+
+    def __init__(self, eval_fraction: float):
+        self.eval_fraction = eval_fraction
+
+    def __call__(self, table):
+        columns = table.to_pydict()
+        keep = [i for i, pid in enumerate(columns["product_id"]) if not is_held_out(pid, self.eval_fraction)]
+        columns = {name: [values[i] for i in keep] for name, values in columns.items()}
+        return records_table(product_records(columns))
+
+
+def training_dataset(files: list[str], cfg: MoonConfig):
+    import pyarrow.parquet as pq
+    import ray.data
+
+    from augment import storage
+
+    fs, path = storage.filesystem(files[0])
+    present = set(pq.read_schema(path, filesystem=fs).names)
+    columns = [c for c in SHARD_COLUMNS if c in present]
+    ds = ray.data.read_parquet(files).select_columns(columns)
+    ds = ds.map_batches(ToRecords(cfg.data.eval_fraction), batch_format="pyarrow", batch_size=64)
+    # Small catalogues: decode the shards once and keep the records in the object store, instead of reading
+    # them again every epoch.
+    return ds.materialize() if cfg.data.cache_records else ds
+
+
+def count_training_products(files: list[str], cfg: MoonConfig) -> int:
+    import pyarrow.parquet as pq
+
+    from augment import storage
+
+    total = 0
+    for file in files:
+        fs, path = storage.filesystem(file)
+        ids = pq.read_table(path, columns=["product_id"], filesystem=fs).column("product_id").to_pylist()
+        total += sum(not is_held_out(pid, cfg.data.eval_fraction) for pid in ids)
+    return total
+
+
+def init_ray(address: str | None) -> None:
+    """Connect to `address` (or $RAY_ADDRESS); else start a private local Ray whose workers can import this
+    package from a checkout. Never attaches to some other local instance that happens to be running."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": path, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    ray.init(address="local", include_dashboard=False, log_to_driver=True, runtime_env={"env_vars": env})
+
+
+def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = False,
+          ray_address: str | None = None) -> dict[str, Any]:
+    """Train on a run folder's committed shards; returns the last epoch's metrics and the checkpoint path."""
+    import ray
+    import ray.data
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from augment import manifest
+
+    output_dir = Path(output_dir).resolve()
+    existing = latest_checkpoint(output_dir)
+    if existing is not None and not resume:
+        raise FileExistsError(f"{output_dir} already holds {existing.name}: pass --resume, or another --output")
+    files = manifest.data_files(run_uri)
+    if not files:
+        raise FileNotFoundError(f"{run_uri}: no committed shards in its manifest")
+    products = count_training_products(files, cfg)
+    world = cfg.train.num_workers
+    per_step = 2 * (cfg.train.batch_size // 2) * world
+    if products < per_step:
+        raise ValueError(f"{products} training products, fewer than one step's {per_step}: lower train.batch_size")
+    steps_per_epoch = products // per_step
+    log.info("%d shards, %d training products, %d steps per epoch", len(files), products, steps_per_epoch)
+
+    init_ray(ray_address)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "moon": cfg.to_dict(),
+            "steps_per_epoch": steps_per_epoch,
+            "resume_from": str(existing) if (resume and existing) else None,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=world, use_gpu=cfg.train.use_gpu, resources_per_worker={"CPU": cfg.train.cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=output_dir.name, storage_path=str(output_dir.parent),
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
+        ),
+        datasets={"train": training_dataset(files, cfg)},
+    )
+    result = trainer.fit()
+    history = [metrics for _, metrics in sorted(
+        result.best_checkpoints, key=lambda item: item[1].get("epoch", 0))]
+    with open(output_dir / "metrics.jsonl", "w") as f:
+        for metrics in history:
+            f.write(json.dumps(metrics, sort_keys=True) + "\n")
+    last = latest_checkpoint(output_dir)
+    return {"checkpoint": str(last) if last else None, "metrics": result.metrics, "epochs": len(history)}

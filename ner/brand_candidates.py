@@ -1,0 +1,288 @@
+"""The spans of a title that could be its BRAND, and what a scorer needs to know about each.
+
+Pure Python on token strings (no spaCy objects), so the learned brand scorer (`ner.brand_model`), its trainer
+(`ner.train`) and the brand component share one definition of "candidate":
+
+- `lead`: the words at the brand position (the first word after leading noise: punctuation, numbers, product
+  codes, "New", "2018", "Original"), one candidate per length, 1 to `max_words` words. The run stops at marks
+  that never sit inside a brand (, | ( ) : ; / and a free-standing dash), at numbers and product codes; marks
+  glued on both sides stay inside ("Dr. Scholl's", "Oral-B", "AT-A-GLANCE"), and so does a glued possessive
+  ("Trader Joe's").
+- `lex`: every lexicon brand in the title (also at the brand position, where it may be longer than the run).
+- `by`: the capitalised words after "by" / "from" / "Brand:" ("... Clear Tape by Scotch MMM600121296").
+- `none`: the title has no brand.
+
+A candidate is (start, end, kind); `end` is exclusive, in tokens.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# Marks that end a brand wherever they stand.
+HARD_STOPS = frozenset({",", "|", "(", ")", "[", "]", "{", "}", ":", ";", "/", "\\", '"', "*", "~", "=", "<", ">",
+                        "#", "@", "!", "?", "…"})
+# Marks that stay inside a brand when glued on both sides ("Dr. Scholl's", "Oral-B", "M&M").
+INNER_MARKS = frozenset({"-", ".", "'", "&", "+", "®", "™", "°"})
+# Words that join two capitalised parts of one brand ("Gentle Souls by Kenneth Cole", "Garden of Life").
+JOINERS = frozenset({"&", "and", "of", "by", "de", "la", "du", "the", "n", "'n", "+", "for", "da", "von", "van"})
+BY_WORDS = frozenset({"by", "from"})
+
+NONE = "none"
+LEAD = "lead"
+LEX = "lex"
+BY = "by"
+
+
+class Candidate(NamedTuple):
+    start: int
+    end: int
+    kind: str
+
+
+class TitleView:
+    """Token strings of one title and the lexicon facts the brand rules read; built once per title."""
+
+    __slots__ = ("texts", "lows", "space_after", "n", "blocked", "lex_brands", "position", "_common", "_shapes")
+
+    def __init__(self, texts: list[str], space_after: list[bool], blocked: list[str | None],
+                 lex_brands: list[tuple[int, int]], lead_skip: frozenset | set, common_words: frozenset | set,
+                 lows: list[str] | None = None):
+        self.texts = texts
+        self.lows = lows if lows is not None else [t.lower() for t in texts]
+        self.space_after = space_after
+        self.n = len(texts)
+        # per token: the label (CATEGORY, MATERIAL, COLOR) of a lexicon match covering it, or None
+        self.blocked = blocked
+        self.lex_brands = lex_brands
+        self._common = common_words
+        self._shapes: list[str | None] = [None] * self.n
+        self.position = brand_position(self, lead_skip)
+
+    @classmethod
+    def from_tokens(cls, toks, blocked: list[str | None], lex_brands: list[tuple[int, int]], lead_skip,
+                    common_words) -> "TitleView":
+        """A view of a doc's `ner.components.groups.Tokens`."""
+        return cls(toks.texts, toks.spaces, blocked, lex_brands, lead_skip, common_words, toks.lows)
+
+    def is_common(self, i: int) -> bool:
+        return self.lows[i] in self._common
+
+    def glued_before(self, i: int) -> bool:
+        return i > 0 and not self.space_after[i - 1]
+
+    def span_text(self, start: int, end: int) -> str:
+        parts = []
+        for i in range(start, end):
+            parts.append(self.texts[i])
+            if i < end - 1 and self.space_after[i]:
+                parts.append(" ")
+        return "".join(parts)
+
+
+def has_alpha(text: str) -> bool:
+    """Whether a token has a letter ("X5" yes, "2018" and "-" no)."""
+    return text.isalpha() or text.lower() != text.upper()
+
+
+def is_code(text: str) -> bool:
+    """Part numbers and SKUs ("MMM600121296", "LC10EBK", "B21"): three digits, or letters and digits in three or
+    more characters. "3M", "X5" and ordinals ("21st") are not codes."""
+    digits = sum(c.isdigit() for c in text)
+    if digits and text.lower().endswith(_ORDINAL) and text[:-2].isdigit():
+        return False
+    return digits >= 3 or (digits > 0 and len(text) >= 3 and any(c.isalpha() for c in text))
+
+
+_ORDINAL = ("st", "nd", "rd", "th")
+# Packaging words of a leading quantity ("4 Boxes of Kimbo", "2 Packs Douwe Egberts", "12Pcs"): lead noise.
+QUANTITY_WORDS = frozenset({"box", "boxes", "pack", "packs", "pcs", "pc", "piece", "pieces", "pair", "pairs", "set",
+                            "sets", "lot", "lots", "bag", "bags", "bottle", "bottles", "count", "ct", "x", "of"})
+
+
+def chunk_end(view: TitleView, i: int) -> int:
+    """End of the white-space separated chunk that token i starts ("12Pcs/Lot" is one chunk of 4 tokens)."""
+    j = i
+    while j < view.n - 1 and not view.space_after[j]:
+        j += 1
+    return j + 1
+
+
+def brand_position(view: TitleView, lead_skip) -> int:
+    """Index of the first token after leading noise: marks, numbers, product codes, `lead_skip` words."""
+    texts = view.texts
+    i = 0
+    n = view.n
+    after_number = False
+    while i < n:
+        text = texts[i]
+        if i + 1 < n and f"{view.lows[i]} {view.lows[i + 1]}" in lead_skip:
+            i += 2  # "Free Shipping", "High Quality"
+            continue
+        if not has_alpha(text) or view.lows[i] in lead_skip:
+            after_number = after_number or any(c.isdigit() for c in text)
+            i += 1
+            continue
+        if after_number and view.lows[i] in QUANTITY_WORDS:
+            i += 1
+            continue
+        end = chunk_end(view, i)
+        chunk = "".join(texts[i:end])
+        if is_code(chunk) and not any(view.lows[k] in _KEEP_PREFIX for k in range(i, end)):
+            i = end
+            continue
+        return i
+    return n
+
+
+# Chunks that look like codes but start a brand ("3M", "7UP"): kept by brand_position.
+_KEEP_PREFIX = frozenset({"3m"})
+
+
+def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset()) -> list[int]:
+    """Possible ends of a brand starting at `start`: after each of its first `max_words` words, up to a mark that
+    never sits inside a brand, a number or code, or a `stop_words` word (gender, size, "Pack", ...)."""
+    texts = view.texts
+    n = view.n
+    ends = []
+    if start >= n or view.lows[start] in stop_words:
+        return ends
+    words = 0
+    i = start
+    while i < n and words < max_words:
+        text = texts[i]
+        if i > start:
+            if text in HARD_STOPS:
+                break
+            if text in INNER_MARKS or text == "'s":
+                glued_left = view.glued_before(i)
+                glued_right = i + 1 < n and not view.space_after[i]
+                if text == "'s" and glued_left:
+                    ends.append(i + 1)  # "Trader Joe's"
+                    i += 1
+                    continue
+                if glued_left and glued_right:
+                    i += 1
+                    continue
+                if text in ("®", "™") and glued_left:
+                    ends.append(i + 1)
+                    i += 1
+                    continue
+                if text == "." and glued_left:
+                    ends.append(i + 1)  # "Co.", "Inc."
+                    i += 1
+                    continue
+                if text == "&" and not glued_left and i + 1 < n:
+                    i += 1  # "Arm & Hammer"
+                    continue
+                break
+            if view.lows[i] in JOINERS and not view.glued_before(i):
+                # a joiner continues the brand only towards a capitalised word
+                if i + 1 < n and texts[i + 1][:1].isupper():
+                    i += 1
+                    continue
+                break
+        if not has_alpha(text):
+            break
+        if i > start:
+            if is_code(text) or (view.glued_before(i) and is_code(texts[i - 1] + text)):
+                break
+            if view.lows[i] in stop_words and not view.glued_before(i):
+                break
+        words += 1
+        i += 1
+        ends.append(i)
+    return ends
+
+
+def candidates(view: TitleView, stop_words=frozenset(), max_words: int = 5, max_lex: int = 4) -> list[Candidate]:
+    """All BRAND candidates of a title, `none` first."""
+    out = [Candidate(0, 0, NONE)]
+    pos = view.position
+    seen = set()
+    # A word that a lexicon knows as a category, material or colour starts no guessed brand ("Black Shorts");
+    # a lexicon brand there still stands ("Red Tape Shoes").
+    if pos < view.n and not view.blocked[pos]:
+        for end in lead_ends(view, pos, max_words, stop_words):
+            out.append(Candidate(pos, end, LEAD))
+            seen.add((pos, end))
+    for start, end in view.lex_brands[:max_lex]:
+        if (start, end) not in seen:
+            # a lexicon brand that starts in the leading noise ("365 by Whole Foods Market") stands at the position
+            kind = LEAD if start < pos < end else LEX
+            out.append(Candidate(start, end, kind))
+            seen.add((start, end))
+    for i in range(pos, view.n - 1):
+        low = view.lows[i]
+        if low in BY_WORDS or (low == "brand" and view.texts[i + 1] == ":"):
+            j = i + 1 if low in BY_WORDS else i + 2
+            if j < view.n and view.texts[j][:1].isupper() and not is_code(view.texts[j]):
+                for end in lead_ends(view, j, 3, stop_words):
+                    if (j, end) not in seen:
+                        out.append(Candidate(j, end, BY))
+                        seen.add((j, end))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Web-shop attributions: where an offer names its brand outright
+# ---------------------------------------------------------------------------------------------------------
+def attribution(view: TitleView, stop_words=frozenset()) -> Candidate | None:
+    """The brand a web-shop offer names outright, or None:
+    "... Clear Tape by Scotch MMM600121296 - OnTimeSupplies.com" (by + brand + part number, dash or end) and
+    "Lismore Red Brandy, Pair - Waterford | US" (dash + brand + the shop's "|")."""
+    n = view.n
+    texts, lows = view.texts, view.lows
+    for i in range(view.position, n - 1):
+        low = lows[i]
+        if low in BY_WORDS or (low == "brand" and texts[i + 1] == ":"):
+            j = i + 1 if low in BY_WORDS else i + 2
+            if j >= n or not (texts[j][:1].isupper() or texts[j][:1].isdigit()) or is_code(texts[j]):
+                continue
+            ends = lead_ends(view, j, 3, stop_words)
+            if not ends:
+                continue
+            end = ends[-1]
+            if end >= n or texts[end] == "|" or (texts[end] == "-" and view.glued_before(end) is False) or \
+                    is_code(texts[end]) or is_code("".join(texts[end:chunk_end(view, end)])):
+                return Candidate(j, end, BY)
+        elif texts[i] == "-" and view.space_after[i] and not view.glued_before(i) and i + 1 < n:
+            j = i + 1
+            if not texts[j][:1].isupper() or is_code(texts[j]):
+                continue
+            ends = lead_ends(view, j, 4, stop_words)
+            if ends and ends[-1] < n and texts[ends[-1]] == "|":
+                return Candidate(j, ends[-1], BY)
+    return None
+
+
+def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
+    """The word at the brand position when it comes back later, written the same way ("Universal Six Section
+    Pressboard Folder Universal Folder - UNV10281"): web shops repeat the brand before the product word."""
+    pos = view.position
+    if pos >= view.n or view.blocked[pos] or view.lows[pos] in stop_words:
+        return None
+    word = view.texts[pos]
+    if not word[:1].isupper() or not has_alpha(word) or len(word) < 2:
+        return None
+    for k in range(pos + 2, view.n):
+        if view.texts[k] == word and not view.glued_before(k):
+            return Candidate(pos, pos + 1, LEAD)
+    return None
+
+
+def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
+    """A multi-word brand cut to its first words when only those come back later ("Tacori Petite Crescent ...
+    Shop Tacori HT2546", "ReStockIt Acco Tabs"): the shop repeats the brand, not the product line."""
+    if cand.end - cand.start < 2 or cand.kind == NONE:
+        return cand
+    full = view.lows[cand.start:cand.end]
+    size = len(full)
+    for k in range(cand.end, view.n - size + 1):
+        if view.lows[k:k + size] == full:
+            return cand  # the whole brand comes back
+    first = view.texts[cand.start]
+    for k in range(cand.end, view.n):
+        if view.texts[k] == first and not view.glued_before(k) and (k + 1 >= view.n or view.lows[k + 1] !=
+                                                                     view.lows[cand.start + 1]):
+            return Candidate(cand.start, cand.start + 1, cand.kind)
+    return cand

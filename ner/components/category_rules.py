@@ -1,0 +1,212 @@
+"""`moon_category_rules`: which CATEGORY of a title is its category, and where that noun phrase begins and ends.
+
+Titles name several product words ("Smead Expanding File with Flap & Elastic Cord Smead Cord Insertable Tabs");
+the category is one noun phrase, usually the head of the first phrase, and in web-shop offers it is repeated
+near the end ("... Black Case by Samsonite", "ReStockIt Smead Guides"). From the CATEGORY matches of the lexicons
+this component makes compounds and keeps one:
+
+1. Overlapping or touching category matches are one compound ("Wall File" + "File Pocket" -> "Wall File Pocket",
+   "Microwave" + "Popcorn" -> "Microwave Popcorn"); the id is that of the right-most match, the head.
+2. A compound takes in the words before it that are nouns of the category vocabulary (every word of every
+   CATEGORY phrase: "Interior File Folders", "Gel Ink Roller Ball Pen"), up to `max_extend` words, stopping at
+   the brand, a material or colour, a number, punctuation, and the `stop_modifiers` ("Recycled", "Premium").
+3. The category is the first compound whose head word occurs again where web shops repeat it (before "by", after
+   the brand: "... Black Case by Samsonite"); otherwise, in titles with phrases (a , ; | ( or " - "), the last
+   compound of the first phrase; otherwise, in keyword lists with three or more compounds, the last mention of
+   the head word said most often ("Snapback Caps ... Baseball Caps ... Trucker Hat"); otherwise the last compound
+   of the first phrase (up to "with", "for"), or the one `fallback` names (first or last compound of the title).
+   In a keyword list (three or more compounds, no phrases) the category is the plain head noun of the chosen
+   compound ("Lures" of "Fishing Lures"): such titles name one product many ways, and its type is the head.
+The chosen compound goes to `moon_category`, which the resolver trusts above `moon_lexicon` (the category "Paper"
+of "... Ink Jet Paper" is not the material "paper"); the CATEGORY candidates leave `moon_lexicon`.
+Step 2 runs only on titles with the structure of a web-shop offer (a , | ( or " - " in the title, or a head word
+repeated as in step 3), where categories are written out in full ("Interior File Folders"); in catalogue
+titles without punctuation ("Hanes Men Navy Blue Premium Bikini Briefs") the lexicon match stands.
+"""
+from __future__ import annotations
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from ner.components import groups
+from ner.lexicon import read_words, resolve_path, singular
+
+_PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for", "w/", "featuring", "including"})
+
+
+@Language.factory(
+    "moon_category_rules",
+    default_config={
+        "label": "CATEGORY",
+        "blocking_labels": ["MATERIAL", "COLOR"],
+        "stop_modifiers": "",
+        "max_extend": 2,
+        "extend": True,
+        "fallback": "last",
+        "repeated_head": True,
+    },
+)
+def make_category_rules(nlp: Language, name: str, label: str, blocking_labels: list[str], stop_modifiers: str,
+                        max_extend: int, extend: bool, fallback: str, repeated_head: bool) -> "CategoryRules":
+    vocab: set[str] = set()
+    if "moon_lexicon_ruler" in nlp.pipe_names:
+        vocab = set(nlp.get_pipe("moon_lexicon_ruler").label_words.get(label, ()))
+    stops = read_words(resolve_path(stop_modifiers)) if stop_modifiers else set()
+    return CategoryRules(label=label, vocab=vocab, blocking_labels=set(blocking_labels), stop_modifiers=stops,
+                         max_extend=max_extend if extend else 0, fallback=fallback, repeated_head=repeated_head)
+
+
+class CategoryRules:
+    def __init__(self, label: str = "CATEGORY", vocab: set[str] = frozenset(),
+                 blocking_labels: set[str] = frozenset({"MATERIAL", "COLOR"}), stop_modifiers: set[str] = frozenset(),
+                 max_extend: int = 2, fallback: str = "last", repeated_head: bool = True):
+        if fallback not in ("first", "last"):
+            raise ValueError(f"fallback: expected first or last, got {fallback!r}")
+        self.label = label
+        self.vocab = vocab - stop_modifiers
+        self.blocking_labels = blocking_labels
+        self.stop_modifiers = stop_modifiers
+        self.max_extend = max_extend
+        self.fallback = fallback
+        self.repeated_head = repeated_head
+
+    def __call__(self, doc: Doc) -> Doc:
+        lexicon = groups.get(doc, groups.LEXICON)
+        cats = [c for c in lexicon if c[2] == self.label]
+        brands = groups.get(doc, groups.HINT) + groups.get(doc, groups.BRAND)
+        if not cats and not brands:
+            return doc
+        others = [c for c in lexicon if c[2] != self.label]
+        n = len(doc)
+        owner: list[str | None] = [None] * n
+        for start, end, _, _ in brands:
+            for i in range(start, end):
+                owner[i] = "BRAND"
+        for start, end, other, _ in others:
+            if other in self.blocking_labels:
+                for i in range(start, end):
+                    owner[i] = owner[i] or other
+        toks = groups.tokens(doc)
+        texts, lows, spaces = toks.texts, toks.lows, toks.spaces
+        compounds = self.compounds(cats, owner)
+        brand_words = {lows[i] for i in range(n) if owner[i] == "BRAND" and lows[i][:1].isalnum()}
+        if not compounds:
+            # no lexicon knows the product word: a web shop may still name it ("Shop Ticket Holders, ... 25/BX
+            # Holders by C-Line CLI46117")
+            found = self.shop_head(owner, texts, lows, spaces, brand_words)
+            if found is not None:
+                groups.put(doc, groups.CATEGORY, [found])
+            if cats:
+                groups.put(doc, groups.LEXICON, others)
+            return doc
+        chosen, structured = self.choose(compounds, lows, spaces, n, brand_words)
+        if structured and self.max_extend:
+            chosen = self.extend(chosen, owner, texts, lows, spaces)
+        elif not structured and len(compounds) > 2 and chosen[1] - chosen[0] > 1:
+            # a keyword list names the product many ways ("Fishing Lure ... Hard Baits ... Lures"): its category is
+            # the plain head noun, the shortest category match that ends the compound
+            heads = [c for c in cats if c[1] == chosen[1]]
+            if heads:
+                head = min(heads, key=lambda c: c[1] - c[0])
+                chosen = (head[0], head[1], chosen[2], head[3])
+        groups.put(doc, groups.LEXICON, others)
+        groups.put(doc, groups.CATEGORY, [chosen])
+        return doc
+
+    def shop_head(self, owner: list, texts: list[str], lows: list[str], spaces: list[bool],
+                  brand_words: set[str]) -> tuple | None:
+        """The product word a web-shop offer repeats next to its brand ("... Holders by C-Line", "ReStockIt Smead
+        Guides"), taken at its first mention with up to `max_extend` capitalised words before it."""
+        n = len(texts)
+        head = None
+        for i in range(2, n - 1):
+            if owner[i]:
+                continue
+            before_by = lows[i + 1] in ("by", "from") and i + 2 < n and owner[i + 2] == "BRAND"
+            after_brand = owner[i - 1] == "BRAND" and lows[i - 1] in brand_words and i - 1 > 0 and \
+                owner[i - 2] != "BRAND" and any(owner[k] == "BRAND" for k in range(0, i - 2))
+            if (before_by or after_brand) and texts[i][:1].isupper() and texts[i].isalpha() and \
+                    lows[i] not in self.stop_modifiers:
+                head = i
+                break
+        if head is None:
+            return None
+        target = singular(lows[head])
+        first = next((k for k in range(head) if singular(lows[k]) == target and not owner[k]), head)
+        start = first
+        words = 0
+        k = first - 1
+        while k >= 0 and words < self.max_extend and spaces[k] and (k == 0 or spaces[k - 1]) and not owner[k] and \
+                texts[k][:1].isupper() and texts[k].isalpha() and lows[k] not in self.stop_modifiers:
+            start = k
+            words += 1
+            k -= 1
+        return (start, first + 1, self.label, "")
+
+    def compounds(self, cats: list[tuple], owner: list) -> list[tuple]:
+        """Category matches merged where they overlap or touch; matches inside the brand are dropped."""
+        spans = sorted((c for c in cats if not any(owner[i] == "BRAND" for i in range(c[0], c[1]))),
+                       key=lambda c: (c[0], -c[1]))
+        merged: list[list] = []
+        for start, end, label, ent_id in spans:
+            if merged and start < merged[-1][1]:
+                last = merged[-1]
+                if end > last[1]:
+                    last[1] = end
+                    last[3] = ent_id
+            else:
+                merged.append([start, end, label, ent_id])
+        return [tuple(m) for m in merged]
+
+    def extend(self, comp: tuple, owner: list, texts: list[str], lows: list[str], spaces: list[bool]) -> tuple:
+        """The compound with the vocabulary nouns just before it ("Interior" + "File Folders")."""
+        start, end, label, ent_id = comp
+        words = 0
+        i = start - 1
+        head = singular(lows[end - 1])
+        while i >= 0 and words < self.max_extend:
+            if not spaces[i] or (i > 0 and not spaces[i - 1]):
+                break  # glued to the compound or to the word before it: "12-Sheet", "2-Drawer", "BS4830-AS-D"
+            low = lows[i]
+            if owner[i] or low not in self.vocab or not texts[i][:1].isalpha() or singular(low) == head:
+                break
+            words += 1
+            start = i
+            i -= 1
+        return (start, end, label, ent_id)
+
+    def choose(self, compounds: list[tuple], lows: list[str], spaces: list[bool], n: int,
+               brand_words: frozenset | set = frozenset()) -> tuple[tuple, bool]:
+        """The category compound, and whether the title is structured like a web-shop offer."""
+        # 1. the head word repeated where web shops repeat it: "... Black Case by Samsonite", "ReStockIt Smead Guides"
+        for comp in compounds if self.repeated_head else ():
+            head = singular(lows[comp[1] - 1])
+            for j in range(comp[1], n):
+                if singular(lows[j]) != head:
+                    continue
+                if (j + 1 < n and lows[j + 1] in ("by", "from")) or (j > 0 and lows[j - 1] in brand_words):
+                    return comp, True
+        # 2. the head of the first phrase
+        phrase_end = n
+        for j in range(1, n):
+            if lows[j] in _PHRASE_ENDS or (lows[j] == "-" and spaces[j] and spaces[j - 1]) or (
+                    lows[j] == "w" and j + 1 < n and lows[j + 1] == "/" and not spaces[j]):
+                phrase_end = j
+                break
+        structured = phrase_end < n and lows[phrase_end] not in ("with", "for", "featuring", "including")
+        in_first = [c for c in compounds if c[1] <= phrase_end]
+        if structured and in_first:
+            return in_first[-1], structured
+        if len(compounds) > 2:
+            # keyword lists ("... Snapback Caps Pop Boys Baseball Caps Hip Hop Trucker Hat ..."): the product word
+            # said most often, at its last mention
+            heads = [singular(lows[c[1] - 1]) for c in compounds]
+            counts: dict[str, int] = {}
+            for head in heads:
+                counts[head] = counts.get(head, 0) + 1
+            most = max(counts.values())
+            if most > 1:
+                return [c for c, h in zip(compounds, heads) if counts[h] == most][-1], structured
+        if in_first:
+            return in_first[-1], structured
+        return (compounds[0] if self.fallback == "first" else compounds[-1]), structured

@@ -1,0 +1,167 @@
+"""write_report on built run folders: pages, pagination, thumbnails as files, marks, bounded size, S3, the CLI."""
+from __future__ import annotations
+
+import html.parser
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from augment.report import build
+from tests.augment.report.synthetic_run import build_run, variant_status
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class Page(html.parser.HTMLParser):
+    """The parts of a page the tests look at: references, and the class of every element."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.refs: list[str] = []
+        self.classes: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ("src", "href"):
+            if attrs.get(key):
+                self.refs.append(attrs[key])
+        if attrs.get("class"):
+            self.classes.append(attrs["class"])
+
+    def count(self, css: str) -> int:
+        return sum(1 for c in self.classes if c == css)
+
+
+def page(run: Path, name: str) -> Page:
+    return Page((run / "report" / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("build") / "run"
+    build_run(path, products=30, shard_size=10, quarantine={"empty_title": 2, "image_undecodable": 3})
+    build.write_report(str(path), sample_size=30, page_size=12)
+    return path
+
+
+def test_index_and_one_page_per_page_size_products(run):
+    names = sorted(p.name for p in (run / "report").glob("*.html"))
+    assert names == ["gallery-001.html", "gallery-002.html", "gallery-003.html", "index.html"]
+    cards = [page(run, n).count("product") for n in names[:3]]
+    assert cards == [12, 12, 6]
+
+
+def test_every_reference_is_a_file_beside_the_pages(run):
+    for html_file in (run / "report").glob("*.html"):
+        for ref in Page(html_file.read_text()).refs:
+            assert not ref.startswith(("http:", "https:", "//", "data:")), ref
+            target = ref.split("#", 1)[0]
+            if target:
+                assert (run / "report" / target).is_file(), f"{html_file.name} -> {ref}"
+
+
+def test_thumbnails_are_downscaled_jpeg_files(run):
+    thumbs = list((run / "report" / "img").glob("*.jpg"))
+    assert thumbs
+    for path in thumbs:
+        with Image.open(path) as image:
+            assert image.format == "JPEG" and max(image.size) <= build.ORIGINAL_SIDE
+
+
+def test_variants_show_their_status_and_filtered_ones_are_marked(run):
+    pages = [page(run, f"gallery-00{n}.html") for n in (1, 2, 3)]
+    expected = {"ok": 0, "filtered": 0, "failed": 0}
+    for i in range(30):
+        for kind in ("subject", "background", "angle", "logo", "detail"):
+            expected[variant_status(i, kind).split(":")[0]] += 1
+    found = {status: sum(p.count(f"variant {status}") for p in pages) for status in expected}
+    assert found == expected
+
+
+def test_enriched_title_marks_every_entity_occurrence(run):
+    text = (run / "report" / "gallery-001.html").read_text()
+    card = text[text.index('<div class="pid mono">P0000</div>'):text.index('<div class="pid mono">P0001</div>')]
+    enriched = card[card.index('class="t enriched"'):]
+    enriched = enriched[:enriched.index("</div>")]
+    # "Nike Men Red Cotton Shirt | Brand: Nike | Material: cotton": Nike and Cotton twice each.
+    assert enriched.count('class="ent ent-brand"') == 2 and enriched.count('class="ent ent-material"') == 2
+
+
+def test_overview_states_the_run_figures(run):
+    text = (run / "report" / "index.html").read_text()
+    for figure in ("35", "30", "image_undecodable", "empty_title", "Quarantined examples"):
+        assert figure in text
+    assert Page(text).count("badge reason") == 5  # 2 + 3 examples, under the 3-per-reason cap
+
+
+def test_a_large_run_shows_only_its_sample(tmp_path):
+    build_run(tmp_path, products=60, shard_size=20)
+    build.write_report(str(tmp_path), sample_size=8, page_size=5)
+    pages = sorted((tmp_path / "report").glob("gallery-*.html"))
+    assert [Page(p.read_text()).count("product") for p in pages] == [5, 3]
+    # 8 products: one original and five variants each, no thumbnail of any other product
+    assert len(list((tmp_path / "report" / "img").glob("*.jpg"))) <= 8 * 6
+
+
+def test_regenerating_with_a_smaller_sample_removes_stale_pages_and_thumbnails(tmp_path):
+    build_run(tmp_path, products=20, shard_size=10)
+    build.write_report(str(tmp_path), sample_size=20, page_size=5)
+    before = len(list((tmp_path / "report" / "img").glob("*.jpg")))
+    build.write_report(str(tmp_path), sample_size=4, page_size=5)
+    assert sorted(p.name for p in (tmp_path / "report").glob("gallery-*.html")) == ["gallery-001.html"]
+    assert len(list((tmp_path / "report" / "img").glob("*.jpg"))) < before
+
+
+def test_variants_stored_as_files_are_read_through_their_uri(tmp_path):
+    build_run(tmp_path, products=4, shard_size=4, variants_as_files=True)
+    build.write_report(str(tmp_path))
+    text = (tmp_path / "report" / "gallery-001.html").read_text()
+    assert len(re.findall(r'<figure class="variant [^"]*"[^>]*><div class="frame"><img src="img/', text)) == 20
+
+
+def test_a_product_with_an_unreadable_image_gets_a_placeholder(tmp_path):
+    build_run(tmp_path, products=2, shard_size=2)
+    import pyarrow.parquet as pq
+
+    shard = tmp_path / "data" / "shard000.parquet"
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["image"] = b"not an image"
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), shard)
+    build.write_report(str(tmp_path))
+    assert "image not available" in (tmp_path / "report" / "gallery-001.html").read_text()
+
+
+def test_moon_report_command_prints_the_index_path(run):
+    out = subprocess.run([sys.executable, "-m", "augment.cli", "report", str(run), "--sample", "5"], cwd=ROOT,
+                         capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(run / "report" / "index.html")
+
+
+def test_moon_report_on_a_folder_without_a_run_fails_clearly(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "augment.cli", "report", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 2 and "no committed shards" in out.stderr
+
+
+@pytest.mark.slow
+def test_moon_run_ends_by_writing_the_report(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "augment.cli", "run", "--output", str(tmp_path / "run"), "--limit", "6",
+                          "--no-ray", "--no-progress"], cwd=ROOT, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    assert Page((tmp_path / "run" / "report" / "gallery-001.html").read_text()).count("product") == 6
+
+
+def test_a_run_with_every_product_quarantined_has_an_overview_and_no_gallery(tmp_path):
+    build_run(tmp_path, products=0, quarantine={"missing_image": 3})
+    build.write_report(str(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "report").glob("*.html")) == ["index.html"]
+    text = (tmp_path / "report" / "index.html").read_text()
+    assert "No written products to show." in text and Page(text).count("badge reason") == 3

@@ -1,0 +1,155 @@
+"""`moon plan` arithmetic on the fixture figures in fixtures/bench/ and the config fixtures/plan.yaml.
+
+Figures (per device): validate 500 products/s and ner 250 products/s per CPU core; enrich_title/vllm 600 products
+in 60 s on 2 H100 = 5 products/s per GPU; image_variants/diffusers 2 images/s on an H100, 1 image/s on an A100.
+The config asks for 5 kinds with 2 backgrounds = 6 images per product, and a filter backend with no figure.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from augment import capacity
+from augment import config as C
+
+HERE = Path(__file__).parent
+BENCH = HERE / "fixtures" / "bench"
+CONFIG = HERE / "fixtures" / "plan.yaml"
+ROOT = HERE.parents[1]
+
+
+@pytest.fixture(scope="module")
+def figures():
+    return capacity.load_figures([str(BENCH)])
+
+
+@pytest.fixture(scope="module")
+def config():
+    return C.load(CONFIG, check_stages=False)
+
+
+def plan(config, figures, **kwargs):
+    args = {"products": 10_000, "gpus": 4, "gpu_type": "h100", "cpus": 8} | kwargs
+    return capacity.estimate(config, args.pop("products"), figures, **args)
+
+
+def test_images_per_product_counts_each_background(config):
+    assert capacity.images_per_product(config) == 6.0
+
+
+def test_device_hours_per_stage(config, figures):
+    e = plan(config, figures)
+    hours = {s.stage: s.device_hours for s in e.stages}
+    assert hours == pytest.approx({"validate": 20 / 3600, "ner": 40 / 3600, "enrich_title": 2000 / 3600,
+                                   "image_variants": 30_000 / 3600})
+
+
+def test_gpu_and_cpu_hours_sum_their_stages(config, figures):
+    e = plan(config, figures)
+    assert (e.gpu_hours, e.cpu_core_hours) == pytest.approx((32_000 / 3600, 60 / 3600))
+
+
+def test_wall_time_overlaps_stages_or_adds_them(config, figures):
+    e = plan(config, figures)
+    assert e.wall_hours == pytest.approx(32_000 / 4 / 3600)  # the GPUs are the bottleneck
+    assert e.wall_hours_sequential == pytest.approx((32_000 / 4 + 60 / 8) / 3600)
+
+
+def test_more_gpus_shorten_the_wall_time_not_the_gpu_hours(config, figures):
+    small, large = plan(config, figures, gpus=4), plan(config, figures, gpus=16)
+    assert large.gpu_hours == pytest.approx(small.gpu_hours)
+    assert large.wall_hours == pytest.approx(small.wall_hours / 4)
+
+
+def test_the_asked_gpu_type_picks_its_figure(config, figures):
+    e = plan(config, figures, gpu_type="a100")
+    variants = next(s for s in e.stages if s.stage == "image_variants")
+    assert variants.rate_per_device == 1.0 and variants.device_hours == pytest.approx(60_000 / 3600)
+    assert "measured on a100" not in " ".join(variants.warnings)
+
+
+def test_another_gpus_figure_is_used_with_a_warning(config, figures):
+    e = plan(config, figures, gpu_type="l4")
+    variants = next(s for s in e.stages if s.stage == "image_variants")
+    assert variants.rate_per_device == 2.0  # the most recent of the two
+    assert "measured on h100, not l4" in variants.warnings
+
+
+def test_a_differing_option_is_warned(config, figures):
+    variants = next(s for s in plan(config, figures).stages if s.stage == "image_variants")
+    assert "measured with steps=28, planned steps=20" in variants.warnings
+
+
+def test_a_stage_without_figures_is_named_and_left_out(config, figures):
+    e = plan(config, figures)
+    assert e.missing == ["filter/clip"] and not e.complete
+    assert "background_prompts" not in {s.stage for s in e.stages}  # disabled in the config
+
+
+def test_utilisation_divides_the_throughput(config, figures):
+    assert plan(config, figures, utilisation=0.5).gpu_hours == pytest.approx(2 * 32_000 / 3600)
+
+
+def test_output_size_adds_rows_and_generated_images(config, figures):
+    e = plan(config, figures)
+    assert e.output_bytes == 10_000 * 50_000 + 10_000 * 6 * 40_000
+    assert e.output_bytes_from == ["validate", "image_variants"]
+
+
+def test_objects_count_shards_and_images_stored_as_objects(figures):
+    inline = C.load(CONFIG, check_stages=False)
+    as_files = C.load(CONFIG, overrides={"output": {"image_storage": "uri"}}, check_stages=False)
+    assert plan(inline, figures).objects["data_shards"] == 100
+    assert plan(inline, figures).objects["variant_images"] == 0
+    assert plan(as_files, figures).objects["variant_images"] == 60_000
+
+
+def test_paper_reference_is_scaled_to_the_products(config, figures):
+    e = plan(config, figures, products=5_000_000, gpus=256)
+    assert e.paper_reference["a100_seconds_per_product"] == 15.67
+    assert e.paper_reference["a100_hours_for_products"] == 21_760.0
+    assert e.paper_reference["hours_on_these_gpus_at_a100_speed"] == 85.0
+
+
+def test_gpu_stages_without_gpus_are_an_error(config, figures):
+    with pytest.raises(capacity.PlanError, match="image_variants run on GPUs"):
+        plan(config, figures, gpus=0)
+
+
+def test_default_cpus_are_sixteen_per_gpu(config, figures):
+    assert plan(config, figures, cpus=None, gpus=4).cpus == 64
+
+
+def test_moon_plan_prints_json(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "augment.cli", "plan", "--products", "10000", "--config", str(CONFIG), "--gpus", "4",
+         "--cpus", "8", "--bench", str(BENCH), "--json"], cwd=ROOT, capture_output=True, text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["gpu_hours"] == pytest.approx(32_000 / 3600) and data["missing"] == ["filter/clip"]
+
+
+def test_moon_plan_text_names_every_stage_and_the_reference():
+    out = subprocess.run(
+        [sys.executable, "-m", "augment.cli", "plan", "--products", "10000", "--config", str(CONFIG), "--bench",
+         str(BENCH)], cwd=ROOT, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    for word in ("validate", "ner", "enrich_title", "image_variants", "filter", "no figure", "MOON2.0"):
+        assert word in out.stdout
+
+
+def test_the_catalogues_image_size_replaces_the_measured_one(config, figures):
+    # the fixture row: 50,000 bytes, of which 30,000 are the source image; the plan's images are 200 KB
+    e = plan(config, figures, image_kb=200)
+    assert e.output_bytes == 10_000 * (50_000 - 30_000 + 200_000) + 10_000 * 6 * 40_000
+
+
+def test_the_papers_figure_in_the_repository_gives_its_85_hours_on_256_a100(config):
+    figures = capacity.load_figures()  # bench/results/: the paper's figure for the GPU image backend among them
+    e = capacity.estimate(config, 5_000_000, figures, gpus=256, gpu_type="a100", cpus=4096)
+    variants = next(s for s in e.stages if s.stage == "image_variants")
+    assert variants.source == "paper" and variants.device_hours == pytest.approx(256 * 85)
+    assert "a paper figure, not a measurement" in variants.warnings

@@ -1,0 +1,136 @@
+"""Every DAG file imports cleanly and fast, with the tasks, dependencies and settings ops rely on."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.orchestration_fixtures import DAGS, ROOT
+
+DAG_FILES = sorted(p.name for p in DAGS.glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    for stat in bag.dagbag_stats:
+        print(f"parsed {stat.file} in {stat.duration.total_seconds() * 1000:.0f} ms: {stat.dags}")
+    return bag
+
+
+def test_every_dag_file_imports_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert sorted(Path(s.file).name for s in dagbag.dagbag_stats) == DAG_FILES
+
+
+def test_every_dag_file_parses_fast(dagbag):
+    # Not a timing assertion on the machine's speed: a file that needs seconds imports something heavy, which
+    # the next test pins down. The figures are printed above for the record.
+    slow = [(s.file, s.duration) for s in dagbag.dagbag_stats if s.duration > timedelta(seconds=5)]
+    assert slow == []
+
+
+@pytest.mark.parametrize("name", DAG_FILES)
+def test_dag_files_import_no_heavy_module_at_top_level(name):
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1]); "
+        "print(','.join(sorted(m for m in ('ray', 'torch', 'pyarrow', 'spacy', 'transformers', 'diffusers', 'cv2') "
+        "if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(DAGS / name)], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1:] in ([], [""])
+
+
+def test_moon_augment_tasks_and_dependencies(dagbag):
+    dag = dagbag.dags["moon_augment"]
+    edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
+    assert edges == {
+        "plan": ["publish", "run_batch", "validate"],
+        "run_batch": ["validate"],
+        "validate": ["publish"],
+        "publish": [],
+    }
+
+
+def test_moon_augment_fans_out_one_mapped_ray_job_per_batch(dagbag):
+    from augment.orchestrate.operator import RayJobOperator
+
+    run_batch = dagbag.dags["moon_augment"].task_dict["run_batch"]
+    assert run_batch.is_mapped
+    assert run_batch.operator_class is RayJobOperator or run_batch.operator_class.__name__ == "RayJobOperator"
+    assert run_batch.pool == "moon_gpu"
+    assert run_batch.partial_kwargs["on_failure_callback"]
+
+
+def test_validate_runs_when_there_was_nothing_left_to_do(dagbag):
+    assert dagbag.dags["moon_augment"].task_dict["validate"].trigger_rule == "none_failed"
+
+
+def test_moon_augment_retries_with_exponential_backoff(dagbag):
+    run_batch = dagbag.dags["moon_augment"].task_dict["run_batch"]
+    assert run_batch.retries == 2
+    assert run_batch.retry_exponential_backoff == 2.0
+    assert run_batch.max_retry_delay == timedelta(minutes=15)
+
+
+def test_publish_emits_the_asset_moon_train_is_scheduled_on(dagbag):
+    from augment.orchestrate.assets import MOON_SHARDS
+
+    assert dagbag.dags["moon_augment"].task_dict["publish"].outlets == [MOON_SHARDS]
+    train = dagbag.dags["moon_train"]
+    assert list(train.timetable.asset_condition.objects) == [MOON_SHARDS]
+
+
+def test_moon_train_tasks_and_dependencies(dagbag):
+    dag = dagbag.dags["moon_train"]
+    assert {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks} == {"pick_run": ["train"], "train": []}
+    assert dag.task_dict["train"].pool == "moon_gpu"
+
+
+@pytest.mark.parametrize("dag_id", ["moon_augment", "moon_train"])
+def test_dags_are_documented_and_tagged(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.doc_md and "moon" in dag.tags
+    assert all(t.doc_md for t in dag.tasks), [t.task_id for t in dag.tasks if not t.doc_md]
+
+
+def test_publish_and_run_batch_carry_their_extra_links(dagbag):
+    dag = dagbag.dags["moon_augment"]
+    assert [link.name for link in dag.task_dict["publish"].operator_extra_links] == ["Run report"]
+    assert [link.name for link in dag.task_dict["run_batch"].operator_extra_links] == ["Ray job"]
+
+
+def test_form_stages_are_the_pipeline_stages(dagbag):
+    from augment.stages import STAGE_ORDER
+
+    schema = dagbag.dags["moon_augment"].params.get_param("stages").schema
+    assert schema["items"]["enum"] == list(STAGE_ORDER)
+
+
+def test_form_defaults_are_valid(dagbag):
+    values = dagbag.dags["moon_augment"].params.validate()
+    assert values["shards_per_task"] == 1 and values["ray_conn_id"] == "ray_default"
+
+
+@pytest.mark.parametrize("field,value", [
+    ("shards_per_task", 0),
+    ("output_uri", "relative/run"),
+    ("stages", ["telepathy"]),
+    ("profile", "no-such-profile"),
+    ("limit", -1),
+    ("env_vars", {"A": 1}),
+])
+def test_form_rejects_bad_values_before_the_run_starts(dagbag, field, value):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dagbag.dags["moon_augment"].params)
+    with pytest.raises(ParamValidationError):
+        params[field] = value
+        params.validate()

@@ -1,0 +1,106 @@
+"""BRAND candidates of a title: the brand position, the lengths of the leading run, lexicon and "by" spans."""
+from ner.brand_candidates import BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code
+
+LEAD_SKIP = {"new", "original", "2018"}
+STOP = {"men", "women", "'s", "pack"}
+
+
+def view(text, blocked=None, lex=()):
+    tokens = text.split(" ")
+    texts, spaces = [], []
+    for tok in tokens:
+        parts = tok.split("\x00") if "\x00" in tok else [tok]
+        for k, part in enumerate(parts):
+            texts.append(part)
+            spaces.append(k == len(parts) - 1)
+    blocked = blocked or {}
+    return TitleView(texts, spaces, [blocked.get(i) for i in range(len(texts))], list(lex), LEAD_SKIP, {"pack"})
+
+
+def spans(v, **kw):
+    return [(v.span_text(c.start, c.end), c.kind) for c in candidates(v, STOP, **kw)]
+
+
+def test_brand_position_skips_lead_words_numbers_and_codes():
+    assert brand_position(view("New 2018 ABC1234 Seapesca Lure"), LEAD_SKIP) == 3
+
+
+def test_brand_position_skips_leading_quantity():
+    assert brand_position(view("4 Boxes of Kimbo Espresso"), LEAD_SKIP) == 3
+
+
+def test_leading_run_gives_one_candidate_per_length():
+    assert spans(view("Holy Land Market Sandals"), max_words=3) == [
+        ("", NONE), ("Holy", LEAD), ("Holy Land", LEAD), ("Holy Land Market", LEAD)]
+
+
+def test_leading_run_stops_at_stop_word_and_comma():
+    assert spans(view("Finn Comfort Women Sandals")) == [("", NONE), ("Finn", LEAD), ("Finn Comfort", LEAD)]
+    assert spans(view("Nature Valley \x00, Granola")) == [("", NONE), ("Nature", LEAD), ("Nature Valley", LEAD)]
+
+
+def test_glued_possessive_and_inner_marks_stay_inside():
+    v = view("Trader Joe\x00's Coffee")
+    assert ("Trader Joe's", LEAD) in spans(v)
+    v = view("Oral\x00-\x00B Toothbrush")
+    assert spans(v, max_words=2) == [("", NONE), ("Oral", LEAD), ("Oral-B", LEAD)]
+
+
+def test_blocked_word_starts_no_guessed_brand():
+    assert spans(view("Black Shorts", blocked={0: "COLOR"})) == [("", NONE)]
+
+
+def test_lexicon_brand_elsewhere_and_after_by_are_candidates():
+    v = view("Tape , by Scotch MMM600121296 from Acme", lex=[(6, 7)])
+    assert spans(v) == [("", NONE), ("Tape", LEAD), ("Acme", LEX), ("Scotch", BY)]
+
+
+def test_codes_and_ordinals():
+    assert is_code("MMM600121296") and is_code("B21") and is_code("LC10EBK")
+    assert not is_code("3M") and not is_code("21st") and not is_code("X5")
+
+
+def test_candidate_is_a_named_tuple():
+    assert Candidate(0, 1, LEAD).end == 1
+
+
+def test_by_brand_before_part_number_is_the_attribution():
+    from ner.brand_candidates import attribution
+    v = view("Transparent Tape , 1 \x00\" Core by Scotch MMM600121296 - OnTimeSupplies.com")
+    c = attribution(v, STOP)
+    assert (v.span_text(c.start, c.end), c.kind) == ("Scotch", BY)
+
+
+def test_by_brand_before_gender_word_is_no_attribution():
+    from ner.brand_candidates import attribution
+    assert attribution(view("Gentle Souls by Kenneth Cole Women Sandals"), STOP) is None
+
+
+def test_brand_between_dash_and_shop_bar_is_the_attribution():
+    from ner.brand_candidates import attribution
+    v = view("Lismore Red Brandy , Pair - Royal Doulton | US")
+    c = attribution(v, STOP)
+    assert v.span_text(c.start, c.end) == "Royal Doulton"
+
+
+def test_lead_word_repeated_later_is_a_brand():
+    from ner.brand_candidates import recurring_lead
+    v = view("Universal Six Section Folder Universal Folder Green")
+    c = recurring_lead(v, STOP)
+    assert (c.start, c.end) == (0, 1)
+    assert recurring_lead(view("Universal Six Section Folder Green"), STOP) is None
+
+
+def test_brand_cut_to_the_words_the_shop_repeats():
+    from ner.brand_candidates import recurring_prefix
+    v = view("Tacori Petite Crescent HT2546 Shop Tacori HT2546 Rings")
+    c = recurring_prefix(v, Candidate(0, 2, LEAD))
+    assert (c.start, c.end) == (0, 1)
+    v = view("Ice Maker Co Ice Maker Co Cube")
+    assert recurring_prefix(v, Candidate(0, 3, LEAD)) == Candidate(0, 3, LEAD)
+
+
+def test_two_word_lead_noise_is_skipped_only_as_a_pair():
+    skip = {"free shipping", "new"}
+    assert brand_position(view("Free Shipping Seapesca Lure"), skip) == 2
+    assert brand_position(view("Free Knight Backpack"), skip) == 0
