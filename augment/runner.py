@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from typing import Any, Callable
 
 from augment import faults, manifest, storage
@@ -184,25 +185,29 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
                 raise ValueError(f"stage {specs[0].name} cannot be the first stage of a run")
             ds = build_stage(specs[0], context).transform_dataset(ds)
             continue
-        ds = ds.map_batches(
-            StageChain,
-            fn_constructor_kwargs={
-                "specs": specs,
-                "context": context,
-                "read": (plan.input_schema, dict(config.input.columns)) if first else None,
-            },
-            batch_size=1 if first else res.batch_size,
-            batch_format="pyarrow",
-            zero_copy_batch=False,
-            udf_modifying_row_count=False,  # stages never add or drop rows
-            compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
-            num_cpus=res.num_cpus,
-            num_gpus=res.num_gpus or None,
-            # A dead actor is restarted (setup() runs again) and its batches are retried there, a bounded number
-            # of times (Ray Data's default retries without limit).
-            max_restarts=-1,
-            max_task_retries=config.run.worker_retries,
-        )
+        with warnings.catch_warnings():
+            # max_restarts / max_task_retries have no named parameter in Ray 2.60 and travel as remote args, which
+            # Ray deprecates for 2.64 (the pinned 2.60.* is unaffected; revisit on upgrade).
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            ds = ds.map_batches(
+                StageChain,
+                fn_constructor_kwargs={
+                    "specs": specs,
+                    "context": context,
+                    "read": (plan.input_schema, dict(config.input.columns)) if first else None,
+                },
+                batch_size=1 if first else res.batch_size,
+                batch_format="pyarrow",
+                zero_copy_batch=False,
+                udf_modifying_row_count=False,  # stages never add or drop rows
+                compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
+                num_cpus=res.num_cpus,
+                num_gpus=res.num_gpus or None,
+                # A dead actor is restarted (setup() runs again) and its batches are retried there, a bounded
+                # number of times (Ray Data's default retries without limit).
+                max_restarts=-1,
+                max_task_retries=config.run.worker_retries,
+            )
     writer = ShardWriter(plan, context, config.output.compression, threads=config.run.writer_threads)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):

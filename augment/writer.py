@@ -263,9 +263,10 @@ class ShardWriter:
             concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
 
     def _raise_failed(self) -> None:
-        for future in [f for f in self.futures if f.done()]:
-            future.result()  # re-raises a write failure in the driver
+        done = [f for f in self.futures if f.done()]
         self.futures = [f for f in self.futures if not f.done()]
+        for future in done:
+            future.result()  # re-raises a write failure in the driver (once: it has left the list)
 
     def close(self, require_all: bool = True) -> list[manifest.ShardRecord]:
         """Wait for the shards being written; raise IncompleteShards if some never completed (unless not

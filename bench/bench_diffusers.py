@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from augment.backends.diffusers_variants import architectures, pipelines  # noqa: E402
 
 EDITS_PER_PRODUCT = 6  # subject + 2 backgrounds + angle + logo + detail
+CLASSIC_BYTES_PER_IMAGE_512 = 19262.5  # bench/results/image_variants-classic-*.json: mean JPEG q90 bytes at 512 px
 INSTRUCTION = (
     "Edit the product image based on the product description and the given image, retaining only the product "
     "mentioned in the description and making it the primary focus."
@@ -204,6 +205,9 @@ def write_bench_results(meta: dict, rows: list[dict], folder: Path, command: str
             folder / name, "image_variants", "diffusers", config,
             benchjson.Hardware(kind="gpu", name=meta["device"], count=1),
             items=row["batch"], seconds=row["call_s"], unit="image", command=command,
+            # Random weights make noise, which does not compress like a photo: the size of an encoded image is
+            # taken from the classic backend's 512 px JPEG (q90) variants of real product photos.
+            output={"bytes_per_image": CLASSIC_BYTES_PER_IMAGE_512 * (row["resolution"] / 512) ** 2},
             notes=f"random weights with the published shapes ({row['parameters'] / 1e9:.2f}B parameters); "
                   f"one pipeline call of {row['batch']} edits; peak memory {row['peak_memory_gb']:.1f} GiB; "
                   f"torch {meta['torch']}, diffusers {meta['diffusers']}",

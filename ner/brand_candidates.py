@@ -115,6 +115,9 @@ def brand_position(view: TitleView, lead_skip) -> int:
     after_number = False
     while i < n:
         text = texts[i]
+        if i + 1 < n and f"{view.lows[i]} {view.lows[i + 1]}" in lead_skip:
+            i += 2  # "Free Shipping", "High Quality"
+            continue
         if not has_alpha(text) or view.lows[i] in lead_skip:
             after_number = after_number or any(c.isdigit() for c in text)
             i += 1
@@ -265,3 +268,21 @@ def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
         if view.texts[k] == word and not view.glued_before(k):
             return Candidate(pos, pos + 1, LEAD)
     return None
+
+
+def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
+    """A multi-word brand cut to its first words when only those come back later ("Tacori Petite Crescent ...
+    Shop Tacori HT2546", "ReStockIt Acco Tabs"): the shop repeats the brand, not the product line."""
+    if cand.end - cand.start < 2 or cand.kind == NONE:
+        return cand
+    full = view.lows[cand.start:cand.end]
+    size = len(full)
+    for k in range(cand.end, view.n - size + 1):
+        if view.lows[k:k + size] == full:
+            return cand  # the whole brand comes back
+    first = view.texts[cand.start]
+    for k in range(cand.end, view.n):
+        if view.texts[k] == first and not view.glued_before(k) and (k + 1 >= view.n or view.lows[k + 1] !=
+                                                                     view.lows[cand.start + 1]):
+            return Candidate(cand.start, cand.start + 1, cand.kind)
+    return cand

@@ -41,7 +41,7 @@ class EntityExtractor:
         cleaned = [clean_title(t, self.max_chars) for t in titles]
         hints = brand_hints if brand_hints is not None else [None] * len(cleaned)
         out: list[list[dict]] = []
-        with _gc_paused():
+        with gc_paused():
             self._extract_batches(cleaned, hints, out)
         return out
 
@@ -77,7 +77,7 @@ class EntityExtractor:
 
 
 @contextlib.contextmanager
-def _gc_paused():
+def gc_paused():
     """The cyclic garbage collector paused while a batch runs. The pipeline makes many small objects and no
     reference cycles, yet each collection walks every live object (lexicons, vocab, a batch of docs): pausing it
     saves a fifth of the time. Reference counting still frees memory; collection resumes afterwards."""

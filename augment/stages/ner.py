@@ -60,14 +60,28 @@ class NerStage(Stage):
         titles = batch["title"]
         hints = [h if isinstance(h, str) and h.strip() else None for h in batch.get("catalog_brand") or
                  [None] * len(titles)]
+        from ner.extractor import gc_paused  # here, not at module level: importing it imports spaCy
+
         entities = self.extractor.extract(titles, brand_hints=hints)
+        with gc_paused():  # see ner.extractor.gc_paused: the per-row lists below are many small objects
+            return StageResult(columns=self._columns(entities, hints))
+
+    @staticmethod
+    def _columns(entities: list[list[dict]], hints: list[str | None]) -> dict[str, list]:
         columns: dict[str, list] = {"entities": entities, "brand": [], "category": [], "material": [], "color": []}
+        brand, category, material, color = (columns[k] for k in ("brand", "category", "material", "color"))
         for ents, hint in zip(entities, hints):
-            columns["brand"].append(_unique(([hint.strip()] if hint else []) + _texts(ents, "BRAND")))
-            columns["category"].append(_unique(_texts(ents, "CATEGORY")))
-            columns["material"].append(_unique(_texts(ents, "MATERIAL")))
-            columns["color"].append(_unique(_texts(ents, "COLOR")))
-        return StageResult(columns=columns)
+            texts: dict[str, list[str]] = {"BRAND": [hint.strip()] if hint else [], "CATEGORY": [], "MATERIAL": [],
+                                           "COLOR": []}
+            for ent in ents:  # one pass over the row's entities
+                bucket = texts.get(ent["label"])
+                if bucket is not None:
+                    bucket.append(ent["text"])
+            brand.append(_unique(texts["BRAND"]))
+            category.append(_unique(texts["CATEGORY"]))
+            material.append(_unique(texts["MATERIAL"]))
+            color.append(_unique(texts["COLOR"]))
+        return columns
 
     def describe(self) -> dict:
         return {"stage": self.name, "backend": self.backend, "model": f"ner/{self.options.lang}"}
@@ -85,12 +99,10 @@ class NerStage(Stage):
         return path
 
 
-def _texts(entities: list[dict], label: str) -> list[str]:
-    return [e["text"] for e in entities if e["label"] == label]
-
-
 def _unique(values: list[str]) -> list[str]:
     """First occurrence of each value, compared case-insensitively and ignoring surrounding white space."""
+    if len(values) == 1 and values[0].strip():
+        return values
     seen: set[str] = set()
     out = []
     for value in values:

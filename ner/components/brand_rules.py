@@ -1,11 +1,21 @@
-"""`moon_brand_rules`: which spans of a title are its BRAND, from lexicons, position and casing.
+"""`moon_brand_rules`: which span of a title is its BRAND, from lexicons, position, casing and a learned scorer.
 
 Sellers put the brand first ("SEAPESCA Mini Crankbait ...", "Holy Land Market Unisex Leather Sandals"), after
-marketing noise ("Original New Arrival Authentic Nike Air Max"). This component owns the BRAND label: it takes
-the BRAND candidates of the lexicons (`moon_lexicon`) and of the row's hint (`moon_hint`), decides which stand,
-guesses brands that no lexicon knows, and writes its choice to `moon_brand`; lexicon BRAND spans it did not keep
-are removed from `moon_lexicon`.
+marketing noise ("Original New Arrival Authentic Nike Air Max"), or name it in a shop's own words ("... Tape by
+Scotch MMM600121296 - OnTimeSupplies.com"). This component owns the BRAND label: it takes the BRAND candidates
+of the lexicons (`moon_lexicon`) and of the row's hint (`moon_hint`), decides which one stands, and writes its
+choice to `moon_brand`; lexicon BRAND spans it did not keep are removed from `moon_lexicon`.
 
+With a `scorer` (the bundled config names `en/brand_scorer.json`), one brand per title:
+1. a lexicon brand at the brand position followed by a gender or size word or nothing is the brand;
+2. a web-shop attribution names it (`ner.brand_candidates.attribution`: "by <Brand> <part number>",
+   "- <Brand> | shop");
+3. otherwise the scorer (`ner.brand_model`) picks the best of the candidates of `ner.brand_candidates` (leading
+   words at the brand position, lexicon brands, words after "by", no brand); when it picks no brand, a leading
+   word that comes back later in the title is the brand;
+4. a multi-word brand of which the shop repeats only the first word is cut to it.
+
+Without a scorer the older rule chain runs (`choose`):
 1. The brand position is the first token after leading noise (punctuation, numbers, part numbers and the
    `lead_skip` words: "New", "2018", "Original", "[").
 2. A lexicon brand starting there is the brand. A lexicon brand elsewhere stands only when it cannot be an
@@ -130,6 +140,7 @@ class BrandRules:
                 best = brand_candidates.recurring_lead(view, self.stop_words) or best
         if best.kind == brand_candidates.NONE:
             return []
+        best = brand_candidates.recurring_prefix(view, best)
         ids = {(c[0], c[1]): c[3] for c in known}
         return [(best.start, best.end, self.label, ids.get((best.start, best.end), ""))]
 

@@ -73,12 +73,13 @@ class CategoryRules:
     def __call__(self, doc: Doc) -> Doc:
         lexicon = groups.get(doc, groups.LEXICON)
         cats = [c for c in lexicon if c[2] == self.label]
-        if not cats:
+        brands = groups.get(doc, groups.HINT) + groups.get(doc, groups.BRAND)
+        if not cats and not brands:
             return doc
         others = [c for c in lexicon if c[2] != self.label]
         n = len(doc)
         owner: list[str | None] = [None] * n
-        for start, end, _, _ in groups.get(doc, groups.HINT) + groups.get(doc, groups.BRAND):
+        for start, end, _, _ in brands:
             for i in range(start, end):
                 owner[i] = "BRAND"
         for start, end, other, _ in others:
@@ -88,10 +89,16 @@ class CategoryRules:
         toks = groups.tokens(doc)
         texts, lows, spaces = toks.texts, toks.lows, toks.spaces
         compounds = self.compounds(cats, owner)
-        if not compounds:
-            groups.put(doc, groups.LEXICON, others)
-            return doc
         brand_words = {lows[i] for i in range(n) if owner[i] == "BRAND" and lows[i][:1].isalnum()}
+        if not compounds:
+            # no lexicon knows the product word: a web shop may still name it ("Shop Ticket Holders, ... 25/BX
+            # Holders by C-Line CLI46117")
+            found = self.shop_head(owner, texts, lows, spaces, brand_words)
+            if found is not None:
+                groups.put(doc, groups.CATEGORY, [found])
+            if cats:
+                groups.put(doc, groups.LEXICON, others)
+            return doc
         chosen, structured = self.choose(compounds, lows, spaces, n, brand_words)
         if structured and self.max_extend:
             chosen = self.extend(chosen, owner, texts, lows, spaces)
@@ -105,6 +112,36 @@ class CategoryRules:
         groups.put(doc, groups.LEXICON, others)
         groups.put(doc, groups.CATEGORY, [chosen])
         return doc
+
+    def shop_head(self, owner: list, texts: list[str], lows: list[str], spaces: list[bool],
+                  brand_words: set[str]) -> tuple | None:
+        """The product word a web-shop offer repeats next to its brand ("... Holders by C-Line", "ReStockIt Smead
+        Guides"), taken at its first mention with up to `max_extend` capitalised words before it."""
+        n = len(texts)
+        head = None
+        for i in range(2, n - 1):
+            if owner[i]:
+                continue
+            before_by = lows[i + 1] in ("by", "from") and i + 2 < n and owner[i + 2] == "BRAND"
+            after_brand = owner[i - 1] == "BRAND" and lows[i - 1] in brand_words and i - 1 > 0 and \
+                owner[i - 2] != "BRAND" and any(owner[k] == "BRAND" for k in range(0, i - 2))
+            if (before_by or after_brand) and texts[i][:1].isupper() and texts[i].isalpha() and \
+                    lows[i] not in self.stop_modifiers:
+                head = i
+                break
+        if head is None:
+            return None
+        target = singular(lows[head])
+        first = next((k for k in range(head) if singular(lows[k]) == target and not owner[k]), head)
+        start = first
+        words = 0
+        k = first - 1
+        while k >= 0 and words < self.max_extend and spaces[k] and (k == 0 or spaces[k - 1]) and not owner[k] and \
+                texts[k][:1].isupper() and texts[k].isalpha() and lows[k] not in self.stop_modifiers:
+            start = k
+            words += 1
+            k -= 1
+        return (start, first + 1, self.label, "")
 
     def compounds(self, cats: list[tuple], owner: list) -> list[tuple]:
         """Category matches merged where they overlap or touch; matches inside the brand are dropped."""
@@ -152,7 +189,8 @@ class CategoryRules:
         # 2. the head of the first phrase
         phrase_end = n
         for j in range(1, n):
-            if lows[j] in _PHRASE_ENDS or (lows[j] == "-" and spaces[j] and j > 0 and spaces[j - 1]):
+            if lows[j] in _PHRASE_ENDS or (lows[j] == "-" and spaces[j] and spaces[j - 1]) or (
+                    lows[j] == "w" and j + 1 < n and lows[j + 1] == "/" and not spaces[j]):
                 phrase_end = j
                 break
         structured = phrase_end < n and lows[phrase_end] not in ("with", "for", "featuring", "including")

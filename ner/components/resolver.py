@@ -14,7 +14,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from ner.components import groups
-from ner.lexicon import read_phrases, resolve_path
+from ner.lexicon import read_phrases, read_words, resolve_path
 
 
 @Language.factory(
@@ -24,25 +24,33 @@ from ner.lexicon import read_phrases, resolve_path
         "label_priority": ["BRAND", "MATERIAL", "CATEGORY", "COLOR"],
         "stop_lists": {},
         "one_per_title": {},
+        "generic": {},
     },
 )
 def make_resolver(nlp: Language, name: str, sources: list[str], label_priority: list[str],
-                  stop_lists: dict[str, str], one_per_title: dict[str, str]) -> "EntityResolver":
+                  stop_lists: dict[str, str], one_per_title: dict[str, str],
+                  generic: dict[str, str]) -> "EntityResolver":
     stops = {label: {p.casefold() for p in read_phrases(resolve_path(path))} for label, path in stop_lists.items()}
-    return EntityResolver(sources=sources, label_priority=label_priority, stops=stops, one_per_title=one_per_title)
+    generics = {label: read_words(resolve_path(path)) for label, path in generic.items()}
+    return EntityResolver(sources=sources, label_priority=label_priority, stops=stops, one_per_title=one_per_title,
+                          generic=generics)
 
 
 class EntityResolver:
     def __init__(self, sources: list[str], label_priority: list[str], stops: dict[str, set[str]] | None = None,
-                 one_per_title: dict[str, str] | None = None):
+                 one_per_title: dict[str, str] | None = None, generic: dict[str, set[str]] | None = None):
         self.sources = list(sources)
         # labels not listed come after the listed ones, in name order
         self.rank = {label: i for i, label in enumerate(label_priority)}
         self.stops = stops or {}
         for label, which in (one_per_title or {}).items():
-            if which not in ("first", "last", "longest"):
-                raise ValueError(f"one_per_title.{label}: expected first, last or longest, got {which!r}")
+            if which not in ("first", "last", "longest", "phrases_last"):
+                raise ValueError(f"one_per_title.{label}: expected first, last, longest or phrases_last, got "
+                                 f"{which!r}")
         self.one_per_title = dict(one_per_title or {})
+        # label -> lower-case words that name the label only generically ("fabric", "cloth"): when one entity of
+        # the label is kept per title, a specific one is kept before them
+        self.generic = generic or {}
 
     def __call__(self, doc: Doc) -> Doc:
         taken = bytearray(len(doc))
@@ -67,7 +75,9 @@ class EntityResolver:
                 chosen.append(cand)
         chosen.sort()
         for label, which in self.one_per_title.items():
-            chosen = _keep_one(chosen, label, which)
+            if which == "phrases_last":
+                which = "last" if _has_phrases(groups.tokens(doc)) else "first"
+            chosen = _keep_one(chosen, label, which, self.generic.get(label), groups.tokens(doc).lows)
         # the extractor reads the chosen tuples; doc.ents are for spaCy users
         data = doc.user_data
         data[groups.ENTS] = chosen
@@ -76,11 +86,25 @@ class EntityResolver:
         return doc
 
 
-def _keep_one(chosen: list[tuple], label: str, which: str) -> list[tuple]:
-    """Keep one candidate of `label` (the first, the last or the longest in the title); others are dropped."""
+def _has_phrases(toks) -> bool:
+    """Whether a title is written in phrases ("Lace Up Oxford, Wheatfield Leather, 5 M"; "... - Shop | US") rather
+    than as one keyword list: a comma, a bar or a free-standing dash."""
+    for i, text in enumerate(toks.texts):
+        if text in (",", "|", ";") or (text == "-" and toks.spaces[i] and i > 0 and toks.spaces[i - 1]):
+            return True
+    return False
+
+
+def _keep_one(chosen: list[tuple], label: str, which: str, generic: set[str] | None = None,
+              lows: list[str] | None = None) -> list[tuple]:
+    """Keep one candidate of `label` (the first, the last or the longest in the title); others are dropped.
+    Candidates whose words are all `generic` are kept only when there is no other."""
     of_label = [c for c in chosen if c[2] == label]
     if len(of_label) < 2:
         return chosen
+    if generic and lows is not None:
+        specific = [c for c in of_label if not all(lows[i] in generic for i in range(c[0], c[1]))]
+        of_label = specific or of_label
     if which == "first":
         keep = of_label[0]
     elif which == "last":

@@ -231,6 +231,9 @@ def test_airflow_commands_exist(compose):
             parser.parse_args(command)
 
 
+LOOPBACK = "${MOON_BIND_ADDRESS:-127.0.0.1}"  # published ports: loopback unless MOON_BIND_ADDRESS says otherwise
+
+
 def test_ray_commands_and_ports_agree(compose):
     services = compose["services"]
     head = services["ray-head"]["command"]
@@ -239,14 +242,15 @@ def test_ray_commands_and_ports_agree(compose):
     options = dict(a.removeprefix("--").split("=", 1) for a in head if a.startswith("--") and "=" in a)
     worker_options = dict(a.removeprefix("--").split("=", 1) for a in worker if a.startswith("--") and "=" in a)
     assert worker_options["address"] == f"ray-head:{options['port']}"
-    assert f"{options['dashboard-port']}:{options['dashboard-port']}" in services["ray-head"]["ports"]
+    published = f"{LOOPBACK}:{options['dashboard-port']}:{options['dashboard-port']}"
+    assert published in services["ray-head"]["ports"]
     connection = json.loads(services["airflow-apiserver"]["environment"]["AIRFLOW_CONN_RAY_DEFAULT"])
     assert (connection["host"], str(connection["port"])) == ("ray-head", options["dashboard-port"])
 
 
 def test_services_reach_minio_at_its_published_port(compose):
     services = compose["services"]
-    assert "9000:9000" in services["minio"]["ports"]
+    assert f"{LOOPBACK}:9000:9000" in services["minio"]["ports"]
     for name in ("airflow-scheduler", "ray-head", "ray-gpu-worker"):
         assert services[name]["environment"]["AWS_ENDPOINT_URL"] == "http://minio:9000", name
 

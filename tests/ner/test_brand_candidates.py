@@ -89,3 +89,18 @@ def test_lead_word_repeated_later_is_a_brand():
     c = recurring_lead(v, STOP)
     assert (c.start, c.end) == (0, 1)
     assert recurring_lead(view("Universal Six Section Folder Green"), STOP) is None
+
+
+def test_brand_cut_to_the_words_the_shop_repeats():
+    from ner.brand_candidates import recurring_prefix
+    v = view("Tacori Petite Crescent HT2546 Shop Tacori HT2546 Rings")
+    c = recurring_prefix(v, Candidate(0, 2, LEAD))
+    assert (c.start, c.end) == (0, 1)
+    v = view("Ice Maker Co Ice Maker Co Cube")
+    assert recurring_prefix(v, Candidate(0, 3, LEAD)) == Candidate(0, 3, LEAD)
+
+
+def test_two_word_lead_noise_is_skipped_only_as_a_pair():
+    skip = {"free shipping", "new"}
+    assert brand_position(view("Free Shipping Seapesca Lure"), skip) == 2
+    assert brand_position(view("Free Knight Backpack"), skip) == 0

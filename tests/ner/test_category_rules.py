@@ -42,3 +42,8 @@ def test_chosen_category_beats_material_of_same_span(category_nlp):
 
 def test_keyword_list_takes_most_repeated_head_as_plain_noun(category_nlp):
     assert cats(category_nlp("minnow Fishing Lure Hard Bait Treble Hook Fishing Lure")) == ["Lure"]
+
+
+def test_product_word_a_shop_repeats_before_by_brand_is_the_category(category_nlp):
+    doc = category_nlp("Shop Ticket Holders, Stitched, 25/BX Holders by Avery AVE46117 - OnTimeSupplies.com")
+    assert cats(doc) == ["Shop Ticket Holders"]

@@ -110,3 +110,33 @@ def test_lower_case_start_gives_no_brand(small_nlp):
 
 def test_title_tokenizer_splits_comma_before_digit(small_nlp):
     assert [t.text for t in small_nlp.make_doc("Navy,4 M")] == ["Navy", ",", "4", "M"]
+
+
+def test_specific_material_kept_before_generic_one():
+    import spacy
+
+    import ner.components  # noqa: F401
+
+    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": []}).add_patterns([
+        {"label": "MATERIAL", "pattern": "cloth", "id": "cloth"},
+        {"label": "MATERIAL", "pattern": "cotton", "id": "cotton"}])
+    resolver = nlp.add_pipe("moon_entity_resolver", config={"one_per_title": {"MATERIAL": "first"}})
+    resolver.generic = {"MATERIAL": {"cloth"}}
+    assert ents(nlp("cloth face mask , cotton")) == [("cotton", "MATERIAL")]
+    resolver.generic = {}
+    assert ents(nlp("cloth face mask , cotton")) == [("cloth", "MATERIAL")]
+
+
+def test_material_of_phrased_title_is_the_last_one_of_keyword_list_the_first():
+    import spacy
+
+    import ner.components  # noqa: F401
+
+    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": []}).add_patterns([
+        {"label": "MATERIAL", "pattern": "lace", "id": "lace"},
+        {"label": "MATERIAL", "pattern": "leather", "id": "leather"}])
+    nlp.add_pipe("moon_entity_resolver", config={"one_per_title": {"MATERIAL": "phrases_last"}})
+    assert ents(nlp("sport lace up oxford, wheat leather, 5 M")) == [("leather", "MATERIAL")]
+    assert ents(nlp("sport lace up oxford wheat leather 5 M")) == [("lace", "MATERIAL")]

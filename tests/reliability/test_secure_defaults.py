@@ -86,8 +86,9 @@ def test_remote_code_is_off_unless_the_config_turns_it_on():
 # ---------------------------------------------------------------------------------------------------------------
 # 0.0.0.0, "::", or an empty host in a bind/server address tuple or a host= argument
 ANY_INTERFACE = re.compile(r"""0\.0\.0\.0|["']::["']|(bind|Server|create_server)\(\(\s*["']["']|host\s*=\s*["']["']""")
-# A container listens on its own network namespace; the host publishes the port (documented there).
-CONTAINER_ONLY = {"docker/vllm/Dockerfile"}
+# Inside a container or a pod a server must listen on every interface of its own network namespace; what the host
+# publishes is checked below (compose) or stays inside the cluster (KubeRay services are ClusterIP).
+CONTAINER_FILES = re.compile(r"^docker/(.+/Dockerfile|kuberay/.+\.ya?ml|compose\.yaml)$")
 
 
 def test_servers_listen_on_loopback_unless_configured_otherwise():
@@ -95,12 +96,21 @@ def test_servers_listen_on_loopback_unless_configured_otherwise():
     offenders = []
     for path in files:
         rel = str(path.relative_to(ROOT))
-        if not path.is_file() or rel in CONTAINER_ONLY or rel == "tests/reliability/test_secure_defaults.py":
+        if not path.is_file() or CONTAINER_FILES.match(rel) or rel == "tests/reliability/test_secure_defaults.py":
             continue
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
             if ANY_INTERFACE.search(line) and not line.lstrip().startswith("#"):
                 offenders.append(f"{rel}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_the_compose_stack_publishes_its_ports_on_loopback_by_default():
+    yaml = pytest.importorskip("yaml")
+    services = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())["services"]
+    published = [(name, port) for name, service in services.items() for port in service.get("ports", [])]
+    assert len(published) >= 4
+    for name, port in published:
+        assert str(port).startswith("${MOON_BIND_ADDRESS:-127.0.0.1}:"), (name, port)
 
 
 def test_vllm_serve_script_defaults_to_loopback():
