@@ -104,7 +104,8 @@ class DataConfig:
     coaug: bool = True  # False: raw titles and images only (the co-augmentation ablation)
     query_mode: str = "joint"  # joint: every triplet gives t, i and mm queries; ratio: one, drawn by query_ratio
     query_ratio: tuple[int, int, int] = (12, 3, 2)  # image : text : multimodal (MOON's fixed mix)
-    query_text: str = "entities"  # title queries: entities: the title's extracted entities; keywords: a subset of its words
+    # Title queries: entities (the title's extracted entities) or keywords (a subset of its words).
+    query_text: str = "entities"
     # Label columns (pass-through input columns; `category_leaf`: the last level of category_path) that
     # shopper-intent queries are built from: "women white skirts" = gender + base_colour + article_type.
     query_attributes: tuple[str, ...] = ("gender", "base_colour", "article_type")

@@ -138,6 +138,7 @@ def embed_views(model, cfg: MoonConfig, inputs: dict[str, Any], batch_size: int 
     tokenizer = build_tokenizer(cfg.text)
     device = next(model.parameters()).device
     out: dict[str, list[torch.Tensor]] = {name: [] for name in ("q_t", "q_i", "q_mm", "c_mm", "c_i", "c_t")}
+    pixels = lambda images: image_ops.to_tensor(images, cfg.vision.mean, cfg.vision.std)  # noqa: E731
     texts = inputs["text_queries"]
     for start in range(0, len(texts), batch_size):
         ids, mask = (t.to(device) for t in tokenizer(texts[start : start + batch_size]))
@@ -147,8 +148,8 @@ def embed_views(model, cfg: MoonConfig, inputs: dict[str, Any], batch_size: int 
                 for k in ("query_text", "query_image", "candidate_text", "candidate_image")}
         q_ids, q_mask = (t.to(device) for t in tokenizer(part["query_text"]))
         c_ids, c_mask = (t.to(device) for t in tokenizer(part["candidate_text"]))
-        q_vis = model.embed_images(image_ops.to_tensor(part["query_image"], cfg.vision.mean, cfg.vision.std).to(device))
-        c_vis = model.embed_images(image_ops.to_tensor(part["candidate_image"], cfg.vision.mean, cfg.vision.std).to(device))
+        q_vis = model.embed_images(pixels(part["query_image"]).to(device))
+        c_vis = model.embed_images(pixels(part["candidate_image"]).to(device))
         out["q_i"].append(model.encode(visual=q_vis).embedding)
         out["q_mm"].append(model.encode(text=q_ids, text_mask=q_mask, visual=q_vis).embedding)
         out["c_mm"].append(model.encode(text=c_ids, text_mask=c_mask, visual=c_vis).embedding)

@@ -3,7 +3,8 @@
 Products come in categories; each has a generated image (a shape per category, a colour per product on white),
 a title with its entities, an enriched title and image variants (ok, filtered and failed ones), as
 `moon run` writes them, and catalogue labels as pass-through columns (gender, base_colour, article_type: the
-same combination recurs every 48 products; gender is not in the title). Written through augment.manifest, so `manifest.data_files` lists them.
+same combination recurs every 48 products; gender is not in the title). Written through augment.manifest, so
+`manifest.data_files` lists them.
 """
 from __future__ import annotations
 
