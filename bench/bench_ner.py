@@ -7,7 +7,8 @@ Prints titles/s of
       ids: spaCy's entity ruler runs about four times slower with thousands of distinct ids, and a slowed-down
       baseline would flatter the ratio),
   (b) pipeline: `ner.load("en").extract(titles)` (cleaning, all rule components, offsets back to the title),
-  (c) ray: the `ner` stage as a Ray Data `map_batches` stage with an actor pool of one actor on one CPU,
+  (c) ray: the `ner` stage as `moon run` runs it (the runner's StageChain, Arrow batches) on a Ray Data actor
+      pool of one actor on one CPU,
 and the ratios b/a and c/b (targets: b/a >= 0.5, c/b >= 0.85). (c) is timed from the moment its actor finished
 loading the pipeline to the last row, so it compares steady-state work with (a) and (b); the total including
 Ray start-up and actor set-up is printed beside it, and so is the CPU time the actor spent in the stage's
@@ -71,43 +72,56 @@ def bench_pipeline(extractor, titles: list[str]) -> tuple[float, float]:
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
-class _StageActor:
-    """What a Ray runner does with a stage: build it once per actor, then `process` each batch."""
+def _chain_class():
+    """The runner's StageChain (what `moon run` gives a Ray actor), noting when it was ready and its CPU time."""
+    from augment.pipeline import StageChain
 
-    def __init__(self):
-        from augment.stages.ner import NerStage
+    class TimedChain(StageChain):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.ready_at = time.time()
 
-        self.stage = NerStage()
-        self.stage.setup()
-        self.ready_at = time.time()
+        def __call__(self, table):
+            import pyarrow as pa
 
-    def __call__(self, batch: dict) -> dict:
-        cpu = time.process_time()
-        columns = {name: list(values) for name, values in batch.items()}
-        result = self.stage.process(columns)
-        out = dict(batch)
-        out.update(result.columns)
-        n = len(columns["title"])
-        out["_ready_at"] = [self.ready_at] * n
-        # CPU seconds of this call, spread over its rows: the actor's own work, which load elsewhere barely disturbs
-        out["_cpu_s"] = [(time.process_time() - cpu) / max(n, 1)] * n
-        return out
+            cpu = time.process_time()
+            out = super().__call__(table)
+            n = out.num_rows
+            out = out.append_column("_ready_at", pa.array([self.ready_at] * n, pa.float64()))
+            # CPU seconds of this call, spread over its rows: the actor's own work, which load elsewhere barely disturbs
+            return out.append_column("_cpu_s", pa.array([(time.process_time() - cpu) / max(n, 1)] * n, pa.float64()))
+
+    return TimedChain
 
 
 def bench_ray(titles: list[str], batch_size: int) -> tuple[float, float, float]:
-    """(steady seconds, total seconds, actor CPU seconds in `process`) of the ner stage on a one-actor pool."""
+    """(steady seconds, total seconds, actor CPU seconds) of the ner stage as `moon run` runs it: the runner's
+    StageChain on a one-actor pool, Arrow batches, input already in the object store."""
+    import pyarrow as pa
     import ray
+
+    from augment import schema as S
+    from augment.pipeline import QUARANTINE_DETAIL, StageSpec
+    from augment.stages import RunContext
+    from augment.stages.ner import NerStage
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         from ray.data import DataContext
 
         DataContext.get_current().enable_progress_bars = False
-        items = [{"product_id": str(i), "title": t, "catalog_brand": None} for i, t in enumerate(titles)]
+        n = len(titles)
+        table = pa.table({
+            "product_id": [str(i) for i in range(n)], "title": titles, "catalog_brand": pa.nulls(n, pa.string()),
+            S.QUARANTINE_REASON: pa.nulls(n, pa.string()), S.QUARANTINE_STAGE: pa.nulls(n, pa.string()),
+            QUARANTINE_DETAIL: pa.nulls(n, pa.string()),
+        })
+        source = ray.data.from_arrow(table).repartition(max(1, n // batch_size)).materialize()
+        spec = StageSpec("ner", "spacy_rules", NerStage.options_cls())
         start = time.time()
-        ds = ray.data.from_items(items).map_batches(
-            _StageActor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1,
-            batch_format="numpy")
+        ds = source.map_batches(
+            _chain_class(), fn_constructor_kwargs={"specs": [spec], "context": RunContext()}, batch_size=batch_size,
+            batch_format="pyarrow", zero_copy_batch=False, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1)
         ready = None
         rows = 0
         cpu = 0.0
@@ -128,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("catalog", help="catalogue CSV(.gz) with a productDisplayName or title column")
     parser.add_argument("--limit", type=int, default=None, help="use the first N titles only")
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and (b); the best counts")
     parser.add_argument("--no-ray", action="store_true", help="skip (c)")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
