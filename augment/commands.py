@@ -83,6 +83,7 @@ def cmd_run(args) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     output = args.output or P.default_output_uri()
+    log.debug("config %s: %s", cfg.hash(), json.dumps(cfg.to_dict(), sort_keys=True))
     try:
         if args.dry_run:
             import tempfile

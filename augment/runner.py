@@ -200,7 +200,7 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
                 batch_format="pyarrow",
                 zero_copy_batch=False,
                 udf_modifying_row_count=False,  # stages never add or drop rows
-                compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
+                compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high, initial_size=high),
                 num_cpus=res.num_cpus,
                 num_gpus=res.num_gpus or None,
                 # A dead actor is restarted (setup() runs again) and its batches are retried there, a bounded

@@ -13,6 +13,7 @@ one set of guarantees:
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import posixpath
 import uuid
@@ -22,6 +23,8 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 S3_RETRY_ATTEMPTS = 8
+
+log = logging.getLogger(__name__)
 
 
 def is_s3(uri: str) -> bool:
@@ -121,6 +124,7 @@ def write_atomic(uri: str, data: bytes, content_type: str | None = None) -> None
         fs, path = filesystem(uri)
         with fs.open_output_stream(path, metadata={"Content-Type": content_type} if content_type else None) as f:
             f.write(data)
+        log.debug("wrote %s (%d bytes)", uri, len(data))
         return
     target = Path(uri)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +142,7 @@ def write_atomic(uri: str, data: bytes, content_type: str | None = None) -> None
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)
+    log.debug("wrote %s (%d bytes)", uri, len(data))
 
 
 def write_file_atomic(uri: str, local_file: str | Path) -> None:
@@ -147,6 +152,7 @@ def write_file_atomic(uri: str, local_file: str | Path) -> None:
         with open(local_file, "rb") as src, fs.open_output_stream(path) as dst:
             while chunk := src.read(8 << 20):
                 dst.write(chunk)
+        log.debug("uploaded %s -> %s", local_file, uri)
         return
     target = Path(uri)
     target.parent.mkdir(parents=True, exist_ok=True)

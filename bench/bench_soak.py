@@ -1,7 +1,7 @@
 """Soak: a long CPU run on Ray (classic backends) with its memory and throughput watched from start to end.
 
-    python bench/bench_soak.py --products 5000 --out soak-5k.json
-    python bench/bench_soak.py --products 50000 --out soak-50k.json     # hours on 2 cores
+    python bench/bench_soak.py --products 5000 --out bench/results/raw/soak-5k.json
+    python bench/bench_soak.py --products 50000 --out bench/results/raw/soak-50k.json     # hours on 2 cores
 
 The catalogue is built from the Myntra titles (catalog_labels.csv.gz: id, productDisplayName, brandName) with the
 Myntra photos reused in turn, named by path as large catalogues do (so the input stays small and every image is
