@@ -57,7 +57,7 @@ class OpenAIEnrichOptions(EnrichTaskOptions, OpenAIServerOptions, MLLMOptions):
 
 @dataclasses.dataclass(frozen=True)
 class OpenAIBackgroundOptions(BackgroundTaskOptions, OpenAIServerOptions, MLLMOptions):
-    max_tokens: int = 1024
+    pass
 
 
 class OpenAIMixin(MLLMStage):

@@ -74,6 +74,20 @@ class BackgroundTaskOptions:
     # Algorithm 5: reference background images (local paths or s3:// URIs) shown before the Algorithm 6 prompt.
     reference_images: list[str] = dataclasses.field(default_factory=list)
     backgrounds: str = background_sets.LATEST  # curated set used when a model's list is rejected
+    max_tokens: int = 1024  # a list of backgrounds is longer than a title (first in the MRO: wins over MLLMOptions)
+
+
+def judge_title(completion: Completion, title: str, entities, bounds: guards.TitleBounds
+                ) -> tuple[str | None, str | None]:
+    """(candidate, None) when the model's answer is a usable enriched title, else (None, reason)."""
+    if completion.error:
+        return None, completion.error
+    try:
+        candidate = parsers.parse_enriched_title(completion.text, completion.finish_reason)
+    except parsers.ParseError as exc:
+        return None, exc.reason
+    reason = guards.check_title(candidate, title, entities, bounds)
+    return (candidate, None) if reason is None else (None, reason)
 
 
 class MLLMStage(Stage):
@@ -166,15 +180,7 @@ class MLLMEnrichStage(MLLMStage):
         )
 
     def _judge(self, completion: Completion, title: str, entities) -> tuple[str | None, str | None]:
-        """(candidate, None) when usable, else (None, reason)."""
-        if completion.error:
-            return None, completion.error
-        try:
-            candidate = parsers.parse_enriched_title(completion.text, completion.finish_reason)
-        except parsers.ParseError as exc:
-            return None, exc.reason
-        reason = guards.check_title(candidate, title, entities, self.bounds)
-        return (candidate, None) if reason is None else (None, reason)
+        return judge_title(completion, title, entities, self.bounds)
 
     def process(self, batch: Batch) -> StageResult:
         n = len(batch["product_id"])

@@ -49,7 +49,7 @@ class TransformersEnrichOptions(EnrichTaskOptions, TransformersModelOptions, MLL
 
 @dataclasses.dataclass(frozen=True)
 class TransformersBackgroundOptions(BackgroundTaskOptions, TransformersModelOptions, MLLMOptions):
-    max_tokens: int = 1024
+    pass
 
 
 def split_images(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:

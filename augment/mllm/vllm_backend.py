@@ -34,6 +34,7 @@ from augment.mllm.stage import (
     MLLMOptions,
     MLLMStage,
 )
+from augment.mllm.stage import judge_title as stage_judge_title
 from augment.schema import QUARANTINE_REASON
 from augment.stages import guards
 from augment.stages.backgrounds import choose_backgrounds
@@ -66,7 +67,7 @@ class VllmEnrichOptions(EnrichTaskOptions, VllmEngineOptions, MLLMOptions):
 
 @dataclasses.dataclass(frozen=True)
 class VllmBackgroundOptions(BackgroundTaskOptions, VllmEngineOptions, MLLMOptions):
-    max_tokens: int = 1024
+    pass
 
 
 # -- plain row functions (no Ray, no vLLM) ------------------------------------------------------------------------
@@ -107,15 +108,7 @@ def completion_of(row: dict) -> Completion:
 
 
 def judge_title(row: dict, bounds: guards.TitleBounds) -> tuple[str | None, str | None]:
-    completion = completion_of(row)
-    if completion.error:
-        return None, completion.error
-    try:
-        candidate = parsers.parse_enriched_title(completion.text, completion.finish_reason)
-    except parsers.ParseError as exc:
-        return None, exc.reason
-    reason = guards.check_title(candidate, row["title"] or "", row["entities"], bounds)
-    return (candidate, None) if reason is None else (None, reason)
+    return stage_judge_title(completion_of(row), row["title"] or "", row["entities"], bounds)
 
 
 # -- the dataset transform -----------------------------------------------------------------------------------------

@@ -111,16 +111,8 @@ def missing_entities(candidate: str, entities: Iterable[Mapping] | None) -> list
     return [text for text in kept_entities(entities) if fold(text) not in folded]
 
 
-def check_title(
-    candidate: str | None,
-    source: str,
-    entities: Iterable[Mapping] | None,
-    bounds: TitleBounds = TitleBounds(),
-) -> str | None:
-    """None when `candidate` may replace `source`; otherwise the reason code of the first failed check.
-
-    Reasons: empty, control_chars, html, url, instructions, too_short, too_long, language, missing_entity.
-    """
+def unsafe_text(candidate: str | None) -> str | None:
+    """The reason code when model output is empty or carries control characters, markup, links or instructions."""
     if candidate is None or not candidate.strip():
         return "empty"
     if has_control(candidate):
@@ -131,6 +123,22 @@ def check_title(
         return "url"
     if _INSTRUCTION.search(candidate):
         return "instructions"
+    return None
+
+
+def check_title(
+    candidate: str | None,
+    source: str,
+    entities: Iterable[Mapping] | None,
+    bounds: TitleBounds = TitleBounds(),
+) -> str | None:
+    """None when `candidate` may replace `source`; otherwise the reason code of the first failed check.
+
+    Reasons: empty, control_chars, html, url, instructions, too_short, too_long, language, missing_entity.
+    """
+    reason = unsafe_text(candidate)
+    if reason:
+        return reason
     low, high = bounds.limits(normalise_space(source))
     if len(candidate) < low:
         return "too_short"
@@ -150,16 +158,9 @@ def check_background_prompt(candidate: str, max_chars: int = 300) -> str | None:
     A background prompt is one sentence that is rendered into the Algorithm 7 image-editing prompt, so it must
     not carry markup, links, instructions or several lines.
     """
-    if not candidate or not candidate.strip():
-        return "empty"
-    if has_control(candidate):
-        return "control_chars"
-    if _HTML.search(candidate):
-        return "html"
-    if _URL.search(candidate):
-        return "url"
-    if _INSTRUCTION.search(candidate):
-        return "instructions"
+    reason = unsafe_text(candidate)
+    if reason:
+        return reason
     if len(candidate) < 12:
         return "too_short"
     if len(candidate) > max_chars:
