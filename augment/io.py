@@ -16,6 +16,7 @@ This module must not import Ray: the planner runs on Airflow workers.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import dataclasses
 import io
@@ -271,26 +272,31 @@ def _staged_rows(records, renames, extra_names) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def _write_staged(target: str, schema: pa.Schema, rows: Iterator[dict[str, Any]], rows_per_group: int) -> None:
-    """Write rows to a hidden local temp file, then publish it atomically at `target`."""
-    local_target = target if not storage.is_s3(target) else None
-    tmp = storage.temp_path_for(local_target) if local_target else _local_tmp()
+@contextlib.contextmanager
+def _published(target: str) -> Iterator[Any]:
+    """A hidden local temp file to write; published atomically at `target` when the block ends without error."""
+    tmp = storage.temp_path_for(target) if not storage.is_s3(target) else _local_tmp()
     try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            batch: list[dict[str, Any]] = []
-            for row in rows:
-                batch.append(row)
-                if len(batch) >= rows_per_group:
-                    writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=rows_per_group)
-                    batch = []
-            if batch:
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=rows_per_group)
+        yield tmp
         storage.write_file_atomic(target, tmp)
     except OSError as exc:
         raise storage.naming_error(exc, target) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _write_staged(target: str, schema: pa.Schema, rows: Iterator[dict[str, Any]], rows_per_group: int) -> None:
+    """Write rows to a hidden local temp file, then publish it atomically at `target`."""
+    with _published(target) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= rows_per_group:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=rows_per_group)
+                batch = []
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=rows_per_group)
 
 
 def _local_tmp():
@@ -338,17 +344,9 @@ def parquet_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per
 
 
 def _restage_parquet(pf: pq.ParquetFile, target: str, rows_per_group: int) -> None:
-    tmp = storage.temp_path_for(target) if not storage.is_s3(target) else _local_tmp()
-    try:
-        with pq.ParquetWriter(tmp, pf.schema_arrow, compression="zstd") as writer:
-            for batch in pf.iter_batches(batch_size=rows_per_group):
-                writer.write_table(pa.Table.from_batches([batch]), row_group_size=rows_per_group)
-        storage.write_file_atomic(target, tmp)
-    except OSError as exc:
-        raise storage.naming_error(exc, target) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with _published(target) as tmp, pq.ParquetWriter(tmp, pf.schema_arrow, compression="zstd") as writer:
+        for batch in pf.iter_batches(batch_size=rows_per_group):
+            writer.write_table(pa.Table.from_batches([batch]), row_group_size=rows_per_group)
 
 
 def open_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per_group: int) -> Source:
