@@ -44,22 +44,31 @@ _PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for",
         "extend": True,
         "fallback": "last",
         "repeated_head": True,
+        "extend_capitalized": False,
+        "max_extend_other": 1,
+        "glued_words": False,
     },
 )
 def make_category_rules(nlp: Language, name: str, label: str, blocking_labels: list[str], stop_modifiers: str,
-                        max_extend: int, extend: bool, fallback: str, repeated_head: bool) -> "CategoryRules":
+                        max_extend: int, extend: bool, fallback: str, repeated_head: bool, extend_capitalized: bool,
+                        max_extend_other: int, glued_words: bool) -> "CategoryRules":
     vocab: set[str] = set()
     if "moon_lexicon_ruler" in nlp.pipe_names:
         vocab = set(nlp.get_pipe("moon_lexicon_ruler").label_words.get(label, ()))
     stops = read_words(resolve_path(stop_modifiers)) if stop_modifiers else set()
     return CategoryRules(label=label, vocab=vocab, blocking_labels=set(blocking_labels), stop_modifiers=stops,
-                         max_extend=max_extend if extend else 0, fallback=fallback, repeated_head=repeated_head)
+                         max_extend=max_extend if extend else 0, fallback=fallback, repeated_head=repeated_head,
+                         extend_capitalized=extend_capitalized, max_extend_other=max_extend_other,
+                         glued_words=glued_words)
 
 
 class CategoryRules:
+    _glue_marks = frozenset({"-", "/"})
+
     def __init__(self, label: str = "CATEGORY", vocab: set[str] = frozenset(),
                  blocking_labels: set[str] = frozenset({"MATERIAL", "COLOR"}), stop_modifiers: set[str] = frozenset(),
-                 max_extend: int = 2, fallback: str = "last", repeated_head: bool = True):
+                 max_extend: int = 2, fallback: str = "last", repeated_head: bool = True,
+                 extend_capitalized: bool = False, max_extend_other: int = 1, glued_words: bool = False):
         if fallback not in ("first", "last"):
             raise ValueError(f"fallback: expected first or last, got {fallback!r}")
         self.label = label
@@ -69,6 +78,9 @@ class CategoryRules:
         self.max_extend = max_extend
         self.fallback = fallback
         self.repeated_head = repeated_head
+        self.extend_capitalized = extend_capitalized
+        self.max_extend_other = max_extend_other
+        self.glued_words = glued_words
 
     def __call__(self, doc: Doc) -> Doc:
         lexicon = groups.get(doc, groups.LEXICON)
@@ -159,20 +171,45 @@ class CategoryRules:
         return [tuple(m) for m in merged]
 
     def extend(self, comp: tuple, owner: list, texts: list[str], lows: list[str], spaces: list[bool]) -> tuple:
-        """The compound with the vocabulary nouns just before it ("Interior" + "File Folders")."""
+        """The compound with the modifier words just before it ("Interior" + "File Folders", "Lateral" + "File
+        Cabinet", "Reporter/Steno" + "Book"): up to `max_extend` words, a word being letters or letters glued by
+        "-" or "/" ("Extra-Heavy"). A word of the category vocabulary always qualifies; with `extend_capitalized`
+        any capitalised word does, up to `max_extend_other` of them."""
         start, end, label, ent_id = comp
-        words = 0
+        words = other = 0
         i = start - 1
         head = singular(lows[end - 1])
         while i >= 0 and words < self.max_extend:
-            if not spaces[i] or (i > 0 and not spaces[i - 1]):
-                break  # glued to the compound or to the word before it: "12-Sheet", "2-Drawer", "BS4830-AS-D"
-            low = lows[i]
-            if owner[i] or low not in self.vocab or not texts[i][:1].isalpha() or singular(low) == head:
+            if not spaces[i]:
+                break  # glued to the compound: "12-Sheet", "2-Drawer"
+            # the word ending at token i: letters, or letters glued by - and /
+            k = i
+            while k > 0 and not spaces[k - 1] and lows[k - 1] in self._glue_marks and k - 2 >= 0 and \
+                    not spaces[k - 2]:
+                k -= 2
+            if k > 0 and not spaces[k - 1]:
+                break  # glued to something else: "BS4830-AS-D", "(6)Extenders"
+            parts = range(k, i + 1, 2)
+            if k < i and not self.glued_words:
                 break
+            known = True
+            for j in parts:
+                low = lows[j]
+                if owner[j] or not texts[j].isalpha() or singular(low) == head or low in self.stop_modifiers:
+                    known = None
+                    break
+                if low not in self.vocab:
+                    known = False
+            if known is None:
+                break
+            if not known:
+                if not self.extend_capitalized or other >= self.max_extend_other or end - start > 1 or \
+                        not all(texts[j][:1].isupper() and not texts[j].isupper() for j in parts):
+                    break
+                other += 1
             words += 1
-            start = i
-            i -= 1
+            start = k
+            i = k - 1
         return (start, end, label, ent_id)
 
     def choose(self, compounds: list[tuple], lows: list[str], spaces: list[bool], n: int,
