@@ -31,6 +31,9 @@ from spacy.tokens import Doc
 from ner.components import groups
 from ner.lexicon import read_words, resolve_path, singular
 
+# what web shops write where a field is empty ("... Controller, Null New ...")
+_PLACEHOLDERS = frozenset({"null", "n/a", "none"})
+_NUMBER_WORDS = frozenset({"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve"})
 _PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for", "w/", "featuring", "including"})
 
 
@@ -47,11 +50,12 @@ _PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for",
         "extend_capitalized": False,
         "max_extend_other": 1,
         "glued_words": False,
+        "phrase_head": "off",
     },
 )
 def make_category_rules(nlp: Language, name: str, label: str, blocking_labels: list[str], stop_modifiers: str,
                         max_extend: int, extend: bool, fallback: str, repeated_head: bool, extend_capitalized: bool,
-                        max_extend_other: int, glued_words: bool) -> "CategoryRules":
+                        max_extend_other: int, glued_words: bool, phrase_head: str) -> "CategoryRules":
     vocab: set[str] = set()
     if "moon_lexicon_ruler" in nlp.pipe_names:
         vocab = set(nlp.get_pipe("moon_lexicon_ruler").label_words.get(label, ()))
@@ -59,7 +63,7 @@ def make_category_rules(nlp: Language, name: str, label: str, blocking_labels: l
     return CategoryRules(label=label, vocab=vocab, blocking_labels=set(blocking_labels), stop_modifiers=stops,
                          max_extend=max_extend if extend else 0, fallback=fallback, repeated_head=repeated_head,
                          extend_capitalized=extend_capitalized, max_extend_other=max_extend_other,
-                         glued_words=glued_words)
+                         glued_words=glued_words, phrase_head=phrase_head)
 
 
 class CategoryRules:
@@ -68,7 +72,10 @@ class CategoryRules:
     def __init__(self, label: str = "CATEGORY", vocab: set[str] = frozenset(),
                  blocking_labels: set[str] = frozenset({"MATERIAL", "COLOR"}), stop_modifiers: set[str] = frozenset(),
                  max_extend: int = 2, fallback: str = "last", repeated_head: bool = True,
-                 extend_capitalized: bool = False, max_extend_other: int = 1, glued_words: bool = False):
+                 extend_capitalized: bool = False, max_extend_other: int = 1, glued_words: bool = False,
+                 phrase_head: str = "off"):
+        if phrase_head not in ("off", "missing", "always"):
+            raise ValueError(f"phrase_head: expected off, missing or always, got {phrase_head!r}")
         if fallback not in ("first", "last"):
             raise ValueError(f"fallback: expected first or last, got {fallback!r}")
         self.label = label
@@ -81,6 +88,7 @@ class CategoryRules:
         self.extend_capitalized = extend_capitalized
         self.max_extend_other = max_extend_other
         self.glued_words = glued_words
+        self.phrase_head = phrase_head
 
     def __call__(self, doc: Doc) -> Doc:
         lexicon = groups.get(doc, groups.LEXICON)
@@ -102,10 +110,20 @@ class CategoryRules:
         texts, lows, spaces = toks.texts, toks.lows, toks.spaces
         compounds = self.compounds(cats, owner)
         brand_words = {lows[i] for i in range(n) if owner[i] == "BRAND" and lows[i][:1].isalnum()}
+        head = self.shop_phrase_head(owner, texts, lows, spaces) if self.phrase_head != "off" else None
+        if head is not None and compounds and self.phrase_head == "always" and \
+                not any(c[1] == head + 1 for c in compounds):
+            # the shop's product word outranks the lexicon's: "Memory Expansion Board, Null New ... Board"
+            found = self.extend((head, head + 1, self.label, ""), owner, texts, lows, spaces)
+            groups.put(doc, groups.LEXICON, others)
+            groups.put(doc, groups.CATEGORY, [found])
+            return doc
         if not compounds:
             # no lexicon knows the product word: a web shop may still name it ("Shop Ticket Holders, ... 25/BX
             # Holders by C-Line CLI46117")
             found = self.shop_head(owner, texts, lows, spaces, brand_words)
+            if found is None and head is not None:
+                found = self.extend((head, head + 1, self.label, ""), owner, texts, lows, spaces)
             if found is not None:
                 groups.put(doc, groups.CATEGORY, [found])
             if cats:
@@ -154,6 +172,36 @@ class CategoryRules:
             words += 1
             k -= 1
         return (start, first + 1, self.label, "")
+
+    def shop_phrase_head(self, owner: list, texts: list[str], lows: list[str], spaces: list[bool]) -> int | None:
+        """The last word of a web-shop offer's first phrase when the shop marks it as the product word: the
+        phrase ends at a "Null" placeholder ("... SCSI Controller Null", "... Backplane Board, Null New ...") or
+        the word comes back after the phrase ("... 7.2K Drive, Null Drive Wholesale"). The word is capitalised
+        letters ("Drive", not "SAS" or "15K")."""
+        n = len(texts)
+        start = 0
+        while start < n and (lows[start] in _PLACEHOLDERS or lows[start] in (",", "|")):
+            start += 1
+        end = None
+        for j in range(start + 1, n):
+            low = lows[j]
+            if low in _PLACEHOLDERS or low in _PHRASE_ENDS or low == "--" or (low == "-" and spaces[j] and spaces[j - 1]) or (
+                    low == "w" and j + 1 < n and lows[j + 1] == "/" and not spaces[j]):
+                end = j
+                break
+        if end is None:
+            return None
+        h = end - 1
+        text = texts[h]
+        if owner[h] or not spaces[h - 1] or len(text) < 3 or not text.isalpha() or not text[:1].isupper() or text.isupper() or \
+                lows[h] in self.stop_modifiers or lows[h] in _NUMBER_WORDS:
+            return None
+        if lows[end] in _PLACEHOLDERS:
+            return h
+        target = singular(lows[h])
+        if any(singular(lows[j]) == target for j in range(end + 1, n)):
+            return h
+        return None
 
     def compounds(self, cats: list[tuple], owner: list) -> list[tuple]:
         """Category matches merged where they overlap or touch; matches inside the brand are dropped."""

@@ -98,3 +98,33 @@ def test_capitalised_modifier_glued_by_hyphen_is_one_word():
     nlp = _nlp_with(extend_capitalized=True, glued_words=True)
     doc = nlp("Zorbin ZX-400 Extra-Wide Cart, Gray")
     assert [(e.text, e.label_) for e in doc.ents if e.label_ == "CATEGORY"] == [("Extra-Wide Cart", "CATEGORY")]
+
+
+def test_word_before_a_null_placeholder_is_the_category():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin 4-Port Gizmo Null")) == ["Gizmo"]
+
+
+def test_word_a_shop_repeats_after_the_first_phrase_is_the_category():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin 64GB Gizmo, Retail 77-X12 Gizmo Wholesale")) == ["Gizmo"]
+
+
+def test_unrepeated_last_word_of_the_first_phrase_is_no_category():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin 64GB Gizmo, Retail Wholesale")) == []
+
+
+def test_upper_case_code_before_null_is_no_category():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin 64GB SAS Null")) == []
+
+
+def test_shop_product_word_outranks_a_lexicon_category_when_always():
+    nlp = _nlp_with(phrase_head="always")
+    assert cats(nlp("77-X12 Zorbin Paper Gizmo, Retail 77-X12 Gizmo Wholesale")) == ["Gizmo"]
+
+
+def test_lexicon_category_stands_when_phrase_head_is_missing_only():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin Paper Gizmo, Retail 77-X12 Gizmo Wholesale")) == ["Paper"]
