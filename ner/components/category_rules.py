@@ -129,7 +129,7 @@ class CategoryRules:
             if cats:
                 groups.put(doc, groups.LEXICON, others)
             return doc
-        chosen, structured = self.choose(compounds, lows, spaces, n, brand_words)
+        chosen, structured = self.choose(compounds, lows, spaces, n, brand_words, owner)
         if structured and self.max_extend:
             chosen = self.extend(chosen, owner, texts, lows, spaces)
         elif not structured and len(compounds) > 2 and chosen[1] - chosen[0] > 1:
@@ -261,7 +261,7 @@ class CategoryRules:
         return (start, end, label, ent_id)
 
     def choose(self, compounds: list[tuple], lows: list[str], spaces: list[bool], n: int,
-               brand_words: frozenset | set = frozenset()) -> tuple[tuple, bool]:
+               brand_words: frozenset | set = frozenset(), owner: list | None = None) -> tuple[tuple, bool]:
         """The category compound, and whether the title is structured like a web-shop offer."""
         # 1. the head word repeated where web shops repeat it: "... Black Case by Samsonite", "ReStockIt Smead Guides"
         for comp in compounds if self.repeated_head else ():
@@ -291,7 +291,11 @@ class CategoryRules:
                 counts[head] = counts.get(head, 0) + 1
             most = max(counts.values())
             if most > 1:
-                return [c for c, h in zip(compounds, heads) if counts[h] == most][-1], structured
+                mentions = [c for c, h in zip(compounds, heads) if counts[h] == most]
+                # a mention that a lexicon also reads as a material or colour ("... Basketball Jerseys ... Jersey
+                # Stitched": the fabric jersey) is left to that label when another mention can be the category
+                free = [c for c in mentions if not owner or not any(owner[i] for i in range(c[0], c[1]))]
+                return (free or mentions)[-1], structured
         if in_first:
             return in_first[-1], structured
         return (compounds[0] if self.fallback == "first" else compounds[-1]), structured

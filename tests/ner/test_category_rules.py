@@ -128,3 +128,8 @@ def test_shop_product_word_outranks_a_lexicon_category_when_always():
 def test_lexicon_category_stands_when_phrase_head_is_missing_only():
     nlp = _nlp_with(phrase_head="missing")
     assert cats(nlp("77-X12 Zorbin Paper Gizmo, Retail 77-X12 Gizmo Wholesale")) == ["Paper"]
+
+
+def test_keyword_list_leaves_the_material_reading_of_a_repeated_head_to_the_material(category_nlp):
+    doc = category_nlp("glossy Papers nice Binder bright Paper glossy")
+    assert [(e.text, e.label_) for e in doc.ents] == [("Papers", "CATEGORY"), ("Paper", "MATERIAL")]
