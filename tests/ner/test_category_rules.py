@@ -133,3 +133,7 @@ def test_lexicon_category_stands_when_phrase_head_is_missing_only():
 def test_keyword_list_leaves_the_material_reading_of_a_repeated_head_to_the_material(category_nlp):
     doc = category_nlp("glossy Papers nice Binder bright Paper glossy")
     assert [(e.text, e.label_) for e in doc.ents] == [("Papers", "CATEGORY"), ("Paper", "MATERIAL")]
+
+
+def test_product_word_after_a_later_mention_of_the_brand_is_the_category(category_nlp):
+    assert cats(category_nlp("Zandor Quelby ZQ-100 Gizmo Gray Zandor Gizmo, 2/Pack")) == ["Gizmo"]
