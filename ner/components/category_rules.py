@@ -109,6 +109,9 @@ class CategoryRules:
         toks = groups.tokens(doc)
         texts, lows, spaces = toks.texts, toks.lows, toks.spaces
         compounds = self.compounds(cats, owner)
+        # a shop's immediate repetition of the head ("Bud Vase Vase - ...") is not a second compound
+        compounds = [c for k, c in enumerate(compounds) if not (
+            k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]
         brand_words = {lows[i] for i in range(n) if owner[i] == "BRAND" and lows[i][:1].isalnum()}
         head = self.shop_phrase_head(owner, texts, lows, spaces) if self.phrase_head != "off" else None
         if head is not None and compounds and self.phrase_head == "always" and \

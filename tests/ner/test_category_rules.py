@@ -137,3 +137,8 @@ def test_keyword_list_leaves_the_material_reading_of_a_repeated_head_to_the_mate
 
 def test_product_word_after_a_later_mention_of_the_brand_is_the_category(category_nlp):
     assert cats(category_nlp("Zandor Quelby ZQ-100 Gizmo Gray Zandor Gizmo, 2/Pack")) == ["Gizmo"]
+
+
+def test_immediately_repeated_head_is_no_second_compound():
+    nlp = _nlp_with(extend_capitalized=True)
+    assert cats(nlp("Zandor Dining Cart Cart - Zandor | Shop")) == ["Dining Cart"]
