@@ -133,6 +133,13 @@ class CategoryRules:
                 groups.put(doc, groups.LEXICON, others)
             return doc
         chosen, structured = self.choose(compounds, lows, spaces, n, brand_words, owner)
+        if owner[chosen[1] - 1]:
+            # the chosen mention is also a material or colour ("Hockey Jerseys ... Player Jersey"): another mention
+            # of the same product word is the category and this one keeps its other reading
+            head = singular(lows[chosen[1] - 1])
+            free = [c for c in compounds if singular(lows[c[1] - 1]) == head and not owner[c[1] - 1]]
+            if free:
+                chosen = free[-1]
         if structured and self.max_extend:
             chosen = self.extend(chosen, owner, texts, lows, spaces)
         elif not structured and len(compounds) > 2 and chosen[1] - chosen[0] > 1:

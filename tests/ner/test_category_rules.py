@@ -142,3 +142,8 @@ def test_product_word_after_a_later_mention_of_the_brand_is_the_category(categor
 def test_immediately_repeated_head_is_no_second_compound():
     nlp = _nlp_with(extend_capitalized=True)
     assert cats(nlp("Zandor Dining Cart Cart - Zandor | Shop")) == ["Dining Cart"]
+
+
+def test_mention_that_is_also_a_material_leaves_the_category_to_another_mention(category_nlp):
+    doc = category_nlp("nice Papers bright Paper")
+    assert [(e.text, e.label_) for e in doc.ents] == [("Papers", "CATEGORY"), ("Paper", "MATERIAL")]
