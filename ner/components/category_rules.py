@@ -6,17 +6,26 @@ near the end ("... Black Case by Samsonite", "ReStockIt Smead Guides"). From the
 this component makes compounds and keeps one:
 
 1. Overlapping or touching category matches are one compound ("Wall File" + "File Pocket" -> "Wall File Pocket",
-   "Microwave" + "Popcorn" -> "Microwave Popcorn"); the id is that of the right-most match, the head.
+   "Microwave" + "Popcorn" -> "Microwave Popcorn"); the id is that of the right-most match, the head. A shop's
+   immediate repetition of the head ("Bud Vase Vase") is no second compound.
 2. A compound takes in the words before it that are nouns of the category vocabulary (every word of every
    CATEGORY phrase: "Interior File Folders", "Gel Ink Roller Ball Pen"), up to `max_extend` words, stopping at
    the brand, a material or colour, a number, punctuation, and the `stop_modifiers` ("Recycled", "Premium").
-3. The category is the first compound whose head word occurs again where web shops repeat it (before "by", after
+   With `extend_capitalized`, a one-word compound also takes in up to `max_extend_other` capitalised words that
+   no lexicon knows ("Lateral Cart", "Restaurant Range"; not upper-case codes such as "SAS"); with `glued_words`
+   letters glued by - or / count as one word ("Extra-Heavy Bags", "Reporter/Steno Book").
+3. With `phrase_head` ("missing": when no lexicon category is found; "always": also over a lexicon category), the
+   last word of the first phrase is the category when the shop marks it as the product word: a "Null"
+   placeholder follows it ("... SCSI Controller Null") or it comes back after the phrase ("... 7.2K Drive, Null
+   Drive Wholesale"). Otherwise the category is the first compound whose head word occurs again where web shops repeat it (before "by", after
    the brand: "... Black Case by Samsonite"); otherwise, in titles with phrases (a , ; | ( or " - "), the last
    compound of the first phrase; otherwise, in keyword lists with three or more compounds, the last mention of
    the head word said most often ("Snapback Caps ... Baseball Caps ... Trucker Hat"); otherwise the last compound
    of the first phrase (up to "with", "for"), or the one `fallback` names (first or last compound of the title).
    In a keyword list (three or more compounds, no phrases) the category is the plain head noun of the chosen
    compound ("Lures" of "Fishing Lures"): such titles name one product many ways, and its type is the head.
+   A mention whose head word is also a material or colour match ("... Hockey Jerseys ... Player Jersey") leaves
+   the category to another mention of the same word when there is one, and keeps its other reading.
 The chosen compound goes to `moon_category`, which the resolver trusts above `moon_lexicon` (the category "Paper"
 of "... Ink Jet Paper" is not the material "paper"); the CATEGORY candidates leave `moon_lexicon`.
 Step 2 runs only on titles with the structure of a web-shop offer (a , | ( or " - " in the title, or a head word
