@@ -51,3 +51,8 @@ def test_load_is_cached_per_process():
     import ner
 
     assert ner.load("en") is ner.load("en")
+
+
+def test_carbon_fiber_is_the_material_carbon(extractor):
+    ents = extractor.extract(["Ultralight Carbon Fiber Trekking Pole 3 Sections"])[0]
+    assert [(e["text"], e["start"], e["end"]) for e in ents if e["label"] == "MATERIAL"] == [("Carbon", 11, 17)]
