@@ -42,6 +42,10 @@ from ner.lexicon import read_words, resolve_path, singular
 
 # what web shops write where a field is empty ("... Controller, Null New ...")
 _PLACEHOLDERS = frozenset({"null", "n/a", "none"})
+# packaging words that stop no category as modifiers but are the product word at the end of a phrase ("Cable Kit
+# Null", "Knife Block Set - ...")
+_PACKAGE_HEADS = frozenset({"kit", "kits", "set", "sets", "unit", "units", "case", "cases", "box", "boxes", "bag",
+                            "bags", "roll", "rolls", "bottle", "bottles", "carton", "cartons"})
 _NUMBER_WORDS = frozenset({"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve"})
 _PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for", "w/", "featuring", "including"})
 
@@ -214,7 +218,7 @@ class CategoryRules:
         h = end - 1
         text = texts[h]
         if owner[h] or not spaces[h - 1] or len(text) < 3 or not text.isalpha() or not text[:1].isupper() or text.isupper() or \
-                lows[h] in self.stop_modifiers or lows[h] in _NUMBER_WORDS:
+                (lows[h] in self.stop_modifiers and lows[h] not in _PACKAGE_HEADS) or lows[h] in _NUMBER_WORDS:
             return None
         if lows[end] in _PLACEHOLDERS:
             return h

@@ -147,3 +147,8 @@ def test_immediately_repeated_head_is_no_second_compound():
 def test_mention_that_is_also_a_material_leaves_the_category_to_another_mention(category_nlp):
     doc = category_nlp("nice Papers bright Paper")
     assert [(e.text, e.label_) for e in doc.ents] == [("Papers", "CATEGORY"), ("Paper", "MATERIAL")]
+
+
+def test_packaging_word_before_a_null_placeholder_is_the_category():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin G4 Mounting Kit Null")) == ["Kit"]
