@@ -7,7 +7,8 @@ this component makes compounds and keeps one:
 
 1. Overlapping or touching category matches are one compound ("Wall File" + "File Pocket" -> "Wall File Pocket",
    "Microwave" + "Popcorn" -> "Microwave Popcorn"); the id is that of the right-most match, the head. A shop's
-   immediate repetition of the head ("Bud Vase Vase") is no second compound.
+   immediate repetition of the head ("Bud Vase Vase") is no second compound, nor is a container after a quantity
+   ("2.5oz Bag", "16.9 oz Bottle") when another compound is left.
 2. A compound takes in the words before it that are nouns of the category vocabulary (every word of every
    CATEGORY phrase: "Interior File Folders", "Gel Ink Roller Ball Pen"), up to `max_extend` words, stopping at
    the brand, a material or colour, a number, punctuation, and the `stop_modifiers` ("Recycled", "Premium").
@@ -46,6 +47,11 @@ _PLACEHOLDERS = frozenset({"null", "n/a", "none"})
 # Null", "Knife Block Set - ...")
 _PACKAGE_HEADS = frozenset({"kit", "kits", "set", "sets", "unit", "units", "case", "cases", "box", "boxes", "bag",
                             "bags", "roll", "rolls", "bottle", "bottles", "carton", "cartons"})
+_CONTAINERS = frozenset({"bag", "bags", "bottle", "bottles", "box", "boxes", "can", "cans", "jar", "jars", "pouch",
+                         "pouches", "canister", "canisters", "tub", "tubs", "packet", "packets", "carton", "cartons",
+                         "tube", "tubes", "bucket", "buckets"})
+_MEASURES = frozenset({"oz", "ounce", "ounces", "lb", "lbs", "pound", "pounds", "g", "kg", "ml", "l", "liter", "litre",
+                       "gal", "gallon", "gallons", "qt", "quart", "fl", "ct", "count", "pc", "pcs"})
 _NUMBER_WORDS = frozenset({"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve"})
 _PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for", "w/", "featuring", "including"})
 
@@ -122,6 +128,11 @@ class CategoryRules:
         toks = groups.tokens(doc)
         texts, lows, spaces = toks.texts, toks.lows, toks.spaces
         compounds = self.compounds(cats, owner)
+        # a container after a quantity ("2.5oz Bag", "16.9 oz Bottle", "40 Bottles/Carton") is packaging, not the
+        # product, when the title names another product word
+        packed = [c for c in compounds if not (c[1] - c[0] == 1 and lows[c[0]] in _CONTAINERS and c[0] > 0 and (
+            any(ch.isdigit() for ch in lows[c[0] - 1]) or lows[c[0] - 1] in _MEASURES))]
+        compounds = packed or compounds
         # a shop's immediate repetition of the head ("Bud Vase Vase - ...") is not a second compound
         compounds = [c for k, c in enumerate(compounds) if not (
             k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]

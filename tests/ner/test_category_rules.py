@@ -152,3 +152,11 @@ def test_mention_that_is_also_a_material_leaves_the_category_to_another_mention(
 def test_packaging_word_before_a_null_placeholder_is_the_category():
     nlp = _nlp_with(phrase_head="missing")
     assert cats(nlp("77-X12 Zorbin G4 Mounting Kit Null")) == ["Kit"]
+
+
+def test_container_after_a_quantity_is_no_category(category_nlp):
+    assert cats(category_nlp("Zandor Floor Cleaner 32 oz Bottle, Lemon")) == ["Cleaner"]
+
+
+def test_container_alone_stays_the_category(category_nlp):
+    assert cats(category_nlp("Zandor Squeeze Bottle 32 oz")) == ["Bottle"]
