@@ -18,11 +18,12 @@ this component makes compounds and keeps one:
 3. With `phrase_head` ("missing": when no lexicon category is found; "always": also over a lexicon category), the
    last word of the first phrase is the category when the shop marks it as the product word: a "Null"
    placeholder follows it ("... SCSI Controller Null") or it comes back after the phrase ("... 7.2K Drive, Null
-   Drive Wholesale"). Otherwise the category is the first compound whose head word occurs again where web shops repeat it (before "by", after
-   the brand: "... Black Case by Samsonite"); otherwise, in titles with phrases (a , ; | ( or " - "), the last
-   compound of the first phrase; otherwise, in keyword lists with three or more compounds, the last mention of
-   the head word said most often ("Snapback Caps ... Baseball Caps ... Trucker Hat"); otherwise the last compound
-   of the first phrase (up to "with", "for"), or the one `fallback` names (first or last compound of the title).
+   Drive Wholesale"). Otherwise the category is the first compound whose head word occurs again where web shops
+   repeat it (before "by", after the brand: "... Black Case by Samsonite"); otherwise, in titles with phrases
+   (a , ; | ( or " - "), the last compound of the first phrase; otherwise, in keyword lists with three or more
+   compounds, the last mention of the head word said most often ("Snapback Caps ... Baseball Caps ... Trucker
+   Hat"); otherwise the last compound of the first phrase (up to "with", "for"), or the one `fallback` names
+   (first or last compound of the title).
    In a keyword list (three or more compounds, no phrases) the category is the plain head noun of the chosen
    compound ("Lures" of "Fishing Lures"): such titles name one product many ways, and its type is the head.
    A mention whose head word is also a material or colour match ("... Hockey Jerseys ... Player Jersey") leaves
@@ -220,7 +221,8 @@ class CategoryRules:
         end = None
         for j in range(start + 1, n):
             low = lows[j]
-            if low in _PLACEHOLDERS or low in _PHRASE_ENDS or low == "--" or (low == "-" and spaces[j] and spaces[j - 1]) or (
+            if low in _PLACEHOLDERS or low in _PHRASE_ENDS or low == "--" or (
+                    low == "-" and spaces[j] and spaces[j - 1]) or (
                     low == "w" and j + 1 < n and lows[j + 1] == "/" and not spaces[j]):
                 end = j
                 break
@@ -228,8 +230,9 @@ class CategoryRules:
             return None
         h = end - 1
         text = texts[h]
-        if owner[h] or not spaces[h - 1] or len(text) < 3 or not text.isalpha() or not text[:1].isupper() or text.isupper() or \
-                (lows[h] in self.stop_modifiers and lows[h] not in _PACKAGE_HEADS) or lows[h] in _NUMBER_WORDS:
+        if owner[h] or (h > 0 and not spaces[h - 1]) or len(text) < 3 or not text.isalpha() or \
+                not text[:1].isupper() or text.isupper() or lows[h] in _NUMBER_WORDS or \
+                (lows[h] in self.stop_modifiers and lows[h] not in _PACKAGE_HEADS):
             return None
         if lows[end] in _PLACEHOLDERS:
             return h
