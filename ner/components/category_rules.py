@@ -55,6 +55,7 @@ _MEASURES = frozenset({"oz", "ounce", "ounces", "lb", "lbs", "pound", "pounds", 
                        "gal", "gallon", "gallons", "qt", "quart", "fl", "ct", "count", "pc", "pcs"})
 _NUMBER_WORDS = frozenset({"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve"})
 _PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for", "w/", "featuring", "including"})
+_HEAD_MARKS = _PLACEHOLDERS | _PHRASE_ENDS | {"-", "--", "w"}
 
 
 @Language.factory(
@@ -214,6 +215,8 @@ class CategoryRules:
         phrase ends at a "Null" placeholder ("... SCSI Controller Null", "... Backplane Board, Null New ...") or
         the word comes back after the phrase ("... 7.2K Drive, Null Drive Wholesale"). The word is capitalised
         letters ("Drive", not "SAS" or "15K")."""
+        if _HEAD_MARKS.isdisjoint(lows):
+            return None  # no phrase end at all: most catalogue titles
         n = len(texts)
         start = 0
         while start < n and (lows[start] in _PLACEHOLDERS or lows[start] in (",", "|")):
