@@ -271,6 +271,10 @@ def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
 
 
 _SHOP_WORDS = frozenset({"shop", "by", "from"})
+# words that end company names ("Safco Products", "MMF Industries", "Trend Enterprises"): part of the brand
+_COMPANY_WORDS = frozenset({"products", "industries", "packaging", "company", "co", "corp", "corporation", "inc",
+                            "llc", "ltd", "group", "enterprises", "brands", "international", "manufacturing", "labs",
+                            "laboratories", "foodservice"})
 
 
 def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
@@ -287,8 +291,10 @@ def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
     # product-line word, not part of a name ("Rediform Money Receipt Book ... Rediform Book" but "Advance Tabco
     # ... Advance Sink", "Quality Park ... Quality Envelopes")
     second = cand.start + 1
-    line_word = view.is_common(second) or view.blocked[second] is not None or \
-        view.glued_before(second) or not view.texts[second].isalpha()
+    if view.glued_before(second):
+        return cand  # one word: "Bunn-O-Matic ... Bunn-O-Matic Dispenser" is not cut to "Bunn"
+    line_word = (view.is_common(second) or view.blocked[second] is not None or not view.texts[second].isalpha()) \
+        and view.lows[second] not in _COMPANY_WORDS
     first = view.texts[cand.start]
     for k in range(cand.end, view.n):
         if view.texts[k] == first and not view.glued_before(k) and (k + 1 >= view.n or view.lows[k + 1] !=

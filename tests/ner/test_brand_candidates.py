@@ -122,3 +122,16 @@ def test_brand_cut_after_shop_even_before_a_name():
     from ner.brand_candidates import recurring_prefix
     v = view("Zandor Quelby ZQ-100 Shop Zandor ZQ-100 Rings")
     assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 1, LEAD)
+
+
+def test_brand_not_cut_inside_a_hyphenated_name():
+    from ner.brand_candidates import recurring_prefix
+    v = view("Zan\x00-\x00O\x00-\x00Matic ZQ-100 Mixer Zan Mixer")
+    assert recurring_prefix(v, Candidate(0, 5, LEAD)) == Candidate(0, 5, LEAD)
+
+
+def test_brand_not_cut_before_a_company_word():
+    from ner.brand_candidates import recurring_prefix
+    texts = "Zandor Products Work Bench Zandor Bench".split()
+    v = TitleView(texts, [True] * len(texts), [None] * len(texts), [], LEAD_SKIP, {"products"})
+    assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
