@@ -270,6 +270,13 @@ def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
     return None
 
 
+_SHOP_WORDS = frozenset({"shop", "by", "from"})
+# words that end company names ("Safco Products", "MMF Industries", "Trend Enterprises"): part of the brand
+_COMPANY_WORDS = frozenset({"products", "industries", "packaging", "company", "co", "corp", "corporation", "inc",
+                            "llc", "ltd", "group", "enterprises", "brands", "international", "manufacturing", "labs",
+                            "laboratories", "foodservice"})
+
+
 def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
     """A multi-word brand cut to its first words when only those come back later ("Tacori Petite Crescent ...
     Shop Tacori HT2546", "ReStockIt Acco Tabs"): the shop repeats the brand, not the product line."""
@@ -280,9 +287,18 @@ def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
     for k in range(cand.end, view.n - size + 1):
         if view.lows[k:k + size] == full:
             return cand  # the whole brand comes back
+    # a shop's "Shop <Brand>" names the whole brand; otherwise the cut needs a second word that looks like a
+    # product-line word, not part of a name ("Rediform Money Receipt Book ... Rediform Book" but "Advance Tabco
+    # ... Advance Sink", "Quality Park ... Quality Envelopes")
+    second = cand.start + 1
+    if view.glued_before(second):
+        return cand  # one word: "Bunn-O-Matic ... Bunn-O-Matic Dispenser" is not cut to "Bunn"
+    line_word = (view.is_common(second) or view.blocked[second] is not None or not view.texts[second].isalpha()) \
+        and view.lows[second] not in _COMPANY_WORDS
     first = view.texts[cand.start]
     for k in range(cand.end, view.n):
         if view.texts[k] == first and not view.glued_before(k) and (k + 1 >= view.n or view.lows[k + 1] !=
                                                                      view.lows[cand.start + 1]):
-            return Candidate(cand.start, cand.start + 1, cand.kind)
+            if line_word or view.lows[k - 1] in _SHOP_WORDS:
+                return Candidate(cand.start, cand.start + 1, cand.kind)
     return cand

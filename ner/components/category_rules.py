@@ -6,17 +6,28 @@ near the end ("... Black Case by Samsonite", "ReStockIt Smead Guides"). From the
 this component makes compounds and keeps one:
 
 1. Overlapping or touching category matches are one compound ("Wall File" + "File Pocket" -> "Wall File Pocket",
-   "Microwave" + "Popcorn" -> "Microwave Popcorn"); the id is that of the right-most match, the head.
+   "Microwave" + "Popcorn" -> "Microwave Popcorn"); the id is that of the right-most match, the head. A shop's
+   immediate repetition of the head ("Bud Vase Vase") is no second compound, nor is a container after a quantity
+   ("2.5oz Bag", "16.9 oz Bottle") when another compound is left.
 2. A compound takes in the words before it that are nouns of the category vocabulary (every word of every
    CATEGORY phrase: "Interior File Folders", "Gel Ink Roller Ball Pen"), up to `max_extend` words, stopping at
    the brand, a material or colour, a number, punctuation, and the `stop_modifiers` ("Recycled", "Premium").
-3. The category is the first compound whose head word occurs again where web shops repeat it (before "by", after
-   the brand: "... Black Case by Samsonite"); otherwise, in titles with phrases (a , ; | ( or " - "), the last
-   compound of the first phrase; otherwise, in keyword lists with three or more compounds, the last mention of
-   the head word said most often ("Snapback Caps ... Baseball Caps ... Trucker Hat"); otherwise the last compound
-   of the first phrase (up to "with", "for"), or the one `fallback` names (first or last compound of the title).
+   With `extend_capitalized`, a one-word compound also takes in up to `max_extend_other` capitalised words that
+   no lexicon knows ("Lateral Cart", "Restaurant Range"; not upper-case codes such as "SAS"); with `glued_words`
+   letters glued by - or / count as one word ("Extra-Heavy Bags", "Reporter/Steno Book").
+3. With `phrase_head` ("missing": when no lexicon category is found; "always": also over a lexicon category), the
+   last word of the first phrase is the category when the shop marks it as the product word: a "Null"
+   placeholder follows it ("... SCSI Controller Null") or it comes back after the phrase ("... 7.2K Drive, Null
+   Drive Wholesale"). Otherwise the category is the first compound whose head word occurs again where web shops
+   repeat it (before "by", after the brand: "... Black Case by Samsonite"); otherwise, in titles with phrases
+   (a , ; | ( or " - "), the last compound of the first phrase; otherwise, in keyword lists with three or more
+   compounds, the last mention of the head word said most often ("Snapback Caps ... Baseball Caps ... Trucker
+   Hat"); otherwise the last compound of the first phrase (up to "with", "for"), or the one `fallback` names
+   (first or last compound of the title).
    In a keyword list (three or more compounds, no phrases) the category is the plain head noun of the chosen
    compound ("Lures" of "Fishing Lures"): such titles name one product many ways, and its type is the head.
+   A mention whose head word is also a material or colour match ("... Hockey Jerseys ... Player Jersey") leaves
+   the category to another mention of the same word when there is one, and keeps its other reading.
 The chosen compound goes to `moon_category`, which the resolver trusts above `moon_lexicon` (the category "Paper"
 of "... Ink Jet Paper" is not the material "paper"); the CATEGORY candidates leave `moon_lexicon`.
 Step 2 runs only on titles with the structure of a web-shop offer (a , | ( or " - " in the title, or a head word
@@ -31,7 +42,20 @@ from spacy.tokens import Doc
 from ner.components import groups
 from ner.lexicon import read_words, resolve_path, singular
 
+# what web shops write where a field is empty ("... Controller, Null New ...")
+_PLACEHOLDERS = frozenset({"null", "n/a", "none"})
+# packaging words that stop no category as modifiers but are the product word at the end of a phrase ("Cable Kit
+# Null", "Knife Block Set - ...")
+_PACKAGE_HEADS = frozenset({"kit", "kits", "set", "sets", "unit", "units", "case", "cases", "box", "boxes", "bag",
+                            "bags", "roll", "rolls", "bottle", "bottles", "carton", "cartons"})
+_CONTAINERS = frozenset({"bag", "bags", "bottle", "bottles", "box", "boxes", "can", "cans", "jar", "jars", "pouch",
+                         "pouches", "canister", "canisters", "tub", "tubs", "packet", "packets", "carton", "cartons",
+                         "tube", "tubes", "bucket", "buckets"})
+_MEASURES = frozenset({"oz", "ounce", "ounces", "lb", "lbs", "pound", "pounds", "g", "kg", "ml", "l", "liter", "litre",
+                       "gal", "gallon", "gallons", "qt", "quart", "fl", "ct", "count", "pc", "pcs"})
+_NUMBER_WORDS = frozenset({"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve"})
 _PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for", "w/", "featuring", "including"})
+_HEAD_MARKS = _PLACEHOLDERS | _PHRASE_ENDS | {"-", "--", "w"}
 
 
 @Language.factory(
@@ -44,22 +68,35 @@ _PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for",
         "extend": True,
         "fallback": "last",
         "repeated_head": True,
+        "extend_capitalized": False,
+        "max_extend_other": 1,
+        "glued_words": False,
+        "phrase_head": "off",
     },
 )
 def make_category_rules(nlp: Language, name: str, label: str, blocking_labels: list[str], stop_modifiers: str,
-                        max_extend: int, extend: bool, fallback: str, repeated_head: bool) -> "CategoryRules":
+                        max_extend: int, extend: bool, fallback: str, repeated_head: bool, extend_capitalized: bool,
+                        max_extend_other: int, glued_words: bool, phrase_head: str) -> "CategoryRules":
     vocab: set[str] = set()
     if "moon_lexicon_ruler" in nlp.pipe_names:
         vocab = set(nlp.get_pipe("moon_lexicon_ruler").label_words.get(label, ()))
     stops = read_words(resolve_path(stop_modifiers)) if stop_modifiers else set()
     return CategoryRules(label=label, vocab=vocab, blocking_labels=set(blocking_labels), stop_modifiers=stops,
-                         max_extend=max_extend if extend else 0, fallback=fallback, repeated_head=repeated_head)
+                         max_extend=max_extend if extend else 0, fallback=fallback, repeated_head=repeated_head,
+                         extend_capitalized=extend_capitalized, max_extend_other=max_extend_other,
+                         glued_words=glued_words, phrase_head=phrase_head)
 
 
 class CategoryRules:
+    _glue_marks = frozenset({"-", "/"})
+
     def __init__(self, label: str = "CATEGORY", vocab: set[str] = frozenset(),
                  blocking_labels: set[str] = frozenset({"MATERIAL", "COLOR"}), stop_modifiers: set[str] = frozenset(),
-                 max_extend: int = 2, fallback: str = "last", repeated_head: bool = True):
+                 max_extend: int = 2, fallback: str = "last", repeated_head: bool = True,
+                 extend_capitalized: bool = False, max_extend_other: int = 1, glued_words: bool = False,
+                 phrase_head: str = "off"):
+        if phrase_head not in ("off", "missing", "always"):
+            raise ValueError(f"phrase_head: expected off, missing or always, got {phrase_head!r}")
         if fallback not in ("first", "last"):
             raise ValueError(f"fallback: expected first or last, got {fallback!r}")
         self.label = label
@@ -69,6 +106,10 @@ class CategoryRules:
         self.max_extend = max_extend
         self.fallback = fallback
         self.repeated_head = repeated_head
+        self.extend_capitalized = extend_capitalized
+        self.max_extend_other = max_extend_other
+        self.glued_words = glued_words
+        self.phrase_head = phrase_head
 
     def __call__(self, doc: Doc) -> Doc:
         lexicon = groups.get(doc, groups.LEXICON)
@@ -89,17 +130,42 @@ class CategoryRules:
         toks = groups.tokens(doc)
         texts, lows, spaces = toks.texts, toks.lows, toks.spaces
         compounds = self.compounds(cats, owner)
+        # a container after a quantity ("2.5oz Bag", "16.9 oz Bottle", "40 Bottles/Carton") is packaging, not the
+        # product, when the title names another product word
+        packed = [c for c in compounds if not (c[1] - c[0] == 1 and lows[c[0]] in _CONTAINERS and c[0] > 0 and (
+            any(ch.isdigit() for ch in lows[c[0] - 1]) or lows[c[0] - 1] in _MEASURES))]
+        compounds = packed or compounds
+        # a shop's immediate repetition of the head ("Bud Vase Vase - ...") is not a second compound
+        compounds = [c for k, c in enumerate(compounds) if not (
+            k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]
         brand_words = {lows[i] for i in range(n) if owner[i] == "BRAND" and lows[i][:1].isalnum()}
+        head = self.shop_phrase_head(owner, texts, lows, spaces) if self.phrase_head != "off" else None
+        if head is not None and compounds and self.phrase_head == "always" and \
+                not any(c[1] == head + 1 for c in compounds):
+            # the shop's product word outranks the lexicon's: "Memory Expansion Board, Null New ... Board"
+            found = self.extend((head, head + 1, self.label, ""), owner, texts, lows, spaces)
+            groups.put(doc, groups.LEXICON, others)
+            groups.put(doc, groups.CATEGORY, [found])
+            return doc
         if not compounds:
             # no lexicon knows the product word: a web shop may still name it ("Shop Ticket Holders, ... 25/BX
             # Holders by C-Line CLI46117")
             found = self.shop_head(owner, texts, lows, spaces, brand_words)
+            if found is None and head is not None:
+                found = self.extend((head, head + 1, self.label, ""), owner, texts, lows, spaces)
             if found is not None:
                 groups.put(doc, groups.CATEGORY, [found])
             if cats:
                 groups.put(doc, groups.LEXICON, others)
             return doc
-        chosen, structured = self.choose(compounds, lows, spaces, n, brand_words)
+        chosen, structured = self.choose(compounds, lows, spaces, n, brand_words, owner)
+        if owner[chosen[1] - 1]:
+            # the chosen mention is also a material or colour ("Hockey Jerseys ... Player Jersey"): another mention
+            # of the same product word is the category and this one keeps its other reading
+            head = singular(lows[chosen[1] - 1])
+            free = [c for c in compounds if singular(lows[c[1] - 1]) == head and not owner[c[1] - 1]]
+            if free:
+                chosen = free[-1]
         if structured and self.max_extend:
             chosen = self.extend(chosen, owner, texts, lows, spaces)
         elif not structured and len(compounds) > 2 and chosen[1] - chosen[0] > 1:
@@ -123,8 +189,9 @@ class CategoryRules:
             if owner[i]:
                 continue
             before_by = lows[i + 1] in ("by", "from") and i + 2 < n and owner[i + 2] == "BRAND"
-            after_brand = owner[i - 1] == "BRAND" and lows[i - 1] in brand_words and i - 1 > 0 and \
-                owner[i - 2] != "BRAND" and any(owner[k] == "BRAND" for k in range(0, i - 2))
+            # a later mention of a brand word, apart from the brand itself ("Acco Swingline ... Acco Sharpener")
+            after_brand = lows[i - 1] in brand_words and i - 1 > 0 and owner[i - 2] != "BRAND" and \
+                owner[i - 1] in ("BRAND", None) and any(owner[k] == "BRAND" for k in range(0, i - 2))
             if (before_by or after_brand) and texts[i][:1].isupper() and texts[i].isalpha() and \
                     lows[i] not in self.stop_modifiers:
                 head = i
@@ -143,6 +210,40 @@ class CategoryRules:
             k -= 1
         return (start, first + 1, self.label, "")
 
+    def shop_phrase_head(self, owner: list, texts: list[str], lows: list[str], spaces: list[bool]) -> int | None:
+        """The last word of a web-shop offer's first phrase when the shop marks it as the product word: the
+        phrase ends at a "Null" placeholder ("... SCSI Controller Null", "... Backplane Board, Null New ...") or
+        the word comes back after the phrase ("... 7.2K Drive, Null Drive Wholesale"). The word is capitalised
+        letters ("Drive", not "SAS" or "15K")."""
+        if _HEAD_MARKS.isdisjoint(lows):
+            return None  # no phrase end at all: most catalogue titles
+        n = len(texts)
+        start = 0
+        while start < n and (lows[start] in _PLACEHOLDERS or lows[start] in (",", "|")):
+            start += 1
+        end = None
+        for j in range(start + 1, n):
+            low = lows[j]
+            if low in _PLACEHOLDERS or low in _PHRASE_ENDS or low == "--" or (
+                    low == "-" and spaces[j] and spaces[j - 1]) or (
+                    low == "w" and j + 1 < n and lows[j + 1] == "/" and not spaces[j]):
+                end = j
+                break
+        if end is None:
+            return None
+        h = end - 1
+        text = texts[h]
+        if owner[h] or (h > 0 and not spaces[h - 1]) or len(text) < 3 or not text.isalpha() or \
+                not text[:1].isupper() or text.isupper() or lows[h] in _NUMBER_WORDS or \
+                (lows[h] in self.stop_modifiers and lows[h] not in _PACKAGE_HEADS):
+            return None
+        if lows[end] in _PLACEHOLDERS:
+            return h
+        target = singular(lows[h])
+        if any(singular(lows[j]) == target for j in range(end + 1, n)):
+            return h
+        return None
+
     def compounds(self, cats: list[tuple], owner: list) -> list[tuple]:
         """Category matches merged where they overlap or touch; matches inside the brand are dropped."""
         spans = sorted((c for c in cats if not any(owner[i] == "BRAND" for i in range(c[0], c[1]))),
@@ -159,24 +260,49 @@ class CategoryRules:
         return [tuple(m) for m in merged]
 
     def extend(self, comp: tuple, owner: list, texts: list[str], lows: list[str], spaces: list[bool]) -> tuple:
-        """The compound with the vocabulary nouns just before it ("Interior" + "File Folders")."""
+        """The compound with the modifier words just before it ("Interior" + "File Folders", "Lateral" + "File
+        Cabinet", "Reporter/Steno" + "Book"): up to `max_extend` words, a word being letters or letters glued by
+        "-" or "/" ("Extra-Heavy"). A word of the category vocabulary always qualifies; with `extend_capitalized`
+        any capitalised word does, up to `max_extend_other` of them."""
         start, end, label, ent_id = comp
-        words = 0
+        words = other = 0
         i = start - 1
         head = singular(lows[end - 1])
         while i >= 0 and words < self.max_extend:
-            if not spaces[i] or (i > 0 and not spaces[i - 1]):
-                break  # glued to the compound or to the word before it: "12-Sheet", "2-Drawer", "BS4830-AS-D"
-            low = lows[i]
-            if owner[i] or low not in self.vocab or not texts[i][:1].isalpha() or singular(low) == head:
+            if not spaces[i]:
+                break  # glued to the compound: "12-Sheet", "2-Drawer"
+            # the word ending at token i: letters, or letters glued by - and /
+            k = i
+            while k > 0 and not spaces[k - 1] and lows[k - 1] in self._glue_marks and k - 2 >= 0 and \
+                    not spaces[k - 2]:
+                k -= 2
+            if k > 0 and not spaces[k - 1]:
+                break  # glued to something else: "BS4830-AS-D", "(6)Extenders"
+            parts = range(k, i + 1, 2)
+            if k < i and not self.glued_words:
                 break
+            known = True
+            for j in parts:
+                low = lows[j]
+                if owner[j] or not texts[j].isalpha() or singular(low) == head or low in self.stop_modifiers:
+                    known = None
+                    break
+                if low not in self.vocab:
+                    known = False
+            if known is None:
+                break
+            if not known:
+                if not self.extend_capitalized or other >= self.max_extend_other or end - start > 1 or \
+                        not all(texts[j][:1].isupper() and not texts[j].isupper() for j in parts):
+                    break
+                other += 1
             words += 1
-            start = i
-            i -= 1
+            start = k
+            i = k - 1
         return (start, end, label, ent_id)
 
     def choose(self, compounds: list[tuple], lows: list[str], spaces: list[bool], n: int,
-               brand_words: frozenset | set = frozenset()) -> tuple[tuple, bool]:
+               brand_words: frozenset | set = frozenset(), owner: list | None = None) -> tuple[tuple, bool]:
         """The category compound, and whether the title is structured like a web-shop offer."""
         # 1. the head word repeated where web shops repeat it: "... Black Case by Samsonite", "ReStockIt Smead Guides"
         for comp in compounds if self.repeated_head else ():
@@ -206,7 +332,11 @@ class CategoryRules:
                 counts[head] = counts.get(head, 0) + 1
             most = max(counts.values())
             if most > 1:
-                return [c for c, h in zip(compounds, heads) if counts[h] == most][-1], structured
+                mentions = [c for c, h in zip(compounds, heads) if counts[h] == most]
+                # a mention that a lexicon also reads as a material or colour ("... Basketball Jerseys ... Jersey
+                # Stitched": the fabric jersey) is left to that label when another mention can be the category
+                free = [c for c in mentions if not owner or not any(owner[i] for i in range(c[0], c[1]))]
+                return (free or mentions)[-1], structured
         if in_first:
             return in_first[-1], structured
         return (compounds[0] if self.fallback == "first" else compounds[-1]), structured

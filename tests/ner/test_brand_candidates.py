@@ -104,3 +104,34 @@ def test_two_word_lead_noise_is_skipped_only_as_a_pair():
     skip = {"free shipping", "new"}
     assert brand_position(view("Free Shipping Seapesca Lure"), skip) == 2
     assert brand_position(view("Free Knight Backpack"), skip) == 0
+
+
+def test_brand_not_cut_when_its_second_word_is_a_name():
+    from ner.brand_candidates import recurring_prefix
+    v = view("Zandor Quelby ZQ-100 Work Bench Zandor Bench")
+    assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
+
+
+def test_brand_cut_when_its_second_word_is_an_ordinary_word():
+    from ner.brand_candidates import recurring_prefix
+    v = view("Zandor Pack Work Bench Zandor Bench")
+    assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 1, LEAD)
+
+
+def test_brand_cut_after_shop_even_before_a_name():
+    from ner.brand_candidates import recurring_prefix
+    v = view("Zandor Quelby ZQ-100 Shop Zandor ZQ-100 Rings")
+    assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 1, LEAD)
+
+
+def test_brand_not_cut_inside_a_hyphenated_name():
+    from ner.brand_candidates import recurring_prefix
+    v = view("Zan\x00-\x00O\x00-\x00Matic ZQ-100 Mixer Zan Mixer")
+    assert recurring_prefix(v, Candidate(0, 5, LEAD)) == Candidate(0, 5, LEAD)
+
+
+def test_brand_not_cut_before_a_company_word():
+    from ner.brand_candidates import recurring_prefix
+    texts = "Zandor Products Work Bench Zandor Bench".split()
+    v = TitleView(texts, [True] * len(texts), [None] * len(texts), [], LEAD_SKIP, {"products"})
+    assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)

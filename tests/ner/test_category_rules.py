@@ -47,3 +47,116 @@ def test_keyword_list_takes_most_repeated_head_as_plain_noun(category_nlp):
 def test_product_word_a_shop_repeats_before_by_brand_is_the_category(category_nlp):
     doc = category_nlp("Shop Ticket Holders, Stitched, 25/BX Holders by Avery AVE46117 - OnTimeSupplies.com")
     assert cats(doc) == ["Shop Ticket Holders"]
+
+
+def _nlp_with(**options):
+    import spacy
+
+    import ner.components  # noqa: F401
+    from tests.ner.conftest import FIXTURES
+
+    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(FIXTURES / "categories.jsonl")]})
+    nlp.add_pipe("moon_brand_rules", config={"lead_skip": str(FIXTURES / "lead.txt"),
+                                             "stop_words": str(FIXTURES / "stop.txt")})
+    nlp.add_pipe("moon_category_rules", config={"stop_modifiers": str(FIXTURES / "modifier_stop.txt"), **options})
+    nlp.add_pipe("moon_entity_resolver", config={
+        "sources": ["moon_hint", "moon_brand", "moon_category", "moon_lexicon", "moon_rules"]})
+    return nlp
+
+
+def test_one_word_category_takes_in_a_capitalised_modifier():
+    nlp = _nlp_with(extend_capitalized=True)
+    assert cats(nlp("Zorbin ZX-400 Lateral Cart, Gray")) == ["Lateral Cart"]
+
+
+def test_capitalised_modifier_extension_takes_one_word():
+    nlp = _nlp_with(extend_capitalized=True)
+    assert cats(nlp("Zorbin ZX-400 Sturdy Lateral Cart, Gray")) == ["Lateral Cart"]
+
+
+def test_no_capitalised_modifier_without_the_option():
+    assert cats(_nlp_with()("Zorbin ZX-400 Lateral Cart, Gray")) == ["Cart"]
+
+
+def test_no_capitalised_modifier_in_upper_case():
+    nlp = _nlp_with(extend_capitalized=True)
+    assert cats(nlp("Zorbin ZX-400 SAS Cart, Gray")) == ["Cart"]
+
+
+def test_no_capitalised_modifier_before_a_compound():
+    nlp = _nlp_with(extend_capitalized=True)
+    assert cats(nlp("Zorbin ZX-400 Sturdy File Folder, Legal")) == ["File Folder"]
+
+
+def test_no_capitalised_modifier_over_product_line_words():
+    nlp = _nlp_with(extend_capitalized=True)
+    assert cats(nlp("Zorbin ZX-400 Series Cart, Gray")) == ["Cart"]
+
+
+def test_capitalised_modifier_glued_by_hyphen_is_one_word():
+    nlp = _nlp_with(extend_capitalized=True, glued_words=True)
+    doc = nlp("Zorbin ZX-400 Extra-Wide Cart, Gray")
+    assert [(e.text, e.label_) for e in doc.ents if e.label_ == "CATEGORY"] == [("Extra-Wide Cart", "CATEGORY")]
+
+
+def test_word_before_a_null_placeholder_is_the_category():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin 4-Port Gizmo Null")) == ["Gizmo"]
+
+
+def test_word_a_shop_repeats_after_the_first_phrase_is_the_category():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin 64GB Gizmo, Retail 77-X12 Gizmo Wholesale")) == ["Gizmo"]
+
+
+def test_unrepeated_last_word_of_the_first_phrase_is_no_category():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin 64GB Gizmo, Retail Wholesale")) == []
+
+
+def test_upper_case_code_before_null_is_no_category():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin 64GB SAS Null")) == []
+
+
+def test_shop_product_word_outranks_a_lexicon_category_when_always():
+    nlp = _nlp_with(phrase_head="always")
+    assert cats(nlp("77-X12 Zorbin Paper Gizmo, Retail 77-X12 Gizmo Wholesale")) == ["Gizmo"]
+
+
+def test_lexicon_category_stands_when_phrase_head_is_missing_only():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin Paper Gizmo, Retail 77-X12 Gizmo Wholesale")) == ["Paper"]
+
+
+def test_keyword_list_leaves_the_material_reading_of_a_repeated_head_to_the_material(category_nlp):
+    doc = category_nlp("glossy Papers nice Binder bright Paper glossy")
+    assert [(e.text, e.label_) for e in doc.ents] == [("Papers", "CATEGORY"), ("Paper", "MATERIAL")]
+
+
+def test_product_word_after_a_later_mention_of_the_brand_is_the_category(category_nlp):
+    assert cats(category_nlp("Zandor Quelby ZQ-100 Gizmo Gray Zandor Gizmo, 2/Pack")) == ["Gizmo"]
+
+
+def test_immediately_repeated_head_is_no_second_compound():
+    nlp = _nlp_with(extend_capitalized=True)
+    assert cats(nlp("Zandor Dining Cart Cart - Zandor | Shop")) == ["Dining Cart"]
+
+
+def test_mention_that_is_also_a_material_leaves_the_category_to_another_mention(category_nlp):
+    doc = category_nlp("nice Papers bright Paper")
+    assert [(e.text, e.label_) for e in doc.ents] == [("Papers", "CATEGORY"), ("Paper", "MATERIAL")]
+
+
+def test_packaging_word_before_a_null_placeholder_is_the_category():
+    nlp = _nlp_with(phrase_head="missing")
+    assert cats(nlp("77-X12 Zorbin G4 Mounting Kit Null")) == ["Kit"]
+
+
+def test_container_after_a_quantity_is_no_category(category_nlp):
+    assert cats(category_nlp("Zandor Floor Cleaner 32 oz Bottle, Lemon")) == ["Cleaner"]
+
+
+def test_container_alone_stays_the_category(category_nlp):
+    assert cats(category_nlp("Zandor Squeeze Bottle 32 oz")) == ["Bottle"]

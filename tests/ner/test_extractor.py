@@ -51,3 +51,13 @@ def test_load_is_cached_per_process():
     import ner
 
     assert ner.load("en") is ner.load("en")
+
+
+def test_carbon_fiber_is_the_material_carbon(extractor):
+    ents = extractor.extract(["Ultralight Carbon Fiber Trekking Pole 3 Sections"])[0]
+    assert [(e["text"], e["start"], e["end"]) for e in ents if e["label"] == "MATERIAL"] == [("Carbon", 11, 17)]
+
+
+def test_manila_is_a_material(extractor):
+    ents = extractor.extract(["Zorbin Manila File Folders, Letter"])[0]
+    assert [(e["text"], e["label"]) for e in ents if e["label"] == "MATERIAL"] == [("Manila", "MATERIAL")]
