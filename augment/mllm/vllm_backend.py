@@ -117,8 +117,12 @@ class VllmMixin(MLLMStage):
     requires = ("ray", "vllm")
     is_dataset_stage = True  # the runner calls transform_dataset(ds) instead of process(batch)
 
-    def generate(self, requests):  # pragma: no cover - the engine runs only inside transform_dataset
+    # The engine runs only inside transform_dataset: the runner never calls these for a dataset stage (and refuses
+    # --no-ray), so reaching one is a programming error. Defined here once; first in the MRO of both stages.
+    def generate(self, requests):  # pragma: no cover
         raise NotImplementedError("the vllm backend runs as a Ray Data transform: use transform_dataset(ds)")
+
+    process = generate
 
     def processor_config(self):
         """The ray.data.llm processor config for this stage's options (built on the driver)."""
@@ -226,9 +230,6 @@ class VllmEnrichStage(VllmMixin, MLLMEnrichStage):
         finished = done.union(retried).map(lambda row: {k: v for k, v in row.items() if k not in INTERNAL})
         return finished.union(quarantined)
 
-    def process(self, batch):  # pragma: no cover
-        raise NotImplementedError("the vllm backend runs as a Ray Data transform: use transform_dataset(ds)")
-
 
 class VllmBackgroundPrompts(VllmMixin, MLLMBackgroundStage):
     options_cls = VllmBackgroundOptions
@@ -264,6 +265,3 @@ class VllmBackgroundPrompts(VllmMixin, MLLMBackgroundStage):
         refs = self.reference_urls() if self.options.send_image else []
         ds = ds.map(lambda row: self.request_row(row, refs))
         return self._engine_pass(ds, columns).map(self.finalize).union(quarantined)
-
-    def process(self, batch):  # pragma: no cover
-        raise NotImplementedError("the vllm backend runs as a Ray Data transform: use transform_dataset(ds)")
