@@ -16,7 +16,7 @@ import io
 import cv2
 import numpy as np
 
-from augment.imaging.codec import decode_rgb
+from augment.imaging.codec import decode_rgb, resize_max
 from augment.imaging.mask import bbox_of, subject_mask
 
 SCORE_SIDE = 128  # images are scored at this size: shapes and colours need no more
@@ -35,21 +35,22 @@ class Signature:
     coverage: float  # subject pixels / image pixels
 
 
-def load(data: bytes, longest_side: int | None = None) -> np.ndarray:
-    """Decode an image for scoring, at the smallest JPEG reduction that keeps SCORE_SIDE pixels."""
+def load(data: bytes, longest_side: int | None = None, keep: int = SCORE_SIDE) -> np.ndarray:
+    """Decode an image for scoring, at the smallest JPEG reduction that keeps `keep` pixels on the longest side
+    (SCORE_SIDE for the heuristic; a model scorer passes its own input size)."""
     if longest_side is None:
         from PIL import Image  # reads only the header here
 
         with Image.open(io.BytesIO(data)) as im:
             longest_side = max(im.size)
     reduce = 1
-    while reduce < 8 and longest_side / (reduce * 2) >= SCORE_SIDE:
+    while reduce < 8 and longest_side / (reduce * 2) >= keep:
         reduce *= 2
     return decode_rgb(data, reduce=reduce)
 
 
 def signature(rgb: np.ndarray, remove_people: bool = True) -> Signature:
-    small = _shrink(rgb)
+    small = resize_max(rgb, SCORE_SIDE)
     mask = subject_mask(small, remove_people=remove_people)
     return signature_from_mask(small, mask.alpha)
 
@@ -64,7 +65,7 @@ def signature_from_mask(rgb: np.ndarray, alpha: np.ndarray) -> Signature:
 
 def whole_image_signature(rgb: np.ndarray) -> Signature:
     """A signature over every pixel (for close-ups, which have no backdrop to separate from)."""
-    small = _shrink(rgb)
+    small = resize_max(rgb, SCORE_SIDE)
     return signature_from_mask(small, np.ones(small.shape[:2], np.float32))
 
 
@@ -114,14 +115,6 @@ def consistency(kind: str, source: Signature, variant_rgb: np.ndarray) -> float:
             var = whole_image_signature(variant_rgb)
         score = colour_containment(var, source)
     return float(np.clip(score, 0.0, 1.0))
-
-
-def _shrink(rgb: np.ndarray) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    scale = SCORE_SIDE / max(h, w)
-    if scale >= 1.0:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def _pad_square(a: np.ndarray) -> np.ndarray:

@@ -82,6 +82,7 @@ class ClipFilterStage(Stage):
                                                use_safetensors=True, **local)
         self.model.to(self.device).eval()
         self.processor = AutoProcessor.from_pretrained(self.options.model_path, trust_remote_code=False, **local)
+        self.input_side = _input_side(self.processor)
 
     def describe(self) -> dict:
         return {"stage": self.name, "backend": self.backend, "model": self.options.model_path}
@@ -96,7 +97,7 @@ class ClipFilterStage(Stage):
         out = [[dict(v) for v in (row or [])] for row in batch["variants"]]
         for r, (pid, image) in enumerate(zip(batch["product_id"], batch["_image"])):
             try:
-                images.append(scoring.load(image or b""))
+                images.append(scoring.load(image or b"", keep=self.input_side))
                 sources[r] = len(images) - 1
             except Exception as exc:  # noqa: BLE001 - without a source the row's variants stay unscored
                 log.warning("clip filter: product %s has no usable source image (%s)", pid, exc)
@@ -106,7 +107,8 @@ class ClipFilterStage(Stage):
                     continue
                 try:
                     data = variants.variant_bytes(v) or b""
-                    images.append(scoring.load(data, max(v.get("width") or 0, v.get("height") or 0) or None))
+                    images.append(scoring.load(data, max(v.get("width") or 0, v.get("height") or 0) or None,
+                                               keep=self.input_side))
                     jobs.append((r, i, len(images) - 1))
                 except Exception as exc:  # noqa: BLE001 - an unreadable variant is a failed one
                     v.update(status=f"failed:unreadable_{variants.reason_code(exc)}", score=None)
@@ -119,10 +121,12 @@ class ClipFilterStage(Stage):
         signatures: dict[int, scoring.Signature] = {}
         for r, i, k in jobs:
             src = sources[r]
-            if r not in signatures:
-                signatures[r] = scoring.signature(images[src])
             v = out[r][i]
-            heuristic = scoring.consistency(v["kind"], signatures[r], images[k]) if self.options.heuristic_weight else 0.0
+            heuristic = 0.0
+            if self.options.heuristic_weight:
+                if r not in signatures:
+                    signatures[r] = scoring.signature(images[src])
+                heuristic = scoring.consistency(v["kind"], signatures[r], images[k])
             image_cos = float(image_emb[k] @ image_emb[src])
             text_cos = float(image_emb[k] @ text_emb[r])
             out[r][i] = mark(v, combine(image_cos, text_cos, heuristic, self.options), self.options.threshold)
@@ -156,3 +160,16 @@ def _pooled(output):
 def _normalise(emb) -> np.ndarray:
     emb = emb.float().cpu().numpy()
     return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
+
+
+def _input_side(processor) -> int:
+    """The pixel size the model's image processor feeds it (CLIP ViT-L/14: 224), so decoding keeps that much."""
+    ip = getattr(processor, "image_processor", processor)
+    sides = []
+    for attr in ("crop_size", "size"):
+        value = getattr(ip, attr, None)
+        if isinstance(value, dict):
+            sides += [v for k, v in value.items() if k in ("height", "width", "shortest_edge") and isinstance(v, int)]
+        elif isinstance(value, int):
+            sides.append(value)
+    return max(sides, default=224)

@@ -17,6 +17,8 @@ import dataclasses
 import cv2
 import numpy as np
 
+from augment.imaging.codec import resize_max
+
 WORK_SIDE = 256  # masks are computed at most at this size and upsampled: fast, and enough for 224px sources
 
 
@@ -31,8 +33,7 @@ class SubjectMask:
 def subject_mask(rgb: np.ndarray, remove_people: bool = True) -> SubjectMask:
     """The soft subject mask of an RGB photo (see the module docstring for the steps)."""
     h, w = rgb.shape[:2]
-    scale = min(1.0, WORK_SIDE / max(h, w))
-    work = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    work = resize_max(rgb, WORK_SIDE)
     fg, dist, thr, white = foreground(work)
     fallback = False
     person = False
