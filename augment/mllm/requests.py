@@ -63,7 +63,8 @@ class ChatRequest:
 
 
 def image_data_url(image: bytes, max_side: int | None = None) -> str:
-    """A JPEG data URL of `image` (already RGB JPEG from the validate stage), shrunk to `max_side` if given."""
+    """A JPEG data URL of `image` (RGB JPEG: the validate stage's working image, or `images.encode` output), shrunk
+    to `max_side` if given."""
     if max_side:
         from PIL import Image
 

@@ -221,6 +221,9 @@ class MLLMEnrichStage(MLLMStage):
         return StageResult(columns={"enriched_title": out_titles, "enrichment": records})
 
 
+REFERENCE_MAX_PIXELS = 40_000_000  # a reference image above this declared size is refused (decompression bomb)
+
+
 class MLLMBackgroundStage(MLLMStage):
     name = "background_prompts"
     writes = ("background_prompts",)
@@ -235,11 +238,19 @@ class MLLMBackgroundStage(MLLMStage):
         return {**super().decoding(), "references": list(self.options.reference_images)}
 
     def reference_urls(self) -> list[str]:
+        """The configured reference backgrounds as JPEG data URLs, decoded and checked like catalogue images."""
         if self._reference_urls is None:
-            self._reference_urls = [
-                rq.image_data_url(storage.read_bytes(uri), self.options.image_max_side)
-                for uri in self.options.reference_images
-            ]
+            from augment import images
+
+            urls = []
+            for uri in self.options.reference_images:
+                try:
+                    image = images.normalise(storage.read_bytes(uri), max_pixels=REFERENCE_MAX_PIXELS, min_side=1,
+                                             max_side=self.options.image_max_side)
+                except images.ImageRejected as exc:
+                    raise ValueError(f"options.reference_images: {uri} is not a usable image ({exc})") from None
+                urls.append(rq.image_data_url(images.encode(image, "jpeg", 90)))
+            self._reference_urls = urls
         return self._reference_urls
 
     def process(self, batch: Batch) -> StageResult:

@@ -232,3 +232,27 @@ def test_reference_images_come_first(tmp_path, products):
     content = server.bodies[0]["messages"][1]["content"]
     assert [p["type"] for p in content] == ["image_url", "text", "image_url", "text"]
     assert content[1]["text"].startswith("**Background References:** the attached reference images.")
+
+
+def test_a_transparent_png_reference_is_sent_as_jpeg_on_white(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    ref = tmp_path / "ref.png"
+    Image.new("RGBA", (300, 200), (255, 0, 0, 0)).save(ref)  # fully transparent red
+    stage = OpenAIBackgroundPrompts(OpenAIBackgroundOptions(model="tiny", reference_images=[str(ref)]), RunContext())
+    (url,) = stage.reference_urls()
+    assert url.startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as im:
+        assert im.format == "JPEG" and im.size == (300, 200)
+        assert min(im.convert("RGB").getpixel((150, 100))) >= 250  # white, not the hidden red
+
+
+def test_an_unreadable_reference_is_an_error_naming_it(tmp_path):
+    ref = tmp_path / "page.jpg"
+    ref.write_text("<html>not an image</html>")
+    stage = OpenAIBackgroundPrompts(OpenAIBackgroundOptions(model="tiny", reference_images=[str(ref)]), RunContext())
+    with pytest.raises(ValueError, match="page.jpg is not a usable image"):
+        stage.reference_urls()
