@@ -92,9 +92,6 @@ class ClassicVariantsStage(Stage):
             out.append(self.product_variants(pid, image, brands or [], prompts or []))
         return StageResult(columns={"variants": out})
 
-    def describe(self) -> dict:
-        return {"stage": self.name, "backend": self.backend, "model": MODEL, "version": VERSION}
-
     # -----------------------------------------------------------------------------------------------------------
     def product_variants(self, product_id: str, image: bytes | None, brands: list[str], prompts: list[str]) -> list[dict]:
         """The variant records of one product, in `variants.plan` order; failures become failed records."""

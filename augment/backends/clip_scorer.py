@@ -84,9 +84,6 @@ class ClipFilterStage(Stage):
         self.processor = AutoProcessor.from_pretrained(self.options.model_path, trust_remote_code=False, **local)
         self.input_side = _input_side(self.processor)
 
-    def describe(self) -> dict:
-        return {"stage": self.name, "backend": self.backend, "model": self.options.model_path}
-
     def process(self, batch: Batch) -> StageResult:
         if not hasattr(self, "model"):
             self.setup()

@@ -152,9 +152,6 @@ class MLLMStage(Stage):
             return [None] * len(images)
         return [rq.image_data_url(img, self.options.image_max_side) if img else None for img in images]
 
-    def describe(self) -> dict:
-        return {**super().describe(), "model": self.model_id}
-
 
 class MLLMEnrichStage(MLLMStage):
     name = "enrich_title"

@@ -71,6 +71,3 @@ class TemplateBackgroundPrompts(Stage):
             for pid, title, entities in zip(batch["product_id"], batch["title"], batch["entities"])
         ]
         return StageResult(columns={"background_prompts": prompts})
-
-    def describe(self) -> dict:
-        return {**super().describe(), "prompt_id": self.set.version}

@@ -86,7 +86,3 @@ class Stage(ABC):
     @abstractmethod
     def process(self, batch: Batch) -> StageResult:
         """Return one value per row for each column in `writes`, and optional per-row rejections."""
-
-    def describe(self) -> dict[str, Any]:
-        """Identity of this backend for lineage and the report (backend, model, prompt ids)."""
-        return {"stage": self.name, "backend": self.backend}

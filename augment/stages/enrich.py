@@ -102,6 +102,3 @@ class TemplateEnrichStage(Stage):
                 titles.append(title)
                 records.append(enrichment_record(self.backend, None, TEMPLATE_ID, f"rejected:{reason}", 1))
         return StageResult(columns={"enriched_title": titles, "enrichment": records})
-
-    def describe(self) -> dict:
-        return {**super().describe(), "prompt_id": TEMPLATE_ID}

@@ -83,9 +83,6 @@ class NerStage(Stage):
             color.append(_unique(texts["COLOR"]))
         return columns
 
-    def describe(self) -> dict:
-        return {"stage": self.name, "backend": self.backend, "model": f"ner/{self.options.lang}"}
-
     def _local(self, uri: str) -> str:
         """A local path for an artifact: itself when local, a downloaded copy when on an object store."""
         if "://" not in uri or uri.startswith("file://"):

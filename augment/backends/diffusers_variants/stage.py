@@ -114,12 +114,6 @@ class DiffusersVariantsStage(Stage):
         )
         self.prompt_ids = {**PROMPT_IDS, **{k: prompts.resolve(v) for k, v in opts.prompt_ids.items()}}
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "stage": self.name, "backend": self.backend, "model": self.options.model_path,
-            "pipeline": self.options.pipeline, "prompt_ids": sorted(set(self.prompt_ids.values())),
-        }
-
     def process(self, batch: Batch) -> StageResult:
         if not hasattr(self, "pipe"):
             self.setup()
