@@ -79,7 +79,7 @@ def read_shard(spec: dict[str, Any], input_schema: pa.Schema, column_map: dict[s
     return table
 
 
-def column_type(name: str, values: list) -> pa.DataType | None:
+def column_type(name: str) -> pa.DataType | None:
     if name in S.OUTPUT_FIELDS.names:
         return S.OUTPUT_FIELDS.field(name).type
     return INTERNAL_TYPES.get(name)
@@ -117,26 +117,31 @@ def apply_stage(stage: Stage, table: pa.Table) -> pa.Table:
     live = pc.indices_nonzero(pc.is_null(reasons)).to_pylist()
     n = table.num_rows
     timing = [0.0] * n
-    outputs: dict[str, list] = {name: _existing(table, name, n) for name in stage.writes}
     rejects: list[Rejection | None] = [None] * n
-    if live:
-        names = dict.fromkeys(("product_id",) + tuple(stage.reads))
-        batch = {name: _take(table, name, live) for name in names}
+    if len(live) == n:  # the usual case: the stage's columns are the new columns as they are
+        batch = {name: table.column(name).to_pylist() if name in table.column_names else [None] * n
+                 for name in dict.fromkeys(("product_id",) + tuple(stage.reads))}
         started = time.perf_counter()
-        result = _process_isolated(stage, batch, len(live))
-        per_row = (time.perf_counter() - started) / len(live)
-        for j, i in enumerate(live):
-            timing[i] = per_row
-            for name in stage.writes:
-                outputs[name][i] = result.columns[name][j]
-            if result.rejects is not None and result.rejects[j] is not None:
-                rejects[i] = result.rejects[j]
+        result = _process_isolated(stage, batch, n)
+        timing = [(time.perf_counter() - started) / n] * n
+        outputs = {name: result.columns[name] for name in stage.writes}
+        if result.rejects is not None:
+            rejects = list(result.rejects)
+    else:  # rows rejected earlier keep what they had
+        outputs = {name: _existing(table, name, n) for name in stage.writes}
+        if live:
+            batch = {name: _take(table, name, live) for name in dict.fromkeys(("product_id",) + tuple(stage.reads))}
+            started = time.perf_counter()
+            result = _process_isolated(stage, batch, len(live))
+            per_row = (time.perf_counter() - started) / len(live)
+            for j, i in enumerate(live):
+                timing[i] = per_row
+                for name in stage.writes:
+                    outputs[name][i] = result.columns[name][j]
+                if result.rejects is not None and result.rejects[j] is not None:
+                    rejects[i] = result.rejects[j]
     for name, values in outputs.items():
-        column = pa.array(values, type=column_type(name, values))
-        if name in table.column_names:
-            table = table.set_column(table.column_names.index(name), name, column)
-        else:
-            table = table.append_column(name, column)
+        table = _set_column(table, name, pa.array(values, type=column_type(name)))
     if any(r is not None for r in rejects):
         table = _mark_rejected(table, stage.name, rejects)
     return _set_column(table, f"{S.TIMING_PREFIX}{stage.name}", pa.array(timing, pa.float64()))
