@@ -247,13 +247,14 @@ def remove_stale_temp_files(plan: Plan) -> int:
         return 0
     from pathlib import Path
 
+    pending = {shard.shard_id for shard in plan.pending}
     removed = 0
     for folder in (manifest.DATA_DIR, manifest.QUARANTINE_DIR):
         directory = Path(plan.run_uri) / folder
         if not directory.is_dir():
             continue
-        for shard in plan.pending:
-            for stale in directory.glob(f".{shard.shard_id}.parquet.tmp-*"):
+        for stale in directory.glob(".*.parquet.tmp-*"):  # one listing per folder, whatever the number of shards
+            if stale.name[1:].split(".parquet.tmp-", 1)[0] in pending:
                 stale.unlink(missing_ok=True)
                 removed += 1
     if removed:
