@@ -234,11 +234,17 @@ def coerce(tp: Any, value: Any, key: str) -> Any:
 
 def validate_stages(config: Config) -> None:
     """Check stage names, backends and each backend's options; no backend module is imported for this."""
-    from augment.stages import STAGE_ORDER, UnknownBackend, resolve
+    from augment.stages import UnknownBackend, resolve
 
     for name, stage in config.stages.items():
         if not stage.backend:
             raise ConfigError(f"stages.{name}.backend is required")
+        if name == "validate" and stage.options:
+            # The runner builds validate's options from `input:` (ValidateOptions.from_input_config): accepting
+            # them here would change the config hash for settings that do nothing.
+            key = next(iter(stage.options))
+            raise ConfigError(f"stages.validate.options.{key}: validate takes its settings from input: "
+                              f"(e.g. input.{key})")
         if not stage.enabled:
             continue
         try:

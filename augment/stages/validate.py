@@ -11,6 +11,7 @@ import dataclasses
 import re
 
 from augment import images
+from augment.config import InputConfig
 from augment.io import DUPLICATE, PARSE_ERROR
 from augment.stages import Rejection, Stage, StageResult
 
@@ -18,14 +19,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclasses.dataclass
-class ValidateOptions:
-    allowed_roots: list[str] = dataclasses.field(default_factory=list)
-    allowed_buckets: list[str] = dataclasses.field(default_factory=list)
-    max_image_bytes: int = 20_000_000
-    max_image_pixels: int = 40_000_000
-    min_image_side: int = 8
-    max_title_chars: int = 2_000
-    work_image_side: int = 1024
+class ValidateOptions(InputConfig):
+    """The `input:` section (defaults and documentation live in InputConfig) with the allowed roots and buckets
+    resolved against the input's location; the column map is applied when reading and stays empty here."""
 
     @classmethod
     def from_input_config(cls, input_config, input_uri: str) -> "ValidateOptions":
@@ -38,7 +34,7 @@ class ValidateOptions:
             buckets = buckets or [storage.split_s3(input_uri)[0]]
         elif not roots:
             roots = [input_uri if storage.is_dir(input_uri) else storage.parent(input_uri)]
-        fields = {f.name for f in dataclasses.fields(cls)} - {"allowed_roots", "allowed_buckets"}
+        fields = {f.name for f in dataclasses.fields(cls)} - {"allowed_roots", "allowed_buckets", "columns"}
         return cls(allowed_roots=roots, allowed_buckets=buckets, **{k: getattr(input_config, k) for k in fields})
 
 

@@ -88,3 +88,8 @@ def test_input_columns_must_name_contract_columns(tmp_path):
 def test_invalid_yaml_is_a_config_error(tmp_path):
     with pytest.raises(C.ConfigError, match="not valid YAML"):
         C.load(write(tmp_path, "run: [\n"), check_stages=False)
+
+
+def test_validate_takes_no_stage_options_and_points_to_input(tmp_path):
+    with pytest.raises(C.ConfigError, match=r"stages\.validate\.options\.max_image_bytes: .* input\.max_image_bytes"):
+        C.load(write(tmp_path, "stages:\n  validate:\n    options:\n      max_image_bytes: 5\n"))
