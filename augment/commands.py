@@ -90,7 +90,7 @@ def cmd_run(args) -> int:
 
             with tempfile.TemporaryDirectory(prefix="moon-dry-run-") as scratch:
                 plan = P.plan_run(args.input, output if _exists(output) else scratch, cfg, limit=args.limit,
-                                  force=args.force, write=False)
+                                  force=args.force, write=False, work_uri=scratch)
                 runner.stage_specs(cfg, args.input)  # resolves every backend and checks its options
                 summary = plan.summary() | {"run_uri": output, "dry_run": True}
             _print_plan(summary, args.json)

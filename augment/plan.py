@@ -118,11 +118,13 @@ def plan_run(
     limit: int | None = None,
     force: bool = False,
     write: bool = True,
+    work_uri: str | None = None,
 ) -> Plan:
-    """Plan (and unless `write` is false, initialise) the run of `input_uri` into `output_uri`."""
+    """Plan (and unless `write` is false, initialise) the run of `input_uri` into `output_uri`. Inputs that need
+    staging are staged under `work_uri` (default: the run's `_input/`; a dry run passes a scratch folder)."""
     shard_size = config.run.shard_size
     column_map = dict(config.input.columns)
-    work_uri = storage.join(output_uri, INPUT_WORK_DIR)
+    work_uri = work_uri or storage.join(output_uri, INPUT_WORK_DIR)
     # 1. The input files and the run folder's identity: resume only what this config and input made.
     files = io.discover(input_uri)
     identity = {
