@@ -274,16 +274,12 @@ def _staged_rows(records, renames, extra_names) -> Iterator[dict[str, Any]]:
 
 @contextlib.contextmanager
 def _published(target: str) -> Iterator[Any]:
-    """A hidden local temp file to write; published atomically at `target` when the block ends without error."""
-    tmp = storage.temp_path_for(target) if not storage.is_s3(target) else _local_tmp()
+    """`storage.publishing`, with errors naming `target` rather than the temp file."""
     try:
-        yield tmp
-        storage.write_file_atomic(target, tmp)
+        with storage.publishing(target) as tmp:
+            yield tmp
     except OSError as exc:
         raise storage.naming_error(exc, target) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _write_staged(target: str, schema: pa.Schema, rows: Iterator[dict[str, Any]], rows_per_group: int) -> None:
@@ -297,17 +293,6 @@ def _write_staged(target: str, schema: pa.Schema, rows: Iterator[dict[str, Any]]
                 batch = []
         if batch:
             writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=rows_per_group)
-
-
-def _local_tmp():
-    import tempfile
-    from pathlib import Path
-
-    fd, name = tempfile.mkstemp(suffix=".parquet", prefix=".moon-stage-")
-    import os
-
-    os.close(fd)
-    return Path(name)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -12,12 +12,15 @@ one set of guarantees:
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import posixpath
+import tempfile
 import uuid
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -127,8 +130,7 @@ def write_atomic(uri: str, data: bytes, content_type: str | None = None) -> None
         log.debug("wrote %s (%d bytes)", uri, len(data))
         return
     target = Path(uri)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_path_for(uri)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -156,8 +158,27 @@ def write_file_atomic(uri: str, local_file: str | Path) -> None:
         return
     target = Path(uri)
     target.parent.mkdir(parents=True, exist_ok=True)
+    with open(local_file, "rb+") as f:  # its bytes on disk before the rename makes it visible
+        os.fsync(f.fileno())
     os.replace(local_file, target)
     _fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def publishing(uri: str) -> Iterator[Path]:
+    """A hidden local temp file to write (next to a local target; in the temp folder for S3), published at `uri`
+    with `write_file_atomic` when the block ends without error, and removed in every case."""
+    if is_s3(uri):
+        fd, name = tempfile.mkstemp(prefix=".moon-", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+    else:
+        tmp = temp_path_for(uri)
+    try:
+        yield tmp
+        write_file_atomic(uri, tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def temp_path_for(uri: str) -> Path:

@@ -10,11 +10,9 @@ import concurrent.futures
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
@@ -119,33 +117,21 @@ def _parquet_compression(schema: pa.Schema, codec: str) -> dict[str, str]:
 
 def _write_parquet(table: pa.Table, target_uri: str, codec: str) -> tuple[str, int]:
     """Write to a hidden temp file, publish atomically; returns (sha256, bytes)."""
-    if storage.is_s3(target_uri):
-        fd, name = tempfile.mkstemp(prefix=".moon-shard-", suffix=".parquet")
-        os.close(fd)
-        tmp = Path(name)
-    else:
-        tmp = storage.temp_path_for(target_uri)
     try:
-        pq.write_table(
-            table, tmp, compression=_parquet_compression(table.schema, codec),
-            row_group_size=max(1, table.num_rows), use_dictionary=False, write_statistics=False,
-        )
-        faults.point("during_shard_write")  # the temp file is complete, not yet published
-        digest = hashlib.sha256()
-        with open(tmp, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        size = tmp.stat().st_size
-        if not storage.is_s3(target_uri):
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        storage.write_file_atomic(target_uri, tmp)
+        with storage.publishing(target_uri) as tmp:
+            pq.write_table(
+                table, tmp, compression=_parquet_compression(table.schema, codec),
+                row_group_size=max(1, table.num_rows), use_dictionary=False, write_statistics=False,
+            )
+            faults.point("during_shard_write")  # the temp file is complete, not yet published
+            digest = hashlib.sha256()
+            with open(tmp, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            size = tmp.stat().st_size
         return digest.hexdigest(), size
     except OSError as exc:
         raise ShardWriteError(target_uri, exc) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_shard(spec: ShardSpec, table: pa.Table, plan: Plan, context: RunContext, codec: str = "zstd") -> manifest.ShardRecord:
