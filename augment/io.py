@@ -16,6 +16,7 @@ This module must not import Ray: the planner runs on Airflow workers.
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import csv
 import dataclasses
@@ -363,20 +364,33 @@ def read_column(source: Source, name: str, column_map: dict[str, str], limit: in
 # ---------------------------------------------------------------------------------------------------------------
 def read_rows(source_read_uri: str, start: int, stop: int, target: pa.Schema, column_map: dict[str, str]) -> pa.Table:
     """Rows [start, stop) of a staged or in-place Parquet source, conformed to the run's input schema."""
-    pf = _parquet_file(source_read_uri)
-    meta = pf.metadata
-    groups, offset, first_offset = [], 0, None
-    for i in range(meta.num_row_groups):
-        n = meta.row_group(i).num_rows
-        if offset + n > start and offset < stop:
-            groups.append(i)
-            if first_offset is None:
-                first_offset = offset
-        offset += n
-    if not groups:
+    fs, path = storage.filesystem(source_read_uri)
+    f = fs.open_input_file(path)
+    key = (source_read_uri, f.size())
+    footer = _FOOTERS.get(key)
+    pf = pq.ParquetFile(f, metadata=footer[0] if footer else None)
+    if footer is None:
+        # A staged file has one row group per shard, so its footer grows with the run: parse it once per process,
+        # not once per shard.
+        meta = pf.metadata
+        offsets = [0]
+        for i in range(meta.num_row_groups):
+            offsets.append(offsets[-1] + meta.row_group(i).num_rows)
+        footer = _FOOTERS[key] = (meta, offsets)
+        while len(_FOOTERS) > _FOOTER_CACHE:
+            _FOOTERS.pop(next(iter(_FOOTERS)))
+    offsets = footer[1]
+    first = bisect.bisect_right(offsets, start) - 1
+    last = bisect.bisect_left(offsets, stop)
+    groups = list(range(max(first, 0), min(last, len(offsets) - 1)))
+    if not groups or start >= stop:
         return target.empty_table()
-    table = pf.read_row_groups(groups).slice(start - first_offset, stop - start)
+    table = pf.read_row_groups(groups).slice(start - offsets[groups[0]], stop - start)
     return conform(table, target, column_map)
+
+
+_FOOTERS: dict[tuple[str, int], tuple[pq.FileMetaData, list[int]]] = {}  # (uri, size) -> (footer, row offsets)
+_FOOTER_CACHE = 16
 
 
 def conform(table: pa.Table, target: pa.Schema, column_map: dict[str, str]) -> pa.Table:
