@@ -1,7 +1,6 @@
 """`moon run`: the main job. Plans shards, runs the stages, commits shards, prints a summary."""
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys

@@ -138,13 +138,6 @@ def encode(image: Image.Image, fmt: str = "jpeg", quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def decode_rgb(data: bytes) -> Image.Image:
-    """Decode an image this pipeline produced itself (trusted): RGB."""
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image.convert("RGB") if image.mode != "RGB" else image
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

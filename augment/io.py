@@ -41,7 +41,6 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 PARSE_ERROR = "_parse_error"
 DUPLICATE = "_duplicate"
 MAX_RAW_CHARS = 10_000
-STAGE_BATCH = 4096
 
 
 class InputError(ValueError):

@@ -41,17 +41,6 @@ def build_stage(spec: StageSpec, context: RunContext) -> Stage:
     return resolve(spec.name, spec.backend)(spec.options, context)
 
 
-def bookkeeping_schema() -> list[pa.Field]:
-    return [
-        pa.field(S.SHARD_ID, pa.string()),
-        pa.field(SOURCE_URI, pa.string()),
-        pa.field(S.SOURCE_ROW, pa.int64()),
-        pa.field(S.QUARANTINE_REASON, pa.string()),
-        pa.field(S.QUARANTINE_STAGE, pa.string()),
-        pa.field(QUARANTINE_DETAIL, pa.string()),
-    ]
-
-
 def read_shard(spec: dict[str, Any], input_schema: pa.Schema, column_map: dict[str, str]) -> pa.Table:
     """The rows of one shard with the bookkeeping columns every later step relies on."""
     start, stop = spec["row_start"], spec["row_stop"]

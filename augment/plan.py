@@ -50,10 +50,6 @@ class ShardSpec:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ShardSpec":
-        return cls(**data)
-
 
 @dataclasses.dataclass
 class Plan:

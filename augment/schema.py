@@ -6,7 +6,6 @@ the Airflow image and readers of the shards import it.
 """
 from __future__ import annotations
 
-import json
 
 import pyarrow as pa
 
@@ -32,7 +31,6 @@ INPUT_FIELDS = pa.schema(
     ]
 )
 INPUT_COLUMN_ALIASES = {"brand": "catalog_brand"}
-REQUIRED_INPUT = ("product_id", "title")
 
 # ---------------------------------------------------------------------------------------------------------
 # Generated columns
@@ -128,16 +126,6 @@ QUARANTINE_STAGE = "_quarantine_stage"
 RAW_ROW = "_raw"  # the input row as JSON text when it could not be parsed into the input schema
 TIMING_PREFIX = "_t_"  # _t_<stage>: seconds of that stage's batch time attributed to the row
 
-BOOKKEEPING_FIELDS = pa.schema(
-    [
-        pa.field(SHARD_ID, pa.string()),
-        pa.field(SOURCE_ROW, pa.int64()),
-        pa.field(QUARANTINE_REASON, pa.string()),
-        pa.field(QUARANTINE_STAGE, pa.string()),
-        pa.field(RAW_ROW, pa.string()),
-    ]
-)
-
 # Quarantine files hold the input columns as far as they could be read, plus why and where the row stopped.
 QUARANTINE_FIELDS = pa.schema(
     [
@@ -193,12 +181,3 @@ def describe(schema: pa.Schema = None) -> str:
     for field in schema:
         rows.append(f"| `{field.name}` | `{field.type}` |")
     return "\n".join(rows)
-
-
-def schema_to_json(schema: pa.Schema) -> str:
-    """Serialise a schema (for plan files); inverse of schema_from_json."""
-    return json.dumps({"ipc": schema.serialize().to_pybytes().hex()})
-
-
-def schema_from_json(text: str) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(bytes.fromhex(json.loads(text)["ipc"])))

@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections import Counter
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -198,8 +197,7 @@ def _variant_status(table: pa.Table) -> dict[str, int]:
 class ShardWriter:
     """Buckets streamed rows by shard and commits each shard once all its rows are in."""
 
-    def __init__(self, plan: Plan, context: RunContext, codec: str, threads: int = 2,
-                 on_commit: Callable[[manifest.ShardRecord], None] | None = None):
+    def __init__(self, plan: Plan, context: RunContext, codec: str, threads: int = 2):
         self.plan = plan
         self.context = context
         self.codec = codec
@@ -209,7 +207,6 @@ class ShardWriter:
         self.threads = max(1, threads)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="shard-writer")
         self.futures: list[concurrent.futures.Future] = []
-        self.on_commit = on_commit
         self.lock = threading.Lock()
         self.records: list[manifest.ShardRecord] = []
 
@@ -235,8 +232,6 @@ class ShardWriter:
         record = write_shard(spec, table, self.plan, self.context, self.codec)
         with self.lock:
             self.records.append(record)
-        if self.on_commit:
-            self.on_commit(record)
         return record
 
     def _throttle(self) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -25,7 +24,6 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from augment.mllm import requests as rq  # noqa: E402
 from augment.mllm.openai_backend import OpenAIEnrichOptions, OpenAIEnrichStage  # noqa: E402
 from augment.mllm.openai_client import OpenAIChatClient  # noqa: E402
 from augment.stages.base import RunContext  # noqa: E402

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-import json
 from typing import Any
 
 import prompts
@@ -175,7 +174,3 @@ def background_request(
         schema=parsers.BACKGROUND_PROMPTS_SCHEMA,
         seed=seed,
     )
-
-
-def to_json(request: ChatRequest) -> str:
-    return json.dumps(dataclasses.asdict(request), ensure_ascii=False)

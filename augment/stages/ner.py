@@ -53,6 +53,9 @@ class NerStage(Stage):
         import ner
 
         self.extractor = ner.load(self.options.lang, lexicon_files=self.lexicon_files())
+        for path in self._local_copies:  # the lexicons are in memory now
+            os.unlink(path)
+        self._local_copies.clear()
 
     def process(self, batch: Batch) -> StageResult:
         if self.extractor is None:

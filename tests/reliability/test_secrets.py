@@ -7,7 +7,6 @@ output are searched for the planted values.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import uuid

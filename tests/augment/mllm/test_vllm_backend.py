@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from augment.mllm import requests as rq
 from augment.mllm import vllm_backend as vb
 from augment.mllm.openai_backend import OpenAIEnrichOptions, OpenAIEnrichStage
 from augment.stages.base import RunContext

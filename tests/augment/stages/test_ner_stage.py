@@ -1,5 +1,4 @@
 """The ner stage on real titles: columns, the catalogue-brand hint, learned brands from the run's artifact."""
-import pytest
 
 from augment.config import stage_options
 from augment.stages import resolve
