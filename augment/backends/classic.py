@@ -133,7 +133,7 @@ class ClassicVariantsStage(Stage):
         return getattr(self, f"_{kind}")(product, rng, prompt)
 
     def _subject(self, p: "Product", rng, prompt):
-        layer = compose.place(p.cutout, self.options.size, self.options.subject_fill)
+        layer = p.centred(self.options)
         return compose.flatten(compose.solid(self.options.size), layer), None
 
     def _background(self, p: "Product", rng, prompt):
@@ -149,7 +149,7 @@ class ClassicVariantsStage(Stage):
         lo, hi = self.options.yaw_degrees
         yaw = rng.uniform(lo, hi) * (1 if rng.random() < 0.5 else -1)
         roll = rng.uniform(-4.0, 4.0)
-        layer = compose.place(p.cutout, size, self.options.subject_fill)
+        layer = p.centred(self.options)
         bbox = layer.box()
         warped = geometry.warp_layer(layer, geometry.yaw_homography(bbox, yaw, roll))
         return compose.flatten(compose.solid(size), warped, compose.contact_shadow(warped, 0.12)), None
@@ -186,6 +186,7 @@ class Product:
         self._regions = None
         self._logo = None
         self._on_white = None
+        self._centred = None
 
     @property
     def regions(self) -> regions.RegionFinder:
@@ -198,6 +199,12 @@ class Product:
         if self._logo is None:
             self._logo = self.regions.logo(opts.logo_fraction)
         return self._logo
+
+    def centred(self, opts: ClassicOptions) -> compose.Layer:
+        """The cut-out placed in the middle of the canvas: the subject and angle variants start from it (read-only)."""
+        if self._centred is None:
+            self._centred = compose.place(self.cutout, opts.size, opts.subject_fill)
+        return self._centred
 
     def on_white(self) -> np.ndarray:
         if self._on_white is None:
