@@ -149,9 +149,8 @@ def _print_plan(summary: dict, as_json: bool) -> None:
 def run_summary(result) -> dict:
     from augment import manifest
 
-    run_records = manifest.load(result.plan.run_uri)
     planned = {s.shard_id for s in result.plan.shards}
-    totals = manifest.totals(r for r in run_records.values() if r.shard_id in planned)
+    totals = manifest.totals(r for r in result.run_records.values() if r.shard_id in planned)
     this = manifest.totals(result.records)
     return {
         "run_uri": result.plan.run_uri,

@@ -93,13 +93,13 @@ def load(run_uri: str) -> dict[str, ShardRecord]:
     return records
 
 
-def consolidate(run_uri: str) -> int:
-    """Rewrite `_manifest.jsonl` from every commit record (S3); returns the number of shards."""
+def consolidate(run_uri: str) -> dict[str, ShardRecord]:
+    """Every committed shard's record (as `load`); on S3 also rewrites `_manifest.jsonl` from the commit records."""
     records = load(run_uri)
     if storage.is_s3(run_uri):
         body = "".join(r.to_json() + "\n" for r in sorted(records.values(), key=lambda r: r.shard_id))
         storage.write_atomic(storage.join(run_uri, MANIFEST), body.encode())
-    return len(records)
+    return records
 
 
 def data_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> list[str]:
@@ -109,8 +109,10 @@ def data_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> li
     return [storage.join(run_uri, r.data_file) for r in ordered if r.data_file]
 
 
-def quarantine_files(run_uri: str) -> list[str]:
-    ordered = sorted(load(run_uri).values(), key=lambda r: (r.source_uri, r.row_start))
+def quarantine_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> list[str]:
+    """URIs of the committed quarantine files, in shard order."""
+    records = load(run_uri).values() if records is None else records
+    ordered = sorted(records, key=lambda r: (r.source_uri, r.row_start))
     return [storage.join(run_uri, r.quarantine_file) for r in ordered if r.quarantine_file]
 
 

@@ -33,10 +33,7 @@ class RunResult:
     plan: Plan
     records: list[manifest.ShardRecord]  # committed by this invocation
     wall_seconds: float
-
-    @property
-    def rows(self) -> int:
-        return sum(r.rows_in for r in self.records)
+    run_records: dict[str, manifest.ShardRecord]  # every shard of the run committed so far, by any invocation
 
 
 def build_context(plan: Plan, config: Config) -> RunContext:
@@ -271,15 +268,14 @@ def execute(plan: Plan, config: Config, use_ray: bool = True, progress: bool | N
     pending_rows = plan.rows_pending
     if not plan.pending:
         log.info("nothing to do: all %d shards of %s are committed", len(plan.shards), plan.run_uri)
-        return RunResult(plan, [], 0.0)
+        return RunResult(plan, [], 0.0, dict(plan.committed))
     remove_stale_temp_files(plan)
     show = config.run.progress if progress is None else progress
     bar = None
     if show:
         from tqdm import tqdm
 
-        bar = tqdm(total=pending_rows, unit="product", desc="moon run", file=sys.stderr, dynamic_ncols=True,
-                   disable=not show)
+        bar = tqdm(total=pending_rows, unit="product", desc="moon run", file=sys.stderr, dynamic_ncols=True)
     on_rows = bar.update if bar is not None else None
     try:
         runner = run_on_ray if use_ray else run_in_process
@@ -287,6 +283,5 @@ def execute(plan: Plan, config: Config, use_ray: bool = True, progress: bool | N
     finally:
         if bar is not None:
             bar.close()
-    if storage.is_s3(plan.run_uri):
-        manifest.consolidate(plan.run_uri)
-    return RunResult(plan, records, time.perf_counter() - started)
+    run_records = manifest.consolidate(plan.run_uri)
+    return RunResult(plan, records, time.perf_counter() - started, run_records)

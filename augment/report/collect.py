@@ -101,7 +101,7 @@ def quarantine_examples(facts: RunFacts, per_reason: int = 3) -> list[dict[str, 
     """Up to `per_reason` quarantined rows for every reason, in catalogue order, without their images."""
     wanted = {reason: per_reason for reason in facts.totals["quarantine_reasons"]}
     found: list[dict[str, Any]] = []
-    for uri in manifest.quarantine_files(facts.run_uri):
+    for uri in manifest.quarantine_files(facts.run_uri, facts.records):
         if not any(wanted.values()):
             break
         names = set(_schema(uri).names)
