@@ -24,7 +24,6 @@ import dataclasses
 from typing import Any
 
 from augment.mllm import requests as rq
-from augment.mllm.cache import ResponseCache
 from augment.mllm.stage import (
     BackgroundTaskOptions,
     Completion,
@@ -47,7 +46,8 @@ KEY = "_llm_key"  # its cache key
 TEXT, FINISH, ERROR = "_llm_text", "_llm_finish", "_llm_error"
 RETRY = "_llm_retry"  # the first attempt's rejection reason, or "" when no retry is needed
 ATTEMPTS = "_llm_attempts"
-INTERNAL = (REQUEST, KEY, TEXT, FINISH, ERROR, RETRY, ATTEMPTS)
+IMAGE_URL = "_llm_image_url"  # the product image as sent with the first attempt, reused by the retry
+INTERNAL = (REQUEST, KEY, TEXT, FINISH, ERROR, RETRY, ATTEMPTS, IMAGE_URL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,20 +153,19 @@ class VllmMixin(MLLMStage):
         """Answer the REQUEST of every row: from the cache where present, from the engine otherwise."""
         from ray.data.llm import build_processor
 
-        options, model, decoding = self.options, self.model_id, self.decoding()
-        cache_root = self.cache.root.rsplit("/_cache/", 1)[0] if self.cache else None
+        options, model, decoding, cache = self.options, self.model_id, self.decoding(), self.cache
         keep = columns + list(INTERNAL)
 
         def lookup(row):
             key = request_from_row(row).key(model, decoding)
-            hit = ResponseCache(cache_root).get(key) if cache_root else None
+            hit = cache.get(key) if cache else None
             return {**row, KEY: key, TEXT: hit["text"] if hit else None,
                     FINISH: hit.get("finish_reason") if hit else None, ERROR: "" if hit else "miss"}
 
         def store(row):
-            if cache_root and not row[ERROR]:
-                ResponseCache(cache_root).put(row[KEY], {"text": row[TEXT], "finish_reason": row[FINISH],
-                                                          "model": model, "prompt_id": row[REQUEST]["prompt_id"]})
+            if cache and not row[ERROR]:
+                cache.put(row[KEY], {"text": row[TEXT], "finish_reason": row[FINISH], "model": model,
+                                     "prompt_id": row[REQUEST]["prompt_id"]})
             return row
 
         ds = ds.map(lookup)
@@ -222,10 +221,13 @@ class VllmEnrichStage(VllmMixin, MLLMEnrichStage):
     def transform_dataset(self, ds):
         columns = list(ds.schema().names) + ["enriched_title", "enrichment"]
         ds, quarantined = self.split_live(ds)
-        ds = ds.map(lambda row: {**row, REQUEST: self.first_request(row, self.image_url_of(row))})
-        ds = self._engine_pass(ds, columns).map(self.judge_first)
+        def first(row):
+            url = self.image_url_of(row)
+            return {**row, IMAGE_URL: url, REQUEST: self.first_request(row, url)}
+
+        ds = self._engine_pass(ds.map(first), columns).map(self.judge_first)
         done = ds.filter(lambda r: r[RETRY] == "")
-        retry = ds.filter(lambda r: r[RETRY] != "").map(lambda row: self.retry_request(row, self.image_url_of(row)))
+        retry = ds.filter(lambda r: r[RETRY] != "").map(lambda row: self.retry_request(row, row[IMAGE_URL]))
         retried = self._engine_pass(retry, columns).map(self.judge_retry)
         finished = done.union(retried).map(lambda row: {k: v for k, v in row.items() if k not in INTERNAL})
         return finished.union(quarantined)
