@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import unicodedata
 from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -23,24 +24,27 @@ class BackgroundSet:
     groups: dict[str, tuple[str, ...]]  # group -> descriptions
     generic: tuple[str, ...]  # descriptions that suit any product
 
+    def __post_init__(self):
+        folded = {g: tuple(w for w in map(_fold, words) if w) for g, words in self.keywords.items()}
+        object.__setattr__(self, "_folded", folded)  # keywords in compare form, folded once per set
+
     def group_of(self, category_texts: list[str], title: str) -> str | None:
         """The first group whose keyword occurs in a CATEGORY entity, else in the title; None when none does."""
         for texts in (category_texts, [title]):
-            for group, words in self.keywords.items():
-                if any(_contains(text, word) for text in texts for word in words):
+            folded = [_fold(text) for text in texts]
+            for group, words in self._folded.items():
+                if any(_contains(text, word) for text in folded for word in words):
                     return group
         return None
 
 
 def _fold(text: str) -> str:
-    return " ".join("".join(ch if ch.isalnum() else " " for ch in text.casefold()).split())
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join("".join(ch if ch.isalnum() else " " for ch in text).split())
 
 
 def _contains(text: str, word: str) -> bool:
-    """Whole-word match for spaced scripts ("top" is not in "laptop"); substring match for CJK words."""
-    text, word = _fold(text), _fold(word)
-    if not word:
-        return False
+    """Whole-word match for spaced scripts ("top" is not in "laptop"); substring match for CJK words. Both folded."""
     if word.isascii():
         return f" {word} " in f" {text} "
     return word in text
