@@ -235,7 +235,14 @@ def _has_surrogates(text: str) -> bool:
 
 
 def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, str], rows_per_group: int) -> Source:
-    """Copy a JSONL/CSV file into a staged Parquet file (two streaming passes: columns, then rows)."""
+    """Copy a JSONL/CSV file into a staged Parquet file (two streaming passes: columns, then rows). A file staged
+    before (same content, column map and row groups: a resume, another shard task) is read from its footer."""
+    fp = fingerprint(uri)
+    target = storage.join(work_uri, f"{stable_hash(fp, column_map, rows_per_group, length=20)}.parquet")
+    if storage.exists(target):
+        meta = _parquet_file(target).metadata
+        return Source(uri=uri, format=fmt, read_uri=target, num_rows=meta.num_rows, schema=meta.schema.to_arrow_schema(),
+                      fingerprint=fp)
     records = iter_jsonl if fmt == "jsonl" else iter_csv
     keys: dict[str, None] = {}
     count = 0
@@ -252,10 +259,7 @@ def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, s
             "map one with input.columns.product_id in the config"
         )
     schema = staging_schema(extra_names)
-    fp = fingerprint(uri)
-    target = storage.join(work_uri, f"{stable_hash(fp, column_map, rows_per_group, length=20)}.parquet")
-    if not storage.exists(target):
-        _write_staged(target, schema, _staged_rows(records(uri), renames, extra_names), rows_per_group)
+    _write_staged(target, schema, _staged_rows(records(uri), renames, extra_names), rows_per_group)
     return Source(uri=uri, format=fmt, read_uri=target, num_rows=count, schema=schema, fingerprint=fp)
 
 
