@@ -258,11 +258,19 @@ def collate(
     mean, std = cfg.vision.mean, cfg.vision.std
     # 1. Candidate views: raw; with co-augmentation, the enriched title and variants joined to the raw ones
     #    (concat) or standing in for them (sample).
+    decoded: dict[int, Any] = {}
+
+    def raw(b: int):  # each record's raw image decoded at most once: candidate and query views share it
+        if b not in decoded:
+            decoded[b] = image_ops.decode(records[b]["image"])
+        return decoded[b]
+
     cand_texts, cand_images = [], []
-    for r in records:
+    for b, r in enumerate(records):
         texts_of, images_of = candidate_inputs(r, data, rng)
         cand_texts.append(" ".join(texts_of))
-        cand_images.append([image_ops.candidate_view(image_ops.decode(im), size) for im in images_of])
+        cand_images.append([image_ops.candidate_view(raw(b) if im is r["image"] else image_ops.decode(im), size)
+                            for im in images_of])
     texts = {"candidate": tokenizer(cand_texts)}
     image_masks = {}
     if max(len(ims) for ims in cand_images) == 1:
@@ -291,7 +299,7 @@ def collate(
             texts[key] = tokenizer([drawn[b][0] for b in rows])
         if name in ("i->mm", "mm->mm") and key not in images:
             images[key] = image_ops.to_tensor(
-                [image_ops.query_view(image_ops.decode(records[b]["image"]), size, rng) for b in rows], mean, std
+                [image_ops.query_view(raw(b), size, rng) for b in rows], mean, std
             )
         views[name] = {
             "t->mm": (None, key), "i->mm": (key, None), "mm->mm": (key, key)
