@@ -4,7 +4,8 @@ Bench scripts call `write_result(...)` (or build a `BenchResult` and `save` it) 
 `load_dir` reads a folder of them. A file says what was measured (stage, backend, the options that change its
 cost), on what (`hardware`), how much (`items` of `unit` in `seconds` of steady-state wall time, model loading
 excluded) and, optionally, what it adds to the output per product. The format is documented in
-docs/operations-planning.md. Standard library only: bench scripts import this on bare CUDA machines.
+docs/operations-planning.md. Standard library only (with augment.util, likewise): bench scripts import this on bare
+CUDA machines.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import re
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from augment.util import code_version
 
 FORMAT = "moon.bench/1"
 UNITS = ("product", "image")  # image: one generated image (image_variants); product: one catalogue row
@@ -86,7 +89,7 @@ def write_result(out: str | Path, stage: str, backend: str, config: dict[str, An
     result = BenchResult(stage=stage, backend=backend, config=config, hardware=hardware, items=items, seconds=seconds,
                          **fields)
     result.measured_at = result.measured_at or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    result.code_version = result.code_version or _git_version()
+    result.code_version = result.code_version or code_version()
     check(result, str(out))
     result.save(out)
     return result
@@ -197,12 +200,3 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _git_version() -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        return subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                              text=True, timeout=5, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""

@@ -11,6 +11,7 @@ the functions that need it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -87,7 +88,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None or resume_dir:
         from safetensors.torch import load_file
 
-        with (checkpoint.as_directory() if checkpoint is not None else _nullcontext(resume_dir)) as directory:
+        with (checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext(resume_dir)) as directory:
             model.load_state_dict(load_file(str(Path(directory) / MODEL_FILE)))
             state = load_train_state(directory)
         optimizer.load_state_dict(state["optimizer"])
@@ -160,17 +161,6 @@ def _cycle(make):
             yield item
         if empty:
             raise RuntimeError("this worker's data shard yields no batch: too few products for the batch size")
-
-
-class _nullcontext:
-    def __init__(self, value):
-        self.value = value
-
-    def __enter__(self):
-        return self.value
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _summary(metrics: dict[str, float]) -> str:
