@@ -160,8 +160,9 @@ def check_run(run_uri: str, shard_ids: list[str]) -> dict[str, Any]:
     if missing:
         raise RunIncomplete(f"{len(missing)} of {len(shard_ids)} shards are not committed in {run_uri}: "
                             f"{', '.join(missing)}")
+    planned_ids = set(shard_ids)
     broken = [r.shard_id for r in records.values()
-              if r.shard_id in set(shard_ids) and r.rows_in != r.rows_out + r.rows_quarantined]
+              if r.shard_id in planned_ids and r.rows_in != r.rows_out + r.rows_quarantined]
     if broken:
         raise RunIncomplete(f"shards breaking rows in = rows out + rows quarantined: {', '.join(broken)}")
     planned = [records[s] for s in shard_ids]

@@ -65,7 +65,7 @@ def sample_products(facts: RunFacts, size: int) -> list[dict[str, Any]]:
     """The `size` products with the smallest sample_key, full rows, in catalogue order (shard, source row)."""
     if size <= 0:
         return []
-    chosen: list[tuple[str, str, str]] = []  # max-heap by key via negated ordering: (neg key, id, file)
+    chosen: list[tuple[int, str, str]] = []  # max-heap by key via negated ordering: (-key, id, file)
     files = manifest.data_files(facts.run_uri, facts.records)
     # Many small reads (one per shard, on S3 one request each): overlap them.
     with concurrent.futures.ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
@@ -88,9 +88,9 @@ def sample_products(facts: RunFacts, size: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _keep_smallest(heap: list[tuple[str, str, str]], ids: list[str], uri: str, size: int) -> None:
+def _keep_smallest(heap: list[tuple[int, str, str]], ids: list[str], uri: str, size: int) -> None:
     for product_id in ids:
-        entry = (_negate(sample_key(product_id)), product_id, uri)
+        entry = (-int(sample_key(product_id), 16), product_id, uri)
         if len(heap) < size:
             heapq.heappush(heap, entry)
         elif entry > heap[0]:
@@ -126,8 +126,3 @@ def _read(uri: str, columns: list[str] | None = None) -> pa.Table:
 def _schema(uri: str) -> pa.Schema:
     fs, path = storage.filesystem(uri)
     return pq.read_schema(path, filesystem=fs)
-
-
-def _negate(key: str) -> str:
-    """Map a hex key so that the heap (a min-heap) keeps the smallest keys: larger original -> smaller mapped."""
-    return "".join("0123456789abcdef"[15 - int(c, 16)] for c in key)
