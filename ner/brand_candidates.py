@@ -5,7 +5,8 @@ Pure Python on token strings (no spaCy objects), so the learned brand scorer (`n
 
 - `lead`: the words at the brand position (the first word after leading noise: punctuation, numbers, product
   codes, "New", "2018", "Original"), one candidate per length, 1 to `max_words` words. The run stops at marks
-  that never sit inside a brand (, | ( ) : ; / and a free-standing dash), at numbers and product codes; marks
+  that never sit inside a brand (, | ( ) : ; / and a free-standing dash), at numbers, product codes and words a
+  lexicon knows as a category; a lower-case ordinary word ("cheap") starts no run; marks
   glued on both sides stay inside ("Dr. Scholl's", "Oral-B", "AT-A-GLANCE"), and so does a glued possessive
   ("Trader Joe's").
 - `lex`: every lexicon brand in the title (also at the brand position, where it may be longer than the run).
@@ -188,6 +189,8 @@ def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(
                 break
             if view.lows[i] in stop_words and not view.glued_before(i):
                 break
+            if view.blocked[i] == "CATEGORY":
+                break  # the product word ends the brand ("Adidas shoes", "Toread Gloves")
         words += 1
         i += 1
         ends.append(i)
@@ -199,9 +202,10 @@ def candidates(view: TitleView, stop_words=frozenset(), max_words: int = 5, max_
     out = [Candidate(0, 0, NONE)]
     pos = view.position
     seen = set()
-    # A word that a lexicon knows as a category, material or colour starts no guessed brand ("Black Shorts");
-    # a lexicon brand there still stands ("Red Tape Shoes").
-    if pos < view.n and not view.blocked[pos]:
+    # A word that a lexicon knows as a category, material or colour starts no guessed brand ("Black Shorts"),
+    # nor does an ordinary word in lower case ("cheap", "no"); a lexicon brand there still stands ("Red Tape
+    # Shoes").
+    if pos < view.n and not view.blocked[pos] and not (view.texts[pos][:1].islower() and view.is_common(pos)):
         for end in lead_ends(view, pos, max_words, stop_words):
             out.append(Candidate(pos, end, LEAD))
             seen.add((pos, end))

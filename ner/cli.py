@@ -6,7 +6,9 @@ Only argument definitions live at import time; spaCy and the pipeline are loaded
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 
 
@@ -26,9 +28,14 @@ def add_commands(subparsers) -> None:
     extract = commands.add_parser(
         "extract", parents=[common], help="entities of each title of a JSONL file",
         description='Input lines carry "id" and "title" (an optional "brand" is used as the row\'s brand hint); '
-                    'output lines are {"id", "entities": [{"label", "text", "start", "end", "id"}, ...]}.')
+                    'output lines are {"id", "entities": [{"label", "text", "start", "end", "id"}, ...]}, one per '
+                    'non-blank input line and in its order; a line that cannot be read (not JSON, no title) gets '
+                    '{"id", "entities": [], "line", "error"}.')
     extract.add_argument("--input", required=True, help="JSONL titles ('-' for stdin)")
     extract.add_argument("--output", required=True, help="JSONL predictions ('-' for stdout)")
+    extract.add_argument("--strict", action="store_true",
+                         help="exit with status 1 when an input line could not be read (its output line carries an "
+                              "'error' field either way)")
     extract.set_defaults(func=_extract)
 
     evaluate = commands.add_parser(
@@ -49,22 +56,37 @@ def add_commands(subparsers) -> None:
 def _extract(args) -> int:
     import ner
 
-    extractor = ner.load(args.lang, lexicon_files=args.lexicon, config=args.config)
-    source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
-    sink = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
-    count = 0
+    if args.input != "-" and not os.path.isfile(args.input):
+        return _error(f"input {args.input} does not exist")
     try:
-        for chunk in _chunks(_read_titles(source, args.input), args.batch_size):
-            entities = extractor.extract([r["title"] for r in chunk], brand_hints=[r.get("brand") for r in chunk])
-            for row, ents in zip(chunk, entities):
-                sink.write(json.dumps({"id": row.get("id"), "entities": ents}, ensure_ascii=False) + "\n")
-            count += len(chunk)
-    finally:
-        if source is not sys.stdin:
-            source.close()
-        if sink is not sys.stdout:
-            sink.close()
-    print(f"{count} titles -> {args.output}", file=sys.stderr)
+        extractor = ner.load(args.lang, lexicon_files=args.lexicon, config=args.config)
+    except (OSError, ValueError) as exc:
+        return _error(str(exc))
+    counts = {"rows": 0, "errors": 0}
+    first_errors: list[str] = []
+    try:
+        with _open_input(args.input) as source, _publishing(args.output) as sink:
+            for chunk in _chunks(_read_titles(source), args.batch_size):
+                readable = [r for r in chunk if r["error"] is None]
+                found = iter(extractor.extract([r["title"] for r in readable],
+                                               brand_hints=[r["brand"] for r in readable]))
+                for row in chunk:
+                    if row["error"] is None:
+                        record = {"id": row["id"], "entities": next(found)}
+                    else:
+                        record = {"id": row["id"], "entities": [], "line": row["line"], "error": row["error"]}
+                        counts["errors"] += 1
+                        if len(first_errors) < 3:
+                            first_errors.append(f"line {row['line']}: {row['error']}")
+                    sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+                counts["rows"] += len(chunk)
+    except OSError as exc:
+        return _error(str(exc))
+    print(f"{counts['rows']} titles -> {args.output}", file=sys.stderr)
+    if counts["errors"]:
+        print(f"warning: {counts['errors']} input lines could not be read; their output lines carry an 'error' "
+              f"field and no entities ({'; '.join(first_errors)})", file=sys.stderr)
+        return 1 if args.strict else 0
     return 0
 
 
@@ -75,22 +97,24 @@ def _eval(args) -> int:
     from ner.split import select
 
     if args.predictions and len(args.gold) != 1:
-        print("--predictions needs exactly one --gold", file=sys.stderr)
-        return 2
+        return _error("--predictions needs exactly one --gold")
     extractor = None
     results = {}
-    for gold_path in args.gold:
-        rows = select(read_gold(gold_path), args.part)
-        if args.predictions:
-            predictions = _read_predictions(args.predictions, rows)
-        else:
-            if extractor is None:
-                import ner
+    try:
+        for gold_path in args.gold:
+            rows = select(read_gold(gold_path), args.part)
+            if args.predictions:
+                predictions = _read_predictions(args.predictions, rows)
+            else:
+                if extractor is None:
+                    import ner
 
-                extractor = ner.load(args.lang, lexicon_files=args.lexicon, config=args.config)
-            predictions = extractor.extract([r["title"] for r in rows])
-        name = Path(gold_path).name + ("" if args.part == "all" else f" [{args.part}]")
-        results[name] = score(rows, predictions)
+                    extractor = ner.load(args.lang, lexicon_files=args.lexicon, config=args.config)
+                predictions = extractor.extract([r["title"] for r in rows])
+            name = Path(gold_path).name + ("" if args.part == "all" else f" [{args.part}]")
+            results[name] = score(rows, predictions)
+    except (OSError, ValueError) as exc:
+        return _error(str(exc))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -98,29 +122,83 @@ def _eval(args) -> int:
     return 0
 
 
-def _read_titles(source, name: str):
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+@contextlib.contextmanager
+def _open_input(path: str):
+    if path == "-":
+        yield sys.stdin
+    else:
+        with open(path, encoding="utf-8") as fh:
+            yield fh
+
+
+@contextlib.contextmanager
+def _publishing(path: str):
+    """A text sink for `path` ('-': stdout). A file appears complete or not at all: lines go to a hidden temp file
+    next to it, renamed into place when the block ends without error and removed otherwise."""
+    if path == "-":
+        yield sys.stdout
+        return
+    target = os.path.abspath(path)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as sink:
+            yield sink
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _read_titles(source):
+    """One record per non-blank input line: {line, id, title, brand, error}; `error` names why a line could not
+    be read (it then gets an output line of its own, never disappears)."""
     for number, line in enumerate(source, 1):
         if not line.strip():
             continue
+        record = {"line": number, "id": None, "title": "", "brand": None, "error": None}
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise SystemExit(f"{name}:{number}: not JSON ({exc.msg})") from None
+            record["error"] = f"not JSON ({exc.msg})"
+            yield record
+            continue
         if not isinstance(row, dict):
-            raise SystemExit(f"{name}:{number}: expected an object with 'id' and 'title'")
-        title = row.get("title")
-        brand = row.get("brand")
-        yield {"id": row.get("id"), "title": title if isinstance(title, str) else "",
-               "brand": brand if isinstance(brand, str) else None}
+            record["error"] = "not a JSON object with 'id' and 'title'"
+            yield record
+            continue
+        record["id"] = row.get("id")
+        title, brand = row.get("title"), row.get("brand")
+        if isinstance(title, str):
+            record["title"] = title
+        else:
+            record["error"] = "no 'title' string" if title is None else f"'title' is a {type(title).__name__}"
+        record["brand"] = brand if isinstance(brand, str) else None
+        yield record
 
 
 def _read_predictions(path: str, rows: list[dict]) -> list[list[dict]]:
     by_id = {}
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
                 item = json.loads(line)
-                by_id[item.get("id")] = item.get("entities") or []
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            if not isinstance(item, dict) or not isinstance(item.get("entities", []), list):
+                raise ValueError(f"{path}:{number}: expected {{\"id\", \"entities\": [...]}}")
+            by_id[item.get("id")] = item.get("entities") or []
+    missing = sum(1 for r in rows if r.get("id") not in by_id)
+    if missing:
+        print(f"warning: {missing} of {len(rows)} gold rows have no line in {path}; they count as predicting no "
+              f"entities", file=sys.stderr)
     return [by_id.get(r.get("id"), []) for r in rows]
 
 

@@ -49,14 +49,23 @@ class Counts:
 
 
 def read_gold(path: str | Path) -> list[dict]:
+    """The rows of a gold JSONL file; ValueError naming the file and line of the first malformed row."""
     rows = []
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
-            if line.strip():
+            if not line.strip():
+                continue
+            try:
                 row = json.loads(line)
-                if "title" not in row or not isinstance(row.get("labels", {}), dict):
-                    raise ValueError(f"{path}:{number}: a gold row needs 'title' and a 'labels' mapping")
-                rows.append(row)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            labels = row.get("labels", {}) if isinstance(row, dict) else None
+            if not isinstance(row, dict) or not isinstance(row.get("title"), str) or not isinstance(labels, dict):
+                raise ValueError(f"{path}:{number}: a gold row needs a 'title' string and a 'labels' mapping")
+            for label, values in labels.items():
+                if values is not None and not (isinstance(values, list) and all(isinstance(v, str) for v in values)):
+                    raise ValueError(f"{path}:{number}: labels.{label} must be a list of strings")
+            rows.append(row)
     return rows
 
 

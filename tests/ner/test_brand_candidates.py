@@ -5,7 +5,7 @@ LEAD_SKIP = {"new", "original", "2018"}
 STOP = {"men", "women", "'s", "pack"}
 
 
-def view(text, blocked=None, lex=()):
+def view(text, blocked=None, lex=(), common=("pack",)):
     tokens = text.split(" ")
     texts, spaces = [], []
     for tok in tokens:
@@ -14,7 +14,7 @@ def view(text, blocked=None, lex=()):
             texts.append(part)
             spaces.append(k == len(parts) - 1)
     blocked = blocked or {}
-    return TitleView(texts, spaces, [blocked.get(i) for i in range(len(texts))], list(lex), LEAD_SKIP, {"pack"})
+    return TitleView(texts, spaces, [blocked.get(i) for i in range(len(texts))], list(lex), LEAD_SKIP, set(common))
 
 
 def spans(v, **kw):
@@ -48,6 +48,14 @@ def test_glued_possessive_and_inner_marks_stay_inside():
 
 def test_blocked_word_starts_no_guessed_brand():
     assert spans(view("Black Shorts", blocked={0: "COLOR"})) == [("", NONE)]
+
+
+def test_category_word_ends_the_leading_run():
+    assert spans(view("Toread Gloves Winter", blocked={1: "CATEGORY"})) == [("", NONE), ("Toread", LEAD)]
+
+
+def test_lower_case_ordinary_word_starts_no_guessed_brand():
+    assert spans(view("cheap Nike shoes", lex=[(1, 2)], common=("cheap",))) == [("", NONE), ("Nike", LEX)]
 
 
 def test_lexicon_brand_elsewhere_and_after_by_are_candidates():

@@ -34,6 +34,38 @@ def test_extract_writes_one_line_per_title(tmp_path):
 
 
 @pytest.mark.slow
+def test_extract_keeps_unreadable_lines_as_error_records(tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "title": "Nike Shorts"}\nnot json\n\n{"id": "c"}\n')
+    out = tmp_path / "sub" / "out.jsonl"
+    proc = moon("ner", "extract", "--input", str(tmp_path / "in.jsonl"), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [l["id"] for l in lines] == ["a", None, "c"]
+    assert lines[0]["entities"] and "error" not in lines[0]
+    assert (lines[1]["line"], lines[1]["error"], lines[1]["entities"]) == (2, "not JSON (Expecting value)", [])
+    assert (lines[2]["line"], lines[2]["error"]) == (4, "no 'title' string")
+    assert "2 input lines could not be read" in proc.stderr
+    strict = moon("ner", "extract", "--input", str(tmp_path / "in.jsonl"), "--output", str(out), "--strict")
+    assert strict.returncode == 1
+
+
+def test_extract_names_a_missing_input_without_traceback(tmp_path):
+    proc = moon("ner", "extract", "--input", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o.jsonl"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: input {tmp_path / 'nope.jsonl'} does not exist"
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_eval_names_the_line_of_a_malformed_gold_row(tmp_path):
+    (tmp_path / "gold.jsonl").write_text('{"id": "1", "title": "Nike Shorts", "labels": {}}\n'
+                                         '{"id": "2", "title": "Puma", "labels": {"BRAND": "Puma"}}\n')
+    proc = moon("ner", "eval", "--gold", str(tmp_path / "gold.jsonl"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {tmp_path / 'gold.jsonl'}:2: labels.BRAND must be a list of strings"
+
+
+@pytest.mark.slow
 def test_eval_json_counts_per_label(tmp_path):
     write_jsonl(tmp_path / "gold.jsonl", [
         {"id": "1", "title": "Nike Men Black Shorts", "labels": {"BRAND": ["Nike"], "CATEGORY": ["Shorts"]}},

@@ -56,3 +56,8 @@ def test_load_is_cached_per_process():
 def test_carbon_fiber_is_the_material_carbon(extractor):
     ents = extractor.extract(["Ultralight Carbon Fiber Trekking Pole 3 Sections"])[0]
     assert [(e["text"], e["start"], e["end"]) for e in ents if e["label"] == "MATERIAL"] == [("Carbon", 11, 17)]
+
+
+def test_lower_case_product_word_is_no_part_of_the_brand(extractor):
+    [ents] = extractor.extract(["Adidas shoes"])
+    assert [(e["label"], e["text"]) for e in ents] == [("BRAND", "Adidas"), ("CATEGORY", "shoes")]
