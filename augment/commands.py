@@ -6,6 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
+from augment.util import positive_int
+
 SAMPLE = Path(__file__).parent / "sample" / "myntra_sample.parquet"
 log = logging.getLogger("moon")
 
@@ -20,8 +22,8 @@ def add_commands(subparsers) -> None:
     run.add_argument("--output", help="run folder, local or s3:// (default: a new folder under ./runs)")
     run.add_argument("--config", help="YAML config file (may `extends:` a profile)")
     run.add_argument("--profile", help="named profile: local (default) or gpu")
-    run.add_argument("--limit", type=int, help="process only the first N rows of the input")
-    run.add_argument("--shard-size", type=int, help="rows per shard (overrides run.shard_size)")
+    run.add_argument("--limit", type=positive_int, help="process only the first N rows of the input")
+    run.add_argument("--shard-size", type=positive_int, help="rows per shard (overrides run.shard_size)")
     run.add_argument("--stages", help="comma-separated stages to run (default: all enabled in the config)")
     run.add_argument("--shards", help="comma-separated shard ids: process only these (used by Airflow tasks)")
     run.add_argument("--dry-run", action="store_true", help="plan and validate only; write nothing")

@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import sys
 
+from augment.util import positive_int
+
 
 def add_commands(subparsers) -> None:
     report = subparsers.add_parser(
         "report", help="(re)write a run's HTML report under RUN_DIR/report/",
         description="Write report/index.html and gallery pages for a run folder (local or s3://).")
     report.add_argument("run_dir", metavar="RUN_DIR", help="run folder, local or s3://")
-    report.add_argument("--sample", type=int, default=None, help="products in the gallery (default 240)")
-    report.add_argument("--page-size", type=int, default=None, help="products per gallery page (default 24)")
+    report.add_argument("--sample", type=positive_int, default=None, help="products in the gallery (default 240)")
+    report.add_argument("--page-size", type=positive_int, default=None, help="products per gallery page (default 24)")
     report.set_defaults(func=cmd_report)
 
     plan = subparsers.add_parser(
@@ -23,7 +25,7 @@ def add_commands(subparsers) -> None:
     plan.add_argument("--products", type=int, required=True, help="number of products in the catalogue")
     plan.add_argument("--config", help="YAML run config (default: the local profile)")
     plan.add_argument("--profile", help="named profile the config starts from")
-    plan.add_argument("--gpus", type=int, default=1, help="GPUs in the cluster (default 1)")
+    plan.add_argument("--gpus", type=positive_int, default=1, help="GPUs in the cluster (default 1)")
     plan.add_argument("--gpu-type", default="h100", help="GPU model the figures should come from (default h100)")
     plan.add_argument("--cpus", type=int, default=None, help="CPU cores for CPU stages (default: 16 per GPU)")
     plan.add_argument("--utilisation", type=float, default=1.0,

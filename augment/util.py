@@ -35,3 +35,16 @@ def code_version() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return version
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts: an integer of at least 1 (`--limit 0` is a mistake, not "everything")."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from augment.util import positive_int
+
 log = logging.getLogger(__name__)
 
 
@@ -23,9 +25,9 @@ def add_commands(subparsers) -> None:
     train.add_argument("--data", required=True, help="run folder (local or s3://) written by `moon run`")
     train.add_argument("--config", default="tiny", help="named config (tiny, base, paper) or a JSON/YAML file")
     train.add_argument("--output", required=True, help="checkpoint directory (local or shared filesystem)")
-    train.add_argument("--epochs", type=int, help="override train.epochs")
-    train.add_argument("--batch-size", type=int, help="override train.batch_size (triplets per worker)")
-    train.add_argument("--workers", type=int, help="override train.num_workers")
+    train.add_argument("--epochs", type=positive_int, help="override train.epochs")
+    train.add_argument("--batch-size", type=positive_int, help="override train.batch_size (triplets per worker)")
+    train.add_argument("--workers", type=positive_int, help="override train.num_workers")
     train.add_argument("--gpu", action="store_true", help="train on GPUs (train.use_gpu)")
     train.add_argument("--seed", type=int, help="override train.seed")
     train.add_argument("--query-mode", choices=("joint", "ratio"), help="override data.query_mode")
@@ -53,14 +55,14 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("--bow-trained", action="store_true",
                           help="also train (on the training split, titles only) and evaluate the word-embedding "
                           "bag-of-words baseline")
-    evaluate.add_argument("--bow-epochs", type=int, default=30, help="epochs of the trained bag-of-words baseline")
+    evaluate.add_argument("--bow-epochs", type=positive_int, default=30, help="epochs of the trained bag-of-words baseline")
     evaluate.add_argument("--config", help="config for the query protocol when no checkpoint is given")
     evaluate.add_argument("--queries", choices=("attributes", "title"),
                           help="override data.eval_queries: shopper-intent queries from labels, or title queries")
     evaluate.add_argument("--query-attributes", help="override data.query_attributes (comma-separated columns)")
     evaluate.add_argument("--query-text", choices=("entities", "keywords"),
                           help="override data.query_text (title queries)")
-    evaluate.add_argument("--limit", type=int, help="evaluate on the first N held-out products (by product id)")
+    evaluate.add_argument("--limit", type=positive_int, help="evaluate on the first N held-out products (by product id)")
     evaluate.add_argument("--out", help="JSON results file (default: eval.json in the first checkpoint)")
     evaluate.set_defaults(func=run_eval)
 

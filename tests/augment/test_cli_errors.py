@@ -1,0 +1,32 @@
+"""Mistakes on the `moon` command line end with one clear line and status 2, never a traceback."""
+import pytest
+
+from augment import cli
+
+
+def run(capsys, *argv):
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:  # argparse refuses the arguments
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [("run", "--limit", "0"), ("run", "--shard-size", "-3"),
+                                  ("report", "RUN", "--sample", "0"), ("plan", "--products", "5", "--gpus", "0")])
+def test_counts_below_one_are_refused(capsys, argv):
+    code, err = run(capsys, *argv)
+    assert code == 2
+    assert "must be at least 1, got" in err
+
+
+def test_count_that_is_no_number_is_refused(capsys):
+    code, err = run(capsys, "run", "--limit", "ten")
+    assert code == 2
+    assert "expected a whole number, got 'ten'" in err
+
+
+def test_training_on_a_folder_without_shards_names_it(capsys, tmp_path):
+    code, err = run(capsys, "train", "--data", str(tmp_path), "--output", str(tmp_path / "ckpt"))
+    assert code == 2
+    assert err.strip() == f"error: {tmp_path}: no committed shards in its manifest"
