@@ -21,7 +21,7 @@ def add_commands(subparsers) -> None:
     run.add_argument("--input", default=str(SAMPLE), help="Parquet/JSONL/CSV file or folder, local or s3:// (default: bundled sample)")
     run.add_argument("--output", help="run folder, local or s3:// (default: a new folder under ./runs)")
     run.add_argument("--config", help="YAML config file (may `extends:` a profile)")
-    run.add_argument("--profile", help="named profile: local (default) or gpu")
+    run.add_argument("--profile", help="named profile: local (default), gpu or gpu-fast (augment/profiles/)")
     run.add_argument("--limit", type=positive_int, help="process only the first N rows of the input")
     run.add_argument("--shard-size", type=positive_int, help="rows per shard (overrides run.shard_size)")
     run.add_argument("--stages", help="comma-separated stages to run (default: all enabled in the config)")
