@@ -37,3 +37,14 @@ def test_offsets_are_character_offsets_of_the_title(zh):
 def test_brand_hint_works_without_casing(zh):
     [ents] = zh.extract(["某某牌羽绒服"], brand_hints=["某某"])
     assert labelled(ents)[0] == ("BRAND", "某某")
+
+
+def test_latin_lexicon_entry_matches_whole_words_only(zh):
+    assert labelled(zh.extract(["新款Nike跑鞋"])[0]) == [("BRAND", "Nike"), ("CATEGORY", "跑鞋")]
+    assert labelled(zh.extract(["Nikes跑鞋"])[0]) == [("CATEGORY", "跑鞋")]
+
+
+def test_numbers_stay_one_token_for_patterns(zh):
+    title = "95%棉 5%氨纶 T恤"
+    assert [t.text for t in zh.nlp(title)][:3] == ["95", "%", "棉"]
+    assert labelled(zh.extract([title])[0])[:1] == [("MATERIAL", "95%棉")]
