@@ -148,6 +148,12 @@ def enrich_request(
     )
 
 
+def product_text(title: str | None, description: str | None) -> str:
+    """What Algorithm 6 describes a product by: its title, then its description when it has one."""
+    title = title or ""
+    return f"{title}\n{description}" if description else title
+
+
 def background_request(
     description: str,
     image_url: str | None,

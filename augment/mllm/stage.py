@@ -90,6 +90,18 @@ def judge_title(completion: Completion, title: str, entities, bounds: guards.Tit
     return (candidate, None) if reason is None else (None, reason)
 
 
+def judge_backgrounds(completion: Completion, count: int) -> tuple[list[str] | None, str | None]:
+    """(prompts, None) when the model's answer holds `count` usable background prompts, else (None, reason)."""
+    if completion.error:
+        return None, completion.error
+    try:
+        candidates = parsers.parse_background_prompts(completion.text, count, completion.finish_reason)
+    except parsers.ParseError as exc:
+        return None, exc.reason
+    reason = guards.check_background_prompts(candidates, count)
+    return (candidates, None) if reason is None else (None, reason)
+
+
 class MLLMStage(Stage):
     """Shared machinery: options check, response cache, batch bookkeeping. Subclasses implement `generate`."""
 
@@ -256,19 +268,12 @@ class MLLMBackgroundStage(MLLMStage):
         refs = self.reference_urls() if self.options.send_image else []
         requests = []
         for i in range(n):
-            title, description = batch["title"][i] or "", batch["description"][i]
-            text = f"{title}\n{description}" if description else title
+            text = rq.product_text(batch["title"][i], batch["description"][i])
             seed = self.context.seed(batch["product_id"][i], "background_prompts")
             requests.append(rq.background_request(text, urls[i], seed, refs, self.options.max_description_chars))
         out = []
         for i, completion in enumerate(self.answer(requests)):
-            reason = completion.error
-            if reason is None:
-                try:
-                    candidates = parsers.parse_background_prompts(completion.text, self.count, completion.finish_reason)
-                    reason = guards.check_background_prompts(candidates, self.count)
-                except parsers.ParseError as exc:
-                    reason = exc.reason
+            candidates, reason = judge_backgrounds(completion, self.count)
             if reason is None:
                 out.append(candidates)
                 self.stats["ok"] += 1

@@ -32,13 +32,13 @@ from augment.mllm.stage import (
     MLLMEnrichStage,
     MLLMOptions,
     MLLMStage,
+    judge_backgrounds,
 )
 from augment.mllm.stage import judge_title as stage_judge_title
 from augment.schema import QUARANTINE_REASON
 from augment.stages import guards
 from augment.stages.backgrounds import choose_backgrounds
 from augment.stages.enrich import enrichment_record
-from prompts import parsers
 
 # Columns this transform adds while it works; all are dropped by `finalize_*`.
 REQUEST = "_llm_request"  # the ChatRequest of the current attempt, as a dict
@@ -237,8 +237,7 @@ class VllmBackgroundPrompts(VllmMixin, MLLMBackgroundStage):
     options_cls = VllmBackgroundOptions
 
     def request_row(self, row: dict, reference_urls: list[str]) -> dict:
-        title, description = row["title"] or "", row.get("description")
-        text = f"{title}\n{description}" if description else title
+        text = rq.product_text(row["title"], row.get("description"))
         image = row.get("_image")
         url = rq.image_data_url(image, self.options.image_max_side) if (image and self.options.send_image) else None
         seed = self.context.seed(row["product_id"], "background_prompts")
@@ -246,14 +245,7 @@ class VllmBackgroundPrompts(VllmMixin, MLLMBackgroundStage):
         return {**row, REQUEST: dataclasses.asdict(request)}
 
     def finalize(self, row: dict) -> dict:
-        completion = completion_of(row)
-        reason, candidates = completion.error, None
-        if reason is None:
-            try:
-                candidates = parsers.parse_background_prompts(completion.text, self.count, completion.finish_reason)
-                reason = guards.check_background_prompts(candidates, self.count)
-            except parsers.ParseError as exc:
-                reason = exc.reason
+        candidates, reason = judge_backgrounds(completion_of(row), self.count)
         if reason is not None:
             seed = self.context.seed(row["product_id"], "background_prompts")
             candidates = choose_backgrounds(self.fallback_set, row["title"] or "", row["entities"], self.count, seed)
