@@ -16,7 +16,7 @@ import time
 import warnings
 from typing import Any, Callable
 
-from augment import faults, manifest, storage
+from augment import faults, manifest, storage, util
 from augment.config import Config, Resources, stage_options
 from augment.pipeline import StageChain, StageSpec, build_stage
 from augment.plan import Plan
@@ -133,11 +133,7 @@ def init_ray(config: Config) -> None:
     else:
         kwargs["num_cpus"] = config.run.num_cpus or os.cpu_count()
         kwargs["include_dashboard"] = False
-        # Workers must import this package even when it runs from a checkout rather than an install.
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-                                              "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}}
+        kwargs["runtime_env"] = util.local_ray_runtime_env()
     ray.init(**kwargs)
 
 

@@ -226,11 +226,9 @@ def init_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
         return
-    root = str(Path(__file__).resolve().parent.parent)
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    env = {"PYTHONPATH": path, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-    ray.init(address="local", include_dashboard=False, log_to_driver=True, runtime_env={"env_vars": env})
+    from augment.util import local_ray_runtime_env
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=True, runtime_env=local_ray_runtime_env())
 
 
 def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = False,
