@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ner import LABELS as SCORED_LABELS
 from ner.text import fold
 
-SCORED_LABELS = ("BRAND", "CATEGORY", "MATERIAL", "COLOR")
 MICRO_LABELS = ("BRAND", "CATEGORY", "MATERIAL")
 
 

@@ -16,8 +16,9 @@ import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ner import LABELS
+
 DATA_DIR = Path(__file__).parent / "data"
-LABELS = ("BRAND", "CATEGORY", "MATERIAL", "COLOR")
 
 
 class LexiconError(ValueError):
