@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 
 
 def add_commands(subparsers) -> None:
@@ -64,6 +65,7 @@ def _extract(args) -> int:
         return _error(str(exc))
     counts = {"rows": 0, "errors": 0}
     first_errors: list[str] = []
+    started = last_report = time.monotonic()
     try:
         with _open_input(args.input) as source, _publishing(args.output) as sink:
             for chunk in _chunks(_read_titles(source), args.batch_size):
@@ -80,6 +82,10 @@ def _extract(args) -> int:
                             first_errors.append(f"line {row['line']}: {row['error']}")
                     sink.write(json.dumps(record, ensure_ascii=False) + "\n")
                 counts["rows"] += len(chunk)
+                if time.monotonic() - last_report >= 10:  # progress on long inputs
+                    last_report = time.monotonic()
+                    print(f"{counts['rows']:,} titles ({counts['rows'] / (last_report - started):,.0f}/s)",
+                          file=sys.stderr)
     except OSError as exc:
         return _error(str(exc))
     print(f"{counts['rows']} titles -> {args.output}", file=sys.stderr)
