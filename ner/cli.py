@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from augment.util import positive_int
+
 
 def add_commands(subparsers) -> None:
     parser = subparsers.add_parser("ner", help="product-title entities (brand, category, material, color)",
@@ -24,7 +26,7 @@ def add_commands(subparsers) -> None:
     common.add_argument("--lexicon", action="append", default=[], metavar="FILE",
                         help="extra lexicon: a JSONL pattern file, or LABEL=path for a plain list; repeatable")
     common.add_argument("--config", default=None, help="a pipeline config file instead of the bundled one")
-    common.add_argument("--batch-size", type=int, default=1024, help="titles per call (default 1024)")
+    common.add_argument("--batch-size", type=positive_int, default=1024, help="titles per call (default 1024)")
 
     extract = commands.add_parser(
         "extract", parents=[common], help="entities of each title of a JSONL file",
