@@ -32,7 +32,7 @@ def add_commands(subparsers) -> None:
         "extract", parents=[common], help="entities of each title of a JSONL file",
         description='Input lines carry "id" and "title" (an optional "brand" is used as the row\'s brand hint); '
                     'output lines are {"id", "entities": [{"label", "text", "start", "end", "id"}, ...]}, one per '
-                    'non-blank input line and in its order; a line that cannot be read (not JSON, no title) gets '
+                    'non-blank input line and in its order; a line that cannot be read (not UTF-8, not JSON, no title) gets '
                     '{"id", "entities": [], "line", "error"}.')
     extract.add_argument("--input", required=True, help="JSONL titles ('-' for stdin)")
     extract.add_argument("--output", required=True, help="JSONL predictions ('-' for stdout)")
@@ -137,10 +137,11 @@ def _error(message: str) -> int:
 
 @contextlib.contextmanager
 def _open_input(path: str):
+    """The input's lines as bytes ('-': stdin), decoded line by line by `_read_titles`."""
     if path == "-":
-        yield sys.stdin
+        yield sys.stdin.buffer
     else:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, "rb") as fh:
             yield fh
 
 
@@ -166,10 +167,16 @@ def _publishing(path: str):
 def _read_titles(source):
     """One record per non-blank input line: {line, id, title, brand, error}; `error` names why a line could not
     be read (it then gets an output line of its own, never disappears)."""
-    for number, line in enumerate(source, 1):
-        if not line.strip():
+    for number, raw in enumerate(source, 1):
+        if not raw.strip():
             continue
         record = {"line": number, "id": None, "title": "", "brand": None, "error": None}
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            record["error"] = f"not UTF-8 (at byte offset {exc.start})"
+            yield record
+            continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
