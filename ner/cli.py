@@ -147,21 +147,14 @@ def _open_input(path: str):
 
 @contextlib.contextmanager
 def _publishing(path: str):
-    """A text sink for `path` ('-': stdout). A file appears complete or not at all: lines go to a hidden temp file
-    next to it, renamed into place when the block ends without error and removed otherwise."""
+    """A text sink for `path` ('-': stdout). A file appears complete or not at all (`augment.storage.publishing`)."""
     if path == "-":
         yield sys.stdout
         return
-    target = os.path.abspath(path)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as sink:
-            yield sink
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from augment import storage
+
+    with storage.publishing(path) as tmp, open(tmp, "w", encoding="utf-8") as sink:
+        yield sink
 
 
 def _read_titles(source):
