@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `moon plan | head`: the reader left; stop quietly, as shell tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
         # a path the user gave is wrong: say which, without a traceback (-v shows it)
         logging.getLogger("moon").debug("traceback", exc_info=True)

@@ -25,7 +25,7 @@ def add_commands(subparsers) -> None:
     plan.add_argument("--products", type=int, required=True, help="number of products in the catalogue")
     plan.add_argument("--config", help="YAML run config (default: the local profile)")
     plan.add_argument("--profile", help="named profile the config starts from")
-    plan.add_argument("--gpus", type=positive_int, default=1, help="GPUs in the cluster (default 1)")
+    plan.add_argument("--gpus", type=int, default=1, help="GPUs in the cluster (default 1; 0 plans CPU-only)")
     plan.add_argument("--gpu-type", default="h100", help="GPU model the figures should come from (default h100)")
     plan.add_argument("--cpus", type=int, default=None, help="CPU cores for CPU stages (default: 16 per GPU)")
     plan.add_argument("--utilisation", type=float, default=1.0,

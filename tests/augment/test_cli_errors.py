@@ -13,7 +13,8 @@ def run(capsys, *argv):
 
 
 @pytest.mark.parametrize("argv", [("run", "--limit", "0"), ("run", "--shard-size", "-3"),
-                                  ("report", "RUN", "--sample", "0"), ("plan", "--products", "5", "--gpus", "0")])
+                                  ("report", "RUN", "--sample", "0"),
+                                  ("train", "--data", "RUN", "--output", "OUT", "--epochs", "0")])
 def test_counts_below_one_are_refused(capsys, argv):
     code, err = run(capsys, *argv)
     assert code == 2
@@ -30,3 +31,8 @@ def test_training_on_a_folder_without_shards_names_it(capsys, tmp_path):
     code, err = run(capsys, "train", "--data", str(tmp_path), "--output", str(tmp_path / "ckpt"))
     assert code == 2
     assert err.strip() == f"error: {tmp_path}: no committed shards in its manifest"
+
+
+def test_plan_accepts_zero_gpus(capsys):
+    code, err = run(capsys, "plan", "--products", "1000", "--gpus", "0", "--json")
+    assert code == 0, err
