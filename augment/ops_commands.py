@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from augment.util import positive_int
+from augment.util import int_at_least, positive_int
 
 
 def add_commands(subparsers) -> None:
@@ -15,7 +15,8 @@ def add_commands(subparsers) -> None:
         "report", help="(re)write a run's HTML report under RUN_DIR/report/",
         description="Write report/index.html and gallery pages for a run folder (local or s3://).")
     report.add_argument("run_dir", metavar="RUN_DIR", help="run folder, local or s3://")
-    report.add_argument("--sample", type=positive_int, default=None, help="products in the gallery (default 240)")
+    report.add_argument("--sample", type=int_at_least(0), default=None,
+                        help="products in the gallery (default 240; 0: no gallery)")
     report.add_argument("--page-size", type=positive_int, default=None, help="products per gallery page (default 24)")
     report.set_defaults(func=cmd_report)
 

@@ -37,17 +37,24 @@ def code_version() -> str:
     return version
 
 
-def positive_int(text: str) -> int:
-    """argparse type of counts: an integer of at least 1 (`--limit 0` is a mistake, not "everything")."""
+def int_at_least(minimum: int):
+    """An argparse type for counts: a whole number of at least `minimum` (`--limit 0` is a mistake, not
+    "everything")."""
     import argparse
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
 
 
 def local_ray_runtime_env() -> dict:

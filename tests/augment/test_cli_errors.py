@@ -13,7 +13,7 @@ def run(capsys, *argv):
 
 
 @pytest.mark.parametrize("argv", [("run", "--limit", "0"), ("run", "--shard-size", "-3"),
-                                  ("report", "RUN", "--sample", "0"),
+                                  ("report", "RUN", "--page-size", "0"),
                                   ("train", "--data", "RUN", "--output", "OUT", "--epochs", "0")])
 def test_counts_below_one_are_refused(capsys, argv):
     code, err = run(capsys, *argv)
@@ -36,3 +36,10 @@ def test_training_on_a_folder_without_shards_names_it(capsys, tmp_path):
 def test_plan_accepts_zero_gpus(capsys):
     code, err = run(capsys, "plan", "--products", "1000", "--gpus", "0", "--json")
     assert code == 0, err
+
+
+def test_report_gallery_may_be_empty_but_not_negative(capsys):
+    assert cli.build_parser().parse_args(["report", "RUN", "--sample", "0"]).sample == 0
+    code, err = run(capsys, "report", "RUN", "--sample", "-1")
+    assert code == 2
+    assert "must be at least 0, got -1" in err
