@@ -1,5 +1,6 @@
 """BRAND candidates of a title: the brand position, the lengths of the leading run, lexicon and "by" spans."""
-from ner.brand_candidates import BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code
+from ner.brand_candidates import (BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code,
+                                  recurring_prefix)
 
 LEAD_SKIP = {"new", "original", "2018"}
 STOP = {"men", "women", "'s", "pack"}
@@ -100,7 +101,6 @@ def test_lead_word_repeated_later_is_a_brand():
 
 
 def test_brand_cut_to_the_words_the_shop_repeats():
-    from ner.brand_candidates import recurring_prefix
     v = view("Tacori Petite Crescent HT2546 Shop Tacori HT2546 Rings")
     c = recurring_prefix(v, Candidate(0, 2, LEAD))
     assert (c.start, c.end) == (0, 1)
@@ -115,31 +115,26 @@ def test_two_word_lead_noise_is_skipped_only_as_a_pair():
 
 
 def test_brand_not_cut_when_its_second_word_is_a_name():
-    from ner.brand_candidates import recurring_prefix
     v = view("Zandor Quelby ZQ-100 Work Bench Zandor Bench")
     assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
 
 
 def test_brand_cut_when_its_second_word_is_an_ordinary_word():
-    from ner.brand_candidates import recurring_prefix
     v = view("Zandor Pack Work Bench Zandor Bench")
     assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 1, LEAD)
 
 
 def test_brand_cut_after_shop_even_before_a_name():
-    from ner.brand_candidates import recurring_prefix
     v = view("Zandor Quelby ZQ-100 Shop Zandor ZQ-100 Rings")
     assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 1, LEAD)
 
 
 def test_brand_not_cut_inside_a_hyphenated_name():
-    from ner.brand_candidates import recurring_prefix
     v = view("Zan\x00-\x00O\x00-\x00Matic ZQ-100 Mixer Zan Mixer")
     assert recurring_prefix(v, Candidate(0, 5, LEAD)) == Candidate(0, 5, LEAD)
 
 
 def test_brand_not_cut_before_a_company_word():
-    from ner.brand_candidates import recurring_prefix
     texts = "Zandor Products Work Bench Zandor Bench".split()
     v = TitleView(texts, [True] * len(texts), [None] * len(texts), [], LEAD_SKIP, {"products"})
     assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
