@@ -8,7 +8,8 @@ this component makes compounds and keeps one:
 1. Overlapping or touching category matches are one compound ("Wall File" + "File Pocket" -> "Wall File Pocket",
    "Microwave" + "Popcorn" -> "Microwave Popcorn"); the id is that of the right-most match, the head. A shop's
    immediate repetition of the head ("Bud Vase Vase") is no second compound, nor is a container after a quantity
-   ("2.5oz Bag", "16.9 oz Bottle") when another compound is left.
+   ("2.5oz Bag", "16.9 oz Bottle") when another compound is left, nor a later mention of the brand's words
+   ("TOPS ... ReStockIt TOPS": the brand, not the category "tops").
 2. A compound takes in the words before it that are nouns of the category vocabulary (every word of every
    CATEGORY phrase: "Interior File Folders", "Gel Ink Roller Ball Pen"), up to `max_extend` words, stopping at
    the brand, a material or colour, a number, punctuation, and the `stop_modifiers` ("Recycled", "Premium").
@@ -139,6 +140,8 @@ class CategoryRules:
         compounds = [c for k, c in enumerate(compounds) if not (
             k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]
         brand_words = {lows[i] for i in range(n) if owner[i] == "BRAND" and lows[i][:1].isalnum()}
+        # a later mention of the brand is not a product word ("TOPS Bill of Lading ... ReStockIt TOPS Lading")
+        compounds = [c for c in compounds if not all(lows[i] in brand_words for i in range(c[0], c[1]))]
         head = self.shop_phrase_head(owner, texts, lows, spaces) if self.phrase_head != "off" else None
         if head is not None and compounds and self.phrase_head == "always" and \
                 not any(c[1] == head + 1 for c in compounds):

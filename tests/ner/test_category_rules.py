@@ -160,3 +160,9 @@ def test_container_after_a_quantity_is_no_category(category_nlp):
 
 def test_container_alone_stays_the_category(category_nlp):
     assert cats(category_nlp("Zandor Squeeze Bottle 32 oz")) == ["Bottle"]
+
+
+def test_later_mention_of_the_brand_is_no_category():
+    nlp = _nlp_with()
+    doc = nlp("Tops Slip Book, Shop Tops Book")
+    assert [(e.text, e.label_) for e in doc.ents] == [("Tops", "BRAND")]

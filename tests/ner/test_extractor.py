@@ -61,3 +61,8 @@ def test_carbon_fiber_is_the_material_carbon(extractor):
 def test_lower_case_product_word_is_no_part_of_the_brand(extractor):
     [ents] = extractor.extract(["Adidas shoes"])
     assert [(e["label"], e["text"]) for e in ents] == [("BRAND", "Adidas"), ("CATEGORY", "shoes")]
+
+
+def test_selling_words_are_no_part_of_a_category(extractor):
+    [ents] = extractor.extract(["HP 152728-001 40/80-GB DLT8000 Ext LVD, Null LVD Wholesale HP Price 152728-001"])
+    assert [e["text"] for e in ents if e["label"] == "CATEGORY"] == []
