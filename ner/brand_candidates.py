@@ -4,7 +4,7 @@ Pure Python on token strings (no spaCy objects), so the learned brand scorer (`n
 (`ner.train`) and the brand component share one definition of "candidate":
 
 - `lead`: the words at the brand position (the first word after leading noise: punctuation, numbers, product
-  codes, "New", "2018", "Original"), one candidate per length, 1 to `max_words` words. The run stops at marks
+  codes, quantities with their units ("20g", "5L", "2 Pcs"), "New", "2018", "Original"), one candidate per length, 1 to `max_words` words. The run stops at marks
   that never sit inside a brand (, | ( ) : ; / and a free-standing dash), at numbers, product codes and words a
   lexicon knows as a category; a lower-case ordinary word ("cheap") starts no run; marks
   glued on both sides stay inside ("Dr. Scholl's", "Oral-B", "AT-A-GLANCE"), and so does a glued possessive
@@ -123,7 +123,10 @@ def brand_position(view: TitleView, lead_skip) -> int:
             after_number = after_number or any(c.isdigit() for c in text)
             i += 1
             continue
-        if after_number and view.lows[i] in QUANTITY_WORDS:
+        low = view.lows[i]
+        if (after_number and (low in QUANTITY_WORDS or low in UNIT_WORDS) or _is_measure(view, i)) and \
+                not _starts_brand(view, i):
+            after_number = True
             i += 1
             continue
         end = chunk_end(view, i)
@@ -133,6 +136,27 @@ def brand_position(view: TitleView, lead_skip) -> int:
             continue
         return i
     return n
+
+
+# Units of a leading quantity ("20g", "5L", "3x", "500 ml"): lead noise, never the brand.
+UNIT_WORDS = frozenset({"g", "kg", "mg", "ml", "l", "cl", "oz", "lb", "lbs", "mm", "cm", "m", "km", "in", "inch",
+                        "ft", "w", "kw", "v", "mah", "gb", "tb", "mb", "x", "pk", "qt", "gal", "yd", "cc"})
+
+
+def _is_measure(view: TitleView, i: int) -> bool:
+    """Whether token i is a unit or quantity word glued to a number ("20" "g"), or a number with its unit in one
+    token ("5L", "3x", "2pcs")."""
+    low = view.lows[i]
+    if i > 0 and not view.space_after[i - 1] and view.texts[i - 1][-1:].isdigit():
+        return low in UNIT_WORDS or low in QUANTITY_WORDS
+    digits = len(low) - len(low.lstrip("0123456789"))
+    return 0 < digits < len(low) and (low[digits:] in UNIT_WORDS or low[digits:] in QUANTITY_WORDS)
+
+
+def _starts_brand(view: TitleView, i: int) -> bool:
+    """Whether token i is, alone or glued to the number before it, a brand of `_KEEP_PREFIX` ("3M" as "3" "M")."""
+    low = view.lows[i]
+    return low in _KEEP_PREFIX or (i > 0 and not view.space_after[i - 1] and view.lows[i - 1] + low in _KEEP_PREFIX)
 
 
 # Chunks that look like codes but start a brand ("3M", "7UP"): kept by brand_position.
@@ -272,6 +296,18 @@ def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
         if view.texts[k] == word and not view.glued_before(k):
             return Candidate(pos, pos + 1, LEAD)
     return None
+
+
+def lone_common_word(view: TitleView, cand: Candidate) -> bool:
+    """Whether a guessed brand is one ordinary word, not in upper case, that no lexicon knows and the title does
+    not repeat ("Adjustable Sports Bras ...", "Warm Outdoor Sport Windproof Ski Jacket"): no brand, not "Warm"."""
+    if cand.kind != LEAD or cand.end - cand.start != 1 or not view.is_common(cand.start) or \
+            view.texts[cand.start].isupper():
+        return False  # an upper-case word may be an initialism ("TBH")
+    if (cand.start, cand.end) in view.lex_brands:
+        return False
+    low = view.lows[cand.start]
+    return low not in view.lows[cand.end:]
 
 
 _SHOP_WORDS = frozenset({"shop", "by", "from"})

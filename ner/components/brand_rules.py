@@ -138,7 +138,7 @@ class BrandRules:
             best = self.scorer.best(view, cands) if len(cands) > 1 else cands[0]
             if best.kind == brand_candidates.NONE:
                 best = brand_candidates.recurring_lead(view, self.stop_words) or best
-        if best.kind == brand_candidates.NONE:
+        if best.kind == brand_candidates.NONE or brand_candidates.lone_common_word(view, best):
             return []
         best = brand_candidates.recurring_prefix(view, best)
         ids = {(c[0], c[1]): c[3] for c in known}

@@ -1,6 +1,6 @@
 """BRAND candidates of a title: the brand position, the lengths of the leading run, lexicon and "by" spans."""
 from ner.brand_candidates import (BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code,
-                                  recurring_prefix)
+                                  lone_common_word, recurring_prefix)
 
 LEAD_SKIP = {"new", "original", "2018"}
 STOP = {"men", "women", "'s", "pack"}
@@ -28,6 +28,23 @@ def test_brand_position_skips_lead_words_numbers_and_codes():
 
 def test_brand_position_skips_leading_quantity():
     assert brand_position(view("4 Boxes of Kimbo Espresso"), LEAD_SKIP) == 3
+
+
+def test_brand_position_skips_a_unit_glued_to_a_number():
+    assert brand_position(view("20\x00g Steel Tip Darts"), LEAD_SKIP) == 2
+
+
+def test_brand_position_skips_a_number_with_its_unit_in_one_token():
+    assert brand_position(view("5L Zorbin Water Bottle"), LEAD_SKIP) == 1
+    assert brand_position(view("3x Zorbin Widget"), LEAD_SKIP) == 1
+
+
+def test_brand_position_skips_a_unit_after_a_free_standing_number():
+    assert brand_position(view("500 ml Zorbin Shampoo"), LEAD_SKIP) == 2
+
+
+def test_brand_position_keeps_a_brand_that_looks_like_a_quantity():
+    assert brand_position(view("3\x00M Post-it Notes"), LEAD_SKIP) == 1
 
 
 def test_leading_run_gives_one_candidate_per_length():
@@ -138,3 +155,20 @@ def test_brand_not_cut_before_a_company_word():
     texts = "Zandor Products Work Bench Zandor Bench".split()
     v = TitleView(texts, [True] * len(texts), [None] * len(texts), [], LEAD_SKIP, {"products"})
     assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
+
+
+def test_lone_ordinary_word_is_no_guessed_brand():
+    assert lone_common_word(view("Warm Ski Jacket", common=("warm",)), Candidate(0, 1, LEAD))
+
+
+def test_lone_ordinary_word_in_upper_case_may_be_a_brand():
+    assert not lone_common_word(view("TBH Kids Conditioner", common=("tbh",)), Candidate(0, 1, LEAD))
+
+
+def test_lone_ordinary_word_the_title_repeats_may_be_a_brand():
+    assert not lone_common_word(view("Quality Envelopes 10 Quality Envelopes", common=("quality",)),
+                                Candidate(0, 1, LEAD))
+
+
+def test_lone_ordinary_word_a_lexicon_knows_is_a_brand():
+    assert not lone_common_word(view("Wink Coffee Beans", common=("wink",), lex=[(0, 1)]), Candidate(0, 1, LEAD))

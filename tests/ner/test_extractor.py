@@ -66,3 +66,8 @@ def test_lower_case_product_word_is_no_part_of_the_brand(extractor):
 def test_selling_words_are_no_part_of_a_category(extractor):
     [ents] = extractor.extract(["HP 152728-001 40/80-GB DLT8000 Ext LVD, Null LVD Wholesale HP Price 152728-001"])
     assert [e["text"] for e in ents if e["label"] == "CATEGORY"] == []
+
+
+def test_quantity_at_the_start_is_no_brand(extractor):
+    [ents] = extractor.extract(["20g Steel Tip Darts"])
+    assert [(e["label"], e["text"]) for e in ents] == [("MATERIAL", "Steel"), ("CATEGORY", "Darts")]
