@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("catalog", help="catalogue CSV(.gz) with a productDisplayName or title column")
     parser.add_argument("--limit", type=int, default=None, help="use the first N titles only")
     parser.add_argument("--batch-size", type=int, default=2048)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of (a), (b) and (c); the best of each counts")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of (a), (b) and (c); the best of each counts")
     parser.add_argument("--no-ray", action="store_true", help="skip (c)")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
