@@ -5,13 +5,13 @@ the category is one noun phrase, usually the head of the first phrase, and in we
 near the end ("... Black Case by Samsonite", "ReStockIt Smead Guides"). From the CATEGORY matches of the lexicons
 this component makes compounds and keeps one:
 
-1. Overlapping or touching category matches are one compound ("Wall File" + "File Pocket" -> "Wall File Pocket",
-   "Microwave" + "Popcorn" -> "Microwave Popcorn"); the id is that of the right-most match, the head. A shop's
-   immediate repetition of the head ("Bud Vase Vase") is no second compound, nor is a container after a quantity
-   ("2.5oz Bag", "16.9 oz Bottle") when another compound is left, nor a later mention of the brand's words
-   ("TOPS ... ReStockIt TOPS": the brand, not the category "tops").
+1. Overlapping category matches are one compound ("Wall File" + "File Pocket" -> "Wall File Pocket"); the id is
+   that of the right-most match, the head. Matches that only touch stay apart here ("Basketball" "Shorts"); step
+   2 joins them in web-shop offers. A shop's immediate repetition of the head ("Bud Vase Vase") is no second
+   compound, nor is a container after a quantity ("2.5oz Bag", "16.9 oz Bottle") when another compound is left,
+   nor a later mention of the brand's words ("TOPS ... ReStockIt TOPS": the brand, not the category "tops").
 2. A compound takes in the words before it that are nouns of the category vocabulary (every word of every
-   CATEGORY phrase: "Interior File Folders", "Gel Ink Roller Ball Pen"), up to `max_extend` words, stopping at
+   CATEGORY phrase: "Interior File Folders", "Microwave Popcorn"), up to `max_extend` words, stopping at
    the brand, a material or colour, a number, punctuation, and the `stop_modifiers` ("Recycled", "Premium").
    With `extend_capitalized`, a one-word compound also takes in up to `max_extend_other` capitalised words that
    no lexicon knows ("Lateral Cart", "Restaurant Range"; not upper-case codes such as "SAS"); with `glued_words`
@@ -248,7 +248,8 @@ class CategoryRules:
         return None
 
     def compounds(self, cats: list[tuple], owner: list) -> list[tuple]:
-        """Category matches merged where they overlap or touch; matches inside the brand are dropped."""
+        """Category matches merged where they overlap (not where they only touch); matches inside the brand are
+        dropped."""
         spans = sorted((c for c in cats if not any(owner[i] == "BRAND" for i in range(c[0], c[1]))),
                        key=lambda c: (c[0], -c[1]))
         merged: list[list] = []
