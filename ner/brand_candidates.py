@@ -88,13 +88,19 @@ def has_alpha(text: str) -> bool:
 def is_code(text: str) -> bool:
     """Part numbers and SKUs ("MMM600121296", "LC10EBK", "B21"): three digits, or letters and digits in three or
     more characters. "3M", "X5" and ordinals ("21st") are not codes."""
-    digits = sum(c.isdigit() for c in text)
+    if text.isalpha():
+        return False  # most words: no digit at all
+    if text.isascii():
+        digits = len(text) - len(text.translate(_NO_DIGITS))
+    else:
+        digits = sum(c.isdigit() for c in text)
     if digits and text.lower().endswith(_ORDINAL) and text[:-2].isdigit():
         return False
     return digits >= 3 or (digits > 0 and len(text) >= 3 and any(c.isalpha() for c in text))
 
 
 _ORDINAL = ("st", "nd", "rd", "th")
+_NO_DIGITS = str.maketrans("", "", "0123456789")
 # Packaging words of a leading quantity ("4 Boxes of Kimbo", "2 Packs Douwe Egberts", "12Pcs"): lead noise.
 QUANTITY_WORDS = frozenset({"box", "boxes", "pack", "packs", "pcs", "pc", "piece", "pieces", "pair", "pairs", "set",
                             "sets", "lot", "lots", "bag", "bags", "bottle", "bottles", "count", "ct", "x", "of"})

@@ -11,6 +11,8 @@ the caller, e.g. `BRAND=brands.txt`. No spaCy here: this module only reads and n
 """
 from __future__ import annotations
 
+import functools
+
 import json
 import re
 from pathlib import Path
@@ -140,8 +142,10 @@ def plural(word: str) -> str:
     return word + "s"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def singular(word: str) -> str:
-    """English singular of one lower-case noun (the inverse of `plural` for regular nouns)."""
+    """English singular of one lower-case noun (the inverse of `plural` for regular nouns); cached, as the
+    category rules ask for the same title words again and again."""
     if word in _IRREGULAR_SINGULAR:
         return _IRREGULAR_SINGULAR[word]
     if word in _INVARIANT or not word.isalpha() or len(word) < 4:

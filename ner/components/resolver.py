@@ -75,6 +75,8 @@ class EntityResolver:
                 chosen.append(cand)
         chosen.sort()
         for label, which in self.one_per_title.items():
+            if sum(1 for c in chosen if c[2] == label) < 2:
+                continue  # nothing to choose between
             if which == "phrases_last":
                 which = "last" if _has_phrases(groups.tokens(doc)) else "first"
             chosen = _keep_one(chosen, label, which, self.generic.get(label), groups.tokens(doc).lows)
