@@ -4,7 +4,8 @@ Pure Python on token strings (no spaCy objects), so the learned brand scorer (`n
 (`ner.train`) and the brand component share one definition of "candidate":
 
 - `lead`: the words at the brand position (the first word after leading noise: punctuation, numbers, product
-  codes, quantities with their units ("20g", "5L", "2 Pcs"), "New", "2018", "Original"), one candidate per length, 1 to `max_words` words. The run stops at marks
+  codes, quantities with their units ("20g", "5L", "2 Pcs"), "New", "2018", "Original"), one candidate per
+  length, 1 to `max_words` words. The run stops at marks
   that never sit inside a brand (, | ( ) : ; / and a free-standing dash), at numbers, product codes and words a
   lexicon knows as a category; a lower-case ordinary word ("cheap") starts no run; marks
   glued on both sides stay inside ("Dr. Scholl's", "Oral-B", "AT-A-GLANCE"), and so does a glued possessive
@@ -130,8 +131,8 @@ def brand_position(view: TitleView, lead_skip) -> int:
             i += 1
             continue
         low = view.lows[i]
-        if (after_number and (low in QUANTITY_WORDS or low in UNIT_WORDS) or _is_measure(view, i)) and \
-                not _starts_brand(view, i):
+        # a unit after a number ("20" "g", "500 ml") or with it in one token ("5L", "2pcs"); "3" "M" is a brand
+        if (after_number and low in _MEASURE_WORDS or _number_with_unit(low)) and not _starts_brand(view, i):
             after_number = True
             i += 1
             continue
@@ -147,16 +148,13 @@ def brand_position(view: TitleView, lead_skip) -> int:
 # Units of a leading quantity ("20g", "5L", "3x", "500 ml"): lead noise, never the brand.
 UNIT_WORDS = frozenset({"g", "kg", "mg", "ml", "l", "cl", "oz", "lb", "lbs", "mm", "cm", "m", "km", "in", "inch",
                         "ft", "w", "kw", "v", "mah", "gb", "tb", "mb", "x", "pk", "qt", "gal", "yd", "cc"})
+_MEASURE_WORDS = UNIT_WORDS | QUANTITY_WORDS
 
 
-def _is_measure(view: TitleView, i: int) -> bool:
-    """Whether token i is a unit or quantity word glued to a number ("20" "g"), or a number with its unit in one
-    token ("5L", "3x", "2pcs")."""
-    low = view.lows[i]
-    if i > 0 and not view.space_after[i - 1] and view.texts[i - 1][-1:].isdigit():
-        return low in UNIT_WORDS or low in QUANTITY_WORDS
+def _number_with_unit(low: str) -> bool:
+    """Whether a lower-case token is digits followed by a unit or quantity word ("5l", "3x", "2pcs")."""
     digits = len(low) - len(low.lstrip("0123456789"))
-    return 0 < digits < len(low) and (low[digits:] in UNIT_WORDS or low[digits:] in QUANTITY_WORDS)
+    return 0 < digits < len(low) and low[digits:] in _MEASURE_WORDS
 
 
 def _starts_brand(view: TitleView, i: int) -> bool:

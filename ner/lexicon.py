@@ -12,7 +12,6 @@ the caller, e.g. `BRAND=brands.txt`. No spaCy here: this module only reads and n
 from __future__ import annotations
 
 import functools
-
 import json
 import re
 from pathlib import Path
