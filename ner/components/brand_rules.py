@@ -6,6 +6,9 @@ Scotch MMM600121296 - OnTimeSupplies.com"). This component owns the BRAND label:
 of the lexicons (`moon_lexicon`) and of the row's hint (`moon_hint`), decides which one stands, and writes its
 choice to `moon_brand`; lexicon BRAND spans it did not keep are removed from `moon_lexicon`.
 
+A lexicon brand that ends a longer CATEGORY, MATERIAL or COLOR candidate starting before it is a word of that
+phrase, not a brand ("Silk" in "100% Silk Scarf").
+
 With a `scorer` (the bundled config names `en/brand_scorer.json`), one brand per title:
 1. a lexicon brand at the brand position followed by a gender or size word or nothing is the brand;
 2. a web-shop attribution names it (`ner.brand_candidates.attribution`: "by <Brand> <part number>",
@@ -105,6 +108,10 @@ class BrandRules:
         known = [c for c in lexicon if c[2] == label]
         if known:
             groups.put(doc, groups.LEXICON, [c for c in lexicon if c[2] != label])
+            # "Silk" in "100% Silk": the tail of a longer material, category or colour phrase is no brand
+            phrases = [c for c in lexicon if c[1] - c[0] > 1 and c[2] in self.blocking_labels]
+            if phrases:
+                known = [k for k in known if not any(c[0] < k[0] and c[1] >= k[1] for c in phrases)]
         hints = groups.get(doc, groups.HINT)
         if self.scorer is not None:
             groups.put(doc, groups.BRAND, [] if hints or not self.guess else self.score(doc, lexicon, known))

@@ -39,6 +39,14 @@ def test_token_pattern_finds_percent_composition(small_nlp):
     assert ents(small_nlp("tee 100% Cotton")) == [("100% Cotton", "MATERIAL")]
 
 
+def test_brand_word_ending_a_material_phrase_is_no_brand(small_nlp):
+    assert ents(small_nlp("100% Silk Scarf")) == [("100% Silk", "MATERIAL")]
+
+
+def test_brand_word_standing_alone_at_brand_position_is_brand(small_nlp):
+    assert ents(small_nlp("Silk Men Scarf")) == [("Silk", "BRAND")]
+
+
 def test_brand_hint_found_in_title_is_brand(small_nlp):
     doc = small_nlp.make_doc("new Zorro Men Shoes")
     doc.user_data["moon_brand_hint"] = "zorro"

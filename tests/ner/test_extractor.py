@@ -71,3 +71,12 @@ def test_selling_words_are_no_part_of_a_category(extractor):
 def test_quantity_at_the_start_is_no_brand(extractor):
     [ents] = extractor.extract(["20g Steel Tip Darts"])
     assert [(e["label"], e["text"]) for e in ents] == [("MATERIAL", "Steel"), ("CATEGORY", "Darts")]
+
+
+@pytest.mark.parametrize("title,material", [
+    ("Disposable Face Masks Non-Woven 3 Ply", "Non-Woven"),
+    ("Face Masks, Non Woven Thick 3-Layers", "Non Woven"),
+])
+def test_non_woven_is_one_material(extractor, title, material):
+    [ents] = extractor.extract([title])
+    assert [e["text"] for e in ents if e["label"] == "MATERIAL"] == [material]
