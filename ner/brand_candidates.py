@@ -314,6 +314,24 @@ def lone_common_word(view: TitleView, cand: Candidate) -> bool:
     return low not in view.lows[cand.end:]
 
 
+def product_words(view: TitleView, cand: Candidate) -> bool:
+    """Whether a guessed brand of several words only describes the product: each word is an ordinary word not in
+    upper case or a word a lexicon knows as a category, material or colour, at least one is the latter, no lexicon
+    knows the span as a brand and the title does not repeat it ("Soft Leather Wallet", "Summer Canvas Shoes",
+    "Portable Stainless Steel Stove"): no brand."""
+    if cand.kind != LEAD or cand.end - cand.start < 2 or (cand.start, cand.end) in view.lex_brands:
+        return False
+    described = False
+    for i in range(cand.start, cand.end):
+        if view.blocked[i]:
+            described = True
+        elif any(c.isalpha() for c in view.texts[i]) and (not view.is_common(i) or view.texts[i].isupper()):
+            return False
+    size = cand.end - cand.start
+    lows = view.lows
+    return described and not any(lows[k:k + size] == lows[cand.start:cand.end] for k in range(cand.end, view.n))
+
+
 _SHOP_WORDS = frozenset({"shop", "by", "from"})
 # words that end company names ("Safco Products", "MMF Industries", "Trend Enterprises"): part of the brand
 _COMPANY_WORDS = frozenset({"products", "industries", "packaging", "company", "co", "corp", "corporation", "inc",

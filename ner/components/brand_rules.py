@@ -15,7 +15,9 @@ With a `scorer` (the bundled config names `en/brand_scorer.json`), one brand per
    "- <Brand> | shop");
 3. otherwise the scorer (`ner.brand_model`) picks the best of the candidates of `ner.brand_candidates` (leading
    words at the brand position, lexicon brands, words after "by", no brand); when it picks no brand, a leading
-   word that comes back later in the title is the brand;
+   word that comes back later in the title is the brand; a guess that is one ordinary word
+   (`brand_candidates.lone_common_word`) or only describes the product (`brand_candidates.product_words`: "Soft
+   Leather Wallet") is no brand;
 4. a multi-word brand of which the shop repeats only the first word is cut to it.
 
 Without a scorer the older rule chain runs (`choose`):
@@ -145,7 +147,8 @@ class BrandRules:
             best = self.scorer.best(view, cands) if len(cands) > 1 else cands[0]
             if best.kind == brand_candidates.NONE:
                 best = brand_candidates.recurring_lead(view, self.stop_words) or best
-        if best.kind == brand_candidates.NONE or brand_candidates.lone_common_word(view, best):
+        if best.kind == brand_candidates.NONE or brand_candidates.lone_common_word(view, best) or \
+                brand_candidates.product_words(view, best):
             return []
         best = brand_candidates.recurring_prefix(view, best)
         ids = {(c[0], c[1]): c[3] for c in known}

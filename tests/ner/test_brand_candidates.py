@@ -1,6 +1,6 @@
 """BRAND candidates of a title: the brand position, the lengths of the leading run, lexicon and "by" spans."""
 from ner.brand_candidates import (BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code,
-                                  lone_common_word, recurring_prefix)
+                                  lone_common_word, product_words, recurring_prefix)
 
 LEAD_SKIP = {"new", "original", "2018"}
 STOP = {"men", "women", "'s", "pack"}
@@ -172,3 +172,21 @@ def test_lone_ordinary_word_the_title_repeats_may_be_a_brand():
 
 def test_lone_ordinary_word_a_lexicon_knows_is_a_brand():
     assert not lone_common_word(view("Wink Coffee Beans", common=("wink",), lex=[(0, 1)]), Candidate(0, 1, LEAD))
+
+
+def test_ordinary_word_and_material_only_describe_the_product():
+    assert product_words(view("Soft Leather Wallet", blocked={1: "MATERIAL"}, common=("soft",)),
+                         Candidate(0, 2, LEAD))
+
+
+def test_rare_word_before_material_may_be_a_brand():
+    assert not product_words(view("Zorblax Leather Wallet", blocked={1: "MATERIAL"}), Candidate(0, 2, LEAD))
+
+
+def test_ordinary_words_without_a_lexicon_word_are_left_to_the_scorer():
+    assert not product_words(view("Laughing Man Coffee", common=("laughing", "man")), Candidate(0, 2, LEAD))
+
+
+def test_product_words_the_title_repeats_may_be_a_brand():
+    assert not product_words(view("Fire Maple Stove Fire Maple", blocked={1: "MATERIAL", 4: "MATERIAL"},
+                                  common=("fire",)), Candidate(0, 2, LEAD))
