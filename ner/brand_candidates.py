@@ -302,6 +302,37 @@ def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
     return None
 
 
+# Legal forms that end a company name ("Clean Coffee Co", "Focus Foodservice LLC", "Bigelow Tea Company").
+LEGAL_FORMS = frozenset({"co", "inc", "llc", "ltd", "corp", "company", "corporation", "gmbh"})
+
+
+def legal_name(view: TitleView, stop_words=frozenset()) -> Candidate | None:
+    """The capitalised words at the brand position up to a legal form ("Clean Coffee Co Whole Bean Coffee",
+    "Bigelow Tea Company Assorted Packs", "Focus Foodservice LLC FPS2124SOGN Shelving"): a company's name, so the
+    brand, product words in it included. At least one word comes before the legal form ("Inc 5 Women Heels" is
+    left to the scorer), and the legal form is a word of its own ("Co-wash" is none)."""
+    pos = view.position
+    texts, lows = view.texts, view.lows
+    n = view.n
+    i = pos
+    words = 0
+    while i < n and words < 5:
+        text = texts[i]
+        if i > pos and lows[i] in JOINERS and not view.glued_before(i):
+            i += 1
+            continue
+        if not text[:1].isupper() or is_code(text) or (i > pos and view.glued_before(i)) or lows[i] in stop_words:
+            return None
+        end = i + 1
+        if end < n and texts[end] == "." and not view.space_after[i]:
+            end += 1  # "Co.", "Inc."
+        if words and lows[i] in LEGAL_FORMS and (end >= n or view.space_after[end - 1] or texts[end] in HARD_STOPS):
+            return Candidate(pos, end, LEAD)
+        words += 1
+        i = end
+    return None
+
+
 def lone_common_word(view: TitleView, cand: Candidate) -> bool:
     """Whether a guessed brand is one ordinary word, not in upper case, that no lexicon knows and the title does
     not repeat ("Adjustable Sports Bras ...", "Warm Outdoor Sport Windproof Ski Jacket"): no brand, not "Warm"."""

@@ -11,14 +11,16 @@ phrase, not a brand ("Silk" in "100% Silk Scarf").
 
 With a `scorer` (the bundled config names `en/brand_scorer.json`), one brand per title:
 1. a lexicon brand at the brand position followed by a gender or size word or nothing is the brand;
-2. a web-shop attribution names it (`ner.brand_candidates.attribution`: "by <Brand> <part number>",
+2. the words up to a legal form at the brand position are a company's name (`ner.brand_candidates.legal_name`:
+   "Clean Coffee Co Whole Bean Coffee"), kept whole;
+3. a web-shop attribution names it (`ner.brand_candidates.attribution`: "by <Brand> <part number>",
    "- <Brand> | shop");
-3. otherwise the scorer (`ner.brand_model`) picks the best of the candidates of `ner.brand_candidates` (leading
+4. otherwise the scorer (`ner.brand_model`) picks the best of the candidates of `ner.brand_candidates` (leading
    words at the brand position, lexicon brands, words after "by", no brand); when it picks no brand, a leading
    word that comes back later in the title is the brand; a guess that is one ordinary word
    (`brand_candidates.lone_common_word`) or only describes the product (`brand_candidates.product_words`: "Soft
    Leather Wallet") is no brand;
-4. a multi-word brand of which the shop repeats only the first word is cut to it.
+5. a multi-word brand of which the shop repeats only the first word is cut to it.
 
 Without a scorer the older rule chain runs (`choose`):
 1. The brand position is the first token after leading noise (punctuation, numbers, part numbers and the
@@ -141,7 +143,12 @@ class BrandRules:
 
     def score(self, doc: Doc, lexicon: list[Candidate], known: list[Candidate]) -> list[Candidate]:
         view = self.view(doc, lexicon, known)
-        best = self.obvious(view) or brand_candidates.attribution(view, self.stop_words)
+        best = self.obvious(view)
+        if best is None:
+            legal = brand_candidates.legal_name(view, self.stop_words)
+            if legal is not None:  # a company's full name: no filter or cut applies
+                return [(legal.start, legal.end, self.label, "")]
+            best = brand_candidates.attribution(view, self.stop_words)
         if best is None:
             cands = brand_candidates.candidates(view, self.stop_words)
             best = self.scorer.best(view, cands) if len(cands) > 1 else cands[0]

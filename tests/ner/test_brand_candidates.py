@@ -1,6 +1,6 @@
 """BRAND candidates of a title: the brand position, the lengths of the leading run, lexicon and "by" spans."""
 from ner.brand_candidates import (BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code,
-                                  lone_common_word, product_words, recurring_prefix)
+                                  legal_name, lone_common_word, product_words, recurring_prefix)
 
 LEAD_SKIP = {"new", "original", "2018"}
 STOP = {"men", "women", "'s", "pack"}
@@ -190,3 +190,25 @@ def test_ordinary_words_without_a_lexicon_word_are_left_to_the_scorer():
 def test_product_words_the_title_repeats_may_be_a_brand():
     assert not product_words(view("Fire Maple Stove Fire Maple", blocked={1: "MATERIAL", 4: "MATERIAL"},
                                   common=("fire",)), Candidate(0, 2, LEAD))
+
+
+def test_words_up_to_a_legal_form_are_the_brand():
+    v = view("Clean Coffee Co Whole Bean Coffee", blocked={1: "CATEGORY"})
+    assert legal_name(v, STOP) == Candidate(0, 3, LEAD)
+
+
+def test_legal_form_with_its_period_belongs_to_the_brand():
+    v = view("Detroit Grooming Co\x00. - Beard Butter")
+    assert v.span_text(*legal_name(v, STOP)[:2]) == "Detroit Grooming Co."
+
+
+def test_legal_form_glued_to_a_word_is_no_legal_form():
+    assert legal_name(view("Aussie Miracle Curls Co\x00-\x00wash"), STOP) is None
+
+
+def test_legal_form_alone_at_the_brand_position_is_left_to_the_scorer():
+    assert legal_name(view("Inc 5 Women Heels"), STOP) is None
+
+
+def test_legal_name_stops_at_lower_case_word():
+    assert legal_name(view("Acme shoes Co"), STOP) is None

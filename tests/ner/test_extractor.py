@@ -80,3 +80,8 @@ def test_quantity_at_the_start_is_no_brand(extractor):
 def test_non_woven_is_one_material(extractor, title, material):
     [ents] = extractor.extract([title])
     assert [e["text"] for e in ents if e["label"] == "MATERIAL"] == [material]
+
+
+def test_company_name_with_its_legal_form_is_the_brand(extractor):
+    [ents] = extractor.extract(["Clean Coffee Co Whole Bean Coffee, Medium Dark Roast"])
+    assert [e["text"] for e in ents if e["label"] == "BRAND"] == ["Clean Coffee Co"]
