@@ -72,6 +72,12 @@ class TitleView:
     def glued_before(self, i: int) -> bool:
         return i > 0 and not self.space_after[i - 1]
 
+    def hyphen_goes_on(self, i: int) -> bool:
+        """Whether token i is a hyphen glued to words on both sides, the one after it without digits: a span
+        ending before it cuts a name in two ("Bunn" of "Bunn-O-Matic"; "BRS" of "BRS-H22" is a brand and a model)."""
+        return i + 1 < self.n and self.texts[i] == "-" and not self.space_after[i - 1] and not self.space_after[i] \
+            and self.texts[i + 1].isalpha()
+
     def span_text(self, start: int, end: int) -> str:
         parts = []
         for i in range(start, end):
@@ -221,7 +227,8 @@ def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(
                 break  # the product word ends the brand ("Adidas shoes", "Toread Gloves")
         words += 1
         i += 1
-        ends.append(i)
+        if not view.hyphen_goes_on(i):
+            ends.append(i)  # a hyphen glued on both sides goes on with the name ("Bunn-O-Matic", not "Bunn")
     return ends
 
 
@@ -238,7 +245,7 @@ def candidates(view: TitleView, stop_words=frozenset(), max_words: int = 5, max_
             out.append(Candidate(pos, end, LEAD))
             seen.add((pos, end))
     for start, end in view.lex_brands[:max_lex]:
-        if (start, end) not in seen:
+        if (start, end) not in seen and not view.hyphen_goes_on(end):  # not "Bunn" of "Bunn-O-Matic"
             # a lexicon brand that starts in the leading noise ("365 by Whole Foods Market") stands at the position
             kind = LEAD if start < pos < end else LEX
             out.append(Candidate(start, end, kind))
@@ -296,9 +303,14 @@ def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
     word = view.texts[pos]
     if not word[:1].isupper() or not has_alpha(word) or len(word) < 2:
         return None
-    for k in range(pos + 2, view.n):
-        if view.texts[k] == word and not view.glued_before(k):
-            return Candidate(pos, pos + 1, LEAD)
+    end = pos + 1
+    while view.hyphen_goes_on(end):
+        end += 2  # the whole hyphenated name ("Ice-O-Matic ... Ice-O-Matic Maker")
+    size = end - pos
+    name = view.texts[pos:end]
+    for k in range(end + 1, view.n - size + 1):
+        if view.texts[k:k + size] == name and not view.glued_before(k):
+            return Candidate(pos, end, LEAD)
     return None
 
 

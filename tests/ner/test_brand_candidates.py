@@ -1,6 +1,7 @@
 """BRAND candidates of a title: the brand position, the lengths of the leading run, lexicon and "by" spans."""
 from ner.brand_candidates import (BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code,
-                                  legal_name, lone_common_word, product_words, recurring_prefix)
+                                  legal_name, lone_common_word, product_words, recurring_lead,
+                                  recurring_prefix)
 
 LEAD_SKIP = {"new", "original", "2018"}
 STOP = {"men", "women", "'s", "pack"}
@@ -61,7 +62,7 @@ def test_glued_possessive_and_inner_marks_stay_inside():
     v = view("Trader Joe\x00's Coffee")
     assert ("Trader Joe's", LEAD) in spans(v)
     v = view("Oral\x00-\x00B Toothbrush")
-    assert spans(v, max_words=2) == [("", NONE), ("Oral", LEAD), ("Oral-B", LEAD)]
+    assert spans(v, max_words=2) == [("", NONE), ("Oral-B", LEAD)]
 
 
 def test_blocked_word_starts_no_guessed_brand():
@@ -212,3 +213,23 @@ def test_legal_form_alone_at_the_brand_position_is_left_to_the_scorer():
 
 def test_legal_name_stops_at_lower_case_word():
     assert legal_name(view("Acme shoes Co"), STOP) is None
+
+
+def test_guessed_brand_never_ends_inside_a_hyphenated_name():
+    v = view("Bunn\x00-\x00O\x00-\x00Matic Tea Dispenser")
+    assert [t for t, kind in spans(v) if kind == LEAD] == ["Bunn-O-Matic", "Bunn-O-Matic Tea", "Bunn-O-Matic Tea Dispenser"]
+
+
+def test_lexicon_brand_that_is_part_of_a_hyphenated_name_is_no_candidate():
+    v = view("Bunn\x00-\x00O\x00-\x00Matic Tea Dispenser", lex=[(0, 1)])
+    assert ("Bunn", LEX) not in spans(v) and ("Bunn", LEAD) not in spans(v)
+
+
+def test_brand_glued_to_its_model_code_stays_a_candidate():
+    v = view("BRS\x00-\x00H22 Gas Stove", lex=[(0, 1)])
+    assert ("BRS", LEX) in spans(v)
+
+
+def test_recurring_lead_is_the_whole_hyphenated_name():
+    v = view("Ice\x00-\x00O\x00-\x00Matic ICE0606FT Ice Maker Ice\x00-\x00O\x00-\x00Matic Maker")
+    assert recurring_lead(v, STOP) == Candidate(0, 5, LEAD)
