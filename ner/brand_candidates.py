@@ -72,6 +72,14 @@ class TitleView:
     def glued_before(self, i: int) -> bool:
         return i > 0 and not self.space_after[i - 1]
 
+    def recurs(self, start: int, end: int) -> bool:
+        """Whether the words of [start, end) occur again, in the same order (any case), after `end`."""
+        size = end - start
+        if size <= 0:
+            return False
+        target = self.lows[start:end]
+        return any(self.lows[k:k + size] == target for k in range(end, self.n - size + 1))
+
     def hyphen_goes_on(self, i: int) -> bool:
         """Whether token i is a hyphen glued to words on both sides, the one after it without digits: a span
         ending before it cuts a name in two ("Bunn" of "Bunn-O-Matic"; "BRS" of "BRS-H22" is a brand and a model)."""
@@ -370,16 +378,13 @@ def product_words(view: TitleView, cand: Candidate) -> bool:
             described = True
         elif any(c.isalpha() for c in view.texts[i]) and (not view.is_common(i) or view.texts[i].isupper()):
             return False
-    size = cand.end - cand.start
-    lows = view.lows
-    return described and not any(lows[k:k + size] == lows[cand.start:cand.end] for k in range(cand.end, view.n))
+    return described and not view.recurs(cand.start, cand.end)
 
 
 _SHOP_WORDS = frozenset({"shop", "by", "from"})
 # words that end company names ("Safco Products", "MMF Industries", "Trend Enterprises"): part of the brand
-_COMPANY_WORDS = frozenset({"products", "industries", "packaging", "company", "co", "corp", "corporation", "inc",
-                            "llc", "ltd", "group", "enterprises", "brands", "international", "manufacturing", "labs",
-                            "laboratories", "foodservice"})
+_COMPANY_WORDS = LEGAL_FORMS | {"products", "industries", "packaging", "group", "enterprises", "brands", "international",
+                                "manufacturing", "labs", "laboratories", "foodservice"}
 
 
 def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
@@ -387,11 +392,8 @@ def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
     Shop Tacori HT2546", "ReStockIt Acco Tabs"): the shop repeats the brand, not the product line."""
     if cand.end - cand.start < 2 or cand.kind == NONE:
         return cand
-    full = view.lows[cand.start:cand.end]
-    size = len(full)
-    for k in range(cand.end, view.n - size + 1):
-        if view.lows[k:k + size] == full:
-            return cand  # the whole brand comes back
+    if view.recurs(cand.start, cand.end):
+        return cand  # the whole brand comes back
     # a shop's "Shop <Brand>" names the whole brand; otherwise the cut needs a second word that looks like a
     # product-line word, not part of a name ("Rediform Money Receipt Book ... Rediform Book" but "Advance Tabco
     # ... Advance Sink", "Quality Park ... Quality Envelopes")

@@ -80,18 +80,6 @@ def _words_of(view: TitleView, start: int, end: int) -> list[int]:
     return [i for i in range(start, end) if has_alpha(view.texts[i]) and view.lows[i] != "'s"]
 
 
-def _recurs(view: TitleView, start: int, end: int) -> bool:
-    """Whether the words of [start, end) occur again, in the same order, after `end`."""
-    size = end - start
-    if size <= 0:
-        return False
-    target = view.lows[start:end]
-    for i in range(end, view.n - size + 1):
-        if view.lows[i:i + size] == target:
-            return True
-    return False
-
-
 def features(view: TitleView, cand: Candidate, words: Words, lex: set[tuple[int, int]]) -> list[str]:
     """The sparse features of one candidate."""
     if cand.kind == NONE:
@@ -135,7 +123,7 @@ def features(view: TitleView, cand: Candidate, words: Words, lex: set[tuple[int,
                 f.append("lex_prefix_next=" + view.lows[e])
             elif s == start and e > end:
                 f.append("lex_longer")
-    if _recurs(view, start, end):
+    if view.recurs(start, end):
         f.append(f"recurs|L{nw}")
     if shapes and all(s_.startswith("X") and not s_.startswith("Xx") for s_ in shapes):
         f.append("caps")

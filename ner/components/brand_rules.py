@@ -144,20 +144,20 @@ class BrandRules:
     def score(self, doc: Doc, lexicon: list[Candidate], known: list[Candidate]) -> list[Candidate]:
         view = self.view(doc, lexicon, known)
         best = self.obvious(view)
-        if best is None:
-            legal = brand_candidates.legal_name(view, self.stop_words)
-            if legal is not None:  # a company's full name: no filter or cut applies
-                return [(legal.start, legal.end, self.label, "")]
-            best = brand_candidates.attribution(view, self.stop_words)
-        if best is None:
-            cands = brand_candidates.candidates(view, self.stop_words)
-            best = self.scorer.best(view, cands) if len(cands) > 1 else cands[0]
-            if best.kind == brand_candidates.NONE:
-                best = brand_candidates.recurring_lead(view, self.stop_words) or best
-        if best.kind == brand_candidates.NONE or brand_candidates.lone_common_word(view, best) or \
-                brand_candidates.product_words(view, best):
-            return []
-        best = brand_candidates.recurring_prefix(view, best)
+        legal = brand_candidates.legal_name(view, self.stop_words) if best is None else None
+        if legal is not None:
+            best = legal  # a company's full name: no filter or cut applies
+        else:
+            best = best or brand_candidates.attribution(view, self.stop_words)
+            if best is None:
+                cands = brand_candidates.candidates(view, self.stop_words)
+                best = self.scorer.best(view, cands) if len(cands) > 1 else cands[0]
+                if best.kind == brand_candidates.NONE:
+                    best = brand_candidates.recurring_lead(view, self.stop_words) or best
+            if best.kind == brand_candidates.NONE or brand_candidates.lone_common_word(view, best) or \
+                    brand_candidates.product_words(view, best):
+                return []
+            best = brand_candidates.recurring_prefix(view, best)
         ids = {(c[0], c[1]): c[3] for c in known}
         return [(best.start, best.end, self.label, ids.get((best.start, best.end), ""))]
 

@@ -85,3 +85,13 @@ def test_non_woven_is_one_material(extractor, title, material):
 def test_company_name_with_its_legal_form_is_the_brand(extractor):
     [ents] = extractor.extract(["Clean Coffee Co Whole Bean Coffee, Medium Dark Roast"])
     assert [e["text"] for e in ents if e["label"] == "BRAND"] == ["Clean Coffee Co"]
+
+
+def test_company_name_a_lexicon_knows_keeps_its_canonical_id(tmp_path):
+    import ner
+
+    brands = tmp_path / "brands.txt"
+    brands.write_text("Zorblax Coffee Company\n", encoding="utf-8")
+    [ents] = ner.load("en", lexicon_files=[f"BRAND={brands}"]).extract(["Zorblax Coffee Company Dark Roast Beans"])
+    assert [(e["text"], e["id"]) for e in ents if e["label"] == "BRAND"] == [
+        ("Zorblax Coffee Company", "zorblax_coffee_company")]
