@@ -82,6 +82,20 @@ def test_non_woven_is_one_material(extractor, title, material):
     assert [e["text"] for e in ents if e["label"] == "MATERIAL"] == [material]
 
 
+def test_high_carbon_steel_is_one_material(extractor):
+    [ents] = extractor.extract(["100pcs High Carbon Steel Fishing Hook Barbed"])
+    assert [(e["text"], e["id"]) for e in ents if e["label"] == "MATERIAL"] == [("High Carbon Steel", "high_carbon_steel")]
+
+
+@pytest.mark.parametrize("title,category", [
+    ("Nemco 6311-1-240 Electric Hotplate w/ (2) Burners", "Hotplate"),
+    ("Pacon Bus Stickers 800 Stickers, 6/Pack", "Stickers"),
+])
+def test_general_product_types_are_categories(extractor, title, category):
+    [ents] = extractor.extract([title])
+    assert [e["text"] for e in ents if e["label"] == "CATEGORY"] == [category]
+
+
 def test_company_name_with_its_legal_form_is_the_brand(extractor):
     [ents] = extractor.extract(["Clean Coffee Co Whole Bean Coffee, Medium Dark Roast"])
     assert [e["text"] for e in ents if e["label"] == "BRAND"] == ["Clean Coffee Co"]
