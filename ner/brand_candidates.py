@@ -44,11 +44,12 @@ class Candidate(NamedTuple):
 class TitleView:
     """Token strings of one title and the lexicon facts the brand rules read; built once per title."""
 
-    __slots__ = ("texts", "lows", "space_after", "n", "blocked", "lex_brands", "position", "_common", "_shapes")
+    __slots__ = ("texts", "lows", "space_after", "n", "blocked", "lex_brands", "position", "descriptors", "_common",
+                 "_shapes")
 
     def __init__(self, texts: list[str], space_after: list[bool], blocked: list[str | None],
                  lex_brands: list[tuple[int, int]], lead_skip: frozenset | set, common_words: frozenset | set,
-                 lows: list[str] | None = None):
+                 lows: list[str] | None = None, descriptors: frozenset | set = frozenset()):
         self.texts = texts
         self.lows = lows if lows is not None else [t.lower() for t in texts]
         self.space_after = space_after
@@ -57,14 +58,17 @@ class TitleView:
         self.blocked = blocked
         self.lex_brands = lex_brands
         self._common = common_words
+        # lower-case words that describe a product (its use, season or properties: "outdoor", "tactical", "winter",
+        # "portable"), as a category, material or colour word does
+        self.descriptors = descriptors
         self._shapes: list[str | None] = [None] * self.n
         self.position = brand_position(self, lead_skip)
 
     @classmethod
     def from_tokens(cls, toks, blocked: list[str | None], lex_brands: list[tuple[int, int]], lead_skip,
-                    common_words) -> "TitleView":
+                    common_words, descriptors=frozenset()) -> "TitleView":
         """A view of a doc's `ner.components.groups.Tokens`."""
-        return cls(toks.texts, toks.spaces, blocked, lex_brands, lead_skip, common_words, toks.lows)
+        return cls(toks.texts, toks.spaces, blocked, lex_brands, lead_skip, common_words, toks.lows, descriptors)
 
     def is_common(self, i: int) -> bool:
         return self.lows[i] in self._common
@@ -367,14 +371,16 @@ def lone_common_word(view: TitleView, cand: Candidate) -> bool:
 
 def product_words(view: TitleView, cand: Candidate) -> bool:
     """Whether a guessed brand of several words only describes the product: each word is an ordinary word not in
-    upper case or a word a lexicon knows as a category, material or colour, at least one is the latter, no lexicon
-    knows the span as a brand and the title does not repeat it ("Soft Leather Wallet", "Summer Canvas Shoes",
-    "Portable Stainless Steel Stove"): no brand."""
+    upper case, a word a lexicon knows as a category, material or colour, or a describing word
+    (`TitleView.descriptors`), at least one is of the latter two kinds, no lexicon knows the span as a brand and
+    the title does not repeat it ("Soft Leather Wallet", "Summer Canvas Shoes", "Portable Stainless Steel Stove",
+    "Outdoor Tactical Molle Pouch", "Winter Warm Women Loafers"): no brand."""
     if cand.kind != LEAD or cand.end - cand.start < 2 or (cand.start, cand.end) in view.lex_brands:
         return False
     described = False
+    descriptors = view.descriptors
     for i in range(cand.start, cand.end):
-        if view.blocked[i]:
+        if view.blocked[i] or view.lows[i] in descriptors:
             described = True
         elif any(c.isalpha() for c in view.texts[i]) and (not view.is_common(i) or view.texts[i].isupper()):
             return False

@@ -19,7 +19,8 @@ With a `scorer` (the bundled config names `en/brand_scorer.json`), one brand per
    words at the brand position, lexicon brands, words after "by", no brand); when it picks no brand, a leading
    word that comes back later in the title is the brand; a guess that is one ordinary word
    (`brand_candidates.lone_common_word`) or only describes the product (`brand_candidates.product_words`: "Soft
-   Leather Wallet") is no brand;
+   Leather Wallet", "Outdoor Tactical Molle Pouch": ordinary words with a category, material or colour word or
+   one of the `descriptor_words` of use, season and properties) is no brand;
 5. a multi-word brand of which the shop repeats only the first word is cut to it.
 
 Without a scorer the older rule chain runs (`choose`):
@@ -66,6 +67,7 @@ def _word_set(path: str) -> set[str]:
         "stop_words": "en/brand_stop.txt",
         "common_words": "en/common_words.txt",
         "audience_words": "en/audience_words.txt",
+        "descriptor_words": ["en/category_modifier_stop.txt", "en/use_words.txt"],
         "max_tokens": 3,
         "blocking_labels": ["CATEGORY", "MATERIAL", "COLOR"],
         "guess": True,
@@ -73,10 +75,11 @@ def _word_set(path: str) -> set[str]:
     },
 )
 def make_brand_rules(nlp: Language, name: str, label: str, lead_skip: str, stop_words: str, common_words: str,
-                     audience_words: str, max_tokens: int, blocking_labels: list[str], guess: bool,
-                     scorer: str) -> "BrandRules":
+                     audience_words: str, descriptor_words: list[str], max_tokens: int, blocking_labels: list[str],
+                     guess: bool, scorer: str) -> "BrandRules":
     rules = BrandRules(label=label, lead_skip=_word_set(lead_skip), stop_words=_word_set(stop_words),
                        common_words=_word_set(common_words), audience_words=_word_set(audience_words),
+                       descriptor_words=set().union(*(_word_set(path) for path in descriptor_words)),
                        max_tokens=max_tokens,
                        blocking_labels=set(blocking_labels), guess=guess)
     if scorer:
@@ -87,12 +90,14 @@ def make_brand_rules(nlp: Language, name: str, label: str, lead_skip: str, stop_
 class BrandRules:
     def __init__(self, label: str = "BRAND", lead_skip: set[str] = frozenset(), stop_words: set[str] = frozenset(),
                  common_words: set[str] = frozenset(), audience_words: set[str] = frozenset(), max_tokens: int = 3,
-                 blocking_labels: set[str] = frozenset({"CATEGORY", "MATERIAL", "COLOR"}), guess: bool = True):
+                 blocking_labels: set[str] = frozenset({"CATEGORY", "MATERIAL", "COLOR"}), guess: bool = True,
+                 descriptor_words: set[str] = frozenset()):
         self.label = label
         self.lead_skip = lead_skip
         self.stop_words = stop_words
         self.common_words = common_words
         self.audience_words = audience_words
+        self.descriptor_words = frozenset(descriptor_words)
         self.max_tokens = max_tokens
         self.blocking_labels = blocking_labels
         self.guess = guess
@@ -139,7 +144,7 @@ class BrandRules:
         # longest first at each start, in title order
         spans = sorted({(c[0], c[1]) for c in known}, key=lambda se: (se[0], se[0] - se[1]))
         return brand_candidates.TitleView.from_tokens(groups.tokens(doc), blocked, spans, self.lead_skip,
-                                                      self.common_words)
+                                                      self.common_words, self.descriptor_words)
 
     def score(self, doc: Doc, lexicon: list[Candidate], known: list[Candidate]) -> list[Candidate]:
         view = self.view(doc, lexicon, known)

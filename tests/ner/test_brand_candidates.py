@@ -7,7 +7,7 @@ LEAD_SKIP = {"new", "original", "2018"}
 STOP = {"men", "women", "'s", "pack"}
 
 
-def view(text, blocked=None, lex=(), common=("pack",)):
+def view(text, blocked=None, lex=(), common=("pack",), descriptors=()):
     tokens = text.split(" ")
     texts, spaces = [], []
     for tok in tokens:
@@ -16,7 +16,8 @@ def view(text, blocked=None, lex=(), common=("pack",)):
             texts.append(part)
             spaces.append(k == len(parts) - 1)
     blocked = blocked or {}
-    return TitleView(texts, spaces, [blocked.get(i) for i in range(len(texts))], list(lex), LEAD_SKIP, set(common))
+    return TitleView(texts, spaces, [blocked.get(i) for i in range(len(texts))], list(lex), LEAD_SKIP, set(common),
+                     descriptors=frozenset(descriptors))
 
 
 def spans(v, **kw):
@@ -191,6 +192,21 @@ def test_ordinary_words_without_a_lexicon_word_are_left_to_the_scorer():
 def test_product_words_the_title_repeats_may_be_a_brand():
     assert not product_words(view("Fire Maple Stove Fire Maple", blocked={1: "MATERIAL", 4: "MATERIAL"},
                                   common=("fire",)), Candidate(0, 2, LEAD))
+
+
+def test_ordinary_word_and_describing_word_only_describe_the_product():
+    assert product_words(view("Outdoor Survival Whistle", common=("outdoor", "survival"), descriptors=("outdoor",)),
+                         Candidate(0, 2, LEAD))
+
+
+def test_describing_word_need_not_be_an_ordinary_word():
+    assert product_words(view("Crossfit Workout Band", common=("workout",), descriptors=("crossfit",)),
+                         Candidate(0, 2, LEAD))
+
+
+def test_rare_word_after_describing_word_may_be_a_brand():
+    assert not product_words(view("Outdoor Zorblax Whistle", common=("outdoor",), descriptors=("outdoor",)),
+                             Candidate(0, 2, LEAD))
 
 
 def test_words_up_to_a_legal_form_are_the_brand():

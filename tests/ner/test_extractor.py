@@ -96,6 +96,16 @@ def test_general_product_types_are_categories(extractor, title, category):
     assert [e["text"] for e in ents if e["label"] == "CATEGORY"] == [category]
 
 
+def test_leading_words_of_use_and_season_are_no_brand(extractor):
+    [ents] = extractor.extract(["Winter Warm Women Loafers Comfortable Flexible Fur Shoes"])
+    assert [e["text"] for e in ents if e["label"] == "BRAND"] == []
+
+
+def test_season_word_that_begins_a_brand_keeps_it(extractor):
+    [ents] = extractor.extract(["Spring Court Men's B1 Organic Canvas Sneaker, Blue"])
+    assert [e["text"] for e in ents if e["label"] == "BRAND"] == ["Spring Court"]
+
+
 def test_company_name_with_its_legal_form_is_the_brand(extractor):
     [ents] = extractor.extract(["Clean Coffee Co Whole Bean Coffee, Medium Dark Roast"])
     assert [e["text"] for e in ents if e["label"] == "BRAND"] == ["Clean Coffee Co"]
