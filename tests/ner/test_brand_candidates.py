@@ -172,6 +172,16 @@ def test_lone_ordinary_word_the_title_repeats_may_be_a_brand():
                                 Candidate(0, 1, LEAD))
 
 
+def test_lone_describing_word_is_no_brand_though_repeated():
+    assert lone_common_word(view("Cycling Glasses UV400 Cycling Eyewear", common=("cycling",),
+                                 descriptors=("cycling",)), Candidate(0, 1, LEAD))
+
+
+def test_lone_describing_word_a_lexicon_knows_is_a_brand():
+    assert not lone_common_word(view("Universal Folder Universal Tabs", common=("universal",), lex=[(0, 1)],
+                                     descriptors=("universal",)), Candidate(0, 1, LEAD))
+
+
 def test_lone_ordinary_word_a_lexicon_knows_is_a_brand():
     assert not lone_common_word(view("Wink Coffee Beans", common=("wink",), lex=[(0, 1)]), Candidate(0, 1, LEAD))
 
