@@ -360,15 +360,17 @@ def legal_name(view: TitleView, stop_words=frozenset()) -> Candidate | None:
 def lone_common_word(view: TitleView, cand: Candidate) -> bool:
     """Whether a guessed brand is one ordinary word, not in upper case, that no lexicon knows and the title does
     not repeat ("Adjustable Sports Bras ...", "Warm Outdoor Sport Windproof Ski Jacket"): no brand, not "Warm".
-    A describing word (`TitleView.descriptors`) is no brand even when the title repeats it: keyword lists repeat
-    their use words ("Cycling Glasses ... Cycling Eyewear", "Fishing Clothing ... Fishing Shirt")."""
-    if cand.kind != LEAD or cand.end - cand.start != 1 or not view.is_common(cand.start) or \
-            view.texts[cand.start].isupper():
+    A describing word (`TitleView.descriptors`) is no brand even when the title repeats it or it is no ordinary
+    word: keyword lists repeat their use words ("Cycling Glasses ... Cycling Eyewear", "Fishing Clothing ...
+    Fishing Shirt"), and "Autumn" or "Trekking" begin descriptions, not brand names."""
+    if cand.kind != LEAD or cand.end - cand.start != 1 or view.texts[cand.start].isupper():
         return False  # an upper-case word may be an initialism ("TBH")
     if (cand.start, cand.end) in view.lex_brands:
         return False
     low = view.lows[cand.start]
-    return low in view.descriptors or low not in view.lows[cand.end:]
+    if low in view.descriptors:
+        return True
+    return view.is_common(cand.start) and low not in view.lows[cand.end:]
 
 
 def product_words(view: TitleView, cand: Candidate) -> bool:

@@ -177,6 +177,14 @@ def test_lone_describing_word_is_no_brand_though_repeated():
                                  descriptors=("cycling",)), Candidate(0, 1, LEAD))
 
 
+def test_lone_describing_word_need_not_be_an_ordinary_word():
+    assert lone_common_word(view("Autumn Woolen Caps", descriptors=("autumn",)), Candidate(0, 1, LEAD))
+
+
+def test_lone_describing_word_in_capitals_may_be_a_brand():
+    assert not lone_common_word(view("AUTUMN Woolen Caps", descriptors=("autumn",)), Candidate(0, 1, LEAD))
+
+
 def test_lone_describing_word_a_lexicon_knows_is_a_brand():
     assert not lone_common_word(view("Universal Folder Universal Tabs", common=("universal",), lex=[(0, 1)],
                                      descriptors=("universal",)), Candidate(0, 1, LEAD))
