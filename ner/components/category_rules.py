@@ -139,7 +139,7 @@ class CategoryRules:
         # a shop's immediate repetition of the head ("Bud Vase Vase - ...") is not a second compound
         compounds = [c for k, c in enumerate(compounds) if not (
             k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]
-        brand_words = {lows[i] for i in range(n) if owner[i] == "BRAND" and lows[i][:1].isalnum()}
+        brand_words = {lows[i] for start, end, _, _ in brands for i in range(start, end) if lows[i][:1].isalnum()}
         # a later mention of the brand is not a product word ("TOPS Bill of Lading ... ReStockIt TOPS Lading")
         compounds = [c for c in compounds if not all(lows[i] in brand_words for i in range(c[0], c[1]))]
         head = self.shop_phrase_head(owner, texts, lows, spaces) if self.phrase_head != "off" else None
@@ -312,9 +312,9 @@ class CategoryRules:
         for comp in compounds if self.repeated_head else ():
             head = singular(lows[comp[1] - 1])
             for j in range(comp[1], n):
-                if singular(lows[j]) != head:
-                    continue
-                if (j + 1 < n and lows[j + 1] in ("by", "from")) or (j > 0 and lows[j - 1] in brand_words):
+                # where a shop repeats it (the cheap test first), then whether it is the head word again
+                if ((j + 1 < n and lows[j + 1] in ("by", "from")) or (j > 0 and lows[j - 1] in brand_words)) and \
+                        singular(lows[j]) == head:
                     return comp, True
         # 2. the head of the first phrase
         phrase_end = n
