@@ -46,7 +46,7 @@ from spacy.tokens import Doc
 from ner import brand_candidates
 from ner.brand_model import RULE_WEIGHTS, BrandScorer, Words
 from ner.components import groups
-from ner.lexicon import read_phrases, resolve_path
+from ner.lexicon import read_phrases, read_words, resolve_path
 
 _JOINERS = {"&", "and", "of", "by", "'s", "de", "la", "du", "the", "n", "+"}
 _INNER_MARKS = {"-", ".", "'", "!"}
@@ -79,7 +79,7 @@ def make_brand_rules(nlp: Language, name: str, label: str, lead_skip: str, stop_
                      guess: bool, scorer: str) -> "BrandRules":
     rules = BrandRules(label=label, lead_skip=_word_set(lead_skip), stop_words=_word_set(stop_words),
                        common_words=_word_set(common_words), audience_words=_word_set(audience_words),
-                       descriptor_words=set().union(*(_word_set(path) for path in descriptor_words)),
+                       descriptor_words=set().union(*(read_words(resolve_path(path)) for path in descriptor_words)),
                        max_tokens=max_tokens,
                        blocking_labels=set(blocking_labels), guess=guess)
     if scorer:

@@ -148,3 +148,21 @@ def test_material_of_phrased_title_is_the_last_one_of_keyword_list_the_first():
     nlp.add_pipe("moon_entity_resolver", config={"one_per_title": {"MATERIAL": "phrases_last"}})
     assert ents(nlp("sport lace up oxford, wheat leather, 5 M")) == [("leather", "MATERIAL")]
     assert ents(nlp("sport lace up oxford wheat leather 5 M")) == [("lace", "MATERIAL")]
+
+
+def test_descriptor_files_are_read_word_by_word(tmp_path, fixtures):
+    import spacy
+
+    import ner.components  # noqa: F401
+
+    words = tmp_path / "describing.txt"
+    words.write_text("# use and properties\nportable vintage folding\n", encoding="utf-8")
+    common = tmp_path / "common.txt"
+    common.write_text("portable\nvintage\n", encoding="utf-8")
+    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(fixtures / "patterns.jsonl")]})
+    nlp.add_pipe("moon_brand_rules", config={"scorer": "rules", "common_words": str(common),
+                                             "descriptor_words": [str(words)]})
+    nlp.add_pipe("moon_entity_resolver")
+    assert ents(nlp("Folding Sneaker")) == [("Sneaker", "CATEGORY")]
+    assert ents(nlp("Zorblax Sneaker")) == [("Zorblax", "BRAND"), ("Sneaker", "CATEGORY")]
