@@ -43,17 +43,7 @@ def make_lexicon_ruler(
                          min_phrase_chars=min_phrase_chars)
     for spec in list(lexicons) + list(extra_lexicons):
         ruler.add_patterns(read_lexicon(spec))
-    forget_tokenized(nlp)
     return ruler
-
-
-def forget_tokenized(nlp: Language) -> None:
-    """Empty the tokenizer's chunk cache after the lexicon phrases went through it. spaCy's tokenizer caches at
-    most `max_cache_size` (10,000) distinct chunks and then stops caching: filled with lexicon phrases, it would
-    keep none of the titles' chunks, and tokenizing 43k catalogue titles takes a third longer."""
-    flush = getattr(nlp.tokenizer, "_flush_cache", None)
-    if flush is not None:
-        flush()
 
 
 class LexiconRuler:
@@ -102,6 +92,16 @@ class LexiconRuler:
             docs = list(self.nlp.tokenizer.pipe(phrases))
             self.phrase_matcher.add(key, docs)
             self.size += len(docs)
+        if pending:
+            self._forget_phrases()
+
+    def _forget_phrases(self) -> None:
+        """Empty the tokenizer's chunk cache after phrases went through it. spaCy's tokenizer caches at most
+        `max_cache_size` (10,000) distinct chunks and then stops caching: filled with lexicon phrases, it would keep
+        none of the titles' chunks, and tokenizing 43k catalogue titles takes a third longer."""
+        flush = getattr(self.nlp.tokenizer, "_flush_cache", None)
+        if flush is not None:
+            flush()
 
     def __call__(self, doc: Doc) -> Doc:
         keys = self._keys
