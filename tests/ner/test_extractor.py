@@ -2,6 +2,12 @@
 import pytest
 
 
+def texts_of(extractor, title, label):
+    """The texts of one label among the entities of one title."""
+    [ents] = extractor.extract([title])
+    return [e["text"] for e in ents if e["label"] == label]
+
+
 def test_entity_dicts_carry_label_text_offsets_and_id(extractor):
     [ents] = extractor.extract(["Nike Men Navy Blue Track Pants"])
     assert ents == [
@@ -64,8 +70,8 @@ def test_lower_case_product_word_is_no_part_of_the_brand(extractor):
 
 
 def test_selling_words_are_no_part_of_a_category(extractor):
-    [ents] = extractor.extract(["HP 152728-001 40/80-GB DLT8000 Ext LVD, Null LVD Wholesale HP Price 152728-001"])
-    assert [e["text"] for e in ents if e["label"] == "CATEGORY"] == []
+    title = "HP 152728-001 40/80-GB DLT8000 Ext LVD, Null LVD Wholesale HP Price 152728-001"
+    assert texts_of(extractor, title, "CATEGORY") == []
 
 
 def test_quantity_at_the_start_is_no_brand(extractor):
@@ -78,13 +84,13 @@ def test_quantity_at_the_start_is_no_brand(extractor):
     ("Face Masks, Non Woven Thick 3-Layers", "Non Woven"),
 ])
 def test_non_woven_is_one_material(extractor, title, material):
-    [ents] = extractor.extract([title])
-    assert [e["text"] for e in ents if e["label"] == "MATERIAL"] == [material]
+    assert texts_of(extractor, title, "MATERIAL") == [material]
 
 
 def test_high_carbon_steel_is_one_material(extractor):
     [ents] = extractor.extract(["100pcs High Carbon Steel Fishing Hook Barbed"])
-    assert [(e["text"], e["id"]) for e in ents if e["label"] == "MATERIAL"] == [("High Carbon Steel", "high_carbon_steel")]
+    assert [(e["text"], e["id"]) for e in ents if e["label"] == "MATERIAL"] == [
+        ("High Carbon Steel", "high_carbon_steel")]
 
 
 @pytest.mark.parametrize("title,category", [
@@ -92,23 +98,19 @@ def test_high_carbon_steel_is_one_material(extractor):
     ("Pacon Bus Stickers 800 Stickers, 6/Pack", "Stickers"),
 ])
 def test_general_product_types_are_categories(extractor, title, category):
-    [ents] = extractor.extract([title])
-    assert [e["text"] for e in ents if e["label"] == "CATEGORY"] == [category]
+    assert texts_of(extractor, title, "CATEGORY") == [category]
 
 
 def test_leading_words_of_use_and_season_are_no_brand(extractor):
-    [ents] = extractor.extract(["Winter Warm Women Loafers Comfortable Flexible Fur Shoes"])
-    assert [e["text"] for e in ents if e["label"] == "BRAND"] == []
+    assert texts_of(extractor, "Winter Warm Women Loafers Comfortable Flexible Fur Shoes", "BRAND") == []
 
 
 def test_season_word_that_begins_a_brand_keeps_it(extractor):
-    [ents] = extractor.extract(["Spring Court Men's B1 Organic Canvas Sneaker, Blue"])
-    assert [e["text"] for e in ents if e["label"] == "BRAND"] == ["Spring Court"]
+    assert texts_of(extractor, "Spring Court Men's B1 Organic Canvas Sneaker, Blue", "BRAND") == ["Spring Court"]
 
 
 def test_company_name_with_its_legal_form_is_the_brand(extractor):
-    [ents] = extractor.extract(["Clean Coffee Co Whole Bean Coffee, Medium Dark Roast"])
-    assert [e["text"] for e in ents if e["label"] == "BRAND"] == ["Clean Coffee Co"]
+    assert texts_of(extractor, "Clean Coffee Co Whole Bean Coffee, Medium Dark Roast", "BRAND") == ["Clean Coffee Co"]
 
 
 def test_company_name_a_lexicon_knows_keeps_its_canonical_id(tmp_path):
