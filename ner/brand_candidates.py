@@ -393,8 +393,8 @@ def product_words(view: TitleView, cand: Candidate) -> bool:
 
 _SHOP_WORDS = frozenset({"shop", "by", "from"})
 # words that end company names ("Safco Products", "MMF Industries", "Trend Enterprises"): part of the brand
-_COMPANY_WORDS = LEGAL_FORMS | {"products", "industries", "packaging", "group", "enterprises", "brands", "international",
-                                "manufacturing", "labs", "laboratories", "foodservice"}
+_COMPANY_WORDS = LEGAL_FORMS | {"products", "industries", "packaging", "group", "enterprises", "brands",
+                                "international", "manufacturing", "labs", "laboratories", "foodservice"}
 
 
 def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
