@@ -24,7 +24,10 @@ this component makes compounds and keeps one:
    (a , ; | ( or " - "), the last compound of the first phrase; otherwise, in keyword lists with three or more
    compounds, the last mention of the head word said most often ("Snapback Caps ... Baseball Caps ... Trucker
    Hat"); otherwise the last compound of the first phrase (up to "with", "for"), or the one `fallback` names
-   (first or last compound of the title).
+   (first or last compound of the title). Keyword lists of at least `long_list_words` words (marketplace titles
+   that name the product first and pile search words after it: "Fishing Lure Deep Crankbait ... Hard Bait ...
+   Fishing Tackle") take the first mention of the head word said most often, and the first compound when no head
+   word is repeated; 0 turns this off.
    In a keyword list (three or more compounds, no phrases) the category is the plain head noun of the chosen
    compound ("Lures" of "Fishing Lures"): such titles name one product many ways, and its type is the head.
    A mention whose head word is also a material or colour match ("... Hockey Jerseys ... Player Jersey") leaves
@@ -73,11 +76,13 @@ _HEAD_MARKS = _PLACEHOLDERS | _PHRASE_ENDS | {"-", "--", "w"}
         "max_extend_other": 1,
         "glued_words": False,
         "phrase_head": "off",
+        "long_list_words": 0,
     },
 )
 def make_category_rules(nlp: Language, name: str, label: str, blocking_labels: list[str], stop_modifiers: str,
                         max_extend: int, extend: bool, fallback: str, repeated_head: bool, extend_capitalized: bool,
-                        max_extend_other: int, glued_words: bool, phrase_head: str) -> "CategoryRules":
+                        max_extend_other: int, glued_words: bool, phrase_head: str,
+                        long_list_words: int) -> "CategoryRules":
     vocab: set[str] = set()
     if "moon_lexicon_ruler" in nlp.pipe_names:
         vocab = set(nlp.get_pipe("moon_lexicon_ruler").label_words.get(label, ()))
@@ -85,7 +90,7 @@ def make_category_rules(nlp: Language, name: str, label: str, blocking_labels: l
     return CategoryRules(label=label, vocab=vocab, blocking_labels=set(blocking_labels), stop_modifiers=stops,
                          max_extend=max_extend if extend else 0, fallback=fallback, repeated_head=repeated_head,
                          extend_capitalized=extend_capitalized, max_extend_other=max_extend_other,
-                         glued_words=glued_words, phrase_head=phrase_head)
+                         glued_words=glued_words, phrase_head=phrase_head, long_list_words=long_list_words)
 
 
 class CategoryRules:
@@ -95,7 +100,7 @@ class CategoryRules:
                  blocking_labels: set[str] = frozenset({"MATERIAL", "COLOR"}), stop_modifiers: set[str] = frozenset(),
                  max_extend: int = 2, fallback: str = "last", repeated_head: bool = True,
                  extend_capitalized: bool = False, max_extend_other: int = 1, glued_words: bool = False,
-                 phrase_head: str = "off"):
+                 phrase_head: str = "off", long_list_words: int = 0):
         if phrase_head not in ("off", "missing", "always"):
             raise ValueError(f"phrase_head: expected off, missing or always, got {phrase_head!r}")
         if fallback not in ("first", "last"):
@@ -111,6 +116,7 @@ class CategoryRules:
         self.max_extend_other = max_extend_other
         self.glued_words = glued_words
         self.phrase_head = phrase_head
+        self.long_list_words = long_list_words
 
     def __call__(self, doc: Doc) -> Doc:
         lexicon = groups.get(doc, groups.LEXICON)
@@ -329,18 +335,21 @@ class CategoryRules:
             return in_first[-1], structured
         if len(compounds) > 2:
             # keyword lists ("... Snapback Caps Pop Boys Baseball Caps Hip Hop Trucker Hat ..."): the product word
-            # said most often, at its last mention
+            # said most often, at its last mention; long marketplace lists name the product first and pile up
+            # search words after it ("Fishing Lure Deep Crankbait ... Hard Bait ... Fishing Tackle"): there the
+            # first mention, and without a repeated word the first compound
+            first = not structured and bool(self.long_list_words) and sum(spaces) + 1 >= self.long_list_words
             heads = [singular(lows[c[1] - 1]) for c in compounds]
             counts: dict[str, int] = {}
             for head in heads:
                 counts[head] = counts.get(head, 0) + 1
             most = max(counts.values())
-            if most > 1:
+            if most > 1 or first:
                 mentions = [c for c, h in zip(compounds, heads) if counts[h] == most]
                 # a mention that a lexicon also reads as a material or colour ("... Basketball Jerseys ... Jersey
                 # Stitched": the fabric jersey) is left to that label when another mention can be the category
                 free = [c for c in mentions if not owner or not any(owner[i] for i in range(c[0], c[1]))]
-                return (free or mentions)[-1], structured
+                return (free or mentions)[0 if first else -1], structured
         if in_first:
             return in_first[-1], structured
         return (compounds[0] if self.fallback == "first" else compounds[-1]), structured

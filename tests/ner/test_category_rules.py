@@ -166,3 +166,24 @@ def test_later_mention_of_the_brand_is_no_category():
     nlp = _nlp_with()
     doc = nlp("Tops Slip Book, Shop Tops Book")
     assert [(e.text, e.label_) for e in doc.ents] == [("Tops", "BRAND")]
+
+
+def test_long_keyword_list_takes_the_first_mention_of_the_repeated_head():
+    nlp = _nlp_with(long_list_words=12)
+    doc = nlp("minnow Lure deep diving Hard Bait with treble Hook sinking slow pike Fishing Lure big")
+    assert [(e.text, e.start_char) for e in doc.ents if e.label_ == "CATEGORY"] == [("Lure", 7)]
+
+
+def test_long_keyword_list_without_a_repeated_head_takes_the_first_compound():
+    nlp = _nlp_with(long_list_words=12)
+    assert cats(nlp("deep diving minnow Lure floating Hard Bait sharp treble Hook pike bass trout sea")) == ["Lure"]
+
+
+def test_short_keyword_list_keeps_the_last_compound():
+    nlp = _nlp_with(long_list_words=12)
+    assert cats(nlp("minnow Lure floating Hard Bait sharp Hook")) == ["Hook"]
+
+
+def test_long_keyword_list_keeps_the_last_mention_without_the_option():
+    doc = _nlp_with()("minnow Lure deep diving Hard Bait with treble Hook sinking slow pike Fishing Lure big")
+    assert [(e.text, e.start_char) for e in doc.ents if e.label_ == "CATEGORY"] == [("Lure", 77)]
