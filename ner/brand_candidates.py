@@ -406,7 +406,8 @@ def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
         return cand  # the whole brand comes back
     # a shop's "Shop <Brand>" names the whole brand; otherwise the cut needs a second word that looks like a
     # product-line word, not part of a name ("Rediform Money Receipt Book ... Rediform Book" but "Advance Tabco
-    # ... Advance Sink", "Quality Park ... Quality Envelopes")
+    # ... Advance Sink"), and a first word that is a name: an ordinary word comes back as that word ("Quality
+    # Park ... Quality Envelopes", "Red Rose Red Nightdress", "Pure Synergy Pure Radiance C")
     second = cand.start + 1
     if view.glued_before(second):
         return cand  # one word: "Bunn-O-Matic ... Bunn-O-Matic Dispenser" is not cut to "Bunn"
@@ -416,6 +417,6 @@ def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
     for k in range(cand.end, view.n):
         if view.texts[k] == first and not view.glued_before(k) and (k + 1 >= view.n or view.lows[k + 1] !=
                                                                      view.lows[cand.start + 1]):
-            if line_word or view.lows[k - 1] in _SHOP_WORDS:
+            if (line_word and not view.is_common(cand.start)) or view.lows[k - 1] in _SHOP_WORDS:
                 return Candidate(cand.start, cand.start + 1, cand.kind)
     return cand

@@ -143,6 +143,16 @@ def test_brand_cut_when_its_second_word_is_an_ordinary_word():
     assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 1, LEAD)
 
 
+def test_brand_not_cut_when_its_repeated_first_word_is_an_ordinary_word():
+    v = view("Quality Pack Envelopes Kraft Quality Envelopes", common=("pack", "quality"))
+    assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
+
+
+def test_brand_of_an_ordinary_first_word_still_cut_after_shop():
+    v = view("Quality Pack Envelopes Shop Quality Envelopes", common=("pack", "quality"))
+    assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 1, LEAD)
+
+
 def test_brand_cut_after_shop_even_before_a_name():
     v = view("Zandor Quelby ZQ-100 Shop Zandor ZQ-100 Rings")
     assert recurring_prefix(v, Candidate(0, 2, LEAD)) == Candidate(0, 1, LEAD)
