@@ -235,8 +235,11 @@ def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(
                 break
             if view.lows[i] in stop_words and not view.glued_before(i):
                 break
-            if view.blocked[i] == "CATEGORY":
-                break  # the product word ends the brand ("Adidas shoes", "Toread Gloves")
+            # the product word ends the brand ("Adidas shoes", "Toread Gloves", "T-Shirts"), but not as the second
+            # half of a hyphenated name ("by Redi-Tag RTG31001")
+            if view.blocked[i] == "CATEGORY" and not (texts[i - 1] == "-" and view.glued_before(i) and
+                                                      len(texts[i - 2]) > 1 and view.blocked[i - 2] is None):
+                break
         words += 1
         i += 1
         if not view.hyphen_goes_on(i):

@@ -1,6 +1,6 @@
 """BRAND candidates of a title: the brand position, the lengths of the leading run, lexicon and "by" spans."""
 from ner.brand_candidates import (BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code,
-                                  legal_name, lone_common_word, product_words, recurring_lead,
+                                  lead_ends, legal_name, lone_common_word, product_words, recurring_lead,
                                   recurring_prefix)
 
 LEAD_SKIP = {"new", "original", "2018"}
@@ -97,6 +97,18 @@ def test_by_brand_before_part_number_is_the_attribution():
     v = view("Transparent Tape , 1 \x00\" Core by Scotch MMM600121296 - OnTimeSupplies.com")
     c = attribution(v, STOP)
     assert (v.span_text(c.start, c.end), c.kind) == ("Scotch", BY)
+
+
+def test_hyphenated_brand_ending_in_a_product_word_is_the_attribution():
+    from ner.brand_candidates import attribution
+    v = view("Index Tabs , White by Redi\x00-\x00Tag RTG31001 - OnTimeSupplies.com",
+             blocked={1: "CATEGORY", 7: "CATEGORY"})
+    c = attribution(v, STOP)
+    assert (v.span_text(c.start, c.end), c.kind) == ("Redi-Tag", BY)
+
+
+def test_product_word_glued_to_a_letter_ends_the_brand():
+    assert lead_ends(view("Zorbin T\x00-\x00Shirts Long", blocked={1: "CATEGORY", 3: "CATEGORY"}), 0, 3) == [1]
 
 
 def test_by_brand_before_gender_word_is_no_attribution():
