@@ -282,7 +282,8 @@ def candidates(view: TitleView, stop_words=frozenset(), max_words: int = 5, max_
 # ---------------------------------------------------------------------------------------------------------
 def attribution(view: TitleView, stop_words=frozenset()) -> Candidate | None:
     """The brand a web-shop offer names outright, or None:
-    "... Clear Tape by Scotch MMM600121296 - OnTimeSupplies.com" (by + brand + part number, dash or end) and
+    "... Clear Tape by Scotch MMM600121296 - OnTimeSupplies.com" (by + brand + part number, dash, bar, parenthesis
+    or end: "... Cafe Style Blend by Cherie Sweet Heart (16 oz)") and
     "Lismore Red Brandy, Pair - Waterford | US" (dash + brand + the shop's "|")."""
     n = view.n
     texts, lows = view.texts, view.lows
@@ -296,7 +297,7 @@ def attribution(view: TitleView, stop_words=frozenset()) -> Candidate | None:
             if not ends:
                 continue
             end = ends[-1]
-            if end >= n or texts[end] == "|" or (texts[end] == "-" and view.glued_before(end) is False) or \
+            if end >= n or texts[end] in ("|", "(") or (texts[end] == "-" and view.glued_before(end) is False) or \
                     is_code(texts[end]) or is_code("".join(texts[end:chunk_end(view, end)])):
                 return Candidate(j, end, BY)
         elif texts[i] == "-" and view.space_after[i] and not view.glued_before(i) and i + 1 < n:

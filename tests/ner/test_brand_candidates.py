@@ -99,6 +99,13 @@ def test_by_brand_before_part_number_is_the_attribution():
     assert (v.span_text(c.start, c.end), c.kind) == ("Scotch", BY)
 
 
+def test_by_brand_before_a_parenthesis_is_the_attribution():
+    from ner.brand_candidates import attribution
+    v = view("Green Tea Powder , Cafe Blend by Zorbin Sweet Leaf ( 16 oz )")
+    c = attribution(v, STOP)
+    assert (v.span_text(c.start, c.end), c.kind) == ("Zorbin Sweet Leaf", BY)
+
+
 def test_hyphenated_brand_ending_in_a_product_word_is_the_attribution():
     from ner.brand_candidates import attribution
     v = view("Index Tabs , White by Redi\x00-\x00Tag RTG31001 - OnTimeSupplies.com",
