@@ -102,6 +102,11 @@ class StageChain:
 
 def apply_stage(stage: Stage, table: pa.Table) -> pa.Table:
     """Run one stage over the live rows of `table` and merge its columns and rejections back."""
+    with stage.batch_context():
+        return _apply(stage, table)
+
+
+def _apply(stage: Stage, table: pa.Table) -> pa.Table:
     reasons = table.column(S.QUARANTINE_REASON)
     live = pc.indices_nonzero(pc.is_null(reasons)).to_pylist()
     n = table.num_rows

@@ -8,6 +8,7 @@ row for each column it writes, and a rejection (reason code + detail) for rows i
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -82,6 +83,12 @@ class Stage(ABC):
 
     def setup(self) -> None:
         """Load models and other heavy state. Called once per process before the first batch."""
+
+    def batch_context(self) -> contextlib.AbstractContextManager:
+        """What the runner holds open around all its work on one batch of this stage: reading the batch's columns,
+        `process`, and turning the outputs into Arrow columns. A stage that makes many small objects per batch
+        and no reference cycles can pause the cyclic garbage collector here (the `ner` stage does)."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def process(self, batch: Batch) -> StageResult:

@@ -73,3 +73,24 @@ def test_a_stage_breaking_the_row_contract_quarantines_instead_of_corrupting():
     out = apply_stage(Missing(), table(["a", "b"]))
     assert out.column("enriched_title").to_pylist() == [None, None]
     assert out.column(S.QUARANTINE_REASON).to_pylist() == ["stage_error:RuntimeError"] * 2
+
+
+def test_the_stage_batch_context_is_held_around_the_whole_batch():
+    import contextlib
+
+    events = []
+
+    class Held(UpperTitle):
+        @contextlib.contextmanager
+        def batch_context(self):
+            events.append("enter")
+            yield
+            events.append("exit")
+
+        def process(self, batch):
+            events.append("process")
+            return super().process(batch)
+
+    out = apply_stage(Held(), table(["a", "boom", "c"]))
+    assert events == ["enter", "process", "process", "process", "process", "exit"]
+    assert out.column("enriched_title").to_pylist() == ["A", None, "C"]

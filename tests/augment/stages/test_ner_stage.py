@@ -76,3 +76,12 @@ def test_extra_lexicon_option(tmp_path):
 
 def test_init_is_cheap_and_loads_nothing():
     assert NerStage().extractor is None
+
+
+def test_batch_context_pauses_the_cyclic_garbage_collector_and_restores_it():
+    import gc
+
+    assert gc.isenabled()
+    with NerStage().batch_context():
+        assert not gc.isenabled()
+    assert gc.isenabled()
