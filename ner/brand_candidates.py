@@ -332,13 +332,18 @@ def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
 
 # Legal forms that end a company name ("Clean Coffee Co", "Focus Foodservice LLC", "Bigelow Tea Company").
 LEGAL_FORMS = frozenset({"co", "inc", "llc", "ltd", "corp", "company", "corporation", "gmbh"})
+# words that end company names ("Safco Products", "MMF Industries", "Trend Enterprises"): part of the brand
+_COMPANY_WORDS = LEGAL_FORMS | {"products", "industries", "packaging", "group", "enterprises", "brands",
+                                "international", "manufacturing", "labs", "laboratories", "foodservice"}
 
 
 def legal_name(view: TitleView, stop_words=frozenset()) -> Candidate | None:
     """The capitalised words at the brand position up to a legal form ("Clean Coffee Co Whole Bean Coffee",
     "Bigelow Tea Company Assorted Packs", "Focus Foodservice LLC FPS2124SOGN Shelving"): a company's name, so the
     brand, product words in it included. At least one word comes before the legal form ("Inc 5 Women Heels" is
-    left to the scorer), and the legal form is a word of its own ("Co-wash" is none)."""
+    left to the scorer), and the legal form is a word of its own ("Co-wash" is none). A name that is no ordinary
+    word followed by a company word is one too ("Safco Products 5213BL", "MMF Industries Index Card File"; not
+    "Cleaning Products")."""
     pos = view.position
     texts, lows = view.texts, view.lows
     n = view.n
@@ -354,7 +359,9 @@ def legal_name(view: TitleView, stop_words=frozenset()) -> Candidate | None:
         end = i + 1
         if end < n and texts[end] == "." and not view.space_after[i]:
             end += 1  # "Co.", "Inc."
-        if words and lows[i] in LEGAL_FORMS and (end >= n or view.space_after[end - 1] or texts[end] in HARD_STOPS):
+        # a legal form after one or more words; a company word ("Products", "Industries") right after a name
+        company = lows[i] in LEGAL_FORMS or (words == 1 and lows[i] in _COMPANY_WORDS and not view.is_common(pos))
+        if words and company and (end >= n or view.space_after[end - 1] or texts[end] in HARD_STOPS):
             return Candidate(pos, end, LEAD)
         words += 1
         i = end
@@ -396,9 +403,6 @@ def product_words(view: TitleView, cand: Candidate) -> bool:
 
 
 _SHOP_WORDS = frozenset({"shop", "by", "from"})
-# words that end company names ("Safco Products", "MMF Industries", "Trend Enterprises"): part of the brand
-_COMPANY_WORDS = LEGAL_FORMS | {"products", "industries", "packaging", "group", "enterprises", "brands",
-                                "international", "manufacturing", "labs", "laboratories", "foodservice"}
 
 
 def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:

@@ -274,6 +274,15 @@ def test_legal_form_alone_at_the_brand_position_is_left_to_the_scorer():
     assert legal_name(view("Inc 5 Women Heels"), STOP) is None
 
 
+def test_name_and_company_word_are_the_brand():
+    v = view("Zandor Industries Index Card File ZQ-100")
+    assert legal_name(v, STOP) == Candidate(0, 2, LEAD)
+
+
+def test_ordinary_word_and_company_word_are_no_company_name():
+    assert legal_name(view("Cleaning Products Starter Kit", common=("cleaning",)), STOP) is None
+
+
 def test_legal_name_stops_at_lower_case_word():
     assert legal_name(view("Acme shoes Co"), STOP) is None
 
