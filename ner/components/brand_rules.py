@@ -20,7 +20,7 @@ With a `scorer` (the bundled config names `en/brand_scorer.json`), one brand per
    word that comes back later in the title is the brand; a guess that is one ordinary word
    (`brand_candidates.lone_common_word`) or only describes the product (`brand_candidates.product_words`: "Soft
    Leather Wallet", "Outdoor Tactical Molle Pouch": ordinary words with a category, material or colour word or
-   one of the `descriptor_words` of use, season and properties) is no brand;
+   one of the `descriptor_words` of use, season, origin and properties) is no brand;
 5. a multi-word brand of which the shop repeats only the first word is cut to it.
 
 Without a scorer the older rule chain runs (`choose`):
@@ -67,7 +67,7 @@ def _word_set(path: str) -> set[str]:
         "stop_words": "en/brand_stop.txt",
         "common_words": "en/common_words.txt",
         "audience_words": "en/audience_words.txt",
-        "descriptor_words": ["en/category_modifier_stop.txt", "en/use_words.txt"],
+        "descriptor_words": ["en/category_modifier_stop.txt", "en/use_words.txt", "en/origin_words.txt"],
         "max_tokens": 3,
         "blocking_labels": ["CATEGORY", "MATERIAL", "COLOR"],
         "guess": True,

@@ -109,6 +109,14 @@ def test_season_word_that_begins_a_brand_keeps_it(extractor):
     assert texts_of(extractor, "Spring Court Men's B1 Organic Canvas Sneaker, Blue", "BRAND") == ["Spring Court"]
 
 
+def test_leading_country_and_style_words_are_no_brand(extractor):
+    assert texts_of(extractor, "Korean Style Man Polyester Elastic Waist Long Pants For Running", "BRAND") == []
+
+
+def test_lexicon_brand_that_begins_with_a_nationality_stands(extractor):
+    assert texts_of(extractor, "French Connection Women Black Sling Bag", "BRAND") == ["French Connection"]
+
+
 def test_company_name_with_its_legal_form_is_the_brand(extractor):
     assert texts_of(extractor, "Clean Coffee Co Whole Bean Coffee, Medium Dark Roast", "BRAND") == ["Clean Coffee Co"]
 
