@@ -79,26 +79,29 @@ def test_quantity_at_the_start_is_no_brand(extractor):
     assert [(e["label"], e["text"]) for e in ents] == [("MATERIAL", "Steel"), ("CATEGORY", "Darts")]
 
 
-@pytest.mark.parametrize("title,material", [
-    ("Disposable Face Masks Non-Woven 3 Ply", "Non-Woven"),
-    ("Face Masks, Non Woven Thick 3-Layers", "Non Woven"),
+@pytest.mark.parametrize("title,label,text", [
+    ("Disposable Face Masks Non-Woven 3 Ply", "MATERIAL", "Non-Woven"),
+    ("Face Masks, Non Woven Thick 3-Layers", "MATERIAL", "Non Woven"),
+    ("Nemco 6311-1-240 Electric Hotplate w/ (2) Burners", "CATEGORY", "Hotplate"),
+    ("Pacon Bus Stickers 800 Stickers, 6/Pack", "CATEGORY", "Stickers"),
 ])
-def test_non_woven_is_one_material(extractor, title, material):
-    assert texts_of(extractor, title, "MATERIAL") == [material]
+def test_curated_phrase_is_one_entity_of_its_label(extractor, title, label, text):
+    assert texts_of(extractor, title, label) == [text]
+
+
+@pytest.mark.parametrize("title,canonical", [
+    ("Nemco Electric Hot Plate, 2 Burners", "hotplate"),
+    ("Duke Stainless Worktable, 60 x 30", "work_table"),
+])
+def test_spellings_of_a_category_share_its_canonical_id(extractor, title, canonical):
+    [ents] = extractor.extract([title])
+    assert [e["id"] for e in ents if e["label"] == "CATEGORY"] == [canonical]
 
 
 def test_high_carbon_steel_is_one_material(extractor):
     [ents] = extractor.extract(["100pcs High Carbon Steel Fishing Hook Barbed"])
     assert [(e["text"], e["id"]) for e in ents if e["label"] == "MATERIAL"] == [
         ("High Carbon Steel", "high_carbon_steel")]
-
-
-@pytest.mark.parametrize("title,category", [
-    ("Nemco 6311-1-240 Electric Hotplate w/ (2) Burners", "Hotplate"),
-    ("Pacon Bus Stickers 800 Stickers, 6/Pack", "Stickers"),
-])
-def test_general_product_types_are_categories(extractor, title, category):
-    assert texts_of(extractor, title, "CATEGORY") == [category]
 
 
 def test_leading_words_of_use_and_season_are_no_brand(extractor):
