@@ -360,8 +360,8 @@ def legal_name(view: TitleView, stop_words=frozenset()) -> Candidate | None:
         if end < n and texts[end] == "." and not view.space_after[i]:
             end += 1  # "Co.", "Inc."
         # a legal form after one or more words; a company word ("Products", "Industries") right after a name
-        company = lows[i] in LEGAL_FORMS or (words == 1 and lows[i] in _COMPANY_WORDS and not view.is_common(pos))
-        if words and company and (end >= n or view.space_after[end - 1] or texts[end] in HARD_STOPS):
+        if words and (end >= n or view.space_after[end - 1] or texts[end] in HARD_STOPS) and (
+                lows[i] in LEGAL_FORMS or (words == 1 and lows[i] in _COMPANY_WORDS and not view.is_common(pos))):
             return Candidate(pos, end, LEAD)
         words += 1
         i = end
