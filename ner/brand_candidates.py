@@ -428,3 +428,20 @@ def recurring_prefix(view: TitleView, cand: Candidate) -> Candidate:
             if (line_word and not view.is_common(cand.start)) or view.lows[k - 1] in _SHOP_WORDS:
                 return Candidate(cand.start, cand.start + 1, cand.kind)
     return cand
+
+
+def abbreviation_tail(view: TitleView, cand: Candidate) -> Candidate:
+    """A candidate that runs on from a lexicon brand through capital abbreviations only, each of at most three
+    letters ("HP AC Power Cord", "HP H F200", "NIKE NSW JKT WVN Jacket"), cut to the lexicon brand: model and
+    part abbreviations after a known brand are not part of its name. A candidate that is itself a lexicon
+    brand stands ("Calvin Klein", "Lee Cooper")."""
+    if cand.kind == NONE or cand.end - cand.start < 2 or (cand.start, cand.end) in view.lex_brands:
+        return cand
+    for start, end in view.lex_brands:
+        if start > cand.start:
+            break
+        if start == cand.start and end < cand.end:
+            tail = [view.texts[i] for i in range(end, cand.end) if has_alpha(view.texts[i])]
+            if tail and all(len(t) <= 3 and t.isalpha() and t.isupper() for t in tail):
+                return Candidate(cand.start, end, cand.kind)
+    return cand

@@ -1,7 +1,7 @@
 """BRAND candidates of a title: the brand position, the lengths of the leading run, lexicon and "by" spans."""
 from ner.brand_candidates import (BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code,
                                   lead_ends, legal_name, lone_common_word, product_words, recurring_lead,
-                                  recurring_prefix)
+                                  recurring_prefix, abbreviation_tail)
 
 LEAD_SKIP = {"new", "original", "2018"}
 STOP = {"men", "women", "'s", "pack"}
@@ -305,3 +305,33 @@ def test_brand_glued_to_its_model_code_stays_a_candidate():
 def test_recurring_lead_is_the_whole_hyphenated_name():
     v = view("Ice\x00-\x00O\x00-\x00Matic ICE0606FT Ice Maker Ice\x00-\x00O\x00-\x00Matic Maker")
     assert recurring_lead(v, STOP) == Candidate(0, 5, LEAD)
+
+
+def test_brand_cut_to_the_lexicon_brand_before_abbreviations():
+    v = view("HP AC Power Cord", lex=[(0, 1)])
+    assert abbreviation_tail(v, Candidate(0, 2, LEAD)) == Candidate(0, 1, LEAD)
+
+
+def test_brand_cut_to_the_lexicon_brand_before_several_abbreviations():
+    v = view("NIKE NSW JKT WVN Jacket", lex=[(0, 1)])
+    assert abbreviation_tail(v, Candidate(0, 4, LEAD)) == Candidate(0, 1, LEAD)
+
+
+def test_brand_not_cut_before_a_word():
+    v = view("Zandor Quelby Work Bench", lex=[(0, 1)])
+    assert abbreviation_tail(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
+
+
+def test_brand_not_cut_before_a_longer_capital_word():
+    v = view("ASICS KAYANO Shoes", lex=[(0, 1)])
+    assert abbreviation_tail(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
+
+
+def test_brand_that_is_a_longer_lexicon_brand_not_cut():
+    v = view("Zandor ZQ Mixer", lex=[(0, 2), (0, 1)])
+    assert abbreviation_tail(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
+
+
+def test_guess_without_a_lexicon_brand_not_cut():
+    v = view("Zandor ZQ Mixer")
+    assert abbreviation_tail(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
