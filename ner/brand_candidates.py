@@ -9,7 +9,7 @@ Pure Python on token strings (no spaCy objects), so the learned brand scorer (`n
   that never sit inside a brand (, | ( ) : ; / and a free-standing dash), at numbers, product codes and words a
   lexicon knows as a category; a lower-case ordinary word ("cheap") starts no run; marks
   glued on both sides stay inside ("Dr. Scholl's", "Oral-B", "AT-A-GLANCE"), and so does a glued possessive
-  ("Trader Joe's").
+  ("Trader Joe's"); no run ends on an initial ("A. Jaffe", never "A.").
 - `lex`: every lexicon brand in the title (also at the brand position, where it may be longer than the run).
 - `by`: the capitalised words after "by" / "from" / "Brand:" ("... Clear Tape by Scotch MMM600121296").
 - `none`: the title has no brand.
@@ -242,8 +242,10 @@ def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(
                 break
         words += 1
         i += 1
-        if not view.hyphen_goes_on(i):
-            ends.append(i)  # a hyphen glued on both sides goes on with the name ("Bunn-O-Matic", not "Bunn")
+        # a hyphen glued on both sides goes on with the name ("Bunn-O-Matic", not "Bunn"), and so does an initial
+        # ("A. Jaffe", not "A.")
+        if not view.hyphen_goes_on(i) and not (len(text) == 2 and text[1] == "." and text[0].isalpha()):
+            ends.append(i)
     return ends
 
 

@@ -118,6 +118,10 @@ def test_product_word_glued_to_a_letter_ends_the_brand():
     assert lead_ends(view("Zorbin T\x00-\x00Shirts Long", blocked={1: "CATEGORY", 3: "CATEGORY"}), 0, 3) == [1]
 
 
+def test_an_initial_is_no_brand_end():
+    assert lead_ends(view("A. Jaffe Art Deco"), 0, 3) == [2, 3]
+
+
 def test_by_brand_before_gender_word_is_no_attribution():
     from ner.brand_candidates import attribution
     assert attribution(view("Gentle Souls by Kenneth Cole Women Sandals"), STOP) is None
