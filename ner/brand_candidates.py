@@ -285,7 +285,7 @@ def candidates(view: TitleView, stop_words=frozenset(), max_words: int = 5, max_
 def attribution(view: TitleView, stop_words=frozenset()) -> Candidate | None:
     """The brand a web-shop offer names outright, or None:
     "... Clear Tape by Scotch MMM600121296 - OnTimeSupplies.com" (by + brand + part number, dash, bar, parenthesis
-    or end: "... Cafe Style Blend by Cherie Sweet Heart (16 oz)") and
+    or end: "... Cafe Style Blend by Cherie Sweet Heart (16 oz)", "... Toothbrush by The Humble Co. (5pk)") and
     "Lismore Red Brandy, Pair - Waterford | US" (dash + brand + the shop's "|")."""
     n = view.n
     texts, lows = view.texts, view.lows
@@ -295,7 +295,9 @@ def attribution(view: TitleView, stop_words=frozenset()) -> Candidate | None:
             j = i + 1 if low in BY_WORDS else i + 2
             if j >= n or not (texts[j][:1].isupper() or texts[j][:1].isdigit()) or is_code(texts[j]):
                 continue
-            ends = lead_ends(view, j, 3, stop_words)
+            # "by The Humble Co.": the article belongs to the name that follows it
+            lead = j + 1 if lows[j] == "the" and j + 1 < n and texts[j + 1][:1].isupper() else j
+            ends = lead_ends(view, lead, 3, stop_words)
             if not ends:
                 continue
             end = ends[-1]

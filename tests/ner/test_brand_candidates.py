@@ -106,6 +106,13 @@ def test_by_brand_before_a_parenthesis_is_the_attribution():
     assert (v.span_text(c.start, c.end), c.kind) == ("Zorbin Sweet Leaf", BY)
 
 
+def test_attribution_keeps_the_article_of_the_name():
+    from ner.brand_candidates import attribution
+    v = view("Bamboo Toothbrush by The Zorbin Co. ( 5pk )", blocked={1: "CATEGORY"}, common=("the",))
+    c = attribution(v, STOP | {"the"})
+    assert (v.span_text(c.start, c.end), c.kind) == ("The Zorbin Co.", BY)
+
+
 def test_hyphenated_brand_ending_in_a_product_word_is_the_attribution():
     from ner.brand_candidates import attribution
     v = view("Index Tabs , White by Redi\x00-\x00Tag RTG31001 - OnTimeSupplies.com",
