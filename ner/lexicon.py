@@ -31,6 +31,21 @@ def canonical_id(phrase: str) -> str:
     return "_".join(re.findall(r"\w+", phrase.casefold())) or phrase.casefold().strip()
 
 
+# British spellings and their American forms, for `phrase_key`
+_SPELLINGS = (("fibre", "fiber"), ("aluminium", "aluminum"), ("grey", "gray"), ("colour", "color"),
+              ("jewellery", "jewelry"), ("tyre", "tire"))
+
+
+def phrase_key(phrase: str) -> str:
+    """What spellings of one phrase have in common: lower case without spaces, hyphens and apostrophes, in
+    American spelling ("Track Suit", "tracksuit" and "track-suit" -> "tracksuit"; "Eye Colour" -> "eyecolor").
+    Full stops stay: "A.P.C." is not "APC". Lexicons give phrases with one key one canonical id."""
+    key = phrase.casefold()
+    for british, american in _SPELLINGS:
+        key = key.replace(british, american)
+    return re.sub(r"[\s\-'’]+", "", key)
+
+
 def resolve_path(name: str | Path) -> Path:
     """A lexicon path as given, or relative to the bundled data folder (`en/brands.jsonl`)."""
     path = Path(name)

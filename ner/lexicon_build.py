@@ -13,18 +13,25 @@ its held-out part (`ner.split`) are left out, so that figures on that part stay 
 
 With `--gold`, the BRAND and MATERIAL values of the TUNE part (`ner.split`) of each gold file go to
 `brands_gold.jsonl` and `materials_gold.jsonl`; the held-out part is never read.
+
+`--ids-from LEXICON` (repeatable): a value that one of these lexicons lists in any spelling (`ner.lexicon.phrase_key`:
+"Track Suit" for "tracksuit", "Jewellery Set" for "jewelry set") takes that lexicon's id, so that one product word,
+brand or material has one canonical id whichever lexicon matched it. The bundled files are built with
+`--ids-from` on the curated lexicons (`en/brands/*.jsonl`, `en/categories/*.jsonl`, `en/colors.jsonl`,
+`en/materials.jsonl`).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import gzip
 import html
 import json
 from collections import Counter
 from pathlib import Path
 
-from ner.lexicon import canonical_id
+from ner.lexicon import canonical_id, phrase_key, read_lexicon
 from ner.split import is_heldout
 
 # column -> (label, output file)
@@ -112,6 +119,25 @@ def lexicon_values(rows: list[dict[str, str]], min_count: int = 1) -> dict[str, 
     return out
 
 
+def known_ids(specs: list[str]) -> dict[tuple[str, str], str]:
+    """(label, `phrase_key`) -> id of the string patterns of lexicons; the first lexicon to list a phrase wins."""
+    ids: dict[tuple[str, str], str] = {}
+    paths = []
+    for spec in specs:
+        # a quoted glob ("ner/data/en/brands/*.jsonl") stands for its files, in name order
+        paths.extend(sorted(glob.glob(spec)) or [spec] if glob.has_magic(spec) else [spec])
+    for spec in paths:
+        for item in read_lexicon(spec):
+            if isinstance(item["pattern"], str) and item.get("id"):
+                ids.setdefault((item["label"], phrase_key(item["pattern"])), item["id"])
+    return ids
+
+
+def reuse_ids(patterns: list[dict], ids: dict[tuple[str, str], str]) -> list[dict]:
+    """The patterns with the id a known lexicon gives their phrase, where it gives one."""
+    return [{**p, "id": ids.get((p["label"], phrase_key(p["pattern"])), p["id"])} for p in patterns]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--catalog", type=Path, help="CSV (optionally .gz) with label columns")
@@ -121,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="gold JSONL whose tune-part BRAND / MATERIAL values become lexicons; repeatable")
     parser.add_argument("--out", required=True, type=Path, help="folder for the JSONL lexicons")
     parser.add_argument("--min-count", type=int, default=1, help="drop catalogue values seen fewer times")
+    parser.add_argument("--ids-from", action="append", default=[], metavar="LEXICON",
+                        help="lexicon (or quoted glob of lexicons) whose ids the values it lists in any spelling "
+                             "take; repeatable")
     args = parser.parse_args(argv)
     if not args.catalog and not args.gold:
         parser.error("give --catalog and/or --gold")
@@ -130,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         files.update(lexicon_values(read_catalog(args.catalog, args.holdout_gold), args.min_count))
     if args.gold:
         files.update(gold_values(args.gold))
+    ids = known_ids(args.ids_from)
     for file, patterns in files.items():
+        patterns = reuse_ids(patterns, ids)
         with open(args.out / file, "w", encoding="utf-8") as fh:
             for item in sorted(patterns, key=lambda p: (p["label"], p["pattern"].casefold())):
                 fh.write(json.dumps(item, ensure_ascii=False) + "\n")

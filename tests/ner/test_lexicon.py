@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from ner.lexicon import LexiconError, canonical_id, expand_numbers, number_forms, plural, read_lexicon, singular
+from ner.lexicon import (DATA_DIR, LexiconError, canonical_id, expand_numbers, number_forms, phrase_key, plural,
+                         read_lexicon, singular)
 
 
 def test_canonical_id_joins_lower_case_words():
@@ -73,3 +74,22 @@ def test_jsonl_error_names_file_and_line(tmp_path):
 def test_missing_file_is_an_error():
     with pytest.raises(LexiconError, match="not found"):
         read_lexicon("no/such/lexicon.jsonl")
+
+
+@pytest.mark.parametrize("a,b", [("Track Suit", "tracksuit"), ("track-suit", "Tracksuit"), ("Pond's", "Ponds"),
+                                 ("Bamboo Fibre", "bamboo fiber"), ("Jewellery Set", "jewelry set")])
+def test_phrase_key_is_shared_by_spellings(a, b):
+    assert phrase_key(a) == phrase_key(b)
+
+
+def test_phrase_key_keeps_full_stops():
+    assert phrase_key("A.P.C.") != phrase_key("APC")
+
+
+def test_bundled_lexicons_give_one_id_per_phrase():
+    ids = {}
+    for path in sorted(DATA_DIR.glob("en/**/*.jsonl")):
+        for item in read_lexicon(path):
+            if isinstance(item["pattern"], str):
+                ids.setdefault((item["label"], phrase_key(item["pattern"])), set()).add(item["id"])
+    assert {key: found for key, found in ids.items() if len(found) > 1} == {}
