@@ -9,7 +9,8 @@ Pure Python on token strings (no spaCy objects), so the learned brand scorer (`n
   that never sit inside a brand (, | ( ) : ; / and a free-standing dash), at numbers, product codes and words a
   lexicon knows as a category; a lower-case ordinary word ("cheap") starts no run; marks
   glued on both sides stay inside ("Dr. Scholl's", "Oral-B", "AT-A-GLANCE"), and so does a glued possessive
-  ("Trader Joe's"); no run ends on an initial ("A. Jaffe", never "A.").
+  ("Trader Joe's"); no run ends on an initial ("A. Jaffe", never "A."), and a capitalised run ends at a word in
+  lower case ("BATFOX mtb man cycling shoe": sellers run on from their brand into search words).
 - `lex`: every lexicon brand in the title (also at the brand position, where it may be longer than the run).
 - `by`: the capitalised words after "by" / "from" / "Brand:" ("... Clear Tape by Scotch MMM600121296").
 - `none`: the title has no brand.
@@ -185,9 +186,11 @@ def _starts_brand(view: TitleView, i: int) -> bool:
 _KEEP_PREFIX = frozenset({"3m"})
 
 
-def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset()) -> list[int]:
+def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(), lower_ends: bool = False) -> list[int]:
     """Possible ends of a brand starting at `start`: after each of its first `max_words` words, up to a mark that
-    never sits inside a brand, a number or code, or a `stop_words` word (gender, size, "Pack", ...)."""
+    never sits inside a brand, a number or code, or a `stop_words` word (gender, size, "Pack", ...). With
+    `lower_ends`, a word in lower case after a capitalised start also ends it ("BATFOX mtb man cycling shoe",
+    "Detector winter thicken baby ..."): sellers write their brand capitalised and run on into search words."""
     texts = view.texts
     n = view.n
     ends = []
@@ -233,6 +236,9 @@ def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(
         if i > start:
             if is_code(text) or (view.glued_before(i) and is_code(texts[i - 1] + text)):
                 break
+            if lower_ends and text.islower() and text.isalpha() and not view.glued_before(i) and \
+                    not texts[start].islower():
+                break
             if view.lows[i] in stop_words and not view.glued_before(i):
                 break
             # the product word ends the brand ("Adidas shoes", "Toread Gloves", "T-Shirts"), but not as the second
@@ -258,7 +264,7 @@ def candidates(view: TitleView, stop_words=frozenset(), max_words: int = 5, max_
     # nor does an ordinary word in lower case ("cheap", "no"); a lexicon brand there still stands ("Red Tape
     # Shoes").
     if pos < view.n and not view.blocked[pos] and not (view.texts[pos][:1].islower() and view.is_common(pos)):
-        for end in lead_ends(view, pos, max_words, stop_words):
+        for end in lead_ends(view, pos, max_words, stop_words, lower_ends=True):
             out.append(Candidate(pos, end, LEAD))
             seen.add((pos, end))
     for start, end in view.lex_brands[:max_lex]:

@@ -129,6 +129,22 @@ def test_an_initial_is_no_brand_end():
     assert lead_ends(view("A. Jaffe Art Deco"), 0, 3) == [2, 3]
 
 
+def test_lower_case_word_ends_a_capitalised_lead_brand():
+    assert lead_ends(view("Zorbin mtb cycling Shoes"), 0, 3, lower_ends=True) == [1]
+
+
+def test_lower_case_word_may_go_on_outside_the_lead():
+    assert lead_ends(view("Zorbin mtb cycling Shoes"), 0, 3) == [1, 2, 3]
+
+
+def test_lower_case_lead_brand_goes_on_in_lower_case():
+    assert lead_ends(view("fan wu fang Dance Shoes"), 0, 3, lower_ends=True) == [1, 2, 3]
+
+
+def test_lead_candidates_stop_at_a_lower_case_word():
+    assert spans(view("Zorbin winter thicken Jacket")) == [("", NONE), ("Zorbin", LEAD)]
+
+
 def test_by_brand_before_gender_word_is_no_attribution():
     from ner.brand_candidates import attribution
     assert attribution(view("Gentle Souls by Kenneth Cole Women Sandals"), STOP) is None
