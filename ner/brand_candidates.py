@@ -10,7 +10,8 @@ Pure Python on token strings (no spaCy objects), so the learned brand scorer (`n
   lexicon knows as a category; a lower-case ordinary word ("cheap") starts no run; marks
   glued on both sides stay inside ("Dr. Scholl's", "Oral-B", "AT-A-GLANCE"), and so does a glued possessive
   ("Trader Joe's"); no run ends on an initial ("A. Jaffe", never "A."), and a capitalised run ends at a word in
-  lower case ("BATFOX mtb man cycling shoe": sellers run on from their brand into search words).
+  lower case or at a describing word ("BATFOX mtb man cycling shoe", "Shieny Boho Vintage Women": sellers run on
+  from their brand into search words).
 - `lex`: every lexicon brand in the title (also at the brand position, where it may be longer than the run).
 - `by`: the capitalised words after "by" / "from" / "Brand:" ("... Clear Tape by Scotch MMM600121296").
 - `none`: the title has no brand.
@@ -190,7 +191,9 @@ def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(
     """Possible ends of a brand starting at `start`: after each of its first `max_words` words, up to a mark that
     never sits inside a brand, a number or code, or a `stop_words` word (gender, size, "Pack", ...). With
     `lower_ends`, a word in lower case after a capitalised start also ends it ("BATFOX mtb man cycling shoe",
-    "Detector winter thicken baby ..."): sellers write their brand capitalised and run on into search words."""
+    "Detector winter thicken baby ..."): sellers write their brand capitalised and run on into search words; so
+    does a describing word (`TitleView.descriptors`) not written in capitals ("Boodun Outdoor Sports Gloves",
+    "Innovera Remanufactured Ink"; "CRZ YOGA" stays whole)."""
     texts = view.texts
     n = view.n
     ends = []
@@ -239,6 +242,8 @@ def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(
             if lower_ends and text.islower() and text.isalpha() and not view.glued_before(i) and \
                     not texts[start].islower():
                 break
+            if lower_ends and view.lows[i] in view.descriptors and not text.isupper():
+                break  # "Shieny Boho Vintage Women ...", "Boodun Outdoor Sports Gloves"; not "CRZ YOGA"
             if view.lows[i] in stop_words and not view.glued_before(i):
                 break
             # the product word ends the brand ("Adidas shoes", "Toread Gloves", "T-Shirts"), but not as the second

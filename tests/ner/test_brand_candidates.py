@@ -145,6 +145,14 @@ def test_lead_candidates_stop_at_a_lower_case_word():
     assert spans(view("Zorbin winter thicken Jacket")) == [("", NONE), ("Zorbin", LEAD)]
 
 
+def test_describing_word_ends_a_lead_brand():
+    assert lead_ends(view("Zorbin Outdoor Gloves", descriptors=("outdoor",)), 0, 3, lower_ends=True) == [1]
+
+
+def test_describing_word_in_capitals_goes_on_with_a_lead_brand():
+    assert lead_ends(view("ZORBIN YOGA Tops", descriptors=("yoga",)), 0, 3, lower_ends=True) == [1, 2, 3]
+
+
 def test_by_brand_before_gender_word_is_no_attribution():
     from ner.brand_candidates import attribution
     assert attribution(view("Gentle Souls by Kenneth Cole Women Sandals"), STOP) is None
