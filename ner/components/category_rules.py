@@ -11,7 +11,8 @@ this component makes compounds and keeps one:
    compound, nor is a container after a quantity ("2.5oz Bag", "16.9 oz Bottle") when another compound is left,
    nor a later mention of the brand's words ("TOPS ... ReStockIt TOPS": the brand, not the category "tops").
 2. A compound takes in the words before it that are nouns of the category vocabulary (every word of every
-   CATEGORY phrase: "Interior File Folders", "Microwave Popcorn"), up to `max_extend` words, stopping at
+   CATEGORY phrase but its function words such as the "of" of "bill of lading": "Interior File Folders",
+   "Microwave Popcorn"; not "of Vitamin C"), up to `max_extend` words, stopping at
    the brand, a material or colour, a number, punctuation, and the `stop_modifiers` ("Recycled", "Premium").
    With `extend_capitalized`, a one-word compound also takes in up to `max_extend_other` capitalised words that
    no lexicon knows ("Lateral Cart", "Restaurant Range"; not upper-case codes such as "SAS"); with `glued_words`
@@ -60,6 +61,8 @@ _MEASURES = frozenset({"oz", "ounce", "ounces", "lb", "lbs", "pound", "pounds", 
 _NUMBER_WORDS = frozenset({"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve"})
 _PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for", "w/", "featuring", "including"})
 _HEAD_MARKS = _PLACEHOLDERS | _PHRASE_ENDS | {"-", "--", "w"}
+_FUNCTION_WORDS = frozenset({"of", "and", "de", "du", "la", "the", "for", "in", "with", "on", "to", "a", "an", "or",
+                             "by", "at", "&", "n"})
 
 
 @Language.factory(
@@ -106,7 +109,8 @@ class CategoryRules:
         if fallback not in ("first", "last"):
             raise ValueError(f"fallback: expected first or last, got {fallback!r}")
         self.label = label
-        self.vocab = vocab - stop_modifiers
+        # function words of category phrases ("bill of lading", "eau de toilette") join words, they are no nouns
+        self.vocab = vocab - stop_modifiers - _FUNCTION_WORDS
         self.blocking_labels = blocking_labels
         self.stop_modifiers = stop_modifiers
         self.max_extend = max_extend

@@ -187,3 +187,7 @@ def test_short_keyword_list_keeps_the_last_compound():
 def test_long_keyword_list_keeps_the_last_mention_without_the_option():
     doc = _nlp_with()("minnow Lure deep diving Hard Bait with treble Hook sinking slow pike Fishing Lure big")
     assert [(e.text, e.start_char) for e in doc.ents if e.label_ == "CATEGORY"] == [("Lure", 77)]
+
+
+def test_function_word_of_a_category_phrase_extends_no_compound(category_nlp):
+    assert cats(category_nlp("Avery 12 bills of Interior File Folders, 1/3 Cut")) == ["Interior File Folders"]
