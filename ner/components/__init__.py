@@ -4,4 +4,5 @@ Each module registers one thing with spaCy's registries (`@Language.factory`, `@
 pipeline config (`ner/configs/*.cfg`) names them. Candidates travel between components as span groups (see
 `groups`); the resolver alone writes `doc.ents`.
 """
-from ner.components import brand_hint, brand_rules, category_rules, lexicon_ruler, resolver, tokenizer  # noqa: F401
+from ner.components import (brand_hint, brand_rules, category_rules, color_rules, lexicon_ruler, resolver,  # noqa: F401
+                            tokenizer)

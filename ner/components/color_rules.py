@@ -1,0 +1,78 @@
+"""`moon_color_rules`: colour phrases that a colour lexicon lists only in part.
+
+Titles name a shade of a colour ("Dark Brown", "Bright Green", "Matte Black") and colourways of several colours
+written as one value ("Black/White", "Black/Navy/Gray"). From the COLOR matches of `moon_lexicon` this component
+adds, as further COLOR candidates:
+
+1. a colour with the shade word before it (`shades`, a word list: "dark", "light", "bright", "matte", ...), the
+   id the shade joined to the colour's id ("dark_brown") where no lexicon lists the phrase;
+2. colours glued together by one of `join_marks` ("/"), the ids joined by that mark ("black/white").
+
+The shorter matches stay candidates, so that where a brand or category takes a word of the longer one the
+resolver still finds the plain colour (where the brand "Mountain Light" takes "Light" of "Light Red", "Red"). The component runs before
+the resolver and after the brand and category rules, which see the lexicon's colour matches unchanged.
+"""
+from __future__ import annotations
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from ner.components import groups
+from ner.lexicon import read_words, resolve_path
+
+
+@Language.factory("moon_color_rules", default_config={"label": "COLOR", "shades": "en/color_shades.txt",
+                                                       "join_marks": ["/"]})
+def make_color_rules(nlp: Language, name: str, label: str, shades: str, join_marks: list[str]) -> "ColorRules":
+    return ColorRules(label=label, shades=read_words(resolve_path(shades)) if shades else set(),
+                      join_marks=set(join_marks))
+
+
+class ColorRules:
+    def __init__(self, label: str = "COLOR", shades: set[str] = frozenset(), join_marks: set[str] = frozenset({"/"})):
+        self.label = label
+        self.shades = frozenset(shades)
+        self.join_marks = frozenset(join_marks)
+
+    def __call__(self, doc: Doc) -> Doc:
+        lexicon = groups.get(doc, groups.LEXICON)
+        label = self.label
+        colors = sorted(c for c in lexicon if c[2] == label)
+        if not colors:
+            return doc
+        toks = groups.tokens(doc)
+        lows, spaces = toks.lows, toks.spaces
+        known = {(c[0], c[1]) for c in colors}
+        added = []
+        # 1. the shade word before a colour
+        shaded = []
+        for start, end, _, ent_id in colors:
+            k = start - 1
+            if k >= 0 and spaces[k] and lows[k] in self.shades and (k, end) not in known:
+                shaded.append((k, end, label, f"{lows[k]}_{ent_id}" if ent_id else lows[k]))
+        added.extend(shaded)
+        # 2. colours glued together by a join mark: the longest reading of each colour, left to right
+        longest: dict[int, tuple] = {}
+        for cand in colors + shaded:
+            best = longest.get(cand[0])
+            if best is None or cand[1] > best[1]:
+                longest[cand[0]] = cand
+        covered = 0
+        texts = toks.texts
+        for first in sorted(longest.values()):
+            if first[0] < covered:
+                continue  # inside a colourway already made
+            run = [first]
+            while True:
+                mark = run[-1][1]
+                nxt = longest.get(mark + 1)
+                if nxt is None or texts[mark] not in self.join_marks or spaces[mark - 1] or spaces[mark]:
+                    break
+                run.append(nxt)
+            if len(run) > 1:
+                joined_id = texts[run[0][1]].join(c[3] or lows[c[0]] for c in run)
+                added.append((run[0][0], run[-1][1], label, joined_id))
+                covered = run[-1][1]
+        if added:
+            groups.put(doc, groups.LEXICON, lexicon + added)
+        return doc

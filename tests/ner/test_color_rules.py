@@ -1,0 +1,53 @@
+"""The colour rules: a shade word with its colour, colours glued by "/" as one colourway."""
+import pytest
+
+
+@pytest.fixture()
+def color_nlp(fixtures):
+    import spacy
+
+    import ner.components  # noqa: F401
+
+    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(fixtures / "colors.jsonl"),
+                                                            str(fixtures / "patterns.jsonl")]})
+    nlp.add_pipe("moon_color_rules", config={"shades": str(fixtures / "shades.txt")})
+    nlp.add_pipe("moon_entity_resolver", config={"sources": ["moon_lexicon"]})
+    return nlp
+
+
+def colors(doc):
+    return [(e.text, e.id_) for e in doc.ents if e.label_ == "COLOR"]
+
+
+def test_shade_word_joins_its_colour(color_nlp):
+    assert colors(color_nlp("Zorbin Dark Red Shoes")) == [("Dark Red", "dark_red")]
+
+
+def test_listed_shade_phrase_keeps_its_id(color_nlp):
+    assert colors(color_nlp("Zorbin Light Blue Shoes")) == [("Light Blue", "light_blue")]
+
+
+def test_word_that_is_no_shade_stays_out(color_nlp):
+    assert colors(color_nlp("Zorbin Ice Red Shoes")) == [("Red", "red")]
+
+
+def test_shade_word_must_stand_apart(color_nlp):
+    assert colors(color_nlp("Zorbin Dark-Red Shoes")) == [("Red", "red")]
+
+
+def test_colours_glued_by_slash_are_one_colourway(color_nlp):
+    assert colors(color_nlp("Oxford, Black/White, 12 D")) == [("Black/White", "black/white")]
+
+
+def test_colourway_of_three_with_a_shade(color_nlp):
+    assert colors(color_nlp("Mask Black/Dark Red/White")) == [("Black/Dark Red/White", "black/dark_red/white")]
+
+
+def test_colours_apart_from_the_slash_stay_apart(color_nlp):
+    assert colors(color_nlp("Mask Black / White")) == [("Black", "black"), ("White", "white")]
+
+
+def test_plain_colour_stands_where_another_entity_takes_the_shade(color_nlp):
+    doc = color_nlp("Mountain Light Red Bike")
+    assert [(e.text, e.label_) for e in doc.ents] == [("Mountain Light", "BRAND"), ("Red", "COLOR")]
