@@ -33,6 +33,8 @@ this component makes compounds and keeps one:
    compound ("Lures" of "Fishing Lures"): such titles name one product many ways, and its type is the head.
    A mention whose head word is also a material or colour match ("... Hockey Jerseys ... Player Jersey") leaves
    the category to another mention of the same word when there is one, and keeps its other reading.
+A COLOR match inside a longer CATEGORY match is dropped: "Green Tea", "Ground Coffee" and "Red Dot Sight" name
+kinds of product, not colours.
 The chosen compound goes to `moon_category`, which the resolver trusts above `moon_lexicon` (the category "Paper"
 of "... Ink Jet Paper" is not the material "paper"); the CATEGORY candidates leave `moon_lexicon`.
 Step 2 runs only on titles with the structure of a web-shop offer (a , | ( or " - " in the title, or a head word
@@ -61,6 +63,7 @@ _MEASURES = frozenset({"oz", "ounce", "ounces", "lb", "lbs", "pound", "pounds", 
 _NUMBER_WORDS = frozenset({"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve"})
 _PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for", "w/", "featuring", "including"})
 _HEAD_MARKS = _PLACEHOLDERS | _PHRASE_ENDS | {"-", "--", "w"}
+_COLOR = "COLOR"
 _FUNCTION_WORDS = frozenset({"of", "and", "de", "du", "la", "the", "for", "in", "with", "on", "to", "a", "an", "or",
                              "by", "at", "&", "n"})
 
@@ -129,6 +132,11 @@ class CategoryRules:
         if not cats and not brands:
             return doc
         others = [c for c in lexicon if c[2] != self.label]
+        if cats:
+            # a colour word inside a longer category phrase names a kind of product, not its colour ("Green Tea",
+            # "Ground Coffee", "Red Dot Sight", "Olive Oil", "Champagne Glass")
+            others = [o for o in others if not (o[2] == _COLOR and any(
+                c[0] <= o[0] and o[1] <= c[1] and c[1] - c[0] > o[1] - o[0] for c in cats))]
         n = len(doc)
         owner: list[str | None] = [None] * n
         for start, end, _, _ in brands:

@@ -191,3 +191,13 @@ def test_long_keyword_list_keeps_the_last_mention_without_the_option():
 
 def test_function_word_of_a_category_phrase_extends_no_compound(category_nlp):
     assert cats(category_nlp("Avery 12 bills of Interior File Folders, 1/3 Cut")) == ["Interior File Folders"]
+
+
+def test_colour_word_inside_a_category_phrase_is_no_colour(category_nlp):
+    doc = category_nlp("Lipton Green Tea , 100ct Box")
+    assert [(e.text, e.label_) for e in doc.ents if e.label_ != "BRAND"] == [("Green Tea", "CATEGORY")]
+
+
+def test_colour_word_before_a_category_stays_a_colour(category_nlp):
+    doc = category_nlp("Lipton Green Folder")
+    assert [(e.text, e.label_) for e in doc.ents if e.label_ != "BRAND"] == [("Green", "COLOR"), ("Folder", "CATEGORY")]
