@@ -37,28 +37,35 @@ class ColorRules:
     def __call__(self, doc: Doc) -> Doc:
         lexicon = groups.get(doc, groups.LEXICON)
         label = self.label
-        colors = sorted(c for c in lexicon if c[2] == label)
+        colors = [c for c in lexicon if c[2] == label]
         if not colors:
             return doc
         toks = groups.tokens(doc)
-        lows, spaces = toks.lows, toks.spaces
-        known = {(c[0], c[1]) for c in colors}
-        added = []
+        lows, spaces, texts = toks.lows, toks.spaces, toks.texts
         # 1. the shade word before a colour
+        shades = self.shades
         shaded = []
         for start, end, _, ent_id in colors:
             k = start - 1
-            if k >= 0 and spaces[k] and lows[k] in self.shades and (k, end) not in known:
-                shaded.append((k, end, label, f"{lows[k]}_{ent_id}" if ent_id else lows[k]))
-        added.extend(shaded)
+            if k >= 0 and lows[k] in shades and spaces[k]:
+                if not any(c[0] == k and c[1] == end for c in colors):
+                    shaded.append((k, end, label, f"{lows[k]}_{ent_id}" if ent_id else lows[k]))
+        added = shaded
         # 2. colours glued together by a join mark: the longest reading of each colour, left to right
+        if not self.join_marks.isdisjoint(texts):
+            added = shaded + self.colourways(colors + shaded, texts, lows, spaces)
+        if added:
+            groups.put(doc, groups.LEXICON, lexicon + added)
+        return doc
+
+    def colourways(self, colors: list[tuple], texts: list[str], lows: list[str], spaces: list[bool]) -> list[tuple]:
         longest: dict[int, tuple] = {}
-        for cand in colors + shaded:
+        for cand in colors:
             best = longest.get(cand[0])
             if best is None or cand[1] > best[1]:
                 longest[cand[0]] = cand
+        out = []
         covered = 0
-        texts = toks.texts
         for first in sorted(longest.values()):
             if first[0] < covered:
                 continue  # inside a colourway already made
@@ -71,8 +78,6 @@ class ColorRules:
                 run.append(nxt)
             if len(run) > 1:
                 joined_id = texts[run[0][1]].join(c[3] or lows[c[0]] for c in run)
-                added.append((run[0][0], run[-1][1], label, joined_id))
+                out.append((run[0][0], run[-1][1], self.label, joined_id))
                 covered = run[-1][1]
-        if added:
-            groups.put(doc, groups.LEXICON, lexicon + added)
-        return doc
+        return out
