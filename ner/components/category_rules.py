@@ -132,11 +132,12 @@ class CategoryRules:
         if not cats and not brands:
             return doc
         others = [c for c in lexicon if c[2] != self.label]
-        if cats:
+        phrases = [c for c in cats if c[1] - c[0] > 1]
+        if phrases:
             # a colour word inside a longer category phrase names a kind of product, not its colour ("Green Tea",
             # "Ground Coffee", "Red Dot Sight", "Olive Oil", "Champagne Glass")
             others = [o for o in others if not (o[2] == _COLOR and any(
-                c[0] <= o[0] and o[1] <= c[1] and c[1] - c[0] > o[1] - o[0] for c in cats))]
+                c[0] <= o[0] and o[1] <= c[1] and c[1] - c[0] > o[1] - o[0] for c in phrases))]
         n = len(doc)
         owner: list[str | None] = [None] * n
         for start, end, _, _ in brands:
