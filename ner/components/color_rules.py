@@ -6,7 +6,9 @@ adds, as further COLOR candidates:
 
 1. a colour with the shade word before it (`shades`, a word list: "dark", "light", "bright", "matte", ...), the
    id the shade joined to the colour's id ("dark_brown") where no lexicon lists the phrase;
-2. colours glued together by one of `join_marks` ("/"), the ids joined by that mark ("black/white").
+2. colours glued together by one of `join_marks` ("/", "-") as one colour value, the ids joined by "/"
+   ("Black/White": "black/white", "White-Red": "white/red"). A shade word glued by a hyphen counts as in step 1
+   ("Sky-Blue": "sky_blue").
 
 The shorter matches stay candidates, so that where a brand or category takes a word of the longer one the
 resolver still finds the plain colour (where the brand "Mountain Light" takes "Light" of "Light Red", "Red"). The component runs before
@@ -22,7 +24,7 @@ from ner.lexicon import read_words, resolve_path
 
 
 @Language.factory("moon_color_rules", default_config={"label": "COLOR", "shades": "en/color_shades.txt",
-                                                       "join_marks": ["/"]})
+                                                       "join_marks": ["/", "-"]})
 def make_color_rules(nlp: Language, name: str, label: str, shades: str, join_marks: list[str]) -> "ColorRules":
     return ColorRules(label=label, shades=read_words(resolve_path(shades)) if shades else set(),
                       join_marks=set(join_marks))
@@ -47,7 +49,9 @@ class ColorRules:
         shaded = []
         for start, end, _, ent_id in colors:
             k = start - 1
-            if k >= 0 and lows[k] in shades and spaces[k]:
+            if k >= 0 and not spaces[k] and texts[k] == "-" and k > 0 and not spaces[k - 1]:
+                k -= 1  # glued by a hyphen: "Sky-Blue", "Dark-Grey"
+            if k >= 0 and lows[k] in shades and (spaces[k] or k < start - 1):
                 if not any(c[0] == k and c[1] == end for c in colors):
                     shaded.append((k, end, label, f"{lows[k]}_{ent_id}" if ent_id else lows[k]))
         added = shaded
@@ -77,7 +81,7 @@ class ColorRules:
                     break
                 run.append(nxt)
             if len(run) > 1:
-                joined_id = texts[run[0][1]].join(c[3] or lows[c[0]] for c in run)
+                joined_id = "/".join(c[3] or lows[c[0]] for c in run)
                 out.append((run[0][0], run[-1][1], self.label, joined_id))
                 covered = run[-1][1]
         return out

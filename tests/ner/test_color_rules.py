@@ -32,10 +32,6 @@ def test_word_that_is_no_shade_stays_out(color_nlp):
     assert colors(color_nlp("Zorbin Ice Red Shoes")) == [("Red", "red")]
 
 
-def test_shade_word_must_stand_apart(color_nlp):
-    assert colors(color_nlp("Zorbin Dark-Red Shoes")) == [("Red", "red")]
-
-
 def test_colours_glued_by_slash_are_one_colourway(color_nlp):
     assert colors(color_nlp("Oxford, Black/White, 12 D")) == [("Black/White", "black/white")]
 
@@ -51,3 +47,15 @@ def test_colours_apart_from_the_slash_stay_apart(color_nlp):
 def test_plain_colour_stands_where_another_entity_takes_the_shade(color_nlp):
     doc = color_nlp("Mountain Light Red Bike")
     assert [(e.text, e.label_) for e in doc.ents] == [("Mountain Light", "BRAND"), ("Red", "COLOR")]
+
+
+def test_colours_glued_by_hyphen_are_one_value(color_nlp):
+    assert colors(color_nlp("Shoe White-Red")) == [("White-Red", "white/red")]
+
+
+def test_shade_glued_by_hyphen_joins_its_colour(color_nlp):
+    assert colors(color_nlp("Shoe Dark-Red")) == [("Dark-Red", "dark_red")]
+
+
+def test_colour_glued_to_a_word_that_is_no_colour_stands_alone(color_nlp):
+    assert colors(color_nlp("Shoe Black-Suede")) == [("Black", "black")]
