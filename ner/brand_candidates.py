@@ -460,3 +460,22 @@ def abbreviation_tail(view: TitleView, cand: Candidate) -> Candidate:
             if tail and all(len(t) <= 3 and t.isalpha() and t.isupper() for t in tail):
                 return Candidate(cand.start, end, cand.kind)
     return cand
+
+
+def describing_start(view: TitleView, cand: Candidate) -> bool:
+    """Whether a guessed brand (no lexicon brand) starts with a describing word not written in capitals
+    (`TitleView.descriptors`): "Outdoor MOLLE ...", "High Elastic SBR Belt", "Professional SUP Wetsuit" describe
+    the product; "CLASSIC POLO" in capitals may be a name."""
+    if cand.kind == NONE or (cand.start, cand.end) in view.lex_brands:
+        return False
+    text = view.texts[cand.start]
+    return view.lows[cand.start] in view.descriptors and not text.isupper()
+
+
+def lexicon_inside(view: TitleView, cand: Candidate) -> Candidate | None:
+    """The first lexicon brand inside a candidate after its first word ("Remanufactured Panasonic UG-5540",
+    "Retro JORDAN 5"), or None."""
+    for start, end in view.lex_brands:
+        if cand.start < start < cand.end:
+            return Candidate(start, end, LEX)
+    return None

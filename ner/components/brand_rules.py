@@ -21,7 +21,10 @@ With a `scorer` (the bundled config names `en/brand_scorer.json`), one brand per
    (`brand_candidates.lone_common_word`) or only describes the product (`brand_candidates.product_words`: "Soft
    Leather Wallet", "Outdoor Tactical Molle Pouch": ordinary words with a category, material or colour word or
    one of the `descriptor_words` of use, season, origin and properties) is no brand;
-5. a multi-word brand of which the shop repeats only the first word is cut to it, and one that runs on from a
+5. a guess that starts with a describing word not written in capitals ("Outdoor MOLLE ...", "High Elastic SBR
+   Belt") is no brand, unless a lexicon brand follows inside it ("Remanufactured Panasonic", "Retro JORDAN"),
+   which is then the brand;
+6. a multi-word brand of which the shop repeats only the first word is cut to it, and one that runs on from a
    lexicon brand through capital abbreviations only ("HP AC Power Cord") is cut to the lexicon brand.
 
 Without a scorer the older rule chain runs (`choose`):
@@ -163,6 +166,10 @@ class BrandRules:
             if best.kind == brand_candidates.NONE or brand_candidates.lone_common_word(view, best) or \
                     brand_candidates.product_words(view, best):
                 return []
+            if brand_candidates.describing_start(view, best):
+                best = brand_candidates.lexicon_inside(view, best)
+                if best is None:
+                    return []
             best = brand_candidates.abbreviation_tail(view, brand_candidates.recurring_prefix(view, best))
         ids = {(c[0], c[1]): c[3] for c in known}
         return [(best.start, best.end, self.label, ids.get((best.start, best.end), ""))]

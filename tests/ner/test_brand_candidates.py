@@ -1,7 +1,7 @@
 """BRAND candidates of a title: the brand position, the lengths of the leading run, lexicon and "by" spans."""
 from ner.brand_candidates import (BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code,
                                   lead_ends, legal_name, lone_common_word, product_words, recurring_lead,
-                                  recurring_prefix, abbreviation_tail)
+                                  recurring_prefix, abbreviation_tail, describing_start, lexicon_inside)
 
 LEAD_SKIP = {"new", "original", "2018"}
 STOP = {"men", "women", "'s", "pack"}
@@ -370,3 +370,24 @@ def test_brand_that_is_a_longer_lexicon_brand_not_cut():
 def test_guess_without_a_lexicon_brand_not_cut():
     v = view("Zandor ZQ Mixer")
     assert abbreviation_tail(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
+
+
+def test_guess_that_starts_with_a_describing_word_is_flagged():
+    v = view("Outdoor MOLLE Medical Kit", descriptors=("outdoor",))
+    assert describing_start(v, Candidate(0, 2, LEAD))
+
+
+def test_describing_word_in_capitals_may_start_a_brand():
+    v = view("OUTDOOR MOLLE Medical Kit", descriptors=("outdoor",))
+    assert not describing_start(v, Candidate(0, 2, LEAD))
+
+
+def test_lexicon_brand_that_starts_with_a_describing_word_is_not_flagged():
+    v = view("Classic Polo Men Shirt", descriptors=("classic",), lex=[(0, 2)])
+    assert not describing_start(v, Candidate(0, 2, LEAD))
+
+
+def test_lexicon_brand_inside_a_describing_guess():
+    v = view("Remanufactured Zorbin UG-5540 Toner", descriptors=("remanufactured",), lex=[(1, 2)])
+    assert lexicon_inside(v, Candidate(0, 2, LEAD)) == Candidate(1, 2, LEX)
+    assert lexicon_inside(view("Outdoor MOLLE Kit"), Candidate(0, 2, LEAD)) is None
