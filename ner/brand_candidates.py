@@ -136,7 +136,8 @@ def chunk_end(view: TitleView, i: int) -> int:
 
 
 def brand_position(view: TitleView, lead_skip) -> int:
-    """Index of the first token after leading noise: marks, numbers, product codes, `lead_skip` words."""
+    """Index of the first token after leading noise: marks, numbers, product codes (also hyphenated ones that
+    start with digits: "400-AJOU Dell ..."), `lead_skip` words."""
     texts = view.texts
     i = 0
     n = view.n
@@ -147,6 +148,13 @@ def brand_position(view: TitleView, lead_skip) -> int:
             i += 2  # "Free Shipping", "High Quality"
             continue
         if not has_alpha(text) or view.lows[i] in lead_skip:
+            if text[:1].isdigit() and not view.space_after[i] and i + 1 < n and texts[i + 1] == "-":
+                # a hyphenated part number that starts with digits ("400-AJOU Dell ...") is skipped whole, unless
+                # a lexicon brand starts in it
+                end = chunk_end(view, i)
+                if is_code("".join(texts[i:end])) and not any(i < s < end for s, _ in view.lex_brands):
+                    i = end
+                    continue
             after_number = after_number or any(c.isdigit() for c in text)
             i += 1
             continue

@@ -32,6 +32,14 @@ def test_brand_position_skips_leading_quantity():
     assert brand_position(view("4 Boxes of Kimbo Espresso"), LEAD_SKIP) == 3
 
 
+def test_brand_position_skips_a_hyphenated_part_number_that_starts_with_digits():
+    assert brand_position(view("400\x00-\x00AJOU Zorbin Drive"), LEAD_SKIP) == 3
+
+
+def test_brand_position_keeps_a_lexicon_brand_inside_a_part_number():
+    assert brand_position(view("400\x00-\x00Zorbin Drive", lex=[(2, 3)]), LEAD_SKIP) == 2
+
+
 def test_brand_position_skips_a_unit_glued_to_a_number():
     assert brand_position(view("20\x00g Steel Tip Darts"), LEAD_SKIP) == 2
 
