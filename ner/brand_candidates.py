@@ -195,7 +195,8 @@ def _starts_brand(view: TitleView, i: int) -> bool:
 _KEEP_PREFIX = frozenset({"3m"})
 
 
-def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(), lower_ends: bool = False) -> list[int]:
+def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(),
+              lower_ends: bool = False) -> list[int]:
     """Possible ends of a brand starting at `start`: after each of its first `max_words` words, up to a mark that
     never sits inside a brand, a number or code, or a `stop_words` word (gender, size, "Pack", ...). With
     `lower_ends`, a word in lower case after a capitalised start also ends it ("BATFOX mtb man cycling shoe",

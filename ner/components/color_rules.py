@@ -10,9 +10,9 @@ adds, as further COLOR candidates:
    ("Black/White": "black/white", "White-Red": "white/red"). A shade word glued by a hyphen counts as in step 1
    ("Sky-Blue": "sky_blue").
 
-The shorter matches stay candidates, so that where a brand or category takes a word of the longer one the
-resolver still finds the plain colour (where the brand "Mountain Light" takes "Light" of "Light Red", "Red"). The component runs before
-the resolver and after the brand and category rules, which see the lexicon's colour matches unchanged.
+The shorter matches stay candidates, so that where a brand or category takes a word of the longer one the resolver
+still finds the plain colour (where the brand "Mountain Light" takes "Light" of "Light Red", "Red"). The component
+runs before the resolver and after the brand and category rules, which see the lexicon's colour matches unchanged.
 """
 from __future__ import annotations
 
