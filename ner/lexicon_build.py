@@ -124,8 +124,10 @@ def known_ids(specs: list[str]) -> dict[tuple[str, str], str]:
     ids: dict[tuple[str, str], str] = {}
     paths = []
     for spec in specs:
-        # a quoted glob ("ner/data/en/brands/*.jsonl") stands for its files, in name order
-        paths.extend(sorted(glob.glob(spec)) or [spec] if glob.has_magic(spec) else [spec])
+        # a quoted glob ("ner/data/en/brands/*.jsonl") stands for its files, in name order; one that matches
+        # nothing stays as given, so that reading it names the missing file
+        matches = sorted(glob.glob(spec)) if glob.has_magic(spec) else []
+        paths.extend(matches or [spec])
     for spec in paths:
         for item in read_lexicon(spec):
             if isinstance(item["pattern"], str) and item.get("id"):

@@ -31,7 +31,8 @@ def make_color_rules(nlp: Language, name: str, label: str, shades: str, join_mar
 
 
 class ColorRules:
-    def __init__(self, label: str = "COLOR", shades: set[str] = frozenset(), join_marks: set[str] = frozenset({"/"})):
+    def __init__(self, label: str = "COLOR", shades: set[str] = frozenset(),
+                 join_marks: set[str] = frozenset({"/", "-"})):
         self.label = label
         self.shades = frozenset(shades)
         self.join_marks = frozenset(join_marks)
@@ -48,12 +49,15 @@ class ColorRules:
         shades = self.shades
         shaded = []
         for start, end, _, ent_id in colors:
-            k = start - 1
-            if k >= 0 and not spaces[k] and texts[k] == "-" and k > 0 and not spaces[k - 1]:
-                k -= 1  # glued by a hyphen: "Sky-Blue", "Dark-Grey"
-            if k >= 0 and lows[k] in shades and (spaces[k] or k < start - 1):
-                if not any(c[0] == k and c[1] == end for c in colors):
-                    shaded.append((k, end, label, f"{lows[k]}_{ent_id}" if ent_id else lows[k]))
+            if start == 0:
+                continue
+            k = start - 1  # the shade word: before the colour with a space, or glued by a hyphen ("Sky-Blue")
+            if texts[k] == "-" and not spaces[k] and k > 0 and not spaces[k - 1]:
+                k -= 1
+            elif not spaces[k]:
+                continue
+            if lows[k] in shades and not any(c[0] == k and c[1] == end for c in colors):
+                shaded.append((k, end, label, f"{lows[k]}_{ent_id}" if ent_id else lows[k]))
         added = shaded
         # 2. colours glued together by a join mark: the longest reading of each colour, left to right
         if not self.join_marks.isdisjoint(texts):
