@@ -18,14 +18,19 @@ def extractor():
     return ner.load("en")
 
 
-@pytest.fixture()
-def small_nlp():
-    """A blank English pipeline with the title tokenizer and the rule components on the fixture lexicon."""
+def _title_nlp():
+    """Blank English with the title tokenizer, the NER components registered."""
     import spacy
 
     import ner.components  # noqa: F401
 
-    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    return spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+
+
+@pytest.fixture()
+def small_nlp():
+    """A blank English pipeline with the title tokenizer and the rule components on the fixture lexicon."""
+    nlp = _title_nlp()
     nlp.add_pipe("moon_brand_hint")
     nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(FIXTURES / "patterns.jsonl")]})
     nlp.add_pipe("moon_brand_rules", config={"lead_skip": str(FIXTURES / "lead.txt"),
@@ -37,15 +42,22 @@ def small_nlp():
 @pytest.fixture()
 def category_nlp():
     """Blank English with the title tokenizer, the fixture lexicon, brand rules and the category rules."""
-    import spacy
-
-    import ner.components  # noqa: F401
-
-    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp = _title_nlp()
     nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(FIXTURES / "categories.jsonl")]})
     nlp.add_pipe("moon_brand_rules", config={"lead_skip": str(FIXTURES / "lead.txt"),
                                              "stop_words": str(FIXTURES / "stop.txt")})
     nlp.add_pipe("moon_category_rules", config={"stop_modifiers": str(FIXTURES / "modifier_stop.txt")})
     nlp.add_pipe("moon_entity_resolver", config={
         "sources": ["moon_hint", "moon_brand", "moon_category", "moon_lexicon", "moon_rules"]})
+    return nlp
+
+
+@pytest.fixture()
+def color_nlp():
+    """Blank English with the title tokenizer, the colour fixture lexicon, the colour rules and the resolver."""
+    nlp = _title_nlp()
+    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(FIXTURES / "colors.jsonl"),
+                                                            str(FIXTURES / "patterns.jsonl")]})
+    nlp.add_pipe("moon_color_rules", config={"shades": str(FIXTURES / "shades.txt")})
+    nlp.add_pipe("moon_entity_resolver", config={"sources": ["moon_lexicon"]})
     return nlp

@@ -1,7 +1,9 @@
 """BRAND candidates of a title: the brand position, the lengths of the leading run, lexicon and "by" spans."""
-from ner.brand_candidates import (BY, LEAD, LEX, NONE, Candidate, TitleView, brand_position, candidates, is_code,
-                                  lead_ends, legal_name, lone_common_word, product_words, recurring_lead,
-                                  recurring_prefix, abbreviation_tail, describing_start, lexicon_inside)
+import pytest
+
+from ner.brand_candidates import (BY, LEAD, LEX, NONE, Candidate, TitleView, abbreviation_tail, brand_position,
+                                  candidates, describing_start, is_code, lead_ends, legal_name, lexicon_inside,
+                                  lone_common_word, product_words, recurring_lead, recurring_prefix)
 
 LEAD_SKIP = {"new", "original", "2018"}
 STOP = {"men", "women", "'s", "pack"}
@@ -360,24 +362,14 @@ def test_brand_cut_to_the_lexicon_brand_before_several_abbreviations():
     assert abbreviation_tail(v, Candidate(0, 4, LEAD)) == Candidate(0, 1, LEAD)
 
 
-def test_brand_not_cut_before_a_word():
-    v = view("Zandor Quelby Work Bench", lex=[(0, 1)])
-    assert abbreviation_tail(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
-
-
-def test_brand_not_cut_before_a_longer_capital_word():
-    v = view("ASICS KAYANO Shoes", lex=[(0, 1)])
-    assert abbreviation_tail(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
-
-
-def test_brand_that_is_a_longer_lexicon_brand_not_cut():
-    v = view("Zandor ZQ Mixer", lex=[(0, 2), (0, 1)])
-    assert abbreviation_tail(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
-
-
-def test_guess_without_a_lexicon_brand_not_cut():
-    v = view("Zandor ZQ Mixer")
-    assert abbreviation_tail(v, Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
+@pytest.mark.parametrize("title,lex", [
+    ("Zandor Quelby Work Bench", [(0, 1)]),  # a word, not an abbreviation
+    ("ASICS KAYANO Shoes", [(0, 1)]),  # a capital word longer than three letters
+    ("Zandor ZQ Mixer", [(0, 2), (0, 1)]),  # the guess is itself a longer lexicon brand
+    ("Zandor ZQ Mixer", []),  # no lexicon brand to cut to
+])
+def test_brand_not_cut_to_a_lexicon_brand(title, lex):
+    assert abbreviation_tail(view(title, lex=lex), Candidate(0, 2, LEAD)) == Candidate(0, 2, LEAD)
 
 
 def test_guess_that_starts_with_a_describing_word_is_flagged():

@@ -1,19 +1,4 @@
-"""The colour rules: a shade word with its colour, colours glued by "/" as one colourway."""
-import pytest
-
-
-@pytest.fixture()
-def color_nlp(fixtures):
-    import spacy
-
-    import ner.components  # noqa: F401
-
-    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
-    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(fixtures / "colors.jsonl"),
-                                                            str(fixtures / "patterns.jsonl")]})
-    nlp.add_pipe("moon_color_rules", config={"shades": str(fixtures / "shades.txt")})
-    nlp.add_pipe("moon_entity_resolver", config={"sources": ["moon_lexicon"]})
-    return nlp
+"""The colour rules: a shade word with its colour, colours glued by "/" or "-" as one colour value."""
 
 
 def colors(doc):
