@@ -31,6 +31,8 @@ this component makes compounds and keeps one:
    word is repeated; 0 turns this off.
    In a keyword list (three or more compounds, no phrases) the category is the plain head noun of the chosen
    compound ("Lures" of "Fishing Lures"): such titles name one product many ways, and its type is the head.
+   An ambiguous head keeps the compound ("Sleeping Bag", "Baseball Caps", "Fishing Rod"): a word that ends phrases
+   in at least `ambiguous_departments` of the `department_lexicons` ("bag": sleeping bag, trash bag, tote bag).
    A mention whose head word is also a material or colour match ("... Hockey Jerseys ... Player Jersey") leaves
    the category to another mention of the same word when there is one, and keeps its other reading.
 A COLOR match inside a longer CATEGORY match is dropped: "Green Tea", "Ground Coffee" and "Red Dot Sight" name
@@ -47,7 +49,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ner.components import groups
-from ner.lexicon import read_words, resolve_path, singular
+from ner.lexicon import read_lexicon, read_words, resolve_path, singular
 
 # what web shops write where a field is empty ("... Controller, Null New ...")
 _PLACEHOLDERS = frozenset({"null", "n/a", "none"})
@@ -83,12 +85,15 @@ _FUNCTION_WORDS = frozenset({"of", "and", "de", "du", "la", "the", "for", "in", 
         "glued_words": False,
         "phrase_head": "off",
         "long_list_words": 0,
+        "department_lexicons": [],
+        "ambiguous_departments": 3,
     },
 )
 def make_category_rules(nlp: Language, name: str, label: str, blocking_labels: list[str], stop_modifiers: str,
                         max_extend: int, extend: bool, fallback: str, repeated_head: bool, extend_capitalized: bool,
                         max_extend_other: int, glued_words: bool, phrase_head: str,
-                        long_list_words: int) -> "CategoryRules":
+                        long_list_words: int, department_lexicons: list[str],
+                        ambiguous_departments: int) -> "CategoryRules":
     vocab: set[str] = set()
     if "moon_lexicon_ruler" in nlp.pipe_names:
         vocab = set(nlp.get_pipe("moon_lexicon_ruler").label_words.get(label, ()))
@@ -96,7 +101,22 @@ def make_category_rules(nlp: Language, name: str, label: str, blocking_labels: l
     return CategoryRules(label=label, vocab=vocab, blocking_labels=set(blocking_labels), stop_modifiers=stops,
                          max_extend=max_extend if extend else 0, fallback=fallback, repeated_head=repeated_head,
                          extend_capitalized=extend_capitalized, max_extend_other=max_extend_other,
-                         glued_words=glued_words, phrase_head=phrase_head, long_list_words=long_list_words)
+                         glued_words=glued_words, phrase_head=phrase_head, long_list_words=long_list_words,
+                         ambiguous_heads=ambiguous_heads(department_lexicons, label, ambiguous_departments))
+
+
+def ambiguous_heads(paths: list[str], label: str, departments: int) -> set[str]:
+    """The head words (singular, lower case) that end `label` phrases of at least `departments` of the lexicons in
+    `paths`, one lexicon per department: "bag" (sleeping bag, trash bag, tote bag), "cap" (baseball cap, lens cap),
+    "rod" (fishing rod, curtain rod). Such a word alone does not say what the product is."""
+    seen: dict[str, set[int]] = {}
+    for k, path in enumerate(paths):
+        for pattern in read_lexicon(path, label):
+            text = pattern.get("pattern")
+            if pattern.get("label") != label or not isinstance(text, str) or len(text.split()) < 2:
+                continue  # token patterns and one-word phrases name no modifier
+            seen.setdefault(singular(text.split()[-1].lower()), set()).add(k)
+    return {word for word, found in seen.items() if len(found) >= departments}
 
 
 class CategoryRules:
@@ -106,7 +126,7 @@ class CategoryRules:
                  blocking_labels: set[str] = frozenset({"MATERIAL", "COLOR"}), stop_modifiers: set[str] = frozenset(),
                  max_extend: int = 2, fallback: str = "last", repeated_head: bool = True,
                  extend_capitalized: bool = False, max_extend_other: int = 1, glued_words: bool = False,
-                 phrase_head: str = "off", long_list_words: int = 0):
+                 phrase_head: str = "off", long_list_words: int = 0, ambiguous_heads: set[str] = frozenset()):
         if phrase_head not in ("off", "missing", "always"):
             raise ValueError(f"phrase_head: expected off, missing or always, got {phrase_head!r}")
         if fallback not in ("first", "last"):
@@ -124,6 +144,7 @@ class CategoryRules:
         self.glued_words = glued_words
         self.phrase_head = phrase_head
         self.long_list_words = long_list_words
+        self.ambiguous_heads = ambiguous_heads
 
     def __call__(self, doc: Doc) -> Doc:
         lexicon = groups.get(doc, groups.LEXICON)
@@ -192,9 +213,10 @@ class CategoryRules:
             chosen = self.extend(chosen, owner, texts, lows, spaces)
         elif not structured and len(compounds) > 2 and chosen[1] - chosen[0] > 1:
             # a keyword list names the product many ways ("Fishing Lure ... Hard Baits ... Lures"): its category is
-            # the plain head noun, the shortest category match that ends the compound
+            # the plain head noun, the shortest category match that ends the compound, unless that noun alone does
+            # not say what the product is ("Sleeping Bag", "Baseball Caps", "Fishing Rod")
             heads = [c for c in cats if c[1] == chosen[1]]
-            if heads:
+            if heads and singular(lows[chosen[1] - 1]) not in self.ambiguous_heads:
                 head = min(heads, key=lambda c: c[1] - c[0])
                 chosen = (head[0], head[1], chosen[2], head[3])
         groups.put(doc, groups.LEXICON, others)

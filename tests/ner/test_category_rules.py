@@ -201,3 +201,53 @@ def test_colour_word_inside_a_category_phrase_is_no_colour(category_nlp):
 def test_colour_word_before_a_category_stays_a_colour(category_nlp):
     doc = category_nlp("Lipton Green Folder")
     assert [(e.text, e.label_) for e in doc.ents if e.label_ != "BRAND"] == [("Green", "COLOR"), ("Folder", "CATEGORY")]
+
+
+def _department_nlp(tmp_path, departments):
+    """Category rules over a lexicon with "sleeping bag" and "bag", and department lexicons in `tmp_path`."""
+    import json
+
+    import spacy
+
+    import ner.components  # noqa: F401
+
+    def write(name, phrases):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps({"label": "CATEGORY", "pattern": p, "id": p.replace(" ", "_")}) + "\n"
+                                for p in phrases))
+        return str(path)
+
+    lexicon = write("categories.jsonl", ["sleeping bag", "bag", "fishing lure", "lure", "tent"])
+    paths = [write("sports.jsonl", ["sleeping bag", "fishing lure"]), write("home.jsonl", ["trash bag"]),
+             write("office.jsonl", ["document bag", "bag"])]
+    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [lexicon]})
+    nlp.add_pipe("moon_category_rules", config={"department_lexicons": paths,
+                                                "ambiguous_departments": departments})
+    nlp.add_pipe("moon_entity_resolver", config={"sources": ["moon_category", "moon_lexicon"]})
+    return nlp
+
+
+def test_ambiguous_heads_are_words_ending_phrases_of_enough_departments(tmp_path):
+    from ner.components.category_rules import ambiguous_heads
+
+    _department_nlp(tmp_path, 3)
+    paths = [str(tmp_path / name) for name in ("sports.jsonl", "home.jsonl", "office.jsonl")]
+    assert ambiguous_heads(paths, "CATEGORY", 3) == {"bag"}
+    assert ambiguous_heads(paths, "CATEGORY", 2) == {"bag"}
+    assert ambiguous_heads(paths, "CATEGORY", 1) == {"bag", "lure"}
+
+
+def test_keyword_list_keeps_the_compound_of_an_ambiguous_head(tmp_path):
+    nlp = _department_nlp(tmp_path, 3)
+    assert cats(nlp("Down Sleeping Bag Winter Tent Camping Sleeping Bag")) == ["Sleeping Bag"]
+
+
+def test_keyword_list_takes_the_plain_noun_of_a_head_of_too_few_departments(tmp_path):
+    nlp = _department_nlp(tmp_path, 4)
+    assert cats(nlp("Down Sleeping Bag Winter Tent Camping Sleeping Bag")) == ["Bag"]
+
+
+def test_keyword_list_takes_the_plain_noun_of_an_unambiguous_head(tmp_path):
+    nlp = _department_nlp(tmp_path, 3)
+    assert cats(nlp("Hard Fishing Lure Winter Tent Pike Fishing Lure")) == ["Lure"]
