@@ -37,6 +37,10 @@ LEX = "lex"
 BY = "by"
 
 
+# marks of a title written in phrases, as web shops write offers
+_OFFER_MARKS = frozenset({",", ";", "|", "(", "by", "from"})
+
+
 class Candidate(NamedTuple):
     start: int
     end: int
@@ -74,6 +78,14 @@ class TitleView:
 
     def is_common(self, i: int) -> bool:
         return self.lows[i] in self._common
+
+    def is_offer(self) -> bool:
+        """Whether the title is written like a web-shop offer, in phrases ("..., 25/Pack", "... | Shop", "... - SKU",
+        "... by Brand"), not as a keyword list ("Warm Outdoor Ski Jacket Women Winter Jacket Warm ...")."""
+        for i, low in enumerate(self.lows):
+            if low in _OFFER_MARKS or (low == "-" and i and self.space_after[i - 1] and self.space_after[i]):
+                return True
+        return False
 
     def glued_before(self, i: int) -> bool:
         return i > 0 and not self.space_after[i - 1]
@@ -393,8 +405,10 @@ def legal_name(view: TitleView, stop_words=frozenset()) -> Candidate | None:
 
 
 def lone_common_word(view: TitleView, cand: Candidate) -> bool:
-    """Whether a guessed brand is one ordinary word, not in upper case, that no lexicon knows and the title does
-    not repeat ("Adjustable Sports Bras ...", "Warm Outdoor Sport Windproof Ski Jacket"): no brand, not "Warm".
+    """Whether a guessed brand is one ordinary word, not in upper case, that no lexicon knows and that a web-shop
+    offer does not repeat ("Adjustable Sports Bras ...", "Warm Outdoor Sport Windproof Ski Jacket"): no brand, not
+    "Warm". Shops repeat the brand ("Quality Envelopes, 10/Box Quality Envelopes"); keyword lists repeat search
+    words ("Warm Outdoor Ski Jacket Women Winter Jacket Warm ...", "Golf Hat Clip Golf Ball Marker").
     A describing word (`TitleView.descriptors`) is no brand even when the title repeats it or it is no ordinary
     word: keyword lists repeat their use words ("Cycling Glasses ... Cycling Eyewear", "Fishing Clothing ...
     Fishing Shirt"), and "Autumn" or "Trekking" begin descriptions, not brand names."""
@@ -405,7 +419,7 @@ def lone_common_word(view: TitleView, cand: Candidate) -> bool:
     low = view.lows[cand.start]
     if low in view.descriptors:
         return True
-    return view.is_common(cand.start) and low not in view.lows[cand.end:]
+    return view.is_common(cand.start) and not (low in view.lows[cand.end:] and view.is_offer())
 
 
 def product_words(view: TitleView, cand: Candidate) -> bool:

@@ -241,9 +241,21 @@ def test_lone_ordinary_word_in_upper_case_may_be_a_brand():
     assert not lone_common_word(view("TBH Kids Conditioner", common=("tbh",)), Candidate(0, 1, LEAD))
 
 
-def test_lone_ordinary_word_the_title_repeats_may_be_a_brand():
-    assert not lone_common_word(view("Quality Envelopes 10 Quality Envelopes", common=("quality",)),
+def test_lone_ordinary_word_a_shop_offer_repeats_may_be_a_brand():
+    assert not lone_common_word(view("Quality Envelopes , 10 Quality Envelopes", common=("quality",)),
                                 Candidate(0, 1, LEAD))
+
+
+def test_lone_ordinary_word_a_keyword_list_repeats_is_no_brand():
+    assert lone_common_word(view("Warm Ski Jacket Women Winter Jacket Warm Coat", common=("warm",)),
+                            Candidate(0, 1, LEAD))
+
+
+def test_offer_is_a_title_in_phrases():
+    assert view("Clear Tape , 6/Pack").is_offer()
+    assert view("Clear Tape by Scotch").is_offer()
+    assert view("Clear Tape - MMM600").is_offer()
+    assert not view("Clear Tape\x00-\x00Roll Scotch Tape").is_offer()
 
 
 def test_lone_describing_word_is_no_brand_though_repeated():
