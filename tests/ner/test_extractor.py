@@ -116,6 +116,10 @@ def test_leading_country_and_style_words_are_no_brand(extractor):
     assert texts_of(extractor, "Korean Style Man Polyester Elastic Waist Long Pants For Running", "BRAND") == []
 
 
+def test_leading_pattern_words_are_no_brand(extractor):
+    assert texts_of(extractor, "Army Camouflage Baseball Cap tactical cap men women adjustable", "BRAND") == []
+
+
 def test_lexicon_brand_that_begins_with_a_nationality_stands(extractor):
     assert texts_of(extractor, "French Connection Women Black Sling Bag", "BRAND") == ["French Connection"]
 
