@@ -120,6 +120,10 @@ def test_leading_pattern_words_are_no_brand(extractor):
     assert texts_of(extractor, "Army Camouflage Baseball Cap tactical cap men women adjustable", "BRAND") == []
 
 
+def test_leading_property_word_with_a_prefix_is_no_brand(extractor):
+    assert texts_of(extractor, "Anti-slip Unisex Skiing Eyewear Double Layer Lens Goggles", "BRAND") == []
+
+
 def test_lexicon_brand_that_begins_with_a_nationality_stands(extractor):
     assert texts_of(extractor, "French Connection Women Black Sling Bag", "BRAND") == ["French Connection"]
 
