@@ -124,6 +124,12 @@ def test_leading_property_word_with_a_prefix_is_no_brand(extractor):
     assert texts_of(extractor, "Anti-slip Unisex Skiing Eyewear Double Layer Lens Goggles", "BRAND") == []
 
 
+@pytest.mark.parametrize("title", ["Polarized Cycling Glasses Road Bike Sunglasses Eyewear",
+                                   "Handmade Braided Horse Whips Flogger For Horse Racing"])
+def test_leading_property_word_is_no_brand(extractor, title):
+    assert texts_of(extractor, title, "BRAND") == []
+
+
 def test_lexicon_brand_that_begins_with_a_nationality_stands(extractor):
     assert texts_of(extractor, "French Connection Women Black Sling Bag", "BRAND") == ["French Connection"]
 
