@@ -207,6 +207,10 @@ def _starts_brand(view: TitleView, i: int) -> bool:
 _KEEP_PREFIX = frozenset({"3m"})
 
 
+# Roman numerals that number a model's generation ("PANTHER II"); not I, V and X, which are also letters of names
+_MODEL_NUMERALS = frozenset({"II", "III", "IV", "VI", "VII", "VIII", "IX", "XI", "XII", "XIII", "XIV", "XV"})
+
+
 def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(),
               lower_ends: bool = False) -> list[int]:
     """Possible ends of a brand starting at `start`: after each of its first `max_words` words, up to a mark that
@@ -267,6 +271,8 @@ def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(
                 break  # "Shieny Boho Vintage Women ...", "Boodun Outdoor Sports Gloves"; not "CRZ YOGA"
             if view.lows[i] in stop_words and not view.glued_before(i):
                 break
+            if text in _MODEL_NUMERALS and not view.glued_before(i):
+                break  # a model's generation: "ECOODA PANTHER II", "ZUSA XII Elite"
             # the product word ends the brand ("Adidas shoes", "Toread Gloves", "T-Shirts"), but not as the second
             # half of a hyphenated name ("by Redi-Tag RTG31001")
             if view.blocked[i] == "CATEGORY" and not (texts[i - 1] == "-" and view.glued_before(i) and

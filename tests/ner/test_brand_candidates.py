@@ -139,6 +139,14 @@ def test_an_initial_is_no_brand_end():
     assert lead_ends(view("A. Jaffe Art Deco"), 0, 3) == [2, 3]
 
 
+def test_roman_numeral_of_a_model_ends_a_lead_brand():
+    assert lead_ends(view("ZORBIN PANTHER II Fishing Rod"), 0, 3) == [1, 2]
+
+
+def test_letter_v_may_go_on_with_a_lead_brand():
+    assert lead_ends(view("Zorbin V Guitar"), 0, 2) == [1, 2]
+
+
 def test_lower_case_word_ends_a_capitalised_lead_brand():
     assert lead_ends(view("Zorbin mtb cycling Shoes"), 0, 3, lower_ends=True) == [1]
 
