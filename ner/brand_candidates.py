@@ -79,6 +79,14 @@ class TitleView:
     def is_common(self, i: int) -> bool:
         return self.lows[i] in self._common
 
+    def ordinary(self, start: int, end: int) -> bool:
+        """Whether tokens [start, end) are ordinary words and marks only, none an upper-case initialism."""
+        for k in range(start, end):
+            text = self.texts[k]
+            if has_alpha(text) and (not self.is_common(k) or (text.isupper() and len(text) > 1)):
+                return False
+        return True
+
     def is_offer(self) -> bool:
         """Whether the title is written like a web-shop offer, in phrases ("..., 25/Pack", "... | Shop", "... - SKU",
         "... by Brand"), not as a keyword list ("Warm Outdoor Ski Jacket Women Winter Jacket Warm ...")."""
@@ -300,6 +308,8 @@ def candidates(view: TitleView, stop_words=frozenset(), max_words: int = 5, max_
             out.append(Candidate(pos, end, LEAD))
             seen.add((pos, end))
     for start, end in view.lex_brands[:max_lex]:
+        if start > pos and view.ordinary(start, end):
+            continue  # away from the brand position, ordinary words are read as words ("... LED Light Mountain Road")
         if (start, end) not in seen and not view.hyphen_goes_on(end):  # not "Bunn" of "Bunn-O-Matic"
             # a lexicon brand that starts in the leading noise ("365 by Whole Foods Market") stands at the position
             kind = LEAD if start < pos < end else LEX

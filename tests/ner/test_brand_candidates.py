@@ -88,6 +88,16 @@ def test_lower_case_ordinary_word_starts_no_guessed_brand():
     assert spans(view("cheap Nike shoes", lex=[(1, 2)], common=("cheap",))) == [("", NONE), ("Nike", LEX)]
 
 
+def test_lexicon_brand_of_ordinary_words_elsewhere_is_no_candidate():
+    v = view("Zorbin LED Light Mountain Road Lights", lex=[(2, 4)], common=("light", "mountain"))
+    assert ("Light Mountain", LEX) not in spans(v)
+
+
+def test_lexicon_brand_with_an_initialism_elsewhere_is_a_candidate():
+    v = view("Zorbin Bike Light ACE Mountain Road", lex=[(3, 5)], common=("ace", "mountain"))
+    assert ("ACE Mountain", LEX) in spans(v)
+
+
 def test_lexicon_brand_elsewhere_and_after_by_are_candidates():
     v = view("Tape , by Scotch MMM600121296 from Acme", lex=[(6, 7)])
     assert spans(v) == [("", NONE), ("Tape", LEAD), ("Acme", LEX), ("Scotch", BY)]
