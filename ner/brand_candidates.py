@@ -79,13 +79,14 @@ class TitleView:
     def is_common(self, i: int) -> bool:
         return self.lows[i] in self._common
 
+    def is_plain(self, i: int) -> bool:
+        """Whether token i is a mark, a number or an ordinary word not written in upper case (not "TBH", "HP")."""
+        text = self.texts[i]
+        return not has_alpha(text) or (self.is_common(i) and not text.isupper())
+
     def ordinary(self, start: int, end: int) -> bool:
-        """Whether tokens [start, end) are ordinary words and marks only, none an upper-case initialism."""
-        for k in range(start, end):
-            text = self.texts[k]
-            if has_alpha(text) and (not self.is_common(k) or (text.isupper() and len(text) > 1)):
-                return False
-        return True
+        """Whether tokens [start, end) are all plain (`is_plain`)."""
+        return all(self.is_plain(k) for k in range(start, end))
 
     def is_offer(self) -> bool:
         """Whether the title is written like a web-shop offer, in phrases ("..., 25/Pack", "... | Shop", "... - SKU",
@@ -451,7 +452,7 @@ def product_words(view: TitleView, cand: Candidate) -> bool:
     for i in range(cand.start, cand.end):
         if view.blocked[i] or view.lows[i] in descriptors:
             described = True
-        elif any(c.isalpha() for c in view.texts[i]) and (not view.is_common(i) or view.texts[i].isupper()):
+        elif not view.is_plain(i):
             return False
     return described and not view.recurs(cand.start, cand.end)
 

@@ -109,6 +109,8 @@ def ambiguous_heads(paths: list[str], label: str, departments: int) -> set[str]:
     """The head words (singular, lower case) that end `label` phrases of at least `departments` of the lexicons in
     `paths`, one lexicon per department: "bag" (sleeping bag, trash bag, tote bag), "cap" (baseball cap, lens cap),
     "rod" (fishing rod, curtain rod). Such a word alone does not say what the product is."""
+    if departments < 1:
+        raise ValueError(f"ambiguous_departments: expected 1 or more, got {departments}")
     seen: dict[str, set[int]] = {}
     for k, path in enumerate(paths):
         for pattern in read_lexicon(path, label):
