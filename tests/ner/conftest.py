@@ -18,7 +18,7 @@ def extractor():
     return ner.load("en")
 
 
-def _title_nlp():
+def title_nlp():
     """Blank English with the title tokenizer, the NER components registered."""
     import spacy
 
@@ -30,7 +30,7 @@ def _title_nlp():
 @pytest.fixture()
 def small_nlp():
     """A blank English pipeline with the title tokenizer and the rule components on the fixture lexicon."""
-    nlp = _title_nlp()
+    nlp = title_nlp()
     nlp.add_pipe("moon_brand_hint")
     nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(FIXTURES / "patterns.jsonl")]})
     nlp.add_pipe("moon_brand_rules", config={"lead_skip": str(FIXTURES / "lead.txt"),
@@ -42,7 +42,7 @@ def small_nlp():
 @pytest.fixture()
 def category_nlp():
     """Blank English with the title tokenizer, the fixture lexicon, brand rules and the category rules."""
-    nlp = _title_nlp()
+    nlp = title_nlp()
     nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(FIXTURES / "categories.jsonl")]})
     nlp.add_pipe("moon_brand_rules", config={"lead_skip": str(FIXTURES / "lead.txt"),
                                              "stop_words": str(FIXTURES / "stop.txt")})
@@ -55,7 +55,7 @@ def category_nlp():
 @pytest.fixture()
 def color_nlp():
     """Blank English with the title tokenizer, the colour fixture lexicon, the colour rules and the resolver."""
-    nlp = _title_nlp()
+    nlp = title_nlp()
     nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(FIXTURES / "colors.jsonl"),
                                                             str(FIXTURES / "patterns.jsonl")]})
     nlp.add_pipe("moon_color_rules", config={"shades": str(FIXTURES / "shades.txt")})

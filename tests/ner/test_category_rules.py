@@ -1,4 +1,9 @@
 """The category rules: one category per title, compounds of overlapping matches, the head of the first phrase."""
+import json
+
+import pytest
+
+from tests.ner.conftest import FIXTURES, title_nlp
 
 
 def cats(doc):
@@ -50,12 +55,7 @@ def test_product_word_a_shop_repeats_before_by_brand_is_the_category(category_nl
 
 
 def _nlp_with(**options):
-    import spacy
-
-    import ner.components  # noqa: F401
-    from tests.ner.conftest import FIXTURES
-
-    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp = title_nlp()
     nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(FIXTURES / "categories.jsonl")]})
     nlp.add_pipe("moon_brand_rules", config={"lead_skip": str(FIXTURES / "lead.txt"),
                                              "stop_words": str(FIXTURES / "stop.txt")})
@@ -203,14 +203,9 @@ def test_colour_word_before_a_category_stays_a_colour(category_nlp):
     assert [(e.text, e.label_) for e in doc.ents if e.label_ != "BRAND"] == [("Green", "COLOR"), ("Folder", "CATEGORY")]
 
 
-def _department_nlp(tmp_path, departments):
-    """Category rules over a lexicon with "sleeping bag" and "bag", and department lexicons in `tmp_path`."""
-    import json
-
-    import spacy
-
-    import ner.components  # noqa: F401
-
+def _department_lexicons(tmp_path):
+    """A category lexicon with "sleeping bag" and "bag", and three department lexicons of which "bag" ends
+    phrases in all three and "lure" in one: (lexicon path, department paths)."""
     def write(name, phrases):
         path = tmp_path / name
         path.write_text("".join(json.dumps({"label": "CATEGORY", "pattern": p, "id": p.replace(" ", "_")}) + "\n"
@@ -220,7 +215,13 @@ def _department_nlp(tmp_path, departments):
     lexicon = write("categories.jsonl", ["sleeping bag", "bag", "fishing lure", "lure", "tent"])
     paths = [write("sports.jsonl", ["sleeping bag", "fishing lure"]), write("home.jsonl", ["trash bag"]),
              write("office.jsonl", ["document bag", "bag"])]
-    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    return lexicon, paths
+
+
+def _department_nlp(tmp_path, departments):
+    """Category rules over `_department_lexicons`, a head word ambiguous in `departments` of them."""
+    lexicon, paths = _department_lexicons(tmp_path)
+    nlp = title_nlp()
     nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [lexicon]})
     nlp.add_pipe("moon_category_rules", config={"department_lexicons": paths,
                                                 "ambiguous_departments": departments})
@@ -231,11 +232,15 @@ def _department_nlp(tmp_path, departments):
 def test_ambiguous_heads_are_words_ending_phrases_of_enough_departments(tmp_path):
     from ner.components.category_rules import ambiguous_heads
 
-    _department_nlp(tmp_path, 3)
-    paths = [str(tmp_path / name) for name in ("sports.jsonl", "home.jsonl", "office.jsonl")]
+    _, paths = _department_lexicons(tmp_path)
     assert ambiguous_heads(paths, "CATEGORY", 3) == {"bag"}
     assert ambiguous_heads(paths, "CATEGORY", 2) == {"bag"}
     assert ambiguous_heads(paths, "CATEGORY", 1) == {"bag", "lure"}
+
+
+def test_ambiguous_departments_below_one_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="ambiguous_departments"):
+        _department_nlp(tmp_path, 0)
 
 
 def test_keyword_list_keeps_the_compound_of_an_ambiguous_head(tmp_path):

@@ -1,5 +1,6 @@
 """Each rule component on a small fixture lexicon: exact spans and labels."""
 from ner.components import groups
+from tests.ner.conftest import title_nlp
 
 
 def ents(doc):
@@ -121,11 +122,7 @@ def test_title_tokenizer_splits_comma_before_digit(small_nlp):
 
 
 def test_specific_material_kept_before_generic_one():
-    import spacy
-
-    import ner.components  # noqa: F401
-
-    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp = title_nlp()
     nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": []}).add_patterns([
         {"label": "MATERIAL", "pattern": "cloth", "id": "cloth"},
         {"label": "MATERIAL", "pattern": "cotton", "id": "cotton"}])
@@ -137,11 +134,7 @@ def test_specific_material_kept_before_generic_one():
 
 
 def test_material_of_phrased_title_is_the_last_one_of_keyword_list_the_first():
-    import spacy
-
-    import ner.components  # noqa: F401
-
-    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp = title_nlp()
     nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": []}).add_patterns([
         {"label": "MATERIAL", "pattern": "lace", "id": "lace"},
         {"label": "MATERIAL", "pattern": "leather", "id": "leather"}])
@@ -151,15 +144,11 @@ def test_material_of_phrased_title_is_the_last_one_of_keyword_list_the_first():
 
 
 def test_descriptor_files_are_read_word_by_word(tmp_path, fixtures):
-    import spacy
-
-    import ner.components  # noqa: F401
-
     words = tmp_path / "describing.txt"
     words.write_text("# use and properties\nportable vintage folding\n", encoding="utf-8")
     common = tmp_path / "common.txt"
     common.write_text("portable\nvintage\n", encoding="utf-8")
-    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "moon.title_tokenizer.v1"}}})
+    nlp = title_nlp()
     nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": [str(fixtures / "patterns.jsonl")]})
     nlp.add_pipe("moon_brand_rules", config={"scorer": "rules", "common_words": str(common),
                                              "descriptor_words": [str(words)]})
