@@ -165,7 +165,7 @@ def singular(word: str) -> str:
     if word in _INVARIANT or not word.isalpha() or len(word) < 4:
         return word
     if word.endswith("ies"):
-        return word[:-3] + "y"
+        return word[:-3] + "y" if len(word) > 4 else word[:-1]  # batteries -> battery; ties, pies -> tie, pie
     if word.endswith(("ches", "shes", "sses", "xes", "zes")):
         return word[:-2]
     if word.endswith("s") and not word.endswith(("ss", "us", "is")):
@@ -174,16 +174,18 @@ def singular(word: str) -> str:
 
 
 def number_forms(phrase: str) -> list[str]:
-    """The phrase with its last word in singular and plural (`Track Pants`, `Sneaker` -> `sneakers`)."""
+    """The phrase with its last word in singular and plural (`Track Pants`, `Sneaker` -> `sneakers`). In a word
+    glued by "-" or "/" the part after the last mark takes the number (`t-shirt` -> `t-shirts`)."""
     words = phrase.split(" ")
-    last = words[-1]
+    cut = max(words[-1].rfind("-"), words[-1].rfind("/")) + 1
+    glued, last = words[-1][:cut], words[-1][cut:]
     low = last.lower()
     forms = {phrase}
     one = singular(low)
     for other in (one, plural(one)):
         if other != low:
             form = other if last.islower() else (other.upper() if last.isupper() else other.capitalize())
-            forms.add(" ".join(words[:-1] + [form]))
+            forms.add(" ".join(words[:-1] + [glued + form]))
     return sorted(forms)
 
 

@@ -85,6 +85,7 @@ def test_quantity_at_the_start_is_no_brand(extractor):
     ("Nemco 6311-1-240 Electric Hotplate w/ (2) Burners", "CATEGORY", "Hotplate"),
     ("Pacon Bus Stickers 800 Stickers, 6/Pack", "CATEGORY", "Stickers"),
     ("100% Mulberry Silk Face Mask with Filter Pocket", "MATERIAL", "100% Mulberry Silk"),
+    ("Nike Men Pack of 2 Navy Blue T-Shirts", "CATEGORY", "T-Shirts"),
 ])
 def test_curated_phrase_is_one_entity_of_its_label(extractor, title, label, text):
     assert texts_of(extractor, title, label) == [text]

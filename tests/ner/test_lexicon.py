@@ -17,13 +17,18 @@ def test_plural(word, expected):
 
 
 @pytest.mark.parametrize("word,expected", [("sneakers", "sneaker"), ("watches", "watch"), ("jeans", "jeans"),
-                                           ("accessories", "accessory"), ("glass", "glass"), ("bus", "bus")])
+                                           ("accessories", "accessory"), ("ties", "tie"), ("glass", "glass"), ("bus", "bus")])
 def test_singular(word, expected):
     assert singular(word) == expected
 
 
 def test_number_forms_change_only_the_last_word_and_keep_its_casing():
     assert number_forms("Track Pant") == ["Track Pant", "Track Pants"]
+
+
+def test_number_forms_inflect_the_part_after_a_hyphen():
+    assert number_forms("t-shirt") == ["t-shirt", "t-shirts"]
+    assert number_forms("Zip-Ties") == ["Zip-Tie", "Zip-Ties"]
 
 
 def test_expand_numbers_keeps_the_id():
