@@ -9,7 +9,8 @@ this component makes compounds and keeps one:
    that of the right-most match, the head. Matches that only touch stay apart here ("Basketball" "Shorts"); step
    2 joins them in web-shop offers. A shop's immediate repetition of the head ("Bud Vase Vase") is no second
    compound, nor is a container after a quantity ("2.5oz Bag", "16.9 oz Bottle") when another compound is left,
-   nor a later mention of the brand's words ("TOPS ... ReStockIt TOPS": the brand, not the category "tops").
+   nor a later mention of the brand's words ("TOPS ... ReStockIt TOPS": the brand, not the category "tops")
+   unless nothing else names the product ("Pepe Jeans Women Blue Jeans": the product word the brand ends with).
 2. A compound takes in the words before it that are nouns of the category vocabulary (every word of every
    CATEGORY phrase but its function words such as the "of" of "bill of lading": "Interior File Folders",
    "Microwave Popcorn"; not "of Vitamin C"), up to `max_extend` words, stopping at
@@ -182,8 +183,15 @@ class CategoryRules:
         compounds = [c for k, c in enumerate(compounds) if not (
             k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]
         brand_words = {lows[i] for start, end, _, _ in brands for i in range(start, end) if lows[i][:1].isalnum()}
-        # a later mention of the brand is not a product word ("TOPS Bill of Lading ... ReStockIt TOPS Lading")
-        compounds = [c for c in compounds if not all(lows[i] in brand_words for i in range(c[0], c[1]))]
+        # a later mention of the brand is not a product word ("TOPS Bill of Lading ... ReStockIt TOPS Lading"), but
+        # where nothing else names the product, the product word a brand ends with does ("Pepe Jeans Women Blue
+        # Jeans", "Happy Socks Unisex Red Socks", "The Republic of Tea Orange Ginger Mint Tea")
+        other = [c for c in compounds if not all(lows[i] in brand_words for i in range(c[0], c[1]))]
+        if not other and compounds:
+            brand_ends = {lows[end - 1] for start, end, _, _ in brands if end - start > 1}
+            whole = {tuple(lows[start:end]) for start, end, _, _ in brands}
+            other = [c for c in compounds if lows[c[1] - 1] in brand_ends and tuple(lows[c[0]:c[1]]) not in whole]
+        compounds = other
         head = self.shop_phrase_head(owner, texts, lows, spaces) if self.phrase_head != "off" else None
         if head is not None and compounds and self.phrase_head == "always" and \
                 not any(c[1] == head + 1 for c in compounds):

@@ -168,6 +168,12 @@ def test_later_mention_of_the_brand_is_no_category():
     assert [(e.text, e.label_) for e in doc.ents] == [("Tops", "BRAND")]
 
 
+def test_product_word_that_ends_the_brand_is_the_category_when_nothing_else_is():
+    doc = _nlp_with()("Happy Socks Unisex Red Socks")
+    assert [(e.text, e.label_, e.start_char) for e in doc.ents] == [("Happy Socks", "BRAND", 0),
+                                                                     ("Socks", "CATEGORY", 23)]
+
+
 def test_long_keyword_list_takes_the_first_mention_of_the_repeated_head():
     nlp = _nlp_with(long_list_words=12)
     doc = nlp("minnow Lure deep diving Hard Bait with treble Hook sinking slow pike Fishing Lure big")
