@@ -182,7 +182,9 @@ def _read_titles(source):
             continue
         record["id"] = row.get("id")
         title, brand = row.get("title"), row.get("brand")
-        if isinstance(title, str):
+        if record["id"] is None:
+            record["error"] = "no 'id'"  # its entities could not be joined back to the product
+        elif isinstance(title, str):
             record["title"] = title
         else:
             record["error"] = "no 'title' string" if title is None else f"'title' is a {type(title).__name__}"

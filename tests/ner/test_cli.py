@@ -36,17 +36,18 @@ def test_extract_writes_one_line_per_title(tmp_path):
 @pytest.mark.slow
 def test_extract_keeps_unreadable_lines_as_error_records(tmp_path):
     (tmp_path / "in.jsonl").write_bytes(b'{"id": "a", "title": "Nike Shorts"}\nnot json\n\n{"id": "c"}\n'
-                                        b'{"id": "d", "title": "\xff"}\n')
+                                        b'{"id": "d", "title": "\xff"}\n{"title": "Nike Shorts"}\n')
     out = tmp_path / "sub" / "out.jsonl"
     proc = moon("ner", "extract", "--input", str(tmp_path / "in.jsonl"), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(l) for l in out.read_text().splitlines()]
-    assert [l["id"] for l in lines] == ["a", None, "c", None]
+    assert [l["id"] for l in lines] == ["a", None, "c", None, None]
     assert lines[0]["entities"] and "error" not in lines[0]
     assert (lines[1]["line"], lines[1]["error"], lines[1]["entities"]) == (2, "not JSON (Expecting value)", [])
     assert (lines[2]["line"], lines[2]["error"]) == (4, "no 'title' string")
     assert (lines[3]["line"], lines[3]["error"]) == (5, "not UTF-8 (at byte offset 22)")
-    assert "3 input lines could not be read" in proc.stderr
+    assert (lines[4]["line"], lines[4]["error"], lines[4]["entities"]) == (6, "no 'id'", [])
+    assert "4 input lines could not be read" in proc.stderr
     strict = moon("ner", "extract", "--input", str(tmp_path / "in.jsonl"), "--output", str(out), "--strict")
     assert strict.returncode == 1
 
