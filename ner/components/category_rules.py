@@ -29,7 +29,9 @@ this component makes compounds and keeps one:
    (first or last compound of the title). Keyword lists of at least `long_list_words` words (marketplace titles
    that name the product first and pile search words after it: "Fishing Lure Deep Crankbait ... Hard Bait ...
    Fishing Tackle") take the first mention of the head word said most often, and the first compound when no head
-   word is repeated; 0 turns this off.
+   word is repeated; 0 turns this off. That first compound gives way to a compound that follows it word by word
+   while it reads as a modifier, a singular noun ("Ski Snowboard Goggles" -> "Goggles"; "Cycling Glasses Mountain
+   Bike" stays "Cycling Glasses").
    In a keyword list (three or more compounds, no phrases) the category is the plain head noun of the chosen
    compound ("Lures" of "Fishing Lures"): such titles name one product many ways, and its type is the head.
    An ambiguous head keeps the compound ("Sleeping Bag", "Baseball Caps", "Fishing Rod"): a word that ends phrases
@@ -69,6 +71,11 @@ _HEAD_MARKS = _PLACEHOLDERS | _PHRASE_ENDS | {"-", "--", "w"}
 _COLOR = "COLOR"
 _FUNCTION_WORDS = frozenset({"of", "and", "de", "du", "la", "the", "for", "in", "with", "on", "to", "a", "an", "or",
                              "by", "at", "&", "n"})
+
+
+def _plural_form(word: str) -> bool:
+    """Whether a lower-case word is written as a plural ("goggles", "lures"; not "glass", "bus", "bikini")."""
+    return word.endswith("s") and not word.endswith(("ss", "us", "is"))
 
 
 @Language.factory(
@@ -394,7 +401,19 @@ class CategoryRules:
                 # a mention that a lexicon also reads as a material or colour ("... Basketball Jerseys ... Jersey
                 # Stitched": the fabric jersey) is left to that label when another mention can be the category
                 free = [c for c in mentions if not owner or not any(owner[i] for i in range(c[0], c[1]))]
-                return (free or mentions)[0 if first else -1], structured
+                pick = (free or mentions)[0 if first else -1]
+                if most == 1:
+                    # no repeated head: the first compound, and over the compounds that follow it word by word
+                    # while it reads as a modifier, a singular noun ("Ski Snowboard Goggles", "Skateboard Screws";
+                    # not "Cycling Glasses Mountain Bike"), up to a head that is also a material or colour
+                    # ("Arrowhead Iron")
+                    k = compounds.index(pick)
+                    while k + 1 < len(compounds) and compounds[k + 1][0] == compounds[k][1] and \
+                            spaces[compounds[k][1] - 1] and not _plural_form(lows[compounds[k][1] - 1]) and \
+                            not (owner and owner[compounds[k + 1][1] - 1]):
+                        k += 1
+                    pick = compounds[k]
+                return pick, structured
         if in_first:
             return in_first[-1], structured
         return (compounds[0] if self.fallback == "first" else compounds[-1]), structured

@@ -185,6 +185,18 @@ def test_long_keyword_list_without_a_repeated_head_takes_the_first_compound():
     assert cats(nlp("deep diving minnow Lure floating Hard Bait sharp treble Hook pike bass trout sea")) == ["Lure"]
 
 
+def test_first_compound_of_a_long_list_modifies_the_compound_right_after_it():
+    nlp = _nlp_with(long_list_words=12)
+    doc = nlp("deep diving Binder Folder floating Hard Bait sharp treble Hook pike bass trout")
+    assert [(e.text, e.start_char) for e in doc.ents if e.label_ == "CATEGORY"] == [("Folder", 19)]
+
+
+def test_plural_first_compound_of_a_long_list_modifies_nothing():
+    nlp = _nlp_with(long_list_words=12)
+    doc = nlp("deep diving Rings Folder floating Hard Bait sharp treble Hook pike bass trout")
+    assert [(e.text, e.start_char) for e in doc.ents if e.label_ == "CATEGORY"] == [("Rings", 12)]
+
+
 def test_short_keyword_list_keeps_the_last_compound():
     nlp = _nlp_with(long_list_words=12)
     assert cats(nlp("minnow Lure floating Hard Bait sharp Hook")) == ["Hook"]
