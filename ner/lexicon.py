@@ -143,6 +143,13 @@ _INVARIANT = {"jeans", "shorts", "trousers", "pants", "leggings", "tights", "bri
               "jewellery", "jewelry", "clothing", "equipment", "furniture", "luggage", "cookware"}
 
 
+# Garments named in the plural that catalogues also write in the singular ("Grey Trouser", "Black Track Pant",
+# "Red Brief"): their phrases match in both forms. Not "shorts", "tights", "jeans" or "boxers", whose singular is
+# another word ("Short Sleeve", "Tight Fit", "Boxer Shorts").
+_SINGULAR_TOO = {"trousers": "trouser", "pants": "pant", "briefs": "brief", "capris": "capri", "pyjamas": "pyjama",
+                 "pajamas": "pajama", "leggings": "legging"}
+
+
 def plural(word: str) -> str:
     """English plural of one lower-case noun, by the usual spelling rules."""
     if word in _IRREGULAR:
@@ -182,7 +189,7 @@ def number_forms(phrase: str) -> list[str]:
     low = last.lower()
     forms = {phrase}
     one = singular(low)
-    for other in (one, plural(one)):
+    for other in (one, plural(one), _SINGULAR_TOO.get(low, low)):
         if other != low:
             form = other if last.islower() else (other.upper() if last.isupper() else other.capitalize())
             forms.add(" ".join(words[:-1] + [glued + form]))

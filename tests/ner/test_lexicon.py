@@ -26,6 +26,15 @@ def test_number_forms_change_only_the_last_word_and_keep_its_casing():
     assert number_forms("Track Pant") == ["Track Pant", "Track Pants"]
 
 
+def test_garments_named_in_the_plural_also_match_in_the_singular():
+    assert number_forms("briefs") == ["brief", "briefs"]
+    assert number_forms("Track Pants") == ["Track Pant", "Track Pants"]
+
+
+def test_plural_garment_whose_singular_is_another_word_keeps_one_form():
+    assert number_forms("shorts") == ["shorts"]
+
+
 def test_number_forms_inflect_the_part_after_a_hyphen():
     assert number_forms("t-shirt") == ["t-shirt", "t-shirts"]
     assert number_forms("Zip-Ties") == ["Zip-Tie", "Zip-Ties"]
