@@ -147,7 +147,7 @@ _INVARIANT = {"jeans", "shorts", "trousers", "pants", "leggings", "tights", "bri
 # "Red Brief"): their phrases match in both forms. Not "shorts", "tights", "jeans" or "boxers", whose singular is
 # another word ("Short Sleeve", "Tight Fit", "Boxer Shorts").
 _SINGULAR_TOO = {"trousers": "trouser", "pants": "pant", "briefs": "brief", "capris": "capri", "pyjamas": "pyjama",
-                 "pajamas": "pajama", "leggings": "legging"}
+                 "pajamas": "pajama", "leggings": "legging", "sunglasses": "sunglass"}
 
 
 def plural(word: str) -> str:
