@@ -196,7 +196,8 @@ def brand_position(view: TitleView, lead_skip) -> int:
 
 # Units of a leading quantity ("20g", "5L", "3x", "500 ml"): lead noise, never the brand.
 UNIT_WORDS = frozenset({"g", "kg", "mg", "ml", "l", "cl", "oz", "lb", "lbs", "mm", "cm", "m", "km", "in", "inch",
-                        "ft", "w", "kw", "v", "mah", "gb", "tb", "mb", "x", "pk", "qt", "gal", "yd", "cc"})
+                        "ft", "w", "kw", "v", "mah", "gb", "tb", "mb", "x", "pk", "qt", "gal", "yd", "cc", "hz", "khz",
+                        "mhz", "ghz", "mbps", "gbps"})
 _MEASURE_WORDS = UNIT_WORDS | QUANTITY_WORDS
 
 

@@ -51,6 +51,10 @@ def test_brand_position_skips_a_number_with_its_unit_in_one_token():
     assert brand_position(view("3x Zorbin Widget"), LEAD_SKIP) == 1
 
 
+def test_brand_position_skips_a_frequency_after_a_number():
+    assert brand_position(view("2.4\x00GHz Zorbin Wireless Mouse"), LEAD_SKIP) == 2
+
+
 def test_brand_position_skips_a_unit_after_a_free_standing_number():
     assert brand_position(view("500 ml Zorbin Shampoo"), LEAD_SKIP) == 2
 
