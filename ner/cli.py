@@ -32,8 +32,8 @@ def add_commands(subparsers) -> None:
         "extract", parents=[common], help="entities of each title of a JSONL file",
         description='Input lines carry "id" and "title" (an optional "brand" is used as the row\'s brand hint); '
                     'output lines are {"id", "entities": [{"label", "text", "start", "end", "id"}, ...]}, one per '
-                    'non-blank input line and in its order; a line that cannot be read (not UTF-8, not JSON, no title) gets '
-                    '{"id", "entities": [], "line", "error"}.')
+                    'non-blank input line and in its order; a line that cannot be read (not UTF-8, not JSON, no id, '
+                    'no title) gets {"id", "entities": [], "line", "error"}.')
     extract.add_argument("--input", required=True, help="JSONL titles ('-' for stdin)")
     extract.add_argument("--output", required=True, help="JSONL predictions ('-' for stdout)")
     extract.add_argument("--strict", action="store_true",
