@@ -42,12 +42,14 @@ COLUMNS = {
     "attr_Fabric": ("MATERIAL", "materials_catalog.jsonl"),
     "attr_Material": ("MATERIAL", "materials_catalog.jsonl"),
 }
+# What catalogues write where a field is empty: no entity of any label.
+_PLACEHOLDERS = {"na", "n/a", "n.a.", "none", "null", "nil", "-", "--", "test", "other", "others", "unknown"}
 # Values that are no entity of their label: placeholders and catch-all buckets of the catalogue.
 _SKIP = {
-    "BRAND": {"test", "na", "n/a", "none", "other", "others", "generic", "unbranded"},
-    "CATEGORY": {"free gifts", "ipad", "compact", "trunk", "toner", "foundation and primer"},
-    "COLOR": {"multi", "skin", "nude", "metallic", "steel"},
-    "MATERIAL": {"other", "blended", "synthetic", "fabric", "textile"},
+    "BRAND": _PLACEHOLDERS | {"generic", "unbranded"},
+    "CATEGORY": _PLACEHOLDERS | {"free gifts", "ipad", "compact", "trunk", "toner", "foundation and primer"},
+    "COLOR": _PLACEHOLDERS | {"multi", "skin", "nude", "metallic", "steel"},
+    "MATERIAL": _PLACEHOLDERS | {"blended", "synthetic", "fabric", "textile"},
 }
 
 

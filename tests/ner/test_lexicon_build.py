@@ -13,6 +13,13 @@ def test_catalogue_values_become_patterns_once_each():
     assert out["categories_catalog.jsonl"] == [{"label": "CATEGORY", "pattern": "Tshirts", "id": "tshirts"}]
 
 
+def test_placeholders_are_no_value_of_any_label():
+    rows = [{"attr_Material": "NA", "baseColour": "N/A"}, {"attr_Material": "Cotton", "baseColour": "null"}]
+    out = lexicon_build.lexicon_values(rows)
+    assert out["materials_catalog.jsonl"] == [{"label": "MATERIAL", "pattern": "Cotton", "id": "cotton"}]
+    assert "colors_catalog.jsonl" not in out
+
+
 def test_gold_values_come_from_the_tune_part_only(tmp_path):
     tune = next(f"t{k}" for k in range(100) if not is_heldout(f"t{k}"))
     held = next(f"t{k}" for k in range(100) if is_heldout(f"t{k}"))
