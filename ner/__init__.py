@@ -21,13 +21,18 @@ if TYPE_CHECKING:
 LABELS = ("BRAND", "CATEGORY", "MATERIAL", "COLOR")
 
 
-def load(lang: str = "en", lexicon_files: Iterable[str] = (), config: str | None = None,
+def load(lang: str = "en", lexicon_files: Iterable[str] | str | os.PathLike | None = (), config: str | None = None,
          max_chars: int = 2000, batch_size: int = 256) -> "EntityExtractor":
     """The extractor for `lang` with extra lexicons; built once per process for each distinct argument set.
 
-    `lexicon_files`: JSONL pattern files, or plain lists written `LABEL=path` (one phrase per line).
+    `lexicon_files`: JSONL pattern files, or plain lists written `LABEL=path` (one phrase per line); one file may be
+    given on its own, None means none.
     `config`: a pipeline config file to use instead of the bundled `ner/configs/<lang>.cfg`.
     """
+    if lexicon_files is None:
+        lexicon_files = ()
+    elif isinstance(lexicon_files, (str, os.PathLike)):
+        lexicon_files = (lexicon_files,)
     files = tuple(str(p) for p in lexicon_files)
     return _load(lang, files, _stamps(files, config), config, max_chars, batch_size)
 

@@ -59,6 +59,17 @@ def test_load_is_cached_per_process():
     assert ner.load("en") is ner.load("en")
 
 
+def test_load_takes_one_lexicon_file_or_none(tmp_path):
+    import ner
+
+    brands = tmp_path / "brands.jsonl"
+    brands.write_text('{"label": "BRAND", "pattern": "Qwertyx Labs", "id": "qwertyx"}\n')
+    [ents] = ner.load("en", lexicon_files=brands).extract(["Qwertyx Labs USB Cable"])
+    assert [(e["label"], e["text"], e["id"]) for e in ents if e["label"] == "BRAND"] == [
+        ("BRAND", "Qwertyx Labs", "qwertyx")]
+    assert ner.load("en", lexicon_files=None) is ner.load("en")
+
+
 def test_carbon_fiber_is_the_material_carbon(extractor):
     ents = extractor.extract(["Ultralight Carbon Fiber Trekking Pole 3 Sections"])[0]
     assert [(e["text"], e["start"], e["end"]) for e in ents if e["label"] == "MATERIAL"] == [("Carbon", 11, 17)]
