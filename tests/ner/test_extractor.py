@@ -145,6 +145,16 @@ def test_leading_property_word_is_no_brand(extractor, title):
     assert texts_of(extractor, title, "BRAND") == []
 
 
+def test_free_begins_a_brand_but_free_shipping_is_lead_noise(extractor):
+    assert texts_of(extractor, "Free Knight 40L Climbing Rucksack Waterproof Hiking Backpack", "BRAND") == [
+        "Free Knight"]
+    assert texts_of(extractor, "Free Shipping Qwertyx Mens Running Shoes", "BRAND") == ["Qwertyx"]
+
+
+def test_placeholder_title_has_no_entity(extractor):
+    assert extractor.extract(["NA"]) == [[]]
+
+
 def test_lexicon_brand_that_begins_with_a_nationality_stands(extractor):
     assert texts_of(extractor, "French Connection Women Black Sling Bag", "BRAND") == ["French Connection"]
 
