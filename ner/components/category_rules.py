@@ -232,7 +232,8 @@ class CategoryRules:
             # a keyword list names the product many ways ("Fishing Lure ... Hard Baits ... Lures"): its category is
             # the plain head noun, the shortest category match that ends the compound, unless that noun alone does
             # not say what the product is ("Sleeping Bag", "Baseball Caps", "Fishing Rod")
-            heads = [c for c in cats if c[1] == chosen[1]]
+            # (a word glued to the one before it is part of that word: "shirt" of "T-shirt" is no head noun)
+            heads = [c for c in cats if c[1] == chosen[1] and (c[0] == 0 or spaces[c[0] - 1])]
             if heads and singular(lows[chosen[1] - 1]) not in self.ambiguous_heads:
                 head = min(heads, key=lambda c: c[1] - c[0])
                 chosen = (head[0], head[1], chosen[2], head[3])

@@ -98,6 +98,7 @@ def test_quantity_at_the_start_is_no_brand(extractor):
     ("100% Mulberry Silk Face Mask with Filter Pocket", "MATERIAL", "100% Mulberry Silk"),
     ("Nike Men Pack of 2 Navy Blue T-Shirts", "CATEGORY", "T-Shirts"),
     ("Peter England Men Solid Grey Trouser", "CATEGORY", "Trouser"),
+    ("Puma Men's Foundation Grey Polo T-shirt", "CATEGORY", "T-shirt"),
     ("Gatsby Men Blaze Deo", "CATEGORY", "Deo"),
 ])
 def test_curated_phrase_is_one_entity_of_its_label(extractor, title, label, text):
