@@ -252,7 +252,8 @@ class CategoryRules:
                 continue
             before_by = lows[i + 1] in ("by", "from") and i + 2 < n and owner[i + 2] == "BRAND"
             # a later mention of a brand word, apart from the brand itself ("Acco Swingline ... Acco Sharpener")
-            after_brand = lows[i - 1] in brand_words and i - 1 > 0 and owner[i - 2] != "BRAND" and \
+            # (a word glued to the brand word is the rest of it: the "M" of a later "3M")
+            after_brand = lows[i - 1] in brand_words and spaces[i - 1] and i - 1 > 0 and owner[i - 2] != "BRAND" and \
                 owner[i - 1] in ("BRAND", None) and any(owner[k] == "BRAND" for k in range(0, i - 2))
             if (before_by or after_brand) and texts[i][:1].isupper() and texts[i].isalpha() and \
                     lows[i] not in self.stop_modifiers:

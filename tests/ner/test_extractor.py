@@ -152,6 +152,11 @@ def test_free_begins_a_brand_but_free_shipping_is_lead_noise(extractor):
     assert texts_of(extractor, "Free Shipping Qwertyx Mens Running Shoes", "BRAND") == ["Qwertyx"]
 
 
+def test_letter_glued_to_a_later_brand_mention_is_no_product_word(extractor):
+    title = "3M Filtrete Replacement Filter 3M Filter 9 1/2 x 7 1/4 - MMMOAC100RF ReStockIt"
+    assert texts_of(extractor, title, "CATEGORY") == ["Filter"]
+
+
 def test_placeholder_title_has_no_entity(extractor):
     assert extractor.extract(["NA"]) == [[]]
 
