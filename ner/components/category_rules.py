@@ -9,6 +9,8 @@ this component makes compounds and keeps one:
    that of the right-most match, the head. Matches that only touch stay apart here ("Basketball" "Shorts"); step
    2 joins them in web-shop offers. A shop's immediate repetition of the head ("Bud Vase Vase") is no second
    compound, nor is a container after a quantity ("2.5oz Bag", "16.9 oz Bottle") when another compound is left,
+   nor a one-word match glued after a hyphen to a describing word ("High-top", "Low-top Skateboarding Shoes";
+   not after one letter: "V-Briefs") when the title names another product word,
    nor a later mention of the brand's words ("TOPS ... ReStockIt TOPS": the brand, not the category "tops")
    unless nothing else names the product ("Pepe Jeans Women Blue Jeans": the product word the brand ends with).
 2. A compound takes in the words before it that are nouns of the category vocabulary (every word of every
@@ -186,6 +188,13 @@ class CategoryRules:
         packed = [c for c in compounds if not (c[1] - c[0] == 1 and lows[c[0]] in _CONTAINERS and c[0] > 0 and (
             any(ch.isdigit() for ch in lows[c[0] - 1]) or lows[c[0] - 1] in _MEASURES))]
         compounds = packed or compounds
+        # a one-word match glued after a word and a hyphen is the end of a describing word ("High-top", "Low-top
+        # Skateboarding Shoes"), not the product, when the title names another product word; not after a single
+        # letter ("V-Briefs", "K-Cup")
+        whole = [c for c in compounds if not (
+            c[1] - c[0] == 1 and c[0] > 1 and texts[c[0] - 1] == "-" and not spaces[c[0] - 1] and
+            not spaces[c[0] - 2] and len(texts[c[0] - 2]) > 1 and texts[c[0] - 2].isalpha())]
+        compounds = whole or compounds
         # a shop's immediate repetition of the head ("Bud Vase Vase - ...") is not a second compound
         compounds = [c for k, c in enumerate(compounds) if not (
             k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]

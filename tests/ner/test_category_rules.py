@@ -139,6 +139,14 @@ def test_product_word_after_a_later_mention_of_the_brand_is_the_category(categor
     assert cats(category_nlp("Zandor Quelby ZQ-100 Gizmo Gray Zandor Gizmo, 2/Pack")) == ["Gizmo"]
 
 
+def test_word_after_a_describing_hyphen_is_no_product_word(category_nlp):
+    assert cats(category_nlp("Zandor Classic Low-tops, Interior Folder Blue")) == ["Interior Folder"]
+
+
+def test_word_after_a_single_letter_hyphen_stays_a_product_word(category_nlp):
+    assert cats(category_nlp("Zandor Classic X-Tops, Interior Folder Blue")) == ["Tops"]
+
+
 def test_immediately_repeated_head_is_no_second_compound():
     nlp = _nlp_with(extend_capitalized=True)
     assert cats(nlp("Zandor Dining Cart Cart - Zandor | Shop")) == ["Dining Cart"]
