@@ -125,6 +125,8 @@ class BrandRules:
             phrases = [c for c in lexicon if c[1] - c[0] > 1 and c[2] in self.blocking_labels]
             if phrases:
                 known = [k for k in known if not any(c[0] < k[0] and c[1] >= k[1] for c in phrases)]
+            if known and self.stop_words:
+                known = self._without_stop_words(doc, lexicon, known)
         hints = groups.get(doc, groups.HINT)
         if self.scorer is not None:
             groups.put(doc, groups.BRAND, [] if hints or not self.guess else self.score(doc, lexicon, known))
@@ -135,6 +137,16 @@ class BrandRules:
                 blocked[start:end] = b"\x01" * (end - start)
         groups.put(doc, groups.BRAND, self.choose(doc, hints, known, blocked))
         return doc
+
+    def _without_stop_words(self, doc: Doc, lexicon: list[Candidate], known: list[Candidate]) -> list[Candidate]:
+        """Lexicon brands that are also stop words ("AND", "Pieces" of a catalogue) count only where a title leaves
+        no doubt: at the brand position, followed by a gender or size word ("AND Women Black Dress")."""
+        toks = groups.tokens(doc)
+        stopped = [k for k in known if toks.text(k[0], k[1]).lower() in self.stop_words]
+        if not stopped:
+            return known
+        sure = self.obvious(self.view(doc, lexicon, known)) if self.scorer is not None else None
+        return [k for k in known if k not in stopped or (sure is not None and (k[0], k[1]) == (sure.start, sure.end))]
 
     # -----------------------------------------------------------------------------------------------------
     def view(self, doc: Doc, lexicon: list[Candidate], known: list[Candidate]) -> brand_candidates.TitleView:

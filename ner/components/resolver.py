@@ -6,7 +6,8 @@ lexicons, then rule guesses). Within a source, a longer span beats a shorter one
 a CATEGORY when both lexicons list it). A chosen span blocks every candidate that overlaps it.
 
 Stop-lists drop candidates that lexicons get wrong in titles: a phrase listed under a label in `stop_lists`
-(e.g. BRAND: "new", "original") is never an entity of that label.
+(e.g. MATERIAL: "fabric") is never an entity of that label, except as the row's catalogue brand (`moon_hint`),
+which stands whatever it is.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ class EntityResolver:
                 start, end, label = cand[0], cand[1], cand[2]
                 if 1 in taken[start:end]:
                     continue
-                stops = self.stops.get(label)
+                stops = self.stops.get(label) if key != groups.HINT else None  # the row's own brand stands
                 if stops and groups.tokens(doc).text(start, end).casefold() in stops:
                     continue
                 taken[start:end] = b"\x01" * (end - start)

@@ -155,3 +155,21 @@ def test_descriptor_files_are_read_word_by_word(tmp_path, fixtures):
     nlp.add_pipe("moon_entity_resolver")
     assert ents(nlp("Folding Sneaker")) == [("Sneaker", "CATEGORY")]
     assert ents(nlp("Zorblax Sneaker")) == [("Zorblax", "BRAND"), ("Sneaker", "CATEGORY")]
+
+
+def _resolved(title, found, stops):
+    from ner.components.resolver import EntityResolver
+
+    doc = title_nlp().make_doc(title)
+    for group, cands in found.items():
+        groups.put(doc, group, cands)
+    return ents(EntityResolver(sources=[groups.HINT, groups.LEXICON], label_priority=["BRAND"], stops=stops)(doc))
+
+
+def test_stop_list_drops_a_lexicon_candidate():
+    assert _resolved("AND Women Dress", {groups.LEXICON: [(0, 1, "BRAND", "and")]}, {"BRAND": {"and"}}) == []
+
+
+def test_stop_list_leaves_the_rows_own_brand():
+    assert _resolved("AND Women Dress", {groups.HINT: [(0, 1, "BRAND", "and")]}, {"BRAND": {"and"}}) == [
+        ("AND", "BRAND")]

@@ -157,6 +157,16 @@ def test_letter_glued_to_a_later_brand_mention_is_no_product_word(extractor):
     assert texts_of(extractor, title, "CATEGORY") == ["Filter"]
 
 
+def test_catalogue_brand_that_is_a_stop_word_needs_a_gender_word_after_it(extractor):
+    assert texts_of(extractor, "AND Women Solid Black Tops", "BRAND") == ["AND"]
+    assert texts_of(extractor, "Black and White Dress for Women", "BRAND") == []
+
+
+def test_rows_own_brand_stands_even_when_it_is_a_stop_word(extractor):
+    [ents] = extractor.extract(["Pieces Black Canvas Belt"], brand_hints=["Pieces"])
+    assert [(e["label"], e["text"]) for e in ents if e["label"] == "BRAND"] == [("BRAND", "Pieces")]
+
+
 def test_placeholder_title_has_no_entity(extractor):
     assert extractor.extract(["NA"]) == [[]]
 
