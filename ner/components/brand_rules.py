@@ -142,7 +142,9 @@ class BrandRules:
         """Lexicon brands that are also stop words ("AND", "Pieces" of a catalogue) count only where a title leaves
         no doubt: at the brand position, followed by a gender or size word ("AND Women Black Dress")."""
         toks = groups.tokens(doc)
-        stopped = [k for k in known if toks.text(k[0], k[1]).lower() in self.stop_words]
+        lows, stops = toks.lows, self.stop_words
+        stopped = [k for k in known if (lows[k[0]] in stops if k[1] - k[0] == 1 else
+                                        toks.text(k[0], k[1]).lower() in stops)]
         if not stopped:
             return known
         sure = self.obvious(self.view(doc, lexicon, known)) if self.scorer is not None else None
