@@ -175,9 +175,15 @@ def singular(word: str) -> str:
         return word[:-3] + "y" if len(word) > 4 else word[:-1]  # batteries -> battery; ties, pies -> tie, pie
     if word.endswith(("ches", "shes", "sses", "xes", "zes")):
         return word[:-2]
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+    if plural_form(word):
         return word[:-1]
     return word
+
+
+def plural_form(word: str) -> bool:
+    """Whether a lower-case word is written as a plural ("goggles", "lures"; not "glass", "bus", "bikini"), whether
+    or not it has a singular."""
+    return word.endswith("s") and not word.endswith(("ss", "us", "is"))
 
 
 def number_forms(phrase: str) -> list[str]:

@@ -54,7 +54,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ner.components import groups
-from ner.lexicon import read_lexicon, read_words, resolve_path, singular
+from ner.lexicon import plural_form, read_lexicon, read_words, resolve_path, singular
 
 # what web shops write where a field is empty ("... Controller, Null New ...")
 _PLACEHOLDERS = frozenset({"null", "n/a", "none"})
@@ -73,11 +73,6 @@ _HEAD_MARKS = _PLACEHOLDERS | _PHRASE_ENDS | {"-", "--", "w"}
 _COLOR = "COLOR"
 _FUNCTION_WORDS = frozenset({"of", "and", "de", "du", "la", "the", "for", "in", "with", "on", "to", "a", "an", "or",
                              "by", "at", "&", "n"})
-
-
-def _plural_form(word: str) -> bool:
-    """Whether a lower-case word is written as a plural ("goggles", "lures"; not "glass", "bus", "bikini")."""
-    return word.endswith("s") and not word.endswith(("ss", "us", "is"))
 
 
 @Language.factory(
@@ -191,10 +186,10 @@ class CategoryRules:
         # a one-word match glued after a word and a hyphen is the end of a describing word ("High-top", "Low-top
         # Skateboarding Shoes"), not the product, when the title names another product word; not after a single
         # letter ("V-Briefs", "K-Cup")
-        whole = [c for c in compounds if not (
+        unglued = [c for c in compounds if not (
             c[1] - c[0] == 1 and c[0] > 1 and texts[c[0] - 1] == "-" and not spaces[c[0] - 1] and
             not spaces[c[0] - 2] and len(texts[c[0] - 2]) > 1 and texts[c[0] - 2].isalpha())]
-        compounds = whole or compounds
+        compounds = unglued or compounds
         # a shop's immediate repetition of the head ("Bud Vase Vase - ...") is not a second compound
         compounds = [c for k, c in enumerate(compounds) if not (
             k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]
@@ -420,7 +415,7 @@ class CategoryRules:
                     # ("Arrowhead Iron")
                     k = compounds.index(pick)
                     while k + 1 < len(compounds) and compounds[k + 1][0] == compounds[k][1] and \
-                            spaces[compounds[k][1] - 1] and not _plural_form(lows[compounds[k][1] - 1]) and \
+                            spaces[compounds[k][1] - 1] and not plural_form(lows[compounds[k][1] - 1]) and \
                             not (owner and owner[compounds[k + 1][1] - 1]):
                         k += 1
                     pick = compounds[k]

@@ -10,6 +10,10 @@ def cats(doc):
     return [e.text for e in doc.ents if e.label_ == "CATEGORY"]
 
 
+def cats_at(doc):
+    return [(e.text, e.start_char) for e in doc.ents if e.label_ == "CATEGORY"]
+
+
 def test_one_category_per_title(category_nlp):
     assert cats(category_nlp("Binder Rings Folder")) == ["Folder"]
 
@@ -185,7 +189,7 @@ def test_product_word_that_ends_the_brand_is_the_category_when_nothing_else_is()
 def test_long_keyword_list_takes_the_first_mention_of_the_repeated_head():
     nlp = _nlp_with(long_list_words=12)
     doc = nlp("minnow Lure deep diving Hard Bait with treble Hook sinking slow pike Fishing Lure big")
-    assert [(e.text, e.start_char) for e in doc.ents if e.label_ == "CATEGORY"] == [("Lure", 7)]
+    assert cats_at(doc) == [("Lure", 7)]
 
 
 def test_long_keyword_list_without_a_repeated_head_takes_the_first_compound():
@@ -196,13 +200,13 @@ def test_long_keyword_list_without_a_repeated_head_takes_the_first_compound():
 def test_first_compound_of_a_long_list_modifies_the_compound_right_after_it():
     nlp = _nlp_with(long_list_words=12)
     doc = nlp("deep diving Binder Folder floating Hard Bait sharp treble Hook pike bass trout")
-    assert [(e.text, e.start_char) for e in doc.ents if e.label_ == "CATEGORY"] == [("Folder", 19)]
+    assert cats_at(doc) == [("Folder", 19)]
 
 
 def test_plural_first_compound_of_a_long_list_modifies_nothing():
     nlp = _nlp_with(long_list_words=12)
     doc = nlp("deep diving Rings Folder floating Hard Bait sharp treble Hook pike bass trout")
-    assert [(e.text, e.start_char) for e in doc.ents if e.label_ == "CATEGORY"] == [("Rings", 12)]
+    assert cats_at(doc) == [("Rings", 12)]
 
 
 def test_short_keyword_list_keeps_the_last_compound():
@@ -212,7 +216,7 @@ def test_short_keyword_list_keeps_the_last_compound():
 
 def test_long_keyword_list_keeps_the_last_mention_without_the_option():
     doc = _nlp_with()("minnow Lure deep diving Hard Bait with treble Hook sinking slow pike Fishing Lure big")
-    assert [(e.text, e.start_char) for e in doc.ents if e.label_ == "CATEGORY"] == [("Lure", 77)]
+    assert cats_at(doc) == [("Lure", 77)]
 
 
 def test_function_word_of_a_category_phrase_extends_no_compound(category_nlp):
