@@ -11,6 +11,9 @@ this component makes compounds and keeps one:
    compound, nor is a container after a quantity ("2.5oz Bag", "16.9 oz Bottle") when another compound is left,
    nor a one-word match glued after a hyphen to a describing word ("High-top", "Low-top Skateboarding Shoes";
    not after one letter: "V-Briefs") when the title names another product word,
+   nor a one-word match glued before a hyphen to a word ("Tie-dye"; not a code: "Bra-BGDR01"), nor one that ranks
+   the product ("Top Quality", "Top Grade"), nor a department word ("Fishing Tackle", "Swimwear") when the title
+   names another product word,
    nor a later mention of the brand's words ("TOPS ... ReStockIt TOPS": the brand, not the category "tops")
    unless nothing else names the product ("Pepe Jeans Women Blue Jeans": the product word the brand ends with).
 2. A compound takes in the words before it that are nouns of the category vocabulary (every word of every
@@ -70,6 +73,11 @@ _MEASURES = frozenset({"oz", "ounce", "ounces", "lb", "lbs", "pound", "pounds", 
 _NUMBER_WORDS = frozenset({"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve"})
 _PHRASE_ENDS = frozenset({",", ";", "|", "(", ")", "[", "]", ":", "with", "for", "w/", "featuring", "including"})
 _HEAD_MARKS = _PLACEHOLDERS | _PHRASE_ENDS | {"-", "--", "w"}
+# words that make the one before them a describing word: "Top Quality", "Top Grade", "Best Selling"
+_RANK_WORDS = frozenset({"quality", "grade", "rated", "selling", "seller", "notch"})
+# words that name a department of products, not one product ("Fishing Tackle", "Swimwear", "Shoe Accessories")
+_UMBRELLA_HEADS = frozenset({"tackle", "tackles", "swimwear", "sportswear", "equipment",
+                             "supplies", "gear", "clothing", "clothes", "apparel"})
 _COLOR = "COLOR"
 _FUNCTION_WORDS = frozenset({"of", "and", "de", "du", "la", "the", "for", "in", "with", "on", "to", "a", "an", "or",
                              "by", "at", "&", "n"})
@@ -190,6 +198,20 @@ class CategoryRules:
             c[1] - c[0] == 1 and c[0] > 1 and texts[c[0] - 1] == "-" and not spaces[c[0] - 1] and
             not spaces[c[0] - 2] and len(texts[c[0] - 2]) > 1 and texts[c[0] - 2].isalpha())]
         compounds = unglued or compounds
+        # nor is one glued before a hyphen to a word: the start of a describing word ("Tie-dye One-piece Swimsuit",
+        # "Bicycle-Toe Slip-On"); a code after the hyphen leaves it alone ("Bra-BGDR01")
+        unglued = [c for c in compounds if not (
+            c[1] - c[0] == 1 and c[1] + 1 < n and texts[c[1]] == "-" and not spaces[c[1] - 1] and
+            not spaces[c[1]] and len(texts[c[1] + 1]) > 1 and texts[c[1] + 1].isalpha())]
+        compounds = unglued or compounds
+        # a one-word match that ranks the product is no product word: "Top Quality", "Top Grade" ("Printing Jersey
+        # Top Quality Uniforms"), when the title names another
+        unranked = [c for c in compounds if not (
+            c[1] - c[0] == 1 and c[1] < n and lows[c[1]] in _RANK_WORDS and spaces[c[0]])]
+        compounds = unranked or compounds
+        # a department word gives way to the product it files ("Pike Fishing Lure ... Fishing Tackle")
+        specific = [c for c in compounds if lows[c[1] - 1] not in _UMBRELLA_HEADS]
+        compounds = specific or compounds
         # a shop's immediate repetition of the head ("Bud Vase Vase - ...") is not a second compound
         compounds = [c for k, c in enumerate(compounds) if not (
             k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]

@@ -151,6 +151,30 @@ def test_word_after_a_single_letter_hyphen_stays_a_product_word(category_nlp):
     assert cats(category_nlp("Zandor Classic X-Tops, Interior Folder Blue")) == ["Tops"]
 
 
+def test_word_before_a_describing_hyphen_is_no_product_word(category_nlp):
+    assert cats(category_nlp("Zandor Folder Tie-dye, Blue")) == ["Folder"]
+
+
+def test_word_before_a_code_after_a_hyphen_stays_a_product_word(category_nlp):
+    assert cats(category_nlp("Zandor Folder Cart-ZC100, Blue")) == ["Folder Cart"]
+
+
+def test_word_that_ranks_the_product_is_no_product_word(category_nlp):
+    assert cats(category_nlp("Zandor Folder Top Quality Blue")) == ["Folder"]
+
+
+def test_rank_word_alone_leaves_the_only_product_word(category_nlp):
+    assert cats(category_nlp("Zandor Blue Top Quality")) == ["Top"]
+
+
+def test_department_word_gives_way_to_the_product(category_nlp):
+    assert cats(category_nlp("Zandor Fishing Lure 12cm Fishing Tackle")) == ["Fishing Lure"]
+
+
+def test_department_word_alone_is_the_category(category_nlp):
+    assert cats(category_nlp("Zandor 12cm Fishing Tackle")) == ["Fishing Tackle"]
+
+
 def test_immediately_repeated_head_is_no_second_compound():
     nlp = _nlp_with(extend_capitalized=True)
     assert cats(nlp("Zandor Dining Cart Cart - Zandor | Shop")) == ["Dining Cart"]
