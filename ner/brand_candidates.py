@@ -386,9 +386,12 @@ def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
 
 # Legal forms that end a company name ("Clean Coffee Co", "Focus Foodservice LLC", "Bigelow Tea Company").
 LEGAL_FORMS = frozenset({"co", "inc", "llc", "ltd", "corp", "company", "corporation", "gmbh"})
-# words that end company names ("Safco Products", "MMF Industries", "Trend Enterprises"): part of the brand
+# words that end company names ("Safco Products", "MMF Industries", "Trend Enterprises", "SBR Nutrition", "Jaguar
+# Plastics"): part of the brand
 _COMPANY_WORDS = LEGAL_FORMS | {"products", "industries", "packaging", "group", "enterprises", "brands",
-                                "international", "manufacturing", "labs", "laboratories", "foodservice"}
+                                "international", "manufacturing", "labs", "laboratories", "foodservice",
+                                "nutrition", "naturals", "organics", "cosmetics", "skincare",
+                                "plastics", "pharmaceuticals", "milling", "farms", "foods"}
 
 
 def legal_name(view: TitleView, stop_words=frozenset()) -> Candidate | None:

@@ -358,6 +358,11 @@ def test_name_and_company_word_are_the_brand():
     assert legal_name(v, STOP) == Candidate(0, 2, LEAD)
 
 
+def test_name_and_trade_word_of_a_maker_are_the_brand():
+    v = view("Zandor Nutrition Biotin Liquid Drops, 60 ml")
+    assert legal_name(v, STOP) == Candidate(0, 2, LEAD)
+
+
 def test_ordinary_word_and_company_word_are_no_company_name():
     assert legal_name(view("Cleaning Products Starter Kit", common=("cleaning",)), STOP) is None
 
