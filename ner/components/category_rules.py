@@ -134,6 +134,13 @@ def ambiguous_heads(paths: list[str], label: str, departments: int) -> set[str]:
     return {word for word, found in seen.items() if len(found) >= departments}
 
 
+def _unless(compounds: list[tuple], weak) -> list[tuple]:
+    """The compounds that `weak` does not reject, or all of them when it rejects every one: a weak reading of a
+    word gives way to another product word of the title, never to none."""
+    kept = [c for c in compounds if not weak(c)]
+    return kept or compounds
+
+
 class CategoryRules:
     _glue_marks = frozenset({"-", "/"})
 
@@ -188,30 +195,25 @@ class CategoryRules:
         compounds = self.compounds(cats, owner)
         # a container after a quantity ("2.5oz Bag", "16.9 oz Bottle", "40 Bottles/Carton") is packaging, not the
         # product, when the title names another product word
-        packed = [c for c in compounds if not (c[1] - c[0] == 1 and lows[c[0]] in _CONTAINERS and c[0] > 0 and (
-            any(ch.isdigit() for ch in lows[c[0] - 1]) or lows[c[0] - 1] in _MEASURES))]
-        compounds = packed or compounds
+        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and lows[c[0]] in _CONTAINERS and c[0] > 0 and (
+            any(ch.isdigit() for ch in lows[c[0] - 1]) or lows[c[0] - 1] in _MEASURES))
         # a one-word match glued after a word and a hyphen is the end of a describing word ("High-top", "Low-top
         # Skateboarding Shoes"), not the product, when the title names another product word; not after a single
         # letter ("V-Briefs", "K-Cup")
-        unglued = [c for c in compounds if not (
-            c[1] - c[0] == 1 and c[0] > 1 and texts[c[0] - 1] == "-" and not spaces[c[0] - 1] and
-            not spaces[c[0] - 2] and len(texts[c[0] - 2]) > 1 and texts[c[0] - 2].isalpha())]
-        compounds = unglued or compounds
+        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and c[0] > 1 and texts[c[0] - 1] == "-" and
+                            not spaces[c[0] - 1] and not spaces[c[0] - 2] and len(texts[c[0] - 2]) > 1 and
+                            texts[c[0] - 2].isalpha())
         # nor is one glued before a hyphen to a word: the start of a describing word ("Tie-dye One-piece Swimsuit",
         # "Bicycle-Toe Slip-On"); a code after the hyphen leaves it alone ("Bra-BGDR01")
-        unglued = [c for c in compounds if not (
-            c[1] - c[0] == 1 and c[1] + 1 < n and texts[c[1]] == "-" and not spaces[c[1] - 1] and
-            not spaces[c[1]] and len(texts[c[1] + 1]) > 1 and texts[c[1] + 1].isalpha())]
-        compounds = unglued or compounds
+        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and c[1] + 1 < n and texts[c[1]] == "-" and
+                            not spaces[c[1] - 1] and not spaces[c[1]] and len(texts[c[1] + 1]) > 1 and
+                            texts[c[1] + 1].isalpha())
         # a one-word match that ranks the product is no product word: "Top Quality", "Top Grade" ("Printing Jersey
-        # Top Quality Uniforms"), when the title names another
-        unranked = [c for c in compounds if not (
-            c[1] - c[0] == 1 and c[1] < n and lows[c[1]] in _RANK_WORDS and spaces[c[0]])]
-        compounds = unranked or compounds
+        # Top Quality Uniforms")
+        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and c[1] < n and lows[c[1]] in _RANK_WORDS and
+                            spaces[c[0]])
         # a department word gives way to the product it files ("Pike Fishing Lure ... Fishing Tackle")
-        specific = [c for c in compounds if lows[c[1] - 1] not in _UMBRELLA_HEADS]
-        compounds = specific or compounds
+        compounds = _unless(compounds, lambda c: lows[c[1] - 1] in _UMBRELLA_HEADS)
         # a shop's immediate repetition of the head ("Bud Vase Vase - ...") is not a second compound
         compounds = [c for k, c in enumerate(compounds) if not (
             k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]
