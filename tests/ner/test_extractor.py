@@ -187,3 +187,14 @@ def test_company_name_a_lexicon_knows_keeps_its_canonical_id(tmp_path):
     [ents] = ner.load("en", lexicon_files=[f"BRAND={brands}"]).extract(["Zorblax Coffee Company Dark Roast Beans"])
     assert [(e["text"], e["id"]) for e in ents if e["label"] == "BRAND"] == [
         ("Zorblax Coffee Company", "zorblax_coffee_company")]
+
+
+def test_colour_left_open_is_one_colour_value(extractor):
+    [ents] = extractor.extract(["Sensodyne Precision Soft Toothbrush, (Colors May Vary)"])
+    assert [(e["text"], e["id"]) for e in ents if e["label"] == "COLOR"] == [("Colors May Vary", "assorted")]
+
+
+def test_colour_field_of_a_bundled_variant_title(extractor):
+    [ents] = extractor.extract(["Crocs Women's Jayna Ballet Flat,Nautical Navy,4 M US"])
+    assert [(e["text"], e["start"], e["id"]) for e in ents if e["label"] == "COLOR"] == [
+        ("Nautical Navy", 32, "nautical_navy")]
