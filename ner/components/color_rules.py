@@ -97,10 +97,9 @@ class ColorRules:
     def colour_field(self, doc: Doc, toks, lexicon: list[tuple], colors: list[tuple]) -> tuple | None:
         """The colour field of a "product, colour, size" title as one COLOR candidate (rule 3), or None."""
         texts = toks.texts
-        if texts.count(",") < 2:
+        if texts.count(",") < 2:  # most titles: one C-level scan, no list made
             return None
-        last = len(texts) - 1 - texts[::-1].index(",")
-        before = last - 1 - texts[last - 1::-1].index(",")
+        before, last = [i for i, text in enumerate(texts) if text == ","][-2:]
         start, end = before + 1, last
         if start >= end or not SIZE_FIELD.fullmatch(toks.text(last + 1, len(texts))):
             return None

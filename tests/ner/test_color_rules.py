@@ -81,8 +81,6 @@ def test_field_with_digits_is_no_colour_field(color_nlp):
 
 
 def test_variant_field_rule_can_be_switched_off():
-    import spacy  # noqa: F401
-
     from tests.ner.conftest import FIXTURES, title_nlp
 
     nlp = title_nlp()
