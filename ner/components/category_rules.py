@@ -193,30 +193,8 @@ class CategoryRules:
         toks = groups.tokens(doc)
         texts, lows, spaces = toks.texts, toks.lows, toks.spaces
         compounds = self.compounds(cats, owner)
-        # a container after a quantity ("2.5oz Bag", "16.9 oz Bottle", "40 Bottles/Carton") is packaging, not the
-        # product, when the title names another product word
-        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and lows[c[0]] in _CONTAINERS and c[0] > 0 and (
-            any(ch.isdigit() for ch in lows[c[0] - 1]) or lows[c[0] - 1] in _MEASURES))
-        # a one-word match glued after a word and a hyphen is the end of a describing word ("High-top", "Low-top
-        # Skateboarding Shoes"), not the product, when the title names another product word; not after a single
-        # letter ("V-Briefs", "K-Cup")
-        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and c[0] > 1 and texts[c[0] - 1] == "-" and
-                            not spaces[c[0] - 1] and not spaces[c[0] - 2] and len(texts[c[0] - 2]) > 1 and
-                            texts[c[0] - 2].isalpha())
-        # nor is one glued before a hyphen to a word: the start of a describing word ("Tie-dye One-piece Swimsuit",
-        # "Bicycle-Toe Slip-On"); a code after the hyphen leaves it alone ("Bra-BGDR01")
-        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and c[1] + 1 < n and texts[c[1]] == "-" and
-                            not spaces[c[1] - 1] and not spaces[c[1]] and len(texts[c[1] + 1]) > 1 and
-                            texts[c[1] + 1].isalpha())
-        # a one-word match that ranks the product is no product word: "Top Quality", "Top Grade" ("Printing Jersey
-        # Top Quality Uniforms")
-        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and c[1] < n and lows[c[1]] in _RANK_WORDS and
-                            spaces[c[0]])
-        # a department word gives way to the product it files ("Pike Fishing Lure ... Fishing Tackle")
-        compounds = _unless(compounds, lambda c: lows[c[1] - 1] in _UMBRELLA_HEADS)
-        # a shop's immediate repetition of the head ("Bud Vase Vase - ...") is not a second compound
-        compounds = [c for k, c in enumerate(compounds) if not (
-            k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]
+        if len(compounds) > 1:  # every filter below keeps a lone compound
+            compounds = self.drop_weak(compounds, texts, lows, spaces)
         brand_words = {lows[i] for start, end, _, _ in brands for i in range(start, end) if lows[i][:1].isalnum()}
         # a later mention of the brand is not a product word ("TOPS Bill of Lading ... ReStockIt TOPS Lading"), but
         # where nothing else names the product, the product word a brand ends with does ("Pepe Jeans Women Blue
@@ -268,6 +246,35 @@ class CategoryRules:
         groups.put(doc, groups.LEXICON, others)
         groups.put(doc, groups.CATEGORY, [chosen])
         return doc
+
+    def drop_weak(self, compounds: list[tuple], texts: list[str], lows: list[str], spaces: list[bool]) -> list[tuple]:
+        """The compounds without those that do not name the product while another compound does."""
+        n = len(texts)
+        # a container after a quantity ("2.5oz Bag", "16.9 oz Bottle", "40 Bottles/Carton") is packaging, not the
+        # product, when the title names another product word
+        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and lows[c[0]] in _CONTAINERS and c[0] > 0 and (
+            any(ch.isdigit() for ch in lows[c[0] - 1]) or lows[c[0] - 1] in _MEASURES))
+        # a one-word match glued after a word and a hyphen is the end of a describing word ("High-top", "Low-top
+        # Skateboarding Shoes"), not the product, when the title names another product word; not after a single
+        # letter ("V-Briefs", "K-Cup")
+        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and c[0] > 1 and texts[c[0] - 1] == "-" and
+                            not spaces[c[0] - 1] and not spaces[c[0] - 2] and len(texts[c[0] - 2]) > 1 and
+                            texts[c[0] - 2].isalpha())
+        # nor is one glued before a hyphen to a word: the start of a describing word ("Tie-dye One-piece Swimsuit",
+        # "Bicycle-Toe Slip-On"); a code after the hyphen leaves it alone ("Bra-BGDR01")
+        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and c[1] + 1 < n and texts[c[1]] == "-" and
+                            not spaces[c[1] - 1] and not spaces[c[1]] and len(texts[c[1] + 1]) > 1 and
+                            texts[c[1] + 1].isalpha())
+        # a one-word match that ranks the product is no product word: "Top Quality", "Top Grade" ("Printing Jersey
+        # Top Quality Uniforms")
+        compounds = _unless(compounds, lambda c: c[1] - c[0] == 1 and c[1] < n and lows[c[1]] in _RANK_WORDS and
+                            spaces[c[0]])
+        # a department word gives way to the product it files ("Pike Fishing Lure ... Fishing Tackle")
+        compounds = _unless(compounds, lambda c: lows[c[1] - 1] in _UMBRELLA_HEADS)
+        # a shop's immediate repetition of the head ("Bud Vase Vase - ...") is not a second compound
+        compounds = [c for k, c in enumerate(compounds) if not (
+            k and c[1] - c[0] == 1 and c[0] == compounds[k - 1][1] and lows[c[0]] == lows[compounds[k - 1][1] - 1])]
+        return compounds
 
     def shop_head(self, owner: list, texts: list[str], lows: list[str], spaces: list[bool],
                   brand_words: set[str]) -> tuple | None:

@@ -53,6 +53,61 @@ def test_non_string_titles_give_no_entities(extractor):
     assert extractor.extract([None, 12]) == [[], []]
 
 
+def _nlp_with(component_name, factory):
+    """Blank English with the title tokenizer, the bundled resolver and one extra component before it."""
+    from spacy.language import Language
+
+    from tests.ner.conftest import title_nlp
+
+    if not Language.has_factory(component_name):
+        Language.factory(component_name)(factory)
+    nlp = title_nlp()
+    nlp.add_pipe(component_name)
+    nlp.add_pipe("moon_entity_resolver")
+    return nlp
+
+
+class _Fails:
+    """Marks the token 'Acme' as a BRAND and raises on titles that contain 'BOOM'."""
+
+    def __call__(self, doc):
+        from ner.components import groups
+
+        if "BOOM" in doc.text:
+            raise RuntimeError("boom")
+        groups.put(doc, groups.LEXICON, [(i, i + 1, "BRAND", "acme") for i, t in enumerate(doc) if t.text == "Acme"])
+        return doc
+
+
+def test_title_that_breaks_a_component_loses_only_its_own_entities(caplog):
+    from ner.extractor import EntityExtractor
+
+    nlp = _nlp_with("test_fails_on_boom", lambda nlp, name: _Fails())
+    out = EntityExtractor(nlp, batch_size=4).extract(["Acme Shorts", "Acme BOOM Shorts", "Shorts by Acme"])
+    assert [[(e["label"], e["text"], e["start"]) for e in ents] for ents in out] == [
+        [("BRAND", "Acme", 0)], [], [("BRAND", "Acme", 10)]]
+    assert "no entities for it" in caplog.text
+
+
+class _Batched(_Fails):
+    """The same component with its own `pipe`, which the extractor must use for a whole batch."""
+
+    batches = 0
+
+    def pipe(self, docs):
+        type(self).batches += 1
+        return [self(doc) for doc in docs]
+
+
+def test_component_with_its_own_pipe_gets_whole_batches():
+    from ner.extractor import EntityExtractor
+
+    nlp = _nlp_with("test_batched_component", lambda nlp, name: _Batched())
+    out = EntityExtractor(nlp, batch_size=2).extract(["Acme Shorts", "Red Acme", "Acme"])
+    assert [[e["text"] for e in ents] for ents in out] == [["Acme"], ["Acme"], ["Acme"]]
+    assert _Batched.batches == 2
+
+
 def test_load_is_cached_per_process():
     import ner
 
