@@ -53,6 +53,10 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("--predictions", default=None,
                           help="score this predictions JSONL (from `ner extract`) instead of running the pipeline; "
                                "only with a single --gold")
+    evaluate.add_argument("--errors", default=None, metavar="FILE",
+                          help="write one JSONL line per row and label where prediction and gold differ ({file, "
+                               "id, title, label, kind, gold, predicted}; kinds: missed, spurious, partial, "
+                               "boundary, wrong) and print how many rows of each kind")
     evaluate.set_defaults(func=_eval)
 
 
@@ -101,13 +105,14 @@ def _extract(args) -> int:
 def _eval(args) -> int:
     from pathlib import Path
 
-    from ner.evaluate import format_table, read_gold, score
+    from ner.evaluate import count_kinds, format_kinds, format_table, mismatches, read_gold, score
     from ner.split import select
 
     if args.predictions and len(args.gold) != 1:
         return _error("--predictions needs exactly one --gold")
     extractor = None
     results = {}
+    errors: dict[str, list[dict]] = {}
     try:
         for gold_path in args.gold:
             rows = select(read_gold(gold_path), args.part)
@@ -121,12 +126,22 @@ def _eval(args) -> int:
                 predictions = extractor.extract([r["title"] for r in rows])
             name = Path(gold_path).name + ("" if args.part == "all" else f" [{args.part}]")
             results[name] = score(rows, predictions)
+            if args.errors:
+                errors[name] = [{"file": name, **record} for record in mismatches(rows, predictions)]
+                results[name]["errors"] = count_kinds(errors[name])
+        if args.errors:
+            with _publishing(args.errors) as sink:
+                for records in errors.values():
+                    sink.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
     except (OSError, ValueError) as exc:
         return _error(str(exc))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print("\n\n".join(format_table(name, result) for name, result in results.items()))
+        print("\n\n".join(format_table(name, result) + ("\n" + format_kinds(result["errors"]) if args.errors else "")
+                           for name, result in results.items()))
+    if args.errors:
+        print(f"{sum(map(len, errors.values()))} mismatches -> {args.errors}", file=sys.stderr)
     return 0
 
 

@@ -5,18 +5,29 @@ present lists every value of that label in the title (an empty list: the label i
 unknown, and predictions of that label on that row are not scored. Values are compared as sets of folded texts
 (`ner.text.fold`: case-insensitive, punctuation and white space folded), so predicting "Nike" twice counts once.
 The headline figure is the micro F1 over BRAND, CATEGORY and MATERIAL.
+
+`mismatches` lists the rows and labels where prediction and gold differ, each with the kind of error
+(`ERROR_KINDS`), for reading what a lexicon or rule gets wrong.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from ner import LABELS as SCORED_LABELS
 from ner.text import fold
 
 MICRO_LABELS = ("BRAND", "CATEGORY", "MATERIAL")
+# how a row's predicted values of one label differ from its gold values, in the order `error_kind` tests them
+ERROR_KINDS = {
+    "missed": "gold values, nothing predicted",
+    "spurious": "predicted where the label is known to be absent",
+    "partial": "some values right, some missed or extra",
+    "boundary": "a predicted value inside a gold one or around it: 'Running Shorts' / 'Shorts'",
+    "wrong": "another value than the gold one",
+}
 
 
 @dataclasses.dataclass
@@ -86,6 +97,46 @@ def row_counts(gold_labels: dict[str, list[str]], entities: Iterable[dict]) -> d
     return counts
 
 
+def error_kind(gold: set[str], predicted: set[str]) -> str | None:
+    """The `ERROR_KINDS` key of folded gold and predicted values of one label, or None where they agree."""
+    if gold == predicted:
+        return None
+    if not predicted:
+        return "missed"
+    if not gold:
+        return "spurious"
+    if gold & predicted:
+        return "partial"
+    if any(g in p or p in g for g in gold for p in predicted):
+        return "boundary"
+    return "wrong"
+
+
+def mismatches(gold_rows: Sequence[dict], predictions: Sequence[list[dict]]) -> Iterator[dict]:
+    """One record per row and scored label where prediction and gold differ: {"id", "title", "label", "kind",
+    "gold", "predicted"} (values as written in the gold row and the title), in row order."""
+    if len(gold_rows) != len(predictions):
+        raise ValueError(f"{len(predictions)} predictions for {len(gold_rows)} gold rows")
+    for row, ents in zip(gold_rows, predictions):
+        for label, values in row.get("labels", {}).items():
+            if label not in SCORED_LABELS or values is None:
+                continue
+            texts = list(dict.fromkeys(e["text"] for e in ents if e["label"] == label and fold(e["text"])))
+            kind = error_kind({fold(v) for v in values} - {""}, {fold(t) for t in texts})
+            if kind is not None:
+                yield {"id": row.get("id"), "title": row.get("title"), "label": label, "kind": kind,
+                       "gold": list(values), "predicted": texts}
+
+
+def count_kinds(records: Iterable[dict]) -> dict[str, dict[str, int]]:
+    """label -> error kind -> rows, in `ERROR_KINDS` order."""
+    counts: dict[str, dict[str, int]] = {}
+    for record in records:
+        kinds = counts.setdefault(record["label"], dict.fromkeys(ERROR_KINDS, 0))
+        kinds[record["kind"]] += 1
+    return counts
+
+
 def score(gold_rows: Sequence[dict], predictions: Sequence[list[dict]]) -> dict:
     """{"labels": {label: counts}, "micro": counts over MICRO_LABELS, "rows": n}."""
     if len(gold_rows) != len(predictions):
@@ -109,4 +160,14 @@ def format_table(name: str, result: dict) -> str:
     m = result["micro"]
     lines.append(f"{'micro BCM':<10}{m['precision']:>8.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}{m['tp']:>7}{m['fp']:>7}"
                  f"{m['fn']:>7}")
+    return "\n".join(lines)
+
+
+def format_kinds(kinds: dict[str, dict[str, int]]) -> str:
+    """A plain-text table of rows per label and error kind (`count_kinds`)."""
+    lines = ["rows with errors  " + "".join(f"{k:>10}" for k in ERROR_KINDS)]
+    for label, counts in kinds.items():
+        lines.append(f"{label:<17}" + "".join(f"{counts[k]:>10}" for k in ERROR_KINDS))
+    if not kinds:
+        lines.append("(none)")
     return "\n".join(lines)

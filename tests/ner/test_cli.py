@@ -98,3 +98,17 @@ def test_help_does_not_import_spacy():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+@pytest.mark.slow
+def test_eval_errors_file_lists_each_mismatch_with_its_kind(tmp_path):
+    write_jsonl(tmp_path / "gold.jsonl", [
+        {"id": "1", "title": "Nike Men Black Shorts", "labels": {"BRAND": ["Nike"], "CATEGORY": ["Shorts"]}},
+        {"id": "2", "title": "Puma Women Red Cotton Skirts", "labels": {"BRAND": ["Puma"], "MATERIAL": []}},
+    ])
+    proc = moon("ner", "eval", "--gold", str(tmp_path / "gold.jsonl"), "--errors", str(tmp_path / "errors.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert records == [{"file": "gold.jsonl", "id": "2", "title": "Puma Women Red Cotton Skirts",
+                        "label": "MATERIAL", "kind": "spurious", "gold": [], "predicted": ["Cotton"]}]
+    assert "rows with errors" in proc.stdout and "1 mismatches" in proc.stderr

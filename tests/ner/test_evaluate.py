@@ -1,4 +1,6 @@
-from ner.evaluate import Counts, row_counts, score
+import pytest
+
+from ner.evaluate import Counts, count_kinds, error_kind, mismatches, row_counts, score
 
 
 def test_row_counts_compare_folded_sets():
@@ -29,3 +31,34 @@ def test_micro_covers_brand_category_material_only():
 
 def test_f1_of_counts():
     assert round(Counts(tp=3, fp=1, fn=1).f1, 4) == 0.75
+
+
+@pytest.mark.parametrize("gold, predicted, kind", [
+    ({"nike"}, {"nike"}, None),
+    ({"nike"}, set(), "missed"),
+    (set(), {"cotton"}, "spurious"),
+    ({"plastic", "recycled"}, {"plastic"}, "partial"),
+    ({"running shorts"}, {"shorts"}, "boundary"),
+    ({"shorts"}, {"running shorts"}, "boundary"),
+    ({"eyewear"}, {"goggles"}, "wrong"),
+])
+def test_error_kind_of_gold_and_predicted_values(gold, predicted, kind):
+    assert error_kind(gold, predicted) == kind
+
+
+def test_mismatches_name_row_label_kind_and_values_as_written():
+    rows = [{"id": "a", "title": "Nike Men Running Shorts",
+             "labels": {"BRAND": ["Nike"], "CATEGORY": ["Running Shorts"], "MATERIAL": [], "X": ["y"]}}]
+    ents = [[{"label": "BRAND", "text": "NIKE"}, {"label": "CATEGORY", "text": "Shorts"},
+             {"label": "CATEGORY", "text": "Shorts"}]]
+    assert list(mismatches(rows, ents)) == [
+        {"id": "a", "title": "Nike Men Running Shorts", "label": "CATEGORY", "kind": "boundary",
+         "gold": ["Running Shorts"], "predicted": ["Shorts"]}]
+
+
+def test_count_kinds_per_label():
+    records = [{"label": "BRAND", "kind": "missed"}, {"label": "BRAND", "kind": "missed"},
+               {"label": "COLOR", "kind": "wrong"}]
+    counts = count_kinds(records)
+    assert counts["BRAND"]["missed"] == 2 and counts["BRAND"]["wrong"] == 0
+    assert counts["COLOR"]["wrong"] == 1
