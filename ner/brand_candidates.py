@@ -364,6 +364,19 @@ def attribution(view: TitleView, stop_words=frozenset()) -> Candidate | None:
     return None
 
 
+def longest_lexicon(view: TitleView, best: Candidate) -> Candidate:
+    """The longest lexicon brand that begins where the chosen brand begins and runs past it: a lexicon that knows
+    both the maker and its product line (`Philips Sonicare`, `Philips Sonicare 2 Series`) names the line where the
+    title has it, as every lexicon match is the longest at its start."""
+    longest = best
+    for start, end in view.lex_brands:
+        if start == best.start and end > longest.end:
+            longest = Candidate(start, end, LEX)
+        elif start > best.start:
+            break
+    return longest
+
+
 def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:
     """The word at the brand position when it comes back later, written the same way ("Universal Six Section
     Pressboard Folder Universal Folder - UNV10281"): web shops repeat the brand before the product word."""

@@ -177,6 +177,8 @@ class BrandRules:
                 best = self.scorer.best(view, cands) if len(cands) > 1 else cands[0]
                 if best.kind == brand_candidates.NONE:
                     best = brand_candidates.recurring_lead(view, self.stop_words) or best
+                else:
+                    best = brand_candidates.longest_lexicon(view, best)
             if best.kind == brand_candidates.NONE or brand_candidates.lone_common_word(view, best) or \
                     brand_candidates.product_words(view, best):
                 return []

@@ -125,6 +125,28 @@ def test_load_takes_one_lexicon_file_or_none(tmp_path):
     assert ner.load("en", lexicon_files=None) is ner.load("en")
 
 
+@pytest.fixture(scope="module")
+def maker_and_line(tmp_path_factory):
+    """The bundled pipeline with a lexicon that knows a maker and one of its product lines."""
+    import ner
+
+    brands = tmp_path_factory.mktemp("lexicon") / "brands.jsonl"
+    brands.write_text('{"label": "BRAND", "pattern": "Zorblax", "id": "zorblax"}\n'
+                      '{"label": "BRAND", "pattern": "Zorblax Ultra 3", "id": "zorblax_ultra_3"}\n')
+    return ner.load("en", lexicon_files=brands)
+
+
+def test_product_line_a_lexicon_knows_is_the_brand(maker_and_line):
+    [ents] = maker_and_line.extract(["Zorblax Ultra 3 Plaque Control Electric Toothbrush, White"])
+    assert [(e["text"], e["start"], e["end"], e["id"]) for e in ents if e["label"] == "BRAND"] == [
+        ("Zorblax Ultra 3", 0, 15, "zorblax_ultra_3")]
+
+
+def test_maker_stands_where_the_title_does_not_name_the_line(maker_and_line):
+    [ents] = maker_and_line.extract(["Zorblax Plaque Control Electric Toothbrush Ultra 3"])
+    assert [(e["text"], e["id"]) for e in ents if e["label"] == "BRAND"] == [("Zorblax", "zorblax")]
+
+
 def test_carbon_fiber_is_the_material_carbon(extractor):
     ents = extractor.extract(["Ultralight Carbon Fiber Trekking Pole 3 Sections"])[0]
     assert [(e["text"], e["start"], e["end"]) for e in ents if e["label"] == "MATERIAL"] == [("Carbon", 11, 17)]
