@@ -8,6 +8,10 @@ a CATEGORY when both lexicons list it). A chosen span blocks every candidate tha
 Stop-lists drop candidates that lexicons get wrong in titles: a phrase listed under a label in `stop_lists`
 (e.g. MATERIAL: "fabric") is never an entity of that label, except as the row's catalogue brand (`moon_hint`),
 which stands whatever it is.
+
+Lexicon phrases of a `silent_labels` label (NONE in the bundled lexicons) name what is never an entity although
+a word in it is: "Lace Up" is how a shoe closes, not the material lace. They take part like any candidate, so
+they block the shorter candidates inside them, and are then left out of the entities.
 """
 from __future__ import annotations
 
@@ -26,21 +30,24 @@ from ner.lexicon import read_phrases, read_words, resolve_path
         "stop_lists": {},
         "one_per_title": {},
         "generic": {},
+        "silent_labels": ["NONE"],
     },
 )
 def make_resolver(nlp: Language, name: str, sources: list[str], label_priority: list[str],
                   stop_lists: dict[str, str], one_per_title: dict[str, str],
-                  generic: dict[str, str]) -> "EntityResolver":
+                  generic: dict[str, str], silent_labels: list[str]) -> "EntityResolver":
     stops = {label: {p.casefold() for p in read_phrases(resolve_path(path))} for label, path in stop_lists.items()}
     generics = {label: read_words(resolve_path(path)) for label, path in generic.items()}
     return EntityResolver(sources=sources, label_priority=label_priority, stops=stops, one_per_title=one_per_title,
-                          generic=generics)
+                          generic=generics, silent_labels=silent_labels)
 
 
 class EntityResolver:
     def __init__(self, sources: list[str], label_priority: list[str], stops: dict[str, set[str]] | None = None,
-                 one_per_title: dict[str, str] | None = None, generic: dict[str, set[str]] | None = None):
+                 one_per_title: dict[str, str] | None = None, generic: dict[str, set[str]] | None = None,
+                 silent_labels: list[str] | tuple[str, ...] = ("NONE",)):
         self.sources = list(sources)
+        self.silent = frozenset(silent_labels)
         # labels not listed come after the listed ones, in name order
         self.rank = {label: i for i, label in enumerate(label_priority)}
         self.stops = stops or {}
@@ -74,6 +81,8 @@ class EntityResolver:
                     continue
                 taken[start:end] = b"\x01" * (end - start)
                 chosen.append(cand)
+        if self.silent:
+            chosen = [c for c in chosen if c[2] not in self.silent]
         chosen.sort()
         for label, which in self.one_per_title.items():
             if sum(1 for c in chosen if c[2] == label) < 2:

@@ -143,6 +143,29 @@ def test_material_of_phrased_title_is_the_last_one_of_keyword_list_the_first():
     assert ents(nlp("sport lace up oxford wheat leather 5 M")) == [("lace", "MATERIAL")]
 
 
+def _lace_nlp(resolver_config):
+    nlp = title_nlp()
+    nlp.add_pipe("moon_lexicon_ruler", config={"lexicons": []}).add_patterns([
+        {"label": "MATERIAL", "pattern": "lace", "id": "lace"},
+        {"label": "NONE", "pattern": "lace up", "id": "lace_up"},
+        {"label": "NOT_ENTITY", "pattern": "lace trim", "id": "lace_trim"}])
+    nlp.add_pipe("moon_entity_resolver", config=resolver_config)
+    return nlp
+
+
+def test_silent_phrase_blocks_the_entity_inside_it_and_is_none_itself():
+    nlp = _lace_nlp({})
+    assert ents(nlp("black lace up dance shoes")) == []
+    assert ents(nlp("floral lace dress")) == [("lace", "MATERIAL")]
+    assert ents(nlp("lace up lace dress")) == [("lace", "MATERIAL")]
+
+
+def test_silent_labels_come_from_the_config():
+    nlp = _lace_nlp({"silent_labels": ["NOT_ENTITY"]})
+    assert ents(nlp("cotton dress with lace trim")) == []
+    assert ents(nlp("black lace up dance shoes")) == [("lace up", "NONE")]
+
+
 def test_descriptor_files_are_read_word_by_word(tmp_path, fixtures):
     words = tmp_path / "describing.txt"
     words.write_text("# use and properties\nportable vintage folding\n", encoding="utf-8")

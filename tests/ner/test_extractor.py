@@ -275,3 +275,12 @@ def test_colour_field_of_a_bundled_variant_title(extractor):
     [ents] = extractor.extract(["Crocs Women's Jayna Ballet Flat,Nautical Navy,4 M US"])
     assert [(e["text"], e["start"], e["id"]) for e in ents if e["label"] == "COLOR"] == [
         ("Nautical Navy", 32, "nautical_navy")]
+
+
+@pytest.mark.parametrize("title", ["Women Lace Up Leather Ankle Boots", "Women Lace-up Leather Ankle Boots"])
+def test_lace_up_is_how_a_shoe_closes_not_its_material(extractor, title):
+    assert texts_of(extractor, title, "MATERIAL") == ["Leather"]
+
+
+def test_lace_stays_a_material_elsewhere(extractor):
+    assert texts_of(extractor, "Women Floral Lace Midi Dress", "MATERIAL") == ["Lace"]
