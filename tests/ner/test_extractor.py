@@ -284,3 +284,8 @@ def test_lace_up_is_how_a_shoe_closes_not_its_material(extractor, title):
 
 def test_lace_stays_a_material_elsewhere(extractor):
     assert texts_of(extractor, "Women Floral Lace Midi Dress", "MATERIAL") == ["Lace"]
+
+
+@pytest.mark.parametrize("title", ["Golf Clubs 5GX Fairway Wood Graphite Shaft", "8PCS Golf Iron Set Steel Shaft"])
+def test_golf_clubs_named_after_a_material_are_no_material(extractor, title):
+    assert texts_of(extractor, title, "MATERIAL") == [title.split()[-2]]
