@@ -10,8 +10,9 @@ Stop-lists drop candidates that lexicons get wrong in titles: a phrase listed un
 which stands whatever it is.
 
 Lexicon phrases of a `silent_labels` label (NONE in the bundled lexicons) name what is never an entity although
-a word in it is: "Lace Up" is how a shoe closes, not the material lace. They take part like any candidate, so
-they block the shorter candidates inside them, and are then left out of the entities.
+a word in it is: "Lace Up" is how a shoe closes, not the material lace. They take part like any lexicon candidate,
+so they block the shorter lexicon candidates inside them (the brand and category rules' choices come from more
+trusted sources and stand), and are then left out of the entities.
 """
 from __future__ import annotations
 
