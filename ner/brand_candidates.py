@@ -368,13 +368,12 @@ def longest_lexicon(view: TitleView, best: Candidate) -> Candidate:
     """The longest lexicon brand that begins where the chosen brand begins and runs past it: a lexicon that knows
     both the maker and its product line (`Philips Sonicare`, `Philips Sonicare 2 Series`) names the line where the
     title has it, as every lexicon match is the longest at its start."""
-    longest = best
-    for start, end in view.lex_brands:
-        if start == best.start and end > longest.end:
-            longest = Candidate(start, end, LEX)
-        elif start > best.start:
+    for start, end in view.lex_brands:  # longest first at each start
+        if start == best.start:
+            return Candidate(start, end, LEX) if end > best.end else best
+        if start > best.start:
             break
-    return longest
+    return best
 
 
 def recurring_lead(view: TitleView, stop_words=frozenset()) -> Candidate | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from ner.components import groups
 from ner.text import CleanTitle, clean_title
@@ -61,7 +61,7 @@ class EntityExtractor:
                                       len(title.original))
                         out.append([])
 
-    def _run(self, cleaned: list[CleanTitle], hints: Sequence[str | None]) -> Iterator[list[dict]]:
+    def _run(self, cleaned: list[CleanTitle], hints: Sequence[str | None]) -> list[list[dict]]:
         docs = []
         for title, hint in zip(cleaned, hints):
             doc = self.nlp.make_doc(title.text)
@@ -75,7 +75,7 @@ class EntityExtractor:
         for _, proc in self.nlp.pipeline:
             pipe = getattr(proc, "pipe", None)
             docs = list(pipe(docs)) if pipe is not None else [proc(doc) for doc in docs]
-        return iter([_entities(title, doc) for title, doc in zip(cleaned, docs)])
+        return [_entities(title, doc) for title, doc in zip(cleaned, docs)]
 
 
 @contextlib.contextmanager

@@ -81,9 +81,8 @@ class EntityResolver:
                 if stops and groups.tokens(doc).text(start, end).casefold() in stops:
                     continue
                 taken[start:end] = b"\x01" * (end - start)
-                chosen.append(cand)
-        if self.silent:
-            chosen = [c for c in chosen if c[2] not in self.silent]
+                if label not in self.silent:  # a silent phrase blocks what it covers and is no entity itself
+                    chosen.append(cand)
         chosen.sort()
         for label, which in self.one_per_title.items():
             if sum(1 for c in chosen if c[2] == label) < 2:
