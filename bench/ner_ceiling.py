@@ -33,6 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ner.evaluate import MICRO_LABELS, read_gold, score  # noqa: E402
+from ner.extractor import EntityExtractor  # noqa: E402
+from ner.lexicon_build import gold_patterns, write_patterns  # noqa: E402
+from ner.pipeline import build_pipeline  # noqa: E402
 from ner.split import select  # noqa: E402
 
 
@@ -68,28 +71,22 @@ def summary(result: dict) -> dict:
     return {"micro_f1": round(result["micro"]["f1"], 4), "f1": labels}
 
 
-def rules_figures(tune: list[dict], heldout: list[dict]) -> tuple[dict, dict, list]:
-    """(a) and (b) on the held-out rows, and the predictions of (a)."""
-    from ner.extractor import EntityExtractor
-    from ner.pipeline import build_pipeline
+# the lexicon of (b): one file per label, so that a value listed under two labels stays under both
+OWN_LEXICONS = {"BRAND": "own_brands.jsonl", "CATEGORY": "own_categories.jsonl", "MATERIAL": "own_materials.jsonl"}
 
+
+def rules_figures(tune: list[dict], heldout: list[dict], extractor) -> tuple[dict, dict, list]:
+    """(a) with `extractor` (the bundled pipeline) and (b) on the held-out rows, and the predictions of (a)."""
     titles = [row["title"] for row in heldout]
-    predictions = EntityExtractor(build_pipeline("en")).extract(titles)
+    predictions = extractor.extract(titles)
     plain = score(heldout, predictions)
+    lexicons = gold_patterns(tune, OWN_LEXICONS)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "own_values.jsonl"
-        seen = set()
-        with open(path, "w", encoding="utf-8") as fh:
-            for row in tune:
-                for label in MICRO_LABELS:
-                    for value in row["labels"].get(label) or []:
-                        key = (label, value.strip().lower())
-                        if key[1] and key not in seen:
-                            seen.add(key)
-                            ident = re.sub(r"\W+", "_", key[1]).strip("_") or "value"
-                            fh.write(json.dumps({"label": label, "pattern": value.strip(), "id": ident}) + "\n")
-        own = score(heldout, EntityExtractor(build_pipeline("en", lexicon_files=[path])).extract(titles))
-    return summary(plain), {**summary(own), "lexicon_phrases": len(seen)}, predictions
+        paths = [Path(tmp) / file for file in lexicons]
+        for path, patterns in zip(paths, lexicons.values()):
+            write_patterns(path, patterns)
+        own = score(heldout, EntityExtractor(build_pipeline("en", lexicon_files=paths)).extract(titles))
+    return summary(plain), {**summary(own), "lexicon_phrases": sum(map(len, lexicons.values()))}, predictions
 
 
 def trained_figures(tune: list[dict], heldout: list[dict], epochs: int, seed: int, log=print) -> dict:
@@ -127,14 +124,15 @@ def trained_figures(tune: list[dict], heldout: list[dict], epochs: int, seed: in
             "train_rows": len(examples)}
 
 
-def ceiling(path: str, epochs: int, seed: int, log=print) -> dict:
+def ceiling(path: str, epochs: int, seed: int, extractor: EntityExtractor, log=print) -> dict:
+    """The four figures of one gold file; `extractor`: the bundled pipeline's, built once for all files."""
     rows = read_gold(path)
     tune, heldout = select(rows, "tune"), select(rows, "heldout")
     if not tune or not heldout:
         raise ValueError(f"{path}: needs rows in both the tune and the held-out part")
     log(f"{Path(path).name}: {len(tune)} tune rows, {len(heldout)} held-out rows")
     started = time.perf_counter()
-    rules, own, rule_predictions = rules_figures(tune, heldout)
+    rules, own, rule_predictions = rules_figures(tune, heldout, extractor)
     log(f"  (a) rules {rules['micro_f1']:.3f}   (b) rules + own lexicon {own['micro_f1']:.3f}")
     trained = trained_figures(tune, heldout, epochs, seed, log)
     log(f"  (c) trained NER, best epoch {trained['best']['epoch']}: {trained['best']['micro_f1']:.3f}")
@@ -180,10 +178,11 @@ def main(argv=None) -> int:
         parser.error("--epochs must be at least 1")
     if os.environ.get("OMP_NUM_THREADS") is None:
         print("note: OMP_NUM_THREADS is not set; set it to 1 for stable timings", file=sys.stderr)
+    extractor = EntityExtractor(build_pipeline("en"))
     results = []
     for path in args.gold:
         try:
-            results.append(ceiling(path, args.epochs, args.seed))
+            results.append(ceiling(path, args.epochs, args.seed, extractor))
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

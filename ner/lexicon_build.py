@@ -71,22 +71,27 @@ def read_catalog(path: Path, holdout_gold: Path | None = None) -> list[dict[str,
         return [row for row in csv.DictReader(fh) if row.get("id") not in held]
 
 
-def gold_values(paths: list[Path]) -> dict[str, list[dict]]:
-    """Patterns per output file from the BRAND and MATERIAL values of the tune part of gold files."""
+def gold_values(paths: list[Path], files: dict[str, str] = GOLD_FILES) -> dict[str, list[dict]]:
+    """Patterns per output file from the values of the tune part of gold files (`files`: label -> output file)."""
+    def rows():
+        for path in paths:
+            with open(path, encoding="utf-8") as fh:
+                yield from (json.loads(line) for line in fh if line.strip())
+    return gold_patterns(rows(), files)
+
+
+def gold_patterns(rows, files: dict[str, str] = GOLD_FILES) -> dict[str, list[dict]]:
+    """Patterns per output file from the values of gold rows (held-out rows skipped), most frequent first, one per
+    distinct value and file (case-insensitive)."""
     counts: dict[str, Counter] = {}
-    for path in paths:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                if is_heldout(row.get("id")):
-                    continue
-                for label, file in GOLD_FILES.items():
-                    for value in (row.get("labels") or {}).get(label) or ():
-                        value = " ".join(html.unescape(str(value)).split())
-                        if len(value) >= 2 and any(c.isalpha() for c in value):
-                            counts.setdefault(file, Counter())[(label, value)] += 1
+    for row in rows:
+        if is_heldout(row.get("id")):
+            continue
+        for label, file in files.items():
+            for value in (row.get("labels") or {}).get(label) or ():
+                value = " ".join(html.unescape(str(value)).split())
+                if len(value) >= 2 and any(c.isalpha() for c in value):
+                    counts.setdefault(file, Counter())[(label, value)] += 1
     out: dict[str, list[dict]] = {}
     for file, counter in counts.items():
         seen: set[str] = set()
@@ -97,6 +102,13 @@ def gold_values(paths: list[Path]) -> dict[str, list[dict]]:
                 patterns.append({"label": label, "pattern": value, "id": canonical_id(value)})
         out[file] = patterns
     return out
+
+
+def write_patterns(path: Path, patterns: list[dict]) -> None:
+    """A JSONL lexicon of `patterns`, sorted by label and phrase."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for item in sorted(patterns, key=lambda p: (p["label"], p["pattern"].casefold())):
+            fh.write(json.dumps(item, ensure_ascii=False) + "\n")
 
 
 def lexicon_values(rows: list[dict[str, str]], min_count: int = 1) -> dict[str, list[dict]]:
@@ -166,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ids = known_ids(args.ids_from)
     for file, patterns in files.items():
         patterns = reuse_ids(patterns, ids)
-        with open(args.out / file, "w", encoding="utf-8") as fh:
-            for item in sorted(patterns, key=lambda p: (p["label"], p["pattern"].casefold())):
-                fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+        write_patterns(args.out / file, patterns)
         print(f"{args.out / file}: {len(patterns)} patterns")
     return 0
 

@@ -30,6 +30,16 @@ def test_gold_values_come_from_the_tune_part_only(tmp_path):
     assert out == {"brands_gold.jsonl": [{"label": "BRAND", "pattern": "Zorbin", "id": "zorbin"}]}
 
 
+def test_gold_patterns_take_the_labels_and_files_asked_for():
+    tune = [f"t{k}" for k in range(100) if not is_heldout(f"t{k}")]
+    rows = [{"id": tune[0], "labels": {"BRAND": ["Zorbin"], "CATEGORY": ["Widget"], "MATERIAL": ["Oak"]}},
+            {"id": tune[1], "labels": {"CATEGORY": ["widget", "Gizmo"]}}]
+    out = lexicon_build.gold_patterns(rows, {"CATEGORY": "cats.jsonl", "MATERIAL": "mats.jsonl"})
+    assert out == {"cats.jsonl": [{"label": "CATEGORY", "pattern": "Widget", "id": "widget"},
+                                  {"label": "CATEGORY", "pattern": "Gizmo", "id": "gizmo"}],
+                   "mats.jsonl": [{"label": "MATERIAL", "pattern": "Oak", "id": "oak"}]}
+
+
 def test_a_known_spelling_gives_its_id(tmp_path):
     known = tmp_path / "curated.jsonl"
     known.write_text(json.dumps({"label": "CATEGORY", "pattern": "tracksuit", "id": "tracksuit"}) + "\n")
