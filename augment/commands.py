@@ -101,6 +101,8 @@ def cmd_run(args) -> int:
             plan = plan.restrict([s.strip() for s in args.shards.split(",") if s.strip()])
         log.info("run %s: %d rows in %d shards, %d pending -> %s", plan.run_id, plan.rows_total, len(plan.shards),
                  len(plan.pending), output)
+        for line in column_notes(plan.summary()):
+            log.info("%s", line)
         result = runner.execute(plan, cfg, use_ray=not args.no_ray)
     except (io.InputError, P.RunMismatch, C.ConfigError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -146,6 +148,19 @@ def _print_plan(summary: dict, as_json: bool) -> None:
     print(f"dry run: {summary['rows']} rows in {summary['shards']} shards "
           f"({summary['committed']} committed, {len(summary['pending'])} pending) from {', '.join(summary['sources'])}")
     print(f"output: {summary['run_uri']}  config hash: {summary['config_hash']}")
+    for line in column_notes(summary):
+        print(line)
+
+
+def column_notes(summary: dict) -> list[str]:
+    """What happens to input columns that are not carried under their own name."""
+    lines = []
+    if summary.get("renamed_columns"):
+        pairs = ", ".join(f"{k} -> {v}" for k, v in sorted(summary["renamed_columns"].items()))
+        lines.append(f"input columns named like output columns are carried as: {pairs}")
+    if summary.get("not_carried_columns"):
+        lines.append(f"input columns not carried (names starting with _): {', '.join(summary['not_carried_columns'])}")
+    return lines
 
 
 def run_summary(result) -> dict:

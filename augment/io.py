@@ -41,6 +41,7 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 PARSE_ERROR = "_parse_error"
 DUPLICATE = "_duplicate"
 MAX_RAW_CHARS = 10_000
+STAGED_COLUMNS_KEY = b"moon.staged_columns"  # staged file metadata: the renamed and not carried input columns
 
 
 class InputError(ValueError):
@@ -92,13 +93,19 @@ class Source:
     num_rows: int
     schema: pa.Schema  # normalised input schema (contract + carried columns + bookkeeping)
     fingerprint: dict[str, Any]
+    # Pass-through columns carried under another name (schema.carried_name: `color` -> `input_color`), and
+    # columns not carried at all (names starting with `_`).
+    renamed: dict[str, str] = dataclasses.field(default_factory=dict)
+    not_carried: list[str] = dataclasses.field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Column mapping and normalisation
 # ---------------------------------------------------------------------------------------------------------------
 def rename_map(columns: list[str], mapping: dict[str, str]) -> dict[str, str]:
-    """Source column name -> contract name. `mapping` is config input.columns {contract: source}."""
+    """Source column name -> its name in the run: the contract name for mapped columns (`mapping` is config
+    input.columns {contract: source}, plus `brand` -> `catalog_brand`), `input_<name>` for a pass-through
+    column named like a column the pipeline writes (schema.carried_name)."""
     out = {}
     for contract, source in mapping.items():
         if source in columns:
@@ -106,7 +113,29 @@ def rename_map(columns: list[str], mapping: dict[str, str]) -> dict[str, str]:
     for alias, contract in S.INPUT_COLUMN_ALIASES.items():
         if alias in columns and contract not in out.values() and alias not in out:
             out[alias] = contract
+    for name in columns:
+        if name not in out and S.carried_name(name) != name:
+            out[name] = S.carried_name(name)
     return out
+
+
+def carried_renames(columns: list[str], mapping: dict[str, str], uri: str) -> dict[str, str]:
+    """The pass-through columns rename_map carries under another name (`color` -> `input_color`). Two input
+    columns that would end up with one name (`color` and `input_color`) are an InputError."""
+    renames = rename_map(columns, mapping)
+    final: dict[str, str] = {}
+    for name in columns:
+        target = renames.get(name, name)
+        if target in final:
+            pair = (final[target], name)
+            written = [n for n in pair if S.carried_name(n) != n]
+            raise InputError(
+                f"{uri}: columns {pair[0]!r} and {pair[1]!r} would both be named {target!r} in the shards"
+                + (f" (the pipeline writes {written[0]!r} itself)" if written else "")
+                + "; rename one of them in the input"
+            )
+        final[target] = name
+    return {k: v for k, v in renames.items() if v != k and v == S.carried_name(k)}
 
 
 def _data_url_bytes(text: str) -> bytes | None:
@@ -151,7 +180,7 @@ def normalise_text_row(record: dict[str, Any], renames: dict[str, str], extra_na
                 row[name] = value
             else:
                 problems.append(f"wrong_type:{name} ({type(value).__name__})")
-        else:
+        elif name in row:  # a pass-through column (names starting with `_` are not carried)
             row[name] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
     if problems:
         row[PARSE_ERROR] = problems[0]
@@ -241,8 +270,10 @@ def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, s
     target = storage.join(work_uri, f"{stable_hash(fp, column_map, rows_per_group, length=20)}.parquet")
     if storage.exists(target):
         meta = _parquet_file(target).metadata
-        return Source(uri=uri, format=fmt, read_uri=target, num_rows=meta.num_rows, schema=meta.schema.to_arrow_schema(),
-                      fingerprint=fp)
+        schema = meta.schema.to_arrow_schema()
+        columns = json.loads((schema.metadata or {}).get(STAGED_COLUMNS_KEY, b"{}"))
+        return Source(uri=uri, format=fmt, read_uri=target, num_rows=meta.num_rows, schema=schema, fingerprint=fp,
+                      renamed=columns.get("renamed", {}), not_carried=columns.get("not_carried", []))
     records = iter_jsonl if fmt == "jsonl" else iter_csv
     keys: dict[str, None] = {}
     count = 0
@@ -250,17 +281,21 @@ def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, s
         count += 1
         if record:
             keys.update(dict.fromkeys(record))
+    renamed = carried_renames(list(keys), column_map, uri)
     renames = rename_map(list(keys), column_map)
     mapped = [renames.get(k, k) for k in keys]
-    extra_names = [k for k in mapped if k not in S.INPUT_FIELDS.names]
+    extra_names = [k for k in mapped if k not in S.INPUT_FIELDS.names and not k.startswith("_")]
+    not_carried = [k for k in mapped if k.startswith("_")]
     if count and "product_id" not in mapped:
         raise InputError(
             f"{uri} has no product_id column (columns: {', '.join(list(keys)[:20])}); "
             "map one with input.columns.product_id in the config"
         )
-    schema = staging_schema(extra_names)
+    schema = staging_schema(extra_names).with_metadata(
+        {STAGED_COLUMNS_KEY: json.dumps({"renamed": renamed, "not_carried": not_carried})})
     _write_staged(target, schema, _staged_rows(records(uri), renames, extra_names), rows_per_group)
-    return Source(uri=uri, format=fmt, read_uri=target, num_rows=count, schema=schema, fingerprint=fp)
+    return Source(uri=uri, format=fmt, read_uri=target, num_rows=count, schema=schema, fingerprint=fp,
+                  renamed=renamed, not_carried=not_carried)
 
 
 def _staged_rows(records, renames, extra_names) -> Iterator[dict[str, Any]]:
@@ -310,6 +345,7 @@ def _parquet_file(uri: str) -> pq.ParquetFile:
 def parquet_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per_group: int) -> Source:
     pf = _parquet_file(uri)
     arrow_schema = pf.schema_arrow
+    renamed = carried_renames(arrow_schema.names, column_map, uri)
     renames = rename_map(arrow_schema.names, column_map)
     mapped = {renames.get(n, n): arrow_schema.field(n).type for n in arrow_schema.names}
     if "product_id" not in mapped:
@@ -329,7 +365,9 @@ def parquet_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per
         if not storage.exists(read_uri):
             log.info("restaging %s (row groups of up to %d rows) into shard-sized row groups", uri, largest_group)
             _restage_parquet(pf, read_uri, rows_per_group)
-    return Source(uri=uri, format="parquet", read_uri=read_uri, num_rows=meta.num_rows, schema=schema, fingerprint=fp)
+    not_carried = [n for n in mapped if n.startswith("_")]
+    return Source(uri=uri, format="parquet", read_uri=read_uri, num_rows=meta.num_rows, schema=schema, fingerprint=fp,
+                  renamed=renamed, not_carried=not_carried)
 
 
 def _restage_parquet(pf: pq.ParquetFile, target: str, rows_per_group: int) -> None:

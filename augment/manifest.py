@@ -109,6 +109,22 @@ def data_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> li
     return [storage.join(run_uri, r.data_file) for r in ordered if r.data_file]
 
 
+def committed_data_files(run_uri: str) -> list[str]:
+    """`data_files`, or a FileNotFoundError that says why the folder has none."""
+    records = load(run_uri) if storage.exists(run_uri) else {}
+    files = data_files(run_uri, records.values())
+    if files:
+        return files
+    if records:
+        raise FileNotFoundError(f"{run_uri}: every product of its {len(records)} committed shards was quarantined "
+                                "(see quarantine/ and `moon report`)")
+    if storage.exists(storage.join(run_uri, RUN_FILE)):
+        raise FileNotFoundError(f"{run_uri}: no committed shards; its run failed or was interrupted before the first "
+                                "shard was committed: run `moon run` again with the same --input, config and --output "
+                                "to resume it")
+    raise FileNotFoundError(f"{run_uri} is not a run folder of `moon run` (no {RUN_FILE})")
+
+
 def quarantine_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> list[str]:
     """URIs of the committed quarantine files, in shard order."""
     records = load(run_uri).values() if records is None else records

@@ -96,7 +96,14 @@ class Plan:
             "committed": len([s for s in self.shards if s.shard_id in self.committed]),
             "pending": [s.shard_id for s in self.pending],
             "rows_pending": self.rows_pending,
+            "renamed_columns": self.renamed_columns,
+            "not_carried_columns": sorted({n for s in self.sources for n in s.not_carried}),
         }
+
+    @property
+    def renamed_columns(self) -> dict[str, str]:
+        """Input columns carried under another name, because the pipeline writes their name itself."""
+        return {k: v for source in self.sources for k, v in source.renamed.items()}
 
 
 def shard_id(source_uri: str, start: int, stop: int) -> str:
@@ -134,6 +141,11 @@ def plan_run(
     # 2. The input staged where needed, so that a shard read is one cheap row-range read.
     sources = [io.open_source(uri, work_uri, column_map, shard_size) for uri in files]
     input_schema = _unify(sources)
+    carried = pa.schema([f for f in input_schema if not f.name.startswith("_")])
+    try:  # what the shards will hold; a clash is an error now, not a failed write after the stages ran
+        S.output_schema(carried), S.quarantine_schema(carried)
+    except ValueError as exc:
+        raise io.InputError(str(exc)) from None
     # 3. The rows this run covers (--limit counts across files in order).
     budget = limit
     counts = []

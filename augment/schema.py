@@ -138,6 +138,23 @@ QUARANTINE_FIELDS = pa.schema(
 )
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Input columns named like a column the pipeline writes
+# ---------------------------------------------------------------------------------------------------------
+# A catalogue column (other than the contract's) whose name the pipeline writes itself, an output column such
+# as `color`, `category` or `entities`, or a quarantine column such as `reason`, is carried through as
+# `input_<name>`, in data and quarantine shards alike, with its values unchanged. `brand` is the exception: the
+# input contract keeps the catalogue brand as `catalog_brand`. Columns whose names start with `_` are the
+# pipeline's bookkeeping and are not carried (pandas' `__index_level_0__`, for one).
+CARRIED_PREFIX = "input_"
+WRITTEN_COLUMNS = frozenset(OUTPUT_FIELDS.names) | frozenset(QUARANTINE_FIELDS.names)
+
+
+def carried_name(name: str) -> str:
+    """The name a pass-through input column has in the shards."""
+    return CARRIED_PREFIX + name if name in WRITTEN_COLUMNS else name
+
+
 def input_schema(extra: pa.Schema | None = None) -> pa.Schema:
     """The schema rows have after reading: the input contract plus pass-through columns."""
     fields = list(INPUT_FIELDS)
@@ -148,13 +165,21 @@ def input_schema(extra: pa.Schema | None = None) -> pa.Schema:
 
 def output_schema(extra: pa.Schema | None = None) -> pa.Schema:
     """The schema of a committed data shard, with the schema version in its metadata."""
-    schema = pa.schema(list(input_schema(extra)) + list(OUTPUT_FIELDS))
-    return with_version(schema)
+    return with_version(_unique(list(input_schema(extra)) + list(OUTPUT_FIELDS)))
 
 
 def quarantine_schema(extra: pa.Schema | None = None) -> pa.Schema:
-    schema = pa.schema(list(input_schema(extra)) + list(QUARANTINE_FIELDS))
-    return with_version(schema)
+    return with_version(_unique(list(input_schema(extra)) + list(QUARANTINE_FIELDS)))
+
+
+def _unique(fields: list[pa.Field]) -> pa.Schema:
+    """A schema of `fields`; a name that occurs twice (a pass-through column not renamed by carried_name) is an
+    error rather than a shard that no reader can use."""
+    names = [f.name for f in fields]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"column {repeated[0]!r} is both a pass-through input column and a column the pipeline writes")
+    return pa.schema(fields)
 
 
 def with_version(schema: pa.Schema) -> pa.Schema:

@@ -33,7 +33,7 @@ import torch
 
 from model import images as image_ops
 from model.batch import TrainBatch
-from model.config import INTER_OBJECTIVES, MoonConfig
+from model.config import INTER_OBJECTIVES, ConfigError, MoonConfig
 from model.queries import CATEGORY_LEAF, attribute_query, label_key, matches, product_labels
 from model.tokenizer import words
 
@@ -66,6 +66,24 @@ RECORD_SCHEMA = pa.schema(
 def shard_columns(attributes: Sequence[str] = ()) -> list[str]:
     """The shard columns to read: SHARD_COLUMNS plus the label columns of `attributes`."""
     return list(SHARD_COLUMNS) + [a for a in attributes if a != CATEGORY_LEAF and a not in SHARD_COLUMNS]
+
+
+def check_label_columns(schema: pa.Schema, attributes: Sequence[str]) -> None:
+    """Label columns hold one value per product. Naming a list or struct column (such as `color`, the colours the
+    pipeline finds in titles) is a ConfigError that names the catalogue's own column where the run carried one
+    as `input_<name>` (augment.schema.carried_name)."""
+    from augment.schema import CARRIED_PREFIX
+
+    for name in attributes:
+        if name not in schema.names:
+            continue
+        kind = schema.field(name).type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_struct(kind):
+            carried = CARRIED_PREFIX + name
+            hint = (f"; the catalogue's own {name!r} column is carried as {carried!r}: name that"
+                    if carried in schema.names else "")
+            raise ConfigError(f"data.query_attributes: {name!r} is a {kind} column the pipeline writes, "
+                              f"not a label with one value per product{hint}")
 
 
 def product_records(columns: dict[str, list], read_uri=None, attributes: Sequence[str] = ()) -> list[dict[str, Any]]:

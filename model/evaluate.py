@@ -27,7 +27,7 @@ import torch
 
 from model import images as image_ops
 from model.config import MoonConfig
-from model.data import is_held_out, product_records, product_rng, query_text, shard_columns
+from model.data import check_label_columns, is_held_out, product_records, product_rng, query_text, shard_columns
 from model.metrics import KS, NDCG_K, ranking_metrics, recall_at_k  # noqa: F401  (recall_at_k re-exported)
 from model.queries import attribute_queries, attribute_query, label_key
 from model.tokenizer import build_tokenizer, words
@@ -54,25 +54,25 @@ class TextQueries:
     protocol: str  # attributes | title
 
 
-def split_records(run_uri: str, fraction: float, held_out: bool = True, limit: int | None = None,
+def split_records(run_uri: str, fraction: float, held_out: bool | None = True, limit: int | None = None,
                   attributes: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """The product records of the evaluation split (or, held_out=False, the training split), sorted by
-    product id, the first `limit` if given, read with pyarrow from the run's committed shards."""
+    """The product records of the evaluation split (held_out=False: the training split; None: every product),
+    sorted by product id, the first `limit` if given, read with pyarrow from the run's committed shards."""
     import pyarrow.parquet as pq
 
     from augment import manifest, storage
 
-    files = manifest.data_files(run_uri)
-    if not files:
-        raise FileNotFoundError(f"{run_uri}: no committed shards in its manifest")
+    files = manifest.committed_data_files(run_uri)
     records = []
     for file in files:
         fs, path = storage.filesystem(file)
         parquet = pq.ParquetFile(path, filesystem=fs)
+        check_label_columns(parquet.schema_arrow, attributes)
         columns = [c for c in shard_columns(attributes) if c in parquet.schema_arrow.names]
         for batch in parquet.iter_batches(batch_size=256, columns=columns):
             data = batch.to_pydict()
-            keep = [i for i, pid in enumerate(data["product_id"]) if is_held_out(pid, fraction) == held_out]
+            keep = [i for i, pid in enumerate(data["product_id"])
+                    if held_out is None or is_held_out(pid, fraction) == held_out]
             records += product_records({k: [v[i] for i in keep] for k, v in data.items()}, attributes=attributes)
     return sorted(records, key=lambda r: r["product_id"])[:limit]
 
@@ -97,7 +97,7 @@ def text_queries(records: Sequence[dict[str, Any]], data) -> TextQueries:
     queries = attribute_queries(keys)
     if not queries:
         raise ProtocolError(
-            f"no held-out product has any of the labels {list(data.query_attributes)}: carry them as input "
+            f"no evaluated product has any of the labels {list(data.query_attributes)}: carry them as input "
             "columns, name others with data.query_attributes, or evaluate title queries (--queries title)"
         )
     relevant = torch.zeros(len(queries), len(records), dtype=torch.bool)

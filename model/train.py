@@ -27,9 +27,9 @@ import torch
 from model.checkpoint import (
     MODEL_FILE, build_model, epoch_dir_name, latest_checkpoint, load_train_state, save_checkpoint,
 )
-from model.config import MoonConfig, from_dict
+from model.config import ConfigError, MoonConfig, from_dict
 from model.data import (
-    collate, is_held_out, pair_batches, product_records, records_table, shard_columns,
+    check_label_columns, collate, is_held_out, pair_batches, product_records, records_table, shard_columns,
 )
 from model.losses import MoonLoss
 from model.step import lr_factor, make_optimizer, train_step
@@ -192,8 +192,9 @@ def training_dataset(files: list[str], cfg: MoonConfig):
     from augment import storage
 
     fs, path = storage.filesystem(files[0])
-    present = set(pq.read_schema(path, filesystem=fs).names)
-    columns = [c for c in shard_columns(cfg.data.query_attributes) if c in present]
+    schema = pq.read_schema(path, filesystem=fs)
+    check_label_columns(schema, cfg.data.query_attributes)
+    columns = [c for c in shard_columns(cfg.data.query_attributes) if c in schema.names]
     ds = ray.data.read_parquet(files).select_columns(columns)
     ds = ds.map_batches(ToRecords(cfg.data.eval_fraction, cfg.data.query_attributes), batch_format="pyarrow",
                         batch_size=64)
@@ -245,14 +246,13 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     existing = latest_checkpoint(output_dir)
     if existing is not None and not resume:
         raise FileExistsError(f"{output_dir} already holds {existing.name}: pass --resume, or another --output")
-    files = manifest.data_files(run_uri)
-    if not files:
-        raise FileNotFoundError(f"{run_uri}: no committed shards in its manifest")
+    files = manifest.committed_data_files(run_uri)
     products = count_training_products(files, cfg)
     world = cfg.train.num_workers
     per_step = 2 * (cfg.train.batch_size // 2) * world
     if products < per_step:
-        raise ValueError(f"{products} training products, fewer than one step's {per_step}: lower train.batch_size")
+        raise ConfigError(f"{products} training products in {run_uri}, fewer than one step's {per_step} "
+                          "(train.batch_size x train.num_workers): lower train.batch_size")
     steps_per_epoch = products // per_step
     log.info("%d shards, %d training products, %d steps per epoch", len(files), products, steps_per_epoch)
 

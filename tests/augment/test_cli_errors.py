@@ -30,7 +30,15 @@ def test_count_that_is_no_number_is_refused(capsys):
 def test_training_on_a_folder_without_shards_names_it(capsys, tmp_path):
     code, err = run(capsys, "train", "--data", str(tmp_path), "--output", str(tmp_path / "ckpt"))
     assert code == 2
-    assert err.strip() == f"error: {tmp_path}: no committed shards in its manifest"
+    assert err.strip() == f"error: {tmp_path} is not a run folder of `moon run` (no _run.json)"
+
+
+def test_training_on_a_run_that_committed_nothing_says_how_to_resume(capsys, tmp_path):
+    (tmp_path / "_run.json").write_text("{}")  # what a run that failed before its first shard leaves
+    code, err = run(capsys, "train", "--data", str(tmp_path), "--output", str(tmp_path / "ckpt"))
+    assert code == 2
+    assert err.startswith(f"error: {tmp_path}: no committed shards; its run failed or was interrupted")
+    assert "to resume it" in err and err.count("\n") == 1
 
 
 def test_plan_accepts_zero_gpus(capsys):
