@@ -59,11 +59,33 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `moon plan | head`: the reader left; stop quietly, as shell tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
-        # a path the user gave is wrong: say which, without a traceback (-v shows it)
+    except Exception as exc:
+        # a mistake in what the user asked for (a path, a config key, an input): one line, no traceback (-v shows it)
+        kind = user_error(exc)
+        if kind is None:
+            raise
         logging.getLogger("moon").debug("traceback", exc_info=True)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{kind}: {exc}", file=sys.stderr)
         return 2
+
+
+# Exceptions that report a mistake in the user's request, by module: a module not yet imported cannot have raised.
+CONFIG_ERRORS = (("augment.config", "ConfigError"), ("model.config", "ConfigError"))
+REQUEST_ERRORS = (("augment.io", "InputError"), ("augment.plan", "RunMismatch"), ("model.evaluate", "ProtocolError"),
+                  ("ner.lexicon", "LexiconError"))
+PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+
+
+def user_error(exc: BaseException) -> str | None:
+    """'config error' or 'error' when `exc` reports a mistake in the request, else None (a defect: traceback)."""
+    def loaded(names):
+        return tuple(getattr(sys.modules[m], n) for m, n in names if m in sys.modules)
+
+    if isinstance(exc, loaded(CONFIG_ERRORS)):
+        return "config error"
+    if isinstance(exc, PATH_ERRORS + loaded(REQUEST_ERRORS)):
+        return "error"
+    return None
 
 
 if __name__ == "__main__":

@@ -41,7 +41,10 @@ class WordMean(nn.Module):
 
 def train_word_mean(records: Sequence[dict[str, Any]], cfg: MoonConfig, epochs: int = 30, lr: float = 0.01,
                     dim: int = 64, seed: int = 0) -> tuple[WordMean, HashTokenizer]:
-    """Train the baseline on training-split product records; returns the model and its tokenizer."""
+    """Train the baseline on training-split product records; returns the model and its tokenizer. Fewer than
+    two records (no pair to learn from) is a ValueError, never a baseline trained on nothing."""
+    if len(records) < 2:
+        raise ValueError(f"the trained bag-of-words baseline needs at least two training products, got {len(records)}")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tokenizer = HashTokenizer(cfg.text.vocab_size, cfg.text.context_length)

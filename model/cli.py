@@ -44,10 +44,14 @@ def add_commands(subparsers) -> None:
 
     evaluate = subparsers.add_parser(
         "eval", help="retrieval recall (R@1/5/10) of checkpoints and baselines on held-out products",
-        description="Evaluate on the held-out products of a run folder: t->mm, i->mm, mm->mm, t->i, i->t. "
-        "Several models can be compared on the same queries; the first one's data settings define them.",
+        description="Evaluate on the held-out products of a run folder (or all of them, --split all): t->mm, "
+        "i->mm, mm->mm, t->i, i->t. Several models can be compared on the same queries; the data settings of "
+        "--config, else of the first checkpoint, with --set applied, define them.",
     )
     evaluate.add_argument("--data", required=True, help="run folder (local or s3://)")
+    evaluate.add_argument("--split", choices=("held-out", "all", "train"), default="held-out",
+                          help="products to evaluate: the held-out split (data.eval_fraction, default), every "
+                          "product of the run folder (a model trained on another catalogue), or the training split")
     evaluate.add_argument("--checkpoint", action="append", default=[],
                           help="checkpoint directory or training output directory (repeatable)")
     evaluate.add_argument("--untrained", metavar="CONFIG", help="also evaluate this config with random weights")
@@ -56,13 +60,19 @@ def add_commands(subparsers) -> None:
                           help="also train (on the training split, titles only) and evaluate the word-embedding "
                           "bag-of-words baseline")
     evaluate.add_argument("--bow-epochs", type=positive_int, default=30, help="epochs of the trained bag-of-words baseline")
-    evaluate.add_argument("--config", help="config for the query protocol when no checkpoint is given")
+    evaluate.add_argument("--bow-data", metavar="RUN",
+                          help="run folder the trained bag-of-words baseline learns from: its training split, "
+                          "less any evaluated product (default: --data)")
+    evaluate.add_argument("--config", help="config of the query protocol and baselines (default: the first "
+                          "checkpoint's, else tiny)")
+    evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a key of that config, e.g. --set data.eval_fraction=0.3 (repeatable)")
     evaluate.add_argument("--queries", choices=("attributes", "title"),
                           help="override data.eval_queries: shopper-intent queries from labels, or title queries")
     evaluate.add_argument("--query-attributes", help="override data.query_attributes (comma-separated columns)")
     evaluate.add_argument("--query-text", choices=("entities", "keywords"),
                           help="override data.query_text (title queries)")
-    evaluate.add_argument("--limit", type=positive_int, help="evaluate on the first N held-out products (by product id)")
+    evaluate.add_argument("--limit", type=positive_int, help="evaluate on the first N products of the split (by product id)")
     evaluate.add_argument("--out", help="JSON results file (default: eval.json in the first checkpoint)")
     evaluate.set_defaults(func=run_eval)
 
@@ -100,39 +110,52 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+SPLITS = {"held-out": True, "train": False, "all": None}  # --split -> split_records(held_out=...)
+
+
+def eval_config(args: argparse.Namespace, checkpoint_cfg=None):
+    """The protocol config: --config, else the first checkpoint's, else tiny; --set and the flags applied."""
+    from model.config import load_config, parse_override, with_overrides
+
+    overrides = dict(parse_override(item) for item in args.set)
+    if args.query_text:
+        overrides["data.query_text"] = args.query_text
+    if args.queries:
+        overrides["data.eval_queries"] = args.queries
+    if args.query_attributes:
+        overrides["data.query_attributes"] = [a.strip() for a in args.query_attributes.split(",") if a.strip()]
+    if args.config or checkpoint_cfg is None:
+        return load_config(args.config or args.untrained or "tiny", overrides)
+    return with_overrides(checkpoint_cfg, overrides)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     import dataclasses
 
     from model.checkpoint import build_model, load_model, resolve_checkpoint
     from model.config import load_config
-    from model.evaluate import ProtocolError, evaluate_model, format_table, held_out_records, text_queries
+    from model.evaluate import ProtocolError, evaluate_model, format_table, split_records, text_queries
 
     if not (args.checkpoint or args.untrained or args.bow or args.bow_trained):
         print("moon eval: give --checkpoint, --untrained CONFIG, --bow or --bow-trained", file=sys.stderr)
         return 2
+    if args.bow_data and not args.bow_trained:
+        print("moon eval: --bow-data names the training data of --bow-trained; add --bow-trained", file=sys.stderr)
+        return 2
     models = [(str(resolve_checkpoint(c)), *load_model(c)) for c in args.checkpoint]
-    protocol_cfg = models[0][2] if models else load_config(args.config or args.untrained or "tiny")
+    protocol_cfg = eval_config(args, models[0][2] if models else None)
     data = protocol_cfg.data
-    for flag, key in (("query_text", "query_text"), ("queries", "eval_queries")):
-        if getattr(args, flag):
-            data = dataclasses.replace(data, **{key: getattr(args, flag)})
-    if args.query_attributes:
-        data = dataclasses.replace(data, query_attributes=tuple(
-            a.strip() for a in args.query_attributes.split(",") if a.strip()))
-    protocol_cfg = dataclasses.replace(protocol_cfg, data=data).validate()
-    records = held_out_records(args.data, data.eval_fraction, args.limit, data.query_attributes)
+    records = split_records(args.data, data.eval_fraction, SPLITS[args.split], args.limit, data.query_attributes)
+    split = {"held-out": "held-out", "all": "", "train": "training"}[args.split]
     if len(records) < 10:
-        print(f"moon eval: only {len(records)} held-out products; recall@10 would be meaningless", file=sys.stderr)
+        print(f"moon eval: only {len(records)} {split or 'evaluated'} products in {args.data}; recall@10 would be "
+              "meaningless" + ("; --split all evaluates every product" if args.split != "all" else ""), file=sys.stderr)
         return 2
 
-    try:
-        text_queries(records, data)  # fail early, before any model runs, when the protocol cannot be built
-    except ProtocolError as exc:
-        print(f"moon eval: {exc}", file=sys.stderr)
-        return 2
+    text_queries(records, data)  # fail early, before any model runs, when the protocol cannot be built
 
     results: dict[str, dict] = {}
-    _baselines(args, protocol_cfg, records, results)
+    baseline = _baselines(args, protocol_cfg, records, results)
     if args.untrained:
         model, cfg = build_model(load_config(args.untrained))
         results[f"untrained:{cfg.name}"] = evaluate_model(model, dataclasses.replace(cfg, data=data), records)
@@ -141,33 +164,47 @@ def run_eval(args: argparse.Namespace) -> int:
 
     protocol = (f"attribute queries ({', '.join(data.query_attributes)})" if data.eval_queries == "attributes"
                 else f"title queries ({data.query_text})")
-    print(f"{len(records)} held-out products; text queries: {protocol}")
+    print(f"{len(records)} {split + ' ' if split else ''}products of {args.data}; text queries: {protocol}")
+    if baseline:
+        print(f"trained bag-of-words baseline: {baseline['products']} training products of {baseline['data']}")
     print(format_table(results))
     out = Path(args.out) if args.out else (Path(models[0][0]) / "eval.json" if models else Path("eval.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "data": args.data, "held_out_products": len(records), "eval_queries": data.eval_queries,
-        "query_attributes": list(data.query_attributes), "query_text": data.query_text,
-        "eval_fraction": data.eval_fraction, "results": results,
+        "data": args.data, "split": args.split, "products": len(records), "held_out_products": len(records),
+        "eval_queries": data.eval_queries, "query_attributes": list(data.query_attributes),
+        "query_text": data.query_text, "eval_fraction": data.eval_fraction, "results": results,
+        **({"bow_trained": baseline} if baseline else {}),
     }, indent=2, sort_keys=True))
     print(f"written {out}")
     return 0
 
 
-def _baselines(args, cfg, records, results: dict) -> None:
-    """The TF-IDF and trained word-embedding baselines requested, on the protocol's queries."""
-    from model.evaluate import evaluate_bag_of_words, split_records
+def _baselines(args, cfg, records, results: dict) -> dict | None:
+    """The TF-IDF and trained word-embedding baselines requested, on the protocol's queries. Returns where the
+    trained baseline learnt from: {"data": run folder, "products": count}."""
+    from model.evaluate import ProtocolError, evaluate_bag_of_words, split_records
 
     if args.bow:
         results["bag-of-words (TF-IDF)"] = evaluate_bag_of_words(cfg, records)
-    if args.bow_trained:
-        from model.bow import evaluate_word_mean, train_word_mean
+    if not args.bow_trained:
+        return None
+    from model.bow import evaluate_word_mean, train_word_mean
 
-        training = split_records(args.data, cfg.data.eval_fraction, held_out=False,
-                                 attributes=cfg.data.query_attributes)
-        model, tokenizer = train_word_mean(training, cfg, epochs=args.bow_epochs, seed=cfg.train.seed)
-        label = f"bag-of-words, trained ({cfg.data.train_queries})"
-        results[label] = evaluate_word_mean(model, tokenizer, cfg, records)
+    source = args.bow_data or args.data
+    evaluated = {r["product_id"] for r in records}
+    training = [r for r in split_records(source, cfg.data.eval_fraction, held_out=False,
+                                         attributes=cfg.data.query_attributes)
+                if r["product_id"] not in evaluated]
+    if len(training) < 2:
+        why = ("every product of it is evaluated (--split all): name another run folder with --bow-data RUN"
+               if args.split == "all" and source == args.data
+               else f"its training split (data.eval_fraction {cfg.data.eval_fraction}) less the evaluated products "
+                    "is empty")
+        raise ProtocolError(f"the trained bag-of-words baseline has {len(training)} training products in {source}: {why}")
+    model, tokenizer = train_word_mean(training, cfg, epochs=args.bow_epochs, seed=cfg.train.seed)
+    results[f"bag-of-words, trained ({cfg.data.train_queries})"] = evaluate_word_mean(model, tokenizer, cfg, records)
+    return {"data": source, "products": len(training)}
 
 
 def _label(path: str, taken: dict) -> str:

@@ -179,7 +179,8 @@ class MoonConfig:
             (self.data.candidate_views in ("concat", "sample"), "data.candidate_views must be concat or sample"),
             (self.data.max_variants >= 0, "data.max_variants must be >= 0"),
             (sum(self.data.query_ratio) > 0 and min(self.data.query_ratio) >= 0, "data.query_ratio must be >= 0"),
-            (0 < self.data.eval_fraction < 1, "data.eval_fraction must be in (0, 1)"),
+            (0 < self.data.eval_fraction < 1,
+             "data.eval_fraction must be in (0, 1) (`moon eval --split all` evaluates every product)"),
             (self.train.precision in ("fp32", "bf16"), "train.precision must be fp32 or bf16"),
             (self.train.batch_size >= 2, "train.batch_size must be at least 2"),
             (v.pool_grid >= 0 and v.pool_grid <= v.image_size // v.patch_size, "vision.pool_grid too large"),
@@ -201,6 +202,14 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> M
     """A named config (`tiny`) or a JSON/YAML file, with optional dotted-key overrides applied last."""
     data = _load_raw(name_or_path)
     for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return from_dict(data)
+
+
+def with_overrides(cfg: MoonConfig, overrides: dict[str, Any]) -> MoonConfig:
+    """`cfg` with dotted-key overrides applied, validated again."""
+    data = cfg.to_dict()
+    for key, value in overrides.items():
         _set_dotted(data, key, value)
     return from_dict(data)
 
@@ -233,9 +242,15 @@ def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} is not a mapping")
     base = data.pop("extends", None)
