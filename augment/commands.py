@@ -103,7 +103,10 @@ def cmd_run(args) -> int:
                  len(plan.pending), output)
         for line in column_notes(plan.summary()):
             log.info("%s", line)
-        result = runner.execute(plan, cfg, use_ray=not args.no_ray)
+        from augment.raylog import quiet_ray
+
+        with quiet_ray(getattr(args, "verbose", False) or args.no_ray):
+            result = runner.execute(plan, cfg, use_ray=not args.no_ray)
     except (io.InputError, P.RunMismatch, C.ConfigError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

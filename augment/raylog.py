@@ -1,0 +1,164 @@
+"""Ray's console messages that say nothing about the user's job, kept off the terminal of `moon run` / `moon train`.
+
+A Ray job prints, besides the job's own output: start-up notes, Ray Data's per-dataset execution lines, Ray
+Train's per-report chatter, warnings about settings the job cannot change, and one helper of Ray Train that,
+on a local Ray started without its dashboard, logs a failed state query every few seconds for the whole run
+(hundreds of lines in a 20-epoch training). `quiet_ray()` puts a filter between the process's stderr (file
+descriptor 2, so that lines written by Ray's C++ core and lines forwarded from Ray workers are caught too) and
+the terminal: a line that matches one of NOISE is dropped and counted, everything else passes unchanged, in
+order. With `-v` nothing is filtered. What each pattern is, and why it is safe to hide, is written next to it;
+an error of the job itself never matches them.
+
+This module must not import Ray.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import sys
+import threading
+from typing import IO, Iterator
+
+ANSI = re.compile(rb"\x1b\[[0-9;]*m")
+
+# (pattern, why it is noise). Patterns match a line with its colour codes removed.
+NOISE: tuple[tuple[str, str], ...] = (
+    (r"Token authentication is enabled for this Ray cluster",
+     "Ray 2.60 turns token authentication on by default and says so at every start (the token lives in "
+     "~/.ray/auth_token); nothing to do."),
+    (r"has constructor arguments in the object store and max_restarts > 0",
+     "an E-level note of Ray's core for every actor whose constructor arguments are large enough to live in the "
+     "object store and that may be restarted (Ray Data's stage actors, Ray Train's PreemptionWatcher): a restart "
+     "after the arguments were lost would fail. The arguments live as long as the job, which does not lose them."),
+    (r"^\(PlacementGroupCleaner pid=\d+\)",
+     "Ray Train's helper that removes the training placement group if the training controller dies without "
+     "cleaning up. It polls the state API, which a local Ray started without its dashboard does not serve: it "
+     "logs 'Failed to query Ray Train Controller actor state' (a 404) every few seconds, or a ConnectionError "
+     "traceback when several local Ray instances run on the machine. Training is unaffected; a Ray cluster with "
+     "its dashboard (--ray-address) serves the state API."),
+    (r"Failed to query Ray Train Controller actor state", "the same helper's message, however it is prefixed"),
+    (r"^\(DatasetManager pid=\d+\).*(RayDeprecationWarning|self\.exclude_resources = exclude_resources)",
+     "a deprecation warning Ray Train's own dataset manager triggers inside Ray (ExecutionOptions."
+     "exclude_resources), and the source line Python prints with it; not our code."),
+    (r"^\d{4}-\d\d-\d\d [\d:,]+\s+INFO ",
+     "Ray's INFO lines in this process: 'Started a local Ray instance', Ray Data's execution plans and timings."),
+    (r"Progress bars disabled\. To enable",
+     "Ray Data's note that its own progress bars are off: moon prints its own progress."),
+    (r"^\((TrainController|RayTrainWorker|SplitCoordinator) pid=\d+\) "
+     r"(Requesting resources|Attempting to start training worker group|Started training worker group|- \(ip=|"
+     r"Setting up process group|Moving model to device|Checkpoint successfully created|"
+     r"Reporting training result|Starting execution of Dataset|Execution plan of Dataset|✔️ +Dataset )",
+     "Ray Train's and Ray Data's per-report and per-epoch notes from the training actors (worker group start, "
+     "each checkpoint upload, each epoch's dataset pass); moon train prints one line per epoch instead."),
+    (r"^\(TrainController pid=\d+\) (A run snapshot was found in storage folder|This snapshot contains a list of "
+     r"checkpoints reported|If you meant to start a brand new training job without any information)",
+     "Ray Train's three-line note, on --resume, that it found the run's snapshot in the output folder and will "
+     "continue from it: what --resume asked for (moon train says which epoch it resumes from)."),
+    (r"^\(pid=gcs_server\) .*Failed to kill actor [0-9a-f]+, return status: Invalid: KillActor RPC failed",
+     "Ray's control store reporting that an actor it was asked to kill had already exited (Ray Data's short-"
+     "lived read actors); nothing was left running."),
+)
+_NOISE = [re.compile(p.encode()) for p, _ in NOISE]
+
+
+def is_noise(line: bytes) -> bool:
+    text = ANSI.sub(b"", line).rstrip(b"\r\n")
+    return any(p.search(text) for p in _NOISE)
+
+
+class StderrFilter:
+    """Route file descriptor 2 through a pipe; a thread forwards what is not noise to the real stderr.
+
+    Complete lines are checked against NOISE; output without a newline (a progress bar's carriage-return
+    updates) is forwarded once nothing more arrived for `idle` seconds, so bars stay live. `terminal` is a text
+    stream on the real stderr, for output that must not wait for a newline (moon train's progress bar)."""
+
+    def __init__(self, idle: float = 0.05):
+        self.idle = idle
+        self.hidden = 0
+        self._saved = -1
+        self._read = -1
+        self._thread: threading.Thread | None = None
+        self._leaving = threading.Event()
+        self._drained = threading.Event()
+        self.terminal: IO[str] = sys.stderr
+
+    def __enter__(self) -> "StderrFilter":
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self._read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self.terminal = os.fdopen(os.dup(self._saved), "w", buffering=1)
+        self._thread = threading.Thread(target=self._pump, name="moon-stderr-filter", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        # Processes started meanwhile may still hold the pipe, so there may be no end of file: wait until what
+        # was written so far has been forwarded. The pump stays, forwarding their later output (it never closes
+        # the pipe under them).
+        self._leaving.set()
+        self._drained.wait(timeout=5.0)
+        self.terminal.flush()
+
+    def isatty(self) -> bool:
+        return self._saved >= 0 and os.isatty(self._saved)
+
+    def _pump(self) -> None:
+        pending = b""
+        while True:
+            ready, _, _ = select.select([self._read], [], [], self.idle)
+            if not ready:
+                if pending:  # no newline for a while: a progress bar, or a prompt; show it as it is
+                    self._write(pending)
+                    pending = b""
+                if self._leaving.is_set():
+                    self._drained.set()
+                continue
+            chunk = os.read(self._read, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if is_noise(line):
+                    self.hidden += 1
+                else:
+                    self._write(line + b"\n")
+        if pending:
+            self._write(pending)
+        self._drained.set()
+        os.close(self._read)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            os.write(self._saved, data)
+        except OSError:  # the terminal went away; nothing left to show
+            pass
+
+
+@contextlib.contextmanager
+def quiet_ray(verbose: bool = False) -> Iterator[StderrFilter | None]:
+    """Filter Ray's noise from stderr for the duration (nothing when `verbose`). On leaving, says in one line
+    how many lines it hid, so that a user knows where to look (-v)."""
+    filtered = StderrFilter()
+    try:
+        if not verbose:
+            filtered.__enter__()
+    except OSError:  # no file descriptor 2 to filter (a daemon without stderr): nothing to hide
+        verbose = True
+    if verbose:
+        yield None
+        return
+    try:
+        yield filtered
+    finally:
+        filtered.__exit__(None, None, None)
+    if filtered.hidden:
+        print(f"({filtered.hidden} lines of Ray's own start-up and progress messages hidden; -v shows them)",
+              file=sys.stderr)
