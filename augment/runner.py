@@ -131,6 +131,9 @@ def init_ray(config: Config) -> None:
     if address:
         kwargs["address"] = address
     else:
+        # A Ray of our own: without address="local", ray.init attaches to any Ray already running on the machine
+        # (someone else's head), and then refuses num_cpus.
+        kwargs["address"] = "local"
         kwargs["num_cpus"] = config.run.num_cpus or os.cpu_count()
         kwargs["include_dashboard"] = False
         kwargs["runtime_env"] = util.local_ray_runtime_env()
