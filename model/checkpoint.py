@@ -2,15 +2,19 @@
 
 A checkpoint is a directory: `model.safetensors` (the weights), `config.json` (the full MoonConfig the weights
 belong to, with `init_from` cleared since the weights already hold the pretrained towers) and, for resuming,
-`train_state.pt` (optimizer, scheduler, epoch, step). A training output directory holds one checkpoint per
-epoch, `epoch-0001`, `epoch-0002`, ...; wherever a checkpoint is expected, such a directory may be given and
-its latest epoch is used.
+`train_state.pt` (optimizer, scheduler, epoch, step). A training output directory holds the checkpoints of the
+last `train.keep_last` epochs, `epoch-0019`, `epoch-0020`, ..., and `best/`, the weights of the epoch that scored
+best on the held-out products (no train_state.pt: it is for evaluation, not for resuming); wherever a checkpoint
+is expected, the output directory may be given and its latest epoch is used (`<output>/best` for the best).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -23,6 +27,7 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_FILE = "train_state.pt"
 EPOCH_DIR = re.compile(r"epoch-(\d+)$")
+BEST_DIR = "best"
 
 
 def build_model(cfg: MoonConfig, seed: int = 0) -> tuple[MoonModel, MoonConfig]:
@@ -55,6 +60,26 @@ def save_checkpoint(directory: str | Path, model: MoonModel, cfg: MoonConfig, tr
     if train_state is not None:
         torch.save(train_state, directory / STATE_FILE)
     return directory
+
+
+def save_best(output_dir: str | Path, model: MoonModel, cfg: MoonConfig, metrics: dict) -> Path:
+    """Replace `<output_dir>/best` with these weights and metrics; a reader never sees a half-written one."""
+    output_dir = Path(output_dir)
+    target = output_dir / BEST_DIR
+    staging = Path(tempfile.mkdtemp(prefix=".best-", dir=output_dir))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the epoch folders beside it are not
+    save_checkpoint(staging, model, cfg)
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    old = None
+    if target.exists():
+        old = output_dir / f".best-old-{staging.name}"
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def load_config_from(directory: str | Path) -> MoonConfig:

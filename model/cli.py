@@ -20,7 +20,10 @@ def add_commands(subparsers) -> None:
     train = subparsers.add_parser(
         "train", help="train the MoE bi-encoder on a run's shards (Ray Train)",
         description="Train the MOON2.0 bi-encoder on the committed shards of a run folder with Ray Train; "
-        "one checkpoint per epoch (epoch-NNNN: model.safetensors, config.json) under --output.",
+        "under --output: the last train.keep_last epoch checkpoints (epoch-NNNN: model.safetensors, config.json, "
+        "train_state.pt), best/ (the weights that scored best on held-out products by train.best_metric) and "
+        "metrics.jsonl. Prints one line per epoch (a progress bar on a terminal); -v shows every step and Ray's "
+        "own messages.",
     )
     train.add_argument("--data", required=True, help="run folder (local or s3://) written by `moon run`")
     train.add_argument("--config", default="tiny", help="named config (tiny, base, paper) or a JSON/YAML file")
@@ -72,7 +75,8 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("--query-attributes", help="override data.query_attributes (comma-separated columns)")
     evaluate.add_argument("--query-text", choices=("entities", "keywords"),
                           help="override data.query_text (title queries)")
-    evaluate.add_argument("--limit", type=positive_int, help="evaluate on the first N products of the split (by product id)")
+    evaluate.add_argument("--limit", type=positive_int,
+                          help="evaluate on the first N products of the split (by product id)")
     evaluate.add_argument("--out", help="JSON results file (default: eval.json in the first checkpoint)")
     evaluate.set_defaults(func=run_eval)
 
@@ -98,16 +102,32 @@ def train_config(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import functools
     import os
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from augment.raylog import quiet_ray
+    from model.progress import ProgressPrinter
     from model.train import train
 
     cfg = train_config(args)
-    result = train(args.data, cfg, args.output, resume=args.resume, ray_address=args.ray_address)
-    print(json.dumps({"checkpoint": result["checkpoint"], "epochs": result["epochs"],
+    verbose = getattr(args, "verbose", False)
+    with quiet_ray(verbose) as console:
+        try:
+            result = train(args.data, cfg, args.output, resume=args.resume, ray_address=args.ray_address,
+                           verbose=verbose, progress=functools.partial(ProgressPrinter, console.terminal if console
+                                                                       else sys.stderr))
+        finally:
+            _shutdown_ray()  # inside the filter: Ray's exit messages are filtered too
+    print(json.dumps({"checkpoint": result["checkpoint"], "best": result["best"], "epochs": result["epochs"],
                       "metrics": _floats(result["metrics"])}, indent=2, sort_keys=True))
     return 0
+
+
+def _shutdown_ray() -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 SPLITS = {"held-out": True, "train": False, "all": None}  # --split -> split_records(held_out=...)
@@ -201,7 +221,8 @@ def _baselines(args, cfg, records, results: dict) -> dict | None:
                if args.split == "all" and source == args.data
                else f"its training split (data.eval_fraction {cfg.data.eval_fraction}) less the evaluated products "
                     "is empty")
-        raise ProtocolError(f"the trained bag-of-words baseline has {len(training)} training products in {source}: {why}")
+        raise ProtocolError(
+            f"the trained bag-of-words baseline has {len(training)} training products in {source}: {why}")
     model, tokenizer = train_word_mean(training, cfg, epochs=args.bow_epochs, seed=cfg.train.seed)
     results[f"bag-of-words, trained ({cfg.data.train_queries})"] = evaluate_word_mean(model, tokenizer, cfg, records)
     return {"data": source, "products": len(training)}

@@ -141,7 +141,14 @@ class TrainConfig:
     cpus_per_worker: int = 1
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     seed: int = 0
-    log_every: int = 10  # steps between log lines
+    log_every: int = 10  # steps between log lines (shown with -v)
+    # Checkpoints: the last `keep_last` epochs are kept as epoch-NNNN/ (weights and optimizer state, for
+    # --resume; 0 keeps every epoch), and the weights of the best epoch so far as best/, by `best_metric` on the
+    # held-out products after each epoch: R@1, R@5, R@10 or nDCG@10 averaged over the five directions, or one
+    # direction's ("t->mm/R@10"); "" validates nothing and keeps no best/.
+    keep_last: int = 2
+    best_metric: str = "R@10"
+    val_products: int = 1000  # held-out products validated after each epoch (the first N by product id)
 
 
 @dataclasses.dataclass
@@ -183,6 +190,11 @@ class MoonConfig:
              "data.eval_fraction must be in (0, 1) (`moon eval --split all` evaluates every product)"),
             (self.train.precision in ("fp32", "bf16"), "train.precision must be fp32 or bf16"),
             (self.train.batch_size >= 2, "train.batch_size must be at least 2"),
+            (self.train.keep_last >= 0, "train.keep_last must be >= 0 (0 keeps every epoch)"),
+            (self.train.val_products >= 2, "train.val_products must be at least 2"),
+            (valid_best_metric(self.train.best_metric),
+             f"train.best_metric must be one of {', '.join(VALIDATION_METRICS)}, a direction's (t->mm/R@10; "
+             f"directions {', '.join(DIRECTIONS)}), or empty"),
             (v.pool_grid >= 0 and v.pool_grid <= v.image_size // v.patch_size, "vision.pool_grid too large"),
         ]
         for ok, message in checks:
@@ -192,6 +204,16 @@ class MoonConfig:
 
 
 ACTIVATIONS = ("gelu", "quick_gelu")
+# Retrieval directions and metrics of model/evaluate.py, named here so that configs validate without torch.
+DIRECTIONS = ("t->mm", "i->mm", "mm->mm", "t->i", "i->t")
+VALIDATION_METRICS = ("R@1", "R@5", "R@10", "nDCG@10")
+
+
+def valid_best_metric(name: str) -> bool:
+    if name in ("",) + VALIDATION_METRICS:
+        return True
+    direction, _, metric = name.partition("/")
+    return direction in DIRECTIONS and metric in VALIDATION_METRICS
 
 
 def named_configs() -> list[str]:

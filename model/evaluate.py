@@ -74,6 +74,8 @@ def split_records(run_uri: str, fraction: float, held_out: bool | None = True, l
             keep = [i for i, pid in enumerate(data["product_id"])
                     if held_out is None or is_held_out(pid, fraction) == held_out]
             records += product_records({k: [v[i] for i in keep] for k, v in data.items()}, attributes=attributes)
+            if limit is not None and len(records) > 2 * limit:  # memory bounded by the limit, not the catalogue
+                records = sorted(records, key=lambda r: r["product_id"])[:limit]
     return sorted(records, key=lambda r: r["product_id"])[:limit]
 
 

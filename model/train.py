@@ -2,12 +2,24 @@
 
     shards (manifest) -> Ray Data: read_parquet -> product records (train split) -> TorchTrainer workers
     worker: pools of products -> same-category pairs -> views (collate) -> model -> MoonLoss -> AdamW
-    each epoch: rank 0 saves model.safetensors + config.json + train_state.pt, reported to Ray Train as the
-    checkpoint `epoch-NNNN` under the output directory, with the epoch's mean metrics.
+    each epoch: rank 0 validates on held-out products (model/validate.py), saves the weights as best/ when they
+    score best so far, appends the epoch's metrics to metrics.jsonl (model/progress.py), and saves
+    model.safetensors + config.json + train_state.pt, reported to Ray Train as the checkpoint `epoch-NNNN` under
+    the output directory; Ray Train keeps the last `train.keep_last` of them.
 
 Resuming: Ray Train restores a run from its storage folder (the output directory), and the worker continues
-from `ray.train.get_checkpoint()`: weights, optimizer, scheduler, epoch and step. Ray is imported only inside
-the functions that need it.
+from `ray.train.get_checkpoint()`: weights, optimizer, scheduler, epoch and step.
+
+Reproducibility of a seeded run (same config, data, number of workers and hardware): model initialisation is
+seeded (torch.manual_seed(train.seed) on every worker, and DDP copies rank 0's weights to the others); the
+records reach the workers in the order of the shards (Ray Data's preserve_order), so the pools, pairs,
+negatives, query and candidate draws (random.Random seeded by seed, epoch and rank) and the local shuffle
+(seeded by seed + epoch) repeat; validation runs under torch.random.fork_rng. On CPU with one thread per worker
+the losses repeat exactly. What does not: GPU kernels that are not deterministic (atomics in scatter and
+index_add, cuDNN algorithm choice) and a different number of workers or threads (reductions sum in another
+order); with several workers, Ray Data hands blocks to the workers as they ask for them, which follows the
+shard order but could differ across machines of a cluster (locality). Ray is imported only inside the
+functions that need it.
 """
 from __future__ import annotations
 
@@ -25,13 +37,15 @@ from typing import Any, Iterator
 import torch
 
 from model.checkpoint import (
-    MODEL_FILE, build_model, epoch_dir_name, latest_checkpoint, load_train_state, save_checkpoint,
+    BEST_DIR, EPOCH_DIR, MODEL_FILE, build_model, epoch_dir_name, latest_checkpoint, load_train_state, save_best,
+    save_checkpoint,
 )
 from model.config import ConfigError, MoonConfig, from_dict
 from model.data import (
     check_label_columns, collate, is_held_out, pair_batches, product_records, records_table, shard_columns,
 )
 from model.losses import MoonLoss
+from model.progress import PROGRESS_FILE, MetricsLog, Watcher, read_history
 from model.step import lr_factor, make_optimizer, train_step
 from model.tokenizer import build_tokenizer
 
@@ -64,11 +78,12 @@ def epoch_batches(pools: Iterator[list[dict]], cfg: MoonConfig, tokenizer, rng: 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train's per-worker function. config: {"moon": MoonConfig dict, "steps_per_epoch": int,
-    "resume_from": checkpoint path or None}."""
+    "resume_from": checkpoint path or None, "run_uri": the run folder, "output_dir": the output directory,
+    "verbose": log every step and Ray Train's own notes}."""
     import ray.train
     import ray.train.torch
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    _worker_logging(config.get("verbose", False))
     cfg = from_dict(config["moon"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -95,6 +110,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, step = state["epoch"], state["step"]
         log.info("resumed from epoch %d, step %d", start_epoch, step)
+    output_dir = Path(config["output_dir"])
+    history = MetricsLog(output_dir, start_epoch) if rank == 0 else None
+    validator, best = None, _best_so_far(output_dir, start_epoch)
+    if rank == 0 and cfg.train.best_metric:
+        from model.validate import Validator
+
+        validator = Validator(config["run_uri"], cfg)
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
     optimizer_to(optimizer, device)
     loss_fn = MoonLoss(cfg.loss, cfg.moe)
@@ -116,6 +138,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 sums[key] += value
             step += 1
             if rank == 0 and step % cfg.train.log_every == 0:
+                history.step(epoch + 1, step, metrics["loss"])
                 log.info("epoch %d step %d/%d loss %.4f", epoch + 1, step, total_steps, metrics["loss"])
         seconds = time.time() - started
         epoch_metrics = {key: value / steps_per_epoch for key, value in sums.items()}
@@ -124,8 +147,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             samples_per_second=steps_per_epoch * cfg.train.batch_size * world / max(seconds, 1e-9),
         )
 
-        # 3. Checkpoint (rank 0 writes, every rank reports: report is a barrier).
+        # 3. Validation and the best weights so far (rank 0; the others wait in report).
         core = model.module if hasattr(model, "module") else model
+        if validator is not None:
+            epoch_metrics.update(validator(core))
+            if best["score"] is None or epoch_metrics["val_score"] > best["score"]:
+                best = {"epoch": epoch + 1, "score": epoch_metrics["val_score"]}
+                save_best(output_dir, core, cfg, epoch_metrics)
+            epoch_metrics["best_epoch"] = best["epoch"]
+
+        # 4. Checkpoint (rank 0 writes, every rank reports: report is a barrier).
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
@@ -134,8 +165,29 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 save_checkpoint(tmp, core, cfg, state)
                 (Path(tmp) / "metrics.json").write_text(json.dumps(epoch_metrics, indent=2, sort_keys=True))
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
+                history.epoch(epoch_metrics)
                 log.info("epoch %d done in %.1fs: %s", epoch + 1, seconds, _summary(epoch_metrics))
             ray.train.report(epoch_metrics, checkpoint=ckpt, checkpoint_dir_name=epoch_dir_name(epoch + 1))
+
+
+def _worker_logging(verbose: bool) -> None:
+    """Our INFO lines (every log_every steps, each epoch's losses) and Ray Train's per-report notes with -v only;
+    warnings always. The driver prints one line per epoch from metrics.jsonl instead."""
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("model").setLevel(level)
+    if not verbose:
+        logging.getLogger("ray.train").setLevel(logging.WARNING)
+
+
+def _best_so_far(output_dir: Path, start_epoch: int) -> dict[str, Any]:
+    """The best validation score of the epochs before `start_epoch` (resuming), from best/metrics.json."""
+    path = output_dir / BEST_DIR / "metrics.json"
+    if start_epoch and path.exists():
+        metrics = json.loads(path.read_text())
+        if metrics.get("epoch", 0) <= start_epoch and "val_score" in metrics:
+            return {"epoch": metrics["epoch"], "score": metrics["val_score"]}
+    return {"epoch": None, "score": None}
 
 
 def optimizer_to(optimizer: torch.optim.Optimizer, device) -> None:
@@ -195,25 +247,32 @@ def training_dataset(files: list[str], cfg: MoonConfig):
     schema = pq.read_schema(path, filesystem=fs)
     check_label_columns(schema, cfg.data.query_attributes)
     columns = [c for c in shard_columns(cfg.data.query_attributes) if c in schema.names]
-    ds = ray.data.read_parquet(files).select_columns(columns)
-    ds = ds.map_batches(ToRecords(cfg.data.eval_fraction, cfg.data.query_attributes), batch_format="pyarrow",
-                        batch_size=64)
-    # Small catalogues: decode the shards once and keep the records in the object store, instead of reading
-    # them again every epoch.
-    return ds.materialize() if cfg.data.cache_records else ds
+    # Records in shard order (preserve_order), whichever read or map task finishes first: the pools, and so
+    # every draw of a seeded run, repeat.
+    ctx = ray.data.DataContext.get_current().copy()
+    ctx.execution_options.preserve_order = True
+    with ray.data.DataContext.current(ctx):
+        ds = ray.data.read_parquet(files).select_columns(columns)
+        ds = ds.map_batches(ToRecords(cfg.data.eval_fraction, cfg.data.query_attributes), batch_format="pyarrow",
+                            batch_size=64)
+        # Small catalogues: decode the shards once and keep the records in the object store, instead of reading
+        # them again every epoch.
+        return ds.materialize() if cfg.data.cache_records else ds
 
 
-def count_training_products(files: list[str], cfg: MoonConfig) -> int:
+def count_split(files: list[str], cfg: MoonConfig) -> tuple[int, int]:
+    """(training products, held-out products) of the shards."""
     import pyarrow.parquet as pq
 
     from augment import storage
 
-    total = 0
+    training = held_out = 0
     for file in files:
         fs, path = storage.filesystem(file)
         ids = pq.read_table(path, columns=["product_id"], filesystem=fs).column("product_id").to_pylist()
-        total += sum(not is_held_out(pid, cfg.data.eval_fraction) for pid in ids)
-    return total
+        out = sum(is_held_out(pid, cfg.data.eval_fraction) for pid in ids)
+        training, held_out = training + len(ids) - out, held_out + out
+    return training, held_out
 
 
 def init_ray(address: str | None) -> None:
@@ -233,21 +292,31 @@ def init_ray(address: str | None) -> None:
 
 
 def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = False,
-          ray_address: str | None = None) -> dict[str, Any]:
-    """Train on a run folder's committed shards; returns the last epoch's metrics and the checkpoint path."""
+          ray_address: str | None = None, verbose: bool = False, progress=None) -> dict[str, Any]:
+    """Train on a run folder's committed shards; returns the last epoch's metrics, the last and best checkpoints.
+
+    `progress(epochs=, steps_per_epoch=, start_epoch=, best_metric=)`, if given, makes an object whose `epoch(metrics)`
+    and `step(record)` are called from a thread as training goes (model/progress.py ProgressPrinter), and `close()`
+    at the end. `verbose` lets the workers log every `train.log_every` steps and Ray Train's own notes."""
     import ray
     import ray.data
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from augment import manifest
+    from augment import manifest, storage
 
     output_dir = Path(output_dir).resolve()
+    if not storage.is_s3(run_uri):
+        run_uri = str(Path(run_uri).resolve())  # the workers read it too, from Ray Train's working directory
     existing = latest_checkpoint(output_dir)
     if existing is not None and not resume:
         raise FileExistsError(f"{output_dir} already holds {existing.name}: pass --resume, or another --output")
+    start_epoch = int(EPOCH_DIR.match(existing.name).group(1)) if (resume and existing) else 0
     files = manifest.committed_data_files(run_uri)
-    products = count_training_products(files, cfg)
+    products, held_out = count_split(files, cfg)
+    if cfg.train.best_metric and held_out < 2:
+        raise ConfigError(f"{held_out} held-out products in {run_uri}: too few to validate on and pick the best "
+                          "epoch; raise data.eval_fraction, or set train.best_metric to \"\" (no best/)")
     world = cfg.train.num_workers
     per_step = 2 * (cfg.train.batch_size // 2) * world
     if products < per_step:
@@ -255,30 +324,51 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
                           "(train.batch_size x train.num_workers): lower train.batch_size")
     steps_per_epoch = products // per_step
     log.info("%d shards, %d training products, %d steps per epoch", len(files), products, steps_per_epoch)
+    if start_epoch:
+        log.info("resuming from %s (epoch %d of %d)", existing, start_epoch, cfg.train.epochs)
 
     init_ray(ray_address)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    # Ray Train's default ingest options, with each worker's blocks in shard order (see the module docstring);
+    # built without the deprecated exclude_resources, which default_ingest_options() passes (and warns about).
+    current = ray.data.DataContext.get_current().execution_options
+    ingest = ray.data.ExecutionOptions(resource_limits=current.resource_limits, preserve_order=True,
+                                       verbose_progress=current.verbose_progress)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
             "moon": cfg.to_dict(),
             "steps_per_epoch": steps_per_epoch,
             "resume_from": str(existing) if (resume and existing) else None,
+            "run_uri": run_uri,
+            "output_dir": str(output_dir),
+            "verbose": verbose,
         },
         scaling_config=ScalingConfig(
             num_workers=world, use_gpu=cfg.train.use_gpu, resources_per_worker={"CPU": cfg.train.cpus_per_worker}
         ),
         run_config=RunConfig(
             name=output_dir.name, storage_path=str(output_dir.parent),
-            checkpoint_config=CheckpointConfig(num_to_keep=None),
+            # Ray Train deletes all but the last keep_last epochs (it always keeps the latest, for --resume).
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_last or None),
         ),
         datasets={"train": training_dataset(files, cfg)},
+        dataset_config=DataConfig(execution_options=ingest),
     )
-    result = trainer.fit()
-    history = [metrics for _, metrics in sorted(
-        result.best_checkpoints, key=lambda item: item[1].get("epoch", 0))]
-    with open(output_dir / "metrics.jsonl", "w") as f:
-        for metrics in history:
-            f.write(json.dumps(metrics, sort_keys=True) + "\n")
+    printer = progress(epochs=cfg.train.epochs, steps_per_epoch=steps_per_epoch, start_epoch=start_epoch,
+                       best_metric=cfg.train.best_metric) if progress else None
+    try:
+        if printer is None:
+            result = trainer.fit()
+        else:
+            with Watcher(output_dir, start_epoch, printer.epoch, printer.step):
+                result = trainer.fit()
+    finally:
+        if printer is not None:
+            printer.close()
+    (output_dir / PROGRESS_FILE).unlink(missing_ok=True)
+    history = read_history(output_dir)
     last = latest_checkpoint(output_dir)
-    return {"checkpoint": str(last) if last else None, "metrics": result.metrics, "epochs": len(history)}
+    best = output_dir / BEST_DIR
+    return {"checkpoint": str(last) if last else None, "best": str(best) if (best / MODEL_FILE).exists() else None,
+            "metrics": result.metrics, "epochs": len(history)}

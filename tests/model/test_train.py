@@ -32,33 +32,54 @@ def test_epoch_batches_carry_leftovers_to_the_next_pool():
 
 
 @pytest.mark.slow
-def test_ray_train_checkpoints_each_epoch_and_resumes(tmp_path, ray_local):
+def test_ray_train_keeps_the_last_epochs_and_the_best_and_resumes(tmp_path, ray_local):
     run = write_run(tmp_path / "run", product_rows(100), shard_size=40)
     output = tmp_path / "ckpt"
-    cfg = load_config("tiny", {"train.epochs": 1, "train.batch_size": 16})
+    overrides = {"train.epochs": 2, "train.batch_size": 16, "train.keep_last": 1}
+    cfg = load_config("tiny", overrides)
+    seen = []
 
-    first = train(str(run), cfg, output)
-    epoch1 = output / "epoch-0001"
-    assert first["checkpoint"] == str(epoch1)
-    assert {"model.safetensors", "config.json", "train_state.pt", "metrics.json"} <= {p.name for p in epoch1.iterdir()}
-    model, saved = load_model(epoch1)
-    assert saved.name == "tiny" and saved.train.epochs == 1
-    steps = load_train_state(epoch1)["step"]
+    class Recorder:  # what `moon train` prints from, called as epochs end
+        def __init__(self, **kwargs):
+            assert kwargs["epochs"] == 2 and kwargs["start_epoch"] == 0 and kwargs["best_metric"] == "R@10"
+            self.epoch, self.step, self.close = seen.append, lambda record: None, lambda: None
+
+    first = train(str(run), cfg, output, progress=Recorder)
+    assert [m["epoch"] for m in seen] == [1, 2]
+    epoch2 = output / "epoch-0002"
+    assert first["checkpoint"] == str(epoch2) and first["epochs"] == 2
+    assert sorted(p.name for p in output.iterdir() if p.name.startswith("epoch-")) == ["epoch-0002"]  # keep_last 1
+    assert {"model.safetensors", "config.json", "train_state.pt", "metrics.json"} <= {p.name for p in epoch2.iterdir()}
+    model, saved = load_model(epoch2)
+    assert saved.name == "tiny" and saved.train.epochs == 2
+    steps = load_train_state(epoch2)["step"]
     training_products = sum(not is_held_out(f"p{i:04d}", cfg.data.eval_fraction) for i in range(100))
-    assert steps == training_products // 16
-    weights1 = load_file(str(epoch1 / "model.safetensors"))
+    assert steps == 2 * (training_products // 16)
+    weights2 = load_file(str(epoch2 / "model.safetensors"))
+
+    # best/: the weights of the epoch with the highest validation score, no optimizer state
+    history = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    best_epoch = max(history, key=lambda m: (m["val_score"], -m["epoch"]))["epoch"]
+    assert all(m["best_epoch"] == max((h for h in history[:m["epoch"]]),
+                                      key=lambda h: (h["val_score"], -h["epoch"]))["epoch"] for m in history)
+    assert first["best"] == str(output / "best")
+    best = json.loads((output / "best" / "metrics.json").read_text())
+    assert best["epoch"] == best_epoch and "val/t->mm/R@10" in best
+    assert not (output / "best" / "train_state.pt").exists()
+    assert load_model(output / "best")[1].train.epochs == 2
 
     with pytest.raises(FileExistsError):  # an output that holds checkpoints needs --resume
         train(str(run), cfg, output)
 
-    second = train(str(run), load_config("tiny", {"train.epochs": 2, "train.batch_size": 16}), output, resume=True)
-    epoch2 = output / "epoch-0002"
-    assert second["checkpoint"] == str(epoch2)
-    state = load_train_state(epoch2)
-    assert (state["epoch"], state["step"]) == (2, 2 * steps)  # continued, did not start over
-    weights2 = load_file(str(epoch2 / "model.safetensors"))
-    assert any(not torch.equal(weights1[k], weights2[k]) for k in weights1)
-    assert load_file(str(epoch1 / "model.safetensors")).keys() == weights1.keys()
+    second = train(str(run), load_config("tiny", overrides | {"train.epochs": 3}), output, resume=True)
+    epoch3 = output / "epoch-0003"
+    assert second["checkpoint"] == str(epoch3)
+    assert sorted(p.name for p in output.iterdir() if p.name.startswith("epoch-")) == ["epoch-0003"]
+    state = load_train_state(epoch3)
+    assert (state["epoch"], state["step"]) == (3, 3 * steps // 2)  # continued, did not start over
+    weights3 = load_file(str(epoch3 / "model.safetensors"))
+    assert any(not torch.equal(weights2[k], weights3[k]) for k in weights2)
     history = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
-    assert [m["epoch"] for m in history] == [1, 2]
-    assert all(m["loss"] > 0 and "inter_t_loss" in m for m in history)
+    assert [m["epoch"] for m in history] == [1, 2, 3]
+    assert all(m["loss"] > 0 and "inter_t_loss" in m and 0 <= m["val_score"] <= 1 for m in history)
+    assert json.loads((output / "best" / "metrics.json").read_text())["epoch"] == history[-1]["best_epoch"]
