@@ -51,3 +51,11 @@ def test_report_gallery_may_be_empty_but_not_negative(capsys):
     code, err = run(capsys, "report", "RUN", "--sample", "-1")
     assert code == 2
     assert "must be at least 0, got -1" in err
+
+
+def test_training_into_a_folder_with_checkpoints_is_one_line(capsys, tmp_path):
+    (tmp_path / "ckpt" / "epoch-0003").mkdir(parents=True)
+    (tmp_path / "ckpt" / "epoch-0003" / "model.safetensors").write_bytes(b"")
+    code, err = run(capsys, "train", "--data", str(tmp_path), "--output", str(tmp_path / "ckpt"))
+    assert code == 2
+    assert err == f"error: {tmp_path / 'ckpt'} already holds epoch-0003: pass --resume, or another --output\n"
