@@ -32,19 +32,27 @@ def make_optimizer(model: torch.nn.Module, cfg: MoonConfig) -> torch.optim.Optim
     )
 
 
-def compute_losses(model, loss_fn: MoonLoss, batch: TrainBatch, step: int, total_steps: int) -> dict[str, torch.Tensor]:
-    views, wstar = model(batch.images, batch.texts, batch.views, batch.image_masks)
+def compute_losses(model, loss_fn: MoonLoss, batch: TrainBatch, step: int, total_steps: int,
+                   observe=None) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch. observe(model_output, batch), if given, sees the forward's output (the
+    routing diagnostics read router logits from it)."""
+    output = model(batch.images, batch.texts, batch.views, batch.image_masks)
+    if observe is not None:
+        observe(output, batch)
+    views, wstar = output
     queries = {name: (views[name], index) for name, index in batch.query_index.items()}
     return loss_fn(queries, views["c_mm"], views["c_i"], views["c_t"], batch.partner, wstar, step, total_steps,
                    batch.query_relevant)
 
 
-def train_step(model, loss_fn: MoonLoss, batch: TrainBatch, optimizer, scheduler, step: int, total_steps: int, cfg: MoonConfig) -> dict:
-    """Forward every view, backward the summed `*_loss` terms, clip, step. Returns float metrics."""
+def train_step(model, loss_fn: MoonLoss, batch: TrainBatch, optimizer, scheduler, step: int, total_steps: int, cfg: MoonConfig,
+               observe=None) -> dict:
+    """Forward every view, backward the summed `*_loss` terms, clip, step. Returns float metrics.
+    observe: passed to compute_losses."""
     use_bf16 = cfg.train.precision == "bf16"
     device_type = batch.partner.device.type
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
-        losses = compute_losses(model, loss_fn, batch, step, total_steps)
+        losses = compute_losses(model, loss_fn, batch, step, total_steps, observe)
     loss = total_loss(losses)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -44,6 +44,7 @@ from model.config import ConfigError, MoonConfig, from_dict
 from model.data import (
     check_label_columns, collate, is_held_out, pair_batches, product_records, records_table, shard_columns,
 )
+from model.diagnostics import KEY as ROUTING_KEY, RoutingStats, write_routing_page
 from model.losses import MoonLoss
 from model.progress import PROGRESS_FILE, MetricsLog, Watcher, read_history
 from model.step import lr_factor, make_optimizer, train_step
@@ -123,6 +124,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     tokenizer = build_tokenizer(cfg.text)
     shard = ray.train.get_dataset_shard("train")
     pool = max(cfg.data.negative_pool, cfg.train.batch_size)
+    routing = (RoutingStats(cfg.moe.num_experts, cfg.moe.layers, cfg.moe.top_k, record_start=step == 0)
+               if cfg.moe.layers else None)
 
     # 2. Epochs: a fixed number of steps on every worker, so that DDP's collectives stay in step.
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -133,7 +136,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         batches = _cycle(lambda: epoch_batches(_pools(shard, pool, cfg.train.seed + epoch), cfg, tokenizer, rng))
         for _ in range(steps_per_epoch):
             batch = next(batches).to(device)
-            metrics = train_step(model, loss_fn, batch, optimizer, scheduler, step, total_steps, cfg)
+            metrics = train_step(model, loss_fn, batch, optimizer, scheduler, step, total_steps, cfg,
+                                 observe=routing.observe if routing else None)
             for key, value in metrics.items():
                 sums[key] += value
             step += 1
@@ -146,6 +150,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             epoch=epoch + 1, step=step, seconds=seconds,
             samples_per_second=steps_per_epoch * cfg.train.batch_size * world / max(seconds, 1e-9),
         )
+        if routing is not None:  # a collective when distributed: every rank takes part
+            wstar = (model.module if hasattr(model, "module") else model).objective_routing
+            epoch_metrics[ROUTING_KEY] = routing.epoch(wstar if cfg.moe.use_wstar else None, epoch_metrics)
 
         # 3. Validation and the best weights so far (rank 0; the others wait in report).
         core = model.module if hasattr(model, "module") else model
@@ -368,6 +375,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
             printer.close()
     (output_dir / PROGRESS_FILE).unlink(missing_ok=True)
     history = read_history(output_dir)
+    write_routing_page(output_dir, history)
     last = latest_checkpoint(output_dir)
     best = output_dir / BEST_DIR
     return {"checkpoint": str(last) if last else None, "best": str(best) if (best / MODEL_FILE).exists() else None,

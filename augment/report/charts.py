@@ -77,3 +77,42 @@ def _label(label: str, y: float) -> str:
     short = label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
     return (f'<text x="{LABEL_W - 8}" y="{y + (ROW - 8) / 2}" class="label" text-anchor="end">'
             f'<title>{html.escape(label)}</title>{html.escape(short)}</text>')
+
+
+def lines(x: Sequence[float], series: Sequence[tuple[str, Sequence[float]]], colours: Sequence[str],
+          y_min: float | None = None, y_max: float | None = None, width: int = WIDTH, height: int = 260) -> str:
+    """A line chart: one polyline per (name, values) over the shared x values, with axes, ticks and a legend.
+    y_min / y_max widen the value range to include them (e.g. 0 and a known maximum)."""
+    values = [v for _, ys in series for v in ys]
+    if not x or not values:
+        return ""
+    low = min(values + ([y_min] if y_min is not None else []))
+    high = max(values + ([y_max] if y_max is not None else []))
+    if high - low < 1e-12:
+        high = low + 1.0
+    left, right, top = 48, 12, 10
+    legend_rows = (len(series) + 1) // 2
+    plot_h = height - top - 28 - 18 * legend_rows
+    plot_w = width - left - right
+    x_low, x_high = min(x), max(x)
+    sx = lambda v: left + (plot_w * (v - x_low) / (x_high - x_low) if x_high > x_low else plot_w / 2)  # noqa: E731
+    sy = lambda v: top + plot_h * (1 - (v - low) / (high - low))  # noqa: E731
+    parts = [_open(width, height)]
+    for i in range(5):  # horizontal grid lines and value ticks
+        v = low + (high - low) * i / 4
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" stroke="#eef0f5"/>'
+                     f'<text x="{left - 6}" y="{sy(v):.1f}" class="axis" text-anchor="end">{v:.2f}</text>')
+    step = max(1, len(x) // 10)
+    for v in list(x)[::step]:
+        parts.append(f'<text x="{sx(v):.1f}" y="{top + plot_h + 12}" class="axis" text-anchor="middle">{v:g}</text>')
+    for i, (name, ys) in enumerate(series):
+        colour = colours[i % len(colours)]
+        points = " ".join(f"{sx(a):.1f},{sy(b):.1f}" for a, b in zip(x, ys))
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2">'
+                     f'<title>{html.escape(name)}</title></polyline>')
+        lx = left + (i % 2) * plot_w / 2
+        ly = top + plot_h + 30 + 18 * (i // 2)
+        parts.append(f'<rect x="{lx:.0f}" y="{ly - 5}" width="12" height="4" fill="{colour}"/>'
+                     f'<text x="{lx + 17:.0f}" y="{ly - 3}" class="legend">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -83,3 +83,14 @@ def test_ray_train_keeps_the_last_epochs_and_the_best_and_resumes(tmp_path, ray_
     assert [m["epoch"] for m in history] == [1, 2, 3]
     assert all(m["loss"] > 0 and "inter_t_loss" in m and 0 <= m["val_score"] <= 1 for m in history)
     assert json.loads((output / "best" / "metrics.json").read_text())["epoch"] == history[-1]["best_epoch"]
+    # routing diagnostics per epoch: 2 MoE layers of 4 experts, 4 objectives; the first step kept as the start
+    for m in history:
+        routing = m["routing"]
+        assert len(routing["usage_entropy"]) == 2 and len(routing["token_entropy"]) == 2
+        assert [len(row) for row in routing["expert_share"]["text"]] == [4, 4]
+        assert [len(row) for row in routing["expert_share"]["image"]] == [4, 4]
+        assert [len(row) for row in routing["wstar_p"]] == [4] * 4
+        assert set(routing["omega"]) == {"t->mm", "i->mm", "mm->mm", "i->t"}
+    assert history[0]["routing"]["start"]["wstar_entropy"] == pytest.approx(1.386294, abs=1e-5)  # W* = 0: log 4
+    assert all("start" not in m["routing"] for m in history[1:])  # the resumed run does not restart the reference
+    assert (output / "routing.html").read_text().count("<svg") == 3
