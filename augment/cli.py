@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "augment.ops_commands",
     "ner.cli",
     "model.cli",
+    "model.sweep_cli",
 )
 
 
