@@ -149,15 +149,24 @@ def embed_views(model, cfg: MoonConfig, inputs: dict[str, Any], batch_size: int 
         part = {k: inputs[k][start : start + batch_size]
                 for k in ("query_text", "query_image", "candidate_text", "candidate_image")}
         q_ids, q_mask = (t.to(device) for t in tokenizer(part["query_text"]))
-        c_ids, c_mask = (t.to(device) for t in tokenizer(part["candidate_text"]))
         q_vis = model.embed_images(pixels(part["query_image"]).to(device))
-        c_vis = model.embed_images(pixels(part["candidate_image"]).to(device))
         out["q_i"].append(model.encode(visual=q_vis).embedding)
         out["q_mm"].append(model.encode(text=q_ids, text_mask=q_mask, visual=q_vis).embedding)
-        out["c_mm"].append(model.encode(text=c_ids, text_mask=c_mask, visual=c_vis).embedding)
-        out["c_i"].append(model.encode(visual=c_vis).embedding)
-        out["c_t"].append(model.encode(text=c_ids, text_mask=c_mask).embedding)
+        for name, embedding in encode_candidates(model, tokenizer, part["candidate_text"],
+                                                 pixels(part["candidate_image"])).items():
+            out[name].append(embedding)
     return {name: torch.cat(parts).float().cpu() for name, parts in out.items()}
+
+
+@torch.no_grad()
+def encode_candidates(model, tokenizer, texts: Sequence[str], pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One batch of candidates (titles, [B, 3, S, S] normalised pixels) -> c_mm, c_i, c_t embeddings [B, D]."""
+    device = next(model.parameters()).device
+    ids, mask = (t.to(device) for t in tokenizer(list(texts)))
+    visual = model.embed_images(pixels.to(device))
+    return {"c_mm": model.encode(text=ids, text_mask=mask, visual=visual).embedding,
+            "c_i": model.encode(visual=visual).embedding,
+            "c_t": model.encode(text=ids, text_mask=mask).embedding}
 
 
 def evaluate_model(model, cfg: MoonConfig, records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
