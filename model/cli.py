@@ -78,6 +78,16 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("--limit", type=positive_int,
                           help="evaluate on the first N products of the split (by product id)")
     evaluate.add_argument("--out", help="JSON results file (default: eval.json in the first checkpoint)")
+    evaluate.add_argument("--candidates", choices=("held-out", "catalogue"), default="held-out",
+                          help="catalogue: also rank every product of the run (embeddings stored as Parquet "
+                          "beside each checkpoint), not only the held-out ones")
+    evaluate.add_argument("--search", choices=("exact", "ivf-flat", "ivf-sq8", "hnsw"), default="exact",
+                          help="catalogue search: exact in chunks (default) or a faiss index")
+    evaluate.add_argument("--gallery", action="store_true",
+                          help="write retrieval galleries (HTML: ranks 1, 10 and 50 of sample queries per direction, "
+                          "the first two checkpoints side by side) beside the JSON results")
+    evaluate.add_argument("--gallery-queries", type=positive_int, default=12,
+                          help="queries per direction in the gallery (default 12)")
     evaluate.set_defaults(func=run_eval)
 
 
@@ -181,6 +191,10 @@ def run_eval(args: argparse.Namespace) -> int:
         results[f"untrained:{cfg.name}"] = evaluate_model(model, dataclasses.replace(cfg, data=data), records)
     for path, model, cfg in models:
         results[_label(path, results)] = evaluate_model(model, dataclasses.replace(cfg, data=data), records)
+    if args.candidates == "catalogue" and models:
+        from model.catalogue import evaluate_catalogue_models
+
+        evaluate_catalogue_models(args.data, models, data, records, results, args.search)
 
     protocol = (f"attribute queries ({', '.join(data.query_attributes)})" if data.eval_queries == "attributes"
                 else f"title queries ({data.query_text})")
@@ -197,7 +211,22 @@ def run_eval(args: argparse.Namespace) -> int:
         **({"bow_trained": baseline} if baseline else {}),
     }, indent=2, sort_keys=True))
     print(f"written {out}")
+    _gallery_and_run_record(args, models, data, records, results, out)
     return 0
+
+
+def _gallery_and_run_record(args, models, data, records, results, out: Path) -> None:
+    """The retrieval gallery beside the results (--gallery), and the run folder's record of this evaluation
+    (the run report links the latest one)."""
+    from model.evaluations import record_evaluation
+
+    gallery = None
+    if args.gallery and models:
+        from model.gallery import write_gallery
+
+        gallery = write_gallery(out, models[:2], data, records, args.gallery_queries)
+        print(f"written {gallery}")
+    record_evaluation(args.data, out, [path for path, _, _ in models], results, gallery)
 
 
 def _baselines(args, cfg, records, results: dict) -> dict | None:

@@ -33,7 +33,8 @@ FAR = -1e9  # a score below any cosine: stands for relevant candidates that rank
 def _as_tensor(array) -> torch.Tensor:
     if isinstance(array, torch.Tensor):
         return array.float()
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())  # Arrow buffers are read-only
 
 
 def exact_topk(queries, chunks: Iterable, k: int, query_block: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:

@@ -45,6 +45,7 @@ from model.data import (
     check_label_columns, collate, is_held_out, pair_batches, product_records, records_table, shard_columns,
 )
 from model.diagnostics import KEY as ROUTING_KEY, RoutingStats, write_routing_page
+from model.evaluations import write_training_record
 from model.losses import MoonLoss
 from model.progress import PROGRESS_FILE, MetricsLog, Watcher, read_history
 from model.step import lr_factor, make_optimizer, train_step
@@ -334,6 +335,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     if start_epoch:
         log.info("resuming from %s (epoch %d of %d)", existing, start_epoch, cfg.train.epochs)
 
+    write_training_record(output_dir, run_uri, cfg.name)  # `moon eval` reads which run the model learnt from
     init_ray(ray_address)
     ray.data.DataContext.get_current().enable_progress_bars = False
     # Ray Train's default ingest options, with each worker's blocks in shard order (see the module docstring);

@@ -56,7 +56,8 @@ def write_report(run_uri: str, sample_size: int = SAMPLE_SIZE, page_size: int = 
         html = pages.layout(f"Gallery {page}/{page_count} · {_run_name(facts)}", body, facts, page_count,
                             "gallery", generated)
         _write(storage.join(report_uri, pages.page_name(page)), html.encode())
-    body = overview.render(facts, quarantine, views[:MOSAIC_TILES], len(views), page_count, _enrichment_counts(rows))
+    body = overview.render(facts, quarantine, views[:MOSAIC_TILES], len(views), page_count, _enrichment_counts(rows),
+                           evaluation=collect.latest_evaluation(run_uri), report_uri=report_uri)
     index = storage.join(report_uri, "index.html")
     _write(index, pages.layout(f"Run report · {_run_name(facts)}", body, facts, page_count, "index", generated).encode())
     _prune_pages(report_uri, page_count)

@@ -22,6 +22,7 @@ from augment.util import stable_hash
 # Columns of a quarantined row worth showing; images and raw JSON stay out of the report.
 QUARANTINE_COLUMNS = ("product_id", "title", "stage", "reason", "detail", "lineage")
 RAW_PREVIEW_CHARS = 160
+EVALUATIONS = "_evaluations.jsonl"  # one line per `moon eval` of a model trained on the run (model/evaluations.py)
 READ_THREADS = 16  # product_id columns read at once
 FULL_READ_THREADS = 4  # whole shards (with images) read at once
 
@@ -126,3 +127,12 @@ def _read(uri: str, columns: list[str] | None = None) -> pa.Table:
 def _schema(uri: str) -> pa.Schema:
     fs, path = storage.filesystem(uri)
     return pq.read_schema(path, filesystem=fs)
+
+
+def latest_evaluation(run_uri: str) -> dict[str, Any] | None:
+    """The latest evaluation of a model trained on the run (`_evaluations.jsonl`), or None."""
+    uri = storage.join(run_uri, EVALUATIONS)
+    if not storage.exists(uri):
+        return None
+    lines = [json.loads(x) for x in storage.read_text(uri).splitlines() if x.strip()]
+    return max(lines, key=lambda x: x.get("evaluated_at", 0)) if lines else None

@@ -1,8 +1,10 @@
 """The overview page (`index.html`): key figures, charts, the gallery mosaic, quarantined examples."""
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
+from augment import storage
 from augment.report import charts
 from augment.report.collect import RunFacts
 from augment.report.pages import ProductView, duration, e, page_name, pct, size, when
@@ -13,7 +15,8 @@ STATUS_COLOURS = {"ok": "#1f9d63", "filtered": "#d98e04", "failed": "#d64545"}
 ROWS_COLOURS = {"written": "#4f6bed", "quarantined": "#d64545"}
 
 def render(facts: RunFacts, quarantine: Sequence[dict], mosaic: Sequence[ProductView], sample_size: int,
-             pages: int, enrichment_counts: dict[str, int]) -> str:
+             pages: int, enrichment_counts: dict[str, int], evaluation: dict | None = None,
+             report_uri: str = "") -> str:
     t = facts.totals
     info = facts.run_info
     created = info.get("created_at")
@@ -28,6 +31,7 @@ def render(facts: RunFacts, quarantine: Sequence[dict], mosaic: Sequence[Product
         f"<h1>Run {e(info.get('run_id') or facts.run_uri)}</h1>",
         f'<div class="sub">{" · ".join(sub)}</div>',
         _kpis(facts),
+        _evaluation_panel(evaluation, report_uri) if evaluation else "",
         '<div class="grid2">',
         _panel("Rows", _rows_chart(t)),
         _panel("Quarantined by reason", _reasons_chart(t)),
@@ -153,3 +157,33 @@ def _mosaic(views: Sequence[ProductView], pages: int, sample_size: int, t: dict)
             f'<a href="{page_name(1)}">Open the gallery →</a></p>')
 
 
+
+
+def _evaluation_panel(evaluation: dict, report_uri: str) -> str:
+    """The latest `moon eval` of a model trained on this run: links to its results and gallery, R@1 / R@10."""
+    def link(target: str | None, text: str) -> str:
+        if not target:
+            return ""
+        if storage.is_s3(report_uri) or storage.is_s3(target):
+            href = target
+        else:
+            href = os.path.relpath(target, report_uri)
+        return f'<a href="{e(href)}">{e(text)}</a>'
+
+    links = " · ".join(x for x in (link(evaluation.get("results"), "results (JSON)"),
+                                   link(evaluation.get("gallery"), "retrieval gallery")) if x)
+    directions = ["t->mm", "i->mm", "mm->mm", "t->i", "i->t"]
+    head = "".join(f"<th>{e(d)}</th>" for d in directions)
+    rows = []
+    for name, figures in (evaluation.get("headline") or {}).items():
+        cells = "".join(
+            f"<td>{100 * figures[d]['R@1']:.1f} / {100 * figures[d]['R@10']:.1f}</td>" if d in figures
+            and "R@1" in figures[d] and "R@10" in figures[d] else "<td>–</td>" for d in directions)
+        rows.append(f"<tr><td>{e(name)}</td>{cells}</tr>")
+    checkpoints = ", ".join(f"<code>{e(c)}</code>" for c in evaluation.get("checkpoints") or [])
+    when_text = when(evaluation["evaluated_at"]) if evaluation.get("evaluated_at") else ""
+    return _panel("Latest model evaluation",
+                  f'<p>{e(when_text)} · {links}</p><p class="note">checkpoint trained on this run: {checkpoints}</p>'
+                  f'<table class="evaluation"><thead><tr><th>model</th>{head}</tr></thead><tbody>{"".join(rows)}'
+                  "</tbody></table>",
+                  "R@1 / R@10 in percent on the held-out products (and the whole catalogue where evaluated so).")

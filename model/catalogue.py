@@ -1,0 +1,228 @@
+"""Evaluation at catalogue scale: the held-out products' queries against every product of the run.
+
+1. `catalogue_embeddings(model, cfg, run_uri, checkpoint)`: c^mm, c^i and c^t of every product in the run's
+   committed shards, computed once, batch by batch, and written as Parquet beside the checkpoint
+   (`catalogue-<key>.parquet`: product_id, the label columns of `data.query_attributes`, one fixed-size float32
+   list column per view). The key hashes the run's manifest (shards and checksums), the weights file and the
+   settings that shape the embeddings, so a file is reused until one of them changes.
+2. `evaluate_catalogue(model, cfg, records, store, search)`: the queries of `model.evaluate` (the same text,
+   image and multimodal queries of the held-out products) ranked against every catalogue product instead of
+   the held-out ones only. Relevant: for a text query of the attribute protocol, every catalogue product with
+   its labels (training products included); otherwise the query's own product. `search="exact"` reads the
+   candidates one row group at a time (`model.search.catalogue_metrics`: exact, ties as a random order);
+   an index kind (`ivf-flat`, `ivf-sq8`, `hnsw`) builds a faiss index over them and scores its top-10 lists.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from model.config import MoonConfig
+from model.evaluate import DIRECTIONS, embed_views, evaluation_inputs, text_queries
+from model.queries import attribute_queries, label_key
+from model.search import FaissIndex, catalogue_metrics, index_metrics
+
+log = logging.getLogger(__name__)
+
+VIEWS = ("c_mm", "c_i", "c_t")
+ROW_GROUP = 8192
+SEARCHES = ("exact",) + FaissIndex.KINDS
+
+
+class CatalogueStore:
+    """A catalogue embeddings file: ids and labels in memory, embeddings read one row group at a time."""
+
+    def __init__(self, path: str | Path):
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        self.file = pq.ParquetFile(self.path)
+        meta = self.file.schema_arrow.metadata or {}
+        self.info = json.loads(meta.get(b"moon.catalogue", b"{}"))
+        table = self.file.read(columns=["product_id", "labels"])
+        self.product_ids: list[str] = table.column("product_id").to_pylist()
+        self.labels: list[list[str | None] | None] = table.column("labels").to_pylist()
+        self.dim = self.file.schema_arrow.field("c_mm").type.list_size
+
+    def __len__(self) -> int:
+        return len(self.product_ids)
+
+    def chunks(self, view: str) -> Iterator[np.ndarray]:
+        """[n, D] float32 arrays of one view, a row group at a time (zero-copy views of Arrow buffers)."""
+        for group in range(self.file.num_row_groups):
+            column = self.file.read_row_group(group, columns=[view]).column(view).combine_chunks()
+            yield column.values.to_numpy(zero_copy_only=False).reshape(-1, self.dim)
+
+    def view(self, view: str) -> np.ndarray:
+        return np.concatenate(list(self.chunks(view)))
+
+
+def catalogue_key(run_uri: str, checkpoint: str | Path, cfg: MoonConfig) -> str:
+    from augment import manifest
+
+    from model.checkpoint import MODEL_FILE, resolve_checkpoint
+
+    weights = resolve_checkpoint(checkpoint) / MODEL_FILE
+    stat = weights.stat()
+    shards = sorted((r.shard_id, r.checksum, r.rows_out) for r in manifest.load(run_uri).values())
+    facts = {"shards": shards, "weights": [str(weights.resolve()), stat.st_size, stat.st_mtime_ns],
+             "image_size": cfg.vision.image_size, "attributes": list(cfg.data.query_attributes)}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def catalogue_embeddings(model, cfg: MoonConfig, run_uri: str, checkpoint: str | Path,
+                         batch_size: int = 256) -> CatalogueStore:
+    """The store of this model's catalogue embeddings for the run, computed now unless already there."""
+    from model.checkpoint import resolve_checkpoint
+
+    directory = resolve_checkpoint(checkpoint)
+    key = catalogue_key(run_uri, directory, cfg)
+    path = directory / f"catalogue-{key}.parquet"
+    if path.exists():
+        log.info("catalogue embeddings: %s (reused)", path)
+        return CatalogueStore(path)
+    write_catalogue_embeddings(model, cfg, run_uri, path, batch_size, {"key": key, "data": run_uri})
+    return CatalogueStore(path)
+
+
+@torch.no_grad()
+def write_catalogue_embeddings(model, cfg: MoonConfig, run_uri: str, path: str | Path, batch_size: int = 256,
+                               info: dict | None = None) -> Path:
+    """Embed every product of the run's committed shards (those with a readable image) into `path`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from augment import manifest, storage
+    from model import images as image_ops
+    from model.data import product_records, shard_columns
+    from model.evaluate import encode_candidates
+    from model.tokenizer import build_tokenizer
+
+    files = manifest.data_files(run_uri)
+    if not files:
+        raise FileNotFoundError(f"{run_uri}: no committed shards in its manifest")
+    model.eval()
+    tokenizer = build_tokenizer(cfg.text)
+    dim = cfg.text.width
+    schema = pa.schema(
+        [pa.field("product_id", pa.string()), pa.field("labels", pa.list_(pa.string()))]
+        + [pa.field(v, pa.list_(pa.float32(), dim)) for v in VIEWS],
+        metadata={"moon.catalogue": json.dumps({**(info or {}), "attributes": list(cfg.data.query_attributes)})},
+    )
+    path = Path(path)
+    partial = path.with_suffix(".parquet.partial")
+    done, started, pending = 0, time.time(), []
+    with pq.ParquetWriter(partial, schema) as writer:
+        for file in files:
+            fs, file_path = storage.filesystem(file)
+            parquet = pq.ParquetFile(file_path, filesystem=fs)
+            columns = [c for c in shard_columns(cfg.data.query_attributes) if c in parquet.schema_arrow.names]
+            for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
+                records = product_records(batch.to_pydict(), attributes=cfg.data.query_attributes)
+                if not records:
+                    continue
+                pixels = image_ops.to_tensor(
+                    [image_ops.candidate_view(image_ops.decode(r["image"]), cfg.vision.image_size) for r in records],
+                    cfg.vision.mean, cfg.vision.std)
+                embedded = encode_candidates(model, tokenizer, [r["title"] for r in records], pixels)
+                columns_out = {"product_id": [r["product_id"] for r in records],
+                               "labels": [r["labels"] for r in records]}
+                for view in VIEWS:
+                    flat = pa.array(embedded[view].float().cpu().numpy().reshape(-1), pa.float32())
+                    columns_out[view] = pa.FixedSizeListArray.from_arrays(flat, dim)
+                pending.append(pa.table(columns_out, schema=schema))
+                done += len(records)
+                if sum(t.num_rows for t in pending) >= ROW_GROUP:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP)
+                    pending = []
+                    log.info("catalogue embeddings: %d products (%.0f/s)", done, done / max(time.time() - started, 1e-9))
+        if pending:
+            writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP)
+    os.replace(partial, path)
+    log.info("catalogue embeddings: %d products in %.1fs -> %s", done, time.time() - started, path)
+    return path
+
+
+def evaluate_catalogue(model, cfg: MoonConfig, records: Sequence[dict[str, Any]], store: CatalogueStore,
+                       search: str = "exact") -> dict[str, dict[str, float]]:
+    """The held-out products' queries ranked against every product of the store (see the module docstring)."""
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
+    queries = embed_views(model, cfg, evaluation_inputs(records, cfg))
+    position = {pid: i for i, pid in enumerate(store.product_ids)}
+    missing = [r["product_id"] for r in records if r["product_id"] not in position]
+    if missing:
+        raise ValueError(f"{len(missing)} held-out products are not in the catalogue embeddings, e.g. {missing[:3]}")
+    own = torch.tensor([position[r["product_id"]] for r in records])  # each product's row in the catalogue
+    text_relevance = _text_relevance(records, cfg, store, own)
+    results = {}
+    for direction, (q, c) in DIRECTIONS.items():
+        target = None if q == "q_t" else own
+        relevant = text_relevance if target is None else _own_product(target)
+        if search == "exact":
+            metrics = catalogue_metrics(queries[q], lambda: store.chunks(c), relevant)
+        else:
+            metrics = _index_search(store, c, queries[q], relevant, search)
+        results[direction] = {**metrics, "queries": int(queries[q].shape[0]), "candidates": len(store)}
+    return results
+
+
+def _own_product(target: torch.Tensor):
+    def relevant(qs: int, qe: int, cs: int, ce: int) -> torch.Tensor:
+        return target[qs:qe, None] == torch.arange(cs, ce)[None, :]
+    return relevant
+
+
+def _text_relevance(records, cfg: MoonConfig, store: CatalogueStore, own: torch.Tensor):
+    """Relevance of the protocol's text queries over the catalogue: by labels (attribute protocol: a product is
+    relevant when it has every label the query names) or the query's own product (title protocol)."""
+    if cfg.data.eval_queries == "title":
+        return _own_product(own)
+    keys = [key for key, _, _ in attribute_queries([label_key(r.get("labels")) for r in records])]
+    assert len(keys) == len(text_queries(records, cfg.data).texts)  # the same queries, in the same order
+    width = len(cfg.data.query_attributes)
+    vocab: dict[str, int] = {}
+    code = lambda v: -1 if v is None else vocab.setdefault(v, len(vocab))  # noqa: E731
+    stored = [label_key(labels) for labels in store.labels]
+    products = torch.tensor([[code(v) for v in (k or (None,) * width)] for k in stored], dtype=torch.long)
+    asked = torch.tensor([[code(v) for v in k] for k in keys], dtype=torch.long)  # [Q, A], -1: not asked
+
+    def relevant(qs: int, qe: int, cs: int, ce: int) -> torch.Tensor:
+        q, p = asked[qs:qe, None, :], products[None, cs:ce, :]  # [q, 1, A], [1, c, A]
+        return ((q == -1) | (q == p)).all(-1) & (p != -1).any(-1)
+    return relevant
+
+
+def _index_search(store: CatalogueStore, view: str, queries: torch.Tensor, relevant, kind: str) -> dict[str, float]:
+    index = FaissIndex(store.dim, kind).build(lambda: store.chunks(view), len(store))
+    _, found = index.search(queries.numpy(), 10)
+    totals = torch.zeros(queries.shape[0], dtype=torch.long)
+    offset = 0
+    for chunk in store.chunks(view):  # the relevant count of each query (labels only; no scores)
+        totals += relevant(0, queries.shape[0], offset, offset + len(chunk)).sum(1)
+        offset += len(chunk)
+    return index_metrics(found, lambda i, idx: relevant(i, i + 1, 0, len(store))[0, idx], totals)
+
+
+def evaluate_catalogue_models(run_uri: str, models: Sequence[tuple], data, records: Sequence[dict[str, Any]],
+                              results: dict, search: str = "exact") -> None:
+    """`moon eval --candidates catalogue`: for each (checkpoint path, model, config), its catalogue embeddings
+    (computed once) and its recall against them, added to `results` as '<label> [catalogue N]'."""
+    import dataclasses
+
+    for path, model, cfg in models:
+        cfg = dataclasses.replace(cfg, data=data)
+        store = catalogue_embeddings(model, cfg, run_uri, path)
+        started = time.time()
+        label = "/".join(Path(path).parts[-2:])
+        results[f"{label} [catalogue {len(store):,}]"] = evaluate_catalogue(model, cfg, records, store, search)
+        log.info("catalogue evaluation of %s (%s search over %d products): %.1fs", label, search, len(store),
+                 time.time() - started)
