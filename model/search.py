@@ -133,7 +133,7 @@ class FaissIndex:
     """A faiss index over unit vectors by inner product. kind: "ivf-flat" (k-means cells holding the vectors as
     they are), "ivf-sq8" (the same with 8-bit scalar-quantised vectors, a quarter of the memory) or "hnsw" (a
     graph, `hnsw_m` links per node, `ef_search` candidates explored per query). lists: IVF cells (default about
-    4 sqrt(N)), trained on a sample of at most `train_size` candidates; nprobe: cells scanned per query."""
+    sqrt(N)), trained on a sample of at most `train_size` candidates; nprobe: cells scanned per query."""
 
     KINDS = ("ivf-flat", "ivf-sq8", "hnsw")
 
@@ -155,7 +155,7 @@ class FaissIndex:
             self.index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             self.index.hnsw.efSearch = self.ef_search
         else:
-            lists = self.lists or max(1, min(int(4 * count ** 0.5), count // 39))
+            lists = self.lists or max(1, min(int(count ** 0.5), count // 39))
             self.quantizer = quantizer = faiss.IndexFlatIP(self.dim)  # the index refers to it: keep it alive
             if self.kind == "ivf-flat":
                 self.index = faiss.IndexIVFFlat(quantizer, self.dim, lists, faiss.METRIC_INNER_PRODUCT)
