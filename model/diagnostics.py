@@ -218,8 +218,10 @@ def render_routing_page(history: Sequence[Mapping[str, Any]]) -> str:
                           ("token_entropy", "per-token routing entropy")):
         fall = entropy_fall(history, figure)
         if fall:
-            falls.append(f"{label}: {fall['start']:.3f} → {fall['lowest']:.3f} nats at epoch {fall['epoch']} "
-                         f"({100 * fall['fall']:.0f} % fall)")
+            change = (f"{100 * fall['fall']:.0f} % fall" if fall["fall"] >= 0
+                      else f"never below the start: {-100 * fall['fall']:.0f} % above it")
+            falls.append(f"{label}: {fall['start']:.3f} → lowest {fall['lowest']:.3f} nats at epoch {fall['epoch']} "
+                         f"({change})")
     sections.append(_panel(
         "Entropies (nats)", charts.lines(x, entropy_series, SERIES_COLOURS, y_min=0.0,
                                          y_max=max(math.log(max(experts, 2)), math.log(len(OBJECTIVES)))),
