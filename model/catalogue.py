@@ -215,7 +215,8 @@ def _index_search(store: CatalogueStore, view: str, queries: torch.Tensor, relev
 def evaluate_catalogue_models(run_uri: str, models: Sequence[tuple], data, records: Sequence[dict[str, Any]],
                               results: dict, search: str = "exact") -> None:
     """`moon eval --candidates catalogue`: for each (checkpoint path, model, config), its catalogue embeddings
-    (computed once) and its recall against them, added to `results` as '<label> [catalogue N]'."""
+    (computed once) and its recall against them, added to `results` as '<label> [catalogue]' (each direction's
+    figures hold the number of candidates)."""
     import dataclasses
 
     for path, model, cfg in models:
@@ -223,6 +224,5 @@ def evaluate_catalogue_models(run_uri: str, models: Sequence[tuple], data, recor
         store = catalogue_embeddings(model, cfg, run_uri, path)
         started = time.time()
         label = "/".join(Path(path).parts[-2:])
-        results[f"{label} [catalogue {len(store):,}]"] = evaluate_catalogue(model, cfg, records, store, search)
-        log.info("catalogue evaluation of %s (%s search over %d products): %.1fs", label, search, len(store),
-                 time.time() - started)
+        results[f"{label} [catalogue]"] = evaluate_catalogue(model, cfg, records, store, search)
+        print(f"{label}: catalogue of {len(store):,} candidates, {search} search, {time.time() - started:.1f}s")

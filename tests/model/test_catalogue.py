@@ -100,9 +100,10 @@ def test_eval_cli_catalogue_gallery_and_the_run_report_link(tmp_path, capsys):
             "--gallery", "--gallery-queries", "2", "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "[catalogue 120]" in printed
+    assert "ours/epoch-0001 [catalogue]" in printed and "catalogue of 120 candidates, exact search" in printed
     results = json.loads(out.read_text())["results"]
-    assert set(results["ours/epoch-0001 [catalogue 120]"]) == set(DIRECTIONS)
+    catalogue = results["ours/epoch-0001 [catalogue]"]
+    assert set(catalogue) == set(DIRECTIONS) and catalogue["i->mm"]["candidates"] == 120
     assert (tmp_path / "results" / "eval-gallery.html").exists()
     record = json.loads((run / "_evaluations.jsonl").read_text().splitlines()[-1])
     assert record["results"] == str(out) and record["checkpoints"] == [str(tmp_path / "ours" / "epoch-0001")]
