@@ -221,6 +221,8 @@ def _gallery_and_run_record(args, models, data, records, results, out: Path) -> 
     from model.evaluations import record_evaluation
 
     gallery = None
+    if args.gallery and not models:
+        print("moon eval: --gallery shows checkpoints' rankings; give --checkpoint", file=sys.stderr)
     if args.gallery and models:
         from model.gallery import write_gallery
 
