@@ -90,9 +90,10 @@ def run_sweep(run_uri: str, config: str, overrides: dict[str, Any], output_dir: 
               chosen: Sequence[Setting], ray_address: str | None = None) -> list[dict[str, Any]]:
     """Train and evaluate every (setting, seed) not done yet; returns every run's line of sweep.jsonl.
     config, overrides: the named config or file and the dotted-key overrides every run starts from."""
+    from augment import manifest
     from model.checkpoint import latest_checkpoint, load_model, load_train_state
     from model.evaluate import evaluate_model, held_out_records
-    from model.train import train
+    from model.train import init_ray, train, training_dataset
 
     cfg = load_config(config, overrides)
     output_dir = Path(output_dir)
@@ -100,6 +101,7 @@ def run_sweep(run_uri: str, config: str, overrides: dict[str, Any], output_dir: 
     records = held_out_records(run_uri, cfg.data.eval_fraction, attributes=cfg.data.query_attributes)
     done = done_runs(output_dir)
     plan = [(s, seed) for s in chosen for seed in seeds]
+    dataset = None  # the training records, read once for every run (the settings change no data key)
     for number, (setting, seed) in enumerate(plan, start=1):
         name = run_name(setting, seed)
         if name in done:
@@ -111,7 +113,10 @@ def run_sweep(run_uri: str, config: str, overrides: dict[str, Any], output_dir: 
         log.info("sweep %d/%d: %s%s", number, len(plan), name, " (trained: evaluating)" if finished else "")
         started = time.time()
         if not finished:
-            train(run_uri, run_cfg, target, resume=last is not None, ray_address=ray_address)
+            if dataset is None:
+                init_ray(ray_address)
+                dataset = training_dataset(manifest.data_files(run_uri), cfg)
+            train(run_uri, run_cfg, target, resume=last is not None, ray_address=ray_address, dataset=dataset)
         model, trained_cfg = load_model(target)
         results = evaluate_model(model, dataclasses.replace(trained_cfg, data=cfg.data), records)
         row = {"run": name, "setting": setting.name, "values": setting.values, "seed": seed,

@@ -300,12 +300,13 @@ def init_ray(address: str | None) -> None:
 
 
 def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = False,
-          ray_address: str | None = None, verbose: bool = False, progress=None) -> dict[str, Any]:
+          ray_address: str | None = None, verbose: bool = False, progress=None, dataset=None) -> dict[str, Any]:
     """Train on a run folder's committed shards; returns the last epoch's metrics, the last and best checkpoints.
 
     `progress(epochs=, steps_per_epoch=, start_epoch=, best_metric=)`, if given, makes an object whose `epoch(metrics)`
     and `step(record)` are called from a thread as training goes (model/progress.py ProgressPrinter), and `close()`
-    at the end. `verbose` lets the workers log every `train.log_every` steps and Ray Train's own notes."""
+    at the end. `verbose` lets the workers log every `train.log_every` steps and Ray Train's own notes. `dataset`:
+    the training records as `training_dataset` makes them, to share one read between several runs (`moon sweep`)."""
     import ray
     import ray.data
     from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
@@ -361,7 +362,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
             # Ray Train deletes all but the last keep_last epochs (it always keeps the latest, for --resume).
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_last or None),
         ),
-        datasets={"train": training_dataset(files, cfg)},
+        datasets={"train": dataset if dataset is not None else training_dataset(files, cfg)},
         dataset_config=DataConfig(execution_options=ingest),
     )
     printer = progress(epochs=cfg.train.epochs, steps_per_epoch=steps_per_epoch, start_epoch=start_epoch,

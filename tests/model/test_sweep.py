@@ -64,13 +64,16 @@ def test_sweep_trains_each_setting_and_seed_once_and_resumes(tmp_path, monkeypat
     run = write_run(tmp_path / "run", product_rows(120))
     trained = []
 
-    def fake_train(run_uri, cfg, output_dir, resume=False, ray_address=None):
+    def fake_train(run_uri, cfg, output_dir, resume=False, ray_address=None, dataset=None):
+        assert dataset == "records"  # read once by the sweep, shared by every run
         trained.append((output_dir.name, cfg.loss.alpha, cfg.loss.tau, cfg.loss.intra_tau, cfg.train.seed, resume))
         net, cfg = build_model(cfg, seed=cfg.train.seed)
         save_checkpoint(output_dir / epoch_dir_name(cfg.train.epochs), net, cfg,
                         {"epoch": cfg.train.epochs, "step": 1})
 
     monkeypatch.setattr(model.train, "train", fake_train)
+    monkeypatch.setattr(model.train, "init_ray", lambda address: None)
+    monkeypatch.setattr(model.train, "training_dataset", lambda files, cfg: "records")
     chosen = settings(load_config("tiny"), values={"alpha": [1.0], "beta": [0.05], "tau": [0.2]})
     rows = run_sweep(str(run), "tiny", {"train.epochs": 1}, tmp_path / "sweep", [0, 1], chosen)
     assert [t[0] for t in trained] == ["config-s0", "config-s1", "alpha=1-s0", "alpha=1-s1", "tau=0.2-s0",
