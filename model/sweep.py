@@ -121,13 +121,25 @@ def run_sweep(run_uri: str, config: str, overrides: dict[str, Any], output_dir: 
         results = evaluate_model(model, dataclasses.replace(trained_cfg, data=cfg.data), records)
         row = {"run": name, "setting": setting.name, "values": setting.values, "seed": seed,
                "epochs": run_cfg.train.epochs, "held_out_products": len(records), "results": results,
-               "seconds": round(time.time() - started, 1)}
+               "routing": routing_falls(target), "seconds": round(time.time() - started, 1)}
         with open(output_dir / RESULTS, "a") as f:
             f.write(json.dumps(row, sort_keys=True) + "\n")
         done[name] = row
         log.info("sweep %s: %s", name, "  ".join(
             f"{d} R@1 {100 * results[d]['R@1']:.1f} R@10 {100 * results[d]['R@10']:.1f}" for d in ("t->mm", "i->mm")))
     return [done[run_name(s, seed)] for s, seed in plan]
+
+
+def routing_falls(output_dir: str | Path) -> dict[str, float]:
+    """How far each routing entropy fell over a run (model.diagnostics.entropy_fall), from its metrics.jsonl."""
+    from model.diagnostics import entropy_fall, read_history
+
+    path = Path(output_dir) / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    history = read_history(path)
+    falls = {figure: entropy_fall(history, figure) for figure in ("wstar_entropy", "usage_entropy", "token_entropy")}
+    return {figure: round(fall["fall"], 4) for figure, fall in falls.items() if fall}
 
 
 def summarise(rows: Sequence[dict[str, Any]], directions: Sequence[str] = SUMMARY_DIRECTIONS) -> list[dict[str, Any]]:
@@ -154,13 +166,17 @@ def summarise(rows: Sequence[dict[str, Any]], directions: Sequence[str] = SUMMAR
                     cell["change"] = mean - base_mean
                     cell["relative"] = (mean - base_mean) / base_mean if base_mean else 0.0
                 entry["metrics"][f"{direction} {metric}"] = cell
+        falls = [r.get("routing") or {} for r in runs]
+        entry["entropy_fall"] = {figure: [f[figure] for f in falls] for figure in sorted(set().union(*falls))
+                                 if all(figure in f for f in falls)}
         out.append(entry)
     return out
 
 
 def format_summary(summary: Sequence[dict[str, Any]], directions: Sequence[str] = ("t->mm", "i->mm", "mm->mm")) -> str:
     """A table: setting, then per direction R@1 (seeds, mean, change vs the config) and R@10 (mean)."""
-    head = f"{'setting':<14}" + "".join(f"{d + ' R@1 (seeds) mean Δ':>34}{d + ' R@10':>13}" for d in directions)
+    head = f"{'setting':<14}" + "".join(f"{d + ' R@1 (seeds) mean Δ':>34}{d + ' R@10':>13}" for d in directions) \
+        + f"{'W* entropy fall':>17}"
     lines = [head]
     for entry in summary:
         cells = []
@@ -172,5 +188,7 @@ def format_summary(summary: Sequence[dict[str, Any]], directions: Sequence[str] 
             seeds = "/".join(f"{v:.1f}" for v in r1["values"])
             change = f"{r1['change']:+.1f}" if "change" in r1 else ""
             cells.append(f"{seeds:>19} {r1['mean']:6.1f} {change:>6}" + f"{r10['mean']:13.1f}")
+        falls = entry.get("entropy_fall", {}).get("wstar_entropy")
+        cells.append(f"{100 * sum(falls) / len(falls):16.0f}%" if falls else f"{'-':>17}")
         lines.append(f"{entry['setting']:<14}" + "".join(cells))
     return "\n".join(lines)

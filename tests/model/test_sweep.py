@@ -27,7 +27,8 @@ def test_grid_has_every_combination():
 
 
 def row(setting, seed, r1, r10):
-    return {"setting": setting, "seed": seed, "results": {"t->mm": {"R@1": r1, "R@10": r10}}}
+    return {"setting": setting, "seed": seed, "results": {"t->mm": {"R@1": r1, "R@10": r10}},
+            "routing": {"wstar_entropy": 0.1 * (seed + 1)}}
 
 
 def test_summary_gives_seeds_mean_spread_and_change_against_the_config():
@@ -39,6 +40,7 @@ def test_summary_gives_seeds_mean_spread_and_change_against_the_config():
     assert alpha["spread"] == pytest.approx(6.0)
     assert alpha["change"] == pytest.approx(-9.0) and alpha["relative"] == pytest.approx(-9.0 / 72.0)
     assert summary[0]["metrics"]["t->mm R@10"]["change"] == pytest.approx(0.0)
+    assert summary[1]["entropy_fall"] == {"wstar_entropy": [0.1, 0.2]}  # per seed
     table = format_summary(summary, directions=("t->mm",))
     assert "60.0/66.0" in table and "-9.0" in table
 
@@ -81,6 +83,7 @@ def test_sweep_trains_each_setting_and_seed_once_and_resumes(tmp_path, monkeypat
     assert trained[2][1:5] == (1.0, 0.05, 0.05, 0) and trained[5][1:5] == (0.01, 0.2, 0.2, 1)
     assert all(set(r["results"]) == {"t->mm", "i->mm", "mm->mm", "t->i", "i->t"} for r in rows)
     assert rows[0]["results"] != rows[1]["results"]  # seeds differ
+    assert rows[0]["routing"] == {}  # the stand-in trainer wrote no metrics.jsonl
 
     lines = (tmp_path / "sweep" / "sweep.jsonl").read_text().splitlines()
     assert [json.loads(x)["run"] for x in lines] == [t[0] for t in trained]
