@@ -163,29 +163,64 @@ def evaluate_catalogue(model, cfg: MoonConfig, records: Sequence[dict[str, Any]]
         raise ValueError(f"{len(missing)} held-out products are not in the catalogue embeddings, e.g. {missing[:3]}")
     own = torch.tensor([position[r["product_id"]] for r in records])  # each product's row in the catalogue
     text_relevance = _text_relevance(records, cfg, store, own)
+    indexes: dict[str, FaissIndex] = {}  # one per candidate view, built on first use
     results = {}
     for direction, (q, c) in DIRECTIONS.items():
-        target = None if q == "q_t" else own
-        relevant = text_relevance if target is None else _own_product(target)
+        relevant = text_relevance if q == "q_t" else OwnProduct(own)
         if search == "exact":
             metrics = catalogue_metrics(queries[q], lambda: store.chunks(c), relevant)
         else:
-            metrics = _index_search(store, c, queries[q], relevant, search)
+            if c not in indexes:
+                indexes[c] = FaissIndex(store.dim, search).build(lambda: store.chunks(c), len(store))
+            _, found = indexes[c].search(queries[q].numpy(), 10)
+            metrics = index_metrics(found, relevant.of, relevant.totals(len(store)))
         results[direction] = {**metrics, "queries": int(queries[q].shape[0]), "candidates": len(store)}
     return results
 
 
-def _own_product(target: torch.Tensor):
-    def relevant(qs: int, qe: int, cs: int, ce: int) -> torch.Tensor:
-        return target[qs:qe, None] == torch.arange(cs, ce)[None, :]
-    return relevant
+class OwnProduct:
+    """Each query's only relevant candidate is its own product: target[q] is its catalogue row."""
+
+    def __init__(self, target: torch.Tensor):
+        self.target = target
+
+    def __call__(self, qs: int, qe: int, cs: int, ce: int) -> torch.Tensor:  # [q, c] bool
+        return self.target[qs:qe, None] == torch.arange(cs, ce)[None, :]
+
+    def of(self, query: int, candidates: torch.Tensor) -> torch.Tensor:
+        return candidates == self.target[query]
+
+    def totals(self, count: int) -> torch.Tensor:
+        return (self.target < count).long()
+
+
+class ByLabels:
+    """A query's relevant candidates are the products with every label it names. asked: [Q, A] label codes,
+    -1 where the query names none; products: [C, A], -1 where the product lacks the label."""
+
+    def __init__(self, asked: torch.Tensor, products: torch.Tensor):
+        self.asked, self.products = asked, products
+
+    @staticmethod
+    def _match(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return ((q == -1) | (q == p)).all(-1) & (p != -1).any(-1)
+
+    def __call__(self, qs: int, qe: int, cs: int, ce: int) -> torch.Tensor:  # [q, c] bool
+        return self._match(self.asked[qs:qe, None, :], self.products[None, cs:ce, :])
+
+    def of(self, query: int, candidates: torch.Tensor) -> torch.Tensor:
+        return self._match(self.asked[query][None, :], self.products[candidates])
+
+    def totals(self, count: int, block: int = 65536) -> torch.Tensor:
+        return sum(self(0, len(self.asked), start, min(start + block, count)).sum(1)
+                   for start in range(0, count, block))
 
 
 def _text_relevance(records, cfg: MoonConfig, store: CatalogueStore, own: torch.Tensor):
     """Relevance of the protocol's text queries over the catalogue: by labels (attribute protocol: a product is
     relevant when it has every label the query names) or the query's own product (title protocol)."""
     if cfg.data.eval_queries == "title":
-        return _own_product(own)
+        return OwnProduct(own)
     keys = [key for key, _, _ in attribute_queries([label_key(r.get("labels")) for r in records])]
     assert len(keys) == len(text_queries(records, cfg.data).texts)  # the same queries, in the same order
     width = len(cfg.data.query_attributes)
@@ -193,23 +228,8 @@ def _text_relevance(records, cfg: MoonConfig, store: CatalogueStore, own: torch.
     code = lambda v: -1 if v is None else vocab.setdefault(v, len(vocab))  # noqa: E731
     stored = [label_key(labels) for labels in store.labels]
     products = torch.tensor([[code(v) for v in (k or (None,) * width)] for k in stored], dtype=torch.long)
-    asked = torch.tensor([[code(v) for v in k] for k in keys], dtype=torch.long)  # [Q, A], -1: not asked
-
-    def relevant(qs: int, qe: int, cs: int, ce: int) -> torch.Tensor:
-        q, p = asked[qs:qe, None, :], products[None, cs:ce, :]  # [q, 1, A], [1, c, A]
-        return ((q == -1) | (q == p)).all(-1) & (p != -1).any(-1)
-    return relevant
-
-
-def _index_search(store: CatalogueStore, view: str, queries: torch.Tensor, relevant, kind: str) -> dict[str, float]:
-    index = FaissIndex(store.dim, kind).build(lambda: store.chunks(view), len(store))
-    _, found = index.search(queries.numpy(), 10)
-    totals = torch.zeros(queries.shape[0], dtype=torch.long)
-    offset = 0
-    for chunk in store.chunks(view):  # the relevant count of each query (labels only; no scores)
-        totals += relevant(0, queries.shape[0], offset, offset + len(chunk)).sum(1)
-        offset += len(chunk)
-    return index_metrics(found, lambda i, idx: relevant(i, i + 1, 0, len(store))[0, idx], totals)
+    asked = torch.tensor([[code(v) for v in k] for k in keys], dtype=torch.long)
+    return ByLabels(asked, products)
 
 
 def evaluate_catalogue_models(run_uri: str, models: Sequence[tuple], data, records: Sequence[dict[str, Any]],
