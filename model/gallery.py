@@ -89,7 +89,12 @@ def write_gallery(results_path: str | Path, models: Sequence[tuple], data, recor
         cfg = dataclasses.replace(cfg, data=data)
         inputs = evaluation_inputs(records, cfg)
         columns.append(("/".join(Path(path).parts[-2:]), embed_views(model, cfg, inputs)))
-    product_thumbs = [thumbnail(r["image"]) for r in records]
+    thumbs: dict[int, str] = {}
+
+    def product_thumb(i: int) -> str:  # only the products a page shows, each made once
+        if i not in thumbs:
+            thumbs[i] = thumbnail(records[i]["image"])
+        return thumbs[i]
 
     directions = []
     for direction, (q_view, c_view) in DIRECTIONS.items():
@@ -110,12 +115,13 @@ def write_gallery(results_path: str | Path, models: Sequence[tuple], data, recor
             ranked = []
             for _, embeddings in columns:
                 scores = embeddings[q_view][qi] @ embeddings[c_view].T  # [C]
-                ranked.append(_tiles(scores, relevant, records, product_thumbs))
+                ranked.append(_tiles(scores, relevant, records, product_thumb))
             cards.append(_card(direction, number, text, photo, record, int(relevant.sum()), ranked, c_view))
         directions.append((direction, cards, len(keys)))
 
     names = [name for name, _ in columns]
-    nav = _nav(results_path.stem, [(d, len(cards)) for d, cards, _ in directions], page_size)
+    nav = _nav(results_path.stem, [(d, len(cards)) for d, cards, _ in directions])
+    written = set()
     for direction, cards, _ in directions:
         pages = max(1, -(-len(cards) // page_size))
         for page in range(1, pages + 1):
@@ -124,6 +130,10 @@ def write_gallery(results_path: str | Path, models: Sequence[tuple], data, recor
                     + "".join(cards[(page - 1) * page_size: page * page_size])
                     + _pager(direction, page, pages))
             (folder / f"{slug(direction)}-{page}.html").write_text(_page(f"{direction} gallery", nav("../"), body))
+            written.add(f"{slug(direction)}-{page}.html")
+    for stale in folder.glob("*.html"):  # pages of an earlier, longer gallery
+        if stale.name not in written:
+            stale.unlink()
     index = results_path.parent / f"{results_path.stem}-gallery.html"
     index.write_text(_page("Retrieval gallery", nav(f"{folder.name}/"), _index_body(
         names, directions, len(records), data, folder.name, page_size)))
@@ -136,13 +146,13 @@ def _product_query_text(record, data) -> str:
     return product_query_text(record, data)
 
 
-def _tiles(scores: torch.Tensor, relevant: torch.Tensor, records, thumbs) -> dict[str, Any]:
+def _tiles(scores: torch.Tensor, relevant: torch.Tensor, records, thumb) -> dict[str, Any]:
     """Ranks 1, 10, 50 and the first relevant candidate of one query for one model; ties keep gallery order."""
     order = torch.sort(scores, descending=True, stable=True).indices
     position = torch.empty_like(order)
     position[order] = torch.arange(len(order))
     tile = lambda i: Tile(int(position[i]) + 1, records[i]["product_id"], records[i]["title"],  # noqa: E731
-                          float(scores[i]), bool(relevant[i]), thumbs[i])
+                          float(scores[i]), bool(relevant[i]), thumb(i))
     shown = [tile(int(order[r - 1])) for r in RANKS if r <= len(order)]
     first = None
     if relevant.any():
@@ -196,7 +206,7 @@ def _legend(names: Sequence[str], c_view: str) -> str:
             f'cosine similarities.</p>')
 
 
-def _nav(stem: str, directions: Sequence[tuple[str, int]], page_size: int):
+def _nav(stem: str, directions: Sequence[tuple[str, int]]):
     def render(prefix: str) -> str:
         back = "../" if prefix == "../" else ""
         links = [f'<a href="{back}{html.escape(stem)}-gallery.html">Overview</a>']

@@ -1,9 +1,7 @@
 """Retrieval galleries: deterministic sample queries, ranks 1/10/50 per model, relevant candidates marked."""
-import re
 from html.parser import HTMLParser
 
 import pytest
-import torch
 
 from model.checkpoint import build_model, save_checkpoint
 from model.config import load_config
@@ -62,6 +60,15 @@ def test_gallery_pages_are_beside_the_results_and_paginated(gallery):
     assert 'href="eval-gallery/i-mm-2.html"' in text and "ckpt-s0/epoch-0001" in text and "ckpt-s1/epoch-0001" in text
     assert len(parse(tmp / "eval-gallery" / "t-mm-1.html").cards) == 2
     assert len(parse(tmp / "eval-gallery" / "t-mm-2.html").cards) == 1
+
+
+def test_a_shorter_gallery_removes_the_pages_it_no_longer_has(gallery, tmp_path):
+    _, _, models, records, cfg = gallery
+    write_gallery(tmp_path / "eval.json", models[:1], cfg.data, records, per_direction=3, page_size=1)
+    assert (tmp_path / "eval-gallery" / "t-mm-3.html").exists()
+    write_gallery(tmp_path / "eval.json", models[:1], cfg.data, records, per_direction=2, page_size=2)
+    assert sorted(p.name for p in (tmp_path / "eval-gallery").glob("t-mm-*")) == ["t-mm-1.html"]
+    assert len(parse(tmp_path / "eval-gallery" / "t-mm-1.html").cards[0]["models"]) == 1  # one model, one column
 
 
 def test_relevant_marks_and_ranks_are_right(gallery):
