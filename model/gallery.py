@@ -101,7 +101,7 @@ def write_gallery(results_path: str | Path, models: Sequence[tuple], data, recor
         per_product = q_view != "q_t"
         keys = [r["product_id"] for r in records] if per_product else queries.texts
         chosen = sample_queries(direction, keys, per_direction)
-        cards = []
+        cards, hits = [], [0] * len(columns)
         for number, qi in enumerate(chosen, start=1):
             relevant = (torch.arange(len(records)) == qi) if per_product else queries.relevant[qi]
             record = records[qi] if per_product else None
@@ -113,16 +113,17 @@ def write_gallery(results_path: str | Path, models: Sequence[tuple], data, recor
                 photo = _pil_thumbnail(image_ops.query_view(image_ops.decode(record["image"]), 2 * THUMB,
                                                             product_rng(record["product_id"], "query-image")))
             ranked = []
-            for _, embeddings in columns:
+            for m, (_, embeddings) in enumerate(columns):
                 scores = embeddings[q_view][qi] @ embeddings[c_view].T  # [C]
                 ranked.append(_tiles(scores, relevant, records, product_thumb))
+                hits[m] += ranked[-1]["first"] is not None and ranked[-1]["first"].rank <= 10
             cards.append(_card(direction, number, text, photo, record, int(relevant.sum()), ranked, c_view))
-        directions.append((direction, cards, len(keys)))
+        directions.append((direction, cards, len(keys), hits))
 
     names = [name for name, _ in columns]
-    nav = _nav(results_path.stem, [(d, len(cards)) for d, cards, _ in directions])
+    nav = _nav(results_path.stem, [(d, len(cards)) for d, cards, _, _ in directions])
     written = set()
-    for direction, cards, _ in directions:
+    for direction, cards, _, _ in directions:
         pages = max(1, -(-len(cards) // page_size))
         for page in range(1, pages + 1):
             body = (f"<h1>{html.escape(direction)} · page {page} of {pages}</h1>"
@@ -227,18 +228,20 @@ def _pager(direction: str, page: int, pages: int) -> str:
 
 def _index_body(names, directions, products: int, data, folder: str, page_size: int) -> str:
     rows = []
-    for direction, cards, total in directions:
+    for direction, cards, total, hits in directions:
         pages = max(1, -(-len(cards) // page_size))
         links = " ".join(f'<a href="{folder}/{slug(direction)}-{p}.html">{p}</a>' for p in range(1, pages + 1))
+        found = "".join(f"<td>{h} of {len(cards)}</td>" for h in hits)
         rows.append(f"<tr><td><b>{html.escape(direction)}</b></td><td>{CANDIDATE_VIEW[DIRECTIONS[direction][1]]}</td>"
-                    f"<td>{len(cards)} of {total}</td><td>{links}</td></tr>")
+                    f"<td>{len(cards)} of {total}</td>{found}<td>{links}</td></tr>")
     protocol = ("attribute queries (" + ", ".join(data.query_attributes) + ")" if data.eval_queries == "attributes"
                 else f"title queries ({data.query_text})")
     models = " and ".join(f"<b>{html.escape(n)}</b>" for n in names)
     return (f"<h1>Retrieval gallery</h1><p>{models} on {products} held-out products; text queries: {protocol}. "
             "Sample queries per direction (the same on every run: the smallest hash of the query), each with what "
             "every model ranks at 1, 10 and 50.</p><table><thead><tr><th>direction</th><th>candidates</th>"
-            f"<th>queries shown</th><th>pages</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+            "<th>queries shown</th>" + "".join(f"<th>relevant in the top 10: {html.escape(n)}</th>" for n in names)
+            + f"<th>pages</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def _page(title: str, nav: str, body: str) -> str:

@@ -58,6 +58,7 @@ def test_gallery_pages_are_beside_the_results_and_paginated(gallery):
     assert pages == sorted(f"{d}-{n}.html" for d in ("t-mm", "i-mm", "mm-mm", "t-i", "i-t") for n in (1, 2))
     text = index.read_text()
     assert 'href="eval-gallery/i-mm-2.html"' in text and "ckpt-s0/epoch-0001" in text and "ckpt-s1/epoch-0001" in text
+    assert "relevant in the top 10: ckpt-s1/epoch-0001" in text
     assert len(parse(tmp / "eval-gallery" / "t-mm-1.html").cards) == 2
     assert len(parse(tmp / "eval-gallery" / "t-mm-2.html").cards) == 1
 
