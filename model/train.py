@@ -378,7 +378,9 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
             printer.close()
     (output_dir / PROGRESS_FILE).unlink(missing_ok=True)
     history = read_history(output_dir)
-    write_routing_page(output_dir, history)
+    page = write_routing_page(output_dir, history)
+    if page:
+        log.info("routing diagnostics over %d epochs: %s", len(history), page)
     last = latest_checkpoint(output_dir)
     best = output_dir / BEST_DIR
     return {"checkpoint": str(last) if last else None, "best": str(best) if (best / MODEL_FILE).exists() else None,
