@@ -106,9 +106,7 @@ def write_catalogue_embeddings(model, cfg: MoonConfig, run_uri: str, path: str |
     from model.evaluate import encode_candidates
     from model.tokenizer import build_tokenizer
 
-    files = manifest.data_files(run_uri)
-    if not files:
-        raise FileNotFoundError(f"{run_uri}: no committed shards in its manifest")
+    files = manifest.committed_data_files(run_uri)
     model.eval()
     tokenizer = build_tokenizer(cfg.text)
     dim = cfg.text.width

@@ -23,7 +23,6 @@ This module reads router logits and parameters; it never changes training.
 from __future__ import annotations
 
 import html
-import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -155,12 +154,6 @@ def _round(values, digits: int = 6):
 # ---------------------------------------------------------------------------------------------------------
 # Reading them back
 # ---------------------------------------------------------------------------------------------------------
-def read_history(metrics_jsonl: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch metrics of a training output (metrics.jsonl), in epoch order."""
-    rows = [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line.strip()]
-    return sorted(rows, key=lambda r: r.get("epoch", 0))
-
-
 def entropy_fall(history: Sequence[Mapping[str, Any]], figure: str = "wstar_entropy",
                  within: int | None = None) -> dict[str, float] | None:
     """How far an entropy fell from the run's first step to its lowest epoch value (within the first `within`

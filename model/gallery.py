@@ -4,8 +4,9 @@ side by side (the paper's Figures 8-10), as static HTML beside the evaluation's 
 1. Queries: per direction (t->mm, i->mm, mm->mm, t->i, i->t) the `per_direction` queries with the smallest
    hash of (direction, query): the attribute query's text, or the product id of a per-product query. The
    same queries on every run and for every model, whatever the catalogue's order.
-2. Rankings: each model embeds the evaluation's queries and candidates (`model.evaluate`, the held-out
-   products: the same protocol as the recall table) and ranks every candidate for each sampled query.
+2. Rankings: each model embeds the evaluation's queries and candidates (`model.evaluate`, the evaluated
+   products, held-out by default: the same protocol as the recall table) and ranks every candidate for each
+   sampled query.
 3. Pages: `<results stem>-gallery.html` (the index: directions, queries, each model's figures) beside the JSON,
    and `<results stem>-gallery/<direction>-<n>.html`, `page_size` queries a page. Each query shows its text
    and/or re-framed photo and, per model, the candidates at ranks 1, 10 and 50 and its first relevant
@@ -76,7 +77,7 @@ def _pil_thumbnail(image) -> str:
 def write_gallery(results_path: str | Path, models: Sequence[tuple], data, records: Sequence[dict[str, Any]],
                   per_direction: int = 12, page_size: int = PAGE_SIZE) -> Path:
     """Write the gallery of `models` ((checkpoint path, model, config), the first two side by side) over the
-    evaluation's held-out `records`; returns the index page's path."""
+    evaluation's `records`; returns the index page's path."""
     from model import images as image_ops
     from model.data import product_rng
 
@@ -202,7 +203,7 @@ def _tile(t: Tile, note: str = "") -> str:
 def _legend(names: Sequence[str], c_view: str) -> str:
     heads = "".join(f'<div class="model-name">{html.escape(n)}</div>' for n in names)
     return (f'<div class="legend"><div class="q">query</div><div class="models">{heads}</div></div>'
-            f'<p class="note">Candidates: the held-out products as {CANDIDATE_VIEW[c_view]}; ranks 1, 10 and 50, and '
+            f'<p class="note">Candidates: the evaluated products as {CANDIDATE_VIEW[c_view]}; ranks 1, 10 and 50, and '
             f'the first relevant candidate when it is elsewhere; relevant candidates are framed green. Scores are '
             f'cosine similarities.</p>')
 
@@ -237,7 +238,7 @@ def _index_body(names, directions, products: int, data, folder: str, page_size: 
     protocol = ("attribute queries (" + ", ".join(data.query_attributes) + ")" if data.eval_queries == "attributes"
                 else f"title queries ({data.query_text})")
     models = " and ".join(f"<b>{html.escape(n)}</b>" for n in names)
-    return (f"<h1>Retrieval gallery</h1><p>{models} on {products} held-out products; text queries: {protocol}. "
+    return (f"<h1>Retrieval gallery</h1><p>{models} on {products} evaluated products; text queries: {protocol}. "
             "Sample queries per direction (the same on every run: the smallest hash of the query), each with what "
             "every model ranks at 1, 10 and 50.</p><table><thead><tr><th>direction</th><th>candidates</th>"
             "<th>queries shown</th>" + "".join(f"<th>relevant in the top 10: {html.escape(n)}</th>" for n in names)

@@ -115,7 +115,7 @@ def run_sweep(run_uri: str, config: str, overrides: dict[str, Any], output_dir: 
         if not finished:
             if dataset is None:
                 init_ray(ray_address)
-                dataset = training_dataset(manifest.data_files(run_uri), cfg)
+                dataset = training_dataset(manifest.committed_data_files(run_uri), cfg)
             train(run_uri, run_cfg, target, resume=last is not None, ray_address=ray_address, dataset=dataset)
         model, trained_cfg = load_model(target)
         results = evaluate_model(model, dataclasses.replace(trained_cfg, data=cfg.data), records)
@@ -132,12 +132,10 @@ def run_sweep(run_uri: str, config: str, overrides: dict[str, Any], output_dir: 
 
 def routing_falls(output_dir: str | Path) -> dict[str, float]:
     """How far each routing entropy fell over a run (model.diagnostics.entropy_fall), from its metrics.jsonl."""
-    from model.diagnostics import entropy_fall, read_history
+    from model.diagnostics import entropy_fall
+    from model.progress import read_history
 
-    path = Path(output_dir) / "metrics.jsonl"
-    if not path.exists():
-        return {}
-    history = read_history(path)
+    history = read_history(output_dir)
     falls = {figure: entropy_fall(history, figure) for figure in ("wstar_entropy", "usage_entropy", "token_entropy")}
     return {figure: round(fall["fall"], 4) for figure, fall in falls.items() if fall}
 
