@@ -61,7 +61,7 @@ class RoutingStats:
         """record_start: keep the first observed step's figures as `start` (False when resuming a run)."""
         self.num_experts, self.layers, self.top_k = num_experts, layers, top_k
         self.start: dict[str, Any] | None = None
-        self.record_start = record_start
+        self.record_start, self.start_reported = record_start, False
         self.reset()
 
     def reset(self) -> None:
@@ -100,8 +100,9 @@ class RoutingStats:
         epoch_metrics: the epoch's mean loss metrics, whose omega_* entries give the objective weights."""
         weight, tokens, token_entropy = _all_reduce(self.weight, self.tokens, self.token_entropy)
         out = _figures(weight, tokens, token_entropy, wstar, dict(_omega(epoch_metrics or {})))
-        if self.start is not None:
+        if self.start is not None and not self.start_reported:  # in the first epoch's figures only
             out["start"] = self.start
+            self.start_reported = True
         self.reset()
         return out
 

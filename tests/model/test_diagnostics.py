@@ -69,6 +69,7 @@ def test_epoch_figures_have_the_shapes_of_layers_experts_and_objectives():
     # the first step is kept as the start: W* is zero then, every expert's preference uniform
     assert figures["start"]["wstar_entropy"] == pytest.approx(math.log(len(OBJECTIVES)), abs=1e-6)
     assert stats.tokens.sum() == 0  # reset for the next epoch
+    assert "start" not in stats.epoch(model.objective_routing)  # the start is in the first epoch's figures only
 
 
 def test_usage_entropy_is_zero_when_one_expert_takes_every_token_and_log_z_when_spread():
