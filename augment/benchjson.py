@@ -4,7 +4,7 @@ Bench scripts call `write_result(...)` (or build a `BenchResult` and `save` it) 
 `load_dir` reads a folder of them. A file says what was measured (stage, backend, the options that change its
 cost), on what (`hardware`), how much (`items` of `unit` in `seconds` of steady-state wall time, model loading
 excluded) and, optionally, what it adds to the output per product. The format is documented in
-docs/operations-planning.md. Standard library only (with augment.util, likewise): bench scripts import this on bare
+docs/operations-planning.md. Standard library only (with augment.core.util, likewise): bench scripts import this on bare
 CUDA machines.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from augment.util import code_version
+from augment.core.util import code_version
 
 FORMAT = "moon.bench/1"
 UNITS = ("product", "image")  # image: one generated image (image_variants); product: one catalogue row

@@ -16,7 +16,7 @@ from typing import Any
 
 from augment import benchjson
 from augment.config import Config
-from augment.schema import VARIANT_KINDS
+from augment.core.schema import VARIANT_KINDS
 from augment.stages import STAGE_ORDER
 
 DEFAULT_BENCH_DIR = Path(__file__).resolve().parent.parent / "bench" / "results"

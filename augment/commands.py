@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from augment.util import positive_int
+from augment.core.util import positive_int
 
 SAMPLE = Path(__file__).parent / "sample" / "myntra_sample.parquet"
 log = logging.getLogger("moon")
@@ -139,7 +139,7 @@ def _describe_os_error(exc: OSError) -> str:
 
 
 def _exists(uri: str) -> bool:
-    from augment import storage
+    from augment.core import storage
 
     return storage.exists(uri)
 
@@ -167,7 +167,7 @@ def column_notes(summary: dict) -> list[str]:
 
 
 def run_summary(result) -> dict:
-    from augment import manifest
+    from augment.core import manifest
 
     planned = {s.shard_id for s in result.plan.shards}
     totals = manifest.totals(r for r in result.run_records.values() if r.shard_id in planned)

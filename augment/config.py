@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from augment.util import stable_hash
+from augment.core.util import stable_hash
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 NOT_HASHED = {"hash": False}
@@ -265,7 +265,7 @@ def validate_values(config: Config) -> None:
         value = getattr(config.output, key)
         if value not in allowed:
             raise ConfigError(f"output.{key}: expected one of {', '.join(allowed)}, got {value!r}")
-    from augment.schema import INPUT_COLUMN_ALIASES, INPUT_FIELDS
+    from augment.core.schema import INPUT_COLUMN_ALIASES, INPUT_FIELDS
 
     for contract in config.input.columns:
         if contract not in INPUT_FIELDS.names and contract not in INPUT_COLUMN_ALIASES:

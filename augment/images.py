@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from augment import storage
+from augment.core import storage
 
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
 

@@ -8,7 +8,7 @@ row ranges of a source. Reading a shard must be cheap and exact, so:
   `<output>/_input/<fingerprint>.parquet` (row groups of one shard). The copy also makes text formats safe:
   each line is parsed on its own, so a malformed line or a value of the wrong type becomes one quarantined row
   (`_parse_error`, with the line kept in `_raw`) instead of a failed read.
-Types are normalised here to the input contract (augment.schema.INPUT_FIELDS); columns other than the contract's
+Types are normalised here to the input contract (augment.core.schema.INPUT_FIELDS); columns other than the contract's
 are carried through (Parquet keeps their types, text formats give strings).
 
 This module must not import Ray: the planner runs on Airflow workers.
@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from augment import schema as S
-from augment import storage
-from augment.util import stable_hash
+from augment.core import schema as S
+from augment.core import storage
+from augment.core.util import stable_hash
 
 log = logging.getLogger(__name__)
 

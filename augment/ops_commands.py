@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from augment.util import int_at_least, positive_int
+from augment.core.util import int_at_least, positive_int
 
 
 def add_commands(subparsers) -> None:

@@ -18,8 +18,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from augment import faults, io
-from augment import schema as S
+from augment.core import faults
+from augment import io
+from augment.core import schema as S
 from augment.stages import Rejection, RunContext, Stage, StageResult, resolve
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from augment import io, manifest, storage
-from augment import schema as S
+from augment import io
+from augment.core import manifest, storage
+from augment.core import schema as S
 from augment.config import Config
-from augment.util import code_version, stable_hash
+from augment.core.util import code_version, stable_hash
 
 log = logging.getLogger(__name__)
 INPUT_WORK_DIR = "_input"

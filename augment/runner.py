@@ -16,13 +16,13 @@ import time
 import warnings
 from typing import Any, Callable
 
-from augment import faults, manifest, storage, util
+from augment.core import faults, manifest, storage, util
 from augment.config import Config, Resources, stage_options
 from augment.pipeline import StageChain, StageSpec, build_stage
 from augment.plan import Plan
 from augment.stages import RunContext, resolve
 from augment.stages.validate import ValidateOptions
-from augment.util import code_version
+from augment.core.util import code_version
 from augment.writer import ShardWriter, write_shard
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from augment import storage
-from augment.schema import VARIANT_KINDS
-from augment.util import stable_hash
+from augment.core import storage
+from augment.core.schema import VARIANT_KINDS
+from augment.core.util import stable_hash
 
 STORAGE_MODES = ("auto", "inline", "uri")
 EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "png": "png"}

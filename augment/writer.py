@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from augment import faults, manifest, storage
-from augment import schema as S
+from augment.core import faults, manifest, storage
+from augment.core import schema as S
 from augment.pipeline import QUARANTINE_DETAIL, SOURCE_URI
 from augment.plan import Plan, ShardSpec
 from augment.stages import RunContext

@@ -115,7 +115,7 @@ def bench_ray(titles: list[str], batch_size: int, repeat: int) -> list[tuple[flo
     import pyarrow as pa
     import ray
 
-    from augment import schema as S
+    from augment.core import schema as S
     from augment.pipeline import QUARANTINE_DETAIL, StageSpec
     from augment.stages.ner import NerStage
 

@@ -41,7 +41,8 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from augment import config as C  # noqa: E402
-from augment import manifest, runner  # noqa: E402
+from augment.core import manifest  # noqa: E402
+from augment import runner  # noqa: E402
 from augment import plan as P  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "myntra"

@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from augment.util import positive_int
+from augment.core.util import positive_int
 
 log = logging.getLogger(__name__)
 

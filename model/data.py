@@ -1,6 +1,6 @@
 """Committed shards -> product records -> training triplets and evaluation inputs.
 
-1. `product_records` turns shard rows (the columns of `augment.schema.output_schema()`) into one record per
+1. `product_records` turns shard rows (the columns of `augment.core.schema.output_schema()`) into one record per
    product: its raw title and image, the usable enriched title and image variants (co-augmentation), the words
    a title query is made of, its labels (`data.query_attributes`, for shopper-intent queries: model/queries.py),
    and a category key for negative mining. Pure over a column batch, so the same function runs in a Ray Data
@@ -71,8 +71,8 @@ def shard_columns(attributes: Sequence[str] = ()) -> list[str]:
 def check_label_columns(schema: pa.Schema, attributes: Sequence[str]) -> None:
     """Label columns hold one value per product. Naming a list or struct column (such as `color`, the colours the
     pipeline finds in titles) is a ConfigError that names the catalogue's own column where the run carried one
-    as `input_<name>` (augment.schema.carried_name)."""
-    from augment.schema import CARRIED_PREFIX
+    as `input_<name>` (augment.core.schema.carried_name)."""
+    from augment.core.schema import CARRIED_PREFIX
 
     for name in attributes:
         if name not in schema.names:
@@ -88,10 +88,10 @@ def check_label_columns(schema: pa.Schema, attributes: Sequence[str]) -> None:
 
 def product_records(columns: dict[str, list], read_uri=None, attributes: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One record per shard row that has an image. `read_uri(uri) -> bytes` resolves image_uri / variant uri
-    (default: augment.storage.read_bytes); `attributes` names the label columns (absent ones read as missing).
+    (default: augment.core.storage.read_bytes); `attributes` names the label columns (absent ones read as missing).
     Rows without a readable image are skipped and logged."""
     if read_uri is None:
-        from augment.storage import read_bytes as read_uri
+        from augment.core.storage import read_bytes as read_uri
     count = len(columns["product_id"])
     get = lambda name, i: columns[name][i] if name in columns else None  # noqa: E731
     records, skipped = [], []

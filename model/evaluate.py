@@ -60,7 +60,7 @@ def split_records(run_uri: str, fraction: float, held_out: bool | None = True, l
     sorted by product id, the first `limit` if given, read with pyarrow from the run's committed shards."""
     import pyarrow.parquet as pq
 
-    from augment import manifest, storage
+    from augment.core import manifest, storage
 
     files = manifest.committed_data_files(run_uri)
     records = []

@@ -249,7 +249,7 @@ def training_dataset(files: list[str], cfg: MoonConfig):
     import pyarrow.parquet as pq
     import ray.data
 
-    from augment import storage
+    from augment.core import storage
 
     fs, path = storage.filesystem(files[0])
     schema = pq.read_schema(path, filesystem=fs)
@@ -272,7 +272,7 @@ def count_split(files: list[str], cfg: MoonConfig) -> tuple[int, int]:
     """(training products, held-out products) of the shards."""
     import pyarrow.parquet as pq
 
-    from augment import storage
+    from augment.core import storage
 
     training = held_out = 0
     for file in files:
@@ -294,7 +294,7 @@ def init_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
         return
-    from augment.util import local_ray_runtime_env
+    from augment.core.util import local_ray_runtime_env
 
     ray.init(address="local", include_dashboard=False, log_to_driver=True, runtime_env=local_ray_runtime_env())
 
@@ -312,7 +312,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from augment import manifest, storage
+    from augment.core import manifest, storage
 
     output_dir = Path(output_dir).resolve()
     if not storage.is_s3(run_uri):

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from augment.util import positive_int
+from augment.core.util import positive_int
 
 
 def add_commands(subparsers) -> None:
@@ -162,11 +162,11 @@ def _open_input(path: str):
 
 @contextlib.contextmanager
 def _publishing(path: str):
-    """A text sink for `path` ('-': stdout). A file appears complete or not at all (`augment.storage.publishing`)."""
+    """A text sink for `path` ('-': stdout). A file appears complete or not at all (`augment.core.storage.publishing`)."""
     if path == "-":
         yield sys.stdout
         return
-    from augment import storage
+    from augment.core import storage
 
     with storage.publishing(path) as tmp, open(tmp, "w", encoding="utf-8") as sink:
         yield sink

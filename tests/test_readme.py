@@ -1,7 +1,7 @@
 """The README stays true: its schema table is the schema in code, its two commands are the Makefile's."""
 from pathlib import Path
 
-from augment import schema
+from augment.core import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

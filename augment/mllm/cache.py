@@ -18,7 +18,7 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from augment import storage
+from augment.core import storage
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import prompts
 from augment.stages import guards
-from augment.util import stable_hash
+from augment.core.util import stable_hash
 from prompts import parsers
 
 # Problems the strict retry prompt explains to the model, by guard/parser reason.

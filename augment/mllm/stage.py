@@ -26,7 +26,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from augment import storage
+from augment.core import storage
 from augment.mllm import requests as rq
 from augment.mllm.cache import ResponseCache
 from augment.stages import guards

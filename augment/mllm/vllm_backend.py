@@ -35,7 +35,7 @@ from augment.mllm.stage import (
     judge_backgrounds,
 )
 from augment.mllm.stage import judge_title as stage_judge_title
-from augment.schema import QUARANTINE_REASON
+from augment.core.schema import QUARANTINE_REASON
 from augment.stages import guards
 from augment.stages.backgrounds import choose_backgrounds
 from augment.stages.enrich import enrichment_record

@@ -153,7 +153,7 @@ def plan(request: RunRequest) -> dict[str, Any]:
 
 def check_run(run_uri: str, shard_ids: list[str]) -> dict[str, Any]:
     """Every planned shard is committed and keeps rows in = out + quarantined; returns the run's totals."""
-    from augment import manifest, storage
+    from augment.core import manifest, storage
 
     records = manifest.load(run_uri)
     missing = [s for s in shard_ids if s not in records]
@@ -177,7 +177,7 @@ def check_run(run_uri: str, shard_ids: list[str]) -> dict[str, Any]:
 
 def report_uri(run_uri: str) -> str:
     """Where `moon run` writes the run's HTML report."""
-    from augment import manifest, storage
+    from augment.core import manifest, storage
 
     return storage.join(run_uri, manifest.REPORT_DIR, "index.html")
 

@@ -16,11 +16,11 @@ from collections import Counter
 from importlib import resources
 from typing import Any
 
-from augment import manifest, storage
+from augment.core import manifest, storage
 from augment.report import collect, gallery, highlight, overview, pages
 from augment.report.thumbs import Thumbnailer
-from augment.schema import VARIANT_KINDS
-from augment.util import code_version
+from augment.core.schema import VARIANT_KINDS
+from augment.core.util import code_version
 
 log = logging.getLogger(__name__)
 SAMPLE_SIZE = 240

@@ -1,6 +1,6 @@
 """What the report shows, read from a run folder: run facts, a deterministic sample of products, quarantine examples.
 
-Everything here reads through `augment.storage`, so local and s3:// runs are the same. It never loads a whole run:
+Everything here reads through `augment.core.storage`, so local and s3:// runs are the same. It never loads a whole run:
 the sample reads only the `product_id` column of every shard, then the full rows of the few shards that hold a
 sampled product; quarantine examples stop reading once every reason has its examples. No HTML here.
 """
@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from augment import manifest, storage
-from augment.util import stable_hash
+from augment.core import manifest, storage
+from augment.core.util import stable_hash
 
 # Columns of a quarantined row worth showing; images and raw JSON stay out of the report.
 QUARANTINE_COLUMNS = ("product_id", "title", "stage", "reason", "detail", "lineage")

@@ -8,7 +8,7 @@ from augment import storage
 from augment.report import charts
 from augment.report.collect import RunFacts
 from augment.report.pages import ProductView, duration, e, page_name, pct, size, when
-from augment.schema import VARIANT_KINDS
+from augment.core.schema import VARIANT_KINDS
 from augment.stages import STAGE_ORDER
 
 STATUS_COLOURS = {"ok": "#1f9d63", "filtered": "#d98e04", "failed": "#d64545"}

@@ -11,7 +11,8 @@ import hashlib
 import logging
 import posixpath
 
-from augment import images, storage
+from augment import images
+from augment.core import storage
 
 log = logging.getLogger(__name__)
 MAX_SOURCE_BYTES = 50_000_000

@@ -47,7 +47,7 @@ class RunContext:
 
     def seed(self, product_id: str, kind: str) -> int:
         """The seed of one generated item: a function of (product, kind, config) only, so reruns are identical."""
-        from augment.util import stable_hash
+        from augment.core.util import stable_hash
 
         return int(stable_hash(product_id, kind, self.config_hash)[:15], 16)
 

@@ -41,7 +41,7 @@ class TemplateEnrichOptions:
 
 
 def enrichment_record(backend: str, model: str | None, prompt_id: str, status: str, attempts: int) -> dict:
-    """One `enrichment` struct value (augment.schema.ENRICHMENT)."""
+    """One `enrichment` struct value (augment.core.schema.ENRICHMENT)."""
     return {"backend": backend, "model": model, "prompt_id": prompt_id, "status": status, "attempts": attempts}
 
 

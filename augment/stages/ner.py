@@ -97,7 +97,7 @@ class NerStage(Stage):
         """A local path for an artifact: itself when local, a downloaded copy when on an object store."""
         if "://" not in uri or uri.startswith("file://"):
             return uri.removeprefix("file://")
-        from augment import storage
+        from augment.core import storage
 
         fd, path = tempfile.mkstemp(prefix="moon-learned-brands-", suffix=".txt")
         with os.fdopen(fd, "wb") as fh:

@@ -26,7 +26,7 @@ class ValidateOptions(InputConfig):
     @classmethod
     def from_input_config(cls, input_config, input_uri: str) -> "ValidateOptions":
         """Options from the config's `input:` section; default roots/buckets are the input's own location."""
-        from augment import storage
+        from augment.core import storage
 
         roots = list(input_config.allowed_roots)
         buckets = list(input_config.allowed_buckets)

@@ -6,9 +6,10 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from augment import cli, io, manifest, plan as P, runner
+from augment import cli, io, plan as P, runner
+from augment.core import manifest
 from augment import config as C
-from augment import schema as S
+from augment.core import schema as S
 
 # Every name the pipeline writes into a data or quarantine shard, except `brand` (the contract's catalogue brand).
 CLASHING = sorted(S.WRITTEN_COLUMNS - {"brand"})

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from augment import io
-from augment import schema as S
+from augment.core import schema as S
 
 
 def read_all(source, column_map=None):

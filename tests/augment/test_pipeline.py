@@ -1,5 +1,5 @@
 import pyarrow as pa
-from augment import schema as S
+from augment.core import schema as S
 from augment.pipeline import QUARANTINE_DETAIL, apply_stage
 from augment.stages import Rejection, Stage, StageResult
 

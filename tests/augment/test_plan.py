@@ -5,7 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from augment import config as C
-from augment import manifest, plan as P
+from augment.core import manifest
+from augment import plan as P
 
 
 @pytest.fixture

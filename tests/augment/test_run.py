@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from augment import config as C
-from augment import manifest, plan as P, runner
-from augment import schema as S
+from augment.core import manifest
+from augment import plan as P, runner
+from augment.core import schema as S
 from tests.conftest import product_photo
 
 ROOT = Path(__file__).resolve().parents[2]

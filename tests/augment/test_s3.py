@@ -5,8 +5,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from augment import config as C
-from augment import manifest, plan as P, runner
-from augment import schema as S
+from augment.core import manifest
+from augment import plan as P, runner
+from augment.core import schema as S
 from tests.conftest import moto_s3
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,7 @@ def test_s3_input_and_output(s3, sample_path, tmp_path):
     records = manifest.load(f"s3://{BUCKET}/runs/r1")
     assert sum(r.rows_out for r in records.values()) == 12
     import pyarrow.dataset as pads
-    from augment import storage
+    from augment.core import storage
 
     fs, path = storage.filesystem(f"s3://{BUCKET}/runs/r1/data")
     rows = pads.dataset(path, filesystem=fs).to_table(columns=["product_id", "variants"]).to_pylist()

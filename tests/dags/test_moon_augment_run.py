@@ -13,7 +13,7 @@ from datetime import timedelta
 import pyarrow.dataset as pads
 import pytest
 
-from augment import manifest
+from augment.core import manifest
 from augment.orchestrate import submission
 from tests.orchestration_fixtures import DAGS
 

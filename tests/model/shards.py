@@ -3,7 +3,7 @@
 Products come in categories; each has a generated image (a shape per category, a colour per product on white),
 a title with its entities, an enriched title and image variants (ok, filtered and failed ones), as
 `moon run` writes them, and catalogue labels as pass-through columns (gender, base_colour, article_type: the
-same combination recurs every 48 products; gender is not in the title). Written through augment.manifest, so
+same combination recurs every 48 products; gender is not in the title). Written through augment.core.manifest, so
 `manifest.data_files` lists them.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-from augment import manifest, schema
+from augment.core import manifest, schema
 
 CATEGORIES = ["Apparel > Topwear > Shirts", "Footwear > Shoes > Sneakers", "Accessories > Bags > Backpacks",
               "Apparel > Bottomwear > Jeans"]

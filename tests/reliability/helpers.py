@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pyarrow.dataset as pads
 
-from augment import manifest
-from augment import schema as S
+from augment.core import manifest
+from augment.core import schema as S
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "augment" / "sample" / "myntra_sample.parquet"

@@ -1,6 +1,6 @@
 """SIGKILL the driver at each step of the commit protocol; a rerun must give exactly a clean run's output.
 
-Each crash runs `moon run` as a real process with a fault point armed (augment.faults), checks what the crash
+Each crash runs `moon run` as a real process with a fault point armed (augment.core.faults), checks what the crash
 left, then reruns the same command and compares the final folder, as its readers see it, with a clean run.
 """
 from __future__ import annotations
@@ -10,7 +10,8 @@ import signal
 import pytest
 
 from augment import config as C
-from augment import manifest, plan as P, runner
+from augment.core import manifest
+from augment import plan as P, runner
 from tests.reliability.helpers import (
     SAMPLE, assert_complete_and_clean, deterministic_rows, moon, temp_files, visible_rows,
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from augment import manifest
+from augment.core import manifest
 from tests.reliability.helpers import SAMPLE, assert_complete_and_clean, moon, temp_files
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from augment import config as C
-from augment import manifest, plan as P, runner, storage
-from augment import schema as S
+from augment.core import manifest, storage
+from augment import plan as P, runner
+from augment.core import schema as S
 from tests.reliability.helpers import SAMPLE, deterministic_rows
 from tests.reliability.s3_proxy import FaultProxy
 

@@ -74,7 +74,7 @@ def test_planted_secrets_appear_in_no_output_and_no_log(tmp_path, ray_tmp):
         assert any(p.suffix in (".log", ".out", ".err") for p in logs)  # Ray's logs are among the places searched
         for path in logs:
             places[str(path)] = path.read_bytes()
-        assert " DEBUG moon: config " in proc.stderr and " DEBUG augment.storage: wrote s3://" in proc.stderr
+        assert " DEBUG moon: config " in proc.stderr and " DEBUG augment.core.storage: wrote s3://" in proc.stderr
         leaks = [(name, where) for name, value in secrets.items() for where, data in places.items()
                  if value.encode() in data]
         assert leaks == []

@@ -8,7 +8,7 @@ import types
 import pyarrow as pa
 import pytest
 
-from augment import schema as S
+from augment.core import schema as S
 from augment import writer as W
 from augment.plan import ShardSpec
 

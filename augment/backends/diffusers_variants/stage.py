@@ -24,7 +24,7 @@ from augment import variants
 from augment.backends.diffusers_variants import pipelines
 from augment.config import ConfigError
 from augment.imaging import codec
-from augment.schema import VARIANT_KINDS
+from augment.core.schema import VARIANT_KINDS
 from augment.stages.base import Batch, Stage, StageResult
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from augment import schema
+from augment.core import schema
 from augment.backends.classic import ClassicOptions, ClassicVariantsStage
 from augment.config import ConfigError, stage_options
 from augment.imaging.codec import decode_rgb

@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from augment import schema, variants  # noqa: E402
+from augment.core import schema  # noqa: E402
+from augment import variants
 from augment.backends.clip_scorer import ClipFilterOptions, ClipFilterStage, combine  # noqa: E402
 from augment.backends.diffusers_variants import architectures  # noqa: E402
 from augment.config import ConfigError  # noqa: E402

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("diffusers")
 
-from augment import schema  # noqa: E402
+from augment.core import schema  # noqa: E402
 from augment.backends.diffusers_variants import architectures, pipelines  # noqa: E402
 from augment.backends.diffusers_variants.stage import DiffusersVariantsOptions, DiffusersVariantsStage  # noqa: E402
 from augment.config import ConfigError, stage_options  # noqa: E402

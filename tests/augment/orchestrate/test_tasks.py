@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from augment import manifest
+from augment.core import manifest
 from augment.orchestrate import tasks as T
 
 STAGES = ["validate", "ner", "enrich_title", "background_prompts"]

@@ -1,4 +1,4 @@
-"""A run folder built directly from augment.schema: shards with every variant kind and status, quarantine files,
+"""A run folder built directly from augment.core.schema: shards with every variant kind and status, quarantine files,
 manifest records with known timings and commit times, `_run.json`. The report tests read it; the figures a report
 must show follow from the arguments, so tests can state them exactly."""
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageOps
 
-from augment import manifest
-from augment import schema as S
+from augment.core import manifest
+from augment.core import schema as S
 
 BRANDS = ("Nike", "Roadster", "Puma", "Fabindia", "Wildcraft")
 COLOURS = ("Red", "Navy Blue", "Green", "Black", "Mustard")

@@ -5,7 +5,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from augment import schema, variants
+from augment.core import schema
+from augment import variants
 from augment.backends.classic import ClassicOptions, ClassicVariantsStage
 from augment.config import ConfigError
 from augment.imaging.codec import encode

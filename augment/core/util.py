@@ -23,7 +23,7 @@ def code_version() -> str:
         version = metadata.version("moon-augment")
     except metadata.PackageNotFoundError:
         version = "0+unknown"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if (root / ".git").exists():
         try:
             sha = subprocess.run(
@@ -62,7 +62,7 @@ def local_ray_runtime_env() -> dict:
     it is not installed), run one OpenMP thread each unless told otherwise, and never download model weights."""
     import os
 
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     return {"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
                          "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}}

@@ -16,7 +16,7 @@ import json
 import time
 from typing import Any, Iterable
 
-from augment import storage
+from augment.core import storage
 
 MANIFEST = "_manifest.jsonl"
 MANIFEST_DIR = "_manifest.d"
