@@ -36,10 +36,10 @@ test: $(STAMP) test-services
 
 # Airflow standalone on 127.0.0.1 with dags/, a local Ray head and the ray_default connection; prints URL and login.
 airflow: $(STAMP)
-	$(PY) -m augment.orchestrate.local_stack start $(AIRFLOW_ARGS)
+	$(PY) -m augment.dev.local_stack start $(AIRFLOW_ARGS)
 
 airflow-stop:
-	$(PY) -m augment.orchestrate.local_stack stop
+	$(PY) -m augment.dev.local_stack stop
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -15,7 +15,7 @@ import sys
 # runtime) is skipped, so the Airflow image's `moon` still plans and validates without the trainer.
 COMMAND_MODULES = (
     "augment.commands",
-    "augment.ops_commands",
+    "augment.ops.commands",
     "ner.cli",
     "model.cli",
     "model.sweep_cli",

@@ -212,7 +212,7 @@ def format_summary(summary: dict) -> str:
 def _write_report(run_uri: str) -> None:
     """Render report/index.html when the report module is available; a report failure never fails the run."""
     try:
-        from augment import report
+        from augment.ops import report
     except ImportError:
         return
     try:

@@ -188,7 +188,7 @@ def main() -> None:
 
 def write_bench_results(meta: dict, rows: list[dict], folder: Path, command: str) -> list[Path]:
     """One `moon plan` figure per measured (architecture, resolution, steps): images of the variant set per GPU."""
-    from augment import benchjson
+    from augment.ops import benchjson
 
     paths = []
     for row in rows:

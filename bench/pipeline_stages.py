@@ -30,7 +30,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from augment import benchjson  # noqa: E402
+from augment.ops import benchjson  # noqa: E402
 from augment.core import manifest, storage  # noqa: E402
 from augment import config as C  # noqa: E402
 from augment import plan as P, runner  # noqa: E402

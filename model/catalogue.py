@@ -66,7 +66,7 @@ class CatalogueStore:
 
 
 def catalogue_key(run_uri: str, checkpoint: str | Path, cfg: MoonConfig) -> str:
-    from augment import manifest
+    from augment.core import manifest
 
     from model.checkpoint import MODEL_FILE, resolve_checkpoint
 
@@ -100,7 +100,7 @@ def write_catalogue_embeddings(model, cfg: MoonConfig, run_uri: str, path: str |
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from augment import manifest, storage
+    from augment.core import manifest, storage
     from model import images as image_ops
     from model.data import product_records, shard_columns
     from model.evaluate import encode_candidates

@@ -190,7 +190,7 @@ def write_routing_page(output_dir: str | Path, history: Sequence[Mapping[str, An
 
 
 def render_routing_page(history: Sequence[Mapping[str, Any]]) -> str:
-    from augment.report import charts
+    from augment.ops.report import charts
 
     rows = [r[KEY] for r in history]
     epochs = [int(r.get("epoch", i + 1)) for i, r in enumerate(history)]

@@ -1,7 +1,7 @@
 """Which run a model was trained on, and the run folder's record of evaluations of models trained on it.
 
 - `moon train` writes `training.json` (the run folder, the config name, when) into its output directory.
-- `moon eval` appends one line to `<run>/_evaluations.jsonl` (read by `augment.report.collect`) when a checkpoint it evaluated was trained on that
+- `moon eval` appends one line to `<run>/_evaluations.jsonl` (read by `augment.ops.report.collect`) when a checkpoint it evaluated was trained on that
   run: when, the results file, the gallery page, the checkpoints, and each model's R@1 / R@10 per direction.
   It then rewrites the run's report (when the run has one), whose overview links the latest evaluation.
 Recording never fails an evaluation: a run folder that cannot be written (read-only, another account's bucket)
@@ -29,7 +29,7 @@ def write_training_record(output_dir: str | Path, run_uri: str, config_name: str
 
 def same_run_key(run_uri: str) -> str:
     """A run folder's identity: s3:// URIs as written (without a trailing slash), local paths resolved."""
-    from augment import storage
+    from augment.core import storage
 
     if storage.is_s3(run_uri):
         return run_uri.rstrip("/")
@@ -50,8 +50,8 @@ def record_evaluation(run_uri: str, results_path: str | Path, checkpoints: Seque
                       results: dict[str, dict], gallery: str | Path | None = None) -> dict[str, Any] | None:
     """Append this evaluation to the run's record when one of its checkpoints was trained on the run, and
     refresh the run's report. Returns the line written, or None."""
-    from augment import manifest, storage
-    from augment.report.collect import EVALUATIONS
+    from augment.core import manifest, storage
+    from augment.ops.report.collect import EVALUATIONS
 
     key = same_run_key(run_uri)
     trained = [c for c in checkpoints if trained_on(c) == key]
@@ -71,7 +71,7 @@ def record_evaluation(run_uri: str, results_path: str | Path, checkpoints: Seque
         return None
     if storage.exists(storage.join(run_uri, manifest.REPORT_DIR, "index.html")):
         try:
-            from augment.report import write_report
+            from augment.ops.report import write_report
 
             write_report(run_uri)
         except Exception as exc:  # noqa: BLE001 - the evaluation is done and recorded; the report can be rewritten

@@ -47,7 +47,7 @@ def slug(direction: str) -> str:
 
 def sample_queries(direction: str, keys: Sequence[str], count: int) -> list[int]:
     """Indices of the `count` queries of a direction with the smallest stable hash, in that order."""
-    from augment.util import stable_hash
+    from augment.core.util import stable_hash
 
     order = sorted(range(len(keys)), key=lambda i: stable_hash("gallery", direction, keys[i], length=16))
     return order[:count]

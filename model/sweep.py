@@ -90,7 +90,7 @@ def run_sweep(run_uri: str, config: str, overrides: dict[str, Any], output_dir: 
               chosen: Sequence[Setting], ray_address: str | None = None) -> list[dict[str, Any]]:
     """Train and evaluate every (setting, seed) not done yet; returns every run's line of sweep.jsonl.
     config, overrides: the named config or file and the dotted-key overrides every run starts from."""
-    from augment import manifest
+    from augment.core import manifest
     from model.checkpoint import latest_checkpoint, load_model, load_train_state
     from model.evaluate import evaluate_model, held_out_records
     from model.train import init_ray, train, training_dataset

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from augment.util import positive_int
+from augment.core.util import positive_int
 
 
 def add_commands(subparsers) -> None:

@@ -54,7 +54,7 @@ def ray_head():
 
     if find_spec("ray") is None or find_spec("ray.dashboard") is None:
         pytest.skip("ray[default] is not installed")
-    from augment.orchestrate.local_stack import RayHead
+    from augment.dev.local_stack import RayHead
 
     head = RayHead(num_cpus=2).start()
     previous = os.environ.get("AIRFLOW_CONN_RAY_DEFAULT")

@@ -67,7 +67,7 @@ def standalone(ray_head, airflow_db, tmp_path_factory):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    from augment.orchestrate.local_stack import AirflowStandalone
+    from augment.dev.local_stack import AirflowStandalone
 
     base = tmp_path_factory.mktemp("standalone")
     instance = AirflowStandalone(base / "home", DAGS, ray_head.connection(), env={"MOON_RUNS_ROOT": str(base / "runs")})

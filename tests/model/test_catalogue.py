@@ -80,7 +80,7 @@ def test_an_index_that_scans_every_list_gives_the_exact_figures(setup):
 @pytest.mark.slow
 def test_eval_cli_catalogue_gallery_and_the_run_report_link(tmp_path, capsys):
     from augment.cli import main
-    from augment.report import write_report
+    from augment.ops.report import write_report
     from model.evaluations import write_training_record
 
     run = write_run(tmp_path / "run", product_rows(120))

@@ -10,7 +10,7 @@ import datetime as dt
 import html
 from typing import Any
 
-from augment.report.collect import RunFacts
+from augment.ops.report.collect import RunFacts
 
 @dataclasses.dataclass
 class VariantView:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from augment import capacity
+from augment.ops import capacity
 from augment import config as C
 
 HERE = Path(__file__).parent
 BENCH = HERE / "fixtures" / "bench"
 CONFIG = HERE / "fixtures" / "plan.yaml"
-ROOT = HERE.parents[1]
+ROOT = HERE.parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from augment import config as C
 from augment import plan as P, runner
-from augment.report import build
+from augment.ops.report import build
 
 pytestmark = [pytest.mark.slow, pytest.mark.external]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

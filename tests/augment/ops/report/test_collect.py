@@ -1,8 +1,8 @@
 """What the report reads: run facts, the deterministic sample, quarantine examples."""
 import pytest
 
-from augment.report import collect
-from tests.augment.report.synthetic_run import SECONDS_PER_SHARD, build_run
+from augment.ops.report import collect
+from tests.augment.ops.report.synthetic_run import SECONDS_PER_SHARD, build_run
 
 
 @pytest.fixture(scope="module")

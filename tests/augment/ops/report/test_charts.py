@@ -1,7 +1,7 @@
 """Inline SVG charts: bar lengths proportional to the values, stacked parts sum to the plot width, escaping."""
 import xml.etree.ElementTree as ET
 
-from augment.report import charts
+from augment.ops.report import charts
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from augment import benchjson
-from augment.benchjson import BenchFormatError, Hardware
+from augment.ops import benchjson
+from augment.ops.benchjson import BenchFormatError, Hardware
 
 
 def test_written_result_reads_back_equal(tmp_path):
@@ -58,7 +58,7 @@ def test_gpu_family(name, family):
 
 
 def test_the_seeded_results_in_the_repository_are_valid():
-    from augment.capacity import DEFAULT_BENCH_DIR
+    from augment.ops.capacity import DEFAULT_BENCH_DIR
 
     results = benchjson.load_dir(DEFAULT_BENCH_DIR)
     assert results and all(r.hardware.name and r.command for r in results)

@@ -17,8 +17,8 @@ from importlib import resources
 from typing import Any
 
 from augment.core import manifest, storage
-from augment.report import collect, gallery, highlight, overview, pages
-from augment.report.thumbs import Thumbnailer
+from augment.ops.report import collect, gallery, highlight, overview, pages
+from augment.ops.report.thumbs import Thumbnailer
 from augment.core.schema import VARIANT_KINDS
 from augment.core.util import code_version
 
@@ -49,7 +49,7 @@ def write_report(run_uri: str, sample_size: int = SAMPLE_SIZE, page_size: int = 
     generated = (f"moon-augment {code_version()} · schema {facts.run_info.get('schema_version', '?')} · "
                  f"generated {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     # 3. pages, the index last
-    _write(storage.join(report_uri, "style.css"), resources.files("augment.report").joinpath("style.css").read_bytes())
+    _write(storage.join(report_uri, "style.css"), resources.files("augment.ops.report").joinpath("style.css").read_bytes())
     for page in range(1, page_count + 1):
         chunk = views[(page - 1) * page_size: page * page_size]
         body = gallery.render(chunk, page, page_count, (page - 1) * page_size, len(views))

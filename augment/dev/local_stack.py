@@ -1,6 +1,6 @@
 """A local Ray head and `airflow standalone` for development and tests: `make airflow` / `make airflow-stop`.
 
-`python -m augment.orchestrate.local_stack start` starts, bound to 127.0.0.1 where the programs allow it:
+`python -m augment.dev.local_stack start` starts, bound to 127.0.0.1 where the programs allow it:
 - a Ray head with its dashboard (the Jobs API) on a free port, token authentication on with a fresh random
   token, its files in a private temp dir;
 - `airflow standalone` with this checkout's dags/ folder, AIRFLOW_HOME in .airflow/ (sqlite), the Ray
@@ -143,7 +143,7 @@ class RayHead:
     def connection(self) -> dict:
         """The Airflow connection (as AIRFLOW_CONN_* JSON) for this head."""
         return {"conn_type": "http", "host": "127.0.0.1", "port": self.dashboard_port, "password": self.token,
-                "description": "local Ray head (augment.orchestrate.local_stack)"}
+                "description": "local Ray head (augment.dev.local_stack)"}
 
     def start(self, timeout: float = 120.0) -> "RayHead":
         env = dict(os.environ)
@@ -360,7 +360,7 @@ def cmd_stop(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m augment.orchestrate.local_stack", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m augment.dev.local_stack", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=("start", "stop"))
     parser.add_argument("--home", default=str(ROOT / ".airflow"), help="AIRFLOW_HOME (default: .airflow/)")
     parser.add_argument("--dags", default=str(ROOT / "dags"), help="DAGs folder (default: dags/)")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from augment import storage
-from augment.report import charts
-from augment.report.collect import RunFacts
-from augment.report.pages import ProductView, duration, e, page_name, pct, size, when
+from augment.core import storage
+from augment.ops.report import charts
+from augment.ops.report.collect import RunFacts
+from augment.ops.report.pages import ProductView, duration, e, page_name, pct, size, when
 from augment.core.schema import VARIANT_KINDS
 from augment.stages import STAGE_ORDER
 

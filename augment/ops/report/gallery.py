@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from augment.report.pages import ProductView, VariantView, e, page_name
+from augment.ops.report.pages import ProductView, VariantView, e, page_name
 
 ENTITY_LABELS = ("BRAND", "CATEGORY", "MATERIAL", "COLOR")
 

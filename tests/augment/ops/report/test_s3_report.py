@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from augment.report import build
-from tests.augment.report.synthetic_run import build_run
+from augment.ops.report import build
+from tests.augment.ops.report.synthetic_run import build_run
 from tests.conftest import moto_s3
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """`moon plan`: GPU-hours per stage, wall time on a cluster, output size and object count, before a run starts.
 
-Arithmetic only, from the run config and the bench result files (`augment.benchjson`): for each enabled stage, the
+Arithmetic only, from the run config and the bench result files (`augment.ops.benchjson`): for each enabled stage, the
 figure measured for the same stage and backend, preferring the asked GPU type, then measured over quoted figures,
 then the closest options. A stage's device time is products x units per product / (rate per device x
 utilisation). Stages of a streaming run overlap, so the wall time is the larger of GPU time / GPUs and CPU time /
@@ -14,14 +14,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from augment import benchjson
+from augment.ops import benchjson
 from augment.config import Config
 from augment.core.schema import VARIANT_KINDS
 from augment.stages import STAGE_ORDER
 
-DEFAULT_BENCH_DIR = Path(__file__).resolve().parent.parent / "bench" / "results"
+DEFAULT_BENCH_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 CPUS_PER_GPU = 16
-REPORT_SAMPLE, REPORT_PAGE = 240, 24  # augment.report defaults; not imported, to keep planning free of PIL
+REPORT_SAMPLE, REPORT_PAGE = 240, 24  # augment.ops.report defaults; not imported, to keep planning free of PIL
 # MOON2.0 supplementary, section 12.1: 5M products, ~6 days, of which 85 h of image generation on 256 A100.
 PAPER = {"products": 5_000_000, "gpu": "a100", "gpus": 256, "image_generation_hours": 85.0, "days": 6}
 PAPER_GPU_SECONDS_PER_PRODUCT = PAPER["gpus"] * PAPER["image_generation_hours"] * 3600 / PAPER["products"]

@@ -4,6 +4,6 @@
 through `augment.core.storage` (local or s3://) and writes only under `<run>/report/`; it never changes shards or the
 manifest, and its size is bounded by the sample size, not by the run's.
 """
-from augment.report.build import write_report
+from augment.ops.report.build import write_report
 
 __all__ = ["write_report"]

@@ -1,5 +1,5 @@
 """Entity highlighting: offsets in the title, every occurrence in the enriched title, escaping."""
-from augment.report.highlight import occurrence_segments, title_segments, to_html
+from augment.ops.report.highlight import occurrence_segments, title_segments, to_html
 
 TITLE = "Nike Men Navy Blue Cotton T-shirt"
 ENTITIES = [

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from augment.report import build
-from tests.augment.report.synthetic_run import build_run, variant_status
+from augment.ops.report import build
+from tests.augment.ops.report.synthetic_run import build_run, variant_status
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 class Page(html.parser.HTMLParser):

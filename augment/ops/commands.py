@@ -1,6 +1,6 @@
 """`moon report` and `moon plan`: looking at a run after it finished, and sizing one before it starts.
 
-Argument declarations only; the work is in `augment.report` and `augment.capacity`, imported by the handlers.
+Argument declarations only; the work is in `augment.ops.report` and `augment.ops.capacity`, imported by the handlers.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def add_commands(subparsers) -> None:
 
 
 def cmd_report(args) -> int:
-    from augment.report import build
+    from augment.ops.report import build
 
     kwargs = {}
     if args.sample is not None:
@@ -57,7 +57,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from augment import capacity
+    from augment.ops import capacity
     from augment import config as C
 
     try:
