@@ -6,7 +6,7 @@
 
 A product's variant set is six edits (subject, two backgrounds, angle, logo, detail), so GPU-seconds per product
 = 6 x seconds per image at the measured batch size. Architectures are built from config with random weights and
-the published shapes (augment/backends/diffusers_variants/architectures.py), so FLOPs equal the real
+the published shapes (testkit/diffusers_models.py), so FLOPs equal the real
 checkpoints'; the pipelines are called exactly as the stage calls them (pipelines.edit: per-item generators,
 fixed prompt padding, the stage's resolution handling).
 
@@ -29,7 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from augment.backends.diffusers_variants import architectures, pipelines  # noqa: E402
+from testkit import diffusers_models  # noqa: E402
+from augment.backends.diffusers_variants import pipelines  # noqa: E402
 
 EDITS_PER_PRODUCT = 6  # subject + 2 backgrounds + angle + logo + detail
 CLASSIC_BYTES_PER_IMAGE_512 = 19262.5  # bench/results/image_variants-classic-*.json: mean JPEG q90 bytes at 512 px
@@ -58,7 +59,7 @@ def timed_call(pipe, arch: str, batch: int, resolution: int, steps: int, args) -
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
-    pipelines.edit(pipe, architectures.PIPELINE_CLASS[arch], images, [INSTRUCTION] * batch, list(range(batch)), settings)
+    pipelines.edit(pipe, diffusers_models.PIPELINE_CLASS[arch], images, [INSTRUCTION] * batch, list(range(batch)), settings)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -68,7 +69,7 @@ def bench_arch(arch: str, args, results: list, write) -> None:
     import torch
 
     t0 = time.perf_counter()
-    pipe = architectures.build(arch, "tiny" if args.tiny else "full", args.device, args.dtype)
+    pipe = diffusers_models.build(arch, "tiny" if args.tiny else "full", args.device, args.dtype)
     pipe.set_progress_bar_config(disable=True)
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for m in pipe.components.values() if isinstance(m, torch.nn.Module) for p in m.parameters())
@@ -97,7 +98,7 @@ def bench_arch(arch: str, args, results: list, write) -> None:
             s_per_image = call_s / args.batch
             row = {
                 "arch": arch,
-                "pipeline": architectures.PIPELINE_CLASS[arch],
+                "pipeline": diffusers_models.PIPELINE_CLASS[arch],
                 "size": "tiny" if args.tiny else "full",
                 "parameters": params,
                 "resolution": resolution,
@@ -127,7 +128,7 @@ def bench_arch(arch: str, args, results: list, write) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", nargs="+", default=list(architectures.ARCHITECTURES), choices=architectures.ARCHITECTURES)
+    parser.add_argument("--arch", nargs="+", default=list(diffusers_models.ARCHITECTURES), choices=diffusers_models.ARCHITECTURES)
     parser.add_argument("--resolutions", nargs="+", type=int, default=[512, 1024])
     parser.add_argument("--steps", nargs="+", type=int, default=[4, 8, 28])
     parser.add_argument("--batch", type=int, default=EDITS_PER_PRODUCT, help="images per pipeline call")

@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from augment.mllm.openai_backend import OpenAIEnrichOptions, OpenAIEnrichStage  # noqa: E402
 from augment.mllm.openai_client import OpenAIChatClient  # noqa: E402
 from augment.stages.base import RunContext  # noqa: E402
-from tests.stub_openai import StubServer, chat_answer  # noqa: E402
-from tests.tiny_models import build_llama  # noqa: E402
-from tests.vllm_server import VllmServer, vllm_python  # noqa: E402
+from testkit.openai_stub import StubServer, chat_answer  # noqa: E402
+from testkit.tiny_models import build_llama  # noqa: E402
+from testkit.vllm_server import VllmServer, vllm_python  # noqa: E402
 
 SAMPLE = ROOT / "augment" / "sample" / "myntra_sample.parquet"
 

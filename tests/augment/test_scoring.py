@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from augment import scoring
-from augment.imaging.synthetic import product_photo
+from testkit.photos import product_photo
 
 
 def test_the_source_scores_itself_near_one():

@@ -1,5 +1,5 @@
 """A misbehaving OpenAI-compatible model server for the reliability tests: a real HTTP server on 127.0.0.1
-(tests.stub_openai.StubServer) whose answers follow a fault script keyed by the product title in the prompt."""
+(testkit.openai_stub.StubServer) whose answers follow a fault script keyed by the product title in the prompt."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import threading
 import time
 from collections import defaultdict
 
-from tests.stub_openai import DROP, StubServer, chat_answer
+from testkit.openai_stub import DROP, StubServer, chat_answer
 
 SUFFIX = " with Regular Fit"  # what the healthy model adds to a title (passes every guard)
 TITLE = re.compile(r"<<<\n(.*?)\n>>>", re.S)

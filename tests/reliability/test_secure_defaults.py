@@ -150,9 +150,9 @@ def test_clip_filter_refuses_a_pickled_checkpoint(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from augment.backends.clip_scorer import ClipFilterOptions, ClipFilterStage
-    from augment.backends.diffusers_variants import architectures
+    from testkit import diffusers_models
 
-    directory = architectures.save_clip(tmp_path / "clip")
+    directory = diffusers_models.save_clip(tmp_path / "clip")
     from transformers import CLIPModel
 
     state = CLIPModel.from_pretrained(directory, local_files_only=True, use_safetensors=True).state_dict()

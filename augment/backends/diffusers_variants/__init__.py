@@ -1,7 +1,6 @@
 """The `diffusers` image_variants backend: instruction-based image editing (Algorithms 1-4 and 7) on GPUs.
 
 - `stage`: the Stage (imports torch and diffusers; resolved only when a config names the backend);
-- `pipelines`: which pipeline classes are supported and how each is called;
-- `architectures`: named model architectures built from config with random weights (tests, benchmarks).
-This package's `__init__` imports nothing, so that `architectures` can be used by the benchmark script alone.
+- `pipelines`: which pipeline classes are supported and how each is called.
+This package's `__init__` imports nothing, so that `pipelines` can be used by the benchmark script alone.
 """

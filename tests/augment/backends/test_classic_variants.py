@@ -11,7 +11,7 @@ from augment.core import schema
 from augment.backends.classic import ClassicOptions, ClassicVariantsStage
 from augment.config import ConfigError, stage_options
 from augment.imaging.codec import decode_rgb
-from augment.imaging.synthetic import product_jpeg
+from testkit.photos import product_jpeg
 from augment.stages.base import RunContext
 
 PROMPTS = [

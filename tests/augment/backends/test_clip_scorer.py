@@ -9,14 +9,14 @@ pytest.importorskip("transformers")
 from augment.core import schema  # noqa: E402
 from augment import variants
 from augment.backends.clip_scorer import ClipFilterOptions, ClipFilterStage, combine  # noqa: E402
-from augment.backends.diffusers_variants import architectures  # noqa: E402
+from testkit import diffusers_models  # noqa: E402
 from augment.config import ConfigError  # noqa: E402
-from augment.imaging.synthetic import product_jpeg  # noqa: E402
+from testkit.photos import product_jpeg  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def clip_path(tmp_path_factory):
-    return str(architectures.save_clip(tmp_path_factory.mktemp("clip") / "model"))
+    return str(diffusers_models.save_clip(tmp_path_factory.mktemp("clip") / "model"))
 
 
 def scorer(clip_path, **options) -> ClipFilterStage:

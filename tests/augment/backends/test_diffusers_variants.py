@@ -8,11 +8,12 @@ import pytest
 pytest.importorskip("diffusers")
 
 from augment.core import schema  # noqa: E402
-from augment.backends.diffusers_variants import architectures, pipelines  # noqa: E402
+from testkit import diffusers_models  # noqa: E402
+from augment.backends.diffusers_variants import pipelines  # noqa: E402
 from augment.backends.diffusers_variants.stage import DiffusersVariantsOptions, DiffusersVariantsStage  # noqa: E402
 from augment.config import ConfigError, stage_options  # noqa: E402
 from augment.imaging.codec import decode_rgb  # noqa: E402
-from augment.imaging.synthetic import product_jpeg  # noqa: E402
+from testkit.photos import product_jpeg  # noqa: E402
 from augment.stages.base import RunContext  # noqa: E402
 from augment.stages.filter import HeuristicFilterOptions, HeuristicFilterStage  # noqa: E402
 
@@ -20,12 +21,12 @@ BACKGROUNDS = ["a warm beige studio backdrop", "white marble countertop", "sunli
 KINDS = ["subject", "background", "angle", "logo", "detail"]
 
 
-@pytest.fixture(scope="module", params=architectures.ARCHITECTURES)
+@pytest.fixture(scope="module", params=diffusers_models.ARCHITECTURES)
 def model(request, tmp_path_factory):
     """(pipeline class name, local model directory) of a tiny random pipeline saved like a checkpoint."""
     name = request.param
-    path = architectures.save(name, tmp_path_factory.mktemp(name) / "model")
-    return architectures.PIPELINE_CLASS[name], str(path)
+    path = diffusers_models.save(name, tmp_path_factory.mktemp(name) / "model")
+    return diffusers_models.PIPELINE_CLASS[name], str(path)
 
 
 def make_stage(model, context=None, **options) -> DiffusersVariantsStage:

@@ -7,7 +7,7 @@ import pytest
 from augment.imaging import backdrop, compose, geometry
 from augment.imaging.mask import subject_mask
 from augment.imaging.regions import RegionFinder
-from augment.imaging.synthetic import product_photo
+from testkit.photos import product_photo
 
 
 def rng(seed=0):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from augment.imaging.mask import fill_holes, subject_mask
-from augment.imaging.synthetic import product_photo
+from testkit.photos import product_photo
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

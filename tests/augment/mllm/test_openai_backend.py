@@ -12,7 +12,7 @@ from augment.mllm.openai_backend import (
 from augment.stages import guards
 from augment.stages.base import RunContext
 from prompts import backgrounds as background_sets
-from tests.stub_openai import StubServer, chat_answer
+from testkit.openai_stub import StubServer, chat_answer
 
 NIKE = "Nike Men's Breakli Navy Blue Track Pants"
 NIKE_ENTITIES = [

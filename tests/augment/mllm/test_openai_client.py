@@ -6,7 +6,7 @@ import time
 import pytest
 
 from augment.mllm.openai_client import OpenAIChatClient, retry_after_seconds
-from tests.stub_openai import StubServer, chat_answer
+from testkit.openai_stub import StubServer, chat_answer
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
         "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}

@@ -14,7 +14,7 @@ from augment.mllm.transformers_backend import (  # noqa: E402
 )
 from augment.stages import guards  # noqa: E402
 from augment.stages.base import RunContext  # noqa: E402
-from tests.tiny_models import build_llama, build_llava  # noqa: E402
+from testkit.tiny_models import build_llama, build_llava  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ from augment.mllm.openai_backend import (
 )
 from augment.stages import guards
 from augment.stages.base import RunContext
-from tests.tiny_models import build_llama
-from tests.vllm_server import VllmServer, vllm_python
+from testkit.tiny_models import build_llama
+from testkit.vllm_server import VllmServer, vllm_python
 
 pytestmark = [pytest.mark.external, pytest.mark.slow]
 

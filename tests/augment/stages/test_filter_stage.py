@@ -10,7 +10,7 @@ from augment import variants
 from augment.backends.classic import ClassicOptions, ClassicVariantsStage
 from augment.config import ConfigError
 from augment.imaging.codec import encode
-from augment.imaging.synthetic import product_jpeg
+from testkit.photos import product_jpeg
 from augment.stages.base import RunContext
 from augment.stages.filter import HeuristicFilterOptions, HeuristicFilterStage, mark
 
