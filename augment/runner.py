@@ -21,7 +21,7 @@ from augment.config import Config, Resources, stage_options
 from augment.pipeline import StageChain, StageSpec, build_stage
 from augment.plan import Plan
 from augment.stages import RunContext, resolve
-from augment.stages.validate import ValidateOptions
+from augment.stages.validate.stage import ValidateOptions
 from augment.core.util import code_version
 from augment.writer import ShardWriter, write_shard
 

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from augment.backends.classic import ClassicOptions, ClassicVariantsStage  # noqa: E402
+from augment.stages.image_variants.classic import ClassicOptions, ClassicVariantsStage  # noqa: E402
 from augment.stages.base import RunContext  # noqa: E402
-from augment.stages.filter import HeuristicFilterOptions, HeuristicFilterStage  # noqa: E402
+from augment.stages.filter.heuristic import HeuristicFilterOptions, HeuristicFilterStage  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "augment" / "sample" / "myntra_sample.parquet"
 PROMPTS = [

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testkit import diffusers_models  # noqa: E402
-from augment.backends.diffusers_variants import pipelines  # noqa: E402
+from augment.stages.image_variants import diffusers_pipelines as pipelines  # noqa: E402
 
 EDITS_PER_PRODUCT = 6  # subject + 2 backgrounds + angle + logo + detail
 CLASSIC_BYTES_PER_IMAGE_512 = 19262.5  # bench/results/image_variants-classic-*.json: mean JPEG q90 bytes at 512 px

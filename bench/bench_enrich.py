@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from augment.mllm.openai_backend import OpenAIEnrichOptions, OpenAIEnrichStage  # noqa: E402
-from augment.mllm.openai_client import OpenAIChatClient  # noqa: E402
+from augment.llm.openai_engine import OpenAIEnrichOptions, OpenAIEnrichStage  # noqa: E402
+from augment.llm.http import OpenAIChatClient  # noqa: E402
 from augment.stages.base import RunContext  # noqa: E402
 from testkit.openai_stub import StubServer, chat_answer  # noqa: E402
 from testkit.tiny_models import build_llama  # noqa: E402

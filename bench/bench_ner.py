@@ -117,7 +117,7 @@ def bench_ray(titles: list[str], batch_size: int, repeat: int) -> list[tuple[flo
 
     from augment.core import schema as S
     from augment.pipeline import QUARANTINE_DETAIL, StageSpec
-    from augment.stages.ner import NerStage
+    from augment.stages.ner.spacy_rules import NerStage
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:

@@ -10,7 +10,7 @@ single Markdown code fence around the object (```json ... ```), which chat model
 stable code (not_json, trailing_text, not_object, missing_key, unexpected_key, wrong_type, empty, wrong_count,
 truncated) and whose `detail` says what was found.
 
-Meaning (does the title keep the brand? is it in the right language?) is checked by augment.stages.guards.
+Meaning (does the title keep the brand? is it in the right language?) is checked by augment.stages.enrich_title.guards.
 """
 from __future__ import annotations
 

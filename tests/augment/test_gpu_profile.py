@@ -32,7 +32,7 @@ def test_every_stage_backend_and_options_in_the_gpu_profile_resolve():
 @pytest.mark.parametrize("profile", ["gpu", "gpu-fast"])
 def test_the_diffusers_pipeline_class_named_by_the_profile_exists(profile):
     diffusers = pytest.importorskip("diffusers")
-    from augment.backends.diffusers_variants import pipelines
+    from augment.stages.image_variants import diffusers_pipelines as pipelines
 
     name = config.load(profile=profile).stages["image_variants"].options["pipeline"]
     assert pipelines.pipeline_class(name) is getattr(diffusers, name)

@@ -68,11 +68,11 @@ def test_every_from_pretrained_is_local_safetensors_without_remote_code(where, r
 
 
 def test_remote_code_is_off_unless_the_config_turns_it_on():
-    from augment.mllm.transformers_backend import TransformersEnrichOptions
+    from augment.llm.transformers_engine import TransformersEnrichOptions
 
     assert TransformersEnrichOptions(model="m").trust_remote_code is False
     pytest.importorskip("ray.data.llm")
-    from augment.mllm.vllm_backend import VllmEnrichOptions, VllmEnrichStage
+    from augment.llm.vllm_engine import VllmEnrichOptions, VllmEnrichStage
 
     default = VllmEnrichStage(VllmEnrichOptions(model="/models/m")).processor_config()
     assert default.engine_kwargs["trust_remote_code"] is False
@@ -135,7 +135,7 @@ def test_config_has_no_place_for_credentials(section):
 
 
 def test_api_key_option_names_a_variable_and_refuses_a_key():
-    from augment.mllm.openai_backend import OpenAIEnrichOptions, OpenAIEnrichStage
+    from augment.llm.openai_engine import OpenAIEnrichOptions, OpenAIEnrichStage
     from augment.stages.base import RunContext
 
     with pytest.raises(ValueError, match="must name an environment variable"):
@@ -149,7 +149,7 @@ def test_api_key_option_names_a_variable_and_refuses_a_key():
 def test_clip_filter_refuses_a_pickled_checkpoint(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from augment.backends.clip_scorer import ClipFilterOptions, ClipFilterStage
+    from augment.stages.filter.clip import ClipFilterOptions, ClipFilterStage
     from testkit import diffusers_models
 
     directory = diffusers_models.save_clip(tmp_path / "clip")

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import posixpath
 
-from augment import images
+from augment.imaging import untrusted
 from augment.core import storage
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,11 @@ class Thumbnailer:
         if name in self.written:
             return relative
         try:
-            image = images.normalise(data, max_pixels=MAX_SOURCE_PIXELS, min_side=1, max_side=side)
-        except images.ImageRejected as exc:
+            image = untrusted.normalise(data, max_pixels=MAX_SOURCE_PIXELS, min_side=1, max_side=side)
+        except untrusted.ImageRejected as exc:
             log.debug("no thumbnail: %s", exc)
             return None
-        storage.write_atomic(storage.join(self.report_uri, self.subdir, name), images.encode(image, "jpeg", QUALITY),
+        storage.write_atomic(storage.join(self.report_uri, self.subdir, name), untrusted.encode(image, "jpeg", QUALITY),
                               content_type="image/jpeg")
         self.written.add(name)
         return relative
@@ -50,8 +50,8 @@ class Thumbnailer:
         if not uri:
             return None
         try:
-            data = images.load_image_bytes(uri, MAX_SOURCE_BYTES)
-        except images.ImageRejected as exc:
+            data = untrusted.load_image_bytes(uri, MAX_SOURCE_BYTES)
+        except untrusted.ImageRejected as exc:
             log.debug("no thumbnail for %s: %s", uri, exc)
             return None
         return self.from_bytes(data, side)

@@ -1,1 +1,0 @@
-"""Model and image backends of the stages, each imported only when a config names it (see augment.stages)."""

@@ -1,0 +1,200 @@
+"""An async client for OpenAI-compatible chat servers (vLLM first), with bounded concurrency and retries.
+
+Sync callers (a Stage's `process`) call `complete_many(payloads)`; the requests run concurrently on the client's
+own event loop in a background thread, at most `max_concurrency` at a time, over kept-alive connections. The
+loop and the connection pool live as long as the client, so a Ray actor pays for connections once.
+
+Retry policy (logged once at start): 429, 408 and 5xx answers, timeouts and connection errors are retried up to
+`max_retries` times with exponential backoff (backoff_s * 2^attempt, capped at backoff_max_s) and jitter (the
+delay is drawn from [d/2, d]); a Retry-After header (seconds or HTTP date) replaces the computed delay, capped
+at retry_after_max_s. Other 4xx answers are not retried. A request that still fails becomes a Completion with
+`error` (timeout | connection | http_<code> | bad_response), never an exception: one product must not stop a batch.
+
+Structured output: `response_format: json_schema` with the request's schema. In `auto` mode a 400 answer that
+names response_format/json_schema switches it off for the rest of the run (logged), for servers without it.
+
+The API key comes from the environment variable the config names; it is sent as a Bearer token and never logged.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import httpx
+
+from augment.llm.client import Completion
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None if absent/unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class OpenAIChatClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        max_concurrency: int = 16,
+        max_retries: int = 5,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        retry_after_max_s: float = 120.0,
+        structured_output: str = "auto",
+    ):
+        if structured_output not in ("auto", "json_schema", "off"):
+            raise ValueError(f"structured_output must be auto, json_schema or off, got {structured_output!r}")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout_s = timeout_s
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.retry_after_max_s = retry_after_max_s
+        self.structured_output = structured_output
+        self.retries = 0  # retried attempts so far (visible in logs and the benchmark)
+        self._rng = random.Random()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._reported: set[str] = set()
+
+    def policy(self) -> str:
+        return (
+            f"POST {self.url}: concurrency {self.max_concurrency}, timeout {self.timeout_s:g} s, up to "
+            f"{self.max_retries} retries on 408/429/5xx/timeouts/connection errors, backoff {self.backoff_s:g} s "
+            f"doubling to {self.backoff_max_s:g} s with jitter, Retry-After honoured (max {self.retry_after_max_s:g} s), "
+            f"structured output {self.structured_output}, auth {'bearer' if self._headers else 'none'}"
+        )
+
+    # -- event loop in a background thread ---------------------------------------------------------------------
+    def _run(self, coro: Coroutine) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="openai-client", daemon=True)
+            self._thread.start()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        if self._client is not None:
+            self._run(self._client.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+        self._loop = self._thread = self._client = None
+
+    def __del__(self):  # best effort; Ray actors exit without calling close()
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- requests ------------------------------------------------------------------------------------------------
+    def complete_many(self, payloads: list[dict[str, Any]]) -> list[Completion]:
+        """Send every payload (a chat.completions body); one Completion per payload, in order."""
+        return self._run(self._complete_all(payloads))
+
+    async def _complete_all(self, payloads: list[dict[str, Any]]) -> list[Completion]:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
+                limits=httpx.Limits(max_connections=self.max_concurrency,
+                                    max_keepalive_connections=self.max_concurrency),
+                headers=self._headers,
+            )
+        gate = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(payload):
+            async with gate:
+                return await self._complete(payload)
+
+        return list(await asyncio.gather(*(one(p) for p in payloads)))
+
+    def _body(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if self.structured_output == "off":
+            return {k: v for k, v in payload.items() if k != "response_format"}
+        return payload
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_max_s)
+        d = min(self.backoff_max_s, self.backoff_s * (2**attempt))
+        return d / 2 + self._rng.random() * d / 2
+
+    async def _complete(self, payload: dict[str, Any]) -> Completion:
+        attempt = 0
+        while True:
+            error, retry_after = None, None
+            try:
+                response = await self._client.post(self.url, json=self._body(payload))
+            except httpx.TimeoutException:
+                error = "timeout"
+            except httpx.TransportError as exc:
+                error = "connection"
+                self._report(f"connection error: {type(exc).__name__}")
+            else:
+                if response.status_code == 200:
+                    return self._completion(response)
+                error = f"http_{response.status_code}"
+                if response.status_code == 400 and self._downgrade(response):
+                    continue  # resend at once without response_format
+                if response.status_code not in RETRY_STATUS:
+                    self._report(f"{error}: {response.text[:300]}")
+                    return Completion(error=error)
+                retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            if attempt >= self.max_retries:
+                log.warning("openai: %s after %d retries, giving up on this request", error, attempt)
+                return Completion(error=error)
+            delay = self._delay(attempt, retry_after)
+            attempt += 1
+            self.retries += 1
+            log.info("openai: %s, retry %d/%d in %.2f s%s", error, attempt, self.max_retries, delay,
+                     " (Retry-After)" if retry_after is not None else "")
+            await asyncio.sleep(delay)
+
+    def _downgrade(self, response: httpx.Response) -> bool:
+        text = response.text.lower()
+        if self.structured_output == "auto" and ("response_format" in text or "json_schema" in text):
+            self.structured_output = "off"
+            log.warning("openai: the server rejected response_format json_schema; continuing without guided decoding")
+            return True
+        return False
+
+    def _completion(self, response: httpx.Response) -> Completion:
+        try:
+            choice = response.json()["choices"][0]
+            return Completion(text=choice["message"].get("content"), finish_reason=choice.get("finish_reason"))
+        except (ValueError, KeyError, IndexError, TypeError):
+            self._report(f"unexpected response body: {response.text[:300]}")
+            return Completion(error="bad_response")
+
+    def _report(self, message: str) -> None:
+        # Each distinct server message once per client: a misconfiguration must not flood the logs.
+        if message not in self._reported:
+            self._reported.add(message)
+            log.warning("openai: %s", message)

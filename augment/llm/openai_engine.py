@@ -1,0 +1,119 @@
+"""The `openai` backend of enrich_title and background_prompts: any OpenAI-compatible chat server.
+
+vLLM's server first (`vllm serve` / docker/vllm), but any server speaking /v1/chat/completions works. Requests
+carry images as data URLs and the output JSON schema as `response_format` (guided decoding in vLLM). The
+guarded flow, the retry with the strict prompt and the cache are augment.llm.client's; the transport (bounded
+concurrency, timeouts, backoff) is augment.llm.http's.
+
+Config (stages.enrich_title / stages.background_prompts):
+    backend: openai
+    options:
+      base_url: http://vllm:8000/v1
+      model: Qwen/Qwen2.5-VL-7B-Instruct      # the name the server serves
+      api_key_env: MOON_LLM_API_KEY            # the *name* of the variable holding the key; unset: no auth
+      max_concurrency: 16
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+from typing import Any
+
+from augment.llm.http import OpenAIChatClient
+from augment.llm.requests import ChatRequest
+from augment.llm.client import (
+    BackgroundTaskOptions,
+    Completion,
+    EnrichTaskOptions,
+    MLLMBackgroundStage,
+    MLLMEnrichStage,
+    MLLMOptions,
+    MLLMStage,
+)
+
+log = logging.getLogger(__name__)
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenAIServerOptions:
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "MOON_LLM_API_KEY"  # environment variable holding the API key (never the key itself)
+    timeout_s: float = 120.0  # per request
+    max_concurrency: int = 16  # requests in flight per actor
+    max_retries: int = 5
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
+    structured_output: str = "auto"  # auto | json_schema | off
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenAIEnrichOptions(EnrichTaskOptions, OpenAIServerOptions, MLLMOptions):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenAIBackgroundOptions(BackgroundTaskOptions, OpenAIServerOptions, MLLMOptions):
+    pass
+
+
+class OpenAIMixin(MLLMStage):
+    backend = "openai"
+
+    def __init__(self, options=None, context=None):
+        super().__init__(options, context)
+        if not _ENV_NAME.match(self.options.api_key_env):
+            raise ValueError(
+                "options.api_key_env must name an environment variable (e.g. MOON_LLM_API_KEY), not hold a key"
+            )
+        self.client: OpenAIChatClient | None = None
+
+    def setup(self) -> None:
+        o = self.options
+        self.client = OpenAIChatClient(
+            o.base_url,
+            api_key=os.environ.get(o.api_key_env) or None,
+            timeout_s=o.timeout_s,
+            max_concurrency=o.max_concurrency,
+            max_retries=o.max_retries,
+            backoff_s=o.backoff_s,
+            backoff_max_s=o.backoff_max_s,
+            structured_output=o.structured_output,
+        )
+        log.info("%s[openai] model %s: %s", self.name, o.model, self.client.policy())
+
+    def decoding(self) -> dict[str, Any]:
+        return {**super().decoding(), "structured_output": self.options.structured_output}
+
+    def payload(self, request: ChatRequest) -> dict[str, Any]:
+        o = self.options
+        body = {
+            "model": o.model,
+            "messages": request.messages,
+            "temperature": o.temperature,
+            "top_p": o.top_p,
+            "max_tokens": o.max_tokens,
+            "seed": request.seed % (2**31),
+        }
+        if o.structured_output != "off":
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": request.schema_name, "schema": request.schema, "strict": True},
+            }
+        return body
+
+    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        if self.client is None:
+            self.setup()
+        return self.client.complete_many([self.payload(r) for r in requests])
+
+
+class OpenAIEnrichStage(OpenAIMixin, MLLMEnrichStage):
+    options_cls = OpenAIEnrichOptions
+
+
+class OpenAIBackgroundPrompts(OpenAIMixin, MLLMBackgroundStage):
+    options_cls = OpenAIBackgroundOptions

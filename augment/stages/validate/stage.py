@@ -1,0 +1,99 @@
+"""The first stage: decide which rows can be processed, and hand later stages one clean working image.
+
+A row is rejected (quarantined with a reason) when it could not be parsed, repeats an earlier product_id, has
+no usable title or no readable, decodable, reasonably sized image. Accepted rows get `_image`: the image as RGB
+JPEG bytes, EXIF-rotated, alpha flattened on white, longest side capped. Configured under `input:` in the
+config (limits, allowed roots and buckets); the runner builds the options from there.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from augment.imaging import untrusted
+from augment.config import InputConfig
+from augment.io import DUPLICATE, PARSE_ERROR
+from augment.stages import Rejection, Stage, StageResult
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclasses.dataclass
+class ValidateOptions(InputConfig):
+    """The `input:` section (defaults and documentation live in InputConfig) with the allowed roots and buckets
+    resolved against the input's location; the column map is applied when reading and stays empty here."""
+
+    @classmethod
+    def from_input_config(cls, input_config, input_uri: str) -> "ValidateOptions":
+        """Options from the config's `input:` section; default roots/buckets are the input's own location."""
+        from augment.core import storage
+
+        roots = list(input_config.allowed_roots)
+        buckets = list(input_config.allowed_buckets)
+        if storage.is_s3(input_uri):
+            buckets = buckets or [storage.split_s3(input_uri)[0]]
+        elif not roots:
+            roots = [input_uri if storage.is_dir(input_uri) else storage.parent(input_uri)]
+        fields = {f.name for f in dataclasses.fields(cls)} - {"allowed_roots", "allowed_buckets", "columns"}
+        return cls(allowed_roots=roots, allowed_buckets=buckets, **{k: getattr(input_config, k) for k in fields})
+
+
+def split_reason(text: str) -> Rejection:
+    """'wrong_type:title (int)' -> Rejection('wrong_type:title', 'int')."""
+    code, _, rest = text.partition(" (")
+    return Rejection(code.strip(), rest.rstrip(")"))
+
+
+class ValidateStage(Stage):
+    name = "validate"
+    backend = "default"
+    reads = ("product_id", "title", "image", "image_uri", PARSE_ERROR, DUPLICATE, "_source_uri")
+    writes = ("_image",)
+    options_cls = ValidateOptions
+
+    def process(self, batch):
+        n = len(batch["product_id"])
+        work_images: list[bytes | None] = [None] * n
+        rejects: list[Rejection | None] = [None] * n
+        for i in range(n):
+            try:
+                work_images[i] = self._validate_row(batch, i)
+            except untrusted.ImageRejected as exc:
+                rejects[i] = Rejection(exc.reason, exc.detail)
+            except _RowRejected as exc:
+                rejects[i] = exc.rejection
+        return StageResult({"_image": work_images}, rejects)
+
+    def _validate_row(self, batch, i: int) -> bytes:
+        o = self.options
+        if batch[PARSE_ERROR][i]:
+            raise _RowRejected(split_reason(batch[PARSE_ERROR][i]))
+        pid = batch["product_id"][i]
+        if pid is None or not pid.strip():
+            raise _RowRejected(Rejection("missing_product_id", "product_id is null or blank"))
+        if batch[DUPLICATE][i]:
+            raise _RowRejected(Rejection("duplicate_product_id", f"{pid!r} already occurred earlier in the input"))
+        title = batch["title"][i]
+        if title is None:
+            raise _RowRejected(Rejection("missing_title", "title is null"))
+        if not _CONTROL.sub("", title).strip():
+            raise _RowRejected(Rejection("empty_title", "title is empty or white space"))
+        if len(title) > o.max_title_chars:
+            raise _RowRejected(Rejection("title_too_long", f"{len(title)} characters > input.max_title_chars {o.max_title_chars}"))
+        data = batch["image"][i]
+        if data is None:
+            uri = batch["image_uri"][i]
+            if not uri:
+                raise _RowRejected(Rejection("missing_image", "neither image nor image_uri is set"))
+            resolved = untrusted.resolve_image_uri(uri, batch["_source_uri"][i], o.allowed_roots, o.allowed_buckets)
+            data = untrusted.load_image_bytes(resolved, o.max_image_bytes)
+        elif len(data) > o.max_image_bytes:
+            raise untrusted.ImageRejected("image_too_large", f"{len(data)} bytes > input.max_image_bytes {o.max_image_bytes}")
+        rgb = untrusted.normalise(data, o.max_image_pixels, o.min_image_side, o.work_image_side)
+        return untrusted.encode(rgb, "jpeg", 95)
+
+
+class _RowRejected(Exception):
+    def __init__(self, rejection: Rejection):
+        super().__init__(rejection.reason)
+        self.rejection = rejection

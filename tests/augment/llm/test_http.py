@@ -1,0 +1,162 @@
+"""The OpenAI-compatible client against a real local HTTP server: retries, backoff, limits, auth."""
+import email.utils
+import logging
+import time
+
+import pytest
+
+from augment.llm.http import OpenAIChatClient, retry_after_seconds
+from testkit.openai_stub import StubServer, chat_answer
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}
+
+
+def scripted(*steps):
+    """A respond function that plays `steps` in order, then answers OK."""
+    steps = list(steps)
+
+    def respond(body):
+        return steps.pop(0) if steps else (200, {}, chat_answer('{"ok": true}'))
+
+    return respond
+
+
+def client_for(server, **kwargs):
+    kwargs.setdefault("backoff_s", 0.01)
+    kwargs.setdefault("backoff_max_s", 0.05)
+    return OpenAIChatClient(server.base_url, **kwargs)
+
+
+def test_answer_text_and_finish_reason():
+    with StubServer(scripted()) as server:
+        client = client_for(server)
+        (completion,) = client.complete_many([BODY])
+        client.close()
+    assert (completion.text, completion.finish_reason, completion.error) == ('{"ok": true}', "stop", None)
+
+
+def test_429_honours_retry_after():
+    with StubServer(scripted((429, {"Retry-After": "0.3"}, {"error": "slow down"}))) as server:
+        client = client_for(server)
+        start = time.perf_counter()
+        (completion,) = client.complete_many([BODY])
+        elapsed = time.perf_counter() - start
+        client.close()
+    assert completion.error is None
+    assert client.retries == 1
+    assert elapsed >= 0.3
+
+
+def test_5xx_retried_until_success():
+    steps = [(503, {}, {"error": "busy"}), (502, {}, "bad gateway"), (500, {}, {"error": "oops"})]
+    with StubServer(scripted(*steps)) as server:
+        client = client_for(server)
+        (completion,) = client.complete_many([BODY])
+        client.close()
+    assert completion.error is None and client.retries == 3 and len(server.bodies) == 4
+
+
+def test_gives_up_after_max_retries():
+    with StubServer(lambda body: (503, {}, {"error": "busy"})) as server:
+        client = client_for(server, max_retries=2)
+        (completion,) = client.complete_many([BODY])
+        client.close()
+    assert completion.error == "http_503"
+    assert len(server.bodies) == 3
+
+
+def test_other_4xx_not_retried(caplog):
+    with StubServer(lambda body: (404, {}, {"error": "no such model"})) as server:
+        client = client_for(server)
+        with caplog.at_level(logging.WARNING):
+            completions = client.complete_many([BODY, BODY])
+        client.close()
+    assert [c.error for c in completions] == ["http_404", "http_404"]
+    assert len(server.bodies) == 2
+    assert sum("no such model" in r.message for r in caplog.records) == 1  # reported once
+
+
+def test_timeout_is_retried_then_reported():
+    with StubServer(scripted(), delay_s=0.5) as server:
+        client = client_for(server, timeout_s=0.1, max_retries=1)
+        (completion,) = client.complete_many([BODY])
+        client.close()
+    assert completion.error == "timeout"
+    assert len(server.bodies) == 2
+
+
+def test_connection_refused():
+    with StubServer(scripted()) as server:
+        url = server.base_url
+    client = OpenAIChatClient(url, max_retries=1, backoff_s=0.01)
+    (completion,) = client.complete_many([BODY])
+    client.close()
+    assert completion.error == "connection"
+
+
+def test_malformed_answer_is_bad_response():
+    with StubServer(lambda body: (200, {}, {"choices": []})) as server:
+        client = client_for(server)
+        (completion,) = client.complete_many([BODY])
+        client.close()
+    assert completion.error == "bad_response"
+
+
+def test_concurrency_is_bounded():
+    with StubServer(scripted(), delay_s=0.05) as server:
+        client = client_for(server, max_concurrency=4)
+        completions = client.complete_many([BODY] * 16)
+        client.close()
+    assert all(c.error is None for c in completions)
+    assert server.peak_in_flight == 4
+
+
+def test_structured_output_downgrade_in_auto_mode():
+    def respond(body):
+        if "response_format" in body:
+            return 400, {}, {"error": {"message": "response_format json_schema is not supported"}}
+        return 200, {}, chat_answer("{}")
+
+    with StubServer(respond) as server:
+        client = client_for(server)
+        first, second = client.complete_many([BODY]) + client.complete_many([BODY])
+        client.close()
+    assert first.error is None and second.error is None
+    assert ["response_format" in b for b in server.bodies] == [True, False, False]
+    assert client.structured_output == "off"
+
+
+def test_structured_output_json_schema_mode_does_not_downgrade():
+    def respond(body):
+        return 400, {}, {"error": {"message": "response_format json_schema is not supported"}}
+
+    with StubServer(respond) as server:
+        client = client_for(server, structured_output="json_schema")
+        (completion,) = client.complete_many([BODY])
+        client.close()
+    assert completion.error == "http_400"
+
+
+def test_api_key_sent_as_bearer_and_never_logged(caplog):
+    with StubServer(lambda body: (500, {}, {"error": "x"})) as server:
+        client = client_for(server, api_key="sk-secret-123", max_retries=1)
+        with caplog.at_level(logging.DEBUG):
+            client.complete_many([BODY])
+            policy = client.policy()
+        client.close()
+    assert server.auth == ["Bearer sk-secret-123"] * 2
+    assert "sk-secret" not in caplog.text and "sk-secret" not in policy
+
+
+def test_retry_after_parsing():
+    assert retry_after_seconds("2") == 2.0
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("soon") is None
+    date = email.utils.formatdate(1000.0 + 5, usegmt=True)
+    assert retry_after_seconds(date, now=1000.0) == pytest.approx(5.0)
+
+
+def test_invalid_structured_output_mode():
+    with pytest.raises(ValueError, match="structured_output must be auto, json_schema or off"):
+        OpenAIChatClient("http://127.0.0.1:1/v1", structured_output="grammar")

@@ -1,0 +1,124 @@
+import io as _io
+
+import pytest
+from PIL import Image
+
+from augment.io import DUPLICATE, PARSE_ERROR
+from augment.stages.validate.stage import ValidateOptions, ValidateStage
+from tests.conftest import product_photo
+
+
+def run(tmp_path, rows, **options):
+    stage = ValidateStage(ValidateOptions(allowed_roots=[str(tmp_path)], **options))
+    keys = ("product_id", "title", "image", "image_uri", PARSE_ERROR, DUPLICATE, "_source_uri")
+    batch = {k: [r.get(k) for r in rows] for k in keys}
+    batch["_source_uri"] = [str(tmp_path / "in.parquet")] * len(rows)
+    batch[DUPLICATE] = [r.get(DUPLICATE, False) for r in rows]
+    result = stage.process(batch)
+    return result
+
+
+def reason(tmp_path, **row):
+    row = {"product_id": "p", "title": "Nike Shoe", "image": product_photo()} | row
+    result = run(tmp_path, [row])
+    rejection = result.rejects[0]
+    return rejection.reason if rejection else None
+
+
+def test_good_row_gets_a_working_jpeg(tmp_path):
+    result = run(tmp_path, [{"product_id": "p", "title": "Nike Shoe", "image": product_photo(96, 128)}])
+    assert result.rejects == [None]
+    image = Image.open(_io.BytesIO(result.columns["_image"][0]))
+    assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (96, 128))
+
+
+@pytest.mark.parametrize(
+    "row, expected",
+    [
+        ({"title": ""}, "empty_title"),
+        ({"title": " \t\x00 "}, "empty_title"),
+        ({"title": None}, "missing_title"),
+        ({"title": "x" * 3000}, "title_too_long"),
+        ({"product_id": " "}, "missing_product_id"),
+        ({DUPLICATE: True}, "duplicate_product_id"),
+        ({PARSE_ERROR: "wrong_type:title (int)"}, "wrong_type:title"),
+        ({"image": None}, "missing_image"),
+        ({"image": b""}, "image_empty"),
+        ({"image": product_photo()[:300]}, "image_undecodable"),
+        ({"image": b"<svg xmlns='http://www.w3.org/2000/svg'></svg>"}, "image_undecodable"),
+        ({"image": b"<html><body>not an image</body></html>"}, "image_undecodable"),
+        ({"image": product_photo(4, 4)}, "image_too_small"),
+        ({"image": None, "image_uri": "../../etc/passwd"}, "image_path_outside_roots"),
+        ({"image": None, "image_uri": "s3://other-bucket/x.jpg"}, "image_bucket_not_allowed"),
+        ({"image": None, "image_uri": "https://example.com/x.jpg"}, "image_uri_unsupported"),
+        ({"image": None, "image_uri": "missing.jpg"}, "image_not_found"),
+    ],
+)
+def test_rejections(tmp_path, row, expected):
+    assert reason(tmp_path, **row) == expected
+
+
+def test_pixel_limit_is_checked_from_the_header(tmp_path):
+    big = product_photo(400, 400, fmt="PNG")
+    assert reason(tmp_path, image=big) is None
+    result = run(tmp_path, [{"product_id": "p", "title": "t", "image": big}], max_image_pixels=100_000)
+    assert result.rejects[0].reason == "image_too_many_pixels"
+    assert "400x400" in result.rejects[0].detail
+
+
+def test_image_uri_relative_to_input_folder(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "1.jpg").write_bytes(product_photo())
+    assert reason(tmp_path, image=None, image_uri="images/1.jpg") is None
+
+
+def test_symlink_out_of_the_root_is_rejected(tmp_path):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.jpg"
+    outside.write_bytes(product_photo())
+    (tmp_path / "link.jpg").symlink_to(outside)
+    assert reason(tmp_path, image=None, image_uri="link.jpg") == "image_path_outside_roots"
+
+
+def test_png_with_alpha_is_flattened_on_white(tmp_path):
+    image = Image.new("RGBA", (32, 32), (255, 0, 0, 0))
+    buffer = _io.BytesIO()
+    image.save(buffer, format="PNG")
+    result = run(tmp_path, [{"product_id": "p", "title": "t", "image": buffer.getvalue()}])
+    pixel = Image.open(_io.BytesIO(result.columns["_image"][0])).getpixel((16, 16))
+    assert all(channel >= 250 for channel in pixel)
+
+
+def test_cmyk_and_16_bit_images_are_converted(tmp_path):
+    cmyk = product_photo(mode="CMYK")
+    gray16 = Image.new("I;16", (32, 32), 40000)
+    buffer = _io.BytesIO()
+    gray16.save(buffer, format="PNG")
+    result = run(tmp_path, [{"product_id": "a", "title": "t", "image": cmyk},
+                            {"product_id": "b", "title": "t", "image": buffer.getvalue()}])
+    assert result.rejects == [None, None]
+    value = Image.open(_io.BytesIO(result.columns["_image"][1])).getpixel((5, 5))[0]
+    assert 150 <= value <= 160  # 40000 / 65535 * 255 = 155.6
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    buffer = _io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    result = run(tmp_path, [{"product_id": "p", "title": "t", "image": buffer.getvalue()}])
+    assert Image.open(_io.BytesIO(result.columns["_image"][0])).size == (20, 40)
+
+
+def test_animated_gif_uses_the_first_frame(tmp_path):
+    frames = [Image.new("RGB", (24, 24), c) for c in ((255, 0, 0), (0, 255, 0))]
+    buffer = _io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    result = run(tmp_path, [{"product_id": "p", "title": "t", "image": buffer.getvalue()}])
+    r, g, _ = Image.open(_io.BytesIO(result.columns["_image"][0])).getpixel((12, 12))
+    assert r > 200 and g < 60
+
+
+def test_working_image_is_capped(tmp_path):
+    result = run(tmp_path, [{"product_id": "p", "title": "t", "image": product_photo(600, 300)}], work_image_side=200)
+    assert Image.open(_io.BytesIO(result.columns["_image"][0])).size == (200, 100)
