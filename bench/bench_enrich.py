@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from augment.llm.openai_engine import OpenAIEnrichOptions, OpenAIEnrichStage  # noqa: E402
+from augment.stages.enrich_title.model import OpenAIEnrichOptions, OpenAIEnrichStage  # noqa: E402
 from augment.llm.http import OpenAIChatClient  # noqa: E402
 from augment.stages.base import RunContext  # noqa: E402
 from testkit.openai_stub import StubServer, chat_answer  # noqa: E402
@@ -77,7 +77,7 @@ def stage_per_row_ms(base_url: str, batch: dict, model: str, max_tokens: int) ->
     start = time.perf_counter()
     result = stage.process(batch)
     elapsed = time.perf_counter() - start
-    stage.client.close()
+    stage.engine.client.close()
     assert len(result.columns["enrichment"]) == len(batch["product_id"])
     return elapsed / len(batch["product_id"]) * 1000
 

@@ -6,8 +6,23 @@ the Airflow image and readers of the shards import it.
 """
 from __future__ import annotations
 
-
 import pyarrow as pa
+
+from augment.core.names import (  # noqa: F401  (the schema's names without Arrow; re-exported)
+    DUPLICATE,
+    PARSE_ERROR,
+    QUARANTINE_DETAIL,
+    QUARANTINE_REASON,
+    QUARANTINE_STAGE,
+    RAW_ROW,
+    SHARD_ID,
+    SOURCE_ROW,
+    SOURCE_URI,
+    STAGE_ORDER,
+    TIMING_PREFIX,
+    WORK_IMAGE,
+    Status,
+)
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_METADATA_KEY = b"moon.schema_version"
@@ -115,16 +130,6 @@ DETERMINISTIC_COLUMNS = (
     "background_prompts",
     "variants",
 )
-
-# ---------------------------------------------------------------------------------------------------------
-# Internal bookkeeping columns, present while rows travel through the stages; never written to data shards.
-# ---------------------------------------------------------------------------------------------------------
-SHARD_ID = "_shard_id"
-SOURCE_ROW = "_source_row"
-QUARANTINE_REASON = "_quarantine_reason"
-QUARANTINE_STAGE = "_quarantine_stage"
-RAW_ROW = "_raw"  # the input row as JSON text when it could not be parsed into the input schema
-TIMING_PREFIX = "_t_"  # _t_<stage>: seconds of that stage's batch time attributed to the row
 
 # Quarantine files hold the input columns as far as they could be read, plus why and where the row stopped.
 QUARANTINE_FIELDS = pa.schema(

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from augment.llm.client import Completion
+from augment.llm.requests import Completion
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
-"""The `openai` backend of enrich_title and background_prompts: any OpenAI-compatible chat server.
+"""The `openai` engine: any OpenAI-compatible chat server.
 
 vLLM's server first (`vllm serve` / docker/vllm), but any server speaking /v1/chat/completions works. Requests
 carry images as data URLs and the output JSON schema as `response_format` (guided decoding in vLLM). The
-guarded flow, the retry with the strict prompt and the cache are augment.llm.client's; the transport (bounded
-concurrency, timeouts, backoff) is augment.llm.http's.
+transport (bounded concurrency, timeouts, backoff) is augment.llm.http's; the cache is the client's; the guarded
+flow is the stage's.
 
 Config (stages.enrich_title / stages.background_prompts):
     backend: openai
@@ -19,19 +19,11 @@ import dataclasses
 import logging
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from augment.llm.http import OpenAIChatClient
-from augment.llm.requests import ChatRequest
-from augment.llm.client import (
-    BackgroundTaskOptions,
-    Completion,
-    EnrichTaskOptions,
-    MLLMBackgroundStage,
-    MLLMEnrichStage,
-    MLLMOptions,
-    MLLMStage,
-)
+from augment.llm.requests import ChatRequest, Completion
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +31,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclasses.dataclass(frozen=True)
-class OpenAIServerOptions:
+class OpenAIOptions:
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = "MOON_LLM_API_KEY"  # environment variable holding the API key (never the key itself)
     timeout_s: float = 120.0  # per request
@@ -50,25 +42,18 @@ class OpenAIServerOptions:
     structured_output: str = "auto"  # auto | json_schema | off
 
 
-@dataclasses.dataclass(frozen=True)
-class OpenAIEnrichOptions(EnrichTaskOptions, OpenAIServerOptions, MLLMOptions):
-    pass
+class OpenAIEngine:
+    requires: tuple[str, ...] = ()
+    is_dataset = False
 
-
-@dataclasses.dataclass(frozen=True)
-class OpenAIBackgroundOptions(BackgroundTaskOptions, OpenAIServerOptions, MLLMOptions):
-    pass
-
-
-class OpenAIMixin(MLLMStage):
-    backend = "openai"
-
-    def __init__(self, options=None, context=None):
-        super().__init__(options, context)
-        if not _ENV_NAME.match(self.options.api_key_env):
+    def __init__(self, options, label: str = "openai"):
+        """`options` carry OpenAIOptions' and ModelOptions' fields; `label` names the stage in logs."""
+        if not _ENV_NAME.match(options.api_key_env):
             raise ValueError(
                 "options.api_key_env must name an environment variable (e.g. MOON_LLM_API_KEY), not hold a key"
             )
+        self.options = options
+        self.label = label
         self.client: OpenAIChatClient | None = None
 
     def setup(self) -> None:
@@ -83,10 +68,10 @@ class OpenAIMixin(MLLMStage):
             backoff_max_s=o.backoff_max_s,
             structured_output=o.structured_output,
         )
-        log.info("%s[openai] model %s: %s", self.name, o.model, self.client.policy())
+        log.info("%s model %s: %s", self.label, o.model, self.client.policy())
 
     def decoding(self) -> dict[str, Any]:
-        return {**super().decoding(), "structured_output": self.options.structured_output}
+        return {"structured_output": self.options.structured_output}
 
     def payload(self, request: ChatRequest) -> dict[str, Any]:
         o = self.options
@@ -105,15 +90,7 @@ class OpenAIMixin(MLLMStage):
             }
         return body
 
-    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         if self.client is None:
             self.setup()
         return self.client.complete_many([self.payload(r) for r in requests])
-
-
-class OpenAIEnrichStage(OpenAIMixin, MLLMEnrichStage):
-    options_cls = OpenAIEnrichOptions
-
-
-class OpenAIBackgroundPrompts(OpenAIMixin, MLLMBackgroundStage):
-    options_cls = OpenAIBackgroundOptions

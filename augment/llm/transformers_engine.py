@@ -1,4 +1,4 @@
-"""The `transformers` backend of enrich_title and background_prompts: a local HF model directory, CPU or GPU.
+"""The `transformers` engine: a local HF model directory, CPU or GPU.
 
 For single machines and small catalogues, where a vLLM server is not worth running: Qwen2-VL / Qwen2.5-VL /
 Llava-class vision-language models (AutoModelForImageTextToText), or a text-only causal LM. The model is loaded
@@ -17,39 +17,21 @@ import base64
 import dataclasses
 import io
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from augment.llm.requests import ChatRequest
-from augment.llm.client import (
-    BackgroundTaskOptions,
-    Completion,
-    EnrichTaskOptions,
-    MLLMBackgroundStage,
-    MLLMEnrichStage,
-    MLLMOptions,
-    MLLMStage,
-)
+from augment.llm.requests import ChatRequest, Completion
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class TransformersModelOptions:
+class TransformersOptions:
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
     batch_size: int = 8  # requests per generate() call
     trust_remote_code: bool = False  # run code shipped in the model directory: only for models you trust
-
-
-@dataclasses.dataclass(frozen=True)
-class TransformersEnrichOptions(EnrichTaskOptions, TransformersModelOptions, MLLMOptions):
-    pass
-
-
-@dataclasses.dataclass(frozen=True)
-class TransformersBackgroundOptions(BackgroundTaskOptions, TransformersModelOptions, MLLMOptions):
-    pass
 
 
 def split_images(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -77,14 +59,19 @@ def split_images(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
     return out, images
 
 
-class TransformersMixin(MLLMStage):
-    backend = "transformers"
+class TransformersEngine:
     requires = ("torch", "transformers", "safetensors")
+    is_dataset = False
 
-    def __init__(self, options=None, context=None):
-        super().__init__(options, context)
+    def __init__(self, options, label: str = "transformers"):
+        """`options` carry TransformersOptions' and ModelOptions' fields; `label` names the stage in logs."""
+        self.options = options
+        self.label = label
         self.model = self.processor = None
         self.is_vision = False
+
+    def decoding(self) -> dict[str, Any]:
+        return {}
 
     def setup(self) -> None:
         import torch
@@ -94,10 +81,10 @@ class TransformersMixin(MLLMStage):
         o = self.options
         path = Path(o.model)
         if not path.is_dir():
-            raise FileNotFoundError(f"{self.name}[transformers]: model directory {o.model} does not exist "
+            raise FileNotFoundError(f"{self.label}: model directory {o.model} does not exist "
                                     "(models are loaded from a local path, never downloaded)")
         if not list(path.glob("*.safetensors")):
-            raise FileNotFoundError(f"{self.name}[transformers]: no *.safetensors weights in {o.model} "
+            raise FileNotFoundError(f"{self.label}: no *.safetensors weights in {o.model} "
                                     "(pickle checkpoints are not loaded)")
         device = o.device if o.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         if o.dtype == "auto":
@@ -115,10 +102,10 @@ class TransformersMixin(MLLMStage):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.device = device
-        log.info("%s[transformers] loaded %s (%s) on %s as %s", self.name, o.model, type(self.model).__name__,
+        log.info("%s loaded %s (%s) on %s as %s", self.label, o.model, type(self.model).__name__,
                  device, dtype)
 
-    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         if self.model is None:
             self.setup()
         out: list[Completion] = []
@@ -128,11 +115,11 @@ class TransformersMixin(MLLMStage):
             try:
                 out.extend(self._generate(chunk))
             except Exception:  # noqa: BLE001 - one failing sub-batch must not lose the others
-                log.exception("%s[transformers] generate failed for %d requests", self.name, len(chunk))
+                log.exception("%s generate failed for %d requests", self.label, len(chunk))
                 out.extend(Completion(error="engine") for _ in chunk)
         return out
 
-    def _generate(self, requests: list[ChatRequest]) -> list[Completion]:
+    def _generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         import torch
 
         o = self.options
@@ -170,11 +157,3 @@ class TransformersMixin(MLLMStage):
             text = tokenizer.decode(row, skip_special_tokens=True)
             completions.append(Completion(text=text, finish_reason="stop" if stopped else "length"))
         return completions
-
-
-class TransformersEnrichStage(TransformersMixin, MLLMEnrichStage):
-    options_cls = TransformersEnrichOptions
-
-
-class TransformersBackgroundPrompts(TransformersMixin, MLLMBackgroundStage):
-    options_cls = TransformersBackgroundOptions

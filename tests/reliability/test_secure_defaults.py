@@ -68,16 +68,16 @@ def test_every_from_pretrained_is_local_safetensors_without_remote_code(where, r
 
 
 def test_remote_code_is_off_unless_the_config_turns_it_on():
-    from augment.llm.transformers_engine import TransformersEnrichOptions
+    from augment.stages.enrich_title.model import TransformersEnrichOptions
 
     assert TransformersEnrichOptions(model="m").trust_remote_code is False
     pytest.importorskip("ray.data.llm")
-    from augment.llm.vllm_engine import VllmEnrichOptions, VllmEnrichStage
+    from augment.stages.enrich_title.model import VllmEnrichOptions, VllmEnrichStage
 
-    default = VllmEnrichStage(VllmEnrichOptions(model="/models/m")).processor_config()
+    default = VllmEnrichStage(VllmEnrichOptions(model="/models/m")).engine.processor_config()
     assert default.engine_kwargs["trust_remote_code"] is False
     chosen = VllmEnrichStage(VllmEnrichOptions(model="/models/m", engine_kwargs={"trust_remote_code": True}))
-    assert chosen.processor_config().engine_kwargs["trust_remote_code"] is True
+    assert chosen.engine.processor_config().engine_kwargs["trust_remote_code"] is True
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -135,8 +135,8 @@ def test_config_has_no_place_for_credentials(section):
 
 
 def test_api_key_option_names_a_variable_and_refuses_a_key():
-    from augment.llm.openai_engine import OpenAIEnrichOptions, OpenAIEnrichStage
     from augment.stages.base import RunContext
+    from augment.stages.enrich_title.model import OpenAIEnrichOptions, OpenAIEnrichStage
 
     with pytest.raises(ValueError, match="must name an environment variable"):
         OpenAIEnrichStage(OpenAIEnrichOptions(model="m", api_key_env="sk-live-4f9a8b7c"), RunContext())

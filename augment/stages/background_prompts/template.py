@@ -4,7 +4,7 @@ The paper asks an MLLM for ten background prompts per product (Algorithms 5-6) a
 Algorithm 7 image-editing prompt. This backend picks them instead from prompts/data/backgrounds.vN.json: the
 product's group (footwear, bags, apparel...) is found from its CATEGORY entities, else its title; about 70 % of
 the prompts come from that group and the rest from the generic set, in an order seeded by (product, config), so
-a rerun picks the same ones. No prompt repeats within a product. The MLLM backends (augment.backends) fall back
+a rerun picks the same ones. No prompt repeats within a product. The model backends (model.py) fall back
 to `choose_backgrounds` when a model's list is rejected.
 
 Must not: call a model or read the image.

@@ -4,7 +4,7 @@ T+ = template(T, E): "Nike Men's Breakli Navy Blue Track Pants | Brand: Nike | C
 Navy Blue". Deterministic, instant, and it makes the entities explicit to the text encoder the way the paper's
 MLLM rewrite does, without inventing anything. The result goes through the same guards as a model's output
 (augment.stages.enrich_title.guards): a title carrying HTML, a URL or an injected instruction is kept as it is, with status
-`rejected:<reason>`. The MLLM backends live in augment.backends; they share `enrichment_record` and the guards.
+`rejected:<reason>`. The model backends (model.py) share `enrichment_record` and the guards.
 
 Must not: call a model, read the image, or drop a row.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from augment.stages.enrich_title import guards
+from augment.stages.text import dominant_script, fold, normalise_space, strip_control
 from augment.stages.base import Batch, Stage, StageResult
 
 # Identity of the template format in `enrichment.prompt_id`; bump the version when the format changes.
@@ -55,13 +56,13 @@ def template_title(
 
     Labels that would take the result past `max_chars` are left out (the title itself is never cut).
     """
-    base = guards.strip_control(title)
-    names = LABEL_NAMES.get(guards.dominant_script(base) or "LATIN", LABEL_NAMES["LATIN"])
+    base = strip_control(title)
+    names = LABEL_NAMES.get(dominant_script(base) or "LATIN", LABEL_NAMES["LATIN"])
     separator = "｜" if names is LABEL_NAMES["CJK"] else " | "
     colon = "：" if names is LABEL_NAMES["CJK"] else ": "
     parts = []
     for label in labels:
-        values = _distinct(guards.strip_control(e.get("text") or "") for e in entities or () if e.get("label") == label)
+        values = _distinct(strip_control(e.get("text") or "") for e in entities or () if e.get("label") == label)
         if values:
             part = f"{names.get(label, label.title())}{colon}{', '.join(values)}"
             if max_chars is not None and len(separator.join([base, *parts, part])) > max_chars:
@@ -73,7 +74,7 @@ def template_title(
 def _distinct(texts) -> list[str]:
     seen, out = set(), []
     for text in texts:
-        key = guards.fold(text)
+        key = fold(text)
         if key and key not in seen:
             seen.add(key)
             out.append(text)
@@ -92,7 +93,7 @@ class TemplateEnrichStage(Stage):
         titles, records = [], []
         for title, entities in zip(batch["title"], batch["entities"]):
             title = title or ""
-            _, high = bounds.limits(guards.normalise_space(title))
+            _, high = bounds.limits(normalise_space(title))
             candidate = template_title(title, entities, self.options.labels, high)
             reason = guards.check_title(candidate, title, entities, bounds)
             if reason is None:

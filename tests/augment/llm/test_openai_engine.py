@@ -3,13 +3,9 @@ import json
 
 import pytest
 
-from augment.llm.openai_engine import (
-    OpenAIBackgroundOptions,
-    OpenAIBackgroundPrompts,
-    OpenAIEnrichOptions,
-    OpenAIEnrichStage,
-)
-from augment.stages.enrich_title import guards
+from augment.stages.background_prompts import guards
+from augment.stages.background_prompts.model import OpenAIBackgroundOptions, OpenAIBackgroundPrompts
+from augment.stages.enrich_title.model import OpenAIEnrichOptions, OpenAIEnrichStage
 from augment.stages.base import RunContext
 from prompts import backgrounds as background_sets
 from testkit.openai_stub import StubServer, chat_answer
@@ -46,7 +42,7 @@ def enrich(server, rows, output_uri=None, **options):
     stage = OpenAIEnrichStage(OpenAIEnrichOptions(**options), RunContext(output_uri=output_uri))
     stage.setup()
     result = stage.process(rows)
-    stage.client.close()
+    stage.engine.client.close()
     return result
 
 
@@ -202,7 +198,7 @@ def backgrounds(server, rows, **options):
     stage = OpenAIBackgroundPrompts(OpenAIBackgroundOptions(**options), RunContext())
     stage.setup()
     result = stage.process(rows)
-    stage.client.close()
+    stage.engine.client.close()
     return result.columns["background_prompts"]
 
 

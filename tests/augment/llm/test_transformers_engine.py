@@ -5,14 +5,14 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from augment.llm import requests as rq  # noqa: E402
-from augment.llm.transformers_engine import (  # noqa: E402
+from augment.llm.transformers_engine import split_images  # noqa: E402
+from augment.stages.background_prompts import guards  # noqa: E402
+from augment.stages.background_prompts.model import (  # noqa: E402
     TransformersBackgroundOptions,
     TransformersBackgroundPrompts,
-    TransformersEnrichOptions,
-    TransformersEnrichStage,
-    split_images,
 )
-from augment.stages.enrich_title import guards  # noqa: E402
+from augment.stages.enrich_title.model import TransformersEnrichOptions, TransformersEnrichStage  # noqa: E402
+from augment.stages.enrich_title.requests import enrich_request  # noqa: E402
 from augment.stages.base import RunContext  # noqa: E402
 from testkit.tiny_models import build_llama, build_llava  # noqa: E402
 
@@ -51,17 +51,17 @@ def test_vision_model_sees_images_and_gibberish_is_rejected(llava_dir, rows):
     stage = TransformersEnrichStage(TransformersEnrichOptions(model=llava_dir, max_tokens=24, batch_size=2),
                                     RunContext())
     stage.setup()
-    assert stage.is_vision
+    assert stage.engine.is_vision
     seen = []
-    processor = stage.processor
+    processor = stage.engine.processor
 
     def recording_processor(*args, **kwargs):
         seen.append(len(kwargs.get("images") or []))
         return processor(*args, **kwargs)
 
-    stage.processor = recording_processor
-    stage.processor.apply_chat_template = processor.apply_chat_template
-    stage.processor.tokenizer = processor.tokenizer
+    stage.engine.processor = recording_processor
+    stage.engine.processor.apply_chat_template = processor.apply_chat_template
+    stage.engine.processor.tokenizer = processor.tokenizer
     result = stage.process(rows)
     assert seen == [2, 1, 2, 1]  # every request carried its product photo (two attempts, sub-batches of 2)
     assert result.columns["enriched_title"] == rows["title"]
@@ -73,10 +73,10 @@ def test_vision_model_sees_images_and_gibberish_is_rejected(llava_dir, rows):
 
 def test_answers_are_deterministic(llava_dir, rows):
     options = TransformersEnrichOptions(model=llava_dir, max_tokens=16)
-    request = rq.enrich_request(rows["title"][0], None, rows["entities"][0], rq.image_data_url(rows["_image"][0]), 1)
+    request = enrich_request(rows["title"][0], None, rows["entities"][0], rq.image_data_url(rows["_image"][0]), 1)
     first = TransformersEnrichStage(options, RunContext())
     second = TransformersEnrichStage(options, RunContext())
-    assert first.generate([request]) == second.generate([request])
+    assert first.engine.generate([request]) == second.engine.generate([request])
 
 
 def test_background_prompts_fall_back_on_gibberish(llava_dir, rows):
@@ -90,7 +90,7 @@ def test_text_model_with_send_image_false(tmp_path, rows):
     stage = TransformersEnrichStage(TransformersEnrichOptions(model=model, max_tokens=16, send_image=False),
                                     RunContext())
     stage.setup()
-    assert not stage.is_vision
+    assert not stage.engine.is_vision
     records = stage.process(rows).columns["enrichment"]
     assert all(r["status"].startswith("rejected:") for r in records)
 

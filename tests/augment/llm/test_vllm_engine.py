@@ -9,7 +9,8 @@ import json
 import pytest
 
 from augment.llm import vllm_engine as vb
-from augment.llm.openai_engine import OpenAIEnrichOptions, OpenAIEnrichStage
+from augment.stages.background_prompts.model import VllmBackgroundPrompts
+from augment.stages.enrich_title.model import OpenAIEnrichOptions, OpenAIEnrichStage, VllmEnrichOptions, VllmEnrichStage
 from augment.stages.base import RunContext
 
 NIKE = "Nike Men's Breakli Navy Blue Track Pants"
@@ -18,7 +19,7 @@ GOOD = "Nike Men's Breakli Navy Blue Track Pants with Elastic Waist"
 
 
 def stage(**options):
-    return vb.VllmEnrichStage(vb.VllmEnrichOptions(model="/models/qwen2.5-vl", **options), RunContext())
+    return VllmEnrichStage(VllmEnrichOptions(model="/models/qwen2.5-vl", **options), RunContext())
 
 
 def row(title=NIKE, entities=NIKE_ENTITIES, image=None, pid="p1"):
@@ -32,13 +33,13 @@ def with_request(st, r):
 def test_registered():
     from augment.stages import resolve
 
-    assert resolve("enrich_title", "vllm") is vb.VllmEnrichStage
-    assert resolve("background_prompts", "vllm") is vb.VllmBackgroundPrompts
-    assert vb.VllmEnrichStage.is_dataset_stage
+    assert resolve("enrich_title", "vllm") is VllmEnrichStage
+    assert resolve("background_prompts", "vllm") is VllmBackgroundPrompts
+    assert VllmEnrichStage.is_dataset_stage
 
 
 def test_processor_config():
-    config = stage(engine_kwargs={"tensor_parallel_size": 2}, replicas=4, engine_batch_size=32).processor_config()
+    config = stage(engine_kwargs={"tensor_parallel_size": 2}, replicas=4, engine_batch_size=32).engine.processor_config()
     assert config.model_source == "/models/qwen2.5-vl"
     assert config.engine_kwargs["tensor_parallel_size"] == 2 and config.engine_kwargs["max_model_len"] == 8192
     assert (config.concurrency, config.batch_size, config.should_continue_on_error) == (4, 32, True)
@@ -142,9 +143,9 @@ def test_transform_dataset_end_to_end(monkeypatch, tmp_path):
     for r in rows:
         r["_image"] = b""  # Arrow needs one type per column; empty bytes mean "no image"
         r["_quarantine_reason"] = "image_undecodable" if r["product_id"] == "e" else None
-    ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, ignore_reinit_error=True)
     try:
-        st = vb.VllmEnrichStage(vb.VllmEnrichOptions(model="/models/x"), RunContext(output_uri=str(tmp_path)))
+        st = VllmEnrichStage(VllmEnrichOptions(model="/models/x"), RunContext(output_uri=str(tmp_path)))
         out = {r["product_id"]: r for r in st.transform_dataset(ray.data.from_items(rows)).take_all()}
         again = {r["product_id"]: r for r in st.transform_dataset(ray.data.from_items(rows)).take_all()}
     finally:

@@ -6,13 +6,9 @@ source title, record its prompt id, and no row may be lost. Skipped only when th
 """
 import pytest
 
-from augment.llm.openai_engine import (
-    OpenAIBackgroundOptions,
-    OpenAIBackgroundPrompts,
-    OpenAIEnrichOptions,
-    OpenAIEnrichStage,
-)
-from augment.stages.enrich_title import guards
+from augment.stages.background_prompts import guards
+from augment.stages.background_prompts.model import OpenAIBackgroundOptions, OpenAIBackgroundPrompts
+from augment.stages.enrich_title.model import OpenAIEnrichOptions, OpenAIEnrichStage
 from augment.stages.base import RunContext
 from testkit.tiny_models import build_llama
 from testkit.vllm_server import VllmServer, vllm_python
@@ -62,7 +58,7 @@ def test_gibberish_is_rejected_and_no_row_is_lost(server, rows, tmp_path):
         assert status == "rejected" and reason in PARSE_REASONS | GUARD_REASONS, record
         assert record == {"backend": "openai", "model": server.model_dir, "prompt_id": "enrich_title_strict.v1",
                           "status": record["status"], "attempts": 2}
-    assert stage.client.retries == 0  # the server answered every call at once
+    assert stage.engine.client.retries == 0  # the server answered every call at once
 
 
 def test_repeated_run_is_answered_from_the_cache(server, rows, tmp_path):

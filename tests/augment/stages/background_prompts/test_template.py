@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from augment.stages.enrich_title import guards
+from augment.stages.background_prompts import guards
 from augment.stages import resolve
 from augment.stages.background_prompts.template import TemplateBackgroundOptions, TemplateBackgroundPrompts
 from augment.stages.base import RunContext

@@ -1,4 +1,4 @@
-"""The guards every enriched title and background prompt must pass, whichever backend made it."""
+"""The guards every enriched title must pass, whichever backend made it."""
 from augment.stages.enrich_title import guards
 
 NIKE = "Nike Men's Breakli Navy Blue Track Pants"
@@ -83,24 +83,3 @@ def test_latin_brand_in_chinese_title_keeps_chinese_script():
     source = "Nike耐克男士运动裤 藏青色 宽松版型"
     entities = [{"label": "BRAND", "text": "Nike", "start": 0, "end": 4, "id": "nike"}]
     assert guards.check_title("Nike耐克男士宽松运动长裤 藏青色 透气", source, entities) is None
-
-
-def test_dominant_script():
-    assert guards.dominant_script("Nike 耐克运动裤") == "CJK"
-    assert guards.dominant_script("Кроссовки Nike") == "CYRILLIC"
-    assert guards.dominant_script("1234 !!") is None
-
-
-def test_background_prompt_checks():
-    good = "A clean white studio background with soft even lighting."
-    assert guards.check_background_prompt(good) is None
-    assert guards.check_background_prompt("White.") == "too_short"
-    assert guards.check_background_prompt(good + "\n" + good) == "control_chars"
-    assert guards.check_background_prompt("<img src=x> " + good) == "html"
-
-
-def test_background_prompt_list_checks():
-    prompts = [f"A bright studio backdrop number {i} with soft light." for i in range(10)]
-    assert guards.check_background_prompts(prompts, 10) is None
-    assert guards.check_background_prompts(prompts[:9], 10) == "wrong_count"
-    assert guards.check_background_prompts(prompts[:9] + [prompts[0].upper()], 10) == "repeated"

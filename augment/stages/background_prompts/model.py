@@ -1,0 +1,181 @@
+"""The model backends of background_prompts (`openai`, `transformers`, `vllm`): Algorithms 5-6 over three engines.
+
+Per batch: one Algorithm 6 request per row (after Algorithm 5's reference images, when configured; requests.py),
+answered through the LLM client (response cache, else the engine). A list that fails parsing or the guards
+(guards.py) is replaced by the template's curated choice for that product (template.choose_backgrounds), so
+every row still gets its prompts; the fallbacks are counted in the stage's log line.
+
+The backends differ only in their engine (augment/llm): `openai` and `transformers` answer a batch's requests in
+`process`; `vllm` runs the same steps as a Ray Data transform (`transform_dataset`). Options are one flat
+mapping: ModelOptions, the engine's options and `BackgroundTask`.
+
+Must not: drop or reorder rows, raise on one bad answer, or know about HTTP, engines or tensors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from typing import ClassVar
+
+from augment.core import storage
+from augment.core.names import WORK_IMAGE, Status
+from augment.imaging import untrusted
+from augment.llm import vllm_engine as vx
+from augment.llm.client import LLMClient, ModelOptions, stage_options
+from augment.llm.openai_engine import OpenAIEngine, OpenAIOptions
+from augment.llm.requests import ChatRequest, Completion, image_data_url, image_urls
+from augment.llm.transformers_engine import TransformersEngine, TransformersOptions
+from augment.llm.vllm_engine import VllmEngine, VllmOptions
+from augment.stages.background_prompts import guards
+from augment.stages.background_prompts.requests import background_request, product_text
+from augment.stages.background_prompts.template import choose_backgrounds
+from augment.stages.base import Batch, Stage, StageResult
+from prompts import backgrounds as background_sets
+from prompts import parsers
+
+log = logging.getLogger(__name__)
+
+REFERENCE_MAX_PIXELS = 40_000_000  # a reference image above this declared size is refused (decompression bomb)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackgroundTask:
+    """The options of the background task itself, whatever the engine."""
+
+    # Algorithm 5: reference background images (local paths or s3:// URIs) shown before the Algorithm 6 prompt.
+    reference_images: list[str] = dataclasses.field(default_factory=list)
+    backgrounds: str = background_sets.LATEST  # curated set used when a model's list is rejected
+    max_tokens: int = 1024  # a list of backgrounds is longer than a title (replaces ModelOptions' 256)
+
+
+OpenAIBackgroundOptions = stage_options("OpenAIBackgroundOptions", __name__, ModelOptions, OpenAIOptions,
+                                        BackgroundTask)
+TransformersBackgroundOptions = stage_options("TransformersBackgroundOptions", __name__, ModelOptions,
+                                              TransformersOptions, BackgroundTask)
+VllmBackgroundOptions = stage_options("VllmBackgroundOptions", __name__, ModelOptions, VllmOptions, BackgroundTask)
+
+
+def judge_backgrounds(completion: Completion, count: int) -> tuple[list[str] | None, str | None]:
+    """(prompts, None) when the model's answer holds `count` usable background prompts, else (None, reason)."""
+    if completion.error:
+        return None, completion.error
+    try:
+        candidates = parsers.parse_background_prompts(completion.text, count, completion.finish_reason)
+    except parsers.ParseError as exc:
+        return None, exc.reason
+    reason = guards.check_background_prompts(candidates, count)
+    return (candidates, None) if reason is None else (None, reason)
+
+
+class ModelBackgroundStage(Stage):
+    """background_prompts with a language model; a backend names its engine."""
+
+    name = "background_prompts"
+    reads = ("title", "description", "entities", WORK_IMAGE)
+    writes = ("background_prompts",)
+    engine_cls: ClassVar[type]
+    count = 10  # Algorithm 6 asks for ten
+
+    def __init__(self, options=None, context=None):
+        super().__init__(options, context)
+        if not self.options.model:
+            raise ValueError(f"{self.name}[{self.backend}]: options.model is required")
+        self.engine = self.engine_cls(self.options, label=f"{self.name}[{self.backend}]")
+        self.llm = LLMClient(self.engine, self.options, self.context.output_uri,
+                             decoding={"references": list(self.options.reference_images)})
+        self.stats: Counter = Counter()
+        self.fallback_set = background_sets.load(self.options.backgrounds)
+        self._reference_urls: list[str] | None = None
+
+    def setup(self) -> None:
+        self.engine.setup()
+
+    def reference_urls(self) -> list[str]:
+        """The configured reference backgrounds as JPEG data URLs, decoded and checked like catalogue images."""
+        if self._reference_urls is None:
+            urls = []
+            for uri in self.options.reference_images:
+                try:
+                    image = untrusted.normalise(storage.read_bytes(uri), max_pixels=REFERENCE_MAX_PIXELS, min_side=1,
+                                                max_side=self.options.image_max_side)
+                except untrusted.ImageRejected as exc:
+                    raise ValueError(f"options.reference_images: {uri} is not a usable image ({exc})") from None
+                urls.append(image_data_url(untrusted.encode(image, "jpeg", 90)))
+            self._reference_urls = urls
+        return self._reference_urls
+
+    def _request(self, product_id: str, title: str | None, description: str | None, image_url: str | None,
+                 reference_urls: list[str]) -> ChatRequest:
+        seed = self.context.seed(product_id, "background_prompts")
+        return background_request(product_text(title, description), image_url, seed, reference_urls,
+                                  self.options.max_description_chars)
+
+    def _fallback(self, product_id: str, title: str | None, entities) -> list[str]:
+        seed = self.context.seed(product_id, "background_prompts")
+        return choose_backgrounds(self.fallback_set, title or "", entities, self.count, seed)
+
+    def process(self, batch: Batch) -> StageResult:
+        n = len(batch["product_id"])
+        urls = image_urls(batch.get(WORK_IMAGE) or [None] * n, self.options.send_image, self.options.image_max_side)
+        refs = self.reference_urls() if self.options.send_image else []
+        requests = [self._request(batch["product_id"][i], batch["title"][i], batch["description"][i], urls[i], refs)
+                    for i in range(n)]
+        answers = self.llm.answer(requests)
+        self.stats["cache_hits"] += sum(a.cached for a in answers)
+        out = []
+        for i, completion in enumerate(answers):
+            candidates, reason = judge_backgrounds(completion, self.count)
+            if reason is None:
+                out.append(candidates)
+                self.stats[Status.OK.value] += 1
+            else:
+                out.append(self._fallback(batch["product_id"][i], batch["title"][i], batch["entities"][i]))
+                self.stats[Status.FALLBACK.because(reason)] += 1
+        log.info("%s[%s] %d rows: %s", self.name, self.backend, n,
+                 ", ".join(f"{k} {v}" for k, v in sorted(self.stats.items())))
+        return StageResult(columns={"background_prompts": out})
+
+    # -- the same steps row by row, for the vllm engine's Ray Data transform ------------------------------------
+    def request_row(self, row: dict, reference_urls: list[str]) -> dict:
+        image = row.get(WORK_IMAGE)
+        url = image_data_url(image, self.options.image_max_side) if (image and self.options.send_image) else None
+        request = self._request(row["product_id"], row["title"], row.get("description"), url, reference_urls)
+        return {**row, vx.REQUEST: dataclasses.asdict(request)}
+
+    def finalize(self, row: dict) -> dict:
+        candidates, reason = judge_backgrounds(vx.completion_of(row), self.count)
+        if reason is not None:
+            candidates = self._fallback(row["product_id"], row["title"], row["entities"])
+        out = {k: v for k, v in row.items() if k not in vx.INTERNAL}
+        out["background_prompts"] = candidates
+        return out
+
+    def transform_dataset(self, ds):
+        columns = list(ds.schema().names) + ["background_prompts"]
+        ds, quarantined = vx.split_live(ds, self.writes)
+        refs = self.reference_urls() if self.options.send_image else []
+        ds = ds.map(lambda row: self.request_row(row, refs))
+        return self.engine.answer_dataset(ds, columns, self.llm).map(self.finalize).union(quarantined)
+
+
+class OpenAIBackgroundPrompts(ModelBackgroundStage):
+    backend = "openai"
+    engine_cls = OpenAIEngine
+    options_cls = OpenAIBackgroundOptions
+    requires = OpenAIEngine.requires
+
+
+class TransformersBackgroundPrompts(ModelBackgroundStage):
+    backend = "transformers"
+    engine_cls = TransformersEngine
+    options_cls = TransformersBackgroundOptions
+    requires = TransformersEngine.requires
+
+
+class VllmBackgroundPrompts(ModelBackgroundStage):
+    backend = "vllm"
+    engine_cls = VllmEngine
+    options_cls = VllmBackgroundOptions
+    requires = VllmEngine.requires
+    is_dataset_stage = True  # the runner calls transform_dataset(ds) instead of process(batch)

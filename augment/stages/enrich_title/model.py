@@ -1,0 +1,222 @@
+"""The model backends of enrich_title (`openai`, `transformers`, `vllm`): one guarded flow over three engines.
+
+Per batch:
+  1. build one enrich_title.vN request per row (zh prompts for CJK titles when language=auto; requests.py);
+  2. answer it through the LLM client: from the run's response cache, else from the engine;
+  3. parse (prompts.parsers) and guard (guards.py) each answer;
+  4. rows whose answer was rejected get one retry with the strict prompt, told why;
+  5. a row still rejected keeps its source title with status `rejected:<reason>`; a row whose calls failed at
+     the transport level (after the client's own retries) keeps it with `fallback:<error>`.
+Every row gets an `enrichment` record: backend, model, the prompt id of its last attempt, status, attempts.
+
+The backends differ only in their engine (augment/llm): `openai` and `transformers` answer a batch's requests
+in `process`; `vllm` runs the same steps as a Ray Data transform (`transform_dataset`, row by row).
+Options are one flat mapping: ModelOptions, the engine's options and `EnrichTask`.
+
+Must not: drop or reorder rows, raise on one bad answer, or know about HTTP, engines or tensors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from typing import ClassVar
+
+from augment.core.names import WORK_IMAGE, Status
+from augment.llm import vllm_engine as vx
+from augment.llm.client import LLMClient, ModelOptions, stage_options
+from augment.llm.openai_engine import OpenAIEngine, OpenAIOptions
+from augment.llm.requests import ChatRequest, Completion, image_data_url, image_urls
+from augment.llm.transformers_engine import TransformersEngine, TransformersOptions
+from augment.llm.vllm_engine import VllmEngine, VllmOptions
+from augment.stages.base import Batch, Stage, StageResult
+from augment.stages.enrich_title import guards
+from augment.stages.enrich_title.requests import enrich_request
+from augment.stages.enrich_title.template import enrichment_record
+from prompts import parsers
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class EnrichTask:
+    """The options of the enrichment task itself, whatever the engine."""
+
+    language: str = "auto"  # prompt language: auto (zh for CJK titles, else en) | en | zh
+    title_max_chars: int = 300  # guard: longest enriched title (longer sources may grow by 25 %)
+
+
+OpenAIEnrichOptions = stage_options("OpenAIEnrichOptions", __name__, ModelOptions, OpenAIOptions, EnrichTask)
+TransformersEnrichOptions = stage_options("TransformersEnrichOptions", __name__, ModelOptions, TransformersOptions,
+                                          EnrichTask)
+VllmEnrichOptions = stage_options("VllmEnrichOptions", __name__, ModelOptions, VllmOptions, EnrichTask)
+
+
+def judge_title(completion: Completion, title: str, entities, bounds: guards.TitleBounds
+                ) -> tuple[str | None, str | None]:
+    """(candidate, None) when the model's answer is a usable enriched title, else (None, reason)."""
+    if completion.error:
+        return None, completion.error
+    try:
+        candidate = parsers.parse_enriched_title(completion.text, completion.finish_reason)
+    except parsers.ParseError as exc:
+        return None, exc.reason
+    reason = guards.check_title(candidate, title, entities, bounds)
+    return (candidate, None) if reason is None else (None, reason)
+
+
+class ModelEnrichStage(Stage):
+    """enrich_title with a language model; a backend names its engine."""
+
+    name = "enrich_title"
+    reads = ("title", "description", "entities", WORK_IMAGE)
+    writes = ("enriched_title", "enrichment")
+    engine_cls: ClassVar[type]
+
+    def __init__(self, options=None, context=None):
+        super().__init__(options, context)
+        if not self.options.model:
+            raise ValueError(f"{self.name}[{self.backend}]: options.model is required")
+        if self.options.language not in ("auto", "en", "zh"):
+            raise ValueError(f"enrich_title.language must be auto, en or zh, got {self.options.language!r}")
+        self.bounds = guards.TitleBounds(max_chars=self.options.title_max_chars)
+        self.engine = self.engine_cls(self.options, label=f"{self.name}[{self.backend}]")
+        self.llm = LLMClient(self.engine, self.options, self.context.output_uri, decoding={})
+        self.stats: Counter = Counter()
+
+    def setup(self) -> None:
+        self.engine.setup()
+
+    def _request(self, batch: Batch, i: int, image_url: str | None, problem: str | None = None) -> ChatRequest:
+        return enrich_request(
+            batch["title"][i] or "",
+            batch["description"][i],
+            batch["entities"][i],
+            image_url,
+            self.context.seed(batch["product_id"][i], "enrich_title"),
+            language=self.options.language,
+            bounds=self.bounds,
+            problem=problem,
+            max_description_chars=self.options.max_description_chars,
+        )
+
+    def _record(self, prompt_id: str, status: str, attempts: int) -> dict:
+        return enrichment_record(self.backend, self.llm.model, prompt_id, status, attempts)
+
+    def _answer(self, requests: list[ChatRequest]) -> list[Completion]:
+        answers = self.llm.answer(requests)
+        self.stats["cache_hits"] += sum(a.cached for a in answers)
+        return answers
+
+    def process(self, batch: Batch) -> StageResult:
+        n = len(batch["product_id"])
+        titles = [t or "" for t in batch["title"]]
+        urls = image_urls(batch.get(WORK_IMAGE) or [None] * n, self.options.send_image, self.options.image_max_side)
+        first = [self._request(batch, i, urls[i]) for i in range(n)]
+        answers = self._answer(first)
+
+        out_titles: list[str] = list(titles)
+        records: list[dict | None] = [None] * n
+        retry: dict[int, str] = {}
+        for i, completion in enumerate(answers):
+            candidate, reason = judge_title(completion, titles[i], batch["entities"][i], self.bounds)
+            if candidate is not None:
+                out_titles[i] = candidate
+                records[i] = self._record(first[i].prompt_id, Status.OK.value, 1)
+            elif completion.error:
+                records[i] = self._record(first[i].prompt_id, Status.FALLBACK.because(reason), 1)
+            else:
+                retry[i] = reason
+
+        if retry:
+            order = sorted(retry)
+            second = [self._request(batch, i, urls[i], problem=retry[i]) for i in order]
+            for i, request, completion in zip(order, second, self._answer(second)):
+                candidate, reason = judge_title(completion, titles[i], batch["entities"][i], self.bounds)
+                if candidate is not None:
+                    out_titles[i] = candidate
+                    status = Status.OK.value
+                else:
+                    # A failed retry call leaves the first answer's rejection as the reason.
+                    status = Status.REJECTED.because(retry[i] if completion.error else reason)
+                records[i] = self._record(request.prompt_id, status, 2)
+
+        batch_stats = Counter(r["status"] for r in records)
+        self.stats.update(batch_stats)
+        log.info("%s[%s] %d rows: %s", self.name, self.backend, n,
+                 ", ".join(f"{k} {v}" for k, v in sorted(batch_stats.items())))
+        return StageResult(columns={"enriched_title": out_titles, "enrichment": records})
+
+    # -- the same steps row by row, for the vllm engine's Ray Data transform ------------------------------------
+    def image_url_of(self, row: dict) -> str | None:
+        image = row.get(WORK_IMAGE)
+        if not (self.options.send_image and image):
+            return None
+        return image_data_url(image, self.options.image_max_side)
+
+    def first_request(self, row: dict, image_url: str | None) -> dict:
+        batch = {k: [v] for k, v in row.items()}
+        return dataclasses.asdict(self._request(batch, 0, image_url))
+
+    def judge_first(self, row: dict) -> dict:
+        candidate, reason = judge_title(vx.completion_of(row), row["title"] or "", row["entities"], self.bounds)
+        prompt_id = row[vx.REQUEST]["prompt_id"]
+        out = {**row, vx.ATTEMPTS: 1, vx.RETRY: ""}
+        if candidate is not None:
+            out |= {"enriched_title": candidate, "enrichment": self._record(prompt_id, Status.OK.value, 1)}
+        elif row[vx.ERROR]:
+            out |= {"enriched_title": row["title"],
+                    "enrichment": self._record(prompt_id, Status.FALLBACK.because(reason), 1)}
+        else:
+            out |= {"enriched_title": row["title"], "enrichment": None, vx.RETRY: reason}
+        return out
+
+    def retry_request(self, row: dict, image_url: str | None) -> dict:
+        batch = {k: [v] for k, v in row.items()}
+        return {**row, vx.REQUEST: dataclasses.asdict(self._request(batch, 0, image_url, problem=row[vx.RETRY]))}
+
+    def judge_retry(self, row: dict) -> dict:
+        candidate, reason = judge_title(vx.completion_of(row), row["title"] or "", row["entities"], self.bounds)
+        if candidate is not None:
+            status = Status.OK.value
+        else:
+            status = Status.REJECTED.because(row[vx.RETRY] if row[vx.ERROR] else reason)
+        return {**row, "enriched_title": candidate if candidate is not None else row["title"],
+                "enrichment": self._record(row[vx.REQUEST]["prompt_id"], status, 2)}
+
+    def transform_dataset(self, ds):
+        columns = list(ds.schema().names) + ["enriched_title", "enrichment"]
+        ds, quarantined = vx.split_live(ds, self.writes)
+
+        def first(row):
+            url = self.image_url_of(row)
+            return {**row, vx.IMAGE_URL: url, vx.REQUEST: self.first_request(row, url)}
+
+        ds = self.engine.answer_dataset(ds.map(first), columns, self.llm).map(self.judge_first)
+        done = ds.filter(lambda r: r[vx.RETRY] == "")
+        retry = ds.filter(lambda r: r[vx.RETRY] != "").map(lambda row: self.retry_request(row, row[vx.IMAGE_URL]))
+        retried = self.engine.answer_dataset(retry, columns, self.llm).map(self.judge_retry)
+        finished = done.union(retried).map(lambda row: {k: v for k, v in row.items() if k not in vx.INTERNAL})
+        return finished.union(quarantined)
+
+
+class OpenAIEnrichStage(ModelEnrichStage):
+    backend = "openai"
+    engine_cls = OpenAIEngine
+    options_cls = OpenAIEnrichOptions
+    requires = OpenAIEngine.requires
+
+
+class TransformersEnrichStage(ModelEnrichStage):
+    backend = "transformers"
+    engine_cls = TransformersEngine
+    options_cls = TransformersEnrichOptions
+    requires = TransformersEngine.requires
+
+
+class VllmEnrichStage(ModelEnrichStage):
+    backend = "vllm"
+    engine_cls = VllmEngine
+    options_cls = VllmEnrichOptions
+    requires = VllmEngine.requires
+    is_dataset_stage = True  # the runner calls transform_dataset(ds) instead of process(batch)
