@@ -43,23 +43,10 @@ def add_commands(subparsers) -> None:
 def load_config(args) -> "Config":  # noqa: F821
     from augment import config as C
 
-    overrides: dict = {"run": {}}
-    if getattr(args, "shard_size", None):
-        overrides["run"]["shard_size"] = args.shard_size
-    if getattr(args, "ray_address", None):
-        overrides["run"]["ray_address"] = args.ray_address
-    if getattr(args, "no_progress", False):
-        overrides["run"]["progress"] = False
-    stages = getattr(args, "stages", None)
-    if stages:
-        wanted = {s.strip() for s in stages.split(",") if s.strip()}
-        base = C.load(args.config, args.profile, check_stages=False)
-        unknown = wanted - set(base.stages)
-        if unknown:
-            raise C.ConfigError(f"--stages: unknown stage {sorted(unknown)[0]!r}; configured: {', '.join(base.stages)}")
-        wanted.add("validate")  # every run validates its input
-        overrides["stages"] = {name: {"enabled": name in wanted} for name in base.stages}
-    return C.load(args.config, args.profile, overrides)
+    return C.load_for_run(
+        args.config, args.profile, stages=getattr(args, "stages", None), shard_size=getattr(args, "shard_size", None),
+        ray_address=getattr(args, "ray_address", None), progress=False if getattr(args, "no_progress", False) else None,
+    )
 
 
 def cmd_config(args) -> int:

@@ -11,21 +11,16 @@ cannot (without --force).
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from augment.core.config import ConfigError, deep_merge, from_dict, read_mapping
+from augment.core.names import STAGE_ORDER
 from augment.core.util import stable_hash
+from augment.stages.validate.stage import ValidateOptions
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 NOT_HASHED = {"hash": False}
-
-
-class ConfigError(ValueError):
-    """A config value is missing, unknown or of the wrong type. The message names the dotted key."""
 
 
 @dataclasses.dataclass
@@ -47,21 +42,13 @@ class StageConfig:
 
 
 @dataclasses.dataclass
-class InputConfig:
+class InputConfig(ValidateOptions):
+    """The `input:` section: the limits the validate stage applies (ValidateOptions: allowed image roots and
+    buckets, sizes) and how the input's columns map to the contract."""
+
     # Contract column -> the input's column name, for catalogues with their own names
     # (e.g. {product_id: id, title: productDisplayName, image_uri: image, brand: brandName}).
     columns: dict[str, str] = dataclasses.field(default_factory=dict)
-    # Local directories that image paths may point into. Empty: the directory of the input file. A path that
-    # resolves outside every root (../../etc/passwd, a symlink out) quarantines the row.
-    allowed_roots: list[str] = dataclasses.field(default_factory=list)
-    # s3 buckets image URIs may point into. Empty: only the input's own bucket, if it is on s3.
-    allowed_buckets: list[str] = dataclasses.field(default_factory=list)
-    max_image_bytes: int = 20_000_000
-    max_image_pixels: int = 40_000_000  # declared width*height above this: decompression bomb, quarantined
-    min_image_side: int = 8
-    max_title_chars: int = 2_000
-    # Working copy of the image handed to later stages: longest side capped at this, RGB, EXIF-rotated.
-    work_image_side: int = 1024
 
 
 @dataclasses.dataclass
@@ -103,8 +90,6 @@ class Config:
         return stable_hash(data, length=16)
 
     def enabled_stages(self) -> list[tuple[str, StageConfig]]:
-        from augment.stages import STAGE_ORDER
-
         return [(name, self.stages[name]) for name in STAGE_ORDER if name in self.stages and self.stages[name].enabled]
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,12 +105,12 @@ def load(
     """Load a config: a profile (default `local`), then a YAML file, then overrides, each merged over the last."""
     data: dict[str, Any] = {}
     if path is not None:
-        data = _read_yaml(Path(path))
+        data = read_mapping(Path(path))
     base = profile or data.pop("extends", None) or "local"
     data.pop("extends", None)
-    merged = _deep_merge(profile_dict(base), data)
+    merged = _merge(profile_dict(base), data)
     if overrides:
-        merged = _deep_merge(merged, overrides)
+        merged = _merge(merged, overrides)
     merged.setdefault("profile", base)
     config = from_dict(Config, merged, "")
     validate_values(config)
@@ -134,102 +119,63 @@ def load(
     return config
 
 
+def load_for_run(
+    path: str | Path | None = None,
+    profile: str | None = None,
+    *,
+    stages: str | None = None,
+    shard_size: int | None = None,
+    ray_address: str | None = None,
+    progress: bool | None = None,
+) -> Config:
+    """The config of one `moon run` (the CLI and the Airflow plan task build it the same way, so the config hash
+    is the same): a file and/or profile, with the command line's overrides. `stages` ("ner,filter") enables only
+    those stages, and validate."""
+    overrides: dict[str, Any] = {"run": {}}
+    if shard_size:
+        overrides["run"]["shard_size"] = shard_size
+    if ray_address:
+        overrides["run"]["ray_address"] = ray_address
+    if progress is not None:
+        overrides["run"]["progress"] = progress
+    if stages:
+        wanted = {s.strip() for s in stages.split(",") if s.strip()}
+        base = load(path, profile, check_stages=False)
+        unknown = wanted - set(base.stages)
+        if unknown:
+            raise ConfigError(f"--stages: unknown stage {sorted(unknown)[0]!r}; configured: {', '.join(base.stages)}")
+        wanted.add("validate")  # every run validates its input
+        overrides["stages"] = {name: {"enabled": name in wanted} for name in base.stages}
+    return load(path, profile, overrides)
+
+
 def profile_dict(name: str) -> dict[str, Any]:
     path = PROFILE_DIR / f"{name}.yaml"
     if not path.exists():
         names = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
         raise ConfigError(f"unknown profile {name!r}; profiles are {', '.join(names)}")
-    data = _read_yaml(path)
+    data = read_mapping(path)
     parent = data.pop("extends", None)
-    return _deep_merge(profile_dict(parent), data) if parent else data
+    return _merge(profile_dict(parent), data) if parent else data
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level, not {type(data).__name__}")
-    return data
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
-            out[key] = _deep_merge(out[key], value)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            # options replace per key as well, but a backend change drops the old backend's options (see below)
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
-    # A stage whose backend is overridden keeps none of the previous backend's options.
-    if "backend" in over and "backend" in base and over["backend"] != base["backend"]:
-        out["options"] = dict(over.get("options", {}))
-    return out
-
-
-def from_dict(cls: type, data: Any, key: str) -> Any:
-    """Build dataclass `cls` from plain data, checking every key and type; errors name the dotted key."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{key or 'config'}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        where = f"{key}." if key else ""
-        raise ConfigError(
-            f"unknown key {where}{unknown[0]}; allowed keys here: {', '.join(sorted(fields))}"
-        )
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in data.items():
-        values[name] = coerce(hints[name], value, f"{key}.{name}" if key else name)
-    return cls(**values)
-
-
-def coerce(tp: Any, value: Any, key: str) -> Any:
-    """Check `value` against type hint `tp` (dataclasses, Optional, list, dict, scalars) and return it."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(arg, value, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} ({value!r})")
-        return [coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
-        return {k: coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
-    if tp is Any:
-        return value
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp in (str, bool):
-        if isinstance(value, tp):
-            return value
-    else:
-        raise ConfigError(f"{key}: unsupported type {tp}")
-    raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} ({value!r})")
+def _merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base` (augment.core.config.deep_merge), with the rule of stage sections: a stage's options
+    merge key by key (an option's value is replaced whole), and a stage whose backend is overridden keeps none of
+    the previous backend's options."""
+    merged = deep_merge(base, over)
+    stages, base_stages = over.get("stages"), base.get("stages")
+    if not (isinstance(stages, dict) and isinstance(base_stages, dict)):
+        return merged
+    for name, stage in stages.items():
+        before = base_stages.get(name)
+        if not (isinstance(stage, dict) and isinstance(before, dict)):
+            continue
+        if "backend" in stage and "backend" in before and stage["backend"] != before["backend"]:
+            merged["stages"][name]["options"] = dict(stage.get("options", {}))
+        elif isinstance(stage.get("options"), dict) and isinstance(before.get("options"), dict):
+            merged["stages"][name]["options"] = {**before["options"], **stage["options"]}
+    return merged
 
 
 def validate_stages(config: Config) -> None:
@@ -256,8 +202,6 @@ def validate_stages(config: Config) -> None:
 
 def validate_values(config: Config) -> None:
     """Checks of single values that types alone cannot express."""
-    from augment.stages import STAGE_ORDER
-
     for name in config.stages:
         if name not in STAGE_ORDER:
             raise ConfigError(f"unknown key stages.{name}; stages are {', '.join(STAGE_ORDER)}")

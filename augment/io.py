@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from augment.core import schema as S
+from augment.core.names import PARSE_ERROR
 from augment.core import storage
 from augment.core.util import stable_hash
 
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
-PARSE_ERROR = "_parse_error"
-DUPLICATE = "_duplicate"
 MAX_RAW_CHARS = 10_000
 STAGED_COLUMNS_KEY = b"moon.staged_columns"  # staged file metadata: the renamed and not carried input columns
 

@@ -18,15 +18,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from augment.core import faults
 from augment import io
+from augment.core import faults
 from augment.core import schema as S
 from augment.stages import Rejection, RunContext, Stage, StageResult, resolve
 
 log = logging.getLogger(__name__)
-QUARANTINE_DETAIL = "_quarantine_detail"
-SOURCE_URI = "_source_uri"
-INTERNAL_TYPES = {"_image": pa.binary()}
+INTERNAL_TYPES = {S.WORK_IMAGE: pa.binary()}
 
 
 @dataclasses.dataclass
@@ -45,7 +43,7 @@ def build_stage(spec: StageSpec, context: RunContext) -> Stage:
 def read_shard(spec: dict[str, Any], input_schema: pa.Schema, column_map: dict[str, str]) -> pa.Table:
     """The rows of one shard with the bookkeeping columns every later step relies on."""
     start, stop = spec["row_start"], spec["row_stop"]
-    target = pa.schema([f for f in input_schema if f.name != io.DUPLICATE])
+    target = pa.schema([f for f in input_schema if f.name != S.DUPLICATE])
     table = io.read_rows(spec["read_uri"], start, stop, target, column_map)
     if table.num_rows != stop - start:
         raise IOError(
@@ -55,14 +53,14 @@ def read_shard(spec: dict[str, Any], input_schema: pa.Schema, column_map: dict[s
     n = table.num_rows
     duplicates = set(spec.get("duplicate_rows") or ())
     rows = list(range(start, stop))
-    table = table.append_column(io.DUPLICATE, pa.array([r in duplicates for r in rows], pa.bool_()))
+    table = table.append_column(S.DUPLICATE, pa.array([r in duplicates for r in rows], pa.bool_()))
     extra = {
         S.SHARD_ID: pa.array([spec["shard_id"]] * n, pa.string()),
-        SOURCE_URI: pa.array([spec["source_uri"]] * n, pa.string()),
+        S.SOURCE_URI: pa.array([spec["source_uri"]] * n, pa.string()),
         S.SOURCE_ROW: pa.array(rows, pa.int64()),
         S.QUARANTINE_REASON: pa.nulls(n, pa.string()),
         S.QUARANTINE_STAGE: pa.nulls(n, pa.string()),
-        QUARANTINE_DETAIL: pa.nulls(n, pa.string()),
+        S.QUARANTINE_DETAIL: pa.nulls(n, pa.string()),
     }
     for name, column in extra.items():
         table = table.append_column(name, column)
@@ -204,10 +202,10 @@ def _set_column(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
 def _mark_rejected(table: pa.Table, stage_name: str, rejects: list[Rejection | None]) -> pa.Table:
     reason = table.column(S.QUARANTINE_REASON).to_pylist()
     where = table.column(S.QUARANTINE_STAGE).to_pylist()
-    detail = table.column(QUARANTINE_DETAIL).to_pylist()
+    detail = table.column(S.QUARANTINE_DETAIL).to_pylist()
     for i, rejection in enumerate(rejects):
         if rejection is not None:
             reason[i], where[i], detail[i] = rejection.reason, stage_name, rejection.detail
     table = _set_column(table, S.QUARANTINE_REASON, pa.array(reason, pa.string()))
     table = _set_column(table, S.QUARANTINE_STAGE, pa.array(where, pa.string()))
-    return _set_column(table, QUARANTINE_DETAIL, pa.array(detail, pa.string()))
+    return _set_column(table, S.QUARANTINE_DETAIL, pa.array(detail, pa.string()))

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from augment import io
 from augment.core import manifest, storage
 from augment.core import schema as S
-from augment.config import Config
+from augment.config import Config, stage_options
 from augment.core.util import code_version, stable_hash
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,8 @@ def plan_run(
     if stale and not force:
         raise RunMismatch(f"{len(stale)} committed shards in {output_uri} were made with another config; use --force")
     # 5. Artifacts derived from the whole input before any stage runs.
-    artifacts = _learned_brands(sources, counts, column_map, output_uri, config) if write else {}
+    wanted = wanted_artifacts(config) if write else set()
+    artifacts = _learned_brands(sources, counts, column_map, output_uri) if "learned_brands" in wanted else {}
     return Plan(
         run_uri=output_uri, run_id=run_id, config_hash=identity["config_hash"], input_uri=input_uri,
         sources=sources, shards=shards, committed=committed, input_schema=input_schema,
@@ -190,7 +191,7 @@ def _unify(sources: list[io.Source]) -> pa.Schema:
             fields.setdefault(field.name, field)
     for name in S.INPUT_FIELDS.names:
         fields[name] = S.INPUT_FIELDS.field(name)
-    fields[io.DUPLICATE] = pa.field(io.DUPLICATE, pa.bool_())
+    fields[S.DUPLICATE] = pa.field(S.DUPLICATE, pa.bool_())
     return pa.schema(list(fields.values()))
 
 
@@ -262,11 +263,20 @@ def clear_outputs(output_uri: str) -> None:
         storage.delete(storage.join(output_uri, name))
 
 
-def _learned_brands(sources, counts, column_map, output_uri: str, config: Config) -> dict[str, str]:
-    """The input's distinct catalogue brands as a lexicon file for the NER stage (when it asks for one)."""
-    ner = config.stages.get("ner")
-    if ner is None or not ner.enabled or not ner.options.get("learn_brands", True):
-        return {}
+def wanted_artifacts(config: Config) -> set[str]:
+    """The run artifacts the enabled stages read with their options (Stage.artifacts)."""
+    from augment.stages import resolve
+
+    wanted: set[str] = set()
+    for name, stage in config.enabled_stages():
+        if name != "validate":  # its options come from input:, and it reads no artifact
+            cls = resolve(name, stage.backend)
+            wanted.update(cls.artifacts(stage_options(cls, stage.options, f"stages.{name}.options")))
+    return wanted
+
+
+def _learned_brands(sources, counts, column_map, output_uri: str) -> dict[str, str]:
+    """The input's distinct catalogue brands as a lexicon file for the NER stage."""
     brands: set[str] = set()
     for source, n in zip(sources, counts):
         column = io.read_column(source, "catalog_brand", column_map, limit=n)

@@ -16,13 +16,14 @@ import time
 import warnings
 from typing import Any, Callable
 
-from augment.core import faults, manifest, storage, util
 from augment.config import Config, Resources, stage_options
+from augment.core import faults, manifest, storage
+from augment.core import ray as core_ray
+from augment.core.util import code_version
 from augment.pipeline import StageChain, StageSpec, build_stage
 from augment.plan import Plan
 from augment.stages import RunContext, resolve
 from augment.stages.validate.stage import ValidateOptions
-from augment.core.util import code_version
 from augment.writer import ShardWriter, write_shard
 
 log = logging.getLogger(__name__)
@@ -122,22 +123,8 @@ def _spec_table(shards):
 # Ray Data
 # ---------------------------------------------------------------------------------------------------------------
 def init_ray(config: Config) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = config.run.ray_address or os.environ.get("RAY_ADDRESS")
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
-    if address:
-        kwargs["address"] = address
-    else:
-        # A Ray of our own: without address="local", ray.init attaches to any Ray already running on the machine
-        # (someone else's head), and then refuses num_cpus.
-        kwargs["address"] = "local"
-        kwargs["num_cpus"] = config.run.num_cpus or os.cpu_count()
-        kwargs["include_dashboard"] = False
-        kwargs["runtime_env"] = util.local_ray_runtime_env()
-    ray.init(**kwargs)
+    """Ray for this run (augment.core.ray): `run.ray_address`, else a private local Ray with `run.num_cpus`."""
+    core_ray.init_ray(config.run.ray_address, config.run.num_cpus or os.cpu_count())
 
 
 def _pool_sizes(groups, cluster: dict[str, float]) -> list[tuple[int, int]]:

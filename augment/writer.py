@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 
 from augment.core import faults, manifest, storage
 from augment.core import schema as S
-from augment.pipeline import QUARANTINE_DETAIL, SOURCE_URI
 from augment.plan import Plan, ShardSpec
 from augment.stages import RunContext
 
@@ -57,7 +56,7 @@ def _lineage(table: pa.Table, context: RunContext) -> pa.Array:
     return pa.StructArray.from_arrays(
         [
             pa.array([context.run_id] * n, pa.string()),
-            table.column(SOURCE_URI).combine_chunks(),
+            table.column(S.SOURCE_URI).combine_chunks(),
             table.column(S.SOURCE_ROW).combine_chunks(),
             table.column(S.SHARD_ID).combine_chunks(),
             pa.array([context.config_hash] * n, pa.string()),
@@ -85,7 +84,7 @@ def quarantine_table(table: pa.Table, input_schema: pa.Schema, context: RunConte
     carried = carried_schema(input_schema)
     out_schema = S.quarantine_schema(carried)
     sources = {
-        "stage": S.QUARANTINE_STAGE, "reason": S.QUARANTINE_REASON, "detail": QUARANTINE_DETAIL, "raw": S.RAW_ROW,
+        "stage": S.QUARANTINE_STAGE, "reason": S.QUARANTINE_REASON, "detail": S.QUARANTINE_DETAIL, "raw": S.RAW_ROW,
     }
     columns = []
     for field in out_schema:

@@ -116,7 +116,7 @@ def bench_ray(titles: list[str], batch_size: int, repeat: int) -> list[tuple[flo
     import ray
 
     from augment.core import schema as S
-    from augment.pipeline import QUARANTINE_DETAIL, StageSpec
+    from augment.pipeline import StageSpec
     from augment.stages.ner.spacy_rules import NerStage
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -128,7 +128,7 @@ def bench_ray(titles: list[str], batch_size: int, repeat: int) -> list[tuple[flo
         table = pa.table({
             "product_id": [str(i) for i in range(n)], "title": titles, "catalog_brand": pa.nulls(n, pa.string()),
             S.QUARANTINE_REASON: pa.nulls(n, pa.string()), S.QUARANTINE_STAGE: pa.nulls(n, pa.string()),
-            QUARANTINE_DETAIL: pa.nulls(n, pa.string()),
+            S.QUARANTINE_DETAIL: pa.nulls(n, pa.string()),
         })
         # blocks of at most one batch, so that each actor call gets one whole batch (no short remainder calls)
         source = ray.data.from_arrow(table).repartition(max(1, -(-n // batch_size))).materialize()

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from airflow.sdk import Param, XComArg, dag, task
 
+from augment.core.names import STAGE_ORDER
+from augment.orchestrate import GPU_POOL
 from augment.orchestrate.assets import MOON_SHARDS
 from augment.orchestrate.operator import RayJobOperator
 
@@ -32,9 +34,8 @@ from augment.orchestrate.operator import RayJobOperator
 _PACKAGE = Path(find_spec("augment").origin).parent
 SAMPLE_INPUT = str(_PACKAGE / "sample" / "myntra_sample.parquet")
 PROFILES = sorted(p.stem for p in (_PACKAGE / "profiles").glob("*.yaml")) or ["local"]
-STAGES = ["validate", "ner", "enrich_title", "background_prompts", "image_variants", "filter"]
+STAGES = list(STAGE_ORDER)
 RUNS_ROOT = os.environ.get("MOON_RUNS_ROOT", "/tmp/moon-runs")
-GPU_POOL = "moon_gpu"  # one slot per Ray job in flight; created with include_deferred so waiting jobs count
 JOB_TIMEOUT = timedelta(hours=6)
 
 PARAMS = {

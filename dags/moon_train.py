@@ -15,10 +15,9 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from augment.orchestrate import GPU_POOL
 from augment.orchestrate.assets import MOON_SHARDS
 from augment.orchestrate.operator import RayJobOperator
-
-GPU_POOL = "moon_gpu"
 
 PARAMS = {
     "run_uri": Param(None, type=["null", "string"], title="Run folder (optional)",

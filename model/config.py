@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from pathlib import Path
 from typing import Any
+
+from augment.core import config as loader
+from augment.core.config import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -24,10 +25,6 @@ INTER_OBJECTIVES = OBJECTIVES[:3]
 # OpenAI CLIP's pixel statistics, shared by open_clip and HF CLIP checkpoints.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-class ConfigError(ValueError):
-    """A config value is unknown, missing or of the wrong type; the message names the dotted key."""
 
 
 @dataclasses.dataclass
@@ -224,7 +221,7 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> M
     """A named config (`tiny`) or a JSON/YAML file, with optional dotted-key overrides applied last."""
     data = _load_raw(name_or_path)
     for key, value in (overrides or {}).items():
-        _set_dotted(data, key, value)
+        loader.set_dotted(data, key, value)
     return from_dict(data)
 
 
@@ -232,12 +229,12 @@ def with_overrides(cfg: MoonConfig, overrides: dict[str, Any]) -> MoonConfig:
     """`cfg` with dotted-key overrides applied, validated again."""
     data = cfg.to_dict()
     for key, value in overrides.items():
-        _set_dotted(data, key, value)
+        loader.set_dotted(data, key, value)
     return from_dict(data)
 
 
 def from_dict(data: dict[str, Any]) -> MoonConfig:
-    return _build(MoonConfig, data, "").validate()
+    return loader.from_dict(MoonConfig, data).validate()
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -260,95 +257,11 @@ def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"no config named {name_or_path!r} (named: {', '.join(named_configs())}) and no such file")
     if str(path) in seen:
         raise ConfigError(f"config {path} extends itself")
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"config {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config {path} is not a mapping")
+    data = loader.read_mapping(path)
     base = data.pop("extends", None)
     if base is None:
         return data
-    merged = _load_raw(base, seen + (str(path),))
-    _deep_update(merged, data)
+    merged = loader.deep_merge(_load_raw(base, seen + (str(path),)), data)
     if "name" not in data:
         merged["name"] = path.stem
     return merged
-
-
-def _deep_update(target: dict[str, Any], update: dict[str, Any]) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _deep_update(target[key], value)
-        else:
-            target[key] = value
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{key}: {part} is not a section")
-    node[parts[-1]] = value
-
-
-def _build(cls: type, data: Any, prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(fields))})")
-    values = {}
-    for name, value in data.items():
-        values[name] = _coerce(hints[name], value, f"{prefix}{name}")
-    return cls(**values)
-
-
-def _coerce(kind: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(kind):
-        return _build(kind, value, key + ".")
-    origin = typing.get_origin(kind)
-    args = typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, key)
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return tuple(_coerce(args[0], v, key) for v in value)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(a, v, key) for a, v in zip(args, value))
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {kind}")  # pragma: no cover - guards new field types

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import random
 import tempfile
 import time
@@ -283,22 +282,6 @@ def count_split(files: list[str], cfg: MoonConfig) -> tuple[int, int]:
     return training, held_out
 
 
-def init_ray(address: str | None) -> None:
-    """Connect to `address` (or $RAY_ADDRESS); else start a private local Ray whose workers can import this
-    package from a checkout. Never attaches to some other local instance that happens to be running."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-        return
-    from augment.core.util import local_ray_runtime_env
-
-    ray.init(address="local", include_dashboard=False, log_to_driver=True, runtime_env=local_ray_runtime_env())
-
-
 def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = False,
           ray_address: str | None = None, verbose: bool = False, progress=None, dataset=None) -> dict[str, Any]:
     """Train on a run folder's committed shards; returns the last epoch's metrics, the last and best checkpoints.
@@ -313,6 +296,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     from ray.train.torch import TorchTrainer
 
     from augment.core import manifest, storage
+    from augment.core.ray import init_ray
 
     output_dir = Path(output_dir).resolve()
     if not storage.is_s3(run_uri):

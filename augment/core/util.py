@@ -55,14 +55,3 @@ def int_at_least(minimum: int):
 
 
 positive_int = int_at_least(1)
-
-
-def local_ray_runtime_env() -> dict:
-    """The runtime env of a local Ray started by `moon`: workers import the project from this checkout (also when
-    it is not installed), run one OpenMP thread each unless told otherwise, and never download model weights."""
-    import os
-
-    root = str(Path(__file__).resolve().parents[2])
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    return {"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-                         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}}

@@ -29,8 +29,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from augment.orchestrate import GPU_POOL
+
 ROOT = Path(__file__).resolve().parents[2]
-POOL = ("moon_gpu", 2, "Ray jobs that may use GPUs: one slot per concurrent moon job (deferred tasks count)")
+POOL = (GPU_POOL, 2, "Ray jobs that may use GPUs: one slot per concurrent moon job (deferred tasks count)")
 STATE_FILE = "local_stack.json"
 
 

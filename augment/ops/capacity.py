@@ -17,7 +17,7 @@ from typing import Any
 from augment.ops import benchjson
 from augment.config import Config
 from augment.core.schema import VARIANT_KINDS
-from augment.stages import STAGE_ORDER
+from augment.core.names import STAGE_ORDER
 
 DEFAULT_BENCH_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 CPUS_PER_GPU = 16

@@ -6,7 +6,6 @@ Airflow worker. XCom values built here are small: URIs, ids and counts, never ro
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import re
@@ -81,12 +80,10 @@ class RunRequest:
     def config(self):
         """The run config exactly as `moon run` will build it from the same options (the same config hash)."""
         from augment import config as C
-        from augment.commands import load_config
 
-        args = argparse.Namespace(config=self.config_file, profile=self.profile, stages=",".join(self.stages) or None,
-                                  shard_size=None, ray_address=None, no_progress=True)
         try:
-            return load_config(args)
+            return C.load_for_run(self.config_file, self.profile, stages=",".join(self.stages) or None,
+                                  progress=False)
         except C.ConfigError as exc:
             raise RunRequestError(f"config: {exc}") from exc
 

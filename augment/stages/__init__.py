@@ -1,37 +1,39 @@
-"""Stages and the registry that finds a backend by (stage, backend) name.
+"""The stages, one folder each, and the registry that finds a backend by (stage, backend) name.
 
-Built-in backends are listed here as import paths so that naming one never imports another: the `classic`
-image backend must not pull in torch, the `diffusers` one must not be imported on an Airflow worker. Third-party
-backends register through the `moon.backends` entry-point group (`name = "package.module:Class"`, where the
-class sets `name` and `backend`) or by calling `register()` before the run starts.
+Each stage folder holds its options, its CPU backend, its model backends, its guards or scoring side by side:
+validate/, ner/, enrich_title/, background_prompts/, image_variants/, filter/. What stages share sits beside
+them: `base` (the Stage class), `text` (text checks), `variants` (the variant records). A stage module imports
+the core, the libraries (ner, prompts, augment.imaging, augment.llm), `base`, `text` and `variants`, never
+another stage's folder nor the runner (tests/test_layers.py checks this).
+
+Backends are listed here as import paths so that naming one never imports another: the `classic` image backend
+must not pull in torch, the `diffusers` one must not be imported on an Airflow worker. A new backend is one line
+here and a class in its stage's folder (docs/architecture.md).
 """
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 
+from augment.core.names import STAGE_ORDER
 from augment.stages.base import Batch, NoOptions, Rejection, RunContext, Stage, StageResult
 
-# The order in which stages run. A config may leave stages out; it cannot reorder them.
-STAGE_ORDER = ("validate", "ner", "enrich_title", "background_prompts", "image_variants", "filter")
-
-_BUILTIN: dict[tuple[str, str], str] = {
+BACKENDS: dict[tuple[str, str], str] = {
     ("validate", "default"): "augment.stages.validate.stage:ValidateStage",
     ("ner", "spacy_rules"): "augment.stages.ner.spacy_rules:NerStage",
     ("enrich_title", "template"): "augment.stages.enrich_title.template:TemplateEnrichStage",
-    ("background_prompts", "template"): "augment.stages.background_prompts.template:TemplateBackgroundPrompts",
     ("enrich_title", "openai"): "augment.stages.enrich_title.model:OpenAIEnrichStage",
-    ("background_prompts", "openai"): "augment.stages.background_prompts.model:OpenAIBackgroundPrompts",
     ("enrich_title", "transformers"): "augment.stages.enrich_title.model:TransformersEnrichStage",
-    ("background_prompts", "transformers"): "augment.stages.background_prompts.model:TransformersBackgroundPrompts",
     ("enrich_title", "vllm"): "augment.stages.enrich_title.model:VllmEnrichStage",
+    ("background_prompts", "template"): "augment.stages.background_prompts.template:TemplateBackgroundPrompts",
+    ("background_prompts", "openai"): "augment.stages.background_prompts.model:OpenAIBackgroundPrompts",
+    ("background_prompts", "transformers"): "augment.stages.background_prompts.model:TransformersBackgroundPrompts",
     ("background_prompts", "vllm"): "augment.stages.background_prompts.model:VllmBackgroundPrompts",
     ("image_variants", "classic"): "augment.stages.image_variants.classic:ClassicVariantsStage",
     ("image_variants", "diffusers"): "augment.stages.image_variants.diffusers:DiffusersVariantsStage",
     ("filter", "heuristic"): "augment.stages.filter.heuristic:HeuristicFilterStage",
     ("filter", "clip"): "augment.stages.filter.clip:ClipFilterStage",
 }
-_REGISTERED: dict[tuple[str, str], type[Stage]] = {}
+_RESOLVED: dict[tuple[str, str], type[Stage]] = {}
 
 
 class UnknownBackend(KeyError):
@@ -39,39 +41,16 @@ class UnknownBackend(KeyError):
         return self.args[0]
 
 
-def register(cls: type[Stage]) -> type[Stage]:
-    """Class decorator: make `cls` available as (cls.name, cls.backend)."""
-    if cls.name not in STAGE_ORDER:
-        raise ValueError(f"unknown stage {cls.name!r}; stages are {', '.join(STAGE_ORDER)}")
-    _REGISTERED[(cls.name, cls.backend)] = cls
-    return cls
-
-
-def add_builtin(stage: str, backend: str, path: str) -> None:
-    """Declare a backend by import path without importing it (used by optional backend packages)."""
-    _BUILTIN[(stage, backend)] = path
-
-
 def available(stage: str) -> list[str]:
-    names = {b for (s, b) in _BUILTIN if s == stage} | {b for (s, b) in _REGISTERED if s == stage}
-    names |= {b for (s, b) in _entry_points() if s == stage}
-    return sorted(names)
-
-
-def _entry_points() -> dict[tuple[str, str], str]:
-    found = {}
-    for ep in metadata.entry_points(group="moon.backends"):
-        stage, _, backend = ep.name.partition(".")
-        found[(stage, backend)] = ep.value
-    return found
+    return sorted(b for (s, b) in BACKENDS if s == stage)
 
 
 def resolve(stage: str, backend: str) -> type[Stage]:
     """The Stage class for (stage, backend); a clear error naming the choices when there is none."""
     key = (stage, backend)
-    if key in _REGISTERED:
-        return _REGISTERED[key]
-    path = _BUILTIN.get(key) or _entry_points().get(key)
+    if key in _RESOLVED:
+        return _RESOLVED[key]
+    path = BACKENDS.get(key)
     if path is None:
         if stage not in STAGE_ORDER:
             raise UnknownBackend(f"unknown stage {stage!r}; stages are {', '.join(STAGE_ORDER)}")
@@ -87,21 +66,19 @@ def resolve(stage: str, backend: str) -> type[Stage]:
             f"install the matching extra, e.g. pip install 'moon-augment[gpu]'"
         ) from exc
     cls = getattr(module, attr)
-    _REGISTERED[key] = cls
+    _RESOLVED[key] = cls
     return cls
 
 
 __all__ = [
+    "BACKENDS",
     "Batch",
     "NoOptions",
     "Rejection",
     "RunContext",
-    "STAGE_ORDER",
     "Stage",
     "StageResult",
     "UnknownBackend",
-    "add_builtin",
     "available",
-    "register",
     "resolve",
 ]

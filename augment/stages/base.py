@@ -81,6 +81,12 @@ class Stage(ABC):
         self.options = options if options is not None else self.options_cls()
         self.context = context or RunContext()
 
+    @classmethod
+    def artifacts(cls, options: Any) -> tuple[str, ...]:
+        """Names of the run artifacts this stage reads with these options (RunContext.artifacts): the planner
+        derives only the ones some enabled stage asks for."""
+        return ()
+
     def setup(self) -> None:
         """Load models and other heavy state. Called once per process before the first batch."""
 

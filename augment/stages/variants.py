@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from augment.core import storage
-from augment.core.schema import VARIANT_KINDS
+from augment.core.schema import VARIANT_KINDS, Status
 from augment.core.util import stable_hash
 
 STORAGE_MODES = ("auto", "inline", "uri")
@@ -69,7 +69,7 @@ def record(
     model: str | None = None,
     seed: int | None = None,
     score: float | None = None,
-    status: str = "ok",
+    status: str = Status.OK.value,
 ) -> dict:
     """One variant as a dict with exactly the fields of schema.VARIANT."""
     return {
@@ -90,7 +90,7 @@ def record(
 
 def failed(kind: str, reason: str, *, model: str, seed: int, prompt_id: str | None = None, prompt: str | None = None) -> dict:
     """A variant that could not be produced: no image, status `failed:<reason>`."""
-    return record(kind, model=model, seed=seed, prompt_id=prompt_id, prompt=prompt, status=f"failed:{reason}")
+    return record(kind, model=model, seed=seed, prompt_id=prompt_id, prompt=prompt, status=Status.FAILED.because(reason))
 
 
 def reason_code(exc: BaseException) -> str:

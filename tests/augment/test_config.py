@@ -27,12 +27,12 @@ def test_unknown_nested_key_names_the_dotted_path(tmp_path):
 
 
 def test_wrong_type_names_key_and_expected_type(tmp_path):
-    with pytest.raises(C.ConfigError, match=r"run\.shard_size: expected int, got str \('ten'\)"):
+    with pytest.raises(C.ConfigError, match=r"run\.shard_size: expected an integer, got str \('ten'\)"):
         C.load(write(tmp_path, "run:\n  shard_size: ten\n"), check_stages=False)
 
 
 def test_bool_is_not_accepted_as_int(tmp_path):
-    with pytest.raises(C.ConfigError, match=r"run\.shard_size: expected int, got bool"):
+    with pytest.raises(C.ConfigError, match=r"run\.shard_size: expected an integer, got bool"):
         C.load(write(tmp_path, "run:\n  shard_size: true\n"), check_stages=False)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from augment import io
 from augment.core import schema as S
+from augment.core.names import PARSE_ERROR
 
 
 def read_all(source, column_map=None):
@@ -27,7 +28,7 @@ def test_jsonl_rows_are_typed_and_extras_become_strings(tmp_path):
     assert table.column("product_id").to_pylist() == ["7", "b"]
     assert table.column("stock").to_pylist() == ["3", None]
     assert table.column("tags").to_pylist() == ['["x"]', None]
-    assert table.column(io.PARSE_ERROR).to_pylist() == [None, None]
+    assert table.column(PARSE_ERROR).to_pylist() == [None, None]
 
 
 def test_jsonl_bad_lines_become_rows_with_a_parse_error(tmp_path):
@@ -41,7 +42,7 @@ def test_jsonl_bad_lines_become_rows_with_a_parse_error(tmp_path):
     )
     source = io.open_source(str(path), str(tmp_path / "_input"), {}, 64)
     table = read_all(source)
-    errors = table.column(io.PARSE_ERROR).to_pylist()
+    errors = table.column(PARSE_ERROR).to_pylist()
     assert errors[0] is None
     assert errors[1].startswith("invalid_json")
     assert errors[2] == "wrong_type:title (int)"
@@ -76,7 +77,7 @@ def test_parquet_integer_ids_are_cast_and_wrong_title_type_is_a_row_error(tmp_pa
     table = read_all(source)
     assert table.column("product_id").to_pylist() == ["1", "2"]
     assert table.column("title").to_pylist() == [None, None]
-    assert table.column(io.PARSE_ERROR).to_pylist() == ["wrong_type:title (int64)"] * 2
+    assert table.column(PARSE_ERROR).to_pylist() == ["wrong_type:title (int64)"] * 2
 
 
 def test_parquet_with_huge_row_groups_is_restaged(tmp_path):

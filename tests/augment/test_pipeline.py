@@ -1,6 +1,7 @@
 import pyarrow as pa
 from augment.core import schema as S
-from augment.pipeline import QUARANTINE_DETAIL, apply_stage
+from augment.core.names import QUARANTINE_DETAIL
+from augment.pipeline import apply_stage
 from augment.stages import Rejection, Stage, StageResult
 
 

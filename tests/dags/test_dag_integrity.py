@@ -108,7 +108,7 @@ def test_publish_and_run_batch_carry_their_extra_links(dagbag):
 
 
 def test_form_stages_are_the_pipeline_stages(dagbag):
-    from augment.stages import STAGE_ORDER
+    from augment.core.names import STAGE_ORDER
 
     schema = dagbag.dags["moon_augment"].params.get_param("stages").schema
     assert schema["items"]["enum"] == list(STAGE_ORDER)

@@ -125,7 +125,7 @@ def test_a_catalogue_colour_column_carried_as_input_color_is_a_label(tmp_path, c
     (("train", "--data", "RUN", "--output", "OUT", "--set", "data.eval_fraction=1.0"),
      "config error: data.eval_fraction"),
     (("train", "--data", "RUN", "--output", "OUT", "--config", "BAD.json"),
-     "config error: config BAD.json is not valid JSON"),
+     "config error: config file BAD.json is not valid JSON"),
     (("run", "--config", "BAD.yaml", "--dry-run"), "config error: config file BAD.yaml is not valid YAML"),
     (("config", "--config", "TYPO.yaml"), "config error: unknown key run.shard_sise"),
 ])

@@ -117,12 +117,19 @@ def test_vllm_serve_script_defaults_to_loopback():
     assert '--host "${HOST:-127.0.0.1}"' in script
 
 
-def test_local_ray_starts_without_its_dashboard():
-    import inspect
+def test_local_ray_starts_without_its_dashboard(monkeypatch):
+    ray = pytest.importorskip("ray")
+    from augment.core.ray import init_ray
 
-    from augment import runner
-
-    assert 'kwargs["include_dashboard"] = False' in inspect.getsource(runner.init_ray)
+    calls = []
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    init_ray(num_cpus=2)
+    # a private instance (never another one running on the machine), without its dashboard
+    assert calls[0]["include_dashboard"] is False and calls[0]["address"] == "local"
+    init_ray("ray://head:10001")
+    assert calls[1]["address"] == "ray://head:10001" and "include_dashboard" not in calls[1]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from augment.ops.report import charts
 from augment.ops.report.collect import RunFacts
 from augment.ops.report.pages import ProductView, duration, e, page_name, pct, size, when
 from augment.core.schema import VARIANT_KINDS
-from augment.stages import STAGE_ORDER
+from augment.core.names import STAGE_ORDER, Status
 
-STATUS_COLOURS = {"ok": "#1f9d63", "filtered": "#d98e04", "failed": "#d64545"}
+STATUS_COLOURS = {Status.OK.value: "#1f9d63", Status.FILTERED.value: "#d98e04", Status.FAILED.value: "#d64545"}
 ROWS_COLOURS = {"written": "#4f6bed", "quarantined": "#d64545"}
 
 def render(facts: RunFacts, quarantine: Sequence[dict], mosaic: Sequence[ProductView], sample_size: int,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from augment.core.names import Status
 from augment.stages.enrich_title import guards
 from augment.stages.text import dominant_script, fold, normalise_space, strip_control
 from augment.stages.base import Batch, Stage, StageResult
@@ -98,8 +99,8 @@ class TemplateEnrichStage(Stage):
             reason = guards.check_title(candidate, title, entities, bounds)
             if reason is None:
                 titles.append(candidate)
-                records.append(enrichment_record(self.backend, None, TEMPLATE_ID, "ok", 1))
+                records.append(enrichment_record(self.backend, None, TEMPLATE_ID, Status.OK.value, 1))
             else:
                 titles.append(title)
-                records.append(enrichment_record(self.backend, None, TEMPLATE_ID, f"rejected:{reason}", 1))
+                records.append(enrichment_record(self.backend, None, TEMPLATE_ID, Status.REJECTED.because(reason), 1))
         return StageResult(columns={"enriched_title": titles, "enrichment": records})

@@ -18,7 +18,8 @@ import numpy as np
 
 from augment.stages.filter import scoring
 from augment.stages import variants
-from augment.config import ConfigError
+from augment.core.config import ConfigError
+from augment.core.names import WORK_IMAGE, Status
 from augment.stages.base import Batch, Stage, StageResult
 from augment.stages.filter.heuristic import SCORED, mark
 
@@ -65,7 +66,7 @@ def combine(image_cos: float, text_cos: float, heuristic: float, o: ClipFilterOp
 class ClipFilterStage(Stage):
     name = "filter"
     backend = "clip"
-    reads = ("variants", "_image", "title")
+    reads = ("variants", WORK_IMAGE, "title")
     writes = ("variants",)
     options_cls = ClipFilterOptions
     requires = ("torch", "transformers")
@@ -93,7 +94,7 @@ class ClipFilterStage(Stage):
         sources: dict[int, int] = {}  # row -> index into images
         jobs: list[tuple[int, int, int]] = []  # (row, variant index, index into images)
         out = [[dict(v) for v in (row or [])] for row in batch["variants"]]
-        for r, (pid, image) in enumerate(zip(batch["product_id"], batch["_image"])):
+        for r, (pid, image) in enumerate(zip(batch["product_id"], batch[WORK_IMAGE])):
             try:
                 images.append(scoring.load(image or b"", keep=self.input_side))
                 sources[r] = len(images) - 1
@@ -109,7 +110,7 @@ class ClipFilterStage(Stage):
                                                keep=self.input_side))
                     jobs.append((r, i, len(images) - 1))
                 except Exception as exc:  # noqa: BLE001 - an unreadable variant is a failed one
-                    v.update(status=f"failed:unreadable_{variants.reason_code(exc)}", score=None)
+                    v.update(status=Status.FAILED.because(f"unreadable_{variants.reason_code(exc)}"), score=None)
         if not jobs:
             return StageResult(columns={"variants": out})
         # 2. Embed every image and every title once.

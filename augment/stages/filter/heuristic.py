@@ -13,12 +13,13 @@ import logging
 
 from augment.stages.filter import scoring
 from augment.stages import variants
-from augment.config import ConfigError
+from augment.core.config import ConfigError
+from augment.core.names import WORK_IMAGE, Status
 from augment.stages.base import Batch, Stage, StageResult
 
 log = logging.getLogger(__name__)
 
-SCORED = ("ok", "filtered")
+SCORED = (Status.OK.value, Status.FILTERED.value)
 
 
 @dataclasses.dataclass
@@ -35,20 +36,20 @@ def mark(variant: dict, score: float | None, threshold: float) -> dict:
     out = dict(variant)
     out["score"] = None if score is None else float(score)
     if score is not None:
-        out["status"] = "filtered" if score < threshold else "ok"
+        out["status"] = (Status.FILTERED if score < threshold else Status.OK).value
     return out
 
 
 class HeuristicFilterStage(Stage):
     name = "filter"
     backend = "heuristic"
-    reads = ("variants", "_image", "title")
+    reads = ("variants", WORK_IMAGE, "title")
     writes = ("variants",)
     options_cls = HeuristicFilterOptions
 
     def process(self, batch: Batch) -> StageResult:
         out = []
-        for pid, row_variants, image in zip(batch["product_id"], batch["variants"], batch["_image"]):
+        for pid, row_variants, image in zip(batch["product_id"], batch["variants"], batch[WORK_IMAGE]):
             out.append(self.score_product(pid, row_variants or [], image))
         return StageResult(columns={"variants": out})
 
@@ -70,7 +71,7 @@ class HeuristicFilterStage(Stage):
             except Exception as exc:  # noqa: BLE001 - an unreadable variant is a failed one
                 log.warning("filter: %s variant of product %s unreadable: %s", v.get("kind"), product_id, exc)
                 failed = dict(v)
-                failed["status"] = f"failed:unreadable_{variants.reason_code(exc)}"
+                failed["status"] = Status.FAILED.because(f"unreadable_{variants.reason_code(exc)}")
                 failed["score"] = None
                 scored.append(failed)
                 continue

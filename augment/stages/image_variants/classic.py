@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from augment.stages import variants
-from augment.config import ConfigError
+from augment.core.config import ConfigError
+from augment.core.names import WORK_IMAGE
 from augment.imaging import backdrop, codec, compose, geometry, regions
 from augment.imaging.mask import subject_mask
 from augment.core.schema import VARIANT_KINDS
@@ -74,7 +75,7 @@ def _check_range(pair: list[float], lo: float, hi: float, key: str) -> None:
 class ClassicVariantsStage(Stage):
     name = "image_variants"
     backend = "classic"
-    reads = ("product_id", "title", "_image", "brand", "background_prompts")
+    reads = ("product_id", "title", WORK_IMAGE, "brand", "background_prompts")
     writes = ("variants",)
     options_cls = ClassicOptions
 
@@ -87,7 +88,7 @@ class ClassicVariantsStage(Stage):
             self.setup()
         out = []
         for pid, image, brands, prompts in zip(
-            batch["product_id"], batch["_image"], batch["brand"], batch["background_prompts"]
+            batch["product_id"], batch[WORK_IMAGE], batch["brand"], batch["background_prompts"]
         ):
             out.append(self.product_variants(pid, image, brands or [], prompts or []))
         return StageResult(columns={"variants": out})

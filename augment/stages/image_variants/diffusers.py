@@ -22,7 +22,8 @@ import numpy as np
 import prompts
 from augment.stages import variants
 from augment.stages.image_variants import diffusers_pipelines as pipelines
-from augment.config import ConfigError
+from augment.core.config import ConfigError
+from augment.core.names import WORK_IMAGE
 from augment.imaging import codec
 from augment.core.schema import VARIANT_KINDS
 from augment.stages.base import Batch, Stage, StageResult
@@ -98,7 +99,7 @@ class Item:
 class DiffusersVariantsStage(Stage):
     name = "image_variants"
     backend = "diffusers"
-    reads = ("product_id", "title", "_image", "brand", "background_prompts")
+    reads = ("product_id", "title", WORK_IMAGE, "brand", "background_prompts")
     writes = ("variants",)
     options_cls = DiffusersVariantsOptions
     requires = ("torch", "diffusers", "transformers")
@@ -127,7 +128,7 @@ class DiffusersVariantsStage(Stage):
             pid, title = batch["product_id"][row], batch["title"][row] or ""
             seeds = {(k, i): self.context.seed(pid, variants.seed_key(k, i)) for k, i in plan}
             try:
-                sources.append(letterbox(codec.decode_rgb(batch["_image"][row] or b""), opts.resolution))
+                sources.append(letterbox(codec.decode_rgb(batch[WORK_IMAGE][row] or b""), opts.resolution))
             except ValueError:
                 sources.append(None)
                 for k, i in plan:

@@ -41,6 +41,10 @@ class NerStage(Stage):
         self.extractor = None
         self._local_copies: list[str] = []
 
+    @classmethod
+    def artifacts(cls, options: NerOptions) -> tuple[str, ...]:
+        return ("learned_brands",) if options.learn_brands else ()
+
     def lexicon_files(self) -> list[str]:
         """The lexicon specs this stage adds to the bundled ones: the options', then the learned brands."""
         files = list(self.options.lexicons)

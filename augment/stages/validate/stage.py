@@ -10,31 +10,41 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from augment.core import storage
+from augment.core.names import DUPLICATE, PARSE_ERROR, SOURCE_URI, WORK_IMAGE
 from augment.imaging import untrusted
-from augment.config import InputConfig
-from augment.io import DUPLICATE, PARSE_ERROR
-from augment.stages import Rejection, Stage, StageResult
+from augment.stages.base import Rejection, Stage, StageResult
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclasses.dataclass
-class ValidateOptions(InputConfig):
-    """The `input:` section (defaults and documentation live in InputConfig) with the allowed roots and buckets
-    resolved against the input's location; the column map is applied when reading and stays empty here."""
+class ValidateOptions:
+    """What a row must satisfy. Set under `input:` in the config (augment.config.InputConfig adds the column map);
+    the runner resolves the allowed roots and buckets against the input's location (`from_input_config`)."""
+
+    # Local directories that image paths may point into. Empty: the directory of the input file. A path that
+    # resolves outside every root (../../etc/passwd, a symlink out) quarantines the row.
+    allowed_roots: list[str] = dataclasses.field(default_factory=list)
+    # s3 buckets image URIs may point into. Empty: only the input's own bucket, if it is on s3.
+    allowed_buckets: list[str] = dataclasses.field(default_factory=list)
+    max_image_bytes: int = 20_000_000
+    max_image_pixels: int = 40_000_000  # declared width*height above this: decompression bomb, quarantined
+    min_image_side: int = 8
+    max_title_chars: int = 2_000
+    # Working copy of the image handed to later stages: longest side capped at this, RGB, EXIF-rotated.
+    work_image_side: int = 1024
 
     @classmethod
     def from_input_config(cls, input_config, input_uri: str) -> "ValidateOptions":
         """Options from the config's `input:` section; default roots/buckets are the input's own location."""
-        from augment.core import storage
-
         roots = list(input_config.allowed_roots)
         buckets = list(input_config.allowed_buckets)
         if storage.is_s3(input_uri):
             buckets = buckets or [storage.split_s3(input_uri)[0]]
         elif not roots:
             roots = [input_uri if storage.is_dir(input_uri) else storage.parent(input_uri)]
-        fields = {f.name for f in dataclasses.fields(cls)} - {"allowed_roots", "allowed_buckets", "columns"}
+        fields = {f.name for f in dataclasses.fields(cls)} - {"allowed_roots", "allowed_buckets"}
         return cls(allowed_roots=roots, allowed_buckets=buckets, **{k: getattr(input_config, k) for k in fields})
 
 
@@ -47,8 +57,8 @@ def split_reason(text: str) -> Rejection:
 class ValidateStage(Stage):
     name = "validate"
     backend = "default"
-    reads = ("product_id", "title", "image", "image_uri", PARSE_ERROR, DUPLICATE, "_source_uri")
-    writes = ("_image",)
+    reads = ("product_id", "title", "image", "image_uri", PARSE_ERROR, DUPLICATE, SOURCE_URI)
+    writes = (WORK_IMAGE,)
     options_cls = ValidateOptions
 
     def process(self, batch):
@@ -62,7 +72,7 @@ class ValidateStage(Stage):
                 rejects[i] = Rejection(exc.reason, exc.detail)
             except _RowRejected as exc:
                 rejects[i] = exc.rejection
-        return StageResult({"_image": work_images}, rejects)
+        return StageResult({WORK_IMAGE: work_images}, rejects)
 
     def _validate_row(self, batch, i: int) -> bytes:
         o = self.options
@@ -85,7 +95,7 @@ class ValidateStage(Stage):
             uri = batch["image_uri"][i]
             if not uri:
                 raise _RowRejected(Rejection("missing_image", "neither image nor image_uri is set"))
-            resolved = untrusted.resolve_image_uri(uri, batch["_source_uri"][i], o.allowed_roots, o.allowed_buckets)
+            resolved = untrusted.resolve_image_uri(uri, batch[SOURCE_URI][i], o.allowed_roots, o.allowed_buckets)
             data = untrusted.load_image_bytes(resolved, o.max_image_bytes)
         elif len(data) > o.max_image_bytes:
             raise untrusted.ImageRejected("image_too_large", f"{len(data)} bytes > input.max_image_bytes {o.max_image_bytes}")

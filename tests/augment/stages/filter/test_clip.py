@@ -10,7 +10,7 @@ from augment.core import schema  # noqa: E402
 from augment.stages import variants
 from augment.stages.filter.clip import ClipFilterOptions, ClipFilterStage, combine  # noqa: E402
 from testkit import diffusers_models  # noqa: E402
-from augment.config import ConfigError  # noqa: E402
+from augment.core.config import ConfigError  # noqa: E402
 from testkit.photos import product_jpeg  # noqa: E402
 
 

@@ -8,7 +8,7 @@ import pytest
 from augment.core import schema
 from augment.stages import variants
 from augment.stages.image_variants.classic import ClassicOptions, ClassicVariantsStage
-from augment.config import ConfigError
+from augment.core.config import ConfigError
 from augment.imaging.codec import encode
 from testkit.photos import product_jpeg
 from augment.stages.base import RunContext

@@ -3,14 +3,14 @@ import io as _io
 import pytest
 from PIL import Image
 
-from augment.io import DUPLICATE, PARSE_ERROR
+from augment.core.names import DUPLICATE, PARSE_ERROR, SOURCE_URI
 from augment.stages.validate.stage import ValidateOptions, ValidateStage
 from tests.conftest import product_photo
 
 
 def run(tmp_path, rows, **options):
     stage = ValidateStage(ValidateOptions(allowed_roots=[str(tmp_path)], **options))
-    keys = ("product_id", "title", "image", "image_uri", PARSE_ERROR, DUPLICATE, "_source_uri")
+    keys = ("product_id", "title", "image", "image_uri", PARSE_ERROR, DUPLICATE, SOURCE_URI)
     batch = {k: [r.get(k) for r in rows] for k in keys}
     batch["_source_uri"] = [str(tmp_path / "in.parquet")] * len(rows)
     batch[DUPLICATE] = [r.get(DUPLICATE, False) for r in rows]

@@ -1,0 +1,133 @@
+"""Loading configuration files into dataclasses, strictly: one loader and one error for the whole project.
+
+The run config (augment/config.py: `moon run`) and the model config (model/config.py: `moon train`) are both
+trees of dataclasses read from YAML or JSON. `from_dict` builds one from plain data and checks every key and
+type on the way; a mistake is a `ConfigError` whose message names the dotted key (`run.shard_size: expected an
+integer, got str ('ten')`, `unknown key moe.experts; allowed keys here: ...`). What a config means (profiles,
+named configs, cross-field checks) stays with its owner.
+
+Must not import anything of the project beyond the standard library (and PyYAML, when a YAML file is read).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or of the wrong type. The message names the dotted key."""
+
+
+# How a scalar type is named in an error message.
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML (.yaml, .yml) or JSON file; a ConfigError naming the file when it is not one."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid JSON: {' '.join(str(exc).split())}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, not {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """A new mapping: `over` on top of `base`, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """data["a"]["b"] = value for key "a.b", creating the sections on the way."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def from_dict(cls: type, data: Any, key: str = "") -> Any:
+    """Build dataclass `cls` from plain data, checking every key and type; errors name the dotted key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key or 'config'}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{key}." if key else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]}; allowed keys here: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(cls)
+    values = {name: coerce(hints[name], value, f"{key}.{name}" if key else name) for name, value in data.items()}
+    return cls(**values)
+
+
+def coerce(tp: Any, value: Any, key: str) -> Any:
+    """Check `value` against type hint `tp` (dataclasses, Optional/unions, list, tuple, dict, scalars, Any) and
+    return it (ints become floats where a float is expected, lists become tuples where a tuple is)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(arg, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} ({value!r})")
+        return [coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} ({value!r})")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return {k: coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp not in _EXPECTED:
+        raise ConfigError(f"{key}: unsupported type {tp}")
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp in (str, bool) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key}: expected {_EXPECTED[tp]}, got {type(value).__name__} ({value!r})")

@@ -1,0 +1,38 @@
+"""Starting Ray, the same way for `moon run`, `moon train` and the benchmarks.
+
+With an address (argument, `run.ray_address`, or RAY_ADDRESS) the process joins that cluster. Without one it
+starts a private local Ray (`address="local"`): it never attaches to another local instance that happens to be
+running on the machine, its dashboard is off, and its workers import the project from this checkout (also when it
+is not installed), run one OpenMP thread each unless told otherwise, and never download model weights.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def local_ray_runtime_env() -> dict:
+    """The runtime env of a local Ray started by `moon`: the checkout on PYTHONPATH, OMP_NUM_THREADS and
+    HF_HUB_OFFLINE passed on (defaults 1 and 1)."""
+    path = os.pathsep.join(p for p in (str(CHECKOUT), os.environ.get("PYTHONPATH", "")) if p)
+    return {"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+                         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}}
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join the cluster at `address` (or $RAY_ADDRESS), else start a private local Ray with `num_cpus` CPUs
+    (default: what Ray detects). Does nothing when this process is already connected."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
+    if address:
+        ray.init(address=address, **kwargs)
+        return
+    kwargs["include_dashboard"] = False
+    ray.init(address="local", num_cpus=num_cpus, runtime_env=local_ray_runtime_env(), **kwargs)
