@@ -31,6 +31,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import pyarrow as pa
 import torch
 
+from augment.core import schema as S
 from model import images as image_ops
 from model.batch import TrainBatch
 from model.config import INTER_OBJECTIVES, ConfigError, MoonConfig
@@ -39,8 +40,8 @@ from model.tokenizer import words
 
 log = logging.getLogger(__name__)
 
-# The shard columns the model reads; absent optional columns are read as nulls.
-SHARD_COLUMNS = (
+# The shard columns the model reads, named through the schema; absent optional columns are read as nulls.
+SHARD_COLUMNS = S.columns(
     "product_id", "title", "image", "image_uri", "category_path", "category", "entities",
     "enriched_title", "enrichment", "variants",
 )
@@ -103,8 +104,9 @@ def product_records(columns: dict[str, list], read_uri=None, attributes: Sequenc
         title = get("title", i) or ""
         enriched = get("enriched_title", i)
         enrichment = get("enrichment", i) or {}
-        usable = enriched and enrichment.get("status", "ok") == "ok" and enriched.strip() != title.strip()
-        variants = [v for v in (get("variants", i) or []) if v and v.get("status") == "ok"]
+        ok = S.Status.OK.value
+        usable = enriched and enrichment.get("status", ok) == ok and enriched.strip() != title.strip()
+        variants = [v for v in (get("variants", i) or []) if v and v.get("status") == ok]
         variant_images, variant_kinds = [], []
         for v in variants:
             data = v.get("image") or _read(read_uri, v.get("uri"))

@@ -61,12 +61,14 @@ def split_records(run_uri: str, fraction: float, held_out: bool | None = True, l
     import pyarrow.parquet as pq
 
     from augment.core import manifest, storage
+    from augment.core.schema import check_version
 
     files = manifest.committed_data_files(run_uri)
     records = []
     for file in files:
         fs, path = storage.filesystem(file)
         parquet = pq.ParquetFile(path, filesystem=fs)
+        check_version(parquet.schema_arrow, file)
         check_label_columns(parquet.schema_arrow, attributes)
         columns = [c for c in shard_columns(attributes) if c in parquet.schema_arrow.names]
         for batch in parquet.iter_batches(batch_size=256, columns=columns):

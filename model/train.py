@@ -296,6 +296,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     from ray.train.torch import TorchTrainer
 
     from augment.core import manifest, storage
+    from augment.core import schema as S
     from augment.core.ray import init_ray
 
     output_dir = Path(output_dir).resolve()
@@ -306,6 +307,8 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
         raise FileExistsError(f"{output_dir} already holds {existing.name}: pass --resume, or another --output")
     start_epoch = int(EPOCH_DIR.match(existing.name).group(1)) if (resume and existing) else 0
     files = manifest.committed_data_files(run_uri)
+    for file in files:  # a shard of a schema version this code cannot read stops here, before Ray starts
+        S.read_shard_schema(file)
     products, held_out = count_split(files, cfg)
     if cfg.train.best_metric and held_out < 2:
         raise ConfigError(f"{held_out} held-out products in {run_uri}: too few to validate on and pick the best "

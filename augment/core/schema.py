@@ -195,15 +195,44 @@ def with_version(schema: pa.Schema) -> pa.Schema:
     return schema.with_metadata(meta)
 
 
-def check_version(schema: pa.Schema) -> str:
-    """Return the schema version stored in a shard's metadata; raise if absent or from a newer major."""
+class SchemaVersionError(ValueError):
+    """A shard without a schema version, or with one this code cannot read (another major version)."""
+
+
+def check_version(schema: pa.Schema, where: str = "") -> str:
+    """Return the schema version stored in a shard's metadata; SchemaVersionError (one line, naming `where`)
+    if it is absent or of another major version than this code's."""
+    prefix = f"{where}: " if where else ""
     version = (schema.metadata or {}).get(SCHEMA_METADATA_KEY)
     if version is None:
-        raise ValueError("not a moon shard: no moon.schema_version in the Parquet metadata")
-    found = version.decode()
+        raise SchemaVersionError(f"{prefix}not a moon shard: no moon.schema_version in the Parquet metadata")
+    found = version.decode(errors="replace")
     if found.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        raise ValueError(f"shard schema version {found} is incompatible with this code ({SCHEMA_VERSION})")
+        raise SchemaVersionError(f"{prefix}shard schema version {found!r} is not one this code reads "
+                                 f"({SCHEMA_VERSION}); use a moon-augment release of that schema version")
     return found
+
+
+def read_shard_schema(uri: str) -> pa.Schema:
+    """The schema of the shard at `uri` (local or s3://), after checking its version (check_version)."""
+    import pyarrow.parquet as pq
+
+    from augment.core import storage
+
+    fs, path = storage.filesystem(uri)
+    schema = pq.read_schema(path, filesystem=fs)
+    check_version(schema, uri)
+    return schema
+
+
+def columns(*names: str) -> tuple[str, ...]:
+    """`names`, each checked to be a column of a data shard: a reader names the columns it reads through this,
+    so that one the contract does not have fails at import time, not deep inside a job."""
+    known = set(output_schema().names)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"not output columns of schema {SCHEMA_VERSION}: {', '.join(unknown)}")
+    return names
 
 
 def describe(schema: pa.Schema = None) -> str:

@@ -2,10 +2,13 @@
 import json
 import random
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from augment.cli import main
+from augment.core import schema as S
 from model.checkpoint import load_model, load_train_state
 from model.config import load_config
 from model.data import is_held_out, product_records
@@ -29,6 +32,42 @@ def test_epoch_batches_carry_leftovers_to_the_next_pool():
     sizes = [len(b.product_ids) for b in batches]
     assert sizes[:-1] == [8, 8, 8] and sizes[-1] == 6  # 30 products: three full batches, the rest at the end
     assert sorted(pid for b in batches for pid in b.product_ids) == sorted(r["product_id"] for r in records)
+
+
+def with_schema_version(path, version: str | None) -> None:
+    """Rewrite a shard with another schema version in its metadata (None: without one)."""
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata)
+    if version is None:
+        del meta[S.SCHEMA_METADATA_KEY]
+    else:
+        meta[S.SCHEMA_METADATA_KEY] = version.encode()
+    pq.write_table(table.replace_schema_metadata(meta), path)
+
+
+@pytest.mark.parametrize("version, says", [
+    ("2.0", "shard schema version '2.0' is not one this code reads (1.0); use a moon-augment release of that "
+            "schema version"),
+    (None, "not a moon shard: no moon.schema_version in the Parquet metadata"),
+])
+def test_training_refuses_a_shard_of_an_unknown_schema_version(tmp_path, version, says):
+    run = write_run(tmp_path / "run", product_rows(20), shard_size=10)
+    shard = sorted((run / "data").glob("*.parquet"))[1]
+    with_schema_version(shard, version)
+    with pytest.raises(S.SchemaVersionError) as refused:
+        train(str(run), load_config("tiny"), tmp_path / "ckpt")  # refused before Ray starts
+    assert str(refused.value) == f"{shard}: {says}"
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_moon_train_and_eval_print_the_schema_version_error_on_one_line(tmp_path, capsys):
+    run = write_run(tmp_path / "run", product_rows(20), shard_size=10)
+    with_schema_version(sorted((run / "data").glob("*.parquet"))[0], "2.0")
+    assert main(["train", "--data", str(run), "--output", str(tmp_path / "ckpt")]) == 2
+    assert main(["eval", "--data", str(run), "--bow"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["moon train", "moon eval"]
+    assert all("shard schema version '2.0' is not one this code reads" in line for line in lines)
 
 
 @pytest.mark.slow
