@@ -1,8 +1,7 @@
-"""Shared fixtures: environment for fast, offline, deterministic tests; small real catalogues built in code."""
+"""Shared fixtures: environment for fast, offline, deterministic tests. What tests build (photos, tiny models,
+servers) is in testkit/."""
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -13,46 +12,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 SAMPLE = os.path.join(os.path.dirname(__file__), "..", "augment", "sample", "myntra_sample.parquet")
-
-
-def product_photo(width: int = 96, height: int = 128, colour=(200, 40, 40), fmt: str = "JPEG", mode: str = "RGB") -> bytes:
-    """A studio-style product photo: a coloured garment shape with a logo patch on a light grey background."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (width, height), (236, 236, 236))
-    draw = ImageDraw.Draw(image)
-    draw.rounded_rectangle([width * 0.2, height * 0.15, width * 0.8, height * 0.9], radius=6, fill=colour)
-    draw.rectangle([width * 0.4, height * 0.3, width * 0.6, height * 0.42], fill=(250, 250, 250))
-    draw.line([width * 0.42, height * 0.36, width * 0.58, height * 0.36], fill=(10, 10, 10), width=2)
-    if mode != "RGB":
-        image = image.convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-@contextlib.contextmanager
-def moto_s3(*buckets: str):
-    """A real S3 HTTP endpoint (moto's server) on 127.0.0.1 with `buckets`, and the AWS environment pointing at it
-    (test credentials through the standard chain). Yields a boto3 client."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    patch = pytest.MonkeyPatch()
-    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
-        patch.setenv(key, value)
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    for bucket in buckets:
-        client.create_bucket(Bucket=bucket)
-    try:
-        yield client
-    finally:
-        patch.undo()
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,14 @@
-"""Decode image bytes to RGB arrays and encode arrays back to JPEG / WebP / PNG bytes.
+"""Decode image bytes to RGB arrays and encode images to JPEG / WebP / PNG bytes: the project's one codec.
 
-OpenCV's codecs are used for speed; the encoders are deterministic for a given array, quality and library
-build, which is what makes reruns byte-identical.
+Arrays (the variants, the scorer's inputs) go through OpenCV's codecs, for speed; PIL images (the validated
+working image, reference backgrounds, report thumbnails: what decoding untrusted files yields) through Pillow's.
+The encoders are deterministic for given pixels, quality and library build, which is what makes reruns
+byte-identical; the two libraries give different bytes for the same pixels, so each kind of image keeps its
+encoder.
 """
 from __future__ import annotations
+
+import io
 
 import cv2
 import numpy as np
@@ -29,10 +34,13 @@ def decode_rgb(data: bytes, reduce: int = 1) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def encode(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
-    """Encode an RGB uint8 array as `fmt` (jpeg | webp | png); quality applies to jpeg and webp."""
+def encode(rgb, fmt: str = "jpeg", quality: int = 90) -> bytes:
+    """Encode an RGB image as `fmt` (jpeg | webp | png); quality applies to jpeg and webp. `rgb` is an (H, W, 3)
+    uint8 array (OpenCV encodes it) or an RGB PIL image (Pillow does)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown image format {fmt!r}; formats are {', '.join(FORMATS)}")
+    if not isinstance(rgb, np.ndarray):
+        return _encode_pil(rgb, fmt, quality)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 array, got {rgb.dtype} {rgb.shape}")
     params: list[int] = []
@@ -44,6 +52,17 @@ def encode(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
     if not ok:
         raise ValueError(f"could not encode image as {fmt}")
     return buf.tobytes()
+
+
+def _encode_pil(image, fmt: str, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "jpeg":
+        image.save(buffer, format="JPEG", quality=quality, optimize=False)
+    elif fmt == "webp":
+        image.save(buffer, format="WEBP", quality=quality, method=4)
+    else:
+        image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
 
 
 def resize_max(rgb: np.ndarray, side: int) -> np.ndarray:

@@ -100,6 +100,17 @@ def flatten(background: np.ndarray, layer: Layer, shadow: np.ndarray | None = No
     return out
 
 
+def pad_square(a: np.ndarray, fill: float | int = 0) -> np.ndarray:
+    """`a` ((H, W) or (H, W, C)) centred on a square canvas of its longest side, the margins `fill`: what
+    aligns two masks or frames a photo without distorting its aspect ratio."""
+    h, w = a.shape[:2]
+    side = max(h, w, 1)
+    out = np.full((side, side) + a.shape[2:], fill, a.dtype)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[top : top + h, left : left + w] = a
+    return out
+
+
 def solid(size: int, colour: tuple[int, int, int] = WHITE) -> np.ndarray:
     # Resizing one pixel is the fastest way to fill a uint8 canvas with a colour (numpy broadcasting is ~100x slower).
     return cv2.resize(np.array([[colour]], np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)

@@ -125,19 +125,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def encode(image: Image.Image, fmt: str = "jpeg", quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    if fmt == "jpeg":
-        image.save(buffer, format="JPEG", quality=quality, optimize=False)
-    elif fmt == "webp":
-        image.save(buffer, format="WEBP", quality=quality, method=4)
-    elif fmt == "png":
-        image.save(buffer, format="PNG", compress_level=6)
-    else:
-        raise ValueError(f"unknown image format {fmt!r}")
-    return buffer.getvalue()
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

@@ -48,7 +48,7 @@ class Completion:
 
 
 def image_data_url(image: bytes, max_side: int | None = None) -> str:
-    """A JPEG data URL of `image` (RGB JPEG: the validate stage's working image, or `codec.encode_image` output),
+    """A JPEG data URL of `image` (RGB JPEG: the validate stage's working image, or `codec.encode` output),
     shrunk to `max_side` if given."""
     if max_side:
         from PIL import Image

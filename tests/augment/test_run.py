@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,9 +16,9 @@ from augment import config as C
 from augment.core import manifest
 from augment import plan as P, runner
 from augment.core import schema as S
-from tests.conftest import product_photo
+from testkit.cli import start_moon
+from testkit.photos import photo_file
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -42,12 +40,6 @@ def assert_invariant(run_dir: Path, rows_in: int) -> dict:
     assert quarantine_rows == totals["rows_quarantined"]
     assert data_rows + quarantine_rows == rows_in
     return totals
-
-
-def moon(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.Popen([sys.executable, "-m", "augment.cli", *args], cwd=ROOT, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +103,7 @@ def test_crash_with_sigkill_then_resume_equals_a_clean_run(sample_run, tmp_path)
     crashed = tmp_path / "crashed"
     # Kill the driver right after the second shard's data file is published and before its manifest record.
     state = tmp_path / "faults"
-    proc = moon("run", "--output", str(crashed), "--shard-size", "32", "--no-progress",
+    proc = start_moon("run", "--output", str(crashed), "--shard-size", "32", "--no-progress",
                 env={"MOON_FAULTS": "after_data_write=2:kill", "MOON_FAULTS_STATE": str(state)})
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL, output
@@ -119,7 +111,7 @@ def test_crash_with_sigkill_then_resume_equals_a_clean_run(sample_run, tmp_path)
     assert len(committed) < 3
     # at least one data file was published whose manifest record was never written
     assert len(list((crashed / "data").glob("*.parquet"))) > len(committed)
-    resumed = moon("run", "--output", str(crashed), "--shard-size", "32", "--no-progress")
+    resumed = start_moon("run", "--output", str(crashed), "--shard-size", "32", "--no-progress")
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     assert len(manifest.load(str(crashed))) == 3
@@ -133,7 +125,7 @@ def test_crash_with_sigkill_then_resume_equals_a_clean_run(sample_run, tmp_path)
 def test_sigkill_mid_run_from_outside_then_resume(sample_run, tmp_path):
     out, _, _ = sample_run
     crashed = tmp_path / "killed"
-    proc = moon("run", "--output", str(crashed), "--shard-size", "8", "--no-progress", "--no-ray",
+    proc = start_moon("run", "--output", str(crashed), "--shard-size", "8", "--no-progress", "--no-ray",
                 env={"MOON_FAULTS": "driver_batch=4:sleep30"})
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -143,7 +135,7 @@ def test_sigkill_mid_run_from_outside_then_resume(sample_run, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert 0 < len(manifest.load(str(crashed))) < 10
-    resumed = moon("run", "--output", str(crashed), "--shard-size", "8", "--no-progress", "--no-ray")
+    resumed = start_moon("run", "--output", str(crashed), "--shard-size", "8", "--no-progress", "--no-ray")
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     assert deterministic_rows(crashed) == deterministic_rows(out)
@@ -151,7 +143,7 @@ def test_sigkill_mid_run_from_outside_then_resume(sample_run, tmp_path):
 
 def test_changed_config_is_refused_on_resume(sample_run):
     out, plan, _ = sample_run
-    proc = moon("run", "--output", str(out), "--shard-size", "5")
+    proc = start_moon("run", "--output", str(out), "--shard-size", "5")
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "different shard size" in output and "--force" in output
@@ -172,11 +164,11 @@ BAD_ROWS = [
 def test_bad_input_file_completes_with_the_right_reasons(tmp_path, ray_local):
     import base64
 
-    big = product_photo(1200, 1200, fmt="PNG")
+    big = photo_file(1200, 1200, fmt="PNG")
     lines = []
     for row, _ in BAD_ROWS:
         row = dict(row)
-        image = row.pop("image", product_photo())
+        image = row.pop("image", photo_file())
         if image == "BIG":
             image = big
         if image is not None:

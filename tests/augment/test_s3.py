@@ -8,7 +8,7 @@ from augment import config as C
 from augment.core import manifest
 from augment import plan as P, runner
 from augment.core import schema as S
-from tests.conftest import moto_s3
+from testkit.s3 import moto_s3
 
 pytestmark = pytest.mark.slow
 BUCKET = "catalogue"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import product_photo
+from testkit.photos import photo_file
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_soak.py"
 
@@ -26,7 +26,7 @@ def test_tiny_soak_reports_memory_throughput_and_no_lost_rows(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     for i, colour in enumerate([(200, 30, 30), (30, 200, 30)]):
-        (images / f"{i}.jpg").write_bytes(product_photo(64, 80, colour))
+        (images / f"{i}.jpg").write_bytes(photo_file(64, 80, colour))
     out = tmp_path / "soak.json"
     cmd = [sys.executable, str(SCRIPT), "--products", "40", "--labels", str(labels), "--images", str(images),
            "--shard-size", "4", "--num-cpus", "2", "--every", "0.5", "--out", str(out)]

@@ -3,17 +3,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def moon(*args, stdin=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "augment.cli", *args], input=stdin, capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=120)
+from testkit.cli import ROOT, moon
 
 
 def write_jsonl(path, rows):

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from tests.conftest import product_photo
+from testkit.photos import photo_file
 
 FORMATS = ("parquet", "jsonl", "csv")
 SKIP = "skip"
@@ -74,7 +74,7 @@ def png_declaring(width: int, height: int) -> bytes:
 
 
 def corpus_images() -> dict[str, bytes]:
-    photo = product_photo(96, 128)
+    photo = photo_file(96, 128)
     rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
     rgba.paste(Image.new("RGBA", (32, 32), (200, 30, 30, 255)), (16, 16))
     frames = [Image.new("RGB", (48, 48), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
@@ -85,10 +85,10 @@ def corpus_images() -> dict[str, bytes]:
         "truncated.jpg": photo[: len(photo) // 2],
         "empty.jpg": b"",
         "alpha.png": _save(rgba, "PNG"),
-        "cmyk.jpg": product_photo(96, 128, mode="CMYK"),
+        "cmyk.jpg": photo_file(96, 128, mode="CMYK"),
         "gray16.png": _save(Image.new("I;16", (64, 64), 40000), "PNG"),
         "animated.gif": _save(frames[0], "GIF", save_all=True, append_images=frames[1:], loop=0),
-        "rotated.jpg": _save(Image.open(io.BytesIO(product_photo(128, 96))), "JPEG", exif=exif),
+        "rotated.jpg": _save(Image.open(io.BytesIO(photo_file(128, 96))), "JPEG", exif=exif),
         "one_pixel.png": _save(Image.new("RGB", (1, 1), (255, 255, 255)), "PNG"),
         "bomb.png": png_declaring(60_000, 60_000),
         "pixel_flood.png": png_declaring(10_000, 10_000),

@@ -1,10 +1,7 @@
-"""What the reliability tests share: running `moon` as a real process, and checking a run folder the way its
+"""What the reliability tests share: running `moon` as a real process (testkit.cli), and checking a run folder the way its
 readers see it (pyarrow.dataset over data/ and quarantine/, the manifest)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -12,16 +9,9 @@ import pyarrow.dataset as pads
 
 from augment.core import manifest
 from augment.core import schema as S
+from testkit.cli import ROOT, moon  # noqa: F401  (the reliability tests run moon through these)
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "augment" / "sample" / "myntra_sample.parquet"
-
-
-def moon(*args: str, env: dict | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    """Run `python -m augment.cli ARGS` to completion (or to its death) and return it, output captured."""
-    full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "augment.cli", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def visible_rows(folder: Path, columns: list[str] | None = None) -> list[dict]:

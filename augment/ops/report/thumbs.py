@@ -11,7 +11,7 @@ import hashlib
 import logging
 import posixpath
 
-from augment.imaging import untrusted
+from augment.imaging import codec, untrusted
 from augment.core import storage
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Thumbnailer:
         except untrusted.ImageRejected as exc:
             log.debug("no thumbnail: %s", exc)
             return None
-        storage.write_atomic(storage.join(self.report_uri, self.subdir, name), untrusted.encode(image, "jpeg", QUALITY),
+        storage.write_atomic(storage.join(self.report_uri, self.subdir, name), codec.encode(image, "jpeg", QUALITY),
                               content_type="image/jpeg")
         self.written.add(name)
         return relative

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from augment.core import storage
 from augment.core.names import WORK_IMAGE, Status
-from augment.imaging import untrusted
+from augment.imaging import codec, untrusted
 from augment.llm import vllm_engine as vx
 from augment.llm.client import LLMClient, ModelOptions, stage_options
 from augment.llm.openai_engine import OpenAIEngine, OpenAIOptions
@@ -101,7 +101,7 @@ class ModelBackgroundStage(Stage):
                                                 max_side=self.options.image_max_side)
                 except untrusted.ImageRejected as exc:
                     raise ValueError(f"options.reference_images: {uri} is not a usable image ({exc})") from None
-                urls.append(image_data_url(untrusted.encode(image, "jpeg", 90)))
+                urls.append(image_data_url(codec.encode(image, "jpeg", 90)))
             self._reference_urls = urls
         return self._reference_urls
 

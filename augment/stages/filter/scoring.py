@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from augment.imaging.codec import decode_rgb, resize_max
+from augment.imaging.compose import pad_square
 from augment.imaging.mask import bbox_of, subject_mask
 
 SCORE_SIDE = 128  # images are scored at this size: shapes and colours need no more
@@ -59,7 +60,7 @@ def signature_from_mask(rgb: np.ndarray, alpha: np.ndarray) -> Signature:
     inside = alpha > 0.5
     x0, y0, x1, y1 = bbox_of(inside)
     crop = alpha[y0:y1, x0:x1]
-    shape = cv2.resize(_pad_square(crop), (GRID, GRID), interpolation=cv2.INTER_AREA)
+    shape = cv2.resize(pad_square(crop.astype(np.float32, copy=False)), (GRID, GRID), interpolation=cv2.INTER_AREA)
     return Signature(shape=shape, colours=colour_histogram(rgb, alpha), coverage=float(inside.mean()))
 
 
@@ -116,11 +117,3 @@ def consistency(kind: str, source: Signature, variant_rgb: np.ndarray) -> float:
         score = colour_containment(var, source)
     return float(np.clip(score, 0.0, 1.0))
 
-
-def _pad_square(a: np.ndarray) -> np.ndarray:
-    """Centre `a` on a square canvas so that aligning never distorts the aspect ratio."""
-    h, w = a.shape
-    side = max(h, w, 1)
-    out = np.zeros((side, side), np.float32)
-    out[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = a
-    return out

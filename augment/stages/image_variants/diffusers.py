@@ -25,6 +25,7 @@ from augment.stages.image_variants import diffusers_pipelines as pipelines
 from augment.core.config import ConfigError
 from augment.core.names import WORK_IMAGE
 from augment.imaging import codec
+from augment.imaging.compose import pad_square
 from augment.core.schema import VARIANT_KINDS
 from augment.stages.base import Batch, Stage, StageResult
 
@@ -234,9 +235,7 @@ DEFAULT_BACKGROUND = "a clean, bright studio backdrop in soft neutral tones with
 
 def letterbox(rgb: np.ndarray, side: int) -> np.ndarray:
     """Pad to a square on white (the catalogue standard) and resize to side x side."""
-    h, w = rgb.shape[:2]
-    n = max(h, w)
-    canvas = np.full((n, n, 3), 255, np.uint8)
-    canvas[(n - h) // 2 : (n - h) // 2 + h, (n - w) // 2 : (n - w) // 2 + w] = rgb
+    canvas = pad_square(rgb, 255)
+    n = canvas.shape[0]
     interp = cv2.INTER_AREA if n > side else cv2.INTER_CUBIC
     return cv2.resize(canvas, (side, side), interpolation=interp)

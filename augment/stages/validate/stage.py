@@ -12,7 +12,7 @@ import re
 
 from augment.core import storage
 from augment.core.names import DUPLICATE, PARSE_ERROR, SOURCE_URI, WORK_IMAGE
-from augment.imaging import untrusted
+from augment.imaging import codec, untrusted
 from augment.stages.base import Rejection, Stage, StageResult
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -100,7 +100,7 @@ class ValidateStage(Stage):
         elif len(data) > o.max_image_bytes:
             raise untrusted.ImageRejected("image_too_large", f"{len(data)} bytes > input.max_image_bytes {o.max_image_bytes}")
         rgb = untrusted.normalise(data, o.max_image_pixels, o.min_image_side, o.work_image_side)
-        return untrusted.encode(rgb, "jpeg", 95)
+        return codec.encode(rgb, "jpeg", 95)
 
 
 class _RowRejected(Exception):

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from augment.llm.cache import ResponseCache
-from tests.conftest import moto_s3
+from testkit.s3 import moto_s3
 
 KEY = "ab" + "0" * 62
 

@@ -5,7 +5,7 @@ import pytest
 
 from augment.ops.report import build
 from tests.augment.ops.report.synthetic_run import build_run
-from tests.conftest import moto_s3
+from testkit.s3 import moto_s3
 
 pytestmark = pytest.mark.slow
 BUCKET = "runs"

@@ -5,7 +5,7 @@ from PIL import Image
 
 from augment.core.names import DUPLICATE, PARSE_ERROR, SOURCE_URI
 from augment.stages.validate.stage import ValidateOptions, ValidateStage
-from tests.conftest import product_photo
+from testkit.photos import photo_file
 
 
 def run(tmp_path, rows, **options):
@@ -19,14 +19,14 @@ def run(tmp_path, rows, **options):
 
 
 def reason(tmp_path, **row):
-    row = {"product_id": "p", "title": "Nike Shoe", "image": product_photo()} | row
+    row = {"product_id": "p", "title": "Nike Shoe", "image": photo_file()} | row
     result = run(tmp_path, [row])
     rejection = result.rejects[0]
     return rejection.reason if rejection else None
 
 
 def test_good_row_gets_a_working_jpeg(tmp_path):
-    result = run(tmp_path, [{"product_id": "p", "title": "Nike Shoe", "image": product_photo(96, 128)}])
+    result = run(tmp_path, [{"product_id": "p", "title": "Nike Shoe", "image": photo_file(96, 128)}])
     assert result.rejects == [None]
     image = Image.open(_io.BytesIO(result.columns["_image"][0]))
     assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (96, 128))
@@ -44,10 +44,10 @@ def test_good_row_gets_a_working_jpeg(tmp_path):
         ({PARSE_ERROR: "wrong_type:title (int)"}, "wrong_type:title"),
         ({"image": None}, "missing_image"),
         ({"image": b""}, "image_empty"),
-        ({"image": product_photo()[:300]}, "image_undecodable"),
+        ({"image": photo_file()[:300]}, "image_undecodable"),
         ({"image": b"<svg xmlns='http://www.w3.org/2000/svg'></svg>"}, "image_undecodable"),
         ({"image": b"<html><body>not an image</body></html>"}, "image_undecodable"),
-        ({"image": product_photo(4, 4)}, "image_too_small"),
+        ({"image": photo_file(4, 4)}, "image_too_small"),
         ({"image": None, "image_uri": "../../etc/passwd"}, "image_path_outside_roots"),
         ({"image": None, "image_uri": "s3://other-bucket/x.jpg"}, "image_bucket_not_allowed"),
         ({"image": None, "image_uri": "https://example.com/x.jpg"}, "image_uri_unsupported"),
@@ -59,7 +59,7 @@ def test_rejections(tmp_path, row, expected):
 
 
 def test_pixel_limit_is_checked_from_the_header(tmp_path):
-    big = product_photo(400, 400, fmt="PNG")
+    big = photo_file(400, 400, fmt="PNG")
     assert reason(tmp_path, image=big) is None
     result = run(tmp_path, [{"product_id": "p", "title": "t", "image": big}], max_image_pixels=100_000)
     assert result.rejects[0].reason == "image_too_many_pixels"
@@ -68,13 +68,13 @@ def test_pixel_limit_is_checked_from_the_header(tmp_path):
 
 def test_image_uri_relative_to_input_folder(tmp_path):
     (tmp_path / "images").mkdir()
-    (tmp_path / "images" / "1.jpg").write_bytes(product_photo())
+    (tmp_path / "images" / "1.jpg").write_bytes(photo_file())
     assert reason(tmp_path, image=None, image_uri="images/1.jpg") is None
 
 
 def test_symlink_out_of_the_root_is_rejected(tmp_path):
     outside = tmp_path.parent / f"{tmp_path.name}-outside.jpg"
-    outside.write_bytes(product_photo())
+    outside.write_bytes(photo_file())
     (tmp_path / "link.jpg").symlink_to(outside)
     assert reason(tmp_path, image=None, image_uri="link.jpg") == "image_path_outside_roots"
 
@@ -89,7 +89,7 @@ def test_png_with_alpha_is_flattened_on_white(tmp_path):
 
 
 def test_cmyk_and_16_bit_images_are_converted(tmp_path):
-    cmyk = product_photo(mode="CMYK")
+    cmyk = photo_file(mode="CMYK")
     gray16 = Image.new("I;16", (32, 32), 40000)
     buffer = _io.BytesIO()
     gray16.save(buffer, format="PNG")
@@ -120,5 +120,5 @@ def test_animated_gif_uses_the_first_frame(tmp_path):
 
 
 def test_working_image_is_capped(tmp_path):
-    result = run(tmp_path, [{"product_id": "p", "title": "t", "image": product_photo(600, 300)}], work_image_side=200)
+    result = run(tmp_path, [{"product_id": "p", "title": "t", "image": photo_file(600, 300)}], work_image_side=200)
     assert Image.open(_io.BytesIO(result.columns["_image"][0])).size == (200, 100)
