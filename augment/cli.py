@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Exceptions that report a mistake in the user's request, by module: a module not yet imported cannot have raised.
-CONFIG_ERRORS = (("augment.config", "ConfigError"), ("model.config", "ConfigError"))
+CONFIG_ERRORS = (("augment.core.config", "ConfigError"),)  # the run config's and the model config's
 REQUEST_ERRORS = (("augment.io", "InputError"), ("augment.plan", "RunMismatch"), ("model.evaluate", "ProtocolError"),
-                  ("ner.lexicon", "LexiconError"))
+                  ("ner.lexicon", "LexiconError"), ("augment.core.schema", "SchemaVersionError"))
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
 
 

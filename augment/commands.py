@@ -90,7 +90,7 @@ def cmd_run(args) -> int:
                  len(plan.pending), output)
         for line in column_notes(plan.summary()):
             log.info("%s", line)
-        from augment.raylog import quiet_ray
+        from augment.core.raylog import quiet_ray
 
         with quiet_ray(getattr(args, "verbose", False) or args.no_ray):
             result = runner.execute(plan, cfg, use_ray=not args.no_ray)

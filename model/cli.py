@@ -116,7 +116,7 @@ def run_train(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from augment.raylog import quiet_ray
+    from augment.core.raylog import quiet_ray
     from model.progress import ProgressPrinter
     from model.train import train
 

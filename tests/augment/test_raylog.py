@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from augment.raylog import is_noise
+from augment.core.raylog import is_noise
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +61,7 @@ def test_the_filter_hides_noise_written_to_fd_2_and_keeps_the_rest_in_order(tmp_
     script = tmp_path / "emit.py"
     script.write_text(
         "import os, sys, time\n"
-        "from augment.raylog import quiet_ray\n"
+        "from augment.core.raylog import quiet_ray\n"
         "with quiet_ray(verbose=len(sys.argv) > 1) as console:\n"
         "    print('first', file=sys.stderr)\n"
         f"    os.write(2, {NOISE_LINES[2].encode()!r} + b'\\n')  # as Ray's C++ core writes it\n"

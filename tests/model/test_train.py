@@ -66,7 +66,7 @@ def test_moon_train_and_eval_print_the_schema_version_error_on_one_line(tmp_path
     assert main(["train", "--data", str(run), "--output", str(tmp_path / "ckpt")]) == 2
     assert main(["eval", "--data", str(run), "--bow"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["moon train", "moon eval"]
+    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
     assert all("shard schema version '2.0' is not one this code reads" in line for line in lines)
 
 
