@@ -1,4 +1,5 @@
-# The two commands of the README: `make run` and `make test`. Each sets up what it needs.
+# The two commands of the README: `make run` and `make test` (and `make test-fast`, the edit loop's tier). Each sets
+# up what it needs.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ export HF_HUB_OFFLINE = 1
 export OMP_NUM_THREADS ?= 1
 export RAY_USAGE_STATS_ENABLED = 0
 
-.PHONY: run test test-services setup clean vllm-venv airflow airflow-stop
+.PHONY: run test test-fast test-services setup clean vllm-venv airflow airflow-stop
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +32,14 @@ test-services:
 	-@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
 	  && echo "installed chromium"; } || echo "chromium could not be installed: browser tests will be skipped"
 
+# Every tier (CI runs this). The tiers are chosen by markers (setup.cfg, tests/conftest.py), never by file lists; a
+# selection that runs no test fails (pytest exits 5).
 test: $(STAMP) test-services
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The in-process tier: no Ray, no subprocess, no server; under two minutes on two cores.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not external and not gpu" $(PYTEST_ARGS)
 
 # Airflow standalone on 127.0.0.1 with dags/, a local Ray head and the ray_default connection; prints URL and login.
 airflow: $(STAMP)

@@ -1,8 +1,17 @@
-"""Shared fixtures: environment for fast, offline, deterministic tests. What tests build (photos, tiny models,
-servers) is in testkit/."""
+"""Shared fixtures: the environment of fast, offline, deterministic tests, and the expensive things built once per
+session: one Ray (joined to the session's Ray head), one run of the bundled sample on Ray and one in this process.
+What tests build (photos, tiny models, servers, the moon process) is in testkit/.
+
+Tiers, chosen by markers (setup.cfg): unmarked tests run in this process in seconds (`make test-fast`); `slow`
+ones start processes, Ray, servers or Airflow, or run the pipeline end to end; `external` ones need a service set
+up outside the default tooling (the vLLM CPU venv, Chromium, airflow standalone). `make test` runs them all.
+"""
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -11,27 +20,71 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-SAMPLE = os.path.join(os.path.dirname(__file__), "..", "augment", "sample", "myntra_sample.parquet")
+ROOT = Path(__file__).resolve().parents[1]
+# The sample as the runs below name it: relative to the checkout, so that shard ids and lineage (which hash and
+# record the input's name) are the same wherever the checkout is, and the shard files can be compared byte for
+# byte with checksums recorded once (tests/augment/test_sample_identity.py).
+SAMPLE = "augment/sample/myntra_sample.parquet"
+FIXED_RUN_ID = "run-sample"
+FIXED_CODE_VERSION = "0.1.0+sample"
 
 
 @pytest.fixture(scope="session")
 def sample_path() -> str:
-    return os.path.abspath(SAMPLE)
+    return str(ROOT / SAMPLE)
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray for the whole session (ray.init costs seconds)."""
+def ray_local(ray_head):
+    """This process joined to the session's Ray head (tests/orchestration_fixtures.py): one Ray per session."""
     ray = pytest.importorskip("ray")
-    from augment.config import load
-    from augment.runner import init_ray
+    from augment.core.ray import init_ray
 
     if not ray.is_initialized():
-        config = load(check_stages=False)
-        config.run.num_cpus = 2
-        init_ray(config)
+        init_ray(f"127.0.0.1:{ray_head.port}")  # the head's token is in the environment (orchestration_fixtures)
     yield ray
     ray.shutdown()
+
+
+@dataclasses.dataclass
+class SampleRun:
+    out: Path  # the run folder
+    plan: object  # augment.plan.Plan
+    result: object  # augment.runner.RunResult
+
+
+def run_sample(out: Path, use_ray: bool) -> SampleRun:
+    """The bundled sample through every stage of the default profile, from the checkout, with a fixed run id and
+    code version: its shard files are the same bytes on every machine and every rerun."""
+    from augment import config as C
+    from augment import plan as P
+    from augment import runner
+
+    config = C.load()
+    config.run.progress = False
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        patch.setattr(runner, "code_version", lambda: FIXED_CODE_VERSION)
+        P.plan_run(SAMPLE, str(out), config)  # creates the run folder and its _run.json
+        run_file = out / "_run.json"
+        run_file.write_text(json.dumps(json.loads(run_file.read_text()) | {"run_id": FIXED_RUN_ID}))
+        plan = P.plan_run(SAMPLE, str(out), config)  # resumes the folder: its run id is the fixed one
+        assert plan.run_id == FIXED_RUN_ID
+        result = runner.execute(plan, config, use_ray=use_ray, progress=False)
+    return SampleRun(out, plan, result)
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory, ray_local) -> SampleRun:
+    """The sample run on Ray (the session's), once per session. Tests read it; none may change it."""
+    return run_sample(tmp_path_factory.mktemp("sample-ray") / "run", use_ray=True)
+
+
+@pytest.fixture(scope="session")
+def sample_run_in_process(tmp_path_factory) -> SampleRun:
+    """The sample run in this process (runner.run_in_process), once per session. Tests read it; none may change
+    its shards (the report may be written beside them)."""
+    return run_sample(tmp_path_factory.mktemp("sample-local") / "run", use_ray=False)
 
 
 # Airflow home and Ray head for tests/dags and tests/augment/orchestrate (sets AIRFLOW_HOME before Airflow loads).

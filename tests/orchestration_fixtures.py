@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,6 +29,13 @@ os.environ.update({
     "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
 })
+
+
+# The session's Ray head authenticates with this token. Ray reads its authentication settings once, when this
+# process first loads it: they are set here, before any test does, so that this process can join the head
+# (tests/conftest.py: ray_local). Ray started by a child process of the tests uses the same token.
+RAY_TOKEN = secrets.token_hex(24)
+os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": RAY_TOKEN})
 
 
 def airflow_available() -> bool:
@@ -56,7 +64,7 @@ def ray_head():
         pytest.skip("ray[default] is not installed")
     from augment.dev.local_stack import RayHead
 
-    head = RayHead(num_cpus=2).start()
+    head = RayHead(num_cpus=2, token=RAY_TOKEN).start()
     previous = os.environ.get("AIRFLOW_CONN_RAY_DEFAULT")
     os.environ["AIRFLOW_CONN_RAY_DEFAULT"] = json.dumps(head.connection())
     try:

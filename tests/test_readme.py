@@ -1,5 +1,9 @@
 """The README stays true: its schema table is the schema in code, its two commands are the Makefile's."""
+import os
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from augment.core import schema
 
@@ -21,6 +25,25 @@ def test_the_first_two_commands_are_run_and_test():
 
 def test_ci_calls_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_tiers_are_chosen_by_markers_and_documented():
+    makefile = (ROOT / "Makefile").read_text()
+    fast = makefile.split("\ntest-fast:", 1)[1].split("\n\n", 1)[0]
+    assert '-m "not slow and not external and not gpu"' in fast and "tests/" not in fast
+    assert "make test-fast" in README and "\nmake test        # every test" in README
+
+
+@pytest.mark.slow
+def test_a_selection_without_tests_fails_make():
+    # pytest exits 5 when nothing is selected; make must pass that on as a failure, never as success
+    env = {**os.environ, "PYTEST_ARGS": "-k no_test_has_this_name_anywhere", "MAKEFLAGS": ""}
+    done = subprocess.run(["make", "--no-print-directory", "test-fast"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode != 0 and "Error 5" in done.stderr, done.stdout[-2000:] + done.stderr[-2000:]
+    dry = subprocess.run(["make", "-n", "test"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert "-m pytest -k no_test_has_this_name_anywhere" in dry.stdout  # the recipe runs pytest plainly
+    assert "|| true" not in dry.stdout and "|| [" not in dry.stdout
 
 
 def test_every_linked_doc_exists():

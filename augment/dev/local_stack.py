@@ -127,12 +127,13 @@ def _pids_with(marker: str) -> list[int]:
 class RayHead:
     """`ray start --head --block` in its own process group, on free ports, with a fresh auth token."""
 
-    def __init__(self, num_cpus: int = 2, env: dict[str, str] | None = None, temp_dir: str | None = None):
+    def __init__(self, num_cpus: int = 2, env: dict[str, str] | None = None, temp_dir: str | None = None,
+                 token: str | None = None):
         self.num_cpus = num_cpus
         self.extra_env = dict(env or {})
         # Short path: Ray puts unix sockets under it (107-byte limit).
         self.temp_dir = temp_dir or tempfile.mkdtemp(prefix="moonray-", dir="/tmp")
-        self.token = secrets.token_hex(24)
+        self.token = token or secrets.token_hex(24)  # a fresh one unless the caller holds one already
         self.port = free_port()
         self.dashboard_port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -166,8 +167,9 @@ class RayHead:
             "--num-cpus", str(self.num_cpus), "--temp-dir", self.temp_dir,
         ]
         log = open(self.log_path, "wb")
+        # From the checkout: Ray workers start in the head's working directory, where relative input paths resolve.
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, cwd=ROOT)
         headers = {"Authorization": f"Bearer {self.token}"}
         _wait("ray head", lambda: _http_ok(f"{self.dashboard_url}/api/jobs/", headers), timeout, self.proc, self.log_path)
         return self

@@ -54,6 +54,7 @@ def test_the_clip_classes_the_filter_loads_exist():
     assert hasattr(transformers, "CLIPModel") and hasattr(transformers, "AutoProcessor")
 
 
+@pytest.mark.slow  # a child process
 def test_resolving_the_gpu_backends_imports_no_torch():
     import subprocess
     import sys

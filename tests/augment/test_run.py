@@ -1,4 +1,5 @@
-"""The spine end to end: the bundled sample through every stage, crash and resume, bad input, S3."""
+"""The spine end to end: the bundled sample through every stage (the session's runs, tests/conftest.py), a kill
+from outside and resume, bad input. The fault-injected crashes are tests/reliability/test_driver_crash.py."""
 from __future__ import annotations
 
 import json
@@ -13,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from augment import config as C
-from augment.core import manifest
 from augment import plan as P, runner
+from augment.core import manifest
 from augment.core import schema as S
-from testkit.cli import start_moon
+from testkit.cli import ROOT, start_moon
 from testkit.photos import photo_file
 
 pytestmark = pytest.mark.slow
@@ -42,18 +43,8 @@ def assert_invariant(run_dir: Path, rows_in: int) -> dict:
     return totals
 
 
-@pytest.fixture(scope="module")
-def sample_run(tmp_path_factory, sample_path, ray_local):
-    out = tmp_path_factory.mktemp("sample") / "run"
-    config = C.load()
-    config.run.progress = False
-    plan = P.plan_run(sample_path, str(out), config)
-    result = runner.execute(plan, config, use_ray=True)
-    return out, plan, result
-
-
 def test_sample_run_commits_every_product_with_the_output_schema(sample_run):
-    out, plan, result = sample_run
+    out, plan = sample_run.out, sample_run.plan
     assert_invariant(out, 80)
     files = manifest.data_files(str(out))
     assert len(files) == len(plan.shards) == 3
@@ -64,7 +55,7 @@ def test_sample_run_commits_every_product_with_the_output_schema(sample_run):
 
 
 def test_sample_run_has_five_variant_kinds_per_product(sample_run):
-    out, _, _ = sample_run
+    out = sample_run.out
     table = pads.dataset(str(out / "data")).to_table(columns=["product_id", "variants", "enriched_title", "entities"])
     for row in table.to_pylist():
         kinds = [v["kind"] for v in row["variants"]]
@@ -76,57 +67,30 @@ def test_sample_run_has_five_variant_kinds_per_product(sample_run):
 def test_shards_are_readable_by_ray_data(sample_run, ray_local):
     import ray.data
 
-    out, _, _ = sample_run
+    out = sample_run.out
     ds = ray.data.read_parquet(str(out / "data"))
     assert ds.count() == 80
     assert set(S.OUTPUT_FIELDS.names) <= set(ds.schema().names)
 
 
-def test_rerun_is_a_no_op(sample_run):
-    out, plan, _ = sample_run
+def test_rerun_is_a_no_op(sample_run, monkeypatch):
+    out, plan = sample_run.out, sample_run.plan
     config = C.load()
+    monkeypatch.chdir(ROOT)  # the sample run names its input relative to the checkout
     again = P.plan_run(plan.input_uri, str(out), config)
     assert again.pending == []
     assert runner.execute(again, config).records == []
 
 
-def test_in_process_runner_gives_the_same_rows_as_ray(sample_run, tmp_path):
-    out, plan, _ = sample_run
-    config = C.load()
-    local_plan = P.plan_run(plan.input_uri, str(tmp_path / "local"), config)
-    runner.execute(local_plan, config, use_ray=False, progress=False)
-    assert deterministic_rows(tmp_path / "local") == deterministic_rows(out)
-
-
-def test_crash_with_sigkill_then_resume_equals_a_clean_run(sample_run, tmp_path):
-    out, plan, _ = sample_run
-    crashed = tmp_path / "crashed"
-    # Kill the driver right after the second shard's data file is published and before its manifest record.
-    state = tmp_path / "faults"
-    proc = start_moon("run", "--output", str(crashed), "--shard-size", "32", "--no-progress",
-                env={"MOON_FAULTS": "after_data_write=2:kill", "MOON_FAULTS_STATE": str(state)})
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == -signal.SIGKILL, output
-    committed = manifest.load(str(crashed))
-    assert len(committed) < 3
-    # at least one data file was published whose manifest record was never written
-    assert len(list((crashed / "data").glob("*.parquet"))) > len(committed)
-    resumed = start_moon("run", "--output", str(crashed), "--shard-size", "32", "--no-progress")
-    output, _ = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, output
-    assert len(manifest.load(str(crashed))) == 3
-    assert_invariant(crashed, 80)
-    clean = deterministic_rows(out)
-    assert deterministic_rows(crashed) == clean
-    assert len({r["product_id"] for r in clean}) == 80
-    assert not list(crashed.rglob(".*.tmp-*"))
+def test_in_process_runner_gives_the_same_rows_as_ray(sample_run, sample_run_in_process):
+    assert deterministic_rows(sample_run_in_process.out) == deterministic_rows(sample_run.out)
 
 
 def test_sigkill_mid_run_from_outside_then_resume(sample_run, tmp_path):
-    out, _, _ = sample_run
+    out = sample_run.out
     crashed = tmp_path / "killed"
     proc = start_moon("run", "--output", str(crashed), "--shard-size", "8", "--no-progress", "--no-ray",
-                env={"MOON_FAULTS": "driver_batch=4:sleep30"})
+                      env={"MOON_FAULTS": "driver_batch=4:sleep30"})
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if crashed.exists() and len(manifest.load(str(crashed))) >= 3:
@@ -142,8 +106,8 @@ def test_sigkill_mid_run_from_outside_then_resume(sample_run, tmp_path):
 
 
 def test_changed_config_is_refused_on_resume(sample_run):
-    out, plan, _ = sample_run
-    proc = start_moon("run", "--output", str(out), "--shard-size", "5")
+    out, plan = sample_run.out, sample_run.plan
+    proc = start_moon("run", "--input", plan.input_uri, "--output", str(out), "--shard-size", "5")
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "different shard size" in output and "--force" in output

@@ -36,6 +36,7 @@ def test_every_dag_file_parses_fast(dagbag):
     assert slow == []
 
 
+@pytest.mark.slow  # a child process
 @pytest.mark.parametrize("name", DAG_FILES)
 def test_dag_files_import_no_heavy_module_at_top_level(name):
     code = (

@@ -103,6 +103,7 @@ def test_every_runtime_has_its_dockerfile():
     assert {p.parent.name for p in DOCKERFILES} >= {"airflow", "ray-worker-cuda", "vllm"}
 
 
+@pytest.mark.slow  # a child process
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_dockerfile_passes_hadolint(dockerfile):
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")

@@ -16,6 +16,7 @@ def parse(*argv):
     return build_parser().parse_args(list(argv))
 
 
+@pytest.mark.slow  # a child process
 def test_cli_module_imports_no_torch_ray_or_pyarrow():
     code = "import sys, model.cli; print(sorted(m for m in ('torch', 'ray', 'pyarrow') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

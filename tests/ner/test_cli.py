@@ -45,6 +45,7 @@ def test_extract_keeps_unreadable_lines_as_error_records(tmp_path):
     assert strict.returncode == 1
 
 
+@pytest.mark.slow  # a child process
 def test_extract_names_a_missing_input_without_traceback(tmp_path):
     proc = moon("ner", "extract", "--input", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o.jsonl"))
     assert proc.returncode == 2
@@ -86,6 +87,7 @@ def test_eval_table_names_labels_and_micro(tmp_path):
     assert "BRAND" in proc.stdout and "micro BCM" in proc.stdout
 
 
+@pytest.mark.slow  # a child process
 def test_help_does_not_import_spacy():
     code = "import sys, augment.cli; augment.cli.build_parser(); print('spacy' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,

@@ -127,8 +127,8 @@ def scripted_build_processor(config, preprocess=None, postprocess=None, **kwargs
 
 
 @pytest.mark.slow
-def test_transform_dataset_end_to_end(monkeypatch, tmp_path):
-    ray = pytest.importorskip("ray")
+def test_transform_dataset_end_to_end(monkeypatch, tmp_path, ray_local):
+    import ray.data
     import ray.data.llm
 
     monkeypatch.setattr(ray.data.llm, "build_processor", scripted_build_processor)
@@ -143,13 +143,9 @@ def test_transform_dataset_end_to_end(monkeypatch, tmp_path):
     for r in rows:
         r["_image"] = b""  # Arrow needs one type per column; empty bytes mean "no image"
         r["_quarantine_reason"] = "image_undecodable" if r["product_id"] == "e" else None
-    ray.init(address="local", num_cpus=1, include_dashboard=False, ignore_reinit_error=True)
-    try:
-        st = VllmEnrichStage(VllmEnrichOptions(model="/models/x"), RunContext(output_uri=str(tmp_path)))
-        out = {r["product_id"]: r for r in st.transform_dataset(ray.data.from_items(rows)).take_all()}
-        again = {r["product_id"]: r for r in st.transform_dataset(ray.data.from_items(rows)).take_all()}
-    finally:
-        ray.shutdown()
+    st = VllmEnrichStage(VllmEnrichOptions(model="/models/x"), RunContext(output_uri=str(tmp_path)))
+    out = {r["product_id"]: r for r in st.transform_dataset(ray.data.from_items(rows)).take_all()}
+    again = {r["product_id"]: r for r in st.transform_dataset(ray.data.from_items(rows)).take_all()}
     assert (out["e"]["enriched_title"], out["e"]["enrichment"]) == (None, None)  # not sent to the engine
     status = {pid: (r["enrichment"]["status"], r["enrichment"]["attempts"]) for pid, r in out.items() if pid != "e"}
     assert status == {"a": ("ok", 1), "b": ("ok", 2), "c": ("rejected:missing_entity", 2),

@@ -122,6 +122,7 @@ def test_default_cpus_are_sixteen_per_gpu(config, figures):
     assert plan(config, figures, cpus=None, gpus=4).cpus == 64
 
 
+@pytest.mark.slow  # a child process
 def test_moon_plan_prints_json(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "augment.cli", "plan", "--products", "10000", "--config", str(CONFIG), "--gpus", "4",
@@ -132,6 +133,7 @@ def test_moon_plan_prints_json(tmp_path):
     assert data["gpu_hours"] == pytest.approx(32_000 / 3600) and data["missing"] == ["filter/clip"]
 
 
+@pytest.mark.slow  # a child process
 def test_moon_plan_text_names_every_stage_and_the_reference():
     out = subprocess.run(
         [sys.executable, "-m", "augment.cli", "plan", "--products", "10000", "--config", str(CONFIG), "--bench",

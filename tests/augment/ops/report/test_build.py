@@ -137,6 +137,7 @@ def test_a_product_with_an_unreadable_image_gets_a_placeholder(tmp_path):
     assert "image not available" in (tmp_path / "report" / "gallery-001.html").read_text()
 
 
+@pytest.mark.slow  # a child process
 def test_moon_report_command_prints_the_index_path(run):
     out = subprocess.run([sys.executable, "-m", "augment.cli", "report", str(run), "--sample", "5"], cwd=ROOT,
                          capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
@@ -144,6 +145,7 @@ def test_moon_report_command_prints_the_index_path(run):
     assert out.stdout.strip() == str(run / "report" / "index.html")
 
 
+@pytest.mark.slow  # a child process
 def test_moon_report_on_a_folder_without_a_run_fails_clearly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "augment.cli", "report", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})

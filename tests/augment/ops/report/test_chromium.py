@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from augment import config as C
-from augment import plan as P, runner
 from augment.ops.report import build
 
 pytestmark = [pytest.mark.slow, pytest.mark.external]
@@ -32,15 +30,10 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def sample_report(tmp_path_factory, sample_path):
-    """The bundled sample through the default (local) profile, in this process."""
-    out = tmp_path_factory.mktemp("sample-report") / "run"
-    config = C.load()
-    config.run.progress = False
-    plan = P.plan_run(sample_path, str(out), config)
-    runner.execute(plan, config, use_ray=False)
-    build.write_report(str(out))
-    return out
+def sample_report(sample_run_in_process):
+    """The report of the bundled sample through the default (local) profile (the session's run)."""
+    build.write_report(str(sample_run_in_process.out))
+    return sample_run_in_process.out
 
 
 def screenshot(tmp_path: Path, report: Path, page: str) -> Path:
