@@ -22,7 +22,7 @@ FLOORS = {
     "ner": 1,
     "model": 1,
     "augment.llm": 2,  # language-model calls (requests render prompts)
-    "augment.stages": 3,  # one folder per stage
+    "augment.stages": 3,  # one folder per stage, and what they share
     "augment.config": 4,  # the run: its config, input, plan, stage chains, runner, shard writer
     "augment.io": 4,
     "augment.plan": 4,

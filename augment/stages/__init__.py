@@ -2,9 +2,10 @@
 
 Each stage folder holds its options, its CPU backend, its model backends, its guards or scoring side by side:
 validate/, ner/, enrich_title/, background_prompts/, image_variants/, filter/. What stages share sits beside
-them: `base` (the Stage class), `text` (text checks), `variants` (the variant records). A stage module imports
-the core, the libraries (ner, prompts, augment.imaging, augment.llm), `base`, `text` and `variants`, never
-another stage's folder nor the runner (tests/test_layers.py checks this).
+them: `base` (the Stage class), `language_model` (the base of the model backends), `text` (text checks),
+`variants` (the variant records). A stage module imports the core, the libraries (ner, prompts, augment.imaging,
+augment.llm) and these shared modules, never another stage's folder nor the runner (tests/test_layers.py checks
+this).
 
 Backends are listed here as import paths so that naming one never imports another: the `classic` image backend
 must not pull in torch, the `diffusers` one must not be imported on an Airflow worker. A new backend is one line

@@ -15,22 +15,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import Counter
-from typing import ClassVar
+from typing import Any
 
 from augment.core import storage
-from augment.core.names import WORK_IMAGE, Status
+from augment.core.names import Status
 from augment.imaging import codec, untrusted
 from augment.llm import vllm_engine as vx
-from augment.llm.client import LLMClient, ModelOptions, stage_options
+from augment.llm.client import ModelOptions, stage_options
 from augment.llm.openai_engine import OpenAIEngine, OpenAIOptions
-from augment.llm.requests import ChatRequest, Completion, image_data_url, image_urls
+from augment.llm.requests import ChatRequest, Completion, image_data_url
 from augment.llm.transformers_engine import TransformersEngine, TransformersOptions
 from augment.llm.vllm_engine import VllmEngine, VllmOptions
 from augment.stages.background_prompts import guards
 from augment.stages.background_prompts.requests import background_request, product_text
 from augment.stages.background_prompts.template import choose_backgrounds
-from augment.stages.base import Batch, Stage, StageResult
+from augment.stages.base import Batch, StageResult
+from augment.stages.language_model import ModelStage
 from prompts import backgrounds as background_sets
 from prompts import parsers
 
@@ -68,28 +68,20 @@ def judge_backgrounds(completion: Completion, count: int) -> tuple[list[str] | N
     return (candidates, None) if reason is None else (None, reason)
 
 
-class ModelBackgroundStage(Stage):
+class ModelBackgroundStage(ModelStage):
     """background_prompts with a language model; a backend names its engine."""
 
     name = "background_prompts"
-    reads = ("title", "description", "entities", WORK_IMAGE)
     writes = ("background_prompts",)
-    engine_cls: ClassVar[type]
     count = 10  # Algorithm 6 asks for ten
 
     def __init__(self, options=None, context=None):
         super().__init__(options, context)
-        if not self.options.model:
-            raise ValueError(f"{self.name}[{self.backend}]: options.model is required")
-        self.engine = self.engine_cls(self.options, label=f"{self.name}[{self.backend}]")
-        self.llm = LLMClient(self.engine, self.options, self.context.output_uri,
-                             decoding={"references": list(self.options.reference_images)})
-        self.stats: Counter = Counter()
         self.fallback_set = background_sets.load(self.options.backgrounds)
         self._reference_urls: list[str] | None = None
 
-    def setup(self) -> None:
-        self.engine.setup()
+    def decoding(self) -> dict[str, Any]:
+        return {"references": list(self.options.reference_images)}
 
     def reference_urls(self) -> list[str]:
         """The configured reference backgrounds as JPEG data URLs, decoded and checked like catalogue images."""
@@ -117,12 +109,11 @@ class ModelBackgroundStage(Stage):
 
     def process(self, batch: Batch) -> StageResult:
         n = len(batch["product_id"])
-        urls = image_urls(batch.get(WORK_IMAGE) or [None] * n, self.options.send_image, self.options.image_max_side)
+        urls = self.image_urls(batch)
         refs = self.reference_urls() if self.options.send_image else []
         requests = [self._request(batch["product_id"][i], batch["title"][i], batch["description"][i], urls[i], refs)
                     for i in range(n)]
-        answers = self.llm.answer(requests)
-        self.stats["cache_hits"] += sum(a.cached for a in answers)
+        answers = self.answer(requests)
         out = []
         for i, completion in enumerate(answers):
             candidates, reason = judge_backgrounds(completion, self.count)
@@ -138,8 +129,7 @@ class ModelBackgroundStage(Stage):
 
     # -- the same steps row by row, for the vllm engine's Ray Data transform ------------------------------------
     def request_row(self, row: dict, reference_urls: list[str]) -> dict:
-        image = row.get(WORK_IMAGE)
-        url = image_data_url(image, self.options.image_max_side) if (image and self.options.send_image) else None
+        url = self.image_url_of(row)
         request = self._request(row["product_id"], row["title"], row.get("description"), url, reference_urls)
         return {**row, vx.REQUEST: dataclasses.asdict(request)}
 

@@ -20,19 +20,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
-from typing import ClassVar
 
-from augment.core.names import WORK_IMAGE, Status
+from augment.core.names import Status
 from augment.llm import vllm_engine as vx
-from augment.llm.client import LLMClient, ModelOptions, stage_options
+from augment.llm.client import ModelOptions, stage_options
 from augment.llm.openai_engine import OpenAIEngine, OpenAIOptions
-from augment.llm.requests import ChatRequest, Completion, image_data_url, image_urls
+from augment.llm.requests import ChatRequest, Completion
 from augment.llm.transformers_engine import TransformersEngine, TransformersOptions
 from augment.llm.vllm_engine import VllmEngine, VllmOptions
-from augment.stages.base import Batch, Stage, StageResult
+from augment.stages.base import Batch, StageResult
 from augment.stages.enrich_title import guards
 from augment.stages.enrich_title.requests import enrich_request
 from augment.stages.enrich_title.template import enrichment_record
+from augment.stages.language_model import ModelStage
 from prompts import parsers
 
 log = logging.getLogger(__name__)
@@ -65,27 +65,17 @@ def judge_title(completion: Completion, title: str, entities, bounds: guards.Tit
     return (candidate, None) if reason is None else (None, reason)
 
 
-class ModelEnrichStage(Stage):
+class ModelEnrichStage(ModelStage):
     """enrich_title with a language model; a backend names its engine."""
 
     name = "enrich_title"
-    reads = ("title", "description", "entities", WORK_IMAGE)
     writes = ("enriched_title", "enrichment")
-    engine_cls: ClassVar[type]
 
     def __init__(self, options=None, context=None):
         super().__init__(options, context)
-        if not self.options.model:
-            raise ValueError(f"{self.name}[{self.backend}]: options.model is required")
         if self.options.language not in ("auto", "en", "zh"):
             raise ValueError(f"enrich_title.language must be auto, en or zh, got {self.options.language!r}")
         self.bounds = guards.TitleBounds(max_chars=self.options.title_max_chars)
-        self.engine = self.engine_cls(self.options, label=f"{self.name}[{self.backend}]")
-        self.llm = LLMClient(self.engine, self.options, self.context.output_uri, decoding={})
-        self.stats: Counter = Counter()
-
-    def setup(self) -> None:
-        self.engine.setup()
 
     def _request(self, batch: Batch, i: int, image_url: str | None, problem: str | None = None) -> ChatRequest:
         return enrich_request(
@@ -103,17 +93,12 @@ class ModelEnrichStage(Stage):
     def _record(self, prompt_id: str, status: str, attempts: int) -> dict:
         return enrichment_record(self.backend, self.llm.model, prompt_id, status, attempts)
 
-    def _answer(self, requests: list[ChatRequest]) -> list[Completion]:
-        answers = self.llm.answer(requests)
-        self.stats["cache_hits"] += sum(a.cached for a in answers)
-        return answers
-
     def process(self, batch: Batch) -> StageResult:
         n = len(batch["product_id"])
         titles = [t or "" for t in batch["title"]]
-        urls = image_urls(batch.get(WORK_IMAGE) or [None] * n, self.options.send_image, self.options.image_max_side)
+        urls = self.image_urls(batch)
         first = [self._request(batch, i, urls[i]) for i in range(n)]
-        answers = self._answer(first)
+        answers = self.answer(first)
 
         out_titles: list[str] = list(titles)
         records: list[dict | None] = [None] * n
@@ -131,7 +116,7 @@ class ModelEnrichStage(Stage):
         if retry:
             order = sorted(retry)
             second = [self._request(batch, i, urls[i], problem=retry[i]) for i in order]
-            for i, request, completion in zip(order, second, self._answer(second)):
+            for i, request, completion in zip(order, second, self.answer(second)):
                 candidate, reason = judge_title(completion, titles[i], batch["entities"][i], self.bounds)
                 if candidate is not None:
                     out_titles[i] = candidate
@@ -148,12 +133,6 @@ class ModelEnrichStage(Stage):
         return StageResult(columns={"enriched_title": out_titles, "enrichment": records})
 
     # -- the same steps row by row, for the vllm engine's Ray Data transform ------------------------------------
-    def image_url_of(self, row: dict) -> str | None:
-        image = row.get(WORK_IMAGE)
-        if not (self.options.send_image and image):
-            return None
-        return image_data_url(image, self.options.image_max_side)
-
     def first_request(self, row: dict, image_url: str | None) -> dict:
         batch = {k: [v] for k, v in row.items()}
         return dataclasses.asdict(self._request(batch, 0, image_url))
