@@ -57,6 +57,7 @@ def test_our_output_and_errors_pass(line):
     assert not is_noise(line.encode())
 
 
+@pytest.mark.slow  # a child process
 def test_the_filter_hides_noise_written_to_fd_2_and_keeps_the_rest_in_order(tmp_path):
     script = tmp_path / "emit.py"
     script.write_text(

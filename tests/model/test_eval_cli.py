@@ -140,6 +140,7 @@ def test_config_mistakes_end_in_one_line(runs, tmp_path, capsys, monkeypatch, ar
     assert err.startswith(message) and err.count("\n") == 1, err
 
 
+@pytest.mark.slow  # a child process
 def test_verbose_shows_the_traceback_of_a_config_mistake(tmp_path):
     def moon(*argv):
         return subprocess.run([sys.executable, "-m", "augment.cli", *argv], cwd=ROOT, capture_output=True, text=True)
