@@ -55,15 +55,15 @@ def sample_queries(direction: str, keys: Sequence[str], count: int) -> list[int]
 
 def thumbnail(data: bytes | None, side: int = THUMB) -> str:
     """A JPEG data URI of at most `side` px, or "" when the bytes are not a usable image."""
-    from augment import images
+    from augment.imaging import codec, untrusted
 
     if not data:
         return ""
     try:
-        image = images.normalise(data, max_pixels=80_000_000, min_side=1, max_side=side)
-    except images.ImageRejected:
+        image = untrusted.normalise(data, max_pixels=80_000_000, min_side=1, max_side=side)
+    except untrusted.ImageRejected:
         return ""
-    return "data:image/jpeg;base64," + base64.b64encode(images.encode(image, "jpeg", 80)).decode()
+    return "data:image/jpeg;base64," + base64.b64encode(codec.encode(image, "jpeg", 80)).decode()
 
 
 def _pil_thumbnail(image) -> str:

@@ -20,7 +20,6 @@ FLOORS = {
     "prompts": 1,  # libraries on the core
     "augment.imaging": 1,
     "ner": 1,
-    "model": 1,
     "augment.llm": 2,  # language-model calls (requests render prompts)
     "augment.stages": 3,  # one folder per stage, and what they share
     "augment.config": 4,  # the run: its config, input, plan, stage chains, runner, shard writer
@@ -31,10 +30,11 @@ FLOORS = {
     "augment.writer": 4,
     "augment.ops": 5,  # around the data path: report, capacity, bench results; Airflow orchestration
     "augment.orchestrate": 5,
-    "augment.cli": 6,  # entry points and development tooling
-    "augment.commands": 6,
-    "augment.dev": 6,
-    "dags": 7,  # Airflow DAG files
+    "model": 6,  # the bi-encoder: trained and evaluated on committed shards; evaluations go into the run report
+    "augment.cli": 7,  # entry points and development tooling
+    "augment.commands": 7,
+    "augment.dev": 7,
+    "dags": 8,  # Airflow DAG files
 }
 RUN = {"augment.config", "augment.io", "augment.plan", "augment.pipeline", "augment.runner", "augment.writer"}
 SCAFFOLDING = ("testkit", "tests")
