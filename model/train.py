@@ -35,6 +35,7 @@ from typing import Any, Iterator
 
 import torch
 
+from augment.core.ray import init_ray
 from model.checkpoint import (
     BEST_DIR, EPOCH_DIR, MODEL_FILE, build_model, epoch_dir_name, latest_checkpoint, load_train_state, save_best,
     save_checkpoint,
@@ -297,7 +298,6 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
 
     from augment.core import manifest, storage
     from augment.core import schema as S
-    from augment.core.ray import init_ray
 
     output_dir = Path(output_dir).resolve()
     if not storage.is_s3(run_uri):

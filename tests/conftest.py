@@ -38,10 +38,12 @@ def sample_path() -> str:
 def ray_local(ray_head):
     """This process joined to the session's Ray head (tests/orchestration_fixtures.py): one Ray per session."""
     ray = pytest.importorskip("ray")
-    from augment.core.ray import init_ray
+    import logging
 
     if not ray.is_initialized():
-        init_ray(f"127.0.0.1:{ray_head.port}")  # the head's token is in the environment (orchestration_fixtures)
+        # The head's token is in the environment (orchestration_fixtures). Workers' output stays in the head's log
+        # files: forwarded to this process it would arrive whenever Ray flushes it, inside a later test's output.
+        ray.init(address=f"127.0.0.1:{ray_head.port}", logging_level=logging.WARNING, log_to_driver=False)
     yield ray
     ray.shutdown()
 
