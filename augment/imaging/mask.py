@@ -144,11 +144,32 @@ def remove_person(work: np.ndarray, fg: np.ndarray) -> tuple[np.ndarray, bool]:
         return fg, False
     out &= ~cv2.dilate(cut.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     out = open_(out, 3)
+    # Skin in front of the product (a hand on the shorts, the neck inside a collar) stays: cutting it would
+    # leave a hole where product pixels are hidden, and the cut-out must not lose the product's outline.
+    restore = enclosed(fg & ~out, out, 0.2 * np.sqrt(fg_area))
+    if neck is not None:
+        restore[:neck] = False  # a face inside a hood or a collar still goes
+    out |= restore
     out = keep_large_components(out, 0.2)
     # Guard: a product in skin tones (beige knitwear, tan leather) would mostly vanish; keep the plain mask then.
     if out.sum() < floor * fg_area:
         return fg, False
     return out, True
+
+
+def enclosed(cut: np.ndarray, kept: np.ndarray, reach: float) -> np.ndarray:
+    """The pixels of `cut` with `kept` pixels within `reach` in at least three of the four directions (left,
+    right, up, down): holes and notches inside the kept outline, not limbs or a head beside or above it."""
+    sides = 0
+    for axis in (0, 1):
+        for flip in (False, True):
+            k = np.flip(kept, axis) if flip else kept
+            index = np.arange(k.shape[axis], dtype=np.float32)
+            index = index[:, None] if axis == 0 else index[None, :]
+            last = np.maximum.accumulate(np.where(k, index, -np.inf), axis=axis)  # nearest kept before
+            near = (index - last) <= reach
+            sides = sides + (np.flip(near, axis) if flip else near)
+    return cut & (sides >= 3)
 
 
 def find_neck(sk: np.ndarray, fg: np.ndarray) -> int | None:

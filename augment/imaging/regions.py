@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from augment.imaging.mask import skin
+
 Window = tuple[int, int, int]  # x, y of the top-left corner and the side, in source pixels
 
 WORK_SIDE = 160
@@ -68,7 +70,8 @@ class RegionFinder:
         lab = cv2.cvtColor(rgb_small, cv2.COLOR_RGB2Lab).astype(np.float32)
         median = np.median(lab[inside], axis=0) if inside.any() else lab.reshape(-1, 3).mean(axis=0)
         distinct = np.clip(np.sqrt(((lab - median) ** 2).sum(axis=2)) / 60.0, 0.0, 1.0)
-        self.distinct_px = distinct * core  # per pixel, for finding marks
+        # Skin is not a mark: a hand in front of the product stands out from it too.
+        self.distinct_px = distinct * core * ~skin(rgb_small)  # per pixel, for finding marks
         distinct = cv2.boxFilter(distinct, -1, (5, 5))
         self.edges = (cv2.Canny(gray, 60, 160) > 0).astype(np.float32) * core * (0.25 + distinct)
         texture = np.abs(cv2.Laplacian(gray.astype(np.float32), cv2.CV_32F, ksize=3)) * inside
@@ -122,3 +125,13 @@ def _to_work(window: Window, scale: float) -> Window:
 def _to_source(window: Window, scale: float) -> Window:
     x, y, s = window
     return int(round(x / scale)), int(round(y / scale)), max(2, int(round(s / scale)))
+
+
+def shows_detail(rgb: np.ndarray, alpha: np.ndarray, min_product: float = 0.6, min_texture: float = 15.0) -> bool:
+    """Whether a close-up window shows the product with some texture: at least `min_product` of it is product
+    and its mean absolute Laplacian (grey levels) reaches `min_texture`. A window of plain fabric or of
+    backdrop is a blank close-up, which teaches a model nothing about the product."""
+    if rgb.size == 0 or float(alpha.mean()) < min_product:
+        return False
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.abs(cv2.Laplacian(gray, cv2.CV_32F, ksize=3)).mean()) >= min_texture

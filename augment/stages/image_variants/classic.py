@@ -6,8 +6,9 @@ Per product, from the validated source image (`_image`):
               chosen by seed from `background_prompts` (Algorithm 7), or a seeded preset when there are none;
 - angle:      the subject turned about its vertical axis by a seeded yaw, with a small roll (Algorithm 2);
 - logo:       the most edge-dense region (logos, prints, labels) enlarged on a soft backdrop tinted by the
-              product's colour, with a small brand badge in an upper corner (Algorithm 3);
-- detail:     a 2-3x close-up of the most textured region away from the logo (Algorithm 4).
+              product's colour (Algorithm 3); `logo_badge: true` adds a round badge of the brand's initials;
+- detail:     a 2-3x close-up of the most textured region away from the logo (Algorithm 4); a product whose
+              best window is flat (a plain white skirt) gets `failed:no_detail` instead of a blank close-up.
 Every random choice comes from `context.seed(product_id, kind)`, so reruns are byte-identical. An operation
 that fails on one product yields that variant with status `failed:<reason>`; it never stops the batch.
 This module must stay free of torch and of any model code: it is the CPU default.
@@ -31,7 +32,7 @@ from augment.stages.base import Batch, Stage, StageResult
 log = logging.getLogger(__name__)
 
 MODEL = "classic"
-VERSION = "classic.v1"  # bump when an operation changes its pixels: it is part of the object-store key
+VERSION = "classic.v2"  # bump when an operation changes its pixels: it is part of the object-store key
 
 
 @dataclasses.dataclass
@@ -44,7 +45,9 @@ class ClassicOptions:
     yaw_degrees: list[float] = dataclasses.field(default_factory=lambda: [18.0, 32.0])  # |yaw| range
     logo_fraction: float = 0.42  # logo window side relative to the subject's size
     detail_zoom: list[float] = dataclasses.field(default_factory=lambda: [2.0, 3.0])  # close-up zoom range
-    logo_badge: bool = True  # brand badge in an upper corner of the logo variant
+    # A round badge of the brand's initials in an upper corner of the logo variant: a mark the product does not
+    # carry, so off by default (it teaches the model a badge that no real photo of the product shows).
+    logo_badge: bool = False
     image_storage: str = "auto"  # inline | uri | auto (uri when the run has an object store)
 
     def __post_init__(self) -> None:
@@ -172,10 +175,16 @@ class ClassicVariantsStage(Stage):
         size = self.options.size
         x, y, s = p.regions.detail(rng.uniform(*self.options.detail_zoom), exclude=p.logo_window(self.options))
         on_white = p.on_white()[y : y + s, x : x + s]
+        if not regions.shows_detail(on_white, p.alpha[y : y + s, x : x + s]):
+            raise NoDetail("the most textured window is flat or mostly off the product")
         zoomed = cv2.resize(on_white, (size, size), interpolation=cv2.INTER_CUBIC)
         # Upscaling softens edges; a mild unsharp mask brings back the texture the close-up is meant to show.
         blur = cv2.GaussianBlur(zoomed, (0, 0), 2.0)
         return cv2.addWeighted(zoomed, 1.4, blur, -0.4, 0), None
+
+
+class NoDetail(Exception):
+    """No window of the product has texture to show: the detail variant fails (`failed:no_detail`)."""
 
 
 class Product:

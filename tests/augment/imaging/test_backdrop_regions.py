@@ -88,3 +88,15 @@ def test_badge_letters_and_corner():
     canvas = np.full((120, 120, 3), 255, np.uint8)
     left = compose.emblem(canvas, "N", (200, 30, 30), "left")
     assert left[:30, :30].mean() < 250 and left[:30, -30:].mean() == 255
+
+
+def test_a_close_up_shows_detail_only_on_textured_product():
+    from augment.imaging.regions import shows_detail
+
+    rng = np.random.default_rng(0)
+    textured = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    flat = np.full((40, 40, 3), 246, np.uint8)
+    product = np.ones((40, 40), np.float32)
+    assert shows_detail(textured, product)
+    assert not shows_detail(flat, product)  # plain white fabric: a blank close-up
+    assert not shows_detail(textured, np.zeros((40, 40), np.float32))  # off the product

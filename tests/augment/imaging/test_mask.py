@@ -73,3 +73,14 @@ def test_large_backdrop_holes_stay_open_and_small_ones_are_filled():
     filled = fill_holes(ring, dist, backdrop_below=4.0)
     assert not filled[30, 30] and filled[12, 12]
     assert fill_holes(ring)[30, 30]  # without distances every hole is filled
+
+
+def test_a_hand_in_front_of_the_product_leaves_no_hole_in_it():
+    img, truth = product_photo(model=True)
+    hand = (slice(150, 172), slice(70, 96))  # skin over the shirt's lower left part, inside its outline
+    img[hand] = (224, 172, 140)
+    mask = subject_mask(img)
+    assert mask.person_removed
+    assert (mask.alpha[hand] > 0.5).mean() > 0.9  # kept: cutting it would erase product pixels
+    assert (mask.alpha[10:50, 96:128] > 0.5).sum() == 0  # the head still goes
+    assert (mask.alpha[120:180, 36:44] > 0.5).mean() < 0.1  # and the arm beside the shirt

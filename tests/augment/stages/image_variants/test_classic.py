@@ -190,3 +190,23 @@ def test_options_defaults_produce_five_kinds_at_512():
     options = ClassicOptions()
     assert options.size == 512 and options.backgrounds == 1 and options.kinds == list(schema.VARIANT_KINDS)
     assert dataclasses.replace(options, size=256).size == 256
+
+
+def test_a_plain_product_gets_no_blank_detail_close_up():
+    from augment.imaging.codec import encode
+
+    plain = np.full((224, 224, 3), 255, np.uint8)
+    plain[50:180, 60:170] = (236, 236, 238)  # a plain white product on white: nothing to zoom on
+    row = make_stage().process(batch([encode(plain, "jpeg", 95)])).columns["variants"][0]
+    statuses = {v["kind"]: v["status"] for v in row}
+    assert statuses["detail"] == "failed:no_detail"
+    assert statuses["subject"] == statuses["angle"] == "ok"
+
+
+def test_the_logo_variant_carries_no_badge_unless_asked():
+    assert ClassicOptions().logo_badge is False
+    image = product_jpeg()
+    plain = make_stage(kinds=["logo"]).process(batch([image])).columns["variants"][0][0]
+    badged = make_stage(kinds=["logo"], logo_badge=True).process(batch([image])).columns["variants"][0][0]
+    top = lambda v: decode_rgb(v["image"])[:24].astype(np.int16)  # noqa: E731 - the badge's corner band
+    assert np.abs(top(plain) - top(badged)).max() > 100
