@@ -24,7 +24,7 @@ SCORED = (Status.OK.value, Status.FILTERED.value)
 
 @dataclasses.dataclass
 class HeuristicFilterOptions:
-    threshold: float = 0.35  # variants scoring below are marked `filtered`
+    threshold: float = 0.5  # variants scoring below are marked `filtered` (the midpoint of every check's ramp)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
