@@ -14,6 +14,7 @@ from typing import Any
 
 from augment.core import config as loader
 from augment.core.config import ConfigError
+from augment.core.schema import VARIANT_KINDS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -120,6 +121,13 @@ class DataConfig:
     candidate_views: str = "concat"
     max_variants: int = 2  # n_c: variants per candidate in concat mode, drawn afresh every epoch
     original_view_prob: float = 0.5
+    # Which co-augmented views training uses: variants of these kinds (others are ignored), and the enriched
+    # title (enriched_titles). The bench's per-kind ablation sets them.
+    variant_kinds: tuple[str, ...] = ("subject", "background", "angle", "logo", "detail")
+    enriched_titles: bool = True
+    # Probability that a triplet's image query (i->mm, mm->mm) is a variant, re-framed like the raw photo, instead
+    # of the raw photo: variants as query-side augmentation; candidates keep the layout above.
+    query_variant_prob: float = 0.0
     eval_fraction: float = 0.2  # share of products held out for evaluation (by a hash of product_id)
     negative_pool: int = 256  # products among which same-category negatives are mined
     cache_records: bool = False  # keep the decoded product records in Ray's object store across epochs
@@ -182,6 +190,10 @@ class MoonConfig:
              "data.query_attributes is empty: attribute queries need at least one label column"),
             (self.data.candidate_views in ("concat", "sample"), "data.candidate_views must be concat or sample"),
             (self.data.max_variants >= 0, "data.max_variants must be >= 0"),
+            (set(self.data.variant_kinds) <= set(VARIANT_KINDS),
+             f"data.variant_kinds must name kinds among {', '.join(VARIANT_KINDS)}"),
+            (0.0 <= self.data.original_view_prob <= 1.0, "data.original_view_prob must be in [0, 1]"),
+            (0.0 <= self.data.query_variant_prob <= 1.0, "data.query_variant_prob must be in [0, 1]"),
             (sum(self.data.query_ratio) > 0 and min(self.data.query_ratio) >= 0, "data.query_ratio must be >= 0"),
             (0 < self.data.eval_fraction < 1,
              "data.eval_fraction must be in (0, 1) (`moon eval --split all` evaluates every product)"),

@@ -14,10 +14,13 @@
      the product's labels (`data.train_queries`); image = `query_view` of the raw image (a re-framed second
      photo); multimodal = both. Other products of the batch that carry the labels an attribute query names are
      relevant to it too, so the batch marks them (`query_relevant`) and the loss does not use them as negatives;
-   - candidate: title and image; with co-augmentation (`data.candidate_views`), either `concat` (default, the
-     paper's token budget): the raw title followed by the enriched title, and the raw image plus up to
-     `max_variants` variants (status ok) in one sequence; or `sample`: the title / the image replaced by the
-     enriched title / a variant with probability 1 - `original_view_prob` each.
+   - candidate: title and image; with co-augmentation (`data.candidate_views`), either `concat` (the paper's
+     token budget): the raw title followed by the enriched title, and the raw image plus up to `max_variants`
+     variants (status ok) in one sequence; or `sample`: the title / the image replaced by the enriched title /
+     a variant with probability 1 - `original_view_prob` each. Only variants of `data.variant_kinds` are used,
+     and the enriched title only with `data.enriched_titles`;
+   - with `data.query_variant_prob`, an image query re-frames a variant instead of the raw photo that often.
+2b. `fold_of` splits products into cross-validation folds by the same hash (bench/coaug_ablation.py).
 This module must not import Ray; image decoding and tokenising happen here, model code does not.
 """
 from __future__ import annotations
@@ -166,10 +169,20 @@ def _dedupe(items: Iterable[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------
 # 2. The held-out split
 # ---------------------------------------------------------------------------------------------------------
-def is_held_out(product_id: str, fraction: float) -> bool:
-    """True for the products of the evaluation split: sha256(product_id) read as a number in [0, 1)."""
+def split_position(product_id: str) -> float:
+    """sha256(product_id) read as a number in [0, 1): where a product falls in every split."""
     digest = hashlib.sha256(str(product_id).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def is_held_out(product_id: str, fraction: float) -> bool:
+    """True for the products of the evaluation split: the first `fraction` of split positions."""
+    return split_position(product_id) < fraction
+
+
+def fold_of(product_id: str, folds: int) -> int:
+    """The product's fold among `folds` equal ranges of split positions (cross-validation over a catalogue)."""
+    return min(folds - 1, int(split_position(product_id) * folds))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -289,8 +302,7 @@ def collate(
     for b, r in enumerate(records):
         texts_of, images_of = candidate_inputs(r, data, rng)
         cand_texts.append(" ".join(texts_of))
-        cand_images.append([image_ops.candidate_view(raw(b) if im is r["image"] else image_ops.decode(im), size)
-                            for im in images_of])
+        cand_images.append([image_ops.candidate_from_bytes(im, size) for im in images_of])
     texts = {"candidate": tokenizer(cand_texts)}
     image_masks = {}
     if max(len(ims) for ims in cand_images) == 1:
@@ -310,6 +322,14 @@ def collate(
             name = rng.choices(("i->mm", "t->mm", "mm->mm"), weights=(ratio[0], ratio[1], ratio[2]))[0]
             modality[name].append(b)
     drawn = [training_query(r, data, rng) for r in records]  # one text query per triplet, shared by t and mm
+
+    def query_image(b: int):  # the photo an image query re-frames: the raw one, or a variant (query_variant_prob)
+        if data.coaug and data.query_variant_prob > 0 and rng.random() < data.query_variant_prob:
+            variants = usable_variants(records[b], data)
+            if variants:
+                return image_ops.decode(rng.choice(variants))
+        return raw(b)
+
     query_keys = [key for _, key in drawn]
     for name, rows in modality.items():
         if not rows:
@@ -319,7 +339,7 @@ def collate(
             texts[key] = tokenizer([drawn[b][0] for b in rows])
         if name in ("i->mm", "mm->mm") and key not in images:
             images[key] = image_ops.to_tensor(
-                [image_ops.query_view(raw(b), size, rng) for b in rows], mean, std
+                [image_ops.query_view(query_image(b), size, rng) for b in rows], mean, std
             )
         views[name] = {
             "t->mm": (None, key), "i->mm": (key, None), "mm->mm": (key, key)
@@ -339,12 +359,20 @@ def collate(
     )
 
 
+def usable_variants(record: dict[str, Any], data) -> list[bytes]:
+    """The record's variant images (encoded) of the kinds `data.variant_kinds` names."""
+    kinds = set(data.variant_kinds)
+    images = record.get("variant_images") or []
+    return [im for im, kind in zip(images, record.get("variant_kinds") or []) if kind in kinds]
+
+
 def candidate_inputs(record: dict[str, Any], data, rng: random.Random) -> tuple[list[str], list[bytes]]:
     """The titles and images (encoded) a training candidate is made of this time."""
     title, image = record["title"], record["image"]
-    enriched, variants = record.get("enriched_title"), record.get("variant_images") or []
     if not data.coaug:
         return [title], [image]
+    enriched = record.get("enriched_title") if data.enriched_titles else None
+    variants = usable_variants(record, data)
     if data.candidate_views == "concat":
         chosen = rng.sample(variants, min(data.max_variants, len(variants)))
         return [title] + ([enriched] if enriched else []), [image] + chosen

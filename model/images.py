@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -34,6 +35,37 @@ def pad_square(image: Image.Image, fill=(255, 255, 255)) -> Image.Image:
 
 def candidate_view(image: Image.Image, size: int) -> Image.Image:
     return pad_square(image).resize((size, size), Image.BICUBIC)
+
+
+class ViewCache:
+    """Candidate views of encoded images, kept up to `budget` bytes of pixels (least recently used go first).
+
+    A candidate view depends on the bytes and the size only, so training decodes each image (variants are
+    512 px JPEGs, a candidate view is 64 px at the tiny size) once instead of once per epoch. The cached image
+    is never modified by its readers."""
+
+    def __init__(self, budget: int = 256 << 20):
+        self.budget, self.used = budget, 0
+        self.items: OrderedDict[tuple[int, int, int], Image.Image] = OrderedDict()
+
+    def __call__(self, data: bytes, size: int) -> Image.Image:
+        key = (hash(data), len(data), size)  # not the bytes themselves: the cache holds pixels only
+        view = self.items.get(key)
+        if view is not None:
+            self.items.move_to_end(key)
+            return view
+        view = candidate_view(decode(data), size)
+        cost = size * size * 3
+        if cost <= self.budget:
+            self.items[key] = view
+            self.used += cost
+            while self.used > self.budget:
+                _, old = self.items.popitem(last=False)
+                self.used -= old.width * old.height * 3
+        return view
+
+
+candidate_from_bytes = ViewCache()
 
 
 def query_view(image: Image.Image, size: int, rng: random.Random) -> Image.Image:
