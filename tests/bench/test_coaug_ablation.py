@@ -21,6 +21,7 @@ def run(tmp_path_factory):
 ARGS = ["--seeds", "0", "--folds", "2", "--epochs", "1", "--set", "train.batch_size=8"]
 
 
+@pytest.mark.slow
 def test_each_setting_trains_per_seed_and_fold_and_the_table_pairs_it_with_raw(run, tmp_path, capsys):
     out = tmp_path / "ablation.json"
     settings = ["raw", "subject", 'mine:data.candidate_views=sample,data.variant_kinds=["angle"]']

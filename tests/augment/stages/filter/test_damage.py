@@ -25,6 +25,7 @@ def sample_rows():
     return filter_damage.measure(products, size=256)
 
 
+@pytest.mark.slow
 def test_damaged_variants_are_filtered_and_genuine_ones_kept(sample_rows):
     summary = filter_damage.summarise(sample_rows)
     assert summary["genuine"] >= 90 and summary["damaged"] >= 300
