@@ -36,12 +36,12 @@ import torch  # noqa: E402
 
 from model.checkpoint import build_model  # noqa: E402
 from model.config import MoonConfig, load_config, parse_override  # noqa: E402
-from model.data import fold_of, product_records, shard_columns  # noqa: E402
-from model.evaluate import DIRECTIONS, evaluate_model  # noqa: E402
+from model.data import fold_of  # noqa: E402
+from model.evaluate import DIRECTIONS, evaluate_model, split_records  # noqa: E402
 from model.losses import MoonLoss  # noqa: E402
 from model.step import lr_factor, make_optimizer, train_step  # noqa: E402
 from model.tokenizer import build_tokenizer  # noqa: E402
-from model.train import epoch_batches  # noqa: E402
+from model.train import _cycle, epoch_batches  # noqa: E402
 
 log = logging.getLogger("coaug_ablation")
 
@@ -68,21 +68,7 @@ METRICS = ("R@1", "R@5", "R@10", "nDCG@10")
 # ---------------------------------------------------------------------------------------------------------
 def load_records(run: str, cfg: MoonConfig) -> list[dict[str, Any]]:
     """Every product record of the run's committed shards, sorted by product id."""
-    import pyarrow.parquet as pq
-
-    from augment.core import manifest, storage
-
-    files = manifest.data_files(run)
-    if not files:
-        raise SystemExit(f"{run}: no committed shards in its manifest")
-    records = []
-    for file in files:
-        fs, path = storage.filesystem(file)
-        parquet = pq.ParquetFile(path, filesystem=fs)
-        columns = [c for c in shard_columns(cfg.data.query_attributes) if c in parquet.schema_arrow.names]
-        for batch in parquet.iter_batches(batch_size=256, columns=columns):
-            records += product_records(batch.to_pydict(), attributes=cfg.data.query_attributes)
-    return sorted(records, key=lambda r: r["product_id"])
+    return split_records(run, cfg.data.eval_fraction, held_out=None, attributes=cfg.data.query_attributes)
 
 
 def pools(records: list[dict[str, Any]], size: int, seed: int) -> Iterator[list[dict[str, Any]]]:
@@ -120,16 +106,6 @@ def train_in_process(records: list[dict[str, Any]], cfg: MoonConfig, progress: s
         log.info("%s epoch %d/%d: loss %.4f, %.1fs", progress, epoch + 1, cfg.train.epochs,
                  sum(losses) / len(losses), time.time() - started)
     return model
-
-
-def _cycle(make):
-    while True:
-        empty = True
-        for item in make():
-            empty = False
-            yield item
-        if empty:
-            raise ValueError("no batch could be formed from the training products")
 
 
 def run_one(records: list[dict[str, Any]], cfg: MoonConfig, folds: int, fold: int, progress: str = "") -> dict:

@@ -8,9 +8,9 @@ background from a few fixed prompts); each genuine variant is scored by the heur
 and again after each damage of testkit/damage.py that applies to its kind (erase, mark, blank,
 recolour), re-encoded as JPEG as a generator's output would be. A damaged variant should come out `filtered`, a
 genuine one `ok`. Printed per kind and damage: how many were filtered; overall recall (damaged ones filtered),
-precision (filtered ones that were damaged) and the share of genuine variants filtered. `--exclude-every N`
-leaves out every N-th product (the ones the filter's ramps were set on: --exclude-every 12), so that the
-figures are measured on photos the ramps were not chosen on.
+precision (filtered ones that were damaged) and the share of genuine variants filtered. The filter's ramps
+were set on every 12th Myntra product (positions 0, 12, 24, ...); `--subset 1/4` measures on positions 1, 5,
+9, ... (none of those), `--subset K/N` on positions K mod N.
 """
 from __future__ import annotations
 
@@ -134,13 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--images", type=Path, help="a folder with products.csv and images/ (Myntra layout)")
     source.add_argument("--sample", action="store_true", help="the bundled sample (augment/sample)")
     parser.add_argument("--limit", type=int, help="first N products only")
-    parser.add_argument("--exclude-every", type=int, help="leave out every N-th product (the tuning ones)")
+    parser.add_argument("--subset", help="K/N: only the products at positions K mod N (e.g. 1/4)")
     parser.add_argument("--threshold", type=float, help="filter threshold (default: the stage's default)")
     parser.add_argument("--out", help="JSON file for the summary and every scored variant")
     args = parser.parse_args(argv)
     products = products_from_sample() if args.sample else products_from_folder(args.images)
-    if args.exclude_every:
-        products = [p for i, p in enumerate(products) if i % args.exclude_every != 0]
+    if args.subset:
+        k, n = (int(x) for x in args.subset.split("/"))
+        products = [p for i, p in enumerate(products) if i % n == k]
     products = products[: args.limit]
     started = time.time()
     rows = measure(products, args.threshold)
