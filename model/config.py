@@ -125,6 +125,9 @@ class DataConfig:
     # title (enriched_titles). The bench's per-kind ablation sets them.
     variant_kinds: tuple[str, ...] = ("subject", "background", "angle", "logo", "detail")
     enriched_titles: bool = True
+    # Where drawn variants go: candidate (the candidate's image, in c_mm and c_i) or image (the image-only
+    # candidate c_i of the intra-product objective only; c_mm keeps the raw image, as test candidates do).
+    variant_target: str = "candidate"
     # Probability that a triplet's image query (i->mm, mm->mm) is a variant, re-framed like the raw photo, instead
     # of the raw photo: variants as query-side augmentation; candidates keep the layout above.
     query_variant_prob: float = 0.0
@@ -192,6 +195,7 @@ class MoonConfig:
             (self.data.max_variants >= 0, "data.max_variants must be >= 0"),
             (set(self.data.variant_kinds) <= set(VARIANT_KINDS),
              f"data.variant_kinds must name kinds among {', '.join(VARIANT_KINDS)}"),
+            (self.data.variant_target in ("candidate", "image"), "data.variant_target must be candidate or image"),
             (0.0 <= self.data.original_view_prob <= 1.0, "data.original_view_prob must be in [0, 1]"),
             (0.0 <= self.data.query_variant_prob <= 1.0, "data.query_variant_prob must be in [0, 1]"),
             (sum(self.data.query_ratio) > 0 and min(self.data.query_ratio) >= 0, "data.query_ratio must be >= 0"),

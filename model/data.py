@@ -19,6 +19,8 @@
      variants (status ok) in one sequence; or `sample`: the title / the image replaced by the enriched title /
      a variant with probability 1 - `original_view_prob` each. Only variants of `data.variant_kinds` are used,
      and the enriched title only with `data.enriched_titles`;
+   - `data.variant_target: image` puts the drawn images in the image-only candidate (c_i, the intra-product
+     objective's image) only, and keeps the raw image in the multimodal candidate;
    - with `data.query_variant_prob`, an image query re-frames a variant instead of the raw photo that often.
 2b. `fold_of` splits products into cross-validation folds by the same hash (bench/coaug_ablation.py).
 This module must not import Ray; image decoding and tokenising happen here, model code does not.
@@ -304,13 +306,16 @@ def collate(
         cand_texts.append(" ".join(texts_of))
         cand_images.append([image_ops.candidate_from_bytes(im, size) for im in images_of])
     texts = {"candidate": tokenizer(cand_texts)}
-    image_masks = {}
-    if max(len(ims) for ims in cand_images) == 1:
-        images = {"candidate": image_ops.to_tensor([ims[0] for ims in cand_images], mean, std)}
-    else:
-        pixels, image_masks["candidate"] = _image_sets(cand_images, mean, std)
-        images = {"candidate": pixels}
+    image_masks: dict[str, torch.Tensor] = {}
+    images: dict[str, torch.Tensor] = {}
     views = dict(CANDIDATE_VIEWS)
+    if data.coaug and data.variant_target == "image":
+        # Variants stand in the image-only candidate (the intra-product objective's image) only; the
+        # multimodal candidate keeps the raw image, as every test candidate does.
+        _image_entry(images, image_masks, "candidate_image", cand_images, mean, std)
+        cand_images = [[image_ops.candidate_from_bytes(r["image"], size)] for r in records]
+        views["c_i"] = ("candidate_image", None)
+    _image_entry(images, image_masks, "candidate", cand_images, mean, std)
 
     # 2. Query views: every triplet gives all three (joint), or one drawn by the image:text:mm ratio.
     if data.query_mode == "joint":
@@ -381,6 +386,15 @@ def candidate_inputs(record: dict[str, Any], data, rng: random.Random) -> tuple[
     if variants and rng.random() >= data.original_view_prob:
         image = rng.choice(variants)
     return [title], [image]
+
+
+def _image_entry(images: dict, masks: dict, name: str, sets: list[list], mean, std) -> None:
+    """Per-product lists of PIL images as the image entry `name`: [B, 3, S, S] when every list holds one
+    image, else zero-padded [B, N, 3, S, S] with a [B, N] mask of real images."""
+    if max(len(s) for s in sets) == 1:
+        images[name] = image_ops.to_tensor([s[0] for s in sets], mean, std)
+    else:
+        images[name], masks[name] = _image_sets(sets, mean, std)
 
 
 def _image_sets(sets: list[list], mean, std) -> tuple[torch.Tensor, torch.Tensor]:

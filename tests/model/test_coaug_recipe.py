@@ -80,3 +80,23 @@ def test_view_cache_returns_the_candidate_view_and_stays_in_its_budget():
         expected = image_ops.candidate_view(image_ops.decode(item), 16)
         assert list(view.getdata()) == list(expected.getdata())
     assert len(cache.items) == 3 and cache.used == 3 * 16 * 16 * 3
+
+
+def test_variants_can_go_to_the_image_only_candidate_alone():
+    recs = records(4)
+    partner = [1, 0, 3, 2]
+    cfg = load_config("tiny", {"data.candidate_views": "sample", "data.original_view_prob": 0.0,
+                               "data.variant_target": "image"})
+    tokenizer = build_tokenizer(cfg.text)
+    batch = collate(recs, partner, cfg, tokenizer, random.Random(0))
+    raw = collate(recs, partner, load_config("tiny", {"data.coaug": False}), tokenizer, random.Random(0))
+    assert torch.equal(batch.images["candidate"], raw.images["candidate"])  # c_mm keeps the raw image
+    assert batch.views["c_i"] == ("candidate_image", None) and batch.views["c_mm"] == ("candidate", "candidate")
+    assert not torch.equal(batch.images["candidate_image"], raw.images["candidate"])  # c_i shows variants
+    from model.checkpoint import build_model
+
+    model, _ = build_model(cfg, seed=0)
+    views, _ = model(batch.images, batch.texts, batch.views, batch.image_masks)
+    assert views["c_i"].embedding.shape == views["c_mm"].embedding.shape == (4, cfg.text.width)
+    with pytest.raises(ConfigError, match="data.variant_target"):
+        load_config("tiny", {"data.variant_target": "query"})
