@@ -156,6 +156,18 @@ def run_key(setting: str, seed: int, fold: int) -> str:
     return f"{setting}|seed={seed}|fold={fold}"
 
 
+def same_config(stored: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether a recorded run's config is the current one; keys the record lacks (config fields added since)
+    are not compared."""
+    for key, value in stored.items():
+        if isinstance(value, dict) and isinstance(current.get(key), dict):
+            if not same_config(value, current[key]):
+                return False
+        elif current.get(key, value) != value:
+            return False
+    return True
+
+
 def load_results(path: Path) -> dict[str, Any]:
     if path.exists():
         return json.loads(path.read_text())
@@ -249,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 key = run_key(name, seed, fold)
                 cfg = load_config(args.config, {**common, **overrides, "train.seed": seed})
                 if key in state["runs"]:
-                    if state["runs"][key]["config"] != json.loads(cfg.to_json()):
+                    if not same_config(state["runs"][key]["config"], json.loads(cfg.to_json())):
                         raise SystemExit(f"{out} holds {key} with another config: use another --out or NAME")
                     continue
                 result = run_one(records, cfg, args.folds, fold, progress=key)

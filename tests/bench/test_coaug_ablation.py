@@ -55,3 +55,9 @@ def test_unknown_setting_is_refused():
     name, overrides = coaug_ablation.parse_setting("x+all-sample:data.max_variants=3")
     assert name == "x" and overrides["data.candidate_views"] == "sample"
     assert overrides["data.max_variants"] == 3
+
+
+def test_a_record_made_before_a_config_field_existed_still_matches():
+    current = {"data": {"coaug": False, "new_field": 1}, "train": {"seed": 0}}
+    assert coaug_ablation.same_config({"data": {"coaug": False}, "train": {"seed": 0}}, current)
+    assert not coaug_ablation.same_config({"data": {"coaug": True}, "train": {"seed": 0}}, current)
