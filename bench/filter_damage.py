@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="first N products only")
     parser.add_argument("--subset", help="K/N: only the products at positions K mod N (e.g. 1/4)")
     parser.add_argument("--threshold", type=float, help="filter threshold (default: the stage's default)")
-    parser.add_argument("--out", help="JSON file for the summary and every scored variant")
+    parser.add_argument("--out", help="JSON file: the summary and every variant the filter got wrong")
     args = parser.parse_args(argv)
     products = products_from_sample() if args.sample else products_from_folder(args.images)
     if args.subset:
@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         command = "python bench/filter_damage.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        Path(args.out).write_text(json.dumps({"command": command, "summary": summary, "rows": rows}, indent=1))
+        wrong = [r for r in rows if r["score"] is not None and (r["damage"] == "none") == (r["status"] == "filtered")]
+        Path(args.out).write_text(json.dumps({"command": command, "summary": summary, "wrong": wrong}, indent=1))
     return 0
 
 
