@@ -61,6 +61,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "max-variants-4": {"data.coaug": True, "data.candidate_views": "concat", "data.max_variants": 4},
 }
 METRICS = ("R@1", "R@5", "R@10", "nDCG@10")
+DEFAULT_SETTINGS = ["raw", "all-concat"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="run folder written by `moon run` (with label columns)")
     parser.add_argument("--config", default="tiny", help="named config or file (default tiny)")
-    parser.add_argument("--settings", nargs="+", default=["raw", "all-concat"],
+    parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS,
                         help=f"named settings ({', '.join(SETTINGS)}) or NAME:key=value,... "
                         "(NAME+BASE:... starts from the named setting BASE)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
@@ -233,19 +234,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override applied to every setting (before the setting's own)")
     parser.add_argument("--out", required=True, help="results JSON (appended to; finished runs are skipped)")
-    parser.add_argument("--summary-only", action="store_true", help="print the table of --out and exit")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="print the table of --out (the recorded settings, or those --settings names) and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
-    settings = [parse_setting(s) for s in args.settings]
     out = Path(args.out)
     state = load_results(out)
+    if args.summary_only:  # --settings names recorded settings here (all of them by default)
+        recorded = sorted({r["setting"] for r in state["runs"].values()})
+        names = [s.split(":")[0].split("+")[0] for s in args.settings] if args.settings != DEFAULT_SETTINGS \
+            else recorded
+        print(summarise(state["runs"], names, "raw" if "raw" in recorded else names[0]))
+        return 0
+    settings = [parse_setting(s) for s in args.settings]
     names = [name for name, _ in settings]
     baseline = "raw" if "raw" in names or any(r["setting"] == "raw" for r in state["runs"].values()) else names[0]
-    if args.summary_only:
-        print(summarise(state["runs"], names or sorted({r["setting"] for r in state["runs"].values()}), baseline))
-        return 0
     if args.folds < 2:
         raise SystemExit("--folds must be at least 2")
     common = dict(parse_override(item) for item in args.set)
