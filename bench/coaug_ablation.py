@@ -47,7 +47,7 @@ log = logging.getLogger("coaug_ablation")
 
 KINDS = ("subject", "background", "angle", "logo", "detail")
 NO_TITLE = {"data.coaug": True, "data.enriched_titles": False}
-# Named settings: overrides on top of the config (and --set). Kind settings keep the config's candidate layout.
+# Named settings: overrides on top of the config (and --set). Kind settings use the sample layout (one image).
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},  # the config as it is
     "raw": {"data.coaug": False},
@@ -55,10 +55,18 @@ SETTINGS: dict[str, dict[str, Any]] = {
                    "data.variant_kinds": list(KINDS)},
     "all-sample": {"data.coaug": True, "data.candidate_views": "sample", "data.enriched_titles": True,
                    "data.variant_kinds": list(KINDS)},
-    "title": {"data.coaug": True, "data.enriched_titles": True, "data.variant_kinds": []},
-    **{kind: {**NO_TITLE, "data.variant_kinds": [kind]} for kind in KINDS},
-    "max-variants-1": {"data.coaug": True, "data.candidate_views": "concat", "data.max_variants": 1},
-    "max-variants-4": {"data.coaug": True, "data.candidate_views": "concat", "data.max_variants": 4},
+    "title": {"data.coaug": True, "data.candidate_views": "sample", "data.enriched_titles": True,
+              "data.variant_kinds": []},
+    **{kind: {**NO_TITLE, "data.candidate_views": "sample", "data.variant_kinds": [kind]} for kind in KINDS},
+    # Variants in the image-only candidate (the intra-product objective) only, c_mm keeping the raw image.
+    "intra": {"data.coaug": True, "data.candidate_views": "sample", "data.enriched_titles": False,
+              "data.variant_kinds": list(KINDS), "data.variant_target": "image"},
+    # Variants as image queries only (30 %), candidates raw.
+    "query-variants": {"data.coaug": True, "data.candidate_views": "sample", "data.original_view_prob": 1.0,
+                       "data.enriched_titles": False, "data.variant_kinds": ["subject", "background", "angle"],
+                       "data.query_variant_prob": 0.3},
+    **{f"max-variants-{n}": {"data.coaug": True, "data.candidate_views": "concat", "data.enriched_titles": True,
+                             "data.variant_kinds": list(KINDS), "data.max_variants": n} for n in (1, 4)},
 }
 METRICS = ("R@1", "R@5", "R@10", "nDCG@10")
 DEFAULT_SETTINGS = ["raw", "all-concat"]

@@ -101,6 +101,10 @@ def test_without_coaugmentation_candidates_are_raw_titles_and_images():
     assert torch.equal(batch.images["candidate"], raw)
 
 
+# The tiny config leaves co-augmented views out of training; these tests switch them on.
+COAUG = {"data.variant_kinds": ["subject", "background", "angle", "logo", "detail"], "data.enriched_titles": True}
+
+
 def coaug_records(count):
     rows = product_rows(count)
     for row in rows:  # variants that differ from the raw image: a rotated product
@@ -109,7 +113,7 @@ def coaug_records(count):
 
 
 def test_sampled_views_replace_title_and_image_by_enriched_title_and_variant():
-    cfg = load_config("tiny", {"data.candidate_views": "sample", "data.original_view_prob": 0.0})
+    cfg = load_config("tiny", {**COAUG, "data.candidate_views": "sample", "data.original_view_prob": 0.0})
     records = coaug_records(4)
     tokenizer = build_tokenizer(cfg.text)
     batch = collate(records, [1, 0, 3, 2], cfg, tokenizer, random.Random(0))
@@ -121,7 +125,7 @@ def test_sampled_views_replace_title_and_image_by_enriched_title_and_variant():
 
 
 def test_concatenated_views_join_both_titles_and_the_raw_image_with_variants():
-    cfg = load_config("tiny", {"data.candidate_views": "concat", "data.max_variants": 2})
+    cfg = load_config("tiny", {**COAUG, "data.candidate_views": "concat", "data.max_variants": 2})
     records = coaug_records(4)
     records[3]["variant_images"] = records[3]["variant_images"][:1]  # a product with one usable variant
     tokenizer = build_tokenizer(cfg.text)
