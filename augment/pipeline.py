@@ -1,11 +1,12 @@
 """Composing stages: reading a shard's rows, running a group of stages over an Arrow batch, isolating failures.
 
 `StageChain` is the callable a Ray Data `map_batches` actor pool runs (and the single-process runner calls
-directly): it builds its stages once, calls `setup()` once, then for each batch runs every stage over the rows
-that are still live. Rows a stage rejects are marked (`_quarantine_*` columns) and skipped by later stages; they
-travel on to the writer, so no row ever disappears. If a stage raises on a batch, the batch is retried one row at
-a time and only the rows that still fail are quarantined (`stage_error:<Exception>`): one bad product cannot
-end a run.
+directly): it builds its stages once, calls `setup()` once (models are kept per process, augment.core.models, so
+an actor loads them once for every shard of the job), then for each batch runs every stage over the rows that are
+still live. The seconds spent loading models are charged to the first batch after the load (`_t_model_load`).
+Rows a stage rejects are marked (`_quarantine_*` columns) and skipped by later stages; they travel on to the
+writer, so no row ever disappears. If a stage raises on a batch, the batch is retried one row at a time and only
+the rows that still fail are quarantined (`stage_error:<Exception>`): one bad product cannot end a run.
 """
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from augment import io
-from augment.core import faults
+from augment.core import faults, models
 from augment.core import schema as S
 from augment.stages import Rejection, RunContext, Stage, StageResult, resolve
 
 log = logging.getLogger(__name__)
 INTERNAL_TYPES = {S.WORK_IMAGE: pa.binary()}
+# Model-load seconds (augment.core.models) on the first row of the batch after the load; every batch has the column,
+# so that batches of one shard always concatenate. In the manifest: timings.model_load.
+LOAD_TIMING = f"{S.TIMING_PREFIX}model_load"
 
 
 @dataclasses.dataclass
@@ -87,6 +91,7 @@ class StageChain:
         self.stages = [build_stage(spec, context) for spec in specs]
         for stage in self.stages:
             stage.setup()
+        self.load_seconds = models.take_load_seconds()  # what setup() loaded: charged to the first batch
 
     def __call__(self, table: pa.Table) -> pa.Table:
         if self.read is not None:
@@ -96,7 +101,20 @@ class StageChain:
         for stage in self.stages:
             faults.point(f"stage:{stage.name}")
             table = apply_stage(stage, table)
-        return table
+        return self._charge_loads(table)
+
+    def _charge_loads(self, table: pa.Table) -> pa.Table:
+        """Put the model-load seconds this process spent since the last batch on this batch's first row: one load
+        shows on exactly one shard's record."""
+        seconds = self.load_seconds + models.take_load_seconds()
+        self.load_seconds = 0.0
+        if LOAD_TIMING in table.column_names:  # set by an earlier chain of the same run
+            values = table.column(LOAD_TIMING).to_pylist()
+        else:
+            values = [0.0] * table.num_rows
+        if seconds and values:
+            values[0] = (values[0] or 0.0) + seconds
+        return _set_column(table, LOAD_TIMING, pa.array(values, pa.float64()))
 
 
 def apply_stage(stage: Stage, table: pa.Table) -> pa.Table:

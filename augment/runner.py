@@ -1,7 +1,8 @@
 """Running a plan: stages on Ray Data (or in this process), shards committed as they complete.
 
 Stages are grouped into chains of consecutive stages with the same resources; each chain is one `map_batches`
-actor pool that loads its models once. The first chain also reads the shards (its input is one shard spec per
+actor pool whose actors load their models once (augment.core.models) and keep them for every shard of the job;
+a pool never has more actors than the job has batches for it. The first chain also reads the shards (its input is one shard spec per
 call), so CPU-only runs move each shard through every stage in one worker without extra copies. Model stages with
 `num_gpus` get their own pools. Processed batches stream back to the driver, where `ShardWriter` commits each
 shard once complete; nothing is collected in memory beyond the shards in flight.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sys
 import time
@@ -127,15 +129,28 @@ def init_ray(config: Config) -> None:
     core_ray.init_ray(config.run.ray_address, config.run.num_cpus or os.cpu_count())
 
 
-def _pool_sizes(groups, cluster: dict[str, float]) -> list[tuple[int, int]]:
-    """(min, max) actors per chain: GPU chains by GPUs, CPU chains share the CPUs left after GPU actors."""
+def _pool_sizes(groups, cluster: dict[str, float], shards: int | None = None,
+                rows: int | None = None) -> list[tuple[int, int]]:
+    """(min, max) actors per chain: GPU chains by GPUs, CPU chains share the CPUs left after GPU actors.
+
+    With `shards` and `rows` (the job's pending work), no chain gets more actors than it has batches to run: each
+    actor loads its models once, so a job of a few shards on a large cluster starts a few model actors, not one
+    per GPU of the cluster (the first chain runs one shard per batch; later chains `batch_size` rows per batch).
+    """
     cpus = max(1.0, cluster.get("CPU", 1.0))
     gpus = cluster.get("GPU", 0.0)
+
+    def work_cap(i: int, n: int) -> int:
+        if shards is None or rows is None:
+            return n
+        batches = shards if i == 0 else math.ceil(rows / max(1, groups[i][1].batch_size))
+        return max(1, min(n, batches))
+
     sizes: list[tuple[int, int] | None] = [None] * len(groups)
     reserved = 0.0
     for i, (_, res) in enumerate(groups):
         if res.num_gpus > 0:
-            n = res.concurrency or max(1, int(gpus / res.num_gpus))
+            n = work_cap(i, res.concurrency or max(1, int(gpus / res.num_gpus)))
             sizes[i] = (n, n)
             reserved += n * res.num_cpus
     cpu_groups = [i for i, (_, res) in enumerate(groups) if res.num_gpus == 0]
@@ -143,7 +158,7 @@ def _pool_sizes(groups, cluster: dict[str, float]) -> list[tuple[int, int]]:
     for i in cpu_groups:
         res = groups[i][1]
         n = res.concurrency or max(1, int(left / max(res.num_cpus, 0.01) / max(1, len(cpu_groups))))
-        sizes[i] = (1, n)
+        sizes[i] = (1, work_cap(i, n))
     return sizes
 
 
@@ -158,8 +173,8 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     context = build_context(plan, config)
     groups = group_stages(stage_specs(config, plan.input_uri))
-    sizes = _pool_sizes(groups, ray.cluster_resources())
     pending = plan.pending
+    sizes = _pool_sizes(groups, ray.cluster_resources(), shards=len(pending), rows=plan.rows_pending)
     ds = ray.data.from_items([s.to_dict() for s in pending], override_num_blocks=len(pending))
     for index, ((specs, res), (low, high)) in enumerate(zip(groups, sizes)):
         first = index == 0

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from augment.core import models
 from augment.llm.requests import ChatRequest, Completion
 
 log = logging.getLogger(__name__)
@@ -92,18 +93,24 @@ class TransformersEngine:
         else:
             dtype = getattr(torch, o.dtype)
         common = {"trust_remote_code": o.trust_remote_code, "local_files_only": True}
-        config = AutoConfig.from_pretrained(path, **common)
-        self.is_vision = type(config) in AutoModelForImageTextToText._model_mapping
-        model_cls = AutoModelForImageTextToText if self.is_vision else AutoModelForCausalLM
-        self.model = model_cls.from_pretrained(path, dtype=dtype, use_safetensors=True, **common).to(device).eval()
-        self.processor = (AutoProcessor if self.is_vision else AutoTokenizer).from_pretrained(path, **common)
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        tokenizer.padding_side = "left"  # decoder-only batch generation continues from the right edge
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+
+        def load():
+            config = AutoConfig.from_pretrained(path, **common)
+            is_vision = type(config) in AutoModelForImageTextToText._model_mapping
+            model_cls = AutoModelForImageTextToText if is_vision else AutoModelForCausalLM
+            model = model_cls.from_pretrained(path, dtype=dtype, use_safetensors=True, **common).to(device).eval()
+            processor = (AutoProcessor if is_vision else AutoTokenizer).from_pretrained(path, **common)
+            tokenizer = getattr(processor, "tokenizer", processor)
+            tokenizer.padding_side = "left"  # decoder-only batch generation continues from the right edge
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            log.info("%s loaded %s (%s) on %s as %s", self.label, o.model, type(model).__name__, device, dtype)
+            return model, processor, is_vision
+
+        # Once per process: stages naming the same model on the same device share one copy (augment.core.models).
+        key = ("transformers", str(path.resolve()), device, str(dtype), o.trust_remote_code)
+        self.model, self.processor, self.is_vision = models.shared(key, load, f"{self.label} {o.model}")
         self.device = device
-        log.info("%s loaded %s (%s) on %s as %s", self.label, o.model, type(self.model).__name__,
-                 device, dtype)
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         if self.model is None:

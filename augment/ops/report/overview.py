@@ -92,7 +92,7 @@ def _stage_chart(t: dict) -> str:
         return '<p class="empty">No stage timings recorded.</p>'
     total = sum(timings.values()) or 1.0
     n = max(1, t["rows_in"])
-    order = [*STAGE_ORDER, "write"]
+    order = [*STAGE_ORDER, "model_load", "write"]
     ranked = sorted(timings.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
     items = [(stage, s, f"{duration(s)} · {100 * s / total:.0f} % · {duration(s / n)}") for stage, s in ranked]
     return charts.hbar(items)

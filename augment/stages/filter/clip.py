@@ -7,17 +7,19 @@ A variant's score combines, with configurable weights:
   from [text_floor, text_ceiling] to [0, 1] (CLIP image-text cosines of matching pairs are ~0.25-0.35);
 - the heuristic score of augment.stages.filter.scoring (mask IoU and colours), which catches what CLIP is blind to.
 Status and contract are the heuristic filter's: `filtered` below `threshold`, nothing deleted, failed variants
-untouched. The model is loaded once per process in setup(); embeddings are computed in batches.
+untouched. The model is loaded once per process in setup() (augment.core.models); embeddings are computed in batches.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 import numpy as np
 
 from augment.stages.filter import scoring
 from augment.stages import variants
+from augment.core import models
 from augment.core.config import ConfigError
 from augment.core.names import WORK_IMAGE, Status
 from augment.stages.base import Batch, Stage, StageResult
@@ -80,10 +82,16 @@ class ClipFilterStage(Stage):
         # Weights from safetensors only (a pickled checkpoint can run code when loaded), from the local directory
         # only, and no code shipped with the model.
         local = {"local_files_only": True}
-        self.model = CLIPModel.from_pretrained(self.options.model_path, dtype=getattr(torch, self.options.dtype),
-                                               use_safetensors=True, **local)
-        self.model.to(self.device).eval()
-        self.processor = AutoProcessor.from_pretrained(self.options.model_path, trust_remote_code=False, **local)
+        path, dtype = self.options.model_path, self.options.dtype
+
+        def load():
+            model = CLIPModel.from_pretrained(path, dtype=getattr(torch, dtype), use_safetensors=True, **local)
+            model.to(self.device).eval()
+            return model, AutoProcessor.from_pretrained(path, trust_remote_code=False, **local)
+
+        # Once per process (augment.core.models), whatever the number of shards and batches.
+        key = ("clip", os.path.realpath(path), dtype, self.device)
+        self.model, self.processor = models.shared(key, load, f"{self.name}[{self.backend}] {path}")
         self.input_side = _input_side(self.processor)
 
     def process(self, batch: Batch) -> StageResult:

@@ -9,12 +9,13 @@ Items are edited in pipeline batches of `max_batch`; each item has its own seed 
 context.seed(product_id, kind), so a rerun, or the same item in another batch, gives the same image. A batch that
 fails is retried item by item, so one bad item costs only its own variant (`failed:<reason>`). When the subject
 of a product fails, its other variants fail with `failed:no_subject` (they are edits of the subject). The model is
-loaded once per process in setup(): once per Ray actor.
+loaded once per process in setup() (augment.core.models): once per Ray actor, for every shard it runs.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 import prompts
 from augment.stages import variants
 from augment.stages.image_variants import diffusers_pipelines as pipelines
+from augment.core import models
 from augment.core.config import ConfigError
 from augment.core.names import WORK_IMAGE
 from augment.imaging import codec
@@ -109,7 +111,11 @@ class DiffusersVariantsStage(Stage):
         opts = self.options
         self.sink = variants.ImageSink(opts.image_storage, self.context.object_store_uri)
         self.device = pipelines.resolve_device(opts.device)
-        self.pipe = pipelines.load(opts.pipeline, opts.model_path, opts.dtype, self.device, opts.cpu_offload)
+        # Once per process (augment.core.models): every shard this worker runs uses the same pipeline.
+        key = ("diffusers", opts.pipeline, os.path.realpath(opts.model_path), opts.dtype, self.device, opts.cpu_offload)
+        self.pipe = models.shared(
+            key, lambda: pipelines.load(opts.pipeline, opts.model_path, opts.dtype, self.device, opts.cpu_offload),
+            f"{self.name}[{self.backend}] {opts.model_path}")
         self.settings = pipelines.CallSettings(
             opts.resolution, opts.steps, opts.guidance_scale, opts.image_guidance_scale, opts.max_sequence_length
         )

@@ -1,0 +1,150 @@
+"""Models are loaded once per worker process, not once per shard: augment.core.models and the stage chain.
+
+The unit tests count loads through the cache directly. The slow ones run a job of six shards with the model
+backends of enrich_title and background_prompts (transformers, one tiny random Llama built from config, which both
+stages name) in this process and on Ray, and count the loads from the shards' manifest records: a load is charged
+to exactly one shard (`timings.model_load`).
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from augment.core import models
+from augment.core import schema as S
+from augment.pipeline import LOAD_TIMING, StageChain, StageSpec
+from augment.runner import _pool_sizes
+from augment.config import Resources
+from augment.stages import RunContext
+
+
+@pytest.fixture(autouse=True)
+def no_models_kept():
+    models.release()
+    yield
+    models.release()
+
+
+def test_a_model_is_loaded_once_per_key_and_process():
+    built = []
+
+    def load():
+        built.append(object())
+        return built[-1]
+
+    first = models.shared(("kind", "/models/a", "cpu"), load, "a")
+    again = models.shared(("kind", "/models/a", "cpu"), load, "a")
+    other = models.shared(("kind", "/models/a", "cuda"), load, "a on cuda")
+    assert first is again and other is not first
+    assert len(built) == 2
+    assert [entry.label for entry in models.loads()] == ["a", "a on cuda"]
+    assert models.take_load_seconds() > 0.0
+    assert models.take_load_seconds() == 0.0  # handed out once
+
+
+def test_a_failed_load_is_not_kept_and_is_tried_again():
+    calls = []
+
+    def load():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk gone")
+        return "model"
+
+    with pytest.raises(OSError):
+        models.shared("key", load)
+    assert models.shared("key", load) == "model" and len(calls) == 2 and len(models.loads()) == 1
+
+
+def _spec_rows(n: int, shard: str) -> pa.Table:
+    return pa.table({
+        "product_id": [f"{shard}-{i}" for i in range(n)], S.SHARD_ID: [shard] * n,
+        S.QUARANTINE_REASON: pa.nulls(n, pa.string()), S.QUARANTINE_STAGE: pa.nulls(n, pa.string()),
+        S.QUARANTINE_DETAIL: pa.nulls(n, pa.string()),
+    })
+
+
+def test_the_chain_charges_a_load_to_the_first_row_of_the_next_batch_only():
+    chain = StageChain([], RunContext())
+    models.shared("m", lambda: "weights", "m")  # as a stage's setup() would, after the chain was built
+    first = chain(_spec_rows(3, "s1"))
+    second = chain(_spec_rows(3, "s2"))
+    loaded = first.column(LOAD_TIMING).to_pylist()
+    assert loaded[0] > 0.0 and loaded[1:] == [0.0, 0.0]
+    assert second.column(LOAD_TIMING).to_pylist() == [0.0, 0.0, 0.0]  # every batch has the column
+
+
+def test_a_small_job_starts_no_more_model_actors_than_it_has_batches():
+    gpu_chain = ([StageSpec("image_variants", "diffusers", None)], Resources(num_cpus=4, num_gpus=1, batch_size=8))
+    cpu_chain = ([StageSpec("validate", "default", None)], Resources(num_cpus=1))
+    cluster = {"CPU": 4096.0, "GPU": 256.0}
+    assert _pool_sizes([cpu_chain, gpu_chain], cluster) == [(1, 3072), (256, 256)]  # no job size: the cluster's
+    # 2 shards of 64 rows: 2 first-chain batches, 16 batches of 8 rows for the GPU chain
+    assert _pool_sizes([cpu_chain, gpu_chain], cluster, shards=2, rows=128) == [(1, 2), (16, 16)]
+    assert _pool_sizes([cpu_chain, gpu_chain], cluster, shards=1, rows=3) == [(1, 1), (1, 1)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A job of six shards with a real (tiny) model, in this process and on Ray
+# ---------------------------------------------------------------------------------------------------------------
+SHARDS, SHARD_SIZE = 6, 4
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from testkit.tiny_models import build_llama
+
+    return str(build_llama(tmp_path_factory.mktemp("llama") / "tiny-llama"))
+
+
+def model_config(llama_dir: str):
+    from augment import config as C
+
+    model = {"model": llama_dir, "send_image": False, "max_tokens": 8, "cache": False}
+    one_actor = {"concurrency": 1, "batch_size": 16}
+    config = C.load(overrides={
+        "run": {"shard_size": SHARD_SIZE, "progress": False},
+        "stages": {
+            "enrich_title": {"backend": "transformers", "options": model, "resources": one_actor},
+            "background_prompts": {"backend": "transformers", "options": model, "resources": one_actor},
+            "image_variants": {"enabled": False}, "filter": {"enabled": False},
+        },
+    })
+    return config
+
+
+def run_job(sample_path, out, llama_dir, use_ray):
+    from augment import plan as P
+    from augment import runner
+
+    config = model_config(llama_dir)
+    plan = P.plan_run(sample_path, str(out), config, limit=SHARDS * SHARD_SIZE)
+    assert len(plan.pending) == SHARDS
+    return runner.execute(plan, config, use_ray=use_ray, progress=False)
+
+
+def loads_charged(records) -> list[float]:
+    return [r.timings["model_load"] for r in records if r.timings.get("model_load", 0.0) > 0.0]
+
+
+@pytest.mark.slow
+def test_in_process_six_shards_and_two_stages_load_the_model_once(sample_path, tmp_path, llama_dir):
+    result = run_job(sample_path, tmp_path / "run", llama_dir, use_ray=False)
+    assert len(result.records) == SHARDS
+    assert len(models.loads()) == 1  # enrich_title and background_prompts share the one copy
+    assert len(loads_charged(result.records)) == 1
+    for record in result.records:
+        assert record.rows_in == record.rows_out + record.rows_quarantined == SHARD_SIZE
+
+
+@pytest.mark.slow
+def test_on_ray_a_job_of_six_shards_loads_the_model_once_per_actor(sample_path, tmp_path, llama_dir, ray_local):
+    result = run_job(sample_path, tmp_path / "run", llama_dir, use_ray=True)
+    records = result.records
+    assert len(records) == SHARDS
+    assert sum(r.rows_out + r.rows_quarantined for r in records) == SHARDS * SHARD_SIZE
+    assert all("model_load" in r.timings for r in records)
+    # One actor (concurrency 1) for the model chain: one load, charged to one of the six shards.
+    assert len(loads_charged(records)) == 1
+    assert models.loads() == []  # the driver never loads a model
