@@ -31,6 +31,9 @@ class Resources:
     num_gpus: float = 0.0  # fractional values share one GPU between actors
     concurrency: int | None = None  # actor pool size; None: one per CPU (CPU stages) or per GPU
     batch_size: int = 16
+    # Ray custom resources each actor needs, e.g. {a100_node: 1}: places a stage on the nodes that declare them
+    # (`ray start --resources '{"a100_node": 8}'`).
+    custom: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -105,7 +108,7 @@ def load(
     """Load a config: a profile (default `local`), then a YAML file, then overrides, each merged over the last."""
     data: dict[str, Any] = {}
     if path is not None:
-        data = read_mapping(Path(path))
+        data = read_mapping(path)
     base = profile or data.pop("extends", None) or "local"
     data.pop("extends", None)
     merged = _merge(profile_dict(base), data)

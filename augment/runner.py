@@ -201,6 +201,7 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
                 compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high, initial_size=high),
                 num_cpus=res.num_cpus,
                 num_gpus=res.num_gpus or None,
+                resources=dict(res.custom) or None,
                 # A dead actor is restarted (setup() runs again) and its batches are retried there, a bounded
                 # number of times (Ray Data's default retries without limit).
                 max_restarts=-1,

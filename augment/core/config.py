@@ -27,25 +27,34 @@ _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML (.yaml, .yml) or JSON file; a ConfigError naming the file when it is not one."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
+    """The mapping in a YAML (.yaml, .yml) or JSON file, local or s3:// (so that Airflow workers and every Ray
+    node read one copy, with no shared filesystem); a ConfigError naming the file when it is not one."""
+    from augment.core import storage
+
+    if storage.is_s3(str(path)):
+        uri = str(path)
+        if not storage.exists(uri):
+            raise ConfigError(f"config file {uri} does not exist")
+        text, name, suffix = storage.read_text(uri), uri, Path(uri).suffix
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        text, name, suffix = path.read_text(), str(path), path.suffix
+    if suffix in (".yaml", ".yml"):
         import yaml
 
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+            raise ConfigError(f"config file {name} is not valid YAML: {' '.join(str(exc).split())}") from exc
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid JSON: {' '.join(str(exc).split())}") from exc
+            raise ConfigError(f"config file {name} is not valid JSON: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level, not {type(data).__name__}")
+        raise ConfigError(f"config file {name} must hold a mapping at the top level, not {type(data).__name__}")
     return data
 
 

@@ -128,8 +128,9 @@ class RayHead:
     """`ray start --head --block` in its own process group, on free ports, with a fresh auth token."""
 
     def __init__(self, num_cpus: int = 2, env: dict[str, str] | None = None, temp_dir: str | None = None,
-                 token: str | None = None):
+                 token: str | None = None, resources: dict[str, float] | None = None):
         self.num_cpus = num_cpus
+        self.resources = dict(resources or {})  # Ray custom resources of the head node
         self.extra_env = dict(env or {})
         # Short path: Ray puts unix sockets under it (107-byte limit).
         self.temp_dir = temp_dir or tempfile.mkdtemp(prefix="moonray-", dir="/tmp")
@@ -149,27 +150,14 @@ class RayHead:
                 "description": "local Ray head (augment.dev.local_stack)"}
 
     def start(self, timeout: float = 120.0) -> "RayHead":
-        env = dict(os.environ)
-        env.update({
-            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token, "RAY_USAGE_STATS_ENABLED": "0",
-            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
-            # Job drivers run `python -m augment.cli`: this checkout first, then the venv's packages.
-            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
-            "PATH": os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", ""))),
-        })
-        env.pop("RAY_ADDRESS", None)
-        env.update(self.extra_env)
         cmd = [
             _bin("ray"), "start", "--head", "--block", "--disable-usage-stats",
             "--node-ip-address", "127.0.0.1", "--port", str(self.port),
             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
             "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
             "--num-cpus", str(self.num_cpus), "--temp-dir", self.temp_dir,
-        ]
-        log = open(self.log_path, "wb")
-        # From the checkout: Ray workers start in the head's working directory, where relative input paths resolve.
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=ROOT)
+        ] + (["--resources", json.dumps(self.resources)] if self.resources else [])
+        self.proc = _start_node(cmd, _node_env(self.token, self.extra_env), self.log_path)
         headers = {"Authorization": f"Bearer {self.token}"}
         _wait("ray head", lambda: _http_ok(f"{self.dashboard_url}/api/jobs/", headers), timeout, self.proc, self.log_path)
         return self
@@ -185,6 +173,85 @@ class RayHead:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class RayWorkerNode:
+    """Another Ray node (`ray start --address ... --block`) joined to a head started here: in its own process group,
+    with its own temp dir, CPUs and custom resources. On one machine this is what a second machine of a cluster
+    is to Ray: its own raylet, object store and workers. `stop()` takes it down at once (SIGKILL), as a lost
+    machine goes, unless `graceful`."""
+
+    def __init__(self, head: RayHead, num_cpus: int = 1, resources: dict[str, float] | None = None,
+                 env: dict[str, str] | None = None):
+        self.head = head
+        self.num_cpus = num_cpus
+        self.resources = dict(resources or {})
+        self.extra_env = dict(env or {})
+        self.temp_dir = tempfile.mkdtemp(prefix="moonnode-", dir="/tmp")
+        self.proc: subprocess.Popen | None = None
+        self.log_path = Path(self.temp_dir) / "ray-start.log"
+        self.node_id = ""
+
+    def start(self, timeout: float = 120.0) -> "RayWorkerNode":
+        cmd = [
+            _bin("ray"), "start", "--address", f"127.0.0.1:{self.head.port}", "--block", "--disable-usage-stats",
+            "--node-ip-address", "127.0.0.1", "--num-cpus", str(self.num_cpus), "--temp-dir", self.temp_dir,
+            "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()),
+            "--runtime-env-agent-port", str(free_port()),
+        ] + (["--resources", json.dumps(self.resources)] if self.resources else [])
+        before = set(self.node_ids())
+        self.proc = _start_node(cmd, _node_env(self.head.token, self.extra_env), self.log_path)
+        _wait("ray worker node", lambda: bool(set(self.node_ids()) - before), timeout, self.proc, self.log_path)
+        self.node_id = next(iter(set(self.node_ids()) - before))
+        return self
+
+    def node_ids(self) -> list[str]:
+        """Ids of the cluster's live nodes other than the head (the head's state API, as `ray list nodes`)."""
+        from ray.util.state import list_nodes
+
+        try:
+            nodes = list_nodes(address=self.head.dashboard_url, filters=[("state", "=", "ALIVE")],
+                               raise_on_missing_output=False)
+        except Exception:  # noqa: BLE001 - the API answers once the head is up; until then: none
+            return []
+        return [n.node_id for n in nodes if not n.is_head_node]
+
+    def stop(self, graceful: bool = False) -> None:
+        """Stop the node: at once (SIGKILL to its process group, as a machine that is lost), or `graceful`."""
+        if self.proc is not None:
+            if not graceful:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            stop_group(self.proc.pid, marker=self.temp_dir)  # what is left, and strays carrying its temp dir
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _node_env(token: str, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0",
+        "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
+        # Job drivers run `python -m augment.cli`: this checkout first, then the venv's packages.
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+        "PATH": os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", ""))),
+    })
+    env.pop("RAY_ADDRESS", None)
+    env.update(extra)
+    return env
+
+
+def _start_node(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "wb")
+    # From the checkout: Ray workers start in the node's working directory, where relative input paths resolve.
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=ROOT)
 
 
 def stop_group_if_any(pgid: int | None, marker: str | None) -> None:
