@@ -4,7 +4,8 @@ Arithmetic only, from the run config and the bench result files (`augment.ops.be
 figure measured for the same stage and backend, preferring the asked GPU type, then measured over quoted figures,
 then the closest options. A stage's device time is products x units per product / (rate per device x
 utilisation). Stages of a streaming run overlap, so the wall time is the larger of GPU time / GPUs and CPU time /
-cores; the sum of the two is also given, for runs whose stages do not overlap. Nothing here starts Ray or
+cores; the sum of the two is also given, for runs whose stages do not overlap. GPU time also counts what every Ray
+job spends before its first batch, job start and model load per GPU actor (`job_overhead`), with its share. Nothing here starts Ray or
 imports a backend's heavy dependencies.
 """
 from __future__ import annotations
@@ -25,6 +26,14 @@ REPORT_SAMPLE, REPORT_PAGE = 240, 24  # augment.ops.report defaults; not importe
 # MOON2.0 supplementary, section 12.1: 5M products, ~6 days, of which 85 h of image generation on 256 A100.
 PAPER = {"products": 5_000_000, "gpu": "a100", "gpus": 256, "image_generation_hours": 85.0, "days": 6}
 PAPER_GPU_SECONDS_PER_PRODUCT = PAPER["gpus"] * PAPER["image_generation_hours"] * 3600 / PAPER["products"]
+# What a job costs its GPUs before the first batch, per GPU actor (docs/operations-planning.md, "Job start and model
+# load"). Model load: the cold load of FLUX.1 Kontext-sized weights (33.7 GB safetensors) from local disk to an H200,
+# 26.9 s, plus CLIP ViT-L/14, 1.9 s (bench/results/raw/model-load-h200.json). Job start: driver start and ray.init
+# (~2 s), the job's plan, actor processes importing torch and diffusers (6.6 s on the H200 host), rounded up.
+JOB_START_S = 30.0
+MODEL_LOAD_S = 30.0
+OVERHEAD_TARGET = 0.05
+MAX_MAPPED_TASKS = 1024  # Airflow's default max_map_length: the most Ray jobs one moon_augment run maps
 
 
 class PlanError(ValueError):
@@ -63,6 +72,7 @@ class Estimate:
     output_bytes_from: list[str]  # stages whose figures gave output sizes
     objects: dict[str, int]
     paper_reference: dict[str, float]
+    overhead: dict[str, Any] = dataclasses.field(default_factory=dict)  # job start and model load (job_overhead)
 
     @property
     def complete(self) -> bool:
@@ -87,11 +97,13 @@ def load_figures(locations: list[str] | None = None) -> list[benchjson.BenchResu
 
 def estimate(config: Config, products: int, figures: list[benchjson.BenchResult], gpus: int = 1,
              gpu_type: str = "h100", cpus: int | None = None, utilisation: float = 1.0,
-             image_kb: float | None = None) -> Estimate:
+             image_kb: float | None = None, jobs: dict[str, Any] | None = None) -> Estimate:
     """The estimate for `products` products with `config` on `gpus` GPUs of `gpu_type` and `cpus` CPU cores.
 
     `image_kb`: the catalogue's average product image in KB; it replaces the measured catalogue's source images in
-    the row size (figures record `source_image_bytes_per_product` for that).
+    the row size (figures record `source_image_bytes_per_product` for that). `jobs`: keyword arguments of
+    `job_overhead` (shards_per_job, concurrent_jobs, job_start_s, model_load_s; `{}` for the defaults): with it, the
+    estimate counts job start and model load, and the wall time includes them (`moon plan` always asks for it).
     """
     if products < 1:
         raise PlanError(f"--products must be at least 1, got {products}")
@@ -134,7 +146,6 @@ def estimate(config: Config, products: int, figures: list[benchjson.BenchResult]
     if gpu_hours and gpus == 0:
         needing = ", ".join(s.stage for s in stages if s.device == "gpu")
         raise PlanError(f"{needing} run on GPUs in the figures used; pass --gpus")
-    gpu_wall = gpu_hours / gpus if gpus else 0.0
     cpu_wall = cpu_hours / cpus
     # 3. objects the run writes
     shards = math.ceil(products / config.run.shard_size)
@@ -151,10 +162,56 @@ def estimate(config: Config, products: int, figures: list[benchjson.BenchResult]
         "a100_hours_for_products": round(PAPER_GPU_SECONDS_PER_PRODUCT * products / 3600, 1),
         "hours_on_these_gpus_at_a100_speed": round(PAPER_GPU_SECONDS_PER_PRODUCT * products / 3600 / gpus, 2) if gpus else 0.0,
     }
+    overhead = job_overhead(config, products, gpus, gpu_hours, **jobs) if gpu_hours and jobs is not None else {}
+    gpu_hours_with_overhead = gpu_hours + overhead.get("gpu_hours", 0.0)
+    gpu_wall = gpu_hours_with_overhead / gpus if gpus else 0.0
     return Estimate(products=products, gpus=gpus, gpu_type=gpu_type, cpus=cpus, utilisation=utilisation, stages=stages,
                     missing=missing, gpu_hours=gpu_hours, cpu_core_hours=cpu_hours, wall_hours=max(gpu_wall, cpu_wall),
                     wall_hours_sequential=gpu_wall + cpu_wall, output_bytes=output_bytes, output_bytes_from=output_from,
-                    objects=objects, paper_reference=paper)
+                    objects=objects, paper_reference=paper, overhead=overhead)
+
+
+def job_overhead(config: Config, products: int, gpus: int, work_gpu_hours: float, shards_per_job: int | None = None,
+                 concurrent_jobs: int = 1, job_start_s: float = JOB_START_S, model_load_s: float = MODEL_LOAD_S
+                 ) -> dict[str, Any]:
+    """GPU time spent starting jobs and loading models, and its share of all GPU time.
+
+    A run is `jobs` Ray jobs of `shards_per_job` shards (default: as few jobs as Airflow maps, 1024 at most). Each
+    job's GPU actors (the cluster's GPUs shared by `concurrent_jobs`, never more than the job has GPU batches) wait
+    for the job to start and load their models once, then keep them for every shard of the job. So the cost is
+    jobs x GPUs per job x (job start + model load), whatever the shard size; it shrinks with bigger jobs.
+    """
+    if concurrent_jobs < 1:
+        raise PlanError(f"--concurrent-jobs must be at least 1, got {concurrent_jobs}")
+    if shards_per_job is not None and shards_per_job < 1:
+        raise PlanError(f"--shards-per-job must be at least 1, got {shards_per_job}")
+    if job_start_s < 0 or model_load_s < 0:
+        raise PlanError("--job-start-s and --model-load-s must be 0 or more")
+    shard_size = config.run.shard_size
+    shards = math.ceil(products / shard_size)
+    gpu_batch = min((s.resources.batch_size for _, s in config.enabled_stages() if s.resources.num_gpus > 0), default=1)
+
+    def at(per_job: int) -> dict[str, Any]:
+        jobs = math.ceil(shards / per_job)
+        gpu_batches = math.ceil(min(products, per_job * shard_size) / max(1, gpu_batch))
+        per_job_gpus = max(1, min(gpus // concurrent_jobs or 1, gpu_batches))
+        hours = jobs * per_job_gpus * (job_start_s + model_load_s) / 3600
+        return {"shards_per_job": per_job, "jobs": jobs, "gpus_per_job": per_job_gpus, "gpu_hours": hours,
+                "share": hours / (hours + work_gpu_hours)}
+
+    chosen = at(shards_per_job or math.ceil(shards / MAX_MAPPED_TASKS))
+    # the smallest batch of shards per job that keeps the share under the target (None: even one job misses it)
+    low, high = 1, shards
+    if at(high)["share"] >= OVERHEAD_TARGET:
+        needed = None
+    else:
+        while low < high:
+            mid = (low + high) // 2
+            low, high = (mid + 1, high) if at(mid)["share"] >= OVERHEAD_TARGET else (low, mid)
+        needed = low
+    return chosen | {"shards": shards, "shard_size": shard_size, "concurrent_jobs": concurrent_jobs,
+                     "job_start_s": job_start_s, "model_load_s": model_load_s, "target": OVERHEAD_TARGET,
+                     "shards_per_job_for_target": needed}
 
 
 def choose(candidates: list[benchjson.BenchResult], options: dict[str, Any], gpu_type: str
@@ -222,6 +279,7 @@ def format_estimate(e: Estimate) -> str:
     lines += [
         "",
         f"GPU-hours      {e.gpu_hours:,.1f}" + ("" if e.complete else "  (stages without figures not counted)"),
+        *_overhead_lines(e.overhead),
         f"CPU-core-hours {e.cpu_core_hours:,.1f}",
         f"wall time      {_hours(e.wall_hours)} with stages overlapping (streaming); "
         f"{_hours(e.wall_hours_sequential)} one stage after another",
@@ -234,6 +292,21 @@ def format_estimate(e: Estimate) -> str:
         f"{e.paper_reference['a100_hours_for_products']:,} A100-hours for {e.products:,}",
     ]
     return "\n".join(lines)
+
+
+def _overhead_lines(o: dict[str, Any]) -> list[str]:
+    if not o:
+        return []
+    verdict = "under" if o["share"] < o["target"] else "OVER"
+    lines = [f"job overhead   {o['gpu_hours']:,.1f} GPU-hours = {100 * o['share']:.1f} % of GPU time ({verdict} the "
+             f"{100 * o['target']:.0f} % target): {o['jobs']:,} jobs of {o['shards_per_job']:,} shards x "
+             f"{o['gpus_per_job']:,} GPUs x ({o['job_start_s']:.0f} s job start + {o['model_load_s']:.0f} s model load)"]
+    if o["shards_per_job_for_target"] is None:
+        lines.append(f"{'':<15}even one job for the whole run spends {100 * o['target']:.0f} % or more on start and load")
+    elif o["share"] >= o["target"]:
+        lines.append(f"{'':<15}use at least {o['shards_per_job_for_target']:,} shards per job (or fewer GPUs per job: "
+                     "--concurrent-jobs) to stay under it")
+    return lines
 
 
 def _rate(value: float) -> str:

@@ -33,6 +33,15 @@ def add_commands(subparsers) -> None:
                       help="share of the measured throughput the cluster sustains, 0-1 (default 1: an ideal lower bound)")
     plan.add_argument("--image-kb", type=float, default=None,
                       help="average size of the catalogue's product images in KB (default: as in the measured catalogue)")
+    plan.add_argument("--shards-per-job", type=int, default=None,
+                      help="shards per Ray job (one moon_augment task); default: as few jobs as Airflow maps (1024)")
+    plan.add_argument("--concurrent-jobs", type=int, default=1,
+                      help="Ray jobs sharing the cluster at once (the moon_gpu pool size; default 1)")
+    plan.add_argument("--job-start-s", type=float, default=None,
+                      help="seconds from job submission to its first batch (default 30, docs/operations-planning.md)")
+    plan.add_argument("--model-load-s", type=float, default=None,
+                      help="seconds a GPU worker loads its models, once per job (default 30: FLUX.1 Kontext + CLIP "
+                           "from local disk, measured on an H200)")
     plan.add_argument("--bench", action="append", metavar="DIR_OR_FILE",
                       help="bench result JSON file or folder (repeatable; default: the project's bench/results)")
     plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
@@ -64,7 +73,11 @@ def cmd_plan(args) -> int:
         cfg = C.load(args.config, args.profile, check_stages=False)
         figures = capacity.load_figures(args.bench)
         estimate = capacity.estimate(cfg, args.products, figures, gpus=args.gpus, gpu_type=args.gpu_type, cpus=args.cpus,
-                                     utilisation=args.utilisation, image_kb=args.image_kb)
+                                     utilisation=args.utilisation, image_kb=args.image_kb, jobs={
+                                         "shards_per_job": args.shards_per_job, "concurrent_jobs": args.concurrent_jobs,
+                                         "job_start_s": capacity.JOB_START_S if args.job_start_s is None else args.job_start_s,
+                                         "model_load_s": capacity.MODEL_LOAD_S if args.model_load_s is None
+                                         else args.model_load_s})
     except (C.ConfigError, capacity.PlanError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -155,3 +155,44 @@ def test_the_papers_figure_in_the_repository_gives_its_85_hours_on_256_a100(conf
     variants = next(s for s in e.stages if s.stage == "image_variants")
     assert variants.source == "paper" and variants.device_hours == pytest.approx(256 * 85)
     assert "a paper figure, not a measurement" in variants.warnings
+
+
+# -- job start and model load ---------------------------------------------------------------------------------
+def test_job_overhead_is_jobs_times_gpus_times_start_and_load(config, figures):
+    # 10,000 products in shards of 100 = 100 shards; 10 shards per job = 10 jobs, each with all 4 GPUs.
+    e = plan(config, figures, jobs={"shards_per_job": 10, "job_start_s": 30.0, "model_load_s": 60.0})
+    o = e.overhead
+    assert (o["shards"], o["jobs"], o["gpus_per_job"]) == (100, 10, 4)
+    assert o["gpu_hours"] == pytest.approx(10 * 4 * 90 / 3600)
+    assert o["share"] == pytest.approx(o["gpu_hours"] / (o["gpu_hours"] + e.gpu_hours))
+    assert e.wall_hours == pytest.approx((e.gpu_hours + o["gpu_hours"]) / 4)
+    without = plan(config, figures)
+    assert without.overhead == {} and without.wall_hours < e.wall_hours
+
+
+def test_bigger_jobs_and_shared_clusters_cut_the_overhead(config, figures):
+    small = plan(config, figures, jobs={"shards_per_job": 1}).overhead
+    big = plan(config, figures, jobs={"shards_per_job": 50}).overhead
+    shared = plan(config, figures, jobs={"shards_per_job": 1, "concurrent_jobs": 4}).overhead
+    assert big["share"] < small["share"] and shared["gpus_per_job"] == 1 and shared["share"] < small["share"]
+    needed = small["shards_per_job_for_target"]
+    assert needed is not None
+    at_needed = plan(config, figures, jobs={"shards_per_job": needed}).overhead
+    below = plan(config, figures, jobs={"shards_per_job": max(1, needed - 1)}).overhead
+    assert at_needed["share"] < 0.05 and (needed == 1 or below["share"] >= 0.05)
+
+
+def test_a_job_never_counts_more_gpus_than_it_has_gpu_batches(config, figures):
+    # one shard of 100 products per job; no stage of the fixture config asks for GPUs in its resources, so a GPU
+    # batch counts as one product: 100 batches, 100 GPU actors at most
+    o = plan(config, figures, gpus=256, jobs={"shards_per_job": 1}).overhead
+    assert o["gpus_per_job"] == 100
+
+
+def test_moon_plan_prints_the_overhead_share_and_the_jobs_it_takes():
+    done = subprocess.run([sys.executable, "-m", "augment.cli", "plan", "--products", "5000000", "--gpus", "256",
+                           "--profile", "gpu", "--gpu-type", "h200", "--bench", str(ROOT / "bench" / "results")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("job overhead"))
+    assert "% of GPU time" in line and "jobs of" in line and "30 s model load" in line
