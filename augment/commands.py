@@ -18,14 +18,23 @@ def add_commands(subparsers) -> None:
         help="enrich a catalogue into training shards (default: the bundled sample)",
         description="Process a catalogue into enriched shards. Resumes by default when --output holds committed shards.",
     )
-    run.add_argument("--input", default=str(SAMPLE), help="Parquet/JSONL/CSV file or folder, local or s3:// (default: bundled sample)")
+    run.add_argument("--input", help="Parquet/JSONL/CSV file or folder, local or s3:// (default: bundled sample; "
+                     "with --batch or --shards, the input of the saved plan)")
     run.add_argument("--output", help="run folder, local or s3:// (default: a new folder under ./runs)")
     run.add_argument("--config", help="YAML config file (may `extends:` a profile)")
     run.add_argument("--profile", help="named profile: local (default), gpu or gpu-fast (augment/profiles/)")
     run.add_argument("--limit", type=positive_int, help="process only the first N rows of the input")
     run.add_argument("--shard-size", type=positive_int, help="rows per shard (overrides run.shard_size)")
     run.add_argument("--stages", help="comma-separated stages to run (default: all enabled in the config)")
-    run.add_argument("--shards", help="comma-separated shard ids: process only these (used by Airflow tasks)")
+    run.add_argument("--shards", help="comma-separated shard ids: process only these, read from the saved plan")
+    run.add_argument("--batch", type=_batch_number,
+                     help="process batch N of the saved plan (as the Airflow DAG's jobs do); reads only its entries")
+    run.add_argument("--shards-per-batch", type=positive_int,
+                     help="shards per batch: the layout --plan-only saves, or the one --batch reads (default: saved)")
+    run.add_argument("--max-batches", type=positive_int, default=None,
+                     help=f"--plan-only: at most N batches (default {_default_batches()}); batches grow to fit")
+    run.add_argument("--plan-only", action="store_true",
+                     help="plan the run and save the plan in the run folder (_plan/); run no stage")
     run.add_argument("--dry-run", action="store_true", help="plan and validate only; write nothing")
     run.add_argument("--force", action="store_true", help="redo the run even if the output was made with another config or input")
     run.add_argument("--no-ray", action="store_true", help="run the stages in this process instead of on Ray")
@@ -71,21 +80,32 @@ def cmd_run(args) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     output = args.output or P.default_output_uri()
+    one_job = args.batch is not None or bool(args.shards)
+    problem = _option_clash(args, one_job)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     log.debug("config %s: %s", cfg.hash(), json.dumps(cfg.to_dict(), sort_keys=True))
+    input_uri = args.input or str(SAMPLE)
     try:
         if args.dry_run:
             import tempfile
 
             with tempfile.TemporaryDirectory(prefix="moon-dry-run-") as scratch:
-                plan = P.plan_run(args.input, output if _exists(output) else scratch, cfg, limit=args.limit,
+                plan = P.plan_run(input_uri, output if _exists(output) else scratch, cfg, limit=args.limit,
                                   force=args.force, write=False, work_uri=scratch)
-                runner.stage_specs(cfg, args.input)  # resolves every backend and checks its options
+                runner.stage_specs(cfg, input_uri)  # resolves every backend and checks its options
                 summary = plan.summary() | {"run_uri": output, "dry_run": True}
             _print_plan(summary, args.json)
             return 0
-        plan = P.plan_run(args.input, output, cfg, limit=args.limit, force=args.force)
-        if args.shards:
-            plan = plan.restrict([s.strip() for s in args.shards.split(",") if s.strip()])
+        if one_job:
+            plan = _job_plan(args, cfg, output)
+        else:
+            plan = P.plan_run(input_uri, output, cfg, limit=args.limit, force=args.force,
+                              shards_per_batch=args.shards_per_batch, max_batches=args.max_batches)
+        if args.plan_only:
+            _print_plan(plan.summary() | {"plan_only": True}, args.json)
+            return 0
         log.info("run %s: %d rows in %d shards, %d pending -> %s", plan.run_id, plan.rows_total, len(plan.shards),
                  len(plan.pending), output)
         for line in column_notes(plan.summary()):
@@ -107,12 +127,62 @@ def cmd_run(args) -> int:
         print(f"error: {_describe_os_error(exc)}", file=sys.stderr)
         return 1
     summary = run_summary(result)
-    _write_report(output)
+    if not one_job:  # a batch's job leaves the report to whoever runs the whole run (the DAG's publish task)
+        write_run_report(output)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
         print(format_summary(summary))
     return 0
+
+
+def _batch_number(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a batch number (0 or more), got {text!r}")
+    return value
+
+
+def _default_batches() -> int:
+    from augment.plan import DEFAULT_BATCHES
+
+    return DEFAULT_BATCHES
+
+
+def _option_clash(args, one_job: bool) -> str | None:
+    """Options that cannot go together, as one line; None when they can."""
+    if args.batch is not None and args.shards:
+        return "--batch and --shards pick a job's shards two ways: give one"
+    if one_job and (args.force or args.dry_run or args.plan_only):
+        flag = "--force" if args.force else "--dry-run" if args.dry_run else "--plan-only"
+        return f"{flag} applies to a whole run, not to one job's shards (--batch/--shards)"
+    if args.plan_only and args.dry_run:
+        return "--plan-only writes the plan, --dry-run writes nothing: give one"
+    return None
+
+
+def _job_plan(args, cfg, output: str):
+    """The saved plan's entries of one job (--batch or --shards). A run folder without a saved plan is planned
+    first (and the plan saved), as a plain `moon run` would."""
+    from augment import plan as P
+
+    shard_ids = [s.strip() for s in args.shards.split(",") if s.strip()] if args.shards else None
+
+    def load():
+        return P.load_batch(output, cfg, input_uri=args.input, limit=args.limit, batch=args.batch,
+                            shards_per_batch=args.shards_per_batch, shard_ids=shard_ids)
+
+    try:
+        return load()
+    except P.NoSavedPlan:
+        log.info("%s has no saved plan: planning the run first", output)
+        P.plan_run(args.input or str(SAMPLE), output, cfg, limit=args.limit, shards_per_batch=args.shards_per_batch)
+        return load()
 
 
 def _describe_os_error(exc: OSError) -> str:
@@ -135,8 +205,12 @@ def _print_plan(summary: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"dry run: {summary['rows']} rows in {summary['shards']} shards "
+    what = "plan" if summary.get("plan_only") else "dry run"
+    print(f"{what}: {summary['rows']} rows in {summary['shards']} shards "
           f"({summary['committed']} committed, {len(summary['pending'])} pending) from {', '.join(summary['sources'])}")
+    if summary.get("batches"):
+        print(f"batches: {summary['batches']} of {summary['shards_per_batch']} shards "
+              f"(moon run --output {summary['run_uri']} --batch N runs one)")
     print(f"output: {summary['run_uri']}  config hash: {summary['config_hash']}")
     for line in column_notes(summary):
         print(line)
@@ -156,8 +230,7 @@ def column_notes(summary: dict) -> list[str]:
 def run_summary(result) -> dict:
     from augment.core import manifest
 
-    planned = {s.shard_id for s in result.plan.shards}
-    totals = manifest.totals(r for r in result.run_records.values() if r.shard_id in planned)
+    totals = result.run_totals
     this = manifest.totals(result.records)
     return {
         "run_uri": result.plan.run_uri,
@@ -196,8 +269,9 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_report(run_uri: str) -> None:
-    """Render report/index.html when the report module is available; a report failure never fails the run."""
+def write_run_report(run_uri: str) -> None:
+    """Render report/index.html when the report module is available; a report failure never fails the run (the
+    CLI after a whole run, the DAG's publish task after every batch)."""
     try:
         from augment.ops import report
     except ImportError:

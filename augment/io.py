@@ -2,10 +2,12 @@
 
 Input is one file or a directory/prefix of files: Parquet, JSONL (.jsonl/.ndjson/.json) or CSV, each optionally
 gzip-compressed (text formats), local or s3://. Every row gets a stable index within its source file; shards are
-row ranges of a source. Reading a shard must be cheap and exact, so:
-- Parquet files whose row groups are at most a few shards long are read in place;
-- CSV, JSONL and Parquet files with huge row groups are first copied, streaming, into
-  `<output>/_input/<fingerprint>.parquet` (row groups of one shard). The copy also makes text formats safe:
+row ranges of a source. Reading a shard must be cheap and exact, whatever the size of the catalogue, so:
+- Parquet files whose row groups are at most a few shards long, and not too many, are read in place;
+- CSV, JSONL and Parquet files with huge row groups (or with so many that their footer alone would cost each
+  reader seconds) are first copied, streaming, into `<output>/_input/<key>/part-NNNNN.parquet`: parts of
+  `PART_GROUPS` row groups of one shard each, so that a shard read opens one part and parses a footer of bounded
+  size, and `_staged.json` (written last: the copy is complete). The copy also makes text formats safe:
   each line is parsed on its own, so a malformed line or a value of the wrong type becomes one quarantined row
   (`_parse_error`, with the line kept in `_raw`) instead of a failed read.
 Types are normalised here to the input contract (augment.core.schema.INPUT_FIELDS); columns other than the contract's
@@ -40,7 +42,9 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 MAX_RAW_CHARS = 10_000
-STAGED_COLUMNS_KEY = b"moon.staged_columns"  # staged file metadata: the renamed and not carried input columns
+STAGED_MARKER = "_staged.json"  # in a staged copy's folder, written last: rows, parts, schema, column notes
+PART_GROUPS = 1024  # row groups (one shard each) per staged part: a part's footer stays under a megabyte
+MAX_GROUPS_IN_PLACE = 8192  # a Parquet input with more row groups is restaged (its footer would be megabytes)
 
 
 class InputError(ValueError):
@@ -88,7 +92,7 @@ def fingerprint(uri: str) -> dict[str, Any]:
 class Source:
     uri: str  # as the user named it; lineage and shard ids use this
     format: str
-    read_uri: str  # the Parquet file shards are read from (the source itself, or its staged copy)
+    read_uri: str  # the Parquet file shards are read from (the source itself), or the folder of its staged parts
     num_rows: int
     schema: pa.Schema  # normalised input schema (contract + carried columns + bookkeeping)
     fingerprint: dict[str, Any]
@@ -96,6 +100,41 @@ class Source:
     # columns not carried at all (names starting with `_`).
     renamed: dict[str, str] = dataclasses.field(default_factory=dict)
     not_carried: list[str] = dataclasses.field(default_factory=list)
+    part_rows: int | None = None  # staged: rows per part (part k holds rows [k * part_rows, (k + 1) * part_rows))
+
+    def locate(self, row: int) -> tuple[str, int]:
+        """(the Parquet file holding source row `row`, the source row of that file's first row)."""
+        if not self.part_rows:
+            return self.read_uri, 0
+        k = row // self.part_rows
+        return part_uri(self.read_uri, k), k * self.part_rows
+
+    def read_files(self) -> list[str]:
+        """Every Parquet file of the source's rows, in row order."""
+        if not self.part_rows:
+            return [self.read_uri]
+        return [part_uri(self.read_uri, k) for k in range(-(-self.num_rows // self.part_rows))]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (the saved plan keeps its sources), schema included; `from_dict` reads it back."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "schema"}
+        return data | {"schema": schema_to_text(self.schema)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Source":
+        return cls(**(data | {"schema": schema_from_text(data["schema"])}))
+
+
+def part_uri(folder: str, k: int) -> str:
+    return storage.join(folder, f"part-{k:05d}.parquet")
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -263,16 +302,13 @@ def _has_surrogates(text: str) -> bool:
 
 
 def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, str], rows_per_group: int) -> Source:
-    """Copy a JSONL/CSV file into a staged Parquet file (two streaming passes: columns, then rows). A file staged
-    before (same content, column map and row groups: a resume, another shard task) is read from its footer."""
+    """Copy a JSONL/CSV file into staged Parquet parts (two streaming passes: columns, then rows). A file staged
+    before (same content, column map and row groups: a resume, another shard task) is read from its marker."""
     fp = fingerprint(uri)
-    target = storage.join(work_uri, f"{stable_hash(fp, column_map, rows_per_group, length=20)}.parquet")
-    if storage.exists(target):
-        meta = _parquet_file(target).metadata
-        schema = meta.schema.to_arrow_schema()
-        columns = json.loads((schema.metadata or {}).get(STAGED_COLUMNS_KEY, b"{}"))
-        return Source(uri=uri, format=fmt, read_uri=target, num_rows=meta.num_rows, schema=schema, fingerprint=fp,
-                      renamed=columns.get("renamed", {}), not_carried=columns.get("not_carried", []))
+    target = storage.join(work_uri, stable_hash(fp, column_map, rows_per_group, length=20))
+    staged = _read_staged(uri, fmt, target, fp)
+    if staged is not None:
+        return staged
     records = iter_jsonl if fmt == "jsonl" else iter_csv
     keys: dict[str, None] = {}
     count = 0
@@ -290,11 +326,21 @@ def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, s
             f"{uri} has no product_id column (columns: {', '.join(list(keys)[:20])}); "
             "map one with input.columns.product_id in the config"
         )
-    schema = staging_schema(extra_names).with_metadata(
-        {STAGED_COLUMNS_KEY: json.dumps({"renamed": renamed, "not_carried": not_carried})})
-    _write_staged(target, schema, _staged_rows(records(uri), renames, extra_names), rows_per_group)
-    return Source(uri=uri, format=fmt, read_uri=target, num_rows=count, schema=schema, fingerprint=fp,
-                  renamed=renamed, not_carried=not_carried)
+    schema = staging_schema(extra_names)
+    rows = _staged_rows(records(uri), renames, extra_names)
+    with PartWriter(target, schema, rows_per_group) as parts:
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= rows_per_group:
+                parts.write(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch:
+            parts.write(pa.Table.from_pylist(batch, schema=schema))
+    source = Source(uri=uri, format=fmt, read_uri=target, num_rows=count, schema=schema, fingerprint=fp,
+                    renamed=renamed, not_carried=not_carried, part_rows=parts.part_rows)
+    _write_staged_marker(source)
+    return source
 
 
 def _staged_rows(records, renames, extra_names) -> Iterator[dict[str, Any]]:
@@ -320,17 +366,58 @@ def _published(target: str) -> Iterator[Any]:
         raise storage.naming_error(exc, target) from exc
 
 
-def _write_staged(target: str, schema: pa.Schema, rows: Iterator[dict[str, Any]], rows_per_group: int) -> None:
-    """Write rows to a hidden local temp file, then publish it atomically at `target`."""
-    with _published(target) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        batch: list[dict[str, Any]] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= rows_per_group:
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=rows_per_group)
-                batch = []
-        if batch:
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=rows_per_group)
+class PartWriter:
+    """Streams tables into the staged parts `folder/part-NNNNN.parquet`: row groups of `rows_per_group` rows,
+    `PART_GROUPS` of them per part. Each part is published atomically once full; `_staged.json` (written by the
+    caller after a clean exit) marks the copy complete, so an interrupted copy is redone, never half read."""
+
+    def __init__(self, folder: str, schema: pa.Schema, rows_per_group: int):
+        self.folder = folder
+        self.schema = schema
+        self.rows_per_group = rows_per_group
+        self.part_rows = rows_per_group * PART_GROUPS
+        self.parts = 0
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        while self._buffered >= self.part_rows:
+            self._flush(self.part_rows)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self._buffer)
+        part, rest = table.slice(0, rows), table.slice(rows)
+        self._buffer, self._buffered = ([rest] if rest.num_rows else []), rest.num_rows
+        with _published(part_uri(self.folder, self.parts)) as tmp:
+            # One call writes every row group of the part: per-group Python overhead would dominate big inputs.
+            pq.write_table(part, tmp, row_group_size=self.rows_per_group, compression="zstd")
+        self.parts += 1
+
+    def __enter__(self) -> "PartWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None and self._buffered:
+            self._flush(self._buffered)
+
+
+def _write_staged_marker(source: Source) -> None:
+    marker = {"uri": source.uri, "num_rows": source.num_rows, "part_rows": source.part_rows,
+              "schema": schema_to_text(source.schema), "renamed": source.renamed, "not_carried": source.not_carried}
+    storage.write_atomic(storage.join(source.read_uri, STAGED_MARKER), json.dumps(marker, sort_keys=True).encode())
+
+
+def _read_staged(uri: str, fmt: str, folder: str, fp: dict[str, Any]) -> Source | None:
+    """The source staged earlier into `folder`, or None if no complete copy is there."""
+    marker_uri = storage.join(folder, STAGED_MARKER)
+    if not storage.exists(marker_uri):
+        return None
+    marker = json.loads(storage.read_text(marker_uri))
+    return Source(uri=uri, format=fmt, read_uri=folder, num_rows=marker["num_rows"],
+                  schema=schema_from_text(marker["schema"]), fingerprint=fp, renamed=marker["renamed"],
+                  not_carried=marker["not_carried"], part_rows=marker["part_rows"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -357,22 +444,26 @@ def parquet_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per
     fp = fingerprint(uri)
     meta = pf.metadata
     largest_group = max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), default=0)
-    read_uri = uri
-    if largest_group > 4 * rows_per_group:
-        # Huge row groups make every shard read decode far more than it needs: restage with one group per shard.
-        read_uri = storage.join(work_uri, f"{stable_hash(fp, rows_per_group, length=20)}.parquet")
-        if not storage.exists(read_uri):
-            log.info("restaging %s (row groups of up to %d rows) into shard-sized row groups", uri, largest_group)
-            _restage_parquet(pf, read_uri, rows_per_group)
     not_carried = [n for n in mapped if n.startswith("_")]
-    return Source(uri=uri, format="parquet", read_uri=read_uri, num_rows=meta.num_rows, schema=schema, fingerprint=fp,
-                  renamed=renamed, not_carried=not_carried)
-
-
-def _restage_parquet(pf: pq.ParquetFile, target: str, rows_per_group: int) -> None:
-    with _published(target) as tmp, pq.ParquetWriter(tmp, pf.schema_arrow, compression="zstd") as writer:
-        for batch in pf.iter_batches(batch_size=rows_per_group):
-            writer.write_table(pa.Table.from_batches([batch]), row_group_size=rows_per_group)
+    source = Source(uri=uri, format="parquet", read_uri=uri, num_rows=meta.num_rows, schema=schema, fingerprint=fp,
+                    renamed=renamed, not_carried=not_carried)
+    if largest_group > 4 * rows_per_group or meta.num_row_groups > MAX_GROUPS_IN_PLACE:
+        # Huge row groups make every shard read decode far more than it needs, and a footer of many thousand
+        # groups costs every reader (each Ray worker, each job) seconds to parse: restage into parts of
+        # shard-sized row groups.
+        folder = storage.join(work_uri, stable_hash(fp, rows_per_group, length=20))
+        staged = _read_staged(uri, "parquet", folder, fp)
+        if staged is None:
+            log.info("restaging %s (%d row groups of up to %d rows) into parts of shard-sized row groups", uri,
+                     meta.num_row_groups, largest_group)
+            with PartWriter(folder, pf.schema_arrow, rows_per_group) as parts:
+                for batch in pf.iter_batches(batch_size=parts.part_rows):
+                    parts.write(pa.Table.from_batches([batch]))
+            source.read_uri, source.part_rows = folder, parts.part_rows
+            _write_staged_marker(source)
+        else:
+            source.read_uri, source.part_rows = folder, staged.part_rows
+    return source
 
 
 def open_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per_group: int) -> Source:
@@ -383,13 +474,24 @@ def open_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per_gr
 
 
 def read_column(source: Source, name: str, column_map: dict[str, str], limit: int | None = None) -> pa.ChunkedArray | None:
-    """One contract column of a source (e.g. product_id for duplicate checks), normalised to string."""
-    pf = _parquet_file(source.read_uri)
-    names = pf.schema_arrow.names
+    """One contract column of a source (e.g. product_id for duplicate checks), normalised to string. A restaged
+    Parquet file is read from the original, whose few big row groups read faster than thousands of small ones."""
+    files = [source.uri] if source.format == "parquet" else source.read_files()
+    if not files:
+        return None
+    names = _parquet_file(files[0]).schema_arrow.names
     physical = next((src for src, dst in rename_map(names, column_map).items() if dst == name), name)
     if physical not in names:
         return None
-    column = pf.read(columns=[physical]).column(0)
+    chunks: list[pa.Array] = []
+    rows = 0
+    for uri in files:
+        if limit is not None and rows >= limit:
+            break
+        part = _parquet_file(uri).read(columns=[physical]).column(0)
+        chunks.extend(part.chunks)
+        rows += len(part)
+    column = pa.chunked_array(chunks, type=chunks[0].type) if chunks else pa.chunked_array([], pa.string())
     if limit is not None:
         column = column.slice(0, limit)
     try:
@@ -427,6 +529,18 @@ def read_rows(source_read_uri: str, start: int, stop: int, target: pa.Schema, co
         return target.empty_table()
     table = pf.read_row_groups(groups).slice(start - offsets[groups[0]], stop - start)
     return conform(table, target, column_map)
+
+
+def read_source_rows(source: Source, start: int, stop: int, target: pa.Schema, column_map: dict[str, str]) -> pa.Table:
+    """Rows [start, stop) of a source, across its staged parts when it has them."""
+    tables = []
+    row = start
+    while row < stop:
+        uri, offset = source.locate(row)
+        end = min(stop, offset + source.part_rows) if source.part_rows else stop
+        tables.append(read_rows(uri, row - offset, end - offset, target, column_map))
+        row = end
+    return pa.concat_tables(tables) if tables else target.empty_table()
 
 
 _FOOTERS: dict[tuple[str, int], tuple[pq.FileMetaData, list[int]]] = {}  # (uri, size) -> (footer, row offsets)

@@ -48,7 +48,8 @@ def read_shard(spec: dict[str, Any], input_schema: pa.Schema, column_map: dict[s
     """The rows of one shard with the bookkeeping columns every later step relies on."""
     start, stop = spec["row_start"], spec["row_stop"]
     target = pa.schema([f for f in input_schema if f.name != S.DUPLICATE])
-    table = io.read_rows(spec["read_uri"], start, stop, target, column_map)
+    offset = spec.get("read_offset") or 0  # the source row of the read file's first row (a staged part)
+    table = io.read_rows(spec["read_uri"], start - offset, stop - offset, target, column_map)
     if table.num_rows != stop - start:
         raise IOError(
             f"shard {spec['shard_id']}: expected rows {start}..{stop} of {spec['source_uri']}, read {table.num_rows}; "

@@ -5,13 +5,23 @@ shard size always give the same shards, and a rerun knows what it has done. The 
 the config hash and the input's fingerprint; resuming into a folder made with another config or another input
 is refused (RunMismatch) unless `force`, which clears the previous outputs first.
 
+The plan is made once and saved in the run folder (`_plan/`, see `save`): `plan.json` (format version, the run's
+identity, its sources, schema and artifacts, the shard count and the batch layout) and `shards.parquet` (one row
+per shard in catalogue order: id, source, row range, duplicate rows; row groups of `SHARD_GROUP` shards). A job
+of one batch (`load_batch`) reads the header and the row groups of its own shards, and the commit records of
+those shards only: its cost does not grow with the catalogue. It refuses the saved plan (PlanMismatch) when the
+input or the config differ from the ones it was made with. Batch `b` of `n` shards per batch is the shards
+`[b * n, (b + 1) * n)` of the table: any layout can be asked of the same saved plan.
+
 No Ray here: Airflow's plan task calls `plan_run` directly.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -19,6 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from augment import io
 from augment.core import manifest, storage
@@ -29,10 +40,24 @@ from augment.core.util import code_version, stable_hash
 log = logging.getLogger(__name__)
 INPUT_WORK_DIR = "_input"
 ARTIFACT_DIR = "_artifacts"
+PLAN_DIR = "_plan"
+PLAN_FILE = "plan.json"  # the header; written last, so a present header means a complete plan
+SHARD_TABLE = "shards.parquet"
+PLAN_FORMAT = "moon.plan/1"
+SHARD_GROUP = 1024  # shards per row group of the shard table: a batch reads at most its own shards + 2 groups
+DEFAULT_BATCHES = 256  # the batch layout a plan records when nobody asks for another
 
 
 class RunMismatch(RuntimeError):
     """The output folder holds a run made with another config or input."""
+
+
+class PlanMismatch(RunMismatch):
+    """The saved plan was made from another input, config, --limit or shard size than this job's."""
+
+
+class NoSavedPlan(FileNotFoundError):
+    """The run folder has no saved plan (`_plan/plan.json`)."""
 
 
 @dataclasses.dataclass
@@ -43,6 +68,7 @@ class ShardSpec:
     row_start: int
     row_stop: int
     duplicate_rows: list[int] = dataclasses.field(default_factory=list)  # source rows whose product_id came earlier
+    read_offset: int = 0  # the source row of read_uri's first row (read_uri is a staged part of the source)
 
     @property
     def num_rows(self) -> int:
@@ -64,6 +90,17 @@ class Plan:
     input_schema: pa.Schema  # what read_shard produces, bookkeeping included
     artifacts: dict[str, str]
     limit: int | None = None
+    # What the plan covers: the whole run, one batch of the saved plan (`load_batch`), or shards picked by id.
+    scope: str = "run"
+    total_shards: int | None = None  # shards of the whole run (self.shards holds only a batch's)
+    batch: int | None = None
+    shards_per_batch: int | None = None
+
+    @property
+    def batches(self) -> int:
+        """Batches of the run in the plan's layout."""
+        total = len(self.shards) if self.total_shards is None else self.total_shards
+        return math.ceil(total / self.shards_per_batch) if self.shards_per_batch else 1
 
     @property
     def pending(self) -> list[ShardSpec]:
@@ -84,10 +121,11 @@ class Plan:
         if missing:
             raise ValueError(f"unknown shard ids for this input and config: {', '.join(missing[:5])}")
         wanted = set(shard_ids)
-        return dataclasses.replace(self, shards=[s for s in self.shards if s.shard_id in wanted])
+        return dataclasses.replace(self, shards=[s for s in self.shards if s.shard_id in wanted], scope="shards",
+                                   total_shards=len(self.shards) if self.total_shards is None else self.total_shards)
 
     def summary(self) -> dict[str, Any]:
-        return {
+        out = {
             "run_uri": self.run_uri,
             "run_id": self.run_id,
             "config_hash": self.config_hash,
@@ -99,7 +137,15 @@ class Plan:
             "rows_pending": self.rows_pending,
             "renamed_columns": self.renamed_columns,
             "not_carried_columns": sorted({n for s in self.sources for n in s.not_carried}),
+            "scope": self.scope,
         }
+        if self.scope != "run":
+            out["run_shards"] = self.total_shards
+        if self.shards_per_batch:
+            out |= {"batches": self.batches, "shards_per_batch": self.shards_per_batch}
+        if self.scope == "batch":
+            out["batch"] = self.batch
+        return out
 
     @property
     def renamed_columns(self) -> dict[str, str]:
@@ -109,6 +155,22 @@ class Plan:
 
 def shard_id(source_uri: str, start: int, stop: int) -> str:
     return stable_hash(source_uri, start, stop, length=16)
+
+
+def _shard_ids(source_uri: str, starts: list[int], stops: list[int]) -> list[str]:
+    """`shard_id` of many row ranges of one source: the same bytes hashed (stable_hash's compact JSON of
+    [uri, start, stop]), without a json.dumps per shard."""
+    prefix = "[" + json.dumps(source_uri) + ","
+    return [hashlib.sha256(f"{prefix}{a},{b}]".encode()).hexdigest()[:16] for a, b in zip(starts, stops)]
+
+
+def batch_layout(total_shards: int, max_batches: int = DEFAULT_BATCHES, shards_per_batch: int | None = None) -> int:
+    """Shards per batch: `shards_per_batch` when given and it makes at most `max_batches` batches, else the
+    smallest number that does."""
+    if max_batches < 1:
+        raise ValueError(f"max_batches must be at least 1, got {max_batches}")
+    least = max(1, math.ceil(total_shards / max_batches))
+    return max(least, shards_per_batch or 1)
 
 
 def default_output_uri() -> str:
@@ -123,22 +185,52 @@ def plan_run(
     force: bool = False,
     write: bool = True,
     work_uri: str | None = None,
+    shards_per_batch: int | None = None,
+    max_batches: int | None = None,
 ) -> Plan:
     """Plan (and unless `write` is false, initialise) the run of `input_uri` into `output_uri`. Inputs that need
-    staging are staged under `work_uri` (default: the run's `_input/`; a dry run passes a scratch folder)."""
-    shard_size = config.run.shard_size
-    column_map = dict(config.input.columns)
+    staging are staged under `work_uri` (default: the run's `_input/`; a dry run passes a scratch folder).
+
+    A written plan is saved in the run folder (`_plan/`) with the batch layout `batch_layout(shards, max_batches,
+    shards_per_batch)` (neither given: the saved layout, else `DEFAULT_BATCHES` batches at most); a later call
+    with the same input and config reads it back instead of planning again."""
     work_uri = work_uri or storage.join(output_uri, INPUT_WORK_DIR)
     # 1. The input files and the run folder's identity: resume only what this config and input made.
     files = io.discover(input_uri)
-    identity = {
+    identity = _identity(config, files, limit)
+    run_id = _check_identity(output_uri, identity, force, write)
+    saved = _saved_header(output_uri, identity)
+    if saved is not None:
+        plan = _plan_from_saved(output_uri, saved)
+        plan.run_id = run_id
+    else:
+        plan = _make_plan(input_uri, output_uri, config, files, limit, work_uri, write, run_id, identity)
+    if saved is not None and shards_per_batch is None and max_batches is None and saved.get("shards_per_batch"):
+        plan.shards_per_batch = saved["shards_per_batch"]
+    else:
+        plan.shards_per_batch = batch_layout(len(plan.shards), max_batches or DEFAULT_BATCHES, shards_per_batch)
+    if write and (saved is None or saved.get("shards_per_batch") != plan.shards_per_batch):
+        save(plan, identity, write_table=saved is None)
+    plan.committed = manifest.load(output_uri) if storage.exists(output_uri) else {}
+    stale = [r.shard_id for r in plan.committed.values() if r.config_hash != identity["config_hash"]]
+    if stale and not force:
+        raise RunMismatch(f"{len(stale)} committed shards in {output_uri} were made with another config; use --force")
+    return plan
+
+
+def _identity(config: Config, files: list[str], limit: int | None) -> dict[str, Any]:
+    return {
         "config_hash": config.hash(),
         "inputs": [io.fingerprint(uri) for uri in files],
         "limit": limit,
-        "shard_size": shard_size,
+        "shard_size": config.run.shard_size,
         "schema_version": S.SCHEMA_VERSION,
     }
-    run_id = _check_identity(output_uri, identity, force, write)
+
+
+def _make_plan(input_uri, output_uri, config, files, limit, work_uri, write, run_id, identity) -> Plan:
+    shard_size = config.run.shard_size
+    column_map = dict(config.input.columns)
     # 2. The input staged where needed, so that a shard read is one cheap row-range read.
     sources = [io.open_source(uri, work_uri, column_map, shard_size) for uri in files]
     input_schema = _unify(sources)
@@ -159,22 +251,191 @@ def plan_run(
     duplicates = _duplicate_rows(sources, counts, column_map)
     shards = []
     for source, n in zip(sources, counts):
-        for start in range(0, n, shard_size):
-            stop = min(start + shard_size, n)
-            dups = [r for r in duplicates.get(source.uri, []) if start <= r < stop]
-            shards.append(ShardSpec(shard_id(source.uri, start, stop), source.uri, source.read_uri, start, stop, dups))
-    committed = manifest.load(output_uri) if storage.exists(output_uri) else {}
-    stale = [r.shard_id for r in committed.values() if r.config_hash != identity["config_hash"]]
-    if stale and not force:
-        raise RunMismatch(f"{len(stale)} committed shards in {output_uri} were made with another config; use --force")
+        starts = list(range(0, n, shard_size))
+        stops = [min(start + shard_size, n) for start in starts]
+        dups = duplicates.get(source.uri, [])
+        cuts = np.searchsorted(np.asarray(dups, dtype=np.int64), np.asarray(starts + [n], dtype=np.int64))
+        for k, (sid, start, stop) in enumerate(zip(_shard_ids(source.uri, starts, stops), starts, stops)):
+            read_uri, offset = source.locate(start)
+            shards.append(ShardSpec(sid, source.uri, read_uri, start, stop, dups[cuts[k]:cuts[k + 1]], offset))
     # 5. Artifacts derived from the whole input before any stage runs.
     wanted = wanted_artifacts(config) if write else set()
     artifacts = _learned_brands(sources, counts, column_map, output_uri) if "learned_brands" in wanted else {}
     return Plan(
         run_uri=output_uri, run_id=run_id, config_hash=identity["config_hash"], input_uri=input_uri,
-        sources=sources, shards=shards, committed=committed, input_schema=input_schema,
-        artifacts=artifacts, limit=limit,
+        sources=sources, shards=shards, committed={}, input_schema=input_schema, artifacts=artifacts, limit=limit,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The saved plan
+# ---------------------------------------------------------------------------------------------------------------
+def plan_uri(run_uri: str, name: str = PLAN_FILE) -> str:
+    return storage.join(run_uri, PLAN_DIR, name)
+
+
+def save(plan: Plan, identity: dict[str, Any], write_table: bool = True) -> None:
+    """Write `_plan/shards.parquet` (unless only the layout changed), then the header `_plan/plan.json`."""
+    if write_table:
+        index = {source.uri: i for i, source in enumerate(plan.sources)}
+        table = pa.table({
+            "shard_id": pa.array([s.shard_id for s in plan.shards], pa.string()),
+            "source": pa.array([index[s.source_uri] for s in plan.shards], pa.int32()),
+            "row_start": pa.array([s.row_start for s in plan.shards], pa.int64()),
+            "row_stop": pa.array([s.row_stop for s in plan.shards], pa.int64()),
+            "duplicate_rows": pa.array([s.duplicate_rows for s in plan.shards], pa.list_(pa.int64())),
+        })
+        with storage.publishing(plan_uri(plan.run_uri, SHARD_TABLE)) as tmp:
+            pq.write_table(table, tmp, row_group_size=SHARD_GROUP, compression="zstd")
+    header = {
+        "format": PLAN_FORMAT,
+        "run_id": plan.run_id,
+        "identity": identity,
+        "input_uri": plan.input_uri,
+        "sources": [source.to_dict() for source in plan.sources],
+        "input_schema": io.schema_to_text(plan.input_schema),
+        "artifacts": plan.artifacts,
+        "shards": len(plan.shards),
+        "rows": plan.rows_total,
+        "shards_per_batch": plan.shards_per_batch,
+        "batches": plan.batches,
+        "created_at": time.time(),
+        "code_version": code_version(),
+    }
+    storage.write_atomic(plan_uri(plan.run_uri), json.dumps(header, indent=1, sort_keys=True).encode())
+
+
+def read_header(run_uri: str) -> dict[str, Any]:
+    """The saved plan's header; NoSavedPlan if the folder has none, ValueError if it is of another format."""
+    uri = plan_uri(run_uri)
+    try:
+        header = json.loads(storage.read_text(uri))
+    except FileNotFoundError:
+        raise NoSavedPlan(f"{run_uri} has no saved plan ({PLAN_DIR}/{PLAN_FILE}): plan the run first "
+                          "(moon run --plan-only, or the DAG's plan task)") from None
+    if header.get("format") != PLAN_FORMAT:
+        raise ValueError(f"{uri}: a plan of format {header.get('format')!r}, this moon reads {PLAN_FORMAT!r}; "
+                         "plan the run again into a new --output")
+    return header
+
+
+def _saved_header(run_uri: str, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved plan of this identity, if the folder holds a complete one whose staged inputs are still there."""
+    try:
+        header = read_header(run_uri)
+    except (NoSavedPlan, ValueError, OSError):
+        return None
+    if header["identity"] != identity or not storage.exists(plan_uri(run_uri, SHARD_TABLE)):
+        return None
+    for source in header["sources"]:
+        if source.get("part_rows") and not storage.exists(storage.join(source["read_uri"], io.STAGED_MARKER)):
+            return None
+    if any(not storage.exists(uri) for uri in header["artifacts"].values()):
+        return None
+    return header
+
+
+def _plan_from_saved(run_uri: str, header: dict[str, Any], table: pa.Table | None = None) -> Plan:
+    """The plan of a saved header with the shards of `table` (rows of the shard table; default all of them)."""
+    sources = [io.Source.from_dict(s) for s in header["sources"]]
+    if table is None:
+        table = pq.read_table(plan_uri(run_uri, SHARD_TABLE))
+    columns = {name: table.column(name).to_pylist() for name in table.column_names}
+    shards = []
+    for sid, k, start, stop, dups in zip(columns["shard_id"], columns["source"], columns["row_start"],
+                                         columns["row_stop"], columns["duplicate_rows"]):
+        source = sources[k]
+        read_uri, offset = source.locate(start)
+        shards.append(ShardSpec(sid, source.uri, read_uri, start, stop, dups or [], offset))
+    return Plan(
+        run_uri=run_uri, run_id=header["run_id"], config_hash=header["identity"]["config_hash"],
+        input_uri=header["input_uri"], sources=sources, shards=shards, committed={},
+        input_schema=io.schema_from_text(header["input_schema"]), artifacts=dict(header["artifacts"]),
+        limit=header["identity"]["limit"], total_shards=header["shards"],
+        shards_per_batch=header.get("shards_per_batch"),
+    )
+
+
+def load_batch(
+    run_uri: str,
+    config: Config,
+    input_uri: str | None = None,
+    limit: int | None = None,
+    batch: int | None = None,
+    shards_per_batch: int | None = None,
+    shard_ids: list[str] | None = None,
+) -> Plan:
+    """One job's part of the saved plan: batch `batch` (of `shards_per_batch` shards; default: the saved layout),
+    or the shards `shard_ids`, with the commit records of those shards only.
+
+    Reads the header, the shard table's row groups that hold these shards, and one commit record per shard: the
+    cost is the job's, not the catalogue's. Refuses (PlanMismatch, one line) a plan made from another input (its
+    files' size or modification time differ), config, --limit or shard size."""
+    header = read_header(run_uri)
+    input_uri = input_uri or header["input_uri"]
+    if input_uri != header["input_uri"]:
+        raise PlanMismatch(f"{run_uri} was planned for the input {header['input_uri']}, not {input_uri}; use that "
+                           "input, or another --output for this one")
+    identity = _identity(config, io.discover(input_uri), limit)
+    changed = [k for k in identity if header["identity"].get(k) != identity[k]]
+    if changed:
+        raise PlanMismatch(f"the saved plan of {run_uri} was made with a different "
+                           f"{' and '.join(_explain(k) for k in changed)}{_input_change(header, identity)}; "
+                           "resume with the same config and input, or plan a new run (another --output, or --force)")
+    table_uri = plan_uri(run_uri, SHARD_TABLE)
+    fs, path = storage.filesystem(table_uri)
+    pf = pq.ParquetFile(fs.open_input_file(path))
+    total = header["shards"]
+    if shard_ids is not None:
+        ids = pf.read(columns=["shard_id"]).column(0).to_pylist()
+        where = {sid: i for i, sid in enumerate(ids)}
+        missing = [i for i in shard_ids if i not in where]
+        if missing:
+            raise ValueError(f"unknown shard ids for this input and config: {', '.join(missing[:5])}")
+        indices = sorted(where[i] for i in set(shard_ids))
+        scope, spb = "shards", header.get("shards_per_batch")
+    else:
+        spb = shards_per_batch or header.get("shards_per_batch") or total
+        if spb < 1:
+            raise ValueError(f"--shards-per-batch must be at least 1, got {spb}")
+        batches = math.ceil(total / spb)
+        if batch is None or not 0 <= batch < batches:
+            raise ValueError(f"batch {batch}: the plan of {run_uri} has batches 0 to {batches - 1} "
+                             f"({total} shards, {spb} per batch)")
+        indices = list(range(batch * spb, min(total, (batch + 1) * spb)))
+        scope = "batch"
+    groups = sorted({i // SHARD_GROUP for i in indices})
+    table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
+    first = {g: n * SHARD_GROUP for n, g in enumerate(groups)}  # table row of each group's first shard
+    table = table.take(pa.array([first[i // SHARD_GROUP] + i % SHARD_GROUP for i in indices], pa.int64()))
+    plan = _plan_from_saved(run_uri, header, table)
+    plan.scope, plan.batch, plan.shards_per_batch = scope, (batch if scope == "batch" else None), spb
+    plan.committed = manifest.committed(run_uri, [s.shard_id for s in plan.shards])
+    stale = [r.shard_id for r in plan.committed.values() if r.config_hash != plan.config_hash]
+    if stale:
+        raise RunMismatch(f"{len(stale)} committed shards of this batch in {run_uri} were made with another config")
+    return plan
+
+
+def planned_shard_ids(run_uri: str) -> list[str]:
+    """Every shard id of the saved plan, in catalogue order (one column of the shard table)."""
+    read_header(run_uri)
+    fs, path = storage.filesystem(plan_uri(run_uri, SHARD_TABLE))
+    return pq.read_table(path, filesystem=fs, columns=["shard_id"]).column(0).to_pylist()
+
+
+def _input_change(header: dict[str, Any], identity: dict[str, Any]) -> str:
+    """` (x.parquet: size 10 -> 12)`: which input file changed, for the error message."""
+    before = {f["uri"]: f for f in header["identity"]["inputs"]}
+    now = {f["uri"]: f for f in identity["inputs"]}
+    for uri in sorted(set(before) | set(now)):
+        a, b = before.get(uri), now.get(uri)
+        if a is None or b is None:
+            return f" ({uri} {'is new' if a is None else 'is gone'})"
+        diff = [f"{k} {a.get(k)} -> {b.get(k)}" for k in ("size", "mtime") if a.get(k) != b.get(k)]
+        if diff:
+            return f" ({uri}: {', '.join(diff)})"
+    return ""
 
 
 def _unify(sources: list[io.Source]) -> pa.Schema:
@@ -257,7 +518,8 @@ def _explain(key: str) -> str:
 def clear_outputs(output_uri: str) -> None:
     """Remove what a previous run wrote (shards, quarantine, manifest, report); keeps the response cache."""
     log.warning("--force: removing the previous outputs of %s", output_uri)
-    for name in (manifest.DATA_DIR, manifest.QUARANTINE_DIR, manifest.MANIFEST_DIR, manifest.REPORT_DIR, ARTIFACT_DIR, "images"):
+    for name in (manifest.DATA_DIR, manifest.QUARANTINE_DIR, manifest.MANIFEST_DIR, manifest.REPORT_DIR, ARTIFACT_DIR,
+                 PLAN_DIR, "images"):
         storage.delete_dir(storage.join(output_uri, name))
     for name in (manifest.MANIFEST, manifest.RUN_FILE):
         storage.delete(storage.join(output_uri, name))
@@ -280,8 +542,8 @@ def _learned_brands(sources, counts, column_map, output_uri: str) -> dict[str, s
     brands: set[str] = set()
     for source, n in zip(sources, counts):
         column = io.read_column(source, "catalog_brand", column_map, limit=n)
-        if column is not None:
-            brands.update(b.strip() for b in column.to_pylist() if b and b.strip())
+        if column is not None:  # distinct values first: a catalogue has millions of rows and few brands
+            brands.update(b.strip() for b in pc.unique(column).to_pylist() if b and b.strip())
     if not brands:
         return {}
     uri = storage.join(output_uri, ARTIFACT_DIR, "learned_brands.txt")

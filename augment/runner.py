@@ -36,7 +36,7 @@ class RunResult:
     plan: Plan
     records: list[manifest.ShardRecord]  # committed by this invocation
     wall_seconds: float
-    run_records: dict[str, manifest.ShardRecord]  # every shard of the run committed so far, by any invocation
+    run_totals: dict[str, Any]  # manifest.totals over the plan's shards committed so far, by any invocation
 
 
 def build_context(plan: Plan, config: Config) -> RunContext:
@@ -265,12 +265,15 @@ def remove_stale_temp_files(plan: Plan) -> int:
 # Entry point shared by the CLI, Ray jobs and Airflow tasks
 # ---------------------------------------------------------------------------------------------------------------
 def execute(plan: Plan, config: Config, use_ray: bool = True, progress: bool | None = None) -> RunResult:
-    """Process every pending shard of `plan`; returns what this invocation committed."""
+    """Process every pending shard of `plan`; returns what this invocation committed.
+
+    A whole run ends by consolidating the manifest (S3) and totalling it; a batch or shards of a run (an Airflow
+    task's job) totals only its own shards, so that its cost stays the batch's whatever the size of the run."""
     started = time.perf_counter()
     pending_rows = plan.rows_pending
     if not plan.pending:
         log.info("nothing to do: all %d shards of %s are committed", len(plan.shards), plan.run_uri)
-        return RunResult(plan, [], 0.0, dict(plan.committed))
+        return RunResult(plan, [], 0.0, manifest.totals(plan.committed.values()))
     remove_stale_temp_files(plan)
     show = config.run.progress if progress is None else progress
     bar = None
@@ -285,5 +288,11 @@ def execute(plan: Plan, config: Config, use_ray: bool = True, progress: bool | N
     finally:
         if bar is not None:
             bar.close()
-    run_records = manifest.consolidate(plan.run_uri)
-    return RunResult(plan, records, time.perf_counter() - started, run_records)
+    wall = time.perf_counter() - started
+    planned = {s.shard_id for s in plan.shards}
+    if plan.scope == "run":
+        manifest.consolidate(plan.run_uri)
+        done = (r for r in manifest.iter_records(plan.run_uri) if r.shard_id in planned)
+    else:
+        done = ({**plan.committed, **{r.shard_id: r for r in records}}).values()
+    return RunResult(plan, records, wall, manifest.totals(done))

@@ -8,13 +8,18 @@ A shard is committed when its manifest record exists, and only then:
    `_manifest.jsonl` at the end of a run.
 A crash between 1 and 2 leaves a data file with no record: the shard is processed again and the file replaced
 by an identical one, never duplicated, because its name is the deterministic shard id.
+
+Runs of 100,000s of shards are read without holding the manifest: `iter_records` streams it, `committed` looks
+up the records of a few shards (one job's), and `consolidate` on S3 fetches only the records not yet folded in.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
+import re
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from augment.core import storage
 
@@ -72,34 +77,128 @@ def commit(run_uri: str, record: ShardRecord) -> None:
 
 
 def load(run_uri: str) -> dict[str, ShardRecord]:
-    """Committed shards by id. Tolerates a torn last line (a crash mid-append is not a commit)."""
-    records: dict[str, ShardRecord] = {}
-    manifest_uri = storage.join(run_uri, MANIFEST)
-    if storage.exists(manifest_uri):
-        for line in storage.read_text(manifest_uri).splitlines():
-            line = line.strip()
-            if not line:
-                continue
+    """Committed shards by id (`iter_records`). Tolerates a torn last line (a crash mid-append is not a commit).
+    Holds every record: for a run of 100,000s of shards, stream with `iter_records` instead."""
+    return {record.shard_id: record for record in iter_records(run_uri)}
+
+
+LOOKUP_THREADS = 16  # commit records fetched at once from S3
+_SHARD_ID = re.compile(rb'"shard_id": "([^"]+)"')
+_CHUNK = 8 << 20
+
+
+def _lines(uri: str) -> Iterator[bytes]:
+    """The lines of a (possibly big) file, read in chunks."""
+    fs, path = storage.filesystem(uri)
+    try:
+        stream = fs.open_input_stream(path)
+    except FileNotFoundError:
+        return
+    with stream:
+        rest = b""
+        while chunk := stream.read(_CHUNK):
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            yield from lines
+        if rest:
+            yield rest
+
+
+def _parse(line: bytes) -> ShardRecord | None:
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        return ShardRecord.from_dict(json.loads(line))
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+        return None  # torn write of an uncommitted record
+
+
+def iter_records(run_uri: str) -> Iterator[ShardRecord]:
+    """Every committed shard's record, streamed, once per shard (the last record of a shard committed twice): two
+    passes over `_manifest.jsonl`, holding only the shard ids, never the records. On S3 the records not yet
+    consolidated are fetched too."""
+    last = _last_line_of_each(run_uri)
+    wanted = set(last.values())
+    for number, line in enumerate(_lines(storage.join(run_uri, MANIFEST))):
+        if number in wanted:
+            record = _parse(line)
+            if record is not None:
+                yield record
+    if storage.is_s3(run_uri):
+        for uri in _unconsolidated(run_uri, set(last)):
+            yield ShardRecord.from_dict(json.loads(storage.read_text(uri)))
+
+
+def _last_line_of_each(run_uri: str) -> dict[str, int]:
+    """shard id -> the number of its last line in `_manifest.jsonl`."""
+    last: dict[str, int] = {}
+    for number, line in enumerate(_lines(storage.join(run_uri, MANIFEST))):
+        shard = _complete_line_shard(line)
+        if shard is not None:
+            last[shard] = number
+    return last
+
+
+def _complete_line_shard(line: bytes) -> str | None:
+    """The shard id of a whole record line, without parsing it; None for a blank or torn line (a crash mid-append
+    leaves a line cut short, or glued to the start of the next record: two ids on one line)."""
+    found = _SHARD_ID.findall(line)
+    if len(found) != 1 or not line.rstrip().endswith(b"}"):
+        return None
+    return found[0].decode()
+
+
+def _unconsolidated(run_uri: str, known: set[str]) -> list[str]:
+    """URIs of the S3 commit records (`_manifest.d/<id>.json`) whose shard `known` lacks."""
+    found = storage.list_files(storage.join(run_uri, MANIFEST_DIR), ".json")
+    return [uri for uri in found if uri.rsplit("/", 1)[-1][: -len(".json")] not in known]
+
+
+def committed(run_uri: str, shard_ids: Iterable[str]) -> dict[str, ShardRecord]:
+    """The commit records of `shard_ids` (those committed), looked up without loading the manifest: on S3 one
+    request per shard (its `_manifest.d/<id>.json`); locally one pass over `_manifest.jsonl` that parses only the
+    lines of these shards."""
+    wanted = set(shard_ids)
+    if not wanted:
+        return {}
+    if storage.is_s3(run_uri):
+        def fetch(shard_id: str) -> ShardRecord | None:
             try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # torn write of an uncommitted record
-            record = ShardRecord.from_dict(data)
-            records[record.shard_id] = record
-    if storage.is_s3(run_uri):
-        for uri in storage.list_files(storage.join(run_uri, MANIFEST_DIR), ".json"):
-            record = ShardRecord.from_dict(json.loads(storage.read_text(uri)))
-            records[record.shard_id] = record
-    return records
+                text = storage.read_text(storage.join(run_uri, MANIFEST_DIR, f"{shard_id}.json"))
+            except FileNotFoundError:
+                return None
+            return ShardRecord.from_dict(json.loads(text))
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(LOOKUP_THREADS, len(wanted))) as pool:
+            return {r.shard_id: r for r in pool.map(fetch, sorted(wanted)) if r is not None}
+    out: dict[str, ShardRecord] = {}
+    for line in _lines(storage.join(run_uri, MANIFEST)):
+        if _complete_line_shard(line) in wanted:
+            record = _parse(line)
+            if record is not None:
+                out[record.shard_id] = record
+    return out
 
 
-def consolidate(run_uri: str) -> dict[str, ShardRecord]:
-    """Every committed shard's record (as `load`); on S3 also rewrites `_manifest.jsonl` from the commit records."""
-    records = load(run_uri)
-    if storage.is_s3(run_uri):
-        body = "".join(r.to_json() + "\n" for r in sorted(records.values(), key=lambda r: r.shard_id))
-        storage.write_atomic(storage.join(run_uri, MANIFEST), body.encode())
-    return records
+def consolidate(run_uri: str) -> int:
+    """On S3, fold the commit records written since the last consolidation into `_manifest.jsonl` (fetching only
+    those, and streaming the file through a local temp file); returns how many were added. Locally
+    `_manifest.jsonl` is the manifest already: nothing to do."""
+    if not storage.is_s3(run_uri):
+        return 0
+    new = _unconsolidated(run_uri, set(_last_line_of_each(run_uri)))
+    if not new:
+        return 0
+    target = storage.join(run_uri, MANIFEST)
+    with storage.publishing(target) as tmp, open(tmp, "wb") as out:
+        for line in _lines(target):
+            if line.strip():
+                out.write(line + b"\n")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
+            for text in pool.map(storage.read_text, new):
+                out.write(ShardRecord.from_dict(json.loads(text)).to_json().encode() + b"\n")
+    return len(new)
 
 
 def data_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> list[str]:

@@ -102,7 +102,7 @@ def test_text_formats_rename_too_and_underscore_columns_are_not_carried(tmp_path
     plan = P.plan_run(str(path), str(tmp_path / "run"), C.load(), write=False, work_uri=str(tmp_path / "work"))
     assert plan.summary()["renamed_columns"] == {"color": "input_color", "reason": "input_reason"}
     assert plan.summary()["not_carried_columns"] == ["_internal", "_raw"]
-    table = io.read_rows(plan.sources[0].read_uri, 0, 3, plan.input_schema, {})
+    table = io.read_source_rows(plan.sources[0], 0, 3, plan.input_schema, {})
     assert table.column("input_color").to_pylist() == ["Red"] * 3
     assert table.column(S.RAW_ROW).to_pylist() == [None] * 3  # the input's `_raw` is not taken for the pipeline's
     # a second plan reads the staged file and still knows what was renamed

@@ -12,7 +12,7 @@ from augment.core.names import PARSE_ERROR
 
 def read_all(source, column_map=None):
     target = pa.schema([f for f in S.input_schema() ] + [f for f in source.schema if f.name not in S.INPUT_FIELDS.names])
-    return io.read_rows(source.read_uri, 0, source.num_rows, target, column_map or {})
+    return io.read_source_rows(source, 0, source.num_rows, target, column_map or {})
 
 
 def test_jsonl_rows_are_typed_and_extras_become_strings(tmp_path):
@@ -85,9 +85,33 @@ def test_parquet_with_huge_row_groups_is_restaged(tmp_path):
     pq.write_table(pa.table({"product_id": [str(i) for i in range(100)], "title": ["t"] * 100}), path, row_group_size=100)
     source = io.open_source(str(path), str(tmp_path / "_input"), {}, 10)
     assert source.read_uri != str(path)
-    assert pq.ParquetFile(source.read_uri).metadata.num_row_groups == 10
-    rows = io.read_rows(source.read_uri, 35, 47, source.schema, {})
+    assert pq.ParquetFile(source.locate(0)[0]).metadata.num_row_groups == 10
+    rows = io.read_source_rows(source, 35, 47, source.schema, {})
     assert rows.column("product_id").to_pylist() == [str(i) for i in range(35, 47)]
+
+
+def test_a_restaged_input_is_cut_into_parts_of_bounded_footers(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "PART_GROUPS", 3)  # parts of 3 shard-sized row groups: 30 rows
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"product_id": [str(i) for i in range(100)], "title": ["t"] * 100}), path, row_group_size=100)
+    source = io.open_source(str(path), str(tmp_path / "_input"), {}, 10)
+    files = source.read_files()
+    assert len(files) == 4 and [pq.ParquetFile(f).metadata.num_rows for f in files] == [30, 30, 30, 10]
+    assert all(pq.ParquetFile(f).metadata.num_row_groups <= 3 for f in files)
+    assert source.locate(65) == (files[2], 60)
+    rows = io.read_source_rows(source, 25, 95, source.schema, {})  # across three parts
+    assert rows.column("product_id").to_pylist() == [str(i) for i in range(25, 95)]
+    again = io.open_source(str(path), str(tmp_path / "_input"), {}, 10)  # a resume reads the marker, copies nothing
+    assert (again.read_uri, again.part_rows, again.num_rows) == (source.read_uri, 30, 100)
+
+
+def test_a_parquet_input_of_too_many_row_groups_is_restaged(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "MAX_GROUPS_IN_PLACE", 4)
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"product_id": [str(i) for i in range(100)], "title": ["t"] * 100}), path, row_group_size=10)
+    source = io.open_source(str(path), str(tmp_path / "_input"), {}, 10)
+    assert source.read_uri != str(path) and source.part_rows
+    assert io.read_column(source, "product_id", {}).to_pylist() == [str(i) for i in range(100)]
 
 
 def test_missing_product_id_column_is_an_input_error(tmp_path):

@@ -1,0 +1,59 @@
+"""The manifest read without holding it: streamed records, one job's lookups, S3 consolidation of new records only."""
+from __future__ import annotations
+
+import pytest
+
+from augment.core import manifest
+
+
+def record(shard_id: str, rows: int = 2, **changes) -> manifest.ShardRecord:
+    fields = dict(
+        shard_id=shard_id, source_uri="in", row_start=0, row_stop=rows, rows_in=rows, rows_out=rows,
+        rows_quarantined=0, quarantine_reasons={}, data_file=f"data/{shard_id}.parquet", quarantine_file=None,
+        checksum="x", bytes=1, config_hash="h", code_version="v", run_id="r", schema_version="1.0", timings={},
+    )
+    return manifest.ShardRecord(**(fields | changes))
+
+
+def test_streamed_records_keep_the_last_commit_of_each_shard_and_skip_torn_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(manifest, "_CHUNK", 64)  # lines cross read chunks
+    lines = [record("a", checksum="old").to_json(), record("b").to_json(), "", record("a", checksum="new").to_json(),
+             record("c").to_json()[:50]]
+    (tmp_path / manifest.MANIFEST).write_text("\n".join(lines))
+    records = list(manifest.iter_records(str(tmp_path)))
+    assert sorted(r.shard_id for r in records) == ["a", "b"]
+    assert {r.shard_id: r.checksum for r in records}["a"] == "new"
+    assert manifest.load(str(tmp_path)).keys() == {"a", "b"}
+
+
+def test_a_torn_recommit_does_not_hide_the_shards_earlier_record(tmp_path):
+    (tmp_path / manifest.MANIFEST).write_text(record("a").to_json() + "\n" + record("a").to_json()[:-3] + "\n")
+    assert [r.shard_id for r in manifest.iter_records(str(tmp_path))] == ["a"]
+    assert manifest.committed(str(tmp_path), ["a"]).keys() == {"a"}
+
+
+def test_committed_looks_up_only_the_shards_asked_for(tmp_path):
+    for shard in "abcd":
+        manifest.commit(str(tmp_path), record(shard))
+    assert manifest.committed(str(tmp_path), ["b", "d", "zz"]).keys() == {"b", "d"}
+    assert manifest.committed(str(tmp_path), []) == {}
+    assert manifest.committed(str(tmp_path / "none"), ["a"]) == {}
+    assert manifest.consolidate(str(tmp_path)) == 0  # local: the file is the manifest already
+
+
+@pytest.mark.slow
+def test_s3_consolidation_adds_only_records_not_yet_folded_in():
+    from testkit.s3 import moto_s3
+
+    with moto_s3("runs") as s3:
+        run = "s3://runs/r1"
+        for shard in "ab":
+            manifest.commit(run, record(shard))
+        assert manifest.consolidate(run) == 2
+        manifest.commit(run, record("c"))
+        assert sorted(r.shard_id for r in manifest.iter_records(run)) == ["a", "b", "c"]  # c not yet folded in
+        assert manifest.consolidate(run) == 1
+        assert manifest.consolidate(run) == 0
+        body = s3.get_object(Bucket="runs", Key="r1/_manifest.jsonl")["Body"].read().decode()
+        assert sorted(line[line.index('"shard_id"'):][13:14] for line in body.splitlines()) == ["a", "b", "c"]
+        assert manifest.committed(run, ["a", "c", "x"]).keys() == {"a", "c"}

@@ -1,0 +1,130 @@
+"""The plan saved in the run folder: written once, read back in part by each job, refused when the input changed."""
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from augment import config as C
+from augment import plan as P
+from augment.core import manifest
+
+
+@pytest.fixture
+def config():
+    cfg = C.load(check_stages=False)
+    cfg.run.shard_size = 4
+    return cfg
+
+
+def catalogue(path, ids):
+    pq.write_table(pa.table({"product_id": ids, "title": [f"title {i}" for i in ids]}), path)
+    return str(path)
+
+
+def test_the_plan_is_saved_once_and_read_back(tmp_path, config, monkeypatch):
+    src = catalogue(tmp_path / "in.parquet", [str(i) for i in range(10)] + ["3"])
+    out = str(tmp_path / "out")
+    plan = P.plan_run(src, out, config, max_batches=2)
+    header = json.loads((tmp_path / "out" / "_plan" / "plan.json").read_text())
+    assert header["format"] == P.PLAN_FORMAT
+    assert (header["shards"], header["rows"], header["shards_per_batch"], header["batches"]) == (3, 11, 2, 2)
+    assert header["identity"]["inputs"][0]["uri"] == src
+    # planned again: the saved plan is read, nothing is planned anew
+    monkeypatch.setattr(P, "_make_plan", lambda *a, **k: pytest.fail("planned twice"))
+    again = P.plan_run(src, out, config)
+    assert [s.to_dict() for s in again.shards] == [s.to_dict() for s in plan.shards]
+    assert again.shards[2].duplicate_rows == [10] and again.shards_per_batch == 2
+    assert again.input_schema == plan.input_schema and again.run_id == plan.run_id
+
+
+def test_a_batch_reads_its_own_shards_and_their_commit_records_only(tmp_path, config, monkeypatch):
+    monkeypatch.setattr(P, "SHARD_GROUP", 3)  # the shard table in row groups of 3 shards: batches cross groups
+    src = catalogue(tmp_path / "in.parquet", [str(i) for i in range(40)])
+    out = str(tmp_path / "out")
+    whole = P.plan_run(src, out, config, shards_per_batch=4)
+    assert (len(whole.shards), whole.batches) == (10, 3)
+    ids = [s.shard_id for s in whole.shards]
+    committed = manifest.ShardRecord(
+        shard_id=ids[5], source_uri=src, row_start=20, row_stop=24, rows_in=4, rows_out=4, rows_quarantined=0,
+        quarantine_reasons={}, data_file=None, quarantine_file=None, checksum="x", bytes=0,
+        config_hash=whole.config_hash, code_version="v", run_id=whole.run_id, schema_version="1", timings={})
+    manifest.commit(out, committed)
+    batch = P.load_batch(out, config, batch=1)
+    assert [s.shard_id for s in batch.shards] == ids[4:8]
+    assert [s.to_dict() for s in batch.shards] == [s.to_dict() for s in whole.shards[4:8]]
+    assert list(batch.committed) == [ids[5]] and [s.shard_id for s in batch.pending] == [ids[4], ids[6], ids[7]]
+    assert batch.summary()["batch"] == 1 and batch.summary()["run_shards"] == 10
+    assert [s.shard_id for s in P.load_batch(out, config, batch=2).shards] == ids[8:]
+    assert [s.shard_id for s in P.load_batch(out, config, batch=0, shards_per_batch=7).shards] == ids[:7]
+    picked = P.load_batch(out, config, shard_ids=[ids[9], ids[1]])
+    assert [s.shard_id for s in picked.shards] == [ids[1], ids[9]]
+    with pytest.raises(ValueError, match="batches 0 to 2"):
+        P.load_batch(out, config, batch=3)
+    with pytest.raises(ValueError, match="unknown shard ids.*nope"):
+        P.load_batch(out, config, shard_ids=["nope"])
+
+
+def test_a_changed_input_refuses_the_saved_plan_naming_the_file(tmp_path, config):
+    src = catalogue(tmp_path / "in.parquet", [str(i) for i in range(10)])
+    out = str(tmp_path / "out")
+    P.plan_run(src, out, config)
+    catalogue(tmp_path / "in.parquet", [str(i) for i in range(12)])
+    os.utime(src, (1, 1))
+    with pytest.raises(P.PlanMismatch) as failure:
+        P.load_batch(out, config, batch=0)
+    message = str(failure.value)
+    assert "\n" not in message and "different input" in message and f"{src}: size" in message
+    with pytest.raises(P.PlanMismatch, match="planned for the input"):
+        P.load_batch(out, config, input_uri=str(tmp_path / "other.parquet"), batch=0)
+    config.run.shard_size = 5
+    catalogue(tmp_path / "in.parquet", [str(i) for i in range(10)])
+    with pytest.raises(P.PlanMismatch, match="shard size"):
+        P.load_batch(out, config, batch=0)
+
+
+def test_a_folder_without_a_saved_plan_says_how_to_make_one(tmp_path, config):
+    with pytest.raises(P.NoSavedPlan, match="plan-only"):
+        P.load_batch(str(tmp_path), config, batch=0)
+
+
+def test_a_plan_of_another_format_is_refused(tmp_path, config):
+    src = catalogue(tmp_path / "in.parquet", ["a", "b"])
+    out = tmp_path / "out"
+    P.plan_run(src, str(out), config)
+    header = out / "_plan" / "plan.json"
+    header.write_text(json.dumps(json.loads(header.read_text()) | {"format": "moon.plan/0"}))
+    with pytest.raises(ValueError, match="format 'moon.plan/0'"):
+        P.load_batch(str(out), config, batch=0)
+
+
+def test_batch_layout_never_exceeds_the_most_batches():
+    assert P.batch_layout(156_250, 1024) == 153
+    assert P.batch_layout(156_250, 1024, shards_per_batch=1) == 153  # grown to fit
+    assert P.batch_layout(100, 1024, shards_per_batch=30) == 30
+    assert P.batch_layout(0, 10) == 1
+    with pytest.raises(ValueError):
+        P.batch_layout(10, 0)
+
+
+def test_moon_run_batch_processes_its_batch_only(tmp_path, capsys):
+    from augment.cli import main
+
+    src = catalogue(tmp_path / "in.parquet", [str(i) for i in range(20)])
+    out = str(tmp_path / "out")
+    common = ["run", "--input", src, "--output", out, "--shard-size", "4", "--stages", "validate", "--no-progress"]
+    assert main([*common, "--plan-only", "--max-batches", "3"]) == 0
+    assert "batches: 3 of 2 shards" in capsys.readouterr().out
+    assert main([*common, "--batch", "1", "--no-ray", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["run_total"]["rows_in"] == 8 and summary["complete"]
+    assert sorted(r.row_start for r in manifest.load(out).values()) == [8, 12]
+    assert not (tmp_path / "out" / "report").exists()  # a batch's job leaves the report to the whole run
+    assert main([*common, "--batch", "0", "--shards", "x"]) == 2
+    assert "give one" in capsys.readouterr().err
+    catalogue(tmp_path / "in.parquet", [str(i) for i in range(24)])
+    assert main([*common, "--batch", "2", "--no-ray"]) == 2
+    assert "was made with a different input" in capsys.readouterr().err
