@@ -7,10 +7,10 @@ exists, the output folder belongs to this input and config) before any Ray job s
 
 | task | what it does |
 |---|---|
-| `plan` | plans the run (`augment.plan.plan_run`): shards not yet committed, split into batches of *shards per task* |
-| `run_batch` | one mapped task per batch: a Ray job running `moon run ... --shards <batch>`; its log streams into the task log, the **Ray job** button opens it in the Ray dashboard |
+| `plan` | plans the run once (`augment.plan.plan_run`) and saves the plan in the run folder (`_plan/`); cuts it into at most *max tasks* batches (or 4 per GPU when *GPUs* is given), and maps one task per batch that still has pending shards |
+| `run_batch` | one mapped task per batch: a Ray job running `moon run ... --batch N`, which reads only its batch's entries of the saved plan; its log streams into the task log, the **Ray job** button opens it in the Ray dashboard |
 | `validate` | every planned shard is committed, and rows in = rows out + rows quarantined for each |
-| `publish` | emits an event of the Asset `moon_augment_shards` with the run folder in its extra; **Run report** opens `<output>/report/index.html` |
+| `publish` | writes the run report, emits an event of the Asset `moon_augment_shards` with the run folder in its extra; **Run report** opens `<output>/report/index.html` |
 
 `moon_train` is scheduled on that Asset. Reruns are safe: committed shards are skipped, a failed batch is
 retried (with backoff) under a new Ray job id and overwrites its partial shards, never duplicating them. A
@@ -29,6 +29,7 @@ from augment.core.names import STAGE_ORDER
 from augment.orchestrate import GPU_POOL
 from augment.orchestrate.assets import MOON_SHARDS
 from augment.orchestrate.operator import RayJobOperator
+from augment.orchestrate.tasks import DEFAULT_MAX_TASKS
 
 # Parse-time constants only: paths, names and numbers. No pyarrow, Ray or torch at this level.
 _PACKAGE = Path(find_spec("augment").origin).parent
@@ -59,8 +60,17 @@ PARAMS = {
         None, type=["null", "array"], items={"type": "string", "enum": STAGES}, uniqueItems=True, examples=STAGES,
         title="Stages", description="Stages to run (validate always runs). Empty: every stage enabled in the config.",
     ),
-    "shards_per_task": Param(1, type="integer", minimum=1, maximum=10_000, title="Shards per task",
-                             description="Shards each mapped task (one Ray job) processes."),
+    "max_tasks": Param(
+        DEFAULT_MAX_TASKS, type="integer", minimum=1, maximum=100_000, title="Max tasks",
+        description="Mapped run_batch tasks (Ray jobs) at most: the plan is cut into this many batches or fewer. "
+                    "Never more than Airflow's core.max_map_length (default 1024).",
+    ),
+    "gpus": Param(None, type=["null", "integer"], minimum=1, title="Cluster GPUs (optional)",
+                  description="GPUs of the Ray cluster: the run is cut into 4 batches per GPU (within max tasks)."),
+    "shards_per_task": Param(None, type=["null", "integer"], minimum=1, maximum=1_000_000,
+                             title="Shards per task (optional)",
+                             description="Shards each mapped task processes; grown if it would make more batches "
+                                         "than max tasks. Empty: sized from the plan."),
     "limit": Param(None, type=["null", "integer"], minimum=1, title="Row limit (optional)",
                    description="Process only the first N rows of the input: smoke runs."),
     "ray_conn_id": Param("ray_default", type="string", minLength=1, title="Ray connection",
@@ -90,14 +100,15 @@ DEFAULT_ARGS = {
     doc_md=__doc__,
 )
 def moon_augment():
-    @task(retries=0, doc_md="Plans the run: the shards not yet committed, in batches (its return value, one "
-          "entry per mapped `run_batch`; the run's URI, id and shard ids are the XCom `run`). Fails at once (no "
-          "retry) on a bad form value, config or input.")
+    @task(retries=0, doc_md="Plans the run once and saves the plan in the run folder; returns one entry per "
+          "mapped `run_batch` (a batch number, never a shard list); the run's URI, id and shard and batch counts "
+          "are the XCom `run`. Fails at once (no retry) on a bad form value, config or input.")
     def plan(params=None, dag_run=None, ti=None) -> list[dict]:
         from augment.orchestrate import tasks
 
-        planned = tasks.plan(tasks.RunRequest.from_params(dict(params), dag_run.run_id))
-        ti.xcom_push(key="run", value={k: planned[k] for k in ("run_uri", "run_id", "config_hash", "shards")})
+        planned = tasks.plan(tasks.RunRequest.from_params(dict(params), dag_run.run_id), _max_map_length())
+        ti.xcom_push(key="run", value={k: planned[k] for k in ("run_uri", "run_id", "config_hash", "shards",
+                                                              "batches", "shards_per_batch")})
         return planned["jobs"]
 
     planned = plan()
@@ -121,7 +132,7 @@ def moon_augment():
     def validate(run: dict) -> dict:
         from augment.orchestrate import tasks
 
-        return tasks.check_run(run["run_uri"], run["shards"])
+        return tasks.check_run(run["run_uri"])
 
     @task(outlets=[MOON_SHARDS], doc_md="Emits the `moon_augment_shards` Asset event (extra: run_uri, run_id, "
           "rows) that schedules moon_train. **Run report** opens the run's HTML report.")
@@ -130,6 +141,7 @@ def moon_augment():
         from augment.orchestrate.links import REPORT_XCOM_KEY
 
         run_uri, run_id = run["run_uri"], run["run_id"]
+        _write_run_report(run_uri)
         ti.xcom_push(key=REPORT_XCOM_KEY, value=tasks.report_url(run_uri))
         outlet_events[MOON_SHARDS].extra = {
             "run_uri": run_uri, "run_id": run_id, "shards": totals["shards"], "rows_in": totals["rows_in"],
@@ -142,6 +154,22 @@ def moon_augment():
     run_batch >> checked
     published = publish(run, checked)
     _add_report_link(published.operator)
+
+
+def _max_map_length() -> int | None:
+    """Airflow's core.max_map_length: a plan task may not map more tasks than this."""
+    try:
+        from airflow.configuration import conf
+
+        return conf.getint("core", "max_map_length")
+    except Exception:  # noqa: BLE001 - an unreadable setting leaves max_tasks alone
+        return None
+
+
+def _write_run_report(run_uri: str) -> None:
+    from augment.commands import write_run_report
+
+    write_run_report(run_uri)
 
 
 def _log_failed_batch(context) -> None:

@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 # where it is on PYTHONPATH (a checkout on a local head); the cluster's image must provide it.
 MOON_COMMAND = ("python", "-m", "augment.cli")
 RUN_ID_PLACEHOLDER = "{run_id}"
+# Mapped run_batch tasks of one DAG run at most, by default: Airflow's own default `max_map_length` (a plan task
+# returning more entries fails), and a number of task instances its scheduler and UI handle without strain.
+DEFAULT_MAX_TASKS = 1024
+# With the cluster's GPU count given, batches per GPU: enough that a slow or retried batch holds a small share of
+# a GPU's work (a short tail), few enough that job start-up stays a small share of the run.
+BATCHES_PER_GPU = 4
+LISTED_SHARDS = 20  # shard ids an error message lists before "and N more"
 
 
 class RunRequestError(ValueError):
@@ -38,7 +45,9 @@ class RunRequest:
     profile: str | None = None
     config_file: str | None = None
     stages: list[str] = dataclasses.field(default_factory=list)
-    shards_per_task: int = 1
+    shards_per_task: int | None = None  # None: sized from the plan (max_tasks, gpus)
+    max_tasks: int = DEFAULT_MAX_TASKS
+    gpus: int | None = None
     ray_conn_id: str = "ray_default"
     limit: int | None = None
     env_vars: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -53,9 +62,9 @@ class RunRequest:
             raise RunRequestError("output_uri: give the run folder to write (local or s3://)")
         if not (output_uri.startswith("s3://") or output_uri.startswith("/")):
             raise RunRequestError(f"output_uri: {output_uri!r} must be absolute (or s3://): Ray jobs run in their own working directory")
-        shards_per_task = int(1 if params.get("shards_per_task") is None else params["shards_per_task"])
-        if shards_per_task < 1:
-            raise RunRequestError("shards_per_task: must be at least 1")
+        shards_per_task = _optional_int(params, "shards_per_task")
+        max_tasks = _optional_int(params, "max_tasks")
+        gpus = _optional_int(params, "gpus")
         limit = params.get("limit")
         if limit is not None and int(limit) < 1:
             raise RunRequestError("limit: must be at least 1 (or empty for every row)")
@@ -72,6 +81,8 @@ class RunRequest:
             config_file=(params.get("config_file") or "").strip() or None,
             stages=[s.strip() for s in stages if s and s.strip()],
             shards_per_task=shards_per_task,
+            max_tasks=DEFAULT_MAX_TASKS if max_tasks is None else max_tasks,
+            gpus=gpus,
             ray_conn_id=(params.get("ray_conn_id") or "ray_default").strip(),
             limit=int(limit) if limit is not None else None,
             env_vars={str(k): str(v) for k, v in env_vars.items()},
@@ -87,8 +98,15 @@ class RunRequest:
         except C.ConfigError as exc:
             raise RunRequestError(f"config: {exc}") from exc
 
-    def moon_run(self, shard_ids: list[str]) -> str:
-        """The shell command of one batch's Ray job: `moon run` restricted to `shard_ids`."""
+    def max_batches(self, max_map_length: int | None = None) -> int:
+        """The most batches (mapped tasks) this run may have: `max_tasks`, within Airflow's `max_map_length`,
+        and `BATCHES_PER_GPU` per GPU when the cluster's GPU count is given."""
+        cap = self.max_tasks if max_map_length is None else min(self.max_tasks, max_map_length)
+        return min(cap, self.gpus * BATCHES_PER_GPU) if self.gpus else cap
+
+    def moon_run(self, batch: int, shards_per_batch: int) -> str:
+        """The shell command of one batch's Ray job: `moon run` on batch `batch` of the saved plan, cut into
+        batches of `shards_per_batch` shards. The job reads only that batch's entries of the plan."""
         args = [*MOON_COMMAND, "run", "--input", self.input_uri, "--output", self.output_uri]
         if self.config_file:
             args += ["--config", self.config_file]
@@ -98,11 +116,24 @@ class RunRequest:
             args += ["--stages", ",".join(self.stages)]
         if self.limit is not None:
             args += ["--limit", str(self.limit)]
-        args += ["--shards", ",".join(shard_ids), "--no-progress"]
+        args += ["--batch", str(batch), "--shards-per-batch", str(shards_per_batch), "--no-progress"]
         return shlex.join(args)
 
     def runtime_env(self) -> dict[str, Any]:
         return {"env_vars": dict(self.env_vars)} if self.env_vars else {}
+
+
+def _optional_int(params: dict[str, Any], name: str) -> int | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise RunRequestError(f"{name}: must be a whole number, got {value!r}") from None
+    if number < 1:
+        raise RunRequestError(f"{name}: must be at least 1 (or empty for the default)")
+    return number
 
 
 def safe_name(text: str) -> str:
@@ -110,66 +141,94 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "run"
 
 
-def batches(shard_ids: list[str], size: int) -> list[list[str]]:
-    return [shard_ids[i:i + size] for i in range(0, len(shard_ids), size)]
+def plan(request: RunRequest, max_map_length: int | None = None) -> dict[str, Any]:
+    """Plan the run once (initialising its folder and saving the plan there), and map one job per batch of the
+    saved plan that still has pending shards.
 
-
-def plan(request: RunRequest) -> dict[str, Any]:
-    """Plan the run (initialising its folder) and split the pending shards into one job per batch.
-
-    Returns what the plan task passes on: the run's URI and id, every shard id of the plan, and under `jobs`
-    the keyword arguments of each mapped Ray job task (its command and the shard ids it owns).
+    Batches are sized from the plan: `shards_per_task` when given and it makes at most `request.max_batches()`
+    batches, else the fewest shards per batch that do. What the task passes on stays small whatever the size of
+    the run: the run's URI, id, shard and batch counts, and under `jobs` one entry per mapped task (its command
+    names its batch number, not its shards).
     """
     from augment import io, plan as P
 
     config = request.config()
     try:
-        the_plan = P.plan_run(request.input_uri, request.output_uri, config, limit=request.limit)
+        the_plan = P.plan_run(request.input_uri, request.output_uri, config, limit=request.limit,
+                              shards_per_batch=request.shards_per_task,
+                              max_batches=request.max_batches(max_map_length))
     except (io.InputError, P.RunMismatch, FileNotFoundError) as exc:
         raise RunRequestError(f"plan: {exc}") from exc
-    pending = [s.shard_id for s in the_plan.pending]
+    size = the_plan.shards_per_batch
+    if request.shards_per_task and size != request.shards_per_task:
+        log.warning("shards_per_task %d would make more than %d tasks: %d shards per task instead",
+                    request.shards_per_task, request.max_batches(max_map_length), size)
+    pending = sorted({i // size for i, s in enumerate(the_plan.shards) if s.shard_id not in the_plan.committed})
     jobs = [
         {
-            "entrypoint": request.moon_run(batch),
+            "entrypoint": request.moon_run(batch, size),
             "runtime_env": request.runtime_env(),
-            "job_metadata": {"moon_run_uri": request.output_uri, "moon_shards": ",".join(batch)},
+            "job_metadata": {"moon_run_uri": request.output_uri, "moon_batch": str(batch),
+                             "moon_shards_per_batch": str(size)},
         }
-        for batch in batches(pending, request.shards_per_task)
+        for batch in pending
     ]
-    summary = the_plan.summary()
-    log.info("run %s: %d rows in %d shards, %d committed, %d pending in %d batches -> %s", the_plan.run_id,
-             summary["rows"], summary["shards"], summary["committed"], len(pending), len(jobs), request.output_uri)
+    log.info("run %s: %d rows in %d shards, %d committed; %d batches of %d shards, %d to run -> %s",
+             the_plan.run_id, the_plan.rows_total, len(the_plan.shards), len(the_plan.committed), the_plan.batches,
+             size, len(jobs), request.output_uri)
     return {
         "run_uri": request.output_uri,
         "run_id": the_plan.run_id,
         "config_hash": the_plan.config_hash,
-        "shards": [s.shard_id for s in the_plan.shards],
+        "shards": len(the_plan.shards),
+        "batches": the_plan.batches,
+        "shards_per_batch": size,
         "jobs": jobs,
     }
 
 
-def check_run(run_uri: str, shard_ids: list[str]) -> dict[str, Any]:
-    """Every planned shard is committed and keeps rows in = out + quarantined; returns the run's totals."""
+def check_run(run_uri: str, shard_ids: list[str] | None = None) -> dict[str, Any]:
+    """Every planned shard (`shard_ids`, default: every shard of the saved plan) is committed, keeps rows in =
+    out + quarantined, and has its data file; returns their totals. Streams the manifest and lists the data
+    folder once: its memory is a set of ids and file names, never the records."""
+    from augment import plan as P
     from augment.core import manifest, storage
 
-    records = manifest.load(run_uri)
-    missing = [s for s in shard_ids if s not in records]
+    ordered = P.planned_shard_ids(run_uri) if shard_ids is None else list(shard_ids)
+    planned = set(ordered)
+    files = set(storage.list_files(storage.join(run_uri, manifest.DATA_DIR), ".parquet"))
+    seen: set[str] = set()
+    broken: list[str] = []
+    absent: list[str] = []
+
+    def planned_records():
+        for record in manifest.iter_records(run_uri):
+            if record.shard_id not in planned:
+                continue
+            seen.add(record.shard_id)
+            if record.rows_in != record.rows_out + record.rows_quarantined:
+                broken.append(record.shard_id)
+            if record.data_file and storage.join(run_uri, record.data_file) not in files:
+                absent.append(record.data_file)
+            yield record
+
+    totals = manifest.totals(planned_records())
+    missing = [s for s in ordered if s not in seen]  # in catalogue order
     if missing:
-        raise RunIncomplete(f"{len(missing)} of {len(shard_ids)} shards are not committed in {run_uri}: "
-                            f"{', '.join(missing)}")
-    planned_ids = set(shard_ids)
-    broken = [r.shard_id for r in records.values()
-              if r.shard_id in planned_ids and r.rows_in != r.rows_out + r.rows_quarantined]
+        raise RunIncomplete(f"{len(missing)} of {len(planned)} shards are not committed in {run_uri}: "
+                            f"{_listed(missing)}")
     if broken:
-        raise RunIncomplete(f"shards breaking rows in = rows out + rows quarantined: {', '.join(broken)}")
-    planned = [records[s] for s in shard_ids]
-    absent = [r.data_file for r in planned if r.data_file and not storage.exists(storage.join(run_uri, r.data_file))]
+        raise RunIncomplete(f"shards breaking rows in = rows out + rows quarantined: {_listed(broken)}")
     if absent:
-        raise RunIncomplete(f"committed data files missing from {run_uri}: {', '.join(absent)}")
-    totals = manifest.totals(planned)
+        raise RunIncomplete(f"committed data files missing from {run_uri}: {_listed(absent)}")
     return {k: totals[k] for k in ("shards", "rows_in", "rows_out", "rows_quarantined", "bytes")} | {
         "quarantine_reasons": totals["quarantine_reasons"],
     }
+
+
+def _listed(items: list[str]) -> str:
+    more = len(items) - LISTED_SHARDS
+    return ", ".join(items[:LISTED_SHARDS]) + (f" and {more} more" if more > 0 else "")
 
 
 def report_uri(run_uri: str) -> str:
@@ -212,9 +271,11 @@ def log_failed_batch(context: dict[str, Any]) -> None:
     task = context.get("task")
     ti = context.get("ti") or context.get("task_instance")
     metadata = getattr(task, "job_metadata", None) or {}
-    shards = metadata.get("moon_shards", "?")
+    batch, size, run_uri = (metadata.get(k, "?") for k in ("moon_batch", "moon_shards_per_batch", "moon_run_uri"))
     log.error(
-        "moon batch failed: dag %s run %s task %s map index %s try %s; shards: %s; run folder: %s",
+        "moon batch failed: dag %s run %s task %s map index %s try %s; batch %s (%s shards per batch); "
+        "run folder: %s; its command: %s",
         getattr(ti, "dag_id", "?"), getattr(ti, "run_id", "?"), getattr(ti, "task_id", "?"),
-        getattr(ti, "map_index", "?"), getattr(ti, "try_number", "?"), shards, metadata.get("moon_run_uri", "?"),
+        getattr(ti, "map_index", "?"), getattr(ti, "try_number", "?"), batch, size, run_uri,
+        getattr(task, "entrypoint", None) or "?",
     )

@@ -117,11 +117,14 @@ def test_form_stages_are_the_pipeline_stages(dagbag):
 
 def test_form_defaults_are_valid(dagbag):
     values = dagbag.dags["moon_augment"].params.validate()
-    assert values["shards_per_task"] == 1 and values["ray_conn_id"] == "ray_default"
+    assert values["shards_per_task"] is None and values["ray_conn_id"] == "ray_default"
+    assert values["max_tasks"] == 1024 and values["gpus"] is None
 
 
 @pytest.mark.parametrize("field,value", [
     ("shards_per_task", 0),
+    ("max_tasks", 0),
+    ("gpus", 0),
     ("output_uri", "relative/run"),
     ("stages", ["telepathy"]),
     ("profile", "no-such-profile"),

@@ -102,12 +102,16 @@ def test_one_ray_job_per_try_and_never_a_duplicate(augment_run, ray_client):
             assert [status for _, status in tries] == ["SUCCEEDED"]
 
 
-def test_each_job_ran_moon_run_on_its_own_shard(augment_run, ray_client):
+def test_each_job_ran_moon_run_on_its_own_batch_of_the_saved_plan(augment_run, ray_client):
+    from augment import plan as P
+
     dag_run, run_dir = augment_run
     jobs = [j for j in ray_client.list_jobs() if (j.metadata or {}).get("airflow_run_id") == dag_run.run_id]
-    shards = sorted(j.metadata["moon_shards"] for j in jobs if str(j.status) == "SUCCEEDED")
-    assert shards == sorted(manifest.load(str(run_dir)))
-    assert all(f"--shards {j.metadata['moon_shards']}" in j.entrypoint for j in jobs)
+    batches = sorted(int(j.metadata["moon_batch"]) for j in jobs if str(j.status) == "SUCCEEDED")
+    assert batches == [0, 1, 2]
+    assert all(f"--batch {j.metadata['moon_batch']} --shards-per-batch 1" in j.entrypoint for j in jobs)
+    assert P.planned_shard_ids(str(run_dir)) == [r.shard_id for r in sorted(
+        manifest.load(str(run_dir)).values(), key=lambda r: r.row_start)]
 
 
 def test_publish_emits_one_asset_event_with_the_run_folder(augment_run):

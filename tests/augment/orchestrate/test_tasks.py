@@ -14,7 +14,8 @@ STAGES = ["validate", "ner", "enrich_title", "background_prompts"]
 
 def form(**overrides):
     params = {"input_uri": "/data/catalogue.parquet", "output_uri": "/runs/{run_id}", "profile": "local",
-              "config_file": None, "stages": [], "shards_per_task": 1, "limit": None, "ray_conn_id": "ray_default",
+              "config_file": None, "stages": [], "shards_per_task": None, "max_tasks": 1024, "gpus": None,
+              "limit": None, "ray_conn_id": "ray_default",
               "env_vars": {}}
     params.update(overrides)
     return params
@@ -30,6 +31,8 @@ def test_output_uri_placeholder_becomes_the_dag_run_id_as_a_folder_name():
     ("output_uri", "", "output_uri"),
     ("output_uri", "runs/relative", "must be absolute"),
     ("shards_per_task", 0, "shards_per_task"),
+    ("max_tasks", 0, "max_tasks"),
+    ("gpus", "two", "gpus"),
     ("limit", 0, "limit"),
     ("env_vars", ["A=1"], "env_vars"),
 ])
@@ -44,21 +47,28 @@ def test_unknown_stage_is_refused_before_planning():
         request.config()
 
 
-def test_batch_command_is_moon_run_restricted_to_its_shards():
+def test_batch_command_is_moon_run_on_one_batch_of_the_saved_plan():
     request = T.RunRequest.from_params(form(stages=STAGES, limit=40, config_file="/etc/moon.yaml"), "r")
-    args = shlex.split(request.moon_run(["aa", "bb"]))
+    args = shlex.split(request.moon_run(7, 20))
     assert args == ["python", "-m", "augment.cli", "run", "--input", "/data/catalogue.parquet", "--output", "/runs/r",
                     "--config", "/etc/moon.yaml", "--profile", "local", "--stages", ",".join(STAGES),
-                    "--limit", "40", "--shards", "aa,bb", "--no-progress"]
+                    "--limit", "40", "--batch", "7", "--shards-per-batch", "20", "--no-progress"]
 
 
 def test_batch_command_quotes_paths_with_spaces():
     request = T.RunRequest.from_params(form(input_uri="/data/my catalogue.parquet"), "r")
-    assert shlex.split(request.moon_run(["aa"]))[5] == "/data/my catalogue.parquet"
+    assert shlex.split(request.moon_run(0, 1))[5] == "/data/my catalogue.parquet"
 
 
-def test_batches_split_in_order_with_a_short_last_one():
-    assert T.batches(["a", "b", "c", "d", "e"], 2) == [["a", "b"], ["c", "d"], ["e"]]
+@pytest.mark.parametrize("overrides,max_map_length,expected", [
+    ({}, None, 1024),
+    ({}, 300, 300),  # Airflow's max_map_length wins over max_tasks
+    ({"max_tasks": 50}, 1024, 50),
+    ({"gpus": 8}, 1024, 32),  # 4 batches per GPU
+    ({"gpus": 256, "max_tasks": 512}, 1024, 512),
+])
+def test_the_most_batches_follow_max_tasks_airflows_limit_and_the_gpus(overrides, max_map_length, expected):
+    assert T.RunRequest.from_params(form(**overrides), "r").max_batches(max_map_length) == expected
 
 
 def test_plan_of_the_sample_gives_one_job_per_batch_of_pending_shards(tmp_path, sample_path):
@@ -66,19 +76,33 @@ def test_plan_of_the_sample_gives_one_job_per_batch_of_pending_shards(tmp_path, 
         form(input_uri=sample_path, output_uri=str(tmp_path / "run"), stages=STAGES, shards_per_task=2,
              env_vars={"AWS_REGION": "eu-west-1"}), "r")
     planned = T.plan(request)
-    assert len(planned["shards"]) == 3  # 80 rows, 32 per shard
-    assert [job["job_metadata"]["moon_shards"].split(",") for job in planned["jobs"]] == T.batches(planned["shards"], 2)
+    assert (planned["shards"], planned["batches"], planned["shards_per_batch"]) == (3, 2, 2)  # 80 rows, 32 a shard
+    assert [job["job_metadata"]["moon_batch"] for job in planned["jobs"]] == ["0", "1"]
+    assert all("--batch" in job["entrypoint"] and "--shards-per-batch 2" in job["entrypoint"]
+               for job in planned["jobs"])
     assert planned["jobs"][0]["runtime_env"] == {"env_vars": {"AWS_REGION": "eu-west-1"}}
-    assert (tmp_path / "run" / manifest.RUN_FILE).exists()
+    assert (tmp_path / "run" / manifest.RUN_FILE).exists() and (tmp_path / "run" / "_plan" / "plan.json").exists()
     json.dumps(planned)  # an XCom: plain JSON, no rows
 
 
-def test_plan_skips_committed_shards(tmp_path, sample_path):
-    request = T.RunRequest.from_params(form(input_uri=sample_path, output_uri=str(tmp_path / "run"), stages=STAGES), "r")
+def test_batches_are_capped_by_max_tasks_however_many_shards(tmp_path, sample_path):
+    request = T.RunRequest.from_params(form(input_uri=sample_path, output_uri=str(tmp_path / "run"), stages=STAGES,
+                                            shards_per_task=1, max_tasks=2), "r")
+    planned = T.plan(request, max_map_length=1024)
+    assert (planned["batches"], planned["shards_per_batch"], len(planned["jobs"])) == (2, 2, 2)
+    assert all(len(job["entrypoint"]) < 400 for job in planned["jobs"])  # a batch number, never a shard list
+
+
+def test_plan_skips_batches_whose_shards_are_all_committed(tmp_path, sample_path):
+    from augment import plan as P
+
+    request = T.RunRequest.from_params(form(input_uri=sample_path, output_uri=str(tmp_path / "run"), stages=STAGES,
+                                            shards_per_task=1), "r")
     first = T.plan(request)
-    _commit(tmp_path / "run", first["shards"][0], first["run_id"], config_hash=first["config_hash"])
+    ids = P.planned_shard_ids(str(tmp_path / "run"))
+    _commit(tmp_path / "run", ids[0], first["run_id"], config_hash=first["config_hash"])
     again = T.plan(request)
-    assert [job["job_metadata"]["moon_shards"] for job in again["jobs"]] == first["shards"][1:]
+    assert [job["job_metadata"]["moon_batch"] for job in again["jobs"]] == ["1", "2"]
 
 
 def test_plan_of_a_missing_input_is_a_request_error(tmp_path):
@@ -100,6 +124,28 @@ def test_check_run_totals_the_planned_shards(tmp_path):
     totals = T.check_run(str(tmp_path), ["s1", "s2"])
     assert totals == {"shards": 2, "rows_in": 8, "rows_out": 7, "rows_quarantined": 1, "bytes": 2 * 3,
                       "quarantine_reasons": {"bad_image": 1}}
+
+
+def test_check_run_reads_the_planned_shards_from_the_saved_plan(tmp_path, sample_path):
+    from augment import plan as P
+
+    run = tmp_path / "run"
+    request = T.RunRequest.from_params(form(input_uri=sample_path, output_uri=str(run), stages=STAGES), "r")
+    planned = T.plan(request)
+    ids = P.planned_shard_ids(str(run))
+    for shard in ids[:2]:
+        _commit(run, shard, planned["run_id"])
+    with pytest.raises(T.RunIncomplete, match=f"1 of 3 shards are not committed .*: {ids[2]}$"):
+        T.check_run(str(run))
+    _commit(run, ids[2], planned["run_id"])
+    _commit(run, "not-planned", planned["run_id"])  # another input's shard in the folder is not counted
+    assert T.check_run(str(run))["shards"] == 3
+
+
+def test_check_run_lists_a_bounded_number_of_missing_shards(tmp_path):
+    _commit(tmp_path, "s0", "run-1")
+    with pytest.raises(T.RunIncomplete, match=r"100 of 101 shards .*: s1, s2, .*, s20 and 80 more$"):
+        T.check_run(str(tmp_path), [f"s{i}" for i in range(101)])
 
 
 def test_check_run_refuses_a_committed_shard_whose_data_file_is_gone(tmp_path):
@@ -138,9 +184,10 @@ def _commit(run_dir, shard_id, run_id, rows_in=2, rows_out=2, config_hash="h"):
         schema_version="1", timings={}))
 
 
-def test_failed_batch_callback_logs_its_shard_ids(caplog):
+def test_failed_batch_callback_logs_its_batch_and_command(caplog):
     class Task:
-        job_metadata = {"moon_shards": "s1,s2", "moon_run_uri": "/runs/r"}
+        job_metadata = {"moon_batch": "4", "moon_shards_per_batch": "20", "moon_run_uri": "/runs/r"}
+        entrypoint = "python -m augment.cli run --output /runs/r --batch 4 --shards-per-batch 20"
 
     class TI:
         dag_id, run_id, task_id, map_index, try_number = "moon_augment", "manual__1", "run_batch", 4, 3
@@ -148,4 +195,5 @@ def test_failed_batch_callback_logs_its_shard_ids(caplog):
     with caplog.at_level("ERROR", logger="augment.orchestrate.tasks"):
         T.log_failed_batch({"task": Task(), "ti": TI()})
     assert caplog.messages == ["moon batch failed: dag moon_augment run manual__1 task run_batch map index 4 try 3; "
-                               "shards: s1,s2; run folder: /runs/r"]
+                               "batch 4 (20 shards per batch); run folder: /runs/r; its command: "
+                               "python -m augment.cli run --output /runs/r --batch 4 --shards-per-batch 20"]
