@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+from augment.core.names import PLAN_DEFAULT_BATCHES
 from augment.core.util import positive_int
 
 SAMPLE = Path(__file__).parent / "sample" / "myntra_sample.parquet"
@@ -32,7 +33,7 @@ def add_commands(subparsers) -> None:
     run.add_argument("--shards-per-batch", type=positive_int,
                      help="shards per batch: the layout --plan-only saves, or the one --batch reads (default: saved)")
     run.add_argument("--max-batches", type=positive_int, default=None,
-                     help=f"--plan-only: at most N batches (default {_default_batches()}); batches grow to fit")
+                     help=f"--plan-only: at most N batches (default {PLAN_DEFAULT_BATCHES}); batches grow to fit")
     run.add_argument("--plan-only", action="store_true",
                      help="plan the run and save the plan in the run folder (_plan/); run no stage")
     run.add_argument("--dry-run", action="store_true", help="plan and validate only; write nothing")
@@ -146,12 +147,6 @@ def _batch_number(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a batch number (0 or more), got {text!r}")
     return value
-
-
-def _default_batches() -> int:
-    from augment.plan import DEFAULT_BATCHES
-
-    return DEFAULT_BATCHES
 
 
 def _option_clash(args, one_job: bool) -> str | None:

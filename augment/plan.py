@@ -35,6 +35,7 @@ from augment import io
 from augment.core import manifest, storage
 from augment.core import schema as S
 from augment.config import Config, stage_options
+from augment.core.names import PLAN_DEFAULT_BATCHES
 from augment.core.util import code_version, stable_hash
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ PLAN_FILE = "plan.json"  # the header; written last, so a present header means a
 SHARD_TABLE = "shards.parquet"
 PLAN_FORMAT = "moon.plan/1"
 SHARD_GROUP = 1024  # shards per row group of the shard table: a batch reads at most its own shards + 2 groups
-DEFAULT_BATCHES = 256  # the batch layout a plan records when nobody asks for another
+DEFAULT_BATCHES = PLAN_DEFAULT_BATCHES  # the batch layout a plan records when nobody asks for another
 
 
 class RunMismatch(RuntimeError):

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import enum
 
+# Batches a saved plan is cut into at most, unless asked otherwise (`moon run --max-batches`; the Airflow DAG
+# passes its own `max_tasks`): augment.plan.batch_layout.
+PLAN_DEFAULT_BATCHES = 256
+
 # The order in which stages run. A config may leave stages out; it cannot reorder them.
 STAGE_ORDER = ("validate", "ner", "enrich_title", "background_prompts", "image_variants", "filter")
 
