@@ -1,8 +1,8 @@
 """What the report shows, read from a run folder: run facts, a deterministic sample of products, quarantine examples.
 
 Everything here reads through `augment.core.storage`, so local and s3:// runs are the same. It never loads a whole run:
-the sample reads only the `product_id` column of every shard, then the full rows of the few shards that hold a
-sampled product; quarantine examples stop reading once every reason has its examples. No HTML here.
+the sample reads only the `product_id` column of every shard (of `SAMPLE_SHARDS` shards picked by hash in a
+bigger run), then the full rows of the few shards that hold a sampled product; quarantine examples stop reading once every reason has its examples. No HTML here.
 """
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ QUARANTINE_COLUMNS = ("product_id", "title", "stage", "reason", "detail", "linea
 RAW_PREVIEW_CHARS = 160
 EVALUATIONS = "_evaluations.jsonl"  # one line per `moon eval` of a model trained on the run (model/evaluations.py)
 READ_THREADS = 16  # product_id columns read at once
+# Shards whose products the sample is drawn from, at most: the ones of smallest `sample_key(shard id)`. A run of
+# 100,000s of shards is sampled from a few hundred reads, not one per shard; smaller runs from every shard.
+SAMPLE_SHARDS = 512
 FULL_READ_THREADS = 4  # whole shards (with images) read at once
 
 
@@ -67,7 +70,10 @@ def sample_products(facts: RunFacts, size: int) -> list[dict[str, Any]]:
     if size <= 0:
         return []
     chosen: list[tuple[int, str, str]] = []  # max-heap by key via negated ordering: (-key, id, file)
-    files = manifest.data_files(facts.run_uri, facts.records)
+    records = [r for r in facts.records if r.data_file]
+    if len(records) > SAMPLE_SHARDS:
+        records = heapq.nsmallest(SAMPLE_SHARDS, records, key=lambda r: sample_key(r.shard_id))
+    files = manifest.data_files(facts.run_uri, records)
     # Many small reads (one per shard, on S3 one request each): overlap them.
     with concurrent.futures.ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         id_lists = pool.map(lambda uri: (uri, _read(uri, ["product_id"]).column("product_id").to_pylist()), files)
