@@ -108,3 +108,15 @@ def test_dry_plan_writes_nothing(tmp_path, config):
     src = catalogue(tmp_path, ["a"])
     P.plan_run(src, str(tmp_path / "out"), config, write=False)
     assert not (tmp_path / "out" / "_run.json").exists()
+
+
+def test_duplicates_across_files_keep_the_first_file_s_row(tmp_path, config):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.table({"product_id": ["a", None, "b", "a"], "title": ["t"] * 4}), folder / "1.parquet")
+    pq.write_table(pa.table({"product_id": [None, "b", "c", "a", "c"], "title": ["t"] * 5}), folder / "2.parquet")
+    plan = P.plan_run(str(folder), str(tmp_path / "out"), config)
+    by_source = {}
+    for shard in plan.shards:
+        by_source.setdefault(shard.source_uri.rsplit("/", 1)[-1], []).extend(shard.duplicate_rows)
+    assert by_source == {"1.parquet": [3], "2.parquet": [1, 3, 4]}
