@@ -58,8 +58,10 @@ class ShardRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ShardRecord":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
+
+
+_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ShardRecord))  # looked up once, not per record
 
 
 def commit(run_uri: str, record: ShardRecord) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import posixpath
 import re
 import shlex
 from pathlib import Path
@@ -196,7 +197,7 @@ def check_run(run_uri: str, shard_ids: list[str] | None = None) -> dict[str, Any
 
     ordered = P.planned_shard_ids(run_uri) if shard_ids is None else list(shard_ids)
     planned = set(ordered)
-    files = set(storage.list_files(storage.join(run_uri, manifest.DATA_DIR), ".parquet"))
+    files = set(storage.list_names(storage.join(run_uri, manifest.DATA_DIR), ".parquet"))
     seen: set[str] = set()
     broken: list[str] = []
     absent: list[str] = []
@@ -208,7 +209,8 @@ def check_run(run_uri: str, shard_ids: list[str] | None = None) -> dict[str, Any
             seen.add(record.shard_id)
             if record.rows_in != record.rows_out + record.rows_quarantined:
                 broken.append(record.shard_id)
-            if record.data_file and storage.join(run_uri, record.data_file) not in files:
+            if record.data_file and (posixpath.dirname(record.data_file) != manifest.DATA_DIR
+                                     or posixpath.basename(record.data_file) not in files):
                 absent.append(record.data_file)
             yield record
 
