@@ -369,8 +369,9 @@ def load_batch(
     """One job's part of the saved plan: batch `batch` (of `shards_per_batch` shards; default: the saved layout),
     or the shards `shard_ids`, with the commit records of those shards only.
 
-    Reads the header, the shard table's row groups that hold these shards, and one commit record per shard: the
-    cost is the job's, not the catalogue's. Refuses (PlanMismatch, one line) a plan made from another input (its
+    Reads the header, the shard table's row groups that hold these shards (for `shard_ids`, also the table's id
+    column, to find them: a few MB at 156k shards), and the commit records of these shards: the cost is the
+    job's, not the catalogue's. Refuses (PlanMismatch, one line) a plan made from another input (its
     files' size or modification time differ), config, --limit or shard size."""
     header = read_header(run_uri)
     input_uri = input_uri or header["input_uri"]

@@ -38,6 +38,8 @@ PROFILES = sorted(p.stem for p in (_PACKAGE / "profiles").glob("*.yaml")) or ["l
 STAGES = list(STAGE_ORDER)
 RUNS_ROOT = os.environ.get("MOON_RUNS_ROOT", "/tmp/moon-runs")
 JOB_TIMEOUT = timedelta(hours=6)
+# Ray jobs in flight per DAG run at most (the pool moon_gpu bounds them across runs): docs/operations.md.
+JOBS_PER_RUN = int(os.environ.get("MOON_JOBS_PER_RUN", "8"))
 
 PARAMS = {
     "input_uri": Param(
@@ -120,7 +122,7 @@ def moon_augment():
         pool=GPU_POOL,
         job_timeout=JOB_TIMEOUT,
         poll_interval=3.0,
-        max_active_tis_per_dagrun=8,
+        max_active_tis_per_dagrun=JOBS_PER_RUN,
         on_failure_callback=_log_failed_batch,
         doc_md="One batch of shards as a Ray job (`moon run --shards ...`). The **Ray job** link opens it in the "
                "Ray dashboard; the job's log is in this task's log. A retry follows a job still running, or "
