@@ -191,10 +191,12 @@ def plan(request: RunRequest, max_map_length: int | None = None) -> dict[str, An
 def check_run(run_uri: str, shard_ids: list[str] | None = None) -> dict[str, Any]:
     """Every planned shard (`shard_ids`, default: every shard of the saved plan) is committed, keeps rows in =
     out + quarantined, and has its data file; returns their totals. Streams the manifest and lists the data
-    folder once: its memory is a set of ids and file names, never the records."""
+    folder once: its memory is a set of ids and file names, never the records. On S3 it first folds the batch
+    jobs' commit records into `_manifest.jsonl` (manifest.consolidate), so that readers of the run find one file."""
     from augment import plan as P
     from augment.core import manifest, storage
 
+    manifest.consolidate(run_uri)
     ordered = P.planned_shard_ids(run_uri) if shard_ids is None else list(shard_ids)
     planned = set(ordered)
     files = set(storage.list_names(storage.join(run_uri, manifest.DATA_DIR), ".parquet"))
