@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import urllib.request
 
 
 @contextlib.contextmanager
@@ -16,6 +17,9 @@ def moto_s3(*buckets: str):
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # moto keeps its buckets in process-wide memory that outlives a server: start every endpoint empty, so no
+    # test sees objects an earlier test left under the same bucket and key.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
     patch = pytest.MonkeyPatch()
     for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
