@@ -33,9 +33,11 @@ test-services:
 	  && echo "installed chromium"; } || echo "chromium could not be installed: browser tests will be skipped"
 
 # Every tier (CI runs this). The tiers are chosen by markers (setup.cfg, tests/conftest.py), never by file lists; a
-# selection that runs no test fails (pytest exits 5).
+# selection that runs no test fails (pytest exits 5). The suite runs in TEST_WORKERS pytest-xdist processes, one test
+# file per unit of work (a file's module fixtures are built once); TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP) test-services
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) -n $(TEST_WORKERS) --dist loadfile
 
 # The in-process tier: no Ray, no subprocess, no server; under two minutes on two cores.
 test-fast: $(STAMP)

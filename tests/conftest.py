@@ -29,6 +29,27 @@ FIXED_RUN_ID = "run-sample"
 FIXED_CODE_VERSION = "0.1.0+sample"
 
 
+def _module_rank(items) -> dict[str, int]:
+    """0 for a test file with an `external` test, 1 with a `slow` one, 2 for an in-process file."""
+    rank: dict[str, int] = {}
+    for item in items:
+        mine = 0 if item.get_closest_marker("external") else 1 if item.get_closest_marker("slow") else 2
+        module = item.nodeid.split("::", 1)[0]
+        rank[module] = min(rank.get(module, 2), mine)
+    return rank
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs `--dist loadfile`), each test file is one unit of work, handed out in
+    collection order: the files that start servers and processes go first, so that two workers do not end the run
+    with one long file left for one of them. A run without workers keeps pytest's order."""
+    if not getattr(config.option, "numprocesses", None):
+        return
+    rank = _module_rank(items)
+    items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])  # stable: file order kept within a rank
+
+
 @pytest.fixture(scope="session")
 def sample_path() -> str:
     return str(ROOT / SAMPLE)

@@ -1,7 +1,8 @@
 """`RayJobTrigger`: follows one Ray job from the triggerer until it ends, streaming its logs into the task log.
 
 While a `RayJobOperator` task is deferred no worker slot is held: this trigger polls the job's status every
-`poll_interval` seconds and tails the job's logs over the job server's websocket, writing each line to the task
+`poll_interval` seconds (at once when the log stream closes, which Ray does as the job ends) and tails the job's logs
+over the job server's websocket, writing each line to the task
 log. It fires one event when the job ends ({submission_id, status, message}), or, past `deadline` (epoch
 seconds), stops the job and fires status TIMEOUT. When a user marks the deferred task failed or clears it,
 `on_kill` stops the Ray job; a triggerer restart does not (the next triggerer picks the job up again and
@@ -71,7 +72,7 @@ class RayJobTrigger(BaseTrigger):
                 if self.deadline is not None and time.time() >= self.deadline:
                     status, message = await self._stop_for_timeout(client)
                     break
-                await asyncio.sleep(self.poll_interval)
+                await self._pause(tail, streamed)
                 status, message = await self._status(client)
             # 2. Let the tail catch up with the job's last lines; print whatever it could not deliver.
             if tail is not None:
@@ -85,6 +86,16 @@ class RayJobTrigger(BaseTrigger):
         finally:
             if tail is not None and not tail.done():
                 tail.cancel()
+
+    async def _pause(self, tail, streamed: dict) -> None:
+        """One poll interval, cut short when the log stream closes: Ray closes it when the job ends, so the task
+        learns of the end at once instead of up to `poll_interval` later."""
+        if tail is not None and not tail.done():
+            await asyncio.wait({tail}, timeout=self.poll_interval)
+        elif streamed["complete"]:  # the stream has ended: the terminal status is a moment away
+            await asyncio.sleep(min(self.poll_interval, 1.0))
+        else:
+            await asyncio.sleep(self.poll_interval)
 
     async def _status(self, client) -> tuple[str, str]:
         info = await asyncio.to_thread(client.get_job_info, self.submission_id)

@@ -163,7 +163,10 @@ def test_publish_links_the_run_report(augment_run):
 def test_moon_train_trains_on_the_published_run(augment_run, dags):
     pytest.importorskip("model.cli", reason="the trainer (model package) is not in this checkout yet")
     _, run_dir = augment_run
-    train_run = dags["moon_train"].test()
+    # The tiny model for two epochs (a config file, as users pass one); the run comes from the asset event.
+    config = run_dir.parent.parent / "tiny-2-epochs.json"
+    config.write_text('{"extends": "tiny", "train": {"epochs": 2}}')
+    train_run = dags["moon_train"].test(run_conf={"train_config": str(config)})
     assert train_run.state == "success"
     checkpoints = run_dir / "checkpoints"
     assert checkpoints.exists() and any(checkpoints.rglob("*"))

@@ -106,6 +106,16 @@ def test_trigger_fires_once_the_job_succeeds_and_streams_its_log(hook, capfd):
     assert logged.index("[ray] first-line") < logged.index("[ray] last-line")
 
 
+def test_trigger_learns_of_the_end_from_the_log_stream_not_the_next_poll(hook):
+    from augment.orchestrate.trigger import RayJobTrigger
+
+    sid = hook.submit("echo working; sleep 1", new_id("prompt"))
+    started = time.monotonic()
+    event = first_event(RayJobTrigger(sid, poll_interval=120.0))
+    assert event["status"] == "SUCCEEDED"
+    assert time.monotonic() - started < 60  # the log stream closed with the job, long before the next status poll
+
+
 def test_trigger_reports_a_failed_job(hook):
     from augment.orchestrate.trigger import RayJobTrigger
 
