@@ -29,25 +29,35 @@ FIXED_RUN_ID = "run-sample"
 FIXED_CODE_VERSION = "0.1.0+sample"
 
 
-def _module_rank(items) -> dict[str, int]:
+SESSION_RUNS = {"sample_run", "sample_run_in_process"}
+
+
+def _file_rank(items) -> dict[str, int]:
     """0 for a test file with an `external` test, 1 with a `slow` one, 2 for an in-process file."""
     rank: dict[str, int] = {}
     for item in items:
         mine = 0 if item.get_closest_marker("external") else 1 if item.get_closest_marker("slow") else 2
-        module = item.nodeid.split("::", 1)[0]
-        rank[module] = min(rank.get(module, 2), mine)
+        rank[item.location[0]] = min(rank.get(item.location[0], 2), mine)
     return rank
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs `--dist loadfile`), each test file is one unit of work, handed out in
-    collection order: the files that start servers and processes go first, so that two workers do not end the run
-    with one long file left for one of them. A run without workers keeps pytest's order."""
+    """Under pytest-xdist (`make test` runs `--dist loadgroup`), each test file is one unit of work, so that its
+    module fixtures are built once, and the files that read the session's sample runs are one unit, so that one
+    worker builds them. Units are handed out in collection order: the files that start servers and processes go
+    first, so that the run does not end with one long file left for one worker. A run without workers keeps
+    pytest's order."""
     if not getattr(config.option, "numprocesses", None):
         return
-    rank = _module_rank(items)
-    items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])  # stable: file order kept within a rank
+    rank = _file_rank(items)
+    items.sort(key=lambda item: rank[item.location[0]])  # a stable sort: the file order stays within a rank
+    if getattr(config.option, "dist", None) == "loadgroup":
+        shared = {item.location[0] for item in items if SESSION_RUNS & set(getattr(item, "fixturenames", ()))}
+        for item in items:
+            if item.get_closest_marker("xdist_group") is None:
+                group = "sample-runs" if item.location[0] in shared else item.location[0]
+                item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
