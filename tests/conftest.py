@@ -43,7 +43,7 @@ def _file_rank(items) -> dict[str, int]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs `--dist loadgroup`), each test file is one unit of work, so that its
+    """Under pytest-xdist (`make test TEST_WORKERS=N` runs `--dist loadgroup`), each test file is one unit of work, so that its
     module fixtures are built once, and the files that read the session's sample runs are one unit, so that one
     worker builds them. Units are handed out in collection order: the files that start servers and processes go
     first, so that the run does not end with one long file left for one worker. A run without workers keeps
