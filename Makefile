@@ -33,13 +33,14 @@ test-services:
 	  && echo "installed chromium"; } || echo "chromium could not be installed: browser tests will be skipped"
 
 # Every tier (CI runs this). The tiers are chosen by markers (setup.cfg, tests/conftest.py), never by file lists; a
-# selection that runs no test fails (pytest exits 5). TEST_WORKERS=N spreads the test files over N pytest-xdist
-# processes (one file per unit; the files that read the session's sample runs are one unit). The default, 0, runs
-# the suite in this process: on two cores the workers only add work (each builds its own Ray head and sample runs),
-# and the multi-node tests then start Ray nodes on a saturated machine (bench/bench_suite.py measures both).
+# selection that runs no test fails (pytest exits 5). By default the two tiers run side by side in two pytest
+# processes (testkit/tiers.py): the process tier prints as it goes, the in-process tier's log follows at the end.
+# TEST_WORKERS=N instead spreads the test files over N pytest-xdist processes (one file per unit; the files that
+# read the session's sample runs are one unit), which pays on machines with more than two cores: each worker
+# builds its own Ray head and sample runs (bench/bench_suite.py measures the choices).
 TEST_WORKERS ?= 0
 test: $(STAMP) test-services
-	$(PY) -m pytest $(PYTEST_ARGS) $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup,-p no:xdist)
+	$(if $(filter-out 0,$(TEST_WORKERS)),$(PY) -m pytest $(PYTEST_ARGS) -n $(TEST_WORKERS) --dist loadgroup,$(PY) -m testkit.tiers $(PYTEST_ARGS))
 
 # The in-process tier: no Ray, no subprocess, no server; under two minutes on two cores.
 test-fast: $(STAMP)

@@ -119,7 +119,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         model = build_llama(Path(tmp) / "tiny-llama")
         start = time.perf_counter()
-        with VllmServer(python, model, Path(tmp) / "server.log") as server:
+        with VllmServer(python, model, Path(tmp) / "server.log", enforce_eager=False) as server:
             figures["server_ready_s"] = round(time.perf_counter() - start, 1)
             bodies = payloads(batch, server.model_dir, args.max_tokens)
             for c in args.concurrency:

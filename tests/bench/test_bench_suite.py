@@ -1,4 +1,5 @@
-"""bench/bench_suite.py runs a selection serially and in xdist workers and accounts for the machine's CPU time."""
+"""bench/bench_suite.py runs a selection serially, as `make test` does and in xdist workers, and accounts for the
+machine's CPU time."""
 import json
 import os
 import sys
@@ -12,21 +13,22 @@ sys.path.insert(0, str(ROOT / "bench"))
 pytestmark = pytest.mark.slow
 
 
-def test_serial_and_two_workers_run_the_same_tests_and_report_the_cpu_floor(tmp_path, capsys):
+def test_serial_tiers_and_two_workers_run_the_same_tests_and_report_the_cpu_floor(tmp_path, capsys):
     import bench_suite
 
     out = tmp_path / "suite.json"
-    assert bench_suite.main(["--workers", "0", "2", "--out", str(out), "tests/test_layers.py"]) == 0
+    assert bench_suite.main(["--ways", "serial", "tiers", "2", "--out", str(out), "tests/test_layers.py"]) == 0
     report = json.loads(out.read_text())
-    serial, parallel = report["runs"]
-    assert (serial["workers"], parallel["workers"]) == (0, 2)
-    assert serial["passed"] == parallel["passed"] > 0 and serial["failed"] == parallel["failed"] == 0
+    serial, tiers, parallel = report["runs"]
+    assert (serial["way"], tiers["way"], parallel["way"]) == ("serial", "tiers", "2")
+    assert serial["passed"] == tiers["passed"] == parallel["passed"] > 0
+    assert serial["failed"] == tiers["failed"] == parallel["failed"] == 0
     for run in report["runs"]:
         assert run["exit_code"] == 0 and run["wall_s"] > 0 and run["cpu_s"] > 0
         assert 0 < run["busy_share"] <= 1
         assert run["floor_s"] == pytest.approx(run["cpu_s"] / os.cpu_count(), abs=0.1)
     printed = capsys.readouterr().out
-    assert printed.splitlines()[0].split() == ["workers", "passed", "failed", "wall", "s", "CPU", "s", "busy",
+    assert printed.splitlines()[0].split() == ["way", "passed", "failed", "wall", "s", "CPU", "s", "busy",
                                                "floor", "s"]
 
 
@@ -35,5 +37,5 @@ def test_a_failing_selection_makes_the_bench_fail(tmp_path):
 
     failing = tmp_path / "test_fails.py"
     failing.write_text("def test_fails():\n    assert 1 == 2\n")
-    assert bench_suite.main(["--workers", "0", "--", str(failing), "--rootdir", str(tmp_path),
+    assert bench_suite.main(["--ways", "serial", "--", str(failing), "--rootdir", str(tmp_path),
                              "-c", os.devnull]) == 1
