@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +40,10 @@ def verdict(codes: dict[str, int]) -> int:
 def main(argv: list[str]) -> int:
     log_dir = Path(os.environ.get("MOON_TEST_OUTPUT", ROOT / "build" / "test-output"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / "in-process-tier.log"
+    # A log of this invocation's own (a test may run the tiers inside the tiers), kept as in-process-tier.log.
+    handle, name = tempfile.mkstemp(prefix=".in-process-tier-", suffix=".log", dir=log_dir)
+    os.close(handle)
+    log_path = Path(name)
     base = [sys.executable, "-m", "pytest", "-p", "no:xdist"]
     if any(arg == "-m" or arg.startswith("-m") and not arg.startswith("--") for arg in argv):
         return subprocess.call([*base, *argv], cwd=ROOT)
@@ -66,8 +70,10 @@ def main(argv: list[str]) -> int:
     for name, proc in (("process", live), ("in-process", quiet)):
         ended.setdefault(name, time.monotonic() - start)
     codes = {"process": live.returncode, "in-process": quiet.returncode}
-    print(f"\n===== in-process tier ({log_path}) =====", flush=True)
-    sys.stdout.write(log_path.read_text(errors="replace"))
+    text = log_path.read_text(errors="replace")
+    kept = log_path.replace(log_dir / "in-process-tier.log")
+    print(f"\n===== in-process tier ({kept}) =====", flush=True)
+    sys.stdout.write(text)
     print("\n===== tiers =====")
     for name, expression in TIERS:
         state = {0: "passed", NO_TESTS: "no tests selected"}.get(codes[name], f"failed (exit {codes[name]})")

@@ -4,7 +4,8 @@ What tests build (photos, tiny models, servers, the moon process) is in testkit/
 
 Tiers, chosen by markers (setup.cfg): unmarked tests run in this process in seconds (`make test-fast`); `slow`
 ones start processes, Ray, servers or Airflow, or run the pipeline end to end; `external` ones need a service set
-up outside the default tooling (the vLLM CPU venv, Chromium, airflow standalone). `make test` runs them all.
+up outside the default tooling (the vLLM CPU venv, Chromium, airflow standalone). `make test` runs them all: the
+unmarked tier and the marked one side by side, in two pytest processes (testkit/tiers.py).
 """
 from __future__ import annotations
 
@@ -72,17 +73,27 @@ def sample_path() -> str:
     return str(ROOT / SAMPLE)
 
 
-@pytest.fixture(scope="session")
-def ray_local(ray_head):
-    """This process joined to the session's Ray head (tests/orchestration_fixtures.py): one Ray per session."""
-    ray = pytest.importorskip("ray")
+def join_head(ray_head):
+    """Connect this process to the session's Ray head, unless it is connected already."""
     import logging
+
+    import ray
 
     if not ray.is_initialized():
         # The head's token is in the environment (orchestration_fixtures). Workers' output stays in the head's log
         # files: forwarded to this process it would arrive whenever Ray flushes it, inside a later test's output.
         ray.init(address=f"127.0.0.1:{ray_head.port}", logging_level=logging.WARNING, log_to_driver=False)
-    yield ray
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_local(ray_head):
+    """This process joined to the session's Ray head (tests/orchestration_fixtures.py): one Ray per session. A test
+    that needs a Ray of its own shuts this connection down and joins the head again when it ends (test_s3.py)."""
+    pytest.importorskip("ray")
+    yield join_head(ray_head)
+    import ray
+
     ray.shutdown()
 
 

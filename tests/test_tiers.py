@@ -50,7 +50,7 @@ def test_make_test_runs_both_tiers_and_says_how_each_ended(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "testkit.tiers", "tests/test_tiers.py", "-k", "verdict"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "7 passed" in (tmp_path / "in-process-tier.log").read_text()
+    assert "7 passed" in (tmp_path / "in-process-tier.log").read_text() and not list(tmp_path.glob(".in-process*"))
     assert "\nin-process: passed in " in proc.stdout and "\n   process: no tests selected in " in proc.stdout
     assert "make test: passed in " in proc.stdout
 

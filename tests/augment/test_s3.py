@@ -9,21 +9,24 @@ from augment.core import manifest
 from augment import plan as P, runner
 from augment.core import schema as S
 from testkit.s3 import moto_s3
+from tests.conftest import join_head
 
 pytestmark = pytest.mark.slow
 BUCKET = "catalogue"
 
 
 @pytest.fixture(scope="module")
-def s3():
+def s3(ray_head):
     with moto_s3(BUCKET) as client:
-        # Ray workers take credentials from the standard chain of the environment they start in: restart the
-        # local cluster so that its workers see this endpoint and these test credentials.
+        # Ray workers take credentials from the standard chain of the environment they start in: the run starts
+        # a local Ray of its own, whose workers see this endpoint and these test credentials. Afterwards this
+        # process joins the session's head again: the tests after this file would otherwise each start a Ray.
         import ray
 
         ray.shutdown()
         yield client
         ray.shutdown()
+        join_head(ray_head)
 
 
 def test_s3_input_and_output(s3, sample_path, tmp_path):
