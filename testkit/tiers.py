@@ -41,9 +41,9 @@ def main(argv: list[str]) -> int:
     log_dir = Path(os.environ.get("MOON_TEST_OUTPUT", ROOT / "build" / "test-output"))
     log_dir.mkdir(parents=True, exist_ok=True)
     # A log of this invocation's own (a test may run the tiers inside the tiers), kept as in-process-tier.log.
-    handle, name = tempfile.mkstemp(prefix=".in-process-tier-", suffix=".log", dir=log_dir)
+    handle, own_log = tempfile.mkstemp(prefix=".in-process-tier-", suffix=".log", dir=log_dir)
     os.close(handle)
-    log_path = Path(name)
+    log_path = Path(own_log)
     base = [sys.executable, "-m", "pytest", "-p", "no:xdist"]
     if any(arg == "-m" or arg.startswith("-m") and not arg.startswith("--") for arg in argv):
         return subprocess.call([*base, *argv], cwd=ROOT)

@@ -82,7 +82,7 @@ def join_head(ray_head):
     if not ray.is_initialized():
         # The head's token is in the environment (orchestration_fixtures). Workers' output stays in the head's log
         # files: forwarded to this process it would arrive whenever Ray flushes it, inside a later test's output.
-        ray.init(address=f"127.0.0.1:{ray_head.port}", logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(address=ray_head.address, logging_level=logging.WARNING, log_to_driver=False)
     return ray
 
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from testkit.tiers import IN_PROCESS, ROOT, TIERS, verdict
+from testkit.tiers import ROOT, TIERS, verdict
 
 
 @pytest.mark.parametrize("codes, expected", [
@@ -19,12 +19,6 @@ from testkit.tiers import IN_PROCESS, ROOT, TIERS, verdict
 ])
 def test_the_verdict_fails_on_any_failure_and_on_no_test_at_all(codes, expected):
     assert verdict(codes) == expected
-
-
-def test_the_two_marker_expressions_are_complements():
-    (process, first), (in_process, second) = TIERS
-    assert (process, in_process) == ("process", "in-process")
-    assert second == IN_PROCESS and first == f"not ({IN_PROCESS})"
 
 
 def collected(*args: str) -> set[str]:

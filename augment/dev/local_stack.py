@@ -141,6 +141,11 @@ class RayHead:
         self.log_path = Path(self.temp_dir) / "ray-start.log"
 
     @property
+    def address(self) -> str:
+        """The GCS address that drivers (`ray.init(address=...)`, `moon run --ray-address`) and nodes join."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
     def dashboard_url(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
@@ -194,7 +199,7 @@ class RayWorkerNode:
 
     def start(self, timeout: float = 120.0) -> "RayWorkerNode":
         cmd = [
-            _bin("ray"), "start", "--address", f"127.0.0.1:{self.head.port}", "--block", "--disable-usage-stats",
+            _bin("ray"), "start", "--address", self.head.address, "--block", "--disable-usage-stats",
             "--node-ip-address", "127.0.0.1", "--num-cpus", str(self.num_cpus), "--temp-dir", self.temp_dir,
             "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()),
             "--runtime-env-agent-port", str(free_port()),

@@ -79,7 +79,7 @@ def test_kill_between_data_file_and_manifest_record_on_ray(tmp_path, clean_rows,
     # threads, so the shard whose data file is published second may not be the second in input order. The driver
     # joins the session's Ray head (as on a cluster): Ray ends the killed driver's job, its actors with it.
     out = tmp_path / "run"
-    on_ray = ("--ray-address", f"127.0.0.1:{ray_head.port}")
+    on_ray = ("--ray-address", ray_head.address)
     committed = crash(out, "after_data_write=2:kill", tmp_path / "faults", mode=on_ray)
     assert len(committed) < SHARDS
     assert len(list((out / "data").glob("*.parquet"))) > len(committed)  # published without its commit record
