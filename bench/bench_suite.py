@@ -7,7 +7,8 @@ pytest-xdist workers; and the floor the CPU work sets.
 Each way runs in a fresh process: `serial` is `python -m pytest -q -p no:xdist [selection]`; `tiers` is
 `python -m testkit.tiers [selection]` (what `make test` runs); a number N is `python -m pytest -q -n N --dist
 loadgroup [selection]` (`make test TEST_WORKERS=N`); serial and xdist runs leave pytest's cache alone.
-It reads the machine's CPU counters (/proc/stat) before and after: the CPU seconds every process spent in that time, the suite's own and everything it starts (Ray, Airflow,
+It reads the machine's CPU counters (/proc/stat) before and after: the CPU seconds every process spent in that
+time, the suite's own and everything it starts (Ray, Airflow,
 servers, `moon` processes) alike, so run it on an otherwise quiet machine. Printed per configuration: wall
 seconds, CPU seconds, the share of the machine kept busy, and the floor, CPU seconds / cores: no number of
 workers can finish the same work sooner on this machine. Workers add work of their own (each imports the
