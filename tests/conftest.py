@@ -30,8 +30,8 @@ import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # The sample as the runs below name it: relative to the checkout, so that shard ids and lineage (which hash and
-# record the input's name) are the same wherever the checkout is, and the shard files can be compared byte for
-# byte with checksums recorded once (tests/augment/test_sample_identity.py).
+# record the input's name) are the same wherever the checkout is, and the shards can be compared with content
+# recorded once (tests/augment/test_sample_identity.py).
 SAMPLE = "augment/sample/myntra_sample.parquet"
 FIXED_RUN_ID = "run-sample"
 FIXED_CODE_VERSION = "0.1.0+sample"
@@ -106,7 +106,8 @@ class SampleRun:
 
 def run_sample(out: Path, use_ray: bool) -> SampleRun:
     """The bundled sample through every stage of the default profile, from the checkout, with a fixed run id and
-    code version: its shard files are the same bytes on every machine and every rerun."""
+    code version: every rerun on one machine writes the same bytes, and every machine the same content (a CPU's
+    instruction sets may move a few pixels by a grey level: tests/augment/test_sample_identity.py)."""
     from augment import config as C
     from augment import plan as P
     from augment import runner

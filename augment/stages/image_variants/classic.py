@@ -9,8 +9,8 @@ Per product, from the validated source image (`_image`):
               product's colour (Algorithm 3); `logo_badge: true` adds a round badge of the brand's initials;
 - detail:     a 2-3x close-up of the most textured region away from the logo (Algorithm 4); a product whose
               best window is flat (a plain white skirt) gets `failed:no_detail` instead of a blank close-up.
-Every random choice comes from `context.seed(product_id, kind)`, so reruns are byte-identical. An operation
-that fails on one product yields that variant with status `failed:<reason>`; it never stops the batch.
+Every random choice comes from `context.seed(product_id, kind)`, so reruns on one machine are byte-identical. An
+operation that fails on one product yields that variant with status `failed:<reason>`; it never stops the batch.
 This module must stay free of torch and of any model code: it is the CPU default.
 """
 from __future__ import annotations
