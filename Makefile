@@ -33,8 +33,9 @@ test-services:
 	  && echo "installed chromium"; } || echo "chromium could not be installed: browser tests will be skipped"
 
 # Every tier (CI runs this). The tiers are chosen by markers (setup.cfg, tests/conftest.py), never by file lists; a
-# selection that runs no test fails (pytest exits 5). By default the two tiers run side by side in two pytest
-# processes (testkit/tiers.py): the process tier prints as it goes, the in-process tier's log follows at the end.
+# selection that runs no test fails (pytest exits 5). By default three tiers run in two lanes of pytest processes
+# (testkit/tiers.py): the process tier (slow) prints as it goes; the in-process tier and then the service tier
+# (external, gpu) run beside it, and their logs follow at the end.
 # TEST_WORKERS=N instead spreads the test files over N pytest-xdist processes (one file per unit; the files that
 # read the session's sample runs are one unit), which pays on machines with more than two cores: each worker
 # builds its own Ray head and sample runs (bench/bench_suite.py measures the choices).
@@ -42,7 +43,7 @@ TEST_WORKERS ?= 0
 test: $(STAMP) test-services
 	$(if $(filter-out 0,$(TEST_WORKERS)),$(PY) -m pytest $(PYTEST_ARGS) -n $(TEST_WORKERS) --dist loadgroup,$(PY) -m testkit.tiers $(PYTEST_ARGS))
 
-# The in-process tier: no Ray, no subprocess, no server; ~3.5 minutes on two cores (1,113 tests).
+# The in-process tier: no Ray, no subprocess, no server; ~75 s on two cores (1,113 tests).
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not external and not gpu" $(PYTEST_ARGS)
 

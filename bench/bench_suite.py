@@ -1,4 +1,4 @@
-"""Wall time and CPU time of the test suite: serial, as `make test` runs it (two tiers side by side), and in
+"""Wall time and CPU time of the test suite: serial, as `make test` runs it (three tiers in two lanes), and in
 pytest-xdist workers; and the floor the CPU work sets.
 
     python3 bench/bench_suite.py --ways serial tiers 2 --out /tmp/suite.json        # the whole suite, three ways

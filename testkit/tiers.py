@@ -1,14 +1,15 @@
-"""`make test`: the two tiers of the suite side by side, in two pytest processes.
+"""`make test`: the three tiers of the suite in two lanes of pytest processes.
 
-The process tier (`slow`, `external`, `gpu`: Ray, servers, Airflow, killed processes) spends much of its time
-waiting for processes to start and servers to answer; the in-process tier is pure computation. Run one after
-the other on two cores, the first leaves a core idle for minutes; run together, the in-process tier fills it.
-The two marker expressions are each other's complement, so every collected test runs exactly once.
+    lane 1: process tier (`slow`: Ray, killed processes, Ray jobs, Airflow's dag.test)       prints as it goes
+    lane 2: in-process tier (unmarked: pure computation), then service tier (`external`,
+            `gpu`: the vLLM CPU server, Chromium, airflow standalone)                         logs, printed at the end
 
-The process tier prints as it goes; the in-process tier writes to a log that is printed when both have ended,
-followed by one line per tier. The command fails when either tier fails, and when neither ran a test (pytest's
-exit 5); a selection (extra pytest arguments, e.g. a file) that leaves one tier empty is fine. Arguments with
-their own marker expression (`-m`) choose the tests themselves: they run in one pytest process.
+The process tier is the longest and spends much of its time waiting for processes to start and servers to
+answer; the other lane fills the second core meanwhile. The marker expressions partition the suite, so every
+collected test runs exactly once. When all have ended, lane 2's logs are printed, then one line per tier. The
+command fails when any tier fails, and when none ran a test (pytest's exit 5); a selection (extra pytest arguments,
+e.g. a file) that leaves a tier empty is fine. Arguments with their own marker expression (`-m`) choose the tests
+themselves: they run in one pytest process.
 
     python -m testkit.tiers [PYTEST ARGS...]
 """
@@ -24,7 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_PROCESS = "not slow and not external and not gpu"
-TIERS = (("process", f"not ({IN_PROCESS})"), ("in-process", IN_PROCESS))
+SERVICE = "external or gpu"
+TIERS = (("process", f"not ({IN_PROCESS}) and not ({SERVICE})"), ("in-process", IN_PROCESS), ("service", SERVICE))
+LANES = (("process",), ("in-process", "service"))  # the first lane prints live, the others to logs
 NO_TESTS = 5  # pytest's exit status when the selection is empty
 
 
@@ -40,41 +43,56 @@ def verdict(codes: dict[str, int]) -> int:
 def main(argv: list[str]) -> int:
     log_dir = Path(os.environ.get("MOON_TEST_OUTPUT", ROOT / "build" / "test-output"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    # A log of this invocation's own (a test may run the tiers inside the tiers), kept as in-process-tier.log.
-    handle, own_log = tempfile.mkstemp(prefix=".in-process-tier-", suffix=".log", dir=log_dir)
-    os.close(handle)
-    log_path = Path(own_log)
     base = [sys.executable, "-m", "pytest", "-p", "no:xdist"]
     if any(arg == "-m" or arg.startswith("-m") and not arg.startswith("--") for arg in argv):
         return subprocess.call([*base, *argv], cwd=ROOT)
+    expressions = dict(TIERS)
+    procs: dict[str, subprocess.Popen] = {}
+    logs: dict[str, Path] = {}  # logs of this invocation's own (a test may run the tiers inside the tiers)
+    ended: dict[str, float] = {}
+    waiting = [list(lane) for lane in LANES]
+    running: dict[int, str] = {}
     start = time.monotonic()
-    with open(log_path, "w") as log:
-        # The in-process tier starts first: it collects and finishes while the process tier starts its servers.
-        quiet = subprocess.Popen([*base, "-m", TIERS[1][1], *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-        live = subprocess.Popen([*base, "-m", TIERS[0][1], *argv], cwd=ROOT, start_new_session=True)
-        ended: dict[str, float] = {}
-        try:
-            while quiet.poll() is None or live.poll() is None:
-                for name, proc in (("process", live), ("in-process", quiet)):
-                    if proc.poll() is not None and name not in ended:
-                        ended[name] = time.monotonic() - start
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            for proc in (live, quiet):
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGINT)
-            for proc in (live, quiet):
-                proc.wait()
-            raise
-    for name, proc in (("process", live), ("in-process", quiet)):
-        ended.setdefault(name, time.monotonic() - start)
-    codes = {"process": live.returncode, "in-process": quiet.returncode}
-    text = log_path.read_text(errors="replace")
-    kept = log_path.replace(log_dir / "in-process-tier.log")
-    print(f"\n===== in-process tier ({kept}) =====", flush=True)
-    sys.stdout.write(text)
+
+    def advance(lane: int) -> None:
+        if not waiting[lane]:
+            running.pop(lane, None)
+            return
+        name = running[lane] = waiting[lane].pop(0)
+        command = [*base, "-m", expressions[name], *argv]
+        if lane == 0:
+            procs[name] = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+            return
+        handle, path = tempfile.mkstemp(prefix=f".{name}-tier-", suffix=".log", dir=log_dir)
+        logs[name] = Path(path)
+        with os.fdopen(handle, "w") as log:
+            procs[name] = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
+
+    # The quiet lanes start first: the in-process tier collects while the process tier starts its servers.
+    for lane in reversed(range(len(LANES))):
+        advance(lane)
+    try:
+        while running:
+            for lane, name in list(running.items()):
+                if procs[name].poll() is not None:
+                    ended[name] = time.monotonic() - start
+                    advance(lane)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        for proc in procs.values():
+            proc.wait()
+        raise
+    for name, path in logs.items():
+        text = path.read_text(errors="replace")
+        kept = path.replace(log_dir / f"{name}-tier.log")
+        print(f"\n===== {name} tier ({kept}) =====", flush=True)
+        sys.stdout.write(text)
     print("\n===== tiers =====")
+    codes = {name: procs[name].returncode for name, _ in TIERS}
     for name, expression in TIERS:
         state = {0: "passed", NO_TESTS: "no tests selected"}.get(codes[name], f"failed (exit {codes[name]})")
         print(f"{name:>10}: {state} in {ended[name]:.0f} s   (-m \"{expression}\")")
