@@ -35,7 +35,7 @@ test-services:
 # Every tier (CI runs this). The tiers are chosen by markers (setup.cfg, tests/conftest.py), never by file lists; a
 # selection that runs no test fails (pytest exits 5). By default three tiers run in two lanes of pytest processes
 # (testkit/tiers.py): the process tier (slow) prints as it goes; the in-process tier and then the service tier
-# (external, gpu) run beside it, and their logs follow at the end.
+# (external, gpu, slow orchestration) run beside it, and their logs follow at the end.
 # TEST_WORKERS=N instead spreads the test files over N pytest-xdist processes (one file per unit; the files that
 # read the session's sample runs are one unit), which pays on machines with more than two cores: each worker
 # builds its own Ray head and sample runs (bench/bench_suite.py measures the choices).

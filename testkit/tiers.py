@@ -1,11 +1,11 @@
 """`make test`: the three tiers of the suite in two lanes of pytest processes.
 
-    lane 1: process tier (`slow`: Ray, killed processes, Ray jobs, Airflow's dag.test)       prints as it goes
-    lane 2: in-process tier (unmarked: pure computation), then service tier (`external`,
-            `gpu`: the vLLM CPU server, Chromium, airflow standalone)                         logs, printed at the end
+    lane 1: process tier (`slow`: Ray, the pipeline end to end, killed processes)           prints as it goes
+    lane 2: in-process tier (unmarked: pure computation), then service tier (`external`, `gpu`, slow
+            `orchestration`: the vLLM CPU server, Chromium, Airflow, Ray jobs)                logs, printed at the end
 
-The process tier is the longest and spends much of its time waiting for processes to start and servers to
-answer; the other lane fills the second core meanwhile. The marker expressions partition the suite, so every
+Both lanes spend much of their time waiting for processes to start and servers to answer, and take about as long
+as each other on two cores: each fills the other's waits. The marker expressions partition the suite, so every
 collected test runs exactly once. When all have ended, lane 2's logs are printed, then one line per tier. The
 command fails when any tier fails, and when none ran a test (pytest's exit 5); a selection (extra pytest arguments,
 e.g. a file) that leaves a tier empty is fine. Arguments with their own marker expression (`-m`) choose the tests
@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_PROCESS = "not slow and not external and not gpu"
-SERVICE = "external or gpu"
+SERVICE = "external or gpu or (orchestration and slow)"
 TIERS = (("process", f"not ({IN_PROCESS}) and not ({SERVICE})"), ("in-process", IN_PROCESS), ("service", SERVICE))
 LANES = (("process",), ("in-process", "service"))  # the first lane prints live, the others to logs
 NO_TESTS = 5  # pytest's exit status when the selection is empty

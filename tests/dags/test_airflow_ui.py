@@ -25,7 +25,7 @@ import pytest
 from augment.orchestrate import submission
 from tests.orchestration_fixtures import DAGS, ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.external]
+pytestmark = [pytest.mark.slow, pytest.mark.external, pytest.mark.orchestration]
 OUTPUT = Path(os.environ.get("MOON_TEST_OUTPUT", ROOT / "build" / "test-output")) / "airflow_ui"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

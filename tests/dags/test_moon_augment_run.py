@@ -17,7 +17,7 @@ from augment.core import manifest
 from augment.orchestrate import submission
 from tests.orchestration_fixtures import DAGS
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.orchestration]
 
 
 @pytest.fixture(scope="module")

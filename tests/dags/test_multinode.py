@@ -28,7 +28,7 @@ import yaml
 
 from tests.orchestration_fixtures import DAGS, RAY_TOKEN
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.orchestration]
 
 BUCKET = "moon-multinode"
 SHARD_SIZE = 8

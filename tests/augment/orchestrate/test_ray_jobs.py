@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.orchestration]
 
 
 @pytest.fixture(scope="module")
