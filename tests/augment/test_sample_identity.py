@@ -4,9 +4,10 @@ checkout, a fixed run id and code version) write the same bytes.
 
 On one machine a rerun writes the same bytes. Across machines it need not: OpenCV, numpy and torch pick their
 kernels by the CPU's instruction sets, so a blended background may differ by a grey level in a few pixels (and
-its JPEG bytes with it), and a filter score in the seventh digit. The record is therefore the content, not the
-file checksums: every column except the variants' pixels and scores exactly (a sha256 of the rows and the schema),
-the scores to 1e-5, and each variant image as the mean colour of a 4x4 grid of cells, to 2 grey levels; a changed
+its JPEG bytes with it), and a filter score, a share of matching pixels, by a pixel or two (5e-5 seen between an
+AVX-512 and an AVX2 machine). The record is therefore the content, not the file checksums: every column except the
+variants' pixels and scores exactly (a sha256 of the rows and the schema), the scores to 1e-3 (a few pixels of a
+product's matte), and each variant image as the mean colour of a 4x4 grid of cells, to 2 grey levels; a changed
 layout, crop, colour, prompt, seed or status fails. An intended change of the output (a stage that renders
 differently, another schema version) records the content again, and says why in its commit:
 
@@ -29,7 +30,7 @@ from tests.conftest import FIXED_CODE_VERSION, FIXED_RUN_ID, SAMPLE
 RECORDED = Path(__file__).parent / "fixtures" / "sample_shards.json"
 GRID = 4  # cells per side of an image's thumbnail
 PIXEL_TOLERANCE = 2  # grey levels a thumbnail cell may differ by
-SCORE_TOLERANCE = 1e-5
+SCORE_TOLERANCE = 1e-3  # a score is a share of a matte's pixels; a few of them may differ
 
 
 def shard_files(run_dir: Path) -> list[Path]:
@@ -129,7 +130,7 @@ def test_a_moved_grey_level_is_tolerated_and_a_changed_image_is_not():
     moved = np.roll(base, 16, axis=0)  # the same picture shifted: another layout
     thumbs = [thumbnail(cv2.imencode(".png", image)[1].tobytes()) for image in (base, nudged, moved)]
     record = {"rows": 1, "sha256": "x", "scores": [0.5], "thumbnails": [thumbs[0]]}
-    assert differences("f", record | {"thumbnails": [thumbs[1]], "scores": [0.5 + 1e-7]}, record) == []
+    assert differences("f", record | {"thumbnails": [thumbs[1]], "scores": [0.5 + 5e-4]}, record) == []
     assert differences("f", record | {"thumbnails": [thumbs[2]]}, record) == ["f: variant 0's image differs from the "
                                                                                 "recorded one"]
     assert differences("f", record | {"scores": [0.51]}, record) == ["f: variant 0 scores 0.51, recorded 0.5"]
