@@ -5,10 +5,45 @@ appended to the lexicon ruler's `extra_lexicons`, so they match like the bundled
 """
 from __future__ import annotations
 
+import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class _HideTorch:
+    """An import hook that makes `import torch` fail, in one thread only: see import_spacy."""
+
+    def __init__(self, thread: int):
+        self.thread = thread
+
+    def find_spec(self, name, path=None, target=None):
+        if threading.get_ident() == self.thread and (name == "torch" or name.startswith("torch.")):
+            raise ImportError("torch is not needed by the rule-based NER pipeline")
+        return None
+
+
+def import_spacy():
+    """spaCy, imported so that thinc does not load torch when this process has not loaded it yet.
+
+    thinc imports torch, if installed, only to offer PyTorch layers; the rule components here use none. Every
+    process that extracts entities (a `moon run`, each Ray worker of the ner stage, `moon ner`) would otherwise
+    spend 1.5 s of CPU loading torch for nothing. A process that loads torch later still gets it (the hook is gone
+    by then); thinc then keeps treating torch as absent, which only matters to spaCy models built on PyTorch.
+    """
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        import spacy
+
+        return spacy
+    hook = _HideTorch(threading.get_ident())
+    sys.meta_path.insert(0, hook)
+    try:
+        import spacy
+    finally:
+        sys.meta_path.remove(hook)
+    return spacy
 
 
 def config_path(lang: str) -> Path:
@@ -22,7 +57,7 @@ def config_path(lang: str) -> Path:
 def build_pipeline(lang: str = "en", lexicon_files: Iterable[str] = (), config: str | Path | None = None,
                    overrides: dict[str, Any] | None = None):
     """A ready `spacy.Language`: the config for `lang` (or the file `config`), user lexicons added."""
-    import spacy
+    spacy = import_spacy()
 
     import ner.components  # noqa: F401  (registers the factories and the tokenizer)
 

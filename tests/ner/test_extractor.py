@@ -293,3 +293,39 @@ def test_lace_stays_a_material_elsewhere(extractor):
 def test_golf_clubs_named_after_a_material_are_no_material(extractor, title, material):
     # the category is "Golf Clubs"; the club names are no category here, and no material either
     assert texts_of(extractor, title, "MATERIAL") == [material]
+
+
+def test_loading_the_pipeline_does_not_load_torch_and_torch_still_loads_after():
+    """The rule pipeline has no use for torch (ner.pipeline.import_spacy): a process that only extracts entities
+    does not pay for loading it, and one that needs torch later still gets it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, ner\n"
+        "extractor = ner.load('en')\n"
+        "print('torch' in sys.modules)\n"
+        "print(extractor.extract(['Nike Men Black Shorts'])[0][0]['id'])\n"
+        "import torch\n"
+        "print(int(torch.ones(3).sum()))\n"
+        "import thinc.compat\n"
+        "print(thinc.compat.has_torch)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["False", "nike", "3", "False"]
+
+
+def test_a_thread_importing_torch_while_spacy_loads_gets_it():
+    """The hook that keeps torch from thinc refuses it to the importing thread only."""
+    import threading
+
+    from ner.pipeline import _HideTorch
+
+    hook = _HideTorch(threading.get_ident())
+    assert hook.find_spec("numpy") is None
+    with pytest.raises(ImportError):
+        hook.find_spec("torch.nn")
+    seen = []
+    other = threading.Thread(target=lambda: seen.append(hook.find_spec("torch")))
+    other.start()
+    other.join()
+    assert seen == [None]  # another thread is left to the normal import system
