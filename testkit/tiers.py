@@ -2,7 +2,7 @@
 
     lane 1: process tier (`slow`: Ray, the pipeline end to end, killed processes)           prints as it goes
     lane 2: in-process tier (unmarked: pure computation), then service tier (`external`, `gpu`, slow
-            `orchestration`: the vLLM CPU server, Chromium, Airflow, Ray jobs)                logs, printed at the end
+            `orchestration`: the vLLM CPU server, Chromium, Airflow, Ray jobs and Train)    logs, printed at the end
 
 Both lanes spend much of their time waiting for processes to start and servers to answer, and take about as long
 as each other on two cores: each fills the other's waits. The marker expressions partition the suite, so every

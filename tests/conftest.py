@@ -5,8 +5,8 @@ What tests build (photos, tiny models, servers, the moon process) is in testkit/
 Tiers, chosen by markers (setup.cfg): unmarked tests run in this process in seconds (`make test-fast`); `slow`
 ones start processes, Ray, servers or Airflow, or run the pipeline end to end; `external` ones need a service set
 up outside the default tooling (the vLLM CPU venv, Chromium, airflow standalone); `orchestration` ones drive
-Airflow DAGs or Ray jobs. `make test` runs them all, each tier in a pytest process of its own: the `slow` one beside
-the unmarked one and then the service one (`external`, `gpu`, slow `orchestration`; testkit/tiers.py).
+Airflow DAGs, Ray jobs or Ray Train runs. `make test` runs them all, each tier in a pytest process of its own: the
+`slow` one beside the unmarked one and then the service one (`external`, `gpu`, slow `orchestration`; testkit/tiers.py).
 """
 from __future__ import annotations
 

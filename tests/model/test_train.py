@@ -71,6 +71,7 @@ def test_moon_train_and_eval_print_the_schema_version_error_on_one_line(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.orchestration
 def test_ray_train_keeps_the_last_epochs_and_the_best_and_resumes(tmp_path, ray_local):
     run = write_run(tmp_path / "run", product_rows(100), shard_size=40)
     output = tmp_path / "ckpt"
