@@ -176,6 +176,8 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
     pending = plan.pending
     sizes = _pool_sizes(groups, ray.cluster_resources(), shards=len(pending), rows=plan.rows_pending)
     ds = ray.data.from_items([s.to_dict() for s in pending], override_num_blocks=len(pending))
+    # Faults armed in this process fire in the actors too, wherever they run (augment.core.faults).
+    fault_env = {"runtime_env": {"env_vars": faults.armed()}} if faults.armed() else {}
     for index, ((specs, res), (low, high)) in enumerate(zip(groups, sizes)):
         first = index == 0
         if _is_dataset_stage(specs[0]):
@@ -206,6 +208,7 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
                 # number of times (Ray Data's default retries without limit).
                 max_restarts=-1,
                 max_task_retries=config.run.worker_retries,
+                **fault_env,
             )
     writer = ShardWriter(plan, context, config.output.compression, threads=config.run.writer_threads)
     try:

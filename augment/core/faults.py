@@ -10,6 +10,9 @@ is one dict lookup. MOON_FAULTS holds `name=N:action[,name=N:action...]`: at the
 Points: driver_batch, stage:<stage> (a chain is about to run the stage on a batch), stage_call:<stage> (inside
 the row isolation, before each call of the stage's `process`), before_shard_write, during_shard_write (the temp
 file is written, not yet published), after_data_write (published, not committed), after_commit.
+
+A run on Ray passes the armed faults (`armed()`) to its actors' runtime env: on a cluster they do not inherit
+the driver's environment.
 """
 from __future__ import annotations
 
@@ -58,6 +61,14 @@ def point(name: str) -> None:
         raise InjectedFault(f"fault injected at {name} (hit {hits})")
     elif action.startswith("sleep"):
         time.sleep(float(action[5:] or 1))
+
+
+def armed() -> dict[str, str]:
+    """MOON_FAULTS and MOON_FAULTS_STATE as this process has them ({} when no fault is armed): the run passes them
+    to its Ray actors, which on a cluster do not inherit the driver's environment."""
+    if not os.environ.get(_ENV):
+        return {}
+    return {key: os.environ[key] for key in (_ENV, _STATE) if os.environ.get(key)}
 
 
 def _hits(name: str) -> int:

@@ -24,6 +24,8 @@ stages:
 
 
 def test_killed_workers_are_restarted_and_their_batches_retried(tmp_path, ray_local):
+    # A private Ray of 4 CPUs (run.num_cpus): the three chains' actors need 2.5 CPUs at once, and on the session's
+    # 2-CPU head a restarted actor waits for a CPU that the others hold.
     config_file = tmp_path / "config.yaml"
     config_file.write_text(CONFIG)
     out = tmp_path / "run"
@@ -49,12 +51,14 @@ def test_killed_workers_are_restarted_and_their_batches_retried(tmp_path, ray_lo
     assert ray.data.read_parquet(str(out / "data")).count() == LIMIT
 
 
-def test_worker_retries_are_bounded(tmp_path):
-    # A batch that kills its worker every time must end the run with an error, not loop for ever.
+def test_worker_retries_are_bounded(tmp_path, ray_head):
+    # A batch that kills its worker every time must end the run with an error, not loop for ever. The run joins the
+    # session's Ray head, as on a cluster: the armed faults reach its actors through their runtime env
+    # (augment.core.faults.armed).
     config_file = tmp_path / "config.yaml"
     config_file.write_text(CONFIG.replace("run:\n", "run:\n  worker_retries: 1\n"))
     proc = moon("run", "--input", str(SAMPLE), "--output", str(tmp_path / "run"), "--config", str(config_file),
-                "--limit", "8", "--shard-size", "8", "--no-progress",
+                "--limit", "8", "--shard-size", "8", "--no-progress", "--ray-address", ray_head.address,
                 env={"MOON_FAULTS": "stage:image_variants=1+:kill", "MOON_FAULTS_STATE": str(tmp_path / "faults")})
     assert proc.returncode == 1
     assert "error: the stages failed on Ray" in proc.stderr and "run the same command again to resume" in proc.stderr
