@@ -162,6 +162,23 @@ def _pool_sizes(groups, cluster: dict[str, float], shards: int | None = None,
     return sizes
 
 
+def oversubscribed(groups, sizes: list[tuple[int, int]], cluster: dict[str, float]) -> str | None:
+    """Why the chains' fewest actors cannot all hold their CPUs at once on `cluster`, or None when they can.
+
+    Every chain keeps at least its `min` actors. When they need more CPUs than the cluster has, the chains wait
+    for one another's actors: a run may still finish as chains drain, but an actor Ray restarts after a crash can
+    wait for a CPU that the others never give back."""
+    need = sum(low * res.num_cpus for (_, res), (low, _) in zip(groups, sizes))
+    have = cluster.get("CPU", 0.0)
+    if need <= have + 1e-9:
+        return None
+    chains = ", ".join(f"{'+'.join(s.name for s in specs)} {low} x {res.num_cpus:g}"
+                       for (specs, res), (low, _) in zip(groups, sizes))
+    return (f"the stage chains need {need:g} CPUs to hold one actor each ({chains}) and the cluster has {have:g}: "
+            "they will wait for one another, and an actor restarted after a crash may wait for ever; give the "
+            "stages fewer CPUs (stages.<name>.resources.num_cpus) or the cluster more")
+
+
 def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None = None) -> list[manifest.ShardRecord]:
     import ray
     import ray.data
@@ -174,7 +191,11 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
     context = build_context(plan, config)
     groups = group_stages(stage_specs(config, plan.input_uri))
     pending = plan.pending
-    sizes = _pool_sizes(groups, ray.cluster_resources(), shards=len(pending), rows=plan.rows_pending)
+    cluster = ray.cluster_resources()
+    sizes = _pool_sizes(groups, cluster, shards=len(pending), rows=plan.rows_pending)
+    problem = oversubscribed(groups, sizes, cluster)
+    if problem:
+        log.warning("%s", problem)
     ds = ray.data.from_items([s.to_dict() for s in pending], override_num_blocks=len(pending))
     # Faults armed in this process fire in the actors too, wherever they run (augment.core.faults).
     fault_env = {"runtime_env": {"env_vars": faults.armed()}} if faults.armed() else {}

@@ -13,7 +13,7 @@ import pytest
 from augment.core import models
 from augment.core import schema as S
 from augment.pipeline import LOAD_TIMING, StageChain, StageSpec
-from augment.runner import _pool_sizes
+from augment.runner import _pool_sizes, oversubscribed
 from augment.config import Resources
 from augment.stages import RunContext
 
@@ -82,6 +82,21 @@ def test_a_small_job_starts_no_more_model_actors_than_it_has_batches():
     # 2 shards of 64 rows: 2 first-chain batches, 16 batches of 8 rows for the GPU chain
     assert _pool_sizes([cpu_chain, gpu_chain], cluster, shards=2, rows=128) == [(1, 2), (16, 16)]
     assert _pool_sizes([cpu_chain, gpu_chain], cluster, shards=1, rows=3) == [(1, 1), (1, 1)]
+
+
+def test_chains_whose_fewest_actors_need_more_cpus_than_the_cluster_are_named():
+    # The worker-crash test's layout: a 0.5-CPU image_variants pool between two 1-CPU chains (2.5 CPUs at once).
+    chains = [([StageSpec("validate", "default", None), StageSpec("ner", "spacy_rules", None)], Resources(num_cpus=1)),
+              ([StageSpec("image_variants", "classic", None)], Resources(num_cpus=0.5, batch_size=4)),
+              ([StageSpec("filter", "heuristic", None)], Resources(num_cpus=1))]
+    two, four = {"CPU": 2.0}, {"CPU": 4.0}
+    assert oversubscribed(chains, _pool_sizes(chains, four, shards=3, rows=24), four) is None
+    sizes = _pool_sizes(chains, two, shards=3, rows=24)
+    assert sizes == [(1, 1)] * 3
+    assert oversubscribed(chains, sizes, two) == (
+        "the stage chains need 2.5 CPUs to hold one actor each (validate+ner 1 x 1, image_variants 1 x 0.5, "
+        "filter 1 x 1) and the cluster has 2: they will wait for one another, and an actor restarted after a crash "
+        "may wait for ever; give the stages fewer CPUs (stages.<name>.resources.num_cpus) or the cluster more")
 
 
 # ---------------------------------------------------------------------------------------------------------------
