@@ -198,7 +198,8 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
         log.warning("%s", problem)
     ds = ray.data.from_items([s.to_dict() for s in pending], override_num_blocks=len(pending))
     # Faults armed in this process fire in the actors too, wherever they run (augment.core.faults).
-    fault_env = {"runtime_env": {"env_vars": faults.armed()}} if faults.armed() else {}
+    armed = faults.armed()
+    fault_env = {"runtime_env": {"env_vars": armed}} if armed else {}
     for index, ((specs, res), (low, high)) in enumerate(zip(groups, sizes)):
         first = index == 0
         if _is_dataset_stage(specs[0]):

@@ -53,10 +53,8 @@ def _stamps(files: tuple[str, ...], config: str | None) -> tuple:
 @functools.lru_cache(maxsize=8)
 def _load(lang: str, lexicon_files: tuple[str, ...], stamps: tuple, config: str | None, max_chars: int,
           batch_size: int) -> "EntityExtractor":
-    from ner.pipeline import build_pipeline, import_spacy
-
-    import_spacy()  # before ner.extractor, whose components import spaCy
     from ner.extractor import EntityExtractor
+    from ner.pipeline import build_pipeline
 
     nlp = build_pipeline(lang, lexicon_files, config=config)
     return EntityExtractor(nlp, max_chars=max_chars, batch_size=batch_size)

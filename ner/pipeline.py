@@ -33,16 +33,15 @@ def import_spacy():
     spend 1.5 s of CPU loading torch for nothing. A process that loads torch later still gets it (the hook is gone
     by then); thinc then keeps treating torch as absent, which only matters to spaCy models built on PyTorch.
     """
-    if "spacy" in sys.modules or "torch" in sys.modules:
-        import spacy
-
-        return spacy
-    hook = _HideTorch(threading.get_ident())
-    sys.meta_path.insert(0, hook)
+    hook = None
+    if "spacy" not in sys.modules and "torch" not in sys.modules:
+        hook = _HideTorch(threading.get_ident())
+        sys.meta_path.insert(0, hook)
     try:
         import spacy
     finally:
-        sys.meta_path.remove(hook)
+        if hook is not None:
+            sys.meta_path.remove(hook)
     return spacy
 
 
@@ -57,9 +56,8 @@ def config_path(lang: str) -> Path:
 def build_pipeline(lang: str = "en", lexicon_files: Iterable[str] = (), config: str | Path | None = None,
                    overrides: dict[str, Any] | None = None):
     """A ready `spacy.Language`: the config for `lang` (or the file `config`), user lexicons added."""
-    spacy = import_spacy()
-
-    import ner.components  # noqa: F401  (registers the factories and the tokenizer)
+    import ner.components  # noqa: F401  (registers the factories and the tokenizer; imports spaCy without torch)
+    import spacy
 
     cfg = spacy.util.load_config(config or config_path(lang), interpolate=False)
     extra = [str(p) for p in lexicon_files]
