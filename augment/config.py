@@ -29,7 +29,7 @@ class Resources:
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0  # fractional values share one GPU between actors
-    concurrency: int | None = None  # actor pool size; None: one per CPU (CPU stages) or per GPU
+    concurrency: int | None = None  # actor pool size; None: from the CPUs (CPU stages) or the GPUs the stages share
     batch_size: int = 16
     # Ray custom resources each actor needs, e.g. {a100_node: 1}: places a stage on the nodes that declare them
     # (`ray start --resources '{"a100_node": 8}'`).

@@ -131,11 +131,15 @@ def init_ray(config: Config) -> None:
 
 def _pool_sizes(groups, cluster: dict[str, float], shards: int | None = None,
                 rows: int | None = None) -> list[tuple[int, int]]:
-    """(min, max) actors per chain: GPU chains by GPUs, CPU chains share the CPUs left after GPU actors.
+    """(min, max) actors per chain: the GPU chains share the GPUs, the CPU chains the CPUs left after GPU actors.
 
-    With `shards` and `rows` (the job's pending work), no chain gets more actors than it has batches to run: each
-    actor loads its models once, so a job of a few shards on a large cluster starts a few model actors, not one
-    per GPU of the cluster (the first chain runs one shard per batch; later chains `batch_size` rows per batch).
+    The GPU chains run side by side, so they split the cluster between them: each gets the same number of actors,
+    as many as fit when every chain holds that many at once (`stages.image_variants` at 0.75 GPU and `filter` at
+    0.25: one of each per GPU), and no more than the CPUs left once every CPU chain has one actor can hold. A chain
+    with `concurrency` gets that many. With `shards` and `rows` (the job's pending work), no chain gets more actors
+    than it has batches to run: each actor loads its models once, so a job of a few shards on a large cluster
+    starts a few model actors, not one per GPU of the cluster (the first chain runs one shard per batch; later
+    chains `batch_size` rows per batch).
     """
     cpus = max(1.0, cluster.get("CPU", 1.0))
     gpus = cluster.get("GPU", 0.0)
@@ -147,13 +151,28 @@ def _pool_sizes(groups, cluster: dict[str, float], shards: int | None = None,
         return max(1, min(n, batches))
 
     sizes: list[tuple[int, int] | None] = [None] * len(groups)
-    reserved = 0.0
-    for i, (_, res) in enumerate(groups):
-        if res.num_gpus > 0:
-            n = work_cap(i, res.concurrency or max(1, int(gpus / res.num_gpus)))
-            sizes[i] = (n, n)
-            reserved += n * res.num_cpus
+    gpu_groups = [i for i, (_, res) in enumerate(groups) if res.num_gpus > 0]
     cpu_groups = [i for i, (_, res) in enumerate(groups) if res.num_gpus == 0]
+    shared = [i for i in gpu_groups if not groups[i][1].concurrency]
+    each = 1
+    gpus_left, cpus_left = gpus, cpus - sum(groups[i][1].num_cpus for i in cpu_groups)
+    for i in gpu_groups:
+        res = groups[i][1]
+        if res.concurrency:
+            gpus_left -= res.concurrency * res.num_gpus
+            cpus_left -= res.concurrency * res.num_cpus
+    if shared:
+        fits = gpus_left / sum(groups[i][1].num_gpus for i in shared)
+        per_actor_cpus = sum(groups[i][1].num_cpus for i in shared)
+        if per_actor_cpus > 0:
+            fits = min(fits, cpus_left / per_actor_cpus)
+        each = max(1, int(fits + 1e-9))
+    reserved = 0.0
+    for i in gpu_groups:
+        res = groups[i][1]
+        n = work_cap(i, res.concurrency or each)
+        sizes[i] = (n, n)
+        reserved += n * res.num_cpus
     left = max(1.0, cpus - reserved)
     for i in cpu_groups:
         res = groups[i][1]
@@ -163,20 +182,30 @@ def _pool_sizes(groups, cluster: dict[str, float], shards: int | None = None,
 
 
 def oversubscribed(groups, sizes: list[tuple[int, int]], cluster: dict[str, float]) -> str | None:
-    """Why the chains' fewest actors cannot all hold their CPUs at once on `cluster`, or None when they can.
+    """Why the chains' fewest actors cannot all hold their CPUs and GPUs at once on `cluster`, or None when they can.
 
-    Every chain keeps at least its `min` actors. When they need more CPUs than the cluster has, the chains wait
-    for one another's actors: a run may still finish as chains drain, but an actor Ray restarts after a crash can
-    wait for a CPU that the others never give back."""
-    need = sum(low * res.num_cpus for (_, res), (low, _) in zip(groups, sizes))
-    have = cluster.get("CPU", 0.0)
-    if need <= have + 1e-9:
+    Every chain keeps at least its `min` actors. When they need more than the cluster has, the chains wait for one
+    another's actors: a run may still finish as chains drain (on one GPU, a 1-GPU image_variants actor and a filter
+    actor take turns), but an actor Ray restarts after a crash can wait for a CPU or GPU that the others never give
+    back."""
+    short = []
+    for resource, field in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+        need = sum(low * getattr(res, field) for (_, res), (low, _) in zip(groups, sizes))
+        have = cluster.get(resource, 0.0)
+        if need > have + 1e-9 and (resource == "CPU" or have > 0):
+            short.append((resource, field, need, have))
+    if not short:
         return None
-    chains = ", ".join(f"{'+'.join(s.name for s in specs)} {low} x {res.num_cpus:g}"
-                       for (specs, res), (low, _) in zip(groups, sizes))
-    return (f"the stage chains need {need:g} CPUs to hold one actor each ({chains}) and the cluster has {have:g}: "
-            "they will wait for one another, and an actor restarted after a crash may wait for ever; give the "
-            "stages fewer CPUs (stages.<name>.resources.num_cpus) or the cluster more")
+    needs = " and ".join(f"{need:g} {resource}s" for resource, _, need, _ in short)
+    haves = " and ".join(f"{have:g}" for *_, have in short)
+    chains = ", ".join(
+        f"{'+'.join(s.name for s in specs)} {low} x " + " + ".join(
+            f"{getattr(res, field):g}{'' if resource == 'CPU' else ' GPU'}" for resource, field, *_ in short)
+        for (specs, res), (low, _) in zip(groups, sizes) if any(getattr(res, field) for _, field, *_ in short))
+    fields = " / ".join(f"stages.<name>.resources.{field}" for _, field, *_ in short)
+    return (f"the stage chains need {needs} to hold their fewest actors at once ({chains}) and the cluster has "
+            f"{haves}: they will wait for one another, and an actor restarted after a crash may wait for ever; give "
+            f"the stages less ({fields}) or the cluster more")
 
 
 def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None = None) -> list[manifest.ShardRecord]:

@@ -94,9 +94,53 @@ def test_chains_whose_fewest_actors_need_more_cpus_than_the_cluster_are_named():
     sizes = _pool_sizes(chains, two, shards=3, rows=24)
     assert sizes == [(1, 1)] * 3
     assert oversubscribed(chains, sizes, two) == (
-        "the stage chains need 2.5 CPUs to hold one actor each (validate+ner 1 x 1, image_variants 1 x 0.5, "
-        "filter 1 x 1) and the cluster has 2: they will wait for one another, and an actor restarted after a crash "
-        "may wait for ever; give the stages fewer CPUs (stages.<name>.resources.num_cpus) or the cluster more")
+        "the stage chains need 2.5 CPUs to hold their fewest actors at once (validate+ner 1 x 1, image_variants "
+        "1 x 0.5, filter 1 x 1) and the cluster has 2: they will wait for one another, and an actor restarted after a "
+        "crash may wait for ever; give the stages less (stages.<name>.resources.num_cpus) or the cluster more")
+
+
+def gpu_profile_chains(image_gpus: float | None = None):
+    from augment import config as C
+    from augment.runner import group_stages, stage_specs
+
+    config = C.load(profile="gpu", check_stages=False)
+    if image_gpus is not None:
+        config.stages["image_variants"].resources.num_gpus = image_gpus
+    return group_stages(stage_specs(config, "catalogue.parquet"))
+
+
+def test_the_gpu_stages_share_the_gpus_and_one_of_each_fits_on_one_gpu():
+    chains = gpu_profile_chains()
+    names = ["+".join(spec.name for spec in specs) for specs, _ in chains]
+    assert names == ["validate+ner", "enrich_title+background_prompts", "image_variants", "filter"]
+    one = {"CPU": 16.0, "GPU": 1.0}
+    sizes = _pool_sizes(chains, one, shards=100, rows=10_000)
+    assert sizes[2:] == [(1, 1), (1, 1)]  # 0.75 + 0.25 GPU: side by side on the one GPU
+    assert oversubscribed(chains, sizes, one) is None
+    # eight GPUs: eight of each (6 + 2 GPUs), not eight image actors and 32 filter actors (16 GPUs)
+    eight = {"CPU": 128.0, "GPU": 8.0}
+    sizes = _pool_sizes(chains, eight, shards=1000, rows=100_000)
+    assert sizes[2:] == [(8, 8), (8, 8)] and oversubscribed(chains, sizes, eight) is None
+    # too few CPUs for a GPU's worth of actors (4 + 2 CPUs each, 2 kept for the CPU chains): fewer actors
+    small = {"CPU": 16.0, "GPU": 8.0}
+    sizes = _pool_sizes(chains, small, shards=1000, rows=100_000)
+    assert sizes[2:] == [(2, 2), (2, 2)] and oversubscribed(chains, sizes, small) is None
+    # a chain's concurrency is kept; the others share what it leaves
+    chains[3][1].concurrency = 4
+    assert _pool_sizes(chains, eight, shards=1000, rows=100_000)[2:] == [(9, 9), (4, 4)]
+
+
+def test_gpu_stages_that_cannot_run_side_by_side_are_named():
+    chains = gpu_profile_chains(image_gpus=1.0)
+    one = {"CPU": 16.0, "GPU": 1.0}
+    sizes = _pool_sizes(chains, one, shards=100, rows=10_000)
+    assert sizes[2:] == [(1, 1), (1, 1)]
+    assert oversubscribed(chains, sizes, one) == (
+        "the stage chains need 1.25 GPUs to hold their fewest actors at once (image_variants 1 x 1 GPU, filter "
+        "1 x 0.25 GPU) and the cluster has 1: they will wait for one another, and an actor restarted after a crash "
+        "may wait for ever; give the stages less (stages.<name>.resources.num_gpus) or the cluster more")
+    # a cluster whose GPU nodes have not joined yet (an autoscaler brings them): nothing to say about GPUs
+    assert oversubscribed(chains, sizes, {"CPU": 16.0}) is None
 
 
 # ---------------------------------------------------------------------------------------------------------------
