@@ -153,19 +153,16 @@ def _pool_sizes(groups, cluster: dict[str, float], shards: int | None = None,
     sizes: list[tuple[int, int] | None] = [None] * len(groups)
     gpu_groups = [i for i, (_, res) in enumerate(groups) if res.num_gpus > 0]
     cpu_groups = [i for i, (_, res) in enumerate(groups) if res.num_gpus == 0]
-    shared = [i for i in gpu_groups if not groups[i][1].concurrency]
+    fixed = [groups[i][1] for i in gpu_groups if groups[i][1].concurrency]
+    shared = [groups[i][1] for i in gpu_groups if not groups[i][1].concurrency]
     each = 1
-    gpus_left, cpus_left = gpus, cpus - sum(groups[i][1].num_cpus for i in cpu_groups)
-    for i in gpu_groups:
-        res = groups[i][1]
-        if res.concurrency:
-            gpus_left -= res.concurrency * res.num_gpus
-            cpus_left -= res.concurrency * res.num_cpus
     if shared:
-        fits = gpus_left / sum(groups[i][1].num_gpus for i in shared)
-        per_actor_cpus = sum(groups[i][1].num_cpus for i in shared)
-        if per_actor_cpus > 0:
-            fits = min(fits, cpus_left / per_actor_cpus)
+        gpus_left = gpus - sum(res.concurrency * res.num_gpus for res in fixed)
+        cpus_left = (cpus - sum(groups[i][1].num_cpus for i in cpu_groups)
+                     - sum(res.concurrency * res.num_cpus for res in fixed))
+        fits = gpus_left / sum(res.num_gpus for res in shared)
+        if any(res.num_cpus for res in shared):
+            fits = min(fits, cpus_left / sum(res.num_cpus for res in shared))
         each = max(1, int(fits + 1e-9))
     reserved = 0.0
     for i in gpu_groups:

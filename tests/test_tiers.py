@@ -24,7 +24,8 @@ def test_the_verdict_fails_on_any_failure_and_on_no_test_at_all(codes, expected)
     assert verdict(codes) == expected
 
 
-# One process collects the folders once per selection (pytest's own -m), with the test modules imported once.
+# One process collects the folders once per selection (pytest's own -m), with the test modules imported once; the
+# test ids of each selection go to a JSON file, one list per selection.
 COLLECT = """
 import json, sys
 import pytest
@@ -33,26 +34,30 @@ class Ids:
     def pytest_collection_finish(self, session):
         self.ids = sorted(item.nodeid for item in session.items)
 
+found = []
 for args in json.loads(sys.argv[1]):
     ids = Ids()
     code = pytest.main(["-p", "no:xdist", "--collect-only", "-q", *args], plugins=[ids])
     if code != 0:
         sys.exit(f"pytest exited {code} collecting {args}")
-    print(json.dumps(ids.ids))
+    found.append(ids.ids)
+with open(sys.argv[2], "w") as f:
+    json.dump(found, f)
 """
 
 
-def collected(*selections: list[str]) -> list[set[str]]:
-    proc = subprocess.run([sys.executable, "-c", COLLECT, json.dumps(selections)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+def collected(tmp_path, *selections: list[str]) -> list[set[str]]:
+    out = tmp_path / "collected.json"
+    proc = subprocess.run([sys.executable, "-c", COLLECT, json.dumps(selections), str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return [set(json.loads(line)) for line in proc.stdout.splitlines() if line.startswith("[")]
+    return [set(ids) for ids in json.loads(out.read_text())]
 
 
 @pytest.mark.slow
-def test_every_test_of_two_folders_is_in_exactly_one_tier():
+def test_every_test_of_two_folders_is_in_exactly_one_tier(tmp_path):
     folders = ["tests/reliability", "tests/augment/ops/report"]  # unmarked, slow and external tests side by side
-    everything, *tiers = collected(folders, *([*folders, "-m", expression] for _, expression in TIERS))
+    everything, *tiers = collected(tmp_path, folders, *([*folders, "-m", expression] for _, expression in TIERS))
     assert len(tiers) == len(TIERS) and all(tiers)
     assert set().union(*tiers) == everything and sum(map(len, tiers)) == len(everything)
 
