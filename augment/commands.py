@@ -258,10 +258,20 @@ def format_summary(summary: dict) -> str:
             lines.append(f"    {stage:<20} {seconds:8.2f}")
     else:
         lines.append("  nothing to do: every shard was already committed")
-    statuses = {k: v for k, v in total["variant_status"].items() if ":" not in k}
-    if statuses:
-        lines.append("  variants: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+    if total["variant_status"]:
+        lines.append("  variants: " + variant_counts(total["variant_status"]))
     return "\n".join(lines)
+
+
+def variant_counts(counts: dict[str, int]) -> str:
+    """The manifest's variant counts on one line, the statuses other than ok by kind:
+    `failed 5 (detail 5), filtered 7 (angle 3, background 4), ok 388`."""
+    parts = []
+    for status, n in sorted((k, v) for k, v in counts.items() if ":" not in k):
+        kinds = sorted((k.split(":", 1)[0], v) for k, v in counts.items() if k.endswith(f":{status}") and v)
+        by_kind = f" ({', '.join(f'{kind} {v}' for kind, v in kinds)})" if status != "ok" and kinds else ""
+        parts.append(f"{status} {n}{by_kind}")
+    return ", ".join(parts)
 
 
 def write_run_report(run_uri: str) -> None:

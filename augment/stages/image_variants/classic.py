@@ -128,7 +128,10 @@ class ClassicVariantsStage(Stage):
                     )
                 )
             except Exception as exc:  # noqa: BLE001 - a failed operation is recorded on its variant
-                log.warning("classic %s variant of product %s failed: %s", kind, product_id, exc)
+                # A product with no texture to zoom into is an outcome (failed:no_detail, counted in the run's
+                # summary), not something for the job log; any other failure is.
+                log.log(logging.DEBUG if isinstance(exc, NoDetail) else logging.WARNING,
+                        "classic %s variant of product %s failed: %s", kind, product_id, exc)
                 records.append(variants.failed(kind, variants.reason_code(exc), model=MODEL, seed=seed, prompt=prompt))
         return records
 
