@@ -37,7 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.add_commands(subparsers)
+    _verbose_after_the_command(parser)
     return parser
+
+
+def _verbose_after_the_command(parser: argparse.ArgumentParser) -> None:
+    """`-v` is also taken after a command (`moon train ... -v`, `moon ner eval ... -v`): every subcommand's parser
+    gets it, with no default of its own, so that `moon -v train ...` keeps working."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in {id(p): p for p in action.choices.values()}.values():  # aliases share a parser
+                if "-v" not in sub._option_string_actions:
+                    sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                     help="debug logging (also before the command)")
+                _verbose_after_the_command(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

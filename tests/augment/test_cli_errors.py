@@ -59,3 +59,13 @@ def test_training_into_a_folder_with_checkpoints_is_one_line(capsys, tmp_path):
     code, err = run(capsys, "train", "--data", str(tmp_path), "--output", str(tmp_path / "ckpt"))
     assert code == 2
     assert err == f"error: {tmp_path / 'ckpt'} already holds epoch-0003: pass --resume, or another --output\n"
+
+
+@pytest.mark.parametrize("argv, verbose", [
+    (("-v", "train", "--data", "RUN", "--output", "OUT"), True),
+    (("train", "--data", "RUN", "--output", "OUT", "-v"), True),
+    (("ner", "eval", "--gold", "GOLD", "--verbose"), True),
+    (("train", "--data", "RUN", "--output", "OUT"), False),
+])
+def test_verbose_is_taken_before_or_after_the_command(argv, verbose):
+    assert cli.build_parser().parse_args(list(argv)).verbose is verbose
