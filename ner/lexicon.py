@@ -4,7 +4,8 @@ A pattern line is the spaCy entity-ruler format plus nothing else:
     {"label": "MATERIAL", "pattern": "stainless steel", "id": "stainless_steel"}
     {"label": "MATERIAL", "pattern": [{"LIKE_NUM": true}, {"TEXT": "%"}, {"LOWER": "cotton"}], "id": "cotton"}
 A string pattern is matched case-insensitively, token by token; a list pattern is a spaCy Matcher pattern. `id` is
-the canonical form (several spellings, one id); without one, the id is the lower-cased phrase.
+the canonical form (several spellings, one id); without one, the id is the lower-cased phrase,
+its words joined by `_`.
 
 A plain list is one phrase per line (blank lines and lines starting with # are skipped); its label comes from
 the caller, e.g. `BRAND=brands.txt`. No spaCy here: this module only reads and normalises data.

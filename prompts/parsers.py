@@ -7,8 +7,8 @@ at max_tokens mid-string, and some backends (transformers) have no guidance at a
 Strict means: exactly one JSON object, the required key, no other key, the right types. The only leniency is a
 single Markdown code fence around the object (```json ... ```), which chat models add by habit. Everything else
 (prose before or after, two objects, a truncated string) is rejected with a ParseError whose `reason` is a short
-stable code (not_json, trailing_text, not_object, missing_key, unexpected_key, wrong_type, empty, wrong_count,
-truncated) and whose `detail` says what was found.
+stable code (not_json, trailing_text, not_object, missing_key, unexpected_key, wrong_type, empty, too_long,
+wrong_count, truncated) and whose `detail` says what was found.
 
 Meaning (does the title keep the brand? is it in the right language?) is checked by augment.stages.enrich_title.guards.
 """

@@ -95,7 +95,7 @@ def test_retry_after_is_honoured(faulty_run):
 def test_retry_policy_and_each_retry_are_logged(faulty_run):
     *_, messages = faulty_run
     text = "\n".join(messages)
-    assert "up to 3 retries on 408/429/5xx/timeouts/connection errors" in text
+    assert "up to 3 retries on 408/429/500/502/503/504/timeouts/connection errors" in text
     assert "Retry-After honoured" in text
     for needle in ("openai: http_500, retry 1/3 in", "openai: http_429, retry 1/3 in 1.00 s (Retry-After)",
                    "openai: timeout, retry 1/3 in", "openai: connection, retry 1/3 in",
