@@ -79,7 +79,48 @@ def test_another_gpus_figure_is_used_with_a_warning(config, figures):
 
 def test_a_differing_option_is_warned(config, figures):
     variants = next(s for s in plan(config, figures).stages if s.stage == "image_variants")
-    assert "measured with steps=28, planned steps=20" in variants.warnings
+    assert "measured with size=512, planned size=768" in variants.warnings
+
+
+def figure_files(tmp_path, *figures):
+    """Bench files of image_variants/diffusers, each the H100 fixture with (config, GPU name) of its own."""
+    base = json.loads((BENCH / "image_variants-diffusers-h100.json").read_text())
+    for i, (config, gpu) in enumerate(figures):
+        data = base | {"config": config, "hardware": base["hardware"] | {"name": gpu}}
+        (tmp_path / f"image_variants-diffusers-{i}.json").write_text(json.dumps(data))
+    return capacity.load_figures([str(tmp_path)])
+
+
+def variants_plan(figures, steps, gpu_type="h100", pipeline="FluxKontextPipeline"):
+    config = C.load(CONFIG, check_stages=False)
+    config.stages["image_variants"].options = {"pipeline": pipeline, "steps": steps, "backgrounds": 2}
+    return next(s for s in plan(config, figures, gpu_type=gpu_type).stages if s.stage == "image_variants")
+
+
+def test_a_figure_of_other_steps_is_scaled_to_the_planned_steps(tmp_path):
+    figures = figure_files(tmp_path, ({"pipeline": "FluxKontextPipeline", "steps": 4}, "NVIDIA H100 80GB HBM3"))
+    variants = variants_plan(figures, steps=28)
+    assert variants.rate_per_device == pytest.approx(2.0 * 4 / 28)  # the fixture's 2 images/s at 4 steps
+    assert variants.device_hours == pytest.approx(10_000 * 6 / (2.0 * 4 / 28) / 3600)
+    assert "measured with steps=4, planned steps=28 (rate scaled by 4/28)" in variants.warnings
+
+
+def test_the_same_pipeline_then_the_asked_gpu_then_the_closest_step_count(tmp_path):
+    figures = figure_files(
+        tmp_path,
+        ({"pipeline": "FluxKontextPipeline", "steps": 3}, "NVIDIA H100 80GB HBM3"),
+        ({"pipeline": "FluxKontextPipeline", "steps": 4}, "NVIDIA H100 80GB HBM3"),
+        ({"pipeline": "StableDiffusionInstructPix2PixPipeline", "steps": 28}, "NVIDIA H100 80GB HBM3"),
+        ({"pipeline": "FluxKontextPipeline", "steps": 28}, "NVIDIA H200"),
+    )
+    # on the asked GPU, the FLUX figure nearest in steps; never the other editor's figure with the planned steps
+    assert variants_plan(figures, steps=28).warnings == ["measured with steps=4, planned steps=28 (rate scaled by 4/28)"]
+    assert variants_plan(figures, steps=28, gpu_type="h200").warnings == []
+    # on a GPU with no figure: the one nearest in steps, wherever it was measured
+    assert variants_plan(figures, steps=20, gpu_type="l4").warnings == [
+        "measured on h200, not l4", "measured with steps=28, planned steps=20 (rate scaled by 28/20)"]
+    ip2p = variants_plan(figures, steps=28, pipeline="StableDiffusionInstructPix2PixPipeline")
+    assert ip2p.warnings == [] and ip2p.rate_per_device == 2.0
 
 
 def test_a_stage_without_figures_is_named_and_left_out(config, figures):
