@@ -232,6 +232,16 @@ def test_airflow_commands_exist(compose):
             parser.parse_args(command)
 
 
+def test_the_gpu_pool_counts_deferred_tasks(compose):
+    """The batch tasks wait on their Ray jobs deferred: a pool that does not count them lets every batch start."""
+    from augment.orchestrate import GPU_POOL
+
+    sets = [shlex.split(part) for service in compose["services"].values()
+            if service.get("command", [])[:2] == ["bash", "-c"] for part in service["command"][2].split("&&")]
+    pools = [words for words in sets if words[:4] == ["airflow", "pools", "set", GPU_POOL]]
+    assert pools and all("--include-deferred" in words for words in pools)
+
+
 LOOPBACK = "${MOON_BIND_ADDRESS:-127.0.0.1}"  # published ports: loopback unless MOON_BIND_ADDRESS says otherwise
 
 
