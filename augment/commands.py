@@ -276,7 +276,7 @@ def variant_counts(counts: dict[str, int]) -> str:
 
 def write_run_report(run_uri: str) -> None:
     """Render report/index.html when the report module is available; a report failure never fails the run (the
-    CLI after a whole run, the DAG's publish task after every batch)."""
+    CLI after a whole run, the DAG's publish task once its batches are done)."""
     try:
         from augment.ops import report
     except ImportError:

@@ -12,7 +12,8 @@ is measured. Figures:
   attention as executed, so MoE routing is counted as it happened); the optimizer step is not counted;
 - MFU: FLOPs per step x steps/s / peak dense bf16 (or tf32) FLOP/s of the device (table below; --peak-tflops
   overrides it).
-Needs only torch (the `model` package is imported from this checkout; no Ray, pyarrow or transformers).
+Needs only torch and pyarrow (the `model` package is imported from this checkout, its config with the shard schema's
+names); no Ray or transformers.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 1. `catalogue_embeddings(model, cfg, run_uri, checkpoint)`: c^mm, c^i and c^t of every product in the run's
    committed shards, computed once, batch by batch, and written as Parquet beside the checkpoint
-   (`catalogue-<key>.parquet`: product_id, the label columns of `data.query_attributes`, one fixed-size float32
+   (`catalogue-<key>.parquet`: product_id, `labels` (the values of `data.query_attributes`), one fixed-size float32
    list column per view). The key hashes the run's manifest (shards and checksums), the weights file and the
    settings that shape the embeddings, so a file is reused until one of them changes.
 2. `evaluate_catalogue(model, cfg, records, store, search)`: the queries of `model.evaluate` (the same text,

@@ -23,7 +23,8 @@ def lr_factor(step: int, total_steps: int, warmup: float) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: MoonConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms, biases, W* and the type embedding (1-D parameters)."""
+    """AdamW; no weight decay on 1-D parameters (norms, biases, the class and type embeddings). W* (2-D, experts x
+    objectives) is decayed like the weight matrices."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     return torch.optim.AdamW(

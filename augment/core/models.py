@@ -11,7 +11,7 @@ every shard of the job that reaches it.
 
 Every load is recorded (label, seconds). `take_load_seconds()` hands the seconds loaded since its last call to
 the caller: the stage chain puts them on the next batch it returns, so each shard's manifest record says how long
-its worker spent loading models for it (`timings.load`) and a run's totals show what model loading cost.
+its worker spent loading models for it (`timings.model_load`) and a run's totals show what model loading cost.
 Standard library only: loaders import their own frameworks.
 """
 from __future__ import annotations

@@ -271,7 +271,8 @@ def train_request(run_uri: str, params: dict[str, Any], dag_run_id: str) -> dict
 
 
 def log_failed_batch(context: dict[str, Any]) -> None:
-    """on_failure_callback of a batch task: say which shards failed, so ops can find and rerun them."""
+    """on_failure_callback of a batch task: say which batch failed (number, run folder, command), so ops can find and
+    rerun it."""
     task = context.get("task")
     ti = context.get("ti") or context.get("task_instance")
     metadata = getattr(task, "job_metadata", None) or {}
