@@ -21,6 +21,7 @@ from typing import Any, Callable
 from augment.config import Config, Resources, stage_options
 from augment.core import faults, manifest, storage
 from augment.core import ray as core_ray
+from augment.core.config import ConfigError
 from augment.core.util import code_version
 from augment.pipeline import StageChain, StageSpec, build_stage
 from augment.plan import Plan
@@ -124,9 +125,10 @@ def _spec_table(shards):
 # ---------------------------------------------------------------------------------------------------------------
 # Ray Data
 # ---------------------------------------------------------------------------------------------------------------
-def init_ray(config: Config) -> None:
-    """Ray for this run (augment.core.ray): `run.ray_address`, else a private local Ray with `run.num_cpus`."""
-    core_ray.init_ray(config.run.ray_address, config.run.num_cpus or os.cpu_count())
+def init_ray(config: Config) -> bool:
+    """Ray for this run (augment.core.ray): `run.ray_address`, else a private local Ray with `run.num_cpus`. True
+    when it started the private one."""
+    return core_ray.init_ray(config.run.ray_address, config.run.num_cpus or os.cpu_count())
 
 
 def _pool_sizes(groups, cluster: dict[str, float], shards: int | None = None,
@@ -205,11 +207,25 @@ def oversubscribed(groups, sizes: list[tuple[int, int]], cluster: dict[str, floa
             f"the stages less ({fields}) or the cluster more")
 
 
+def no_gpus(groups, cluster: dict[str, float], private: bool) -> str | None:
+    """What to say when stages ask for GPUs and the cluster has none, else None. A private local Ray never gets
+    any (a ConfigError: the run could only hang); a cluster may still be adding GPU nodes (a warning)."""
+    asking = [(spec.name, res.num_gpus) for specs, res in groups if res.num_gpus > 0 for spec in specs]
+    if not asking or cluster.get("GPU", 0.0) > 0:
+        return None
+    keys = ", ".join(f"stages.{name}.resources.num_gpus {gpus:g}" for name, gpus in asking)
+    if private:
+        raise ConfigError(f"{keys}, but this machine has no GPU (the local Ray started for the run found none): "
+                          f"run where there are GPUs (--ray-address), or choose CPU backends (--profile local)")
+    return (f"{keys}, and the cluster has no GPU yet: those stages wait until GPU nodes join (an autoscaling "
+            f"cluster adds them; any other never runs them)")
+
+
 def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None = None) -> list[manifest.ShardRecord]:
     import ray
     import ray.data
 
-    init_ray(config)
+    private = init_ray(config)
     data_context = ray.data.DataContext.get_current()
     data_context.enable_progress_bars = False
     data_context.print_on_execution_start = False
@@ -219,9 +235,9 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
     pending = plan.pending
     cluster = ray.cluster_resources()
     sizes = _pool_sizes(groups, cluster, shards=len(pending), rows=plan.rows_pending)
-    problem = oversubscribed(groups, sizes, cluster)
-    if problem:
-        log.warning("%s", problem)
+    for problem in (no_gpus(groups, cluster, private), oversubscribed(groups, sizes, cluster)):
+        if problem:
+            log.warning("%s", problem)
     ds = ray.data.from_items([s.to_dict() for s in pending], override_num_blocks=len(pending))
     # Faults armed in this process fire in the actors too, wherever they run (augment.core.faults).
     armed = faults.armed()

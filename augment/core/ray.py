@@ -22,17 +22,19 @@ def local_ray_runtime_env() -> dict:
                          "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}}
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Join the cluster at `address` (or $RAY_ADDRESS), else start a private local Ray with `num_cpus` CPUs
-    (default: what Ray detects). Does nothing when this process is already connected."""
+    (default: what Ray detects). Does nothing when this process is already connected. True when it started a
+    private Ray: that one never gets more nodes, CPUs or GPUs than this machine has."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address:
         ray.init(address=address, **kwargs)
-        return
+        return False
     kwargs["include_dashboard"] = False
     ray.init(address="local", num_cpus=num_cpus, runtime_env=local_ray_runtime_env(), **kwargs)
+    return True

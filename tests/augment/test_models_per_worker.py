@@ -13,7 +13,8 @@ import pytest
 from augment.core import models
 from augment.core import schema as S
 from augment.pipeline import LOAD_TIMING, StageChain, StageSpec
-from augment.runner import _pool_sizes, oversubscribed
+from augment.core.config import ConfigError
+from augment.runner import _pool_sizes, no_gpus, oversubscribed
 from augment.config import Resources
 from augment.stages import RunContext
 
@@ -141,6 +142,17 @@ def test_gpu_stages_that_cannot_run_side_by_side_are_named():
         "may wait for ever; give the stages less (stages.<name>.resources.num_gpus) or the cluster more")
     # a cluster whose GPU nodes have not joined yet (an autoscaler brings them): nothing to say about GPUs
     assert oversubscribed(chains, sizes, {"CPU": 16.0}) is None
+
+
+def test_gpu_stages_on_a_ray_without_gpus_stop_the_run_before_it_starts_or_warn_on_a_cluster():
+    chains = gpu_profile_chains()
+    asking = "stages.image_variants.resources.num_gpus 0.75, stages.filter.resources.num_gpus 0.25"
+    with pytest.raises(ConfigError) as refused:  # a local Ray started for the run never gets a GPU
+        no_gpus(chains, {"CPU": 16.0}, private=True)
+    assert str(refused.value).startswith(f"{asking}, but this machine has no GPU")
+    assert no_gpus(chains, {"CPU": 16.0}, private=False).startswith(f"{asking}, and the cluster has no GPU yet")
+    assert no_gpus(chains, {"CPU": 16.0, "GPU": 1.0}, private=True) is None
+    assert no_gpus(chains[:2], {"CPU": 16.0}, private=True) is None  # the CPU stages alone
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from augment import config as C
 from augment import plan as P, runner
 from augment.core import manifest
 from augment.core import schema as S
-from testkit.cli import ROOT, start_moon
+from testkit.cli import ROOT, moon, start_moon
 from testkit.photos import photo_file
 
 pytestmark = pytest.mark.slow
@@ -103,6 +103,16 @@ def test_sigkill_mid_run_from_outside_then_resume(sample_run, tmp_path):
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     assert deterministic_rows(crashed) == deterministic_rows(out)
+
+
+def test_gpu_profile_on_a_machine_without_gpus_stops_at_once_and_says_why(tmp_path):
+    """The run's own local Ray can never get a GPU: without this check the GPU stages' actors wait for ever."""
+    proc = moon("run", "--profile", "gpu", "--limit", "4", "--output", str(tmp_path / "run"), "--no-progress",
+                env={"CUDA_VISIBLE_DEVICES": "", "RAY_ADDRESS": ""}, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert ("error: stages.image_variants.resources.num_gpus 0.75, stages.filter.resources.num_gpus 0.25, but this "
+            "machine has no GPU") in proc.stderr
+    assert not manifest.load(str(tmp_path / "run"))
 
 
 def test_changed_config_is_refused_on_resume(sample_run):
