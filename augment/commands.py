@@ -24,6 +24,8 @@ def add_commands(subparsers) -> None:
     run.add_argument("--output", help="run folder, local or s3:// (default: a new folder under ./runs)")
     run.add_argument("--config", help="YAML config file (may `extends:` a profile)")
     run.add_argument("--profile", help="named profile: local (default), gpu or gpu-fast (augment/profiles/)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set stages.enrich_title.backend=openai (repeatable)")
     run.add_argument("--limit", type=positive_int, help="process only the first N rows of the input")
     run.add_argument("--shard-size", type=positive_int, help="rows per shard (overrides run.shard_size)")
     run.add_argument("--stages", help="comma-separated stages to run (default: all enabled in the config)")
@@ -45,8 +47,10 @@ def add_commands(subparsers) -> None:
     run.set_defaults(func=cmd_run)
 
     check = subparsers.add_parser("config", help="print the resolved config and its hash")
-    check.add_argument("--config")
-    check.add_argument("--profile")
+    check.add_argument("--config", help="YAML config file (may `extends:` a profile)")
+    check.add_argument("--profile", help="named profile: local (default), gpu or gpu-fast")
+    check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set stages.enrich_title.backend=openai (repeatable)")
     check.set_defaults(func=cmd_config)
 
 
@@ -56,6 +60,7 @@ def load_config(args) -> "Config":  # noqa: F821
     return C.load_for_run(
         args.config, args.profile, stages=getattr(args, "stages", None), shard_size=getattr(args, "shard_size", None),
         ray_address=getattr(args, "ray_address", None), progress=False if getattr(args, "no_progress", False) else None,
+        sets=args.set,
     )
 
 

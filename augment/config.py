@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from augment.core.config import ConfigError, deep_merge, from_dict, read_mapping
+from augment.core.config import ConfigError, deep_merge, from_dict, overrides_from, read_mapping
 from augment.core.names import STAGE_ORDER
 from augment.core.util import stable_hash
 from augment.stages.validate.stage import ValidateOptions
@@ -105,12 +105,16 @@ class Config:
 def load(
     path: str | Path | None = None, profile: str | None = None, overrides: dict | None = None, check_stages: bool = True
 ) -> Config:
-    """Load a config: a profile (default `local`), then a YAML file, then overrides, each merged over the last."""
+    """Load a config: a profile (default `local`), then a YAML file, then overrides, each merged over the last. The
+    profile is `profile` or the file's `extends:`; two different ones are an error."""
     data: dict[str, Any] = {}
     if path is not None:
         data = read_mapping(path)
-    base = profile or data.pop("extends", None) or "local"
-    data.pop("extends", None)
+    extends = data.pop("extends", None)
+    if profile and extends and profile != extends:
+        raise ConfigError(f"extends: {path} extends the profile {extends!r} and --profile asks for {profile!r}; "
+                          f"give one of them")
+    base = profile or extends or "local"
     merged = _merge(profile_dict(base), data)
     if overrides:
         merged = _merge(merged, overrides)
@@ -130,11 +134,14 @@ def load_for_run(
     shard_size: int | None = None,
     ray_address: str | None = None,
     progress: bool | None = None,
+    sets: list[str] | tuple[str, ...] = (),
 ) -> Config:
     """The config of one `moon run` (the CLI and the Airflow plan task build it the same way, so the config hash
-    is the same): a file and/or profile, with the command line's overrides. `stages` ("ner,filter") enables only
-    those stages, and validate."""
-    overrides: dict[str, Any] = {"run": {}}
+    is the same): a file and/or profile, with the command line's overrides. `sets` are `--set KEY=VALUE` items
+    (`stages.enrich_title.backend=openai`); the options with a flag of their own win over them. `stages`
+    ("ner,filter") enables only those stages, and validate."""
+    overrides = overrides_from(sets)
+    overrides.setdefault("run", {})
     if shard_size:
         overrides["run"]["shard_size"] = shard_size
     if ray_address:
@@ -143,12 +150,13 @@ def load_for_run(
         overrides["run"]["progress"] = progress
     if stages:
         wanted = {s.strip() for s in stages.split(",") if s.strip()}
-        base = load(path, profile, check_stages=False)
+        base = load(path, profile, {k: v for k, v in overrides.items() if k != "run"}, check_stages=False)
         unknown = wanted - set(base.stages)
         if unknown:
             raise ConfigError(f"--stages: unknown stage {sorted(unknown)[0]!r}; configured: {', '.join(base.stages)}")
         wanted.add("validate")  # every run validates its input
-        overrides["stages"] = {name: {"enabled": name in wanted} for name in base.stages}
+        overrides["stages"] = deep_merge(overrides.get("stages", {}),
+                                         {name: {"enabled": name in wanted} for name in base.stages})
     return load(path, profile, overrides)
 
 

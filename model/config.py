@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from augment.core import config as loader
-from augment.core.config import ConfigError
+from augment.core.config import ConfigError, parse_override  # noqa: F401 - `--set` of moon train/eval/sweep
 from augment.core.schema import VARIANT_KINDS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -251,18 +251,6 @@ def with_overrides(cfg: MoonConfig, overrides: dict[str, Any]) -> MoonConfig:
 
 def from_dict(data: dict[str, Any]) -> MoonConfig:
     return loader.from_dict(MoonConfig, data).validate()
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`moe.layers=0` -> ("moe.layers", 0); values are parsed as JSON where possible, else kept as strings."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} is not of the form key=value")
-    key, raw = text.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
 
 
 def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:

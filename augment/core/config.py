@@ -69,6 +69,27 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+def parse_override(text: str) -> tuple[str, Any]:
+    """`moe.layers=0` -> ("moe.layers", 0): a `--set` of the command line. Values are parsed as JSON where possible,
+    else kept as strings."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def overrides_from(items) -> dict[str, Any]:
+    """The nested mapping of `--set KEY=VALUE` items, to merge over a config."""
+    out: dict[str, Any] = {}
+    for key, value in map(parse_override, items):
+        set_dotted(out, key, value)
+    return out
+
+
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     """data["a"]["b"] = value for key "a.b", creating the sections on the way."""
     parts = key.split(".")
@@ -88,7 +109,8 @@ def from_dict(cls: type, data: Any, key: str = "") -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{key}." if key else ""
-        raise ConfigError(f"unknown key {where}{unknown[0]}; allowed keys here: {', '.join(sorted(fields))}")
+        allowed = f"allowed keys here: {', '.join(sorted(fields))}" if fields else "this section takes no keys"
+        raise ConfigError(f"unknown key {where}{unknown[0]}; {allowed}")
     hints = typing.get_type_hints(cls)
     values = {name: coerce(hints[name], value, f"{key}.{name}" if key else name) for name, value in data.items()}
     return cls(**values)

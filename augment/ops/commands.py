@@ -26,6 +26,8 @@ def add_commands(subparsers) -> None:
     plan.add_argument("--products", type=int, required=True, help="number of products in the catalogue")
     plan.add_argument("--config", help="YAML run config (default: the local profile)")
     plan.add_argument("--profile", help="named profile the config starts from")
+    plan.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config key, e.g. --set stages.enrich_title.backend=openai (repeatable)")
     plan.add_argument("--gpus", type=int, default=1, help="GPUs in the cluster (default 1; 0 plans CPU-only)")
     plan.add_argument("--gpu-type", default="h100", help="GPU model the figures should come from (default h100)")
     plan.add_argument("--cpus", type=int, default=None, help="CPU cores for CPU stages (default: 16 per GPU)")
@@ -68,9 +70,10 @@ def cmd_report(args) -> int:
 def cmd_plan(args) -> int:
     from augment.ops import capacity
     from augment import config as C
+    from augment.core.config import overrides_from
 
     try:
-        cfg = C.load(args.config, args.profile, check_stages=False)
+        cfg = C.load(args.config, args.profile, overrides_from(args.set), check_stages=False)
         figures = capacity.load_figures(args.bench)
         estimate = capacity.estimate(cfg, args.products, figures, gpus=args.gpus, gpu_type=args.gpu_type, cpus=args.cpus,
                                      utilisation=args.utilisation, image_kb=args.image_kb, jobs={

@@ -93,3 +93,63 @@ def test_invalid_yaml_is_a_config_error(tmp_path):
 def test_validate_takes_no_stage_options_and_points_to_input(tmp_path):
     with pytest.raises(C.ConfigError, match=r"stages\.validate\.options\.max_image_bytes: .* input\.max_image_bytes"):
         C.load(write(tmp_path, "stages:\n  validate:\n    options:\n      max_image_bytes: 5\n"))
+
+
+def test_set_overrides_any_key_and_the_flags_win(tmp_path):
+    config = C.load_for_run(sets=["stages.enrich_title.backend=openai", "stages.enrich_title.options.model=qwen",
+                                  "run.shard_size=8", "stages.image_variants.options.backgrounds=1"])
+    assert config.stages["enrich_title"].backend == "openai"
+    assert config.stages["enrich_title"].options == {"model": "qwen"}  # another backend: the template's options go
+    assert config.run.shard_size == 8 and config.stages["image_variants"].options["backgrounds"] == 1
+    assert C.load_for_run(sets=["run.shard_size=8"], shard_size=4).run.shard_size == 4
+    # with --stages, a stage the --set disables stays chosen by --stages
+    chosen = C.load_for_run(sets=["stages.ner.enabled=false", "run.shard_size=8"], stages="ner")
+    assert [name for name, _ in chosen.enabled_stages()] == ["validate", "ner"] and chosen.run.shard_size == 8
+    assert C.load_for_run(sets=["run.shard_size=8"]).hash() == C.load_for_run(
+        write(tmp_path, "run:\n  shard_size: 8\n")).hash()  # the same run as a file that says it
+
+
+def test_a_bad_set_names_the_key():
+    with pytest.raises(C.ConfigError, match=r"override 'run\.shard_size' is not of the form key=value"):
+        C.load_for_run(sets=["run.shard_size"])
+    with pytest.raises(C.ConfigError, match=r"unknown key stages\.filter\.options\.nope"):
+        C.load_for_run(sets=["stages.filter.options.nope=1"])
+
+
+def test_profile_and_a_files_other_extends_are_refused(tmp_path):
+    path = write(tmp_path, "extends: gpu\n")
+    with pytest.raises(C.ConfigError, match=r"extends the profile 'gpu' and --profile asks for 'local'; give one"):
+        C.load(path, "local", check_stages=False)
+    assert C.load(path, "gpu", check_stages=False).profile == C.load(path, check_stages=False).profile == "gpu"
+
+
+def test_an_unknown_key_of_a_section_without_keys_says_so():
+    import dataclasses
+
+    from augment.core.config import from_dict
+
+    @dataclasses.dataclass
+    class NoOptions:
+        pass
+
+    with pytest.raises(C.ConfigError, match=r"^unknown key stages\.x\.options\.foo; this section takes no keys$"):
+        from_dict(NoOptions, {"foo": 1}, "stages.x.options")
+
+
+def test_moon_config_run_and_plan_take_set(capsys):
+    import json
+
+    from augment import cli
+
+    assert cli.main(["config", "--set", "stages.enrich_title.backend=openai", "--set", "run.shard_size=8"]) == 0
+    resolved = json.loads(capsys.readouterr().out)["config"]
+    assert resolved["stages"]["enrich_title"]["backend"] == "openai" and resolved["run"]["shard_size"] == 8
+    parser = cli.build_parser()
+    assert parser.parse_args(["run", "--set", "a.b=1", "--set", "c=2"]).set == ["a.b=1", "c=2"]
+    def images_per_product(*argv):
+        assert cli.main(["plan", "--products", "1000", "--json", *argv]) == 0
+        stages = json.loads(capsys.readouterr().out)["stages"]
+        return next(s["units_per_product"] for s in stages if s["stage"] == "image_variants")
+
+    assert images_per_product() == 5.0  # the local profile: one background
+    assert images_per_product("--set", "stages.image_variants.options.backgrounds=3") == 7.0
