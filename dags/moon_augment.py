@@ -56,7 +56,8 @@ PARAMS = {
                      title="Config profile", description="Named profile of augment/profiles."),
     "config_file": Param(
         None, type=["null", "string"], title="Config file (optional)",
-        description="YAML config on a path the Ray cluster and the Airflow workers can both read; overrides the profile.",
+        description="YAML config on a path the Ray cluster and the Airflow workers can both read; overrides the "
+                    "profile (its `extends:`, when it has one, replaces the profile above).",
     ),
     "stages": Param(
         None, type=["null", "array"], items={"type": "string", "enum": STAGES}, uniqueItems=True, examples=STAGES,

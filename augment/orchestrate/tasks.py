@@ -89,6 +89,20 @@ class RunRequest:
             env_vars={str(k): str(v) for k, v in env_vars.items()},
         )
 
+    def with_file_profile(self) -> "RunRequest":
+        """The request with the form's profile given up when the config file names its own (`extends:`): the form
+        says the file overrides the profile, and `moon run` refuses a file's `extends:` beside another `--profile`.
+        Unchanged when the file cannot be read: `config()` says why."""
+        if not (self.config_file and self.profile):
+            return self
+        from augment.core.config import ConfigError, read_mapping
+
+        try:
+            extends = read_mapping(self.config_file).get("extends")
+        except ConfigError:
+            return self
+        return dataclasses.replace(self, profile=None) if extends else self
+
     def config(self):
         """The run config exactly as `moon run` will build it from the same options (the same config hash)."""
         from augment import config as C
@@ -153,6 +167,7 @@ def plan(request: RunRequest, max_map_length: int | None = None) -> dict[str, An
     """
     from augment import io, plan as P
 
+    request = request.with_file_profile()
     config = request.config()
     try:
         the_plan = P.plan_run(request.input_uri, request.output_uri, config, limit=request.limit,

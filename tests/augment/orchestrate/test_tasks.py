@@ -55,6 +55,20 @@ def test_batch_command_is_moon_run_on_one_batch_of_the_saved_plan():
                     "--limit", "40", "--batch", "7", "--shards-per-batch", "20", "--no-progress"]
 
 
+def test_a_config_file_that_extends_a_profile_replaces_the_forms_profile(tmp_path):
+    extends_gpu = tmp_path / "gpu-run.yaml"
+    extends_gpu.write_text("extends: gpu\nrun:\n  shard_size: 16\n")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("run:\n  shard_size: 16\n")
+    request = T.RunRequest.from_params(form(config_file=str(extends_gpu)), "r").with_file_profile()
+    assert request.profile is None and request.config().profile == "gpu"
+    assert "--profile" not in shlex.split(request.moon_run(0, 1))
+    with pytest.raises(T.RunRequestError, match="extends the profile 'gpu' and --profile asks for 'local'"):
+        T.RunRequest.from_params(form(config_file=str(extends_gpu)), "r").config()  # what moon run would say
+    kept = T.RunRequest.from_params(form(config_file=str(plain), profile="gpu"), "r").with_file_profile()
+    assert kept.profile == "gpu" and kept.config().profile == "gpu"
+
+
 def test_batch_command_quotes_paths_with_spaces():
     request = T.RunRequest.from_params(form(input_uri="/data/my catalogue.parquet"), "r")
     assert shlex.split(request.moon_run(0, 1))[5] == "/data/my catalogue.parquet"
