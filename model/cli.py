@@ -13,6 +13,9 @@ from pathlib import Path
 
 from augment.core.util import positive_int
 
+# The named configs (model.config.named_configs, not imported here: it loads pyarrow), for the help text.
+NAMED_CONFIGS = ", ".join(sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.json")))
+
 log = logging.getLogger(__name__)
 
 
@@ -26,7 +29,7 @@ def add_commands(subparsers) -> None:
         "own messages.",
     )
     train.add_argument("--data", required=True, help="run folder (local or s3://) written by `moon run`")
-    train.add_argument("--config", default="tiny", help="named config (tiny, base, paper) or a JSON/YAML file")
+    train.add_argument("--config", default="tiny", help=f"named config ({NAMED_CONFIGS}) or a JSON/YAML file")
     train.add_argument("--output", required=True, help="checkpoint directory (local or shared filesystem)")
     train.add_argument("--epochs", type=positive_int, help="override train.epochs")
     train.add_argument("--batch-size", type=positive_int, help="override train.batch_size (triplets per worker)")

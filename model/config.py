@@ -1,8 +1,9 @@
 """Configuration of the bi-encoder, its losses, its training data and its training run.
 
 One dataclass per concern, nested in `MoonConfig`. Named configs live as JSON files in `model/configs/`
-(`tiny`, `base`, `paper`); a config file (JSON or YAML) names a base with `"extends": "tiny"` and overrides any
-key. Unknown keys and wrong types are errors naming the dotted key. This module imports no torch: the CLI parses
+(`tiny`, `base`, `paper`; a new JSON file there is a new named config); a config file (JSON or YAML) names a base
+with `"extends": "tiny"` (a named config, or a file: a relative path is taken beside the extending file, else from
+the working directory) and overrides any key; its `name` is the file's stem unless it sets one. Unknown keys and wrong types are errors naming the dotted key. This module imports no torch: the CLI parses
 and validates configs before anything heavy is loaded.
 """
 from __future__ import annotations
@@ -253,9 +254,13 @@ def from_dict(data: dict[str, Any]) -> MoonConfig:
     return loader.from_dict(MoonConfig, data).validate()
 
 
+def _is_named(name: str) -> bool:
+    return not Path(name).suffix and (CONFIG_DIR / f"{name}.json").exists()
+
+
 def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = Path(name_or_path)
-    if not path.suffix and (CONFIG_DIR / f"{name_or_path}.json").exists():
+    if _is_named(name_or_path):
         path = CONFIG_DIR / f"{name_or_path}.json"
     if not path.exists():
         raise ConfigError(f"no config named {name_or_path!r} (named: {', '.join(named_configs())}) and no such file")
@@ -265,6 +270,9 @@ def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     base = data.pop("extends", None)
     if base is None:
         return data
+    beside = path.parent / str(base)  # a file named by a relative path sits beside the file that extends it
+    if not _is_named(str(base)) and not Path(str(base)).is_absolute() and beside.exists():
+        base = str(beside)
     merged = loader.deep_merge(_load_raw(base, seen + (str(path),)), data)
     if "name" not in data:
         merged["name"] = path.stem

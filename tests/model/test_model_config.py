@@ -18,6 +18,16 @@ def test_config_file_extends_a_named_config(tmp_path):
     assert (cfg.name, cfg.moe.num_experts, cfg.moe.top_k, cfg.loss.alpha) == ("mine", 8, 2, 0.1)
 
 
+def test_a_file_extends_a_file_beside_it_whatever_the_working_directory(tmp_path, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "wide.yaml").write_text("extends: tiny\nmoe:\n  num_experts: 8\n")
+    (folder / "wide-fast.yaml").write_text("extends: wide.yaml\nloss:\n  alpha: 0.1\n")
+    monkeypatch.chdir(tmp_path)  # not the folder of the files
+    cfg = load_config(str(folder / "wide-fast.yaml"))
+    assert (cfg.name, cfg.moe.num_experts, cfg.loss.alpha) == ("wide-fast", 8, 0.1)
+
+
 def test_unknown_key_names_its_dotted_path(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"extends": "tiny", "moe": {"experts": 8}}))
