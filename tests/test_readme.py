@@ -12,7 +12,10 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_output_schema_table_matches_the_code():
-    assert schema.describe() in README
+    table = schema.describe()
+    assert table in README, (
+        "README.md's output schema table differs from augment/core/schema.py: replace it with the output of\n"
+        "  python -c 'from augment.core import schema; print(schema.describe())'\n" + table)
 
 
 def test_the_first_two_commands_are_run_and_test():
