@@ -1,13 +1,13 @@
 """`moon plan`: GPU-hours per stage, wall time on a cluster, output size and object count, before a run starts.
 
-Arithmetic only, from the run config and the bench result files (`augment.ops.benchjson`): for each enabled stage, the
-figure measured for the same stage and backend: one of the same pipeline first (another editor costs another order
-of magnitude), then the asked GPU type, then measured over quoted figures, then the closest options. A figure of
-another step count is scaled to the planned one (a step's cost is nearly constant). A stage's device time is products x units per product / (rate per device x
-utilisation). Stages of a streaming run overlap, so the wall time is the larger of GPU time / GPUs and CPU time /
-cores; the sum of the two is also given, for runs whose stages do not overlap. GPU time also counts what every Ray
-job spends before its first batch, job start and model load per GPU actor (`job_overhead`), with its share. Nothing here starts Ray or
-imports a backend's heavy dependencies.
+Arithmetic only, from the run config and the bench result files (`augment.ops.benchjson`). For each enabled stage,
+the figure measured for the same stage and backend: one of the same pipeline first (another editor costs another
+order of magnitude), then the asked GPU type, then measured over quoted figures, then the closest options. A figure
+of another step count is scaled to the planned one (a step's cost is nearly constant). A stage's device time is
+products x units per product / (rate per device x utilisation). Stages of a streaming run overlap, so the wall
+time is the larger of GPU time / GPUs and CPU time / cores; the sum of the two is also given, for runs whose stages
+do not overlap. GPU time also counts what every Ray job spends before its first batch, job start and model load
+per GPU actor (`job_overhead`), with its share. Nothing here starts Ray or imports a backend's heavy dependencies.
 """
 from __future__ import annotations
 
