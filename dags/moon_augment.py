@@ -14,7 +14,8 @@ exists, the output folder belongs to this input and config) before any Ray job s
 
 `moon_train` is scheduled on that Asset. Reruns are safe: committed shards are skipped, a failed batch is
 retried (with backoff) under a new Ray job id and overwrites its partial shards, never duplicating them. A
-batch that still fails logs its batch number, run folder and command; clear that task to rerun just its batch (see docs/operations.md).
+batch that still fails logs its batch number, run folder and command; clear that task to rerun just its batch
+(see docs/operations.md).
 """
 from __future__ import annotations
 
@@ -125,9 +126,9 @@ def moon_augment():
         poll_interval=3.0,
         max_active_tis_per_dagrun=JOBS_PER_RUN,
         on_failure_callback=_log_failed_batch,
-        doc_md="One batch of shards as a Ray job (`moon run ... --batch N --shards-per-batch S`). The **Ray job** link opens it in the "
-               "Ray dashboard; the job's log is in this task's log. A retry follows a job still running, or "
-               "replaces a failed one under a new id; committed shards are never redone.",
+        doc_md="One batch of shards as a Ray job (`moon run ... --batch N --shards-per-batch S`). The **Ray job** "
+               "link opens it in the Ray dashboard; the job's log is in this task's log. A retry follows a job "
+               "still running, or replaces a failed one under a new id; committed shards are never redone.",
     ).expand_kwargs(planned)
 
     @task(trigger_rule="none_failed", doc_md="Checks that every planned shard is committed and that rows in = "

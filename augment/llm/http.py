@@ -4,11 +4,12 @@ Sync callers (a Stage's `process`) call `complete_many(payloads)`; the requests 
 own event loop in a background thread, at most `max_concurrency` at a time, over kept-alive connections. The
 loop and the connection pool live as long as the client, so a Ray actor pays for connections once.
 
-Retry policy (logged once at start): 408, 429, 500, 502, 503 and 504 answers (RETRY_STATUS), timeouts and connection errors are retried up to
-`max_retries` times with exponential backoff (backoff_s * 2^attempt, capped at backoff_max_s) and jitter (the
-delay is drawn from [d/2, d]); a Retry-After header (seconds or HTTP date) replaces the computed delay, capped
-at retry_after_max_s. Other 4xx and 5xx answers are not retried. A request that still fails becomes a Completion with
-`error` (timeout | connection | http_<code> | bad_response), never an exception: one product must not stop a batch.
+Retry policy (logged once at start): 408, 429, 500, 502, 503 and 504 answers (RETRY_STATUS), timeouts and connection
+errors are retried up to `max_retries` times with exponential backoff (backoff_s * 2^attempt, capped at
+backoff_max_s) and jitter (the delay is drawn from [d/2, d]); a Retry-After header (seconds or HTTP date) replaces
+the computed delay, capped at retry_after_max_s. Other 4xx and 5xx answers are not retried. A request that still
+fails becomes a Completion with `error` (timeout | connection | http_<code> | bad_response), never an exception: one
+product must not stop a batch.
 
 Structured output: `response_format: json_schema` with the request's schema. In `auto` mode a 400 answer that
 names response_format/json_schema switches it off for the rest of the run (logged), for servers without it.
@@ -85,8 +86,9 @@ class OpenAIChatClient:
     def policy(self) -> str:
         return (
             f"POST {self.url}: concurrency {self.max_concurrency}, timeout {self.timeout_s:g} s, up to "
-            f"{self.max_retries} retries on {'/'.join(map(str, sorted(RETRY_STATUS)))}/timeouts/connection errors, backoff {self.backoff_s:g} s "
-            f"doubling to {self.backoff_max_s:g} s with jitter, Retry-After honoured (max {self.retry_after_max_s:g} s), "
+            f"{self.max_retries} retries on {'/'.join(map(str, sorted(RETRY_STATUS)))}/timeouts/connection errors, "
+            f"backoff {self.backoff_s:g} s doubling to {self.backoff_max_s:g} s with jitter, "
+            f"Retry-After honoured (max {self.retry_after_max_s:g} s), "
             f"structured output {self.structured_output}, auth {'bearer' if self._headers else 'none'}"
         )
 

@@ -229,14 +229,14 @@ def choose(candidates: list[benchjson.BenchResult], options: dict[str, Any], gpu
                 f.measured_at)
 
     figure = max(candidates, key=rank)
+    scale = step_scale(figure.config, options)
     warnings = []
     if figure.hardware.kind == "gpu" and figure.hardware.family != gpu_type:
         warnings.append(f"measured on {figure.hardware.family}, not {gpu_type}")
     if figure.source != "measured":
         warnings.append(f"a {figure.source} figure, not a measurement")
     warnings += [f"measured with {k}={measured!r}, planned {k}={planned!r}"
-                 + (f" (rate scaled by {measured}/{planned})" if k == "steps" and step_scale(figure.config, options) != 1
-                    else "")
+                 + (f" (rate scaled by {measured}/{planned})" if k == "steps" and scale != 1 else "")
                  for k, (measured, planned) in differences(figure.config, options).items()]
     return figure, warnings
 
