@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import posixpath
 import re
 import shlex
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ DEFAULT_MAX_TASKS = 1024
 # a GPU's work (a short tail), few enough that job start-up stays a small share of the run.
 BATCHES_PER_GPU = 4
 LISTED_SHARDS = 20  # shard ids an error message lists before "and N more"
+REPORT_URL_ENV = "MOON_REPORT_URL"  # where s3:// run reports are served over HTTP (report_url)
 
 
 class RunRequestError(ValueError):
@@ -258,12 +261,24 @@ def report_uri(run_uri: str) -> str:
 
 
 def report_url(run_uri: str) -> str:
-    """A browser address for the report: file:// for local runs, the S3 console for s3:// runs."""
+    """A browser address for the report: file:// for local runs. For s3:// runs, the address where the bucket is
+    served over HTTP when `MOON_REPORT_URL` gives one, else the object's page in the AWS S3 console (which shows the
+    object, not the page with its thumbnails).
+
+    `MOON_REPORT_URL` is either a base that serves buckets path-style (`http://127.0.0.1:9000`, as MinIO does: the
+    link is `<base>/<bucket>/<key>`) or a template with `{bucket}` and `{key}`
+    (`https://{bucket}.s3.eu-west-1.amazonaws.com/{key}`). The reader's browser must be allowed to read the report's
+    objects: docker/compose.yaml gives anonymous read access to `runs/*/report/*` of its bucket and nothing else."""
     uri = report_uri(run_uri)
-    if uri.startswith("s3://"):
-        bucket, _, key = uri[len("s3://"):].partition("/")
+    if not uri.startswith("s3://"):
+        return Path(uri).absolute().as_uri()
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    served = os.environ.get(REPORT_URL_ENV, "").strip()
+    if not served:
         return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
-    return Path(uri).absolute().as_uri()
+    if "{key}" in served:
+        return served.replace("{bucket}", bucket).replace("{key}", urllib.parse.quote(key))
+    return f"{served.rstrip('/')}/{bucket}/{urllib.parse.quote(key)}"
 
 
 def train_request(run_uri: str, params: dict[str, Any], dag_run_id: str) -> dict[str, Any]:

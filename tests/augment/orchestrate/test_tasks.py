@@ -173,9 +173,20 @@ def test_report_url_of_a_local_run_is_a_file_url(tmp_path):
     assert T.report_url(str(tmp_path)) == (tmp_path / "report" / "index.html").as_uri()
 
 
-def test_report_url_of_an_s3_run_opens_the_console():
+def test_report_url_of_an_s3_run_opens_the_console(monkeypatch):
+    monkeypatch.delenv(T.REPORT_URL_ENV, raising=False)
     assert T.report_url("s3://bucket/runs/r1") == \
         "https://s3.console.aws.amazon.com/s3/object/bucket?prefix=runs/r1/report/index.html"
+
+
+@pytest.mark.parametrize("served, url", [
+    ("http://127.0.0.1:9000/", "http://127.0.0.1:9000/moon/runs/manual__2026-01-01T00%3A00%3A00/report/index.html"),
+    ("https://{bucket}.s3.eu-west-1.amazonaws.com/{key}",
+     "https://moon.s3.eu-west-1.amazonaws.com/runs/manual__2026-01-01T00%3A00%3A00/report/index.html"),
+])
+def test_report_url_of_an_s3_run_where_the_bucket_is_served(monkeypatch, served, url):
+    monkeypatch.setenv(T.REPORT_URL_ENV, served)
+    assert T.report_url("s3://moon/runs/manual__2026-01-01T00:00:00") == url
 
 
 def test_train_request_defaults_checkpoints_into_the_run_folder():
