@@ -93,6 +93,7 @@ def cmd_run(args) -> int:
         return 2
     log.debug("config %s: %s", cfg.hash(), json.dumps(cfg.to_dict(), sort_keys=True))
     input_uri = args.input or str(SAMPLE)
+    fresh = not args.dry_run and not _exists(output)  # this invocation makes the run folder
     try:
         if args.dry_run:
             import tempfile
@@ -121,6 +122,8 @@ def cmd_run(args) -> int:
         with quiet_ray(getattr(args, "verbose", False) or args.no_ray):
             result = runner.execute(plan, cfg, use_ray=not args.no_ray)
     except (io.InputError, P.RunMismatch, C.ConfigError, ValueError, ImportError) as exc:
+        if fresh:
+            _discard_unstarted(output)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except runner.RunFailed as exc:
@@ -193,6 +196,16 @@ def _describe_os_error(exc: OSError) -> str:
     if getattr(exc, "filename", None):
         return f"{exc.filename}: {exc.strerror or exc}"
     return str(exc)
+
+
+def _discard_unstarted(output: str) -> None:
+    """Remove the run folder this invocation made when no shard was committed in it: a run that stopped on its
+    config or input (e.g. GPU stages on a machine without a GPU) leaves no plan behind that a corrected rerun
+    into the same folder would have to --force away."""
+    from augment.core import manifest, storage
+
+    if _exists(output) and next(manifest.iter_records(output), None) is None:
+        storage.delete_dir(output)
 
 
 def _exists(uri: str) -> bool:

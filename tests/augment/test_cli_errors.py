@@ -69,3 +69,28 @@ def test_training_into_a_folder_with_checkpoints_is_one_line(capsys, tmp_path):
 ])
 def test_verbose_is_taken_before_or_after_the_command(argv, verbose):
     assert cli.build_parser().parse_args(list(argv)).verbose is verbose
+
+
+def _stop_before_the_first_stage(monkeypatch):
+    from augment import config as C
+    from augment import runner
+
+    def execute(plan, config, use_ray):
+        raise C.ConfigError("stages.image_variants.resources.num_gpus 0.75, but this machine has no GPU")
+
+    monkeypatch.setattr(runner, "execute", execute)
+
+
+def test_a_run_that_stops_on_its_config_leaves_no_folder_it_made(capsys, monkeypatch, tmp_path):
+    _stop_before_the_first_stage(monkeypatch)
+    code, err = run(capsys, "run", "--limit", "4", "--output", str(tmp_path / "run"), "--no-progress", "--no-ray")
+    assert (code, err) == (2, "error: stages.image_variants.resources.num_gpus 0.75, but this machine has no GPU\n")
+    assert not (tmp_path / "run").exists()  # a corrected rerun into it needs no --force
+
+
+def test_a_run_that_stops_on_its_config_keeps_a_folder_it_did_not_make(capsys, monkeypatch, tmp_path):
+    _stop_before_the_first_stage(monkeypatch)
+    argv = ("run", "--limit", "4", "--output", str(tmp_path / "run"), "--no-progress", "--no-ray")
+    assert run(capsys, *argv, "--plan-only")[0] == 0  # as the DAG's plan task leaves it
+    assert run(capsys, *argv)[0] == 2
+    assert (tmp_path / "run" / "_plan" / "plan.json").is_file()
