@@ -322,10 +322,16 @@ def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, s
     records = iter_jsonl if fmt == "jsonl" else iter_csv
     keys: dict[str, None] = {}
     count = 0
-    for record, _, _ in records(uri):
+    first_problem = ""
+    for record, problem, _ in records(uri):
         count += 1
         if record:
             keys.update(dict.fromkeys(record))
+        first_problem = first_problem or problem or ""
+    if count and not keys:
+        unit = "line" if fmt == "jsonl" else "row"
+        raise InputError(f"{uri}: none of its {count} {unit}s holds a product's fields (first {unit}: "
+                         f"{first_problem or 'no fields'})")
     renamed = carried_renames(list(keys), column_map, uri)
     renames = rename_map(list(keys), column_map)
     mapped = [renames.get(k, k) for k in keys]

@@ -248,6 +248,9 @@ def _make_plan(input_uri, output_uri, config, files, limit, work_uri, write, run
         counts.append(n)
         if budget is not None:
             budget -= n
+    if not sum(counts):
+        where = files[0] if len(files) == 1 else f"{input_uri} (its {len(files)} files have no rows)"
+        raise io.InputError(f"{where} holds no products: there is nothing to run")
     # 4. Shards: row ranges of shard_size within each file; duplicates of an earlier product_id are marked.
     duplicates = _duplicate_rows(sources, counts, column_map)
     shards = []

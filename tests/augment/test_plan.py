@@ -120,3 +120,31 @@ def test_duplicates_across_files_keep_the_first_file_s_row(tmp_path, config):
     for shard in plan.shards:
         by_source.setdefault(shard.source_uri.rsplit("/", 1)[-1], []).extend(shard.duplicate_rows)
     assert by_source == {"1.parquet": [3], "2.parquet": [1, 3, 4]}
+
+
+@pytest.mark.parametrize("name, text", [("in.csv", "product_id,title\n"), ("in.jsonl", ""),
+                                        ("in.jsonl", "\n\n")])
+def test_an_input_without_rows_is_refused(tmp_path, config, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(P.io.InputError, match=f"^{tmp_path / name} holds no products: there is nothing to run$"):
+        P.plan_run(str(tmp_path / name), str(tmp_path / "out"), config)
+
+
+def test_a_folder_of_files_without_rows_is_refused(tmp_path, config):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("product_id,title\n")
+    pq.write_table(pa.table({"product_id": pa.array([], pa.string())}), tmp_path / "in" / "b.parquet")
+    with pytest.raises(P.io.InputError, match=r"in \(its 2 files have no rows\) holds no products"):
+        P.plan_run(str(tmp_path / "in"), str(tmp_path / "out"), config)
+
+
+@pytest.mark.parametrize("text, first", [('{"product_id": "a1", "title": \n', "invalid_json (Expecting value)"),
+                                         ("[1, 2]\n{}\n", "invalid_json (a list, not an object)"),
+                                         ("{}\n", "no fields")])
+def test_a_jsonl_input_without_one_readable_product_names_its_first_line(tmp_path, config, text, first):
+    (tmp_path / "in.jsonl").write_text(text)
+    with pytest.raises(P.io.InputError) as caught:
+        P.plan_run(str(tmp_path / "in.jsonl"), str(tmp_path / "out"), config)
+    lines = len(text.splitlines())
+    assert str(caught.value) == (f"{tmp_path / 'in.jsonl'}: none of its {lines} lines holds a product's fields "
+                                 f"(first line: {first})")
