@@ -231,7 +231,8 @@ def _gallery_and_run_record(args, models, data, records, results, out: Path) -> 
 
         gallery = write_gallery(out, models[:2], data, records, args.gallery_queries)
         print(f"written {gallery}")
-    record_evaluation(args.data, out, [path for path, _, _ in models], results, gallery)
+    record_evaluation(args.data, out, [path for path, _, _ in models], results, gallery, split=args.split,
+                      products=len(records))
 
 
 def _baselines(args, cfg, records, results: dict) -> dict | None:

@@ -2,7 +2,8 @@
 
 - `moon train` writes `training.json` (the run folder, the config name, when) into its output directory.
 - `moon eval` appends one line to `<run>/_evaluations.jsonl` (read by `augment.ops.report.collect`) when a checkpoint it evaluated was trained on that
-  run: when, the results file, the gallery page, the checkpoints, and each model's R@1 / R@10 per direction.
+  run: when, the results file, the gallery page, the checkpoints, the products evaluated (split and count), and
+  each model's R@1 / R@10 per direction.
   It then rewrites the run's report (when the run has one), whose overview links the latest evaluation.
 Recording never fails an evaluation: a run folder that cannot be written (read-only, another account's bucket)
 gets a warning instead. This module reads and writes small JSON files only.
@@ -47,9 +48,12 @@ def trained_on(checkpoint: str | Path) -> str | None:
 
 
 def record_evaluation(run_uri: str, results_path: str | Path, checkpoints: Sequence[str],
-                      results: dict[str, dict], gallery: str | Path | None = None) -> dict[str, Any] | None:
+                      results: dict[str, dict], gallery: str | Path | None = None, split: str = "held-out",
+                      products: int | None = None) -> dict[str, Any] | None:
     """Append this evaluation to the run's record when one of its checkpoints was trained on the run, and
-    refresh the run's report. Returns the line written, or None."""
+    refresh the run's report. `split` is the products evaluated (`moon eval --split`: held-out, all or train) and
+    `products` how many: the report says which, so that figures on the training split never pass for held-out
+    ones. Returns the line written, or None."""
     from augment.core import manifest, storage
     from augment.ops.report.collect import EVALUATIONS
 
@@ -61,7 +65,8 @@ def record_evaluation(run_uri: str, results_path: str | Path, checkpoints: Seque
                 for name, dirs in results.items()}
     line = {"evaluated_at": time.time(), "results": str(Path(results_path).resolve()),
             "gallery": str(Path(gallery).resolve()) if gallery else None,
-            "checkpoints": [str(Path(c).resolve()) for c in trained], "headline": headline}
+            "checkpoints": [str(Path(c).resolve()) for c in trained], "headline": headline, "split": split,
+            "products": products}
     uri = storage.join(run_uri, EVALUATIONS)
     try:
         earlier = storage.read_text(uri) if storage.exists(uri) else ""

@@ -186,4 +186,16 @@ def _evaluation_panel(evaluation: dict, report_uri: str) -> str:
                   f'<p>{e(when_text)} · {links}</p><p class="note">checkpoint trained on this run: {checkpoints}</p>'
                   f'<table class="evaluation"><thead><tr><th>model</th>{head}</tr></thead><tbody>{"".join(rows)}'
                   "</tbody></table>",
-                  "R@1 / R@10 in percent on the held-out products (and the whole catalogue where evaluated so).")
+                  f"R@1 / R@10 in percent on {_evaluated(evaluation)}.")
+
+
+def _evaluated(evaluation: dict) -> str:
+    """The products an evaluation ranked (`moon eval --split`); records without a split are held-out ones."""
+    count = evaluation.get("products")
+    n = f"{count:,} " if isinstance(count, int) else ""
+    return {
+        "all": f"all {n}products of the run (for a model trained on another catalogue)",
+        "train": f"the {n}training products: the model learned from them, so this is no measure of how it does on "
+                 "products it has never seen",
+    }.get(evaluation.get("split") or "held-out",
+          f"the {n}held-out products (and the whole catalogue where evaluated so)")

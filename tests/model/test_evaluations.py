@@ -1,0 +1,44 @@
+"""The run folder's record of evaluations says which products were ranked, and the run report says it too."""
+from __future__ import annotations
+
+import html
+import json
+
+import pytest
+
+from augment.ops.report import build
+from model.evaluations import record_evaluation, write_training_record
+from tests.augment.ops.report.synthetic_run import build_run
+
+RESULTS = {"ours/epoch-0001": {"t->mm": {"R@1": 0.91234, "R@10": 1.0}}}
+
+
+@pytest.mark.parametrize("split, count, says", [
+    ("train", 37, "the 37 training products: the model learned from them, so this is no measure of how it does on "
+                  "products it has never seen"),
+    ("held-out", 11, "the 11 held-out products"),
+    ("all", 48, "all 48 products of the run"),
+])
+def test_the_report_says_which_products_an_evaluation_ranked(tmp_path, split, count, says):
+    run = tmp_path / "run"
+    build_run(run, products=6, shard_size=3)
+    build.write_report(str(run))
+    write_training_record(tmp_path / "ours", str(run), "tiny")
+    line = record_evaluation(str(run), tmp_path / "eval.json", [str(tmp_path / "ours" / "epoch-0001")], RESULTS,
+                             split=split, products=count)
+    assert (line["split"], line["products"]) == (split, count)
+    assert json.loads((run / "_evaluations.jsonl").read_text())["split"] == split
+    index = html.unescape((run / "report" / "index.html").read_text())
+    assert f"R@1 / R@10 in percent on {says}" in index
+    assert "91.2 / 100.0" in index
+
+
+def test_a_record_written_before_splits_were_recorded_reads_as_held_out(tmp_path):
+    run = tmp_path / "run"
+    build_run(run, products=6, shard_size=3)
+    (run / "_evaluations.jsonl").write_text(json.dumps({
+        "evaluated_at": 1.7e9, "results": str(tmp_path / "eval.json"), "gallery": None,
+        "checkpoints": ["ours/epoch-0001"], "headline": RESULTS}) + "\n")
+    build.write_report(str(run))
+    index = html.unescape((run / "report" / "index.html").read_text())
+    assert "R@1 / R@10 in percent on the held-out products" in index
