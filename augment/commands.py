@@ -175,10 +175,21 @@ def _job_plan(args, cfg, output: str):
     from augment import plan as P
 
     shard_ids = [s.strip() for s in args.shards.split(",") if s.strip()] if args.shards else None
+    limit = args.limit
 
     def load():
-        return P.load_batch(output, cfg, input_uri=args.input, limit=args.limit, batch=args.batch,
+        return P.load_batch(output, cfg, input_uri=args.input, limit=limit, batch=args.batch,
                             shards_per_batch=args.shards_per_batch, shard_ids=shard_ids)
+
+    # A job runs shards of the saved plan: --limit and --shard-size default to the plan's, as its input does.
+    try:
+        saved = P.read_header(output)["identity"]
+    except (P.NoSavedPlan, ValueError, KeyError):
+        saved = {}
+    if limit is None and saved.get("limit") is not None:
+        limit = saved["limit"]
+    if args.shard_size is None and saved.get("shard_size"):
+        cfg.run.shard_size = saved["shard_size"]
 
     try:
         return load()

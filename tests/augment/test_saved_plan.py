@@ -128,3 +128,21 @@ def test_moon_run_batch_processes_its_batch_only(tmp_path, capsys):
     catalogue(tmp_path / "in.parquet", [str(i) for i in range(24)])
     assert main([*common, "--batch", "2", "--no-ray"]) == 2
     assert "was made with a different input" in capsys.readouterr().err
+
+
+def test_a_batch_job_follows_the_limit_and_shard_size_of_the_saved_plan(tmp_path, capsys):
+    """`--plan-only` prints `moon run --output OUT --batch N` as the way to run a batch: that command needs no
+    --limit or --shard-size, given on the command line they must match."""
+    from augment.cli import main
+
+    src = catalogue(tmp_path / "in.parquet", [str(i) for i in range(20)])
+    out = str(tmp_path / "out")
+    planned = ["run", "--input", src, "--output", out, "--stages", "validate", "--no-progress"]
+    assert main([*planned, "--limit", "12", "--shard-size", "4", "--plan-only"]) == 0
+    assert f"moon run --output {out} --batch N runs one" in capsys.readouterr().out
+    assert main(["run", "--output", out, "--stages", "validate", "--batch", "2", "--no-ray", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_total"]["rows_in"] == 4
+    assert [(r.row_start, r.row_stop) for r in manifest.load(out).values()] == [(8, 12)]
+    for flag, value, named in (("--limit", "16", "--limit"), ("--shard-size", "5", "shard size")):
+        assert main(["run", "--output", out, "--stages", "validate", "--batch", "0", "--no-ray", flag, value]) == 2
+        assert f"was made with a different {named}" in capsys.readouterr().err
