@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -22,6 +23,13 @@ def local_ray_runtime_env() -> dict:
                          "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}}
 
 
+def plain_worker_lines() -> None:
+    """Worker output that Ray copies to this process's stdout/stderr carries no colour codes where those go to a
+    file or a pipe (a log, the DAG's task log): `RAY_COLOR_PREFIX=0` unless the user chose otherwise."""
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Join the cluster at `address` (or $RAY_ADDRESS), else start a private local Ray with `num_cpus` CPUs
     (default: what Ray detects). Does nothing when this process is already connected. True when it started a
@@ -30,6 +38,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
 
     if ray.is_initialized():
         return False
+    plain_worker_lines()
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address:
