@@ -76,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # a mistake in what the user asked for (a path, a config key, an input): one line, no traceback (-v shows it)
         kind = user_error(exc)
-        if kind is None:
+        if kind is None and not isinstance(exc, OSError):
             raise
         logging.getLogger("moon").debug("traceback", exc_info=True)
+        if kind is None:  # storage that cannot be reached or read (S3 down, a network error, a full disk): one line
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         print(f"{kind}: {exc}", file=sys.stderr)
         return 2
 

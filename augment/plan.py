@@ -216,7 +216,19 @@ def plan_run(
     stale = [r.shard_id for r in plan.committed.values() if r.config_hash != identity["config_hash"]]
     if stale and not force:
         raise RunMismatch(f"{len(stale)} committed shards in {output_uri} were made with another config; use --force")
+    _redo_lost(plan)
     return plan
+
+
+def _redo_lost(plan: Plan) -> None:
+    """Committed shards whose data or quarantine file was deleted since (by hand, a lifecycle rule) are pending
+    again: the run redoes them instead of counting rows it no longer holds."""
+    lost = manifest.lost_files(plan.run_uri, plan.committed.values()) if plan.committed else {}
+    if lost:
+        log.warning("%d committed shards of %s lost their files (e.g. %s): they are redone", len(lost),
+                    plan.run_uri, next(iter(lost.values())))
+        for shard_id in lost:
+            del plan.committed[shard_id]
 
 
 def _identity(config: Config, files: list[str], limit: int | None) -> dict[str, Any]:
@@ -419,6 +431,7 @@ def load_batch(
     stale = [r.shard_id for r in plan.committed.values() if r.config_hash != plan.config_hash]
     if stale:
         raise RunMismatch(f"{len(stale)} committed shards of this batch in {run_uri} were made with another config")
+    _redo_lost(plan)
     return plan
 
 

@@ -85,6 +85,7 @@ def load(run_uri: str) -> dict[str, ShardRecord]:
 
 
 LOOKUP_THREADS = 16  # commit records fetched at once from S3
+FEW_RECORDS = 32  # lost_files checks up to this many records file by file, more by listing the folders
 _SHARD_ID = re.compile(rb'"shard_id": "([^"]+)"')
 _CHUNK = 8 << 20
 
@@ -208,6 +209,30 @@ def data_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> li
     records = load(run_uri).values() if records is None else records
     ordered = sorted(records, key=lambda r: (r.source_uri, r.row_start))
     return [storage.join(run_uri, r.data_file) for r in ordered if r.data_file]
+
+
+def lost_files(run_uri: str, records: Iterable[ShardRecord]) -> dict[str, str]:
+    """Committed shards whose data or quarantine file is no longer in the run folder: shard id -> that file.
+    A few records (one job's batch) are checked file by file; more list data/ and quarantine/ once each (names
+    only), however many shards the run has."""
+    records = list(records)
+    if len(records) <= FEW_RECORDS:
+        def present(folder: str, name: str) -> bool:
+            return storage.exists(storage.join(run_uri, folder, name))
+    else:
+        listed = {folder: set(storage.list_names(storage.join(run_uri, folder), ".parquet"))
+                  for folder in (DATA_DIR, QUARANTINE_DIR)}
+
+        def present(folder: str, name: str) -> bool:
+            return name in listed.get(folder, ())
+    lost = {}
+    for record in records:
+        for file in (record.data_file, record.quarantine_file):
+            folder, _, name = (file or "").rpartition("/")
+            if file and not present(folder, name):
+                lost[record.shard_id] = file
+                break
+    return lost
 
 
 def committed_data_files(run_uri: str) -> list[str]:

@@ -94,3 +94,17 @@ def test_a_run_that_stops_on_its_config_keeps_a_folder_it_did_not_make(capsys, m
     assert run(capsys, *argv, "--plan-only")[0] == 0  # as the DAG's plan task leaves it
     assert run(capsys, *argv)[0] == 2
     assert (tmp_path / "run" / "_plan" / "plan.json").is_file()
+
+
+def test_storage_that_cannot_be_reached_is_one_line(capsys, monkeypatch):
+    from augment.ops.report import build
+
+    def unreachable(run_uri, **kwargs):
+        raise OSError(f"When reading information for key 'run/_manifest.jsonl' in bucket 'b': AWS Error "
+                      f"NETWORK_CONNECTION during HeadObject operation ({run_uri})")
+
+    monkeypatch.setattr(build, "write_report", unreachable)
+    code, err = run(capsys, "report", "s3://b/run")
+    assert code == 1
+    assert err == ("error: When reading information for key 'run/_manifest.jsonl' in bucket 'b': AWS Error "
+                   "NETWORK_CONNECTION during HeadObject operation (s3://b/run)\n")

@@ -146,3 +146,35 @@ def test_a_batch_job_follows_the_limit_and_shard_size_of_the_saved_plan(tmp_path
     for flag, value, named in (("--limit", "16", "--limit"), ("--shard-size", "5", "shard size")):
         assert main(["run", "--output", out, "--stages", "validate", "--batch", "0", "--no-ray", flag, value]) == 2
         assert f"was made with a different {named}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("few", [manifest.FEW_RECORDS, 0])  # files checked one by one / folders listed once
+def test_a_committed_shard_whose_files_were_deleted_is_redone(tmp_path, caplog, monkeypatch, few):
+    from augment.cli import main
+
+    from PIL import Image
+
+    monkeypatch.setattr(manifest, "FEW_RECORDS", few)
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "red.jpg")
+    ids = [str(i) for i in range(20)] + [""]  # the last row is quarantined
+    src = str(tmp_path / "in.parquet")
+    pq.write_table(pa.table({"product_id": ids, "title": [f"red shirt {i}" for i in ids],
+                             "image_uri": [str(tmp_path / "red.jpg")] * len(ids)}), src)
+    out = tmp_path / "out"
+    command = ["run", "--input", src, "--output", str(out), "--shard-size", "4", "--stages", "validate",
+               "--no-progress", "--no-ray", "--shards-per-batch", "2"]
+    assert main(command) == 0
+    records = sorted(manifest.load(str(out)).values(), key=lambda r: r.row_start)
+    (out / records[2].data_file).unlink()
+    (out / records[5].quarantine_file).unlink()
+    config = C.load_for_run(stages="validate", shard_size=4)
+    lost = {records[2].shard_id, records[5].shard_id}
+    plan = P.plan_run(src, str(out), config)
+    assert {s.shard_id for s in plan.pending} == lost
+    assert "2 committed shards of" in caplog.text and "lost their files" in caplog.text
+    assert [s.shard_id for s in P.load_batch(str(out), config, batch=1).pending] == [records[2].shard_id]
+    assert not P.load_batch(str(out), config, batch=0).pending
+    assert main([*command, "--batch", "1"]) == 0  # the batch job redoes its lost shard
+    assert (out / records[2].data_file).is_file()
+    assert main(command) == 0  # the whole run redoes the rest
+    assert (out / records[5].quarantine_file).is_file() and not P.plan_run(src, str(out), config).pending

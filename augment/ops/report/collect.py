@@ -7,6 +7,7 @@ bigger run), then the full rows of the few shards that hold a sampled product; q
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import heapq
 import json
@@ -127,12 +128,29 @@ def quarantine_examples(facts: RunFacts, per_reason: int = 3) -> list[dict[str, 
 
 def _read(uri: str, columns: list[str] | None = None) -> pa.Table:
     fs, path = storage.filesystem(uri)
-    return pq.read_table(path, filesystem=fs, columns=columns)
+    with _committed_file(uri):
+        return pq.read_table(path, filesystem=fs, columns=columns)
 
 
 def _schema(uri: str) -> pa.Schema:
     fs, path = storage.filesystem(uri)
-    return pq.read_schema(path, filesystem=fs)
+    with _committed_file(uri):
+        return pq.read_schema(path, filesystem=fs)
+
+
+@contextlib.contextmanager
+def _committed_file(uri: str):
+    """A committed shard file that is gone or unreadable: one line naming it and how to redo its shard."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: a committed shard's file is missing; `moon run --output RUN` (the run's "
+                                "own command) redoes its shard") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        if not isinstance(exc, pa.ArrowInvalid) and not any(w in str(exc) for w in ("Parquet", "thrift")):
+            raise  # storage that cannot be reached: its own message
+        raise ValueError(f"{uri}: not a readable Parquet file ({exc}); delete it and rerun `moon run --output RUN` "
+                         "to redo its shard") from None
 
 
 def latest_evaluation(run_uri: str) -> dict[str, Any] | None:

@@ -167,3 +167,15 @@ def test_a_run_with_every_product_quarantined_has_an_overview_and_no_gallery(tmp
     assert sorted(p.name for p in (tmp_path / "report").glob("*.html")) == ["index.html"]
     text = (tmp_path / "report" / "index.html").read_text()
     assert "No written products to show." in text and Page(text).count("badge reason") == 3
+
+
+def test_a_committed_shard_file_that_is_gone_or_broken_is_named_with_the_way_to_redo_it(tmp_path):
+    build_run(tmp_path, products=6, shard_size=3)
+    first, second = sorted((tmp_path / "data").glob("*.parquet"))
+    first.unlink()
+    with pytest.raises(FileNotFoundError, match=f"^{first}: a committed shard's file is missing; `moon run"):
+        build.write_report(str(tmp_path))
+    second.write_bytes(b"PAR1" + bytes(64) + b"PAR1")
+    (tmp_path / "data" / first.name).write_bytes(second.read_bytes())
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'data'}/.*: not a readable Parquet file"):
+        build.write_report(str(tmp_path))
