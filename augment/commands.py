@@ -79,6 +79,7 @@ def cmd_config(args) -> int:
 def cmd_run(args) -> int:
     from augment import config as C
     from augment import io, plan as P, runner
+    from augment.core.ray import RayUnreachable
 
     try:
         cfg = load_config(args)
@@ -133,6 +134,8 @@ def cmd_run(args) -> int:
         print(f"error: cannot write {exc.filename or output}: {exc.strerror}", file=sys.stderr)
         return 2
     except OSError as exc:
+        if fresh and isinstance(exc, RayUnreachable):
+            _discard_unstarted(output)
         print(f"error: {_describe_os_error(exc)}", file=sys.stderr)
         return 1
     summary = run_summary(result)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -30,9 +31,29 @@ def plain_worker_lines() -> None:
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
 
 
+class RayUnreachable(ConnectionError):
+    """Nothing answers at the Ray address given: the run stops at once instead of waiting on it for ever."""
+
+
+PROBE_SECONDS = 10.0
+
+
+def reachable(address: str) -> None:
+    """Raise RayUnreachable, in one line, when nothing listens at a `host:port` or `ray://host:port` address (Ray
+    itself retries such an address without end). Other addresses (`auto`, `local`) are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as exc:
+        raise RayUnreachable(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): start it "
+                             "(`ray start --head`), or fix --ray-address / run.ray_address / RAY_ADDRESS") from None
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Join the cluster at `address` (or $RAY_ADDRESS), else start a private local Ray with `num_cpus` CPUs
-    (default: what Ray detects). Does nothing when this process is already connected. True when it started a
+    """Join the cluster at `address` (or $RAY_ADDRESS; RayUnreachable when nothing answers there), else start a
+    private local Ray with `num_cpus` CPUs (default: what Ray detects). Does nothing when this process is already connected. True when it started a
     private Ray: that one never gets more nodes, CPUs or GPUs than this machine has."""
     import ray
 
@@ -42,6 +63,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address:
+        reachable(address)
         ray.init(address=address, **kwargs)
         return False
     kwargs["include_dashboard"] = False

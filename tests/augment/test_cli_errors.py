@@ -108,3 +108,16 @@ def test_storage_that_cannot_be_reached_is_one_line(capsys, monkeypatch):
     assert code == 1
     assert err == ("error: When reading information for key 'run/_manifest.jsonl' in bucket 'b': AWS Error "
                    "NETWORK_CONNECTION during HeadObject operation (s3://b/run)\n")
+
+
+def test_a_ray_address_where_nothing_listens_stops_the_run_at_once(capsys, tmp_path):
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    code, err = run(capsys, "run", "--limit", "2", "--output", str(tmp_path / "run"), "--no-progress",
+                    "--ray-address", f"127.0.0.1:{port}")
+    assert code == 1
+    assert err.startswith(f"error: cannot reach the Ray cluster at 127.0.0.1:{port} (Connection refused)")
+    assert not (tmp_path / "run").exists()
