@@ -162,6 +162,8 @@ def _batch_number(text: str) -> int:
 
 def _option_clash(args, one_job: bool) -> str | None:
     """Options that cannot go together, as one line; None when they can."""
+    if args.shards is not None and not any(s.strip() for s in args.shards.split(",")):
+        return f"--shards {args.shards!r} names no shard id: give the comma-separated ids of the saved plan"
     if args.batch is not None and args.shards:
         return "--batch and --shards pick a job's shards two ways: give one"
     if one_job and (args.force or args.dry_run or args.plan_only):

@@ -398,7 +398,8 @@ def load_batch(
     if changed:
         raise PlanMismatch(f"the saved plan of {run_uri} was made with a different "
                            f"{' and '.join(_explain(k) for k in changed)}{_input_change(header, identity)}; "
-                           "resume with the same config and input, or plan a new run (another --output, or --force)")
+                           "run the job with the plan's config and input, or plan the run again "
+                           "(moon run --plan-only --force, or another --output)")
     table_uri = plan_uri(run_uri, SHARD_TABLE)
     fs, path = storage.filesystem(table_uri)
     pf = pq.ParquetFile(fs.open_input_file(path))

@@ -121,3 +121,10 @@ def test_a_ray_address_where_nothing_listens_stops_the_run_at_once(capsys, tmp_p
     assert code == 1
     assert err.startswith(f"error: cannot reach the Ray cluster at 127.0.0.1:{port} (Connection refused)")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("shards", [",", " , ", ""])
+def test_a_shards_list_without_an_id_is_refused(capsys, shards):
+    code, err = run(capsys, "run", "--output", "RUN", "--shards", shards, "--no-ray")
+    assert code == 2
+    assert err == f"error: --shards {shards!r} names no shard id: give the comma-separated ids of the saved plan\n"
