@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import logging
 import sys
 from pathlib import Path
@@ -88,7 +89,7 @@ def cmd_run(args) -> int:
         return 2
     output = args.output or P.default_output_uri()
     one_job = args.batch is not None or bool(args.shards)
-    problem = _option_clash(args, one_job)
+    problem = _option_clash(args, one_job) or _not_a_folder(output)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -158,6 +159,15 @@ def _batch_number(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a batch number (0 or more), got {text!r}")
     return value
+
+
+def _not_a_folder(output: str) -> str | None:
+    """A local --output that is a file: said before anything is planned."""
+    from augment.core import storage
+
+    if not storage.is_s3(output) and os.path.isfile(output):
+        return f"--output {output} is a file; a run folder is a directory (give a new or existing folder)"
+    return None
 
 
 def _option_clash(args, one_job: bool) -> str | None:

@@ -128,3 +128,12 @@ def test_a_shards_list_without_an_id_is_refused(capsys, shards):
     code, err = run(capsys, "run", "--output", "RUN", "--shards", shards, "--no-ray")
     assert code == 2
     assert err == f"error: --shards {shards!r} names no shard id: give the comma-separated ids of the saved plan\n"
+
+
+def test_an_output_that_is_a_file_is_refused_before_planning(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    code, err = run(capsys, "run", "--limit", "2", "--output", str(tmp_path / "notes.txt"), "--no-ray")
+    assert code == 2
+    assert err == (f"error: --output {tmp_path / 'notes.txt'} is a file; a run folder is a directory (give a new "
+                   "or existing folder)\n")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
