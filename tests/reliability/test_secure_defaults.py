@@ -119,10 +119,13 @@ def test_vllm_serve_script_defaults_to_loopback():
 
 def test_local_ray_starts_without_its_dashboard(monkeypatch):
     ray = pytest.importorskip("ray")
+    from augment.core import ray as moon_ray
     from augment.core.ray import init_ray
 
     calls = []
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_COLOR_PREFIX", "")  # init_ray may set it: restored after the test
+    monkeypatch.setattr(moon_ray, "reachable", lambda address: None)  # no cluster answers at head:10001 here
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
     init_ray(num_cpus=2)
