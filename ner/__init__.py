@@ -34,14 +34,22 @@ def load(lang: str = "en", lexicon_files: Iterable[str] | str | os.PathLike | No
     elif isinstance(lexicon_files, (str, os.PathLike)):
         lexicon_files = (lexicon_files,)
     files = tuple(str(p) for p in lexicon_files)
-    return _load(lang, files, _stamps(files, config), config, max_chars, batch_size)
+    paths = _lexicon_paths(files)
+    return _load(lang, files, _stamps(paths + ((config,) if config else ())), config, max_chars, batch_size)
 
 
-def _stamps(files: tuple[str, ...], config: str | None) -> tuple:
-    """Size and mtime of each file named, so that an edited lexicon is not served from the cache."""
+def _lexicon_paths(files: tuple[str, ...]) -> tuple[str, ...]:
+    """The file of each lexicon spec (`LABEL=path` or a path); LexiconError for an unknown label or a missing
+    file, found here before the pipeline spends seconds on the bundled lexicons."""
+    from ner.lexicon import resolve_path, split_spec
+
+    return tuple(str(resolve_path(split_spec(spec)[1])) for spec in files)
+
+
+def _stamps(paths: tuple[str, ...]) -> tuple:
+    """Size and mtime of each file named, so that an edited lexicon or config is not served from the cache."""
     stamps = []
-    for spec in files + ((config,) if config else ()):
-        path = spec.partition("=")[2] if "=" in spec and spec.split("=", 1)[0].isupper() else spec
+    for path in paths:
         try:
             st = os.stat(path)
             stamps.append((st.st_size, st.st_mtime_ns))

@@ -64,7 +64,9 @@ def _extract(args) -> int:
     import ner
 
     if args.input != "-" and not os.path.isfile(args.input):
-        return _error(f"input {args.input} does not exist")
+        return _error(f"input {args.input} " + ("is a directory" if os.path.isdir(args.input) else "does not exist"))
+    if _output_problem(args.output):
+        return _error(f"output {args.output} {_output_problem(args.output)}")
     try:
         extractor = ner.load(args.lang, lexicon_files=args.lexicon, config=args.config)
     except (OSError, ValueError) as exc:
@@ -105,17 +107,22 @@ def _extract(args) -> int:
 def _eval(args) -> int:
     from pathlib import Path
 
-    from ner.evaluate import count_kinds, format_kinds, format_table, mismatches, read_gold, score
+    from ner.evaluate import count_kinds, format_kinds, format_table, has_labels, mismatches, read_gold, score
     from ner.split import select
 
     if args.predictions and len(args.gold) != 1:
         return _error("--predictions needs exactly one --gold")
+    if args.errors and _output_problem(args.errors):
+        return _error(f"errors file {args.errors} {_output_problem(args.errors)}")
     extractor = None
     results = {}
     errors: dict[str, list[dict]] = {}
     try:
         for gold_path in args.gold:
-            rows = select(read_gold(gold_path), args.part)
+            rows = read_gold(gold_path)
+            if not has_labels(rows):
+                return _error(f"no gold labels in {gold_path}: no line gives BRAND, CATEGORY, MATERIAL or COLOR values")
+            rows = select(rows, args.part)
             if args.predictions:
                 predictions = _read_predictions(args.predictions, rows)
             else:
@@ -150,6 +157,24 @@ def _error(message: str) -> int:
     return 2
 
 
+def _output_problem(path: str) -> str | None:
+    """Why a local output file cannot be written at `path` ('is a directory', ...), or None. Checked before the
+    work: the file is written under a temporary name and renamed at the end, so a late error would name the
+    temporary file."""
+    if path == "-" or "://" in path:
+        return None
+    if os.path.isdir(path):
+        return "is a directory"
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):  # missing folders are created
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"cannot be written: {parent} is not a directory"
+    if not os.access(parent, os.W_OK):
+        return f"cannot be written: no permission to write in {parent}"
+    return None
+
+
 @contextlib.contextmanager
 def _open_input(path: str):
     """The input's lines as bytes ('-': stdin), decoded line by line by `_read_titles`."""
@@ -175,6 +200,8 @@ def _publishing(path: str):
 def _read_titles(source):
     """One record per non-blank input line: {line, id, title, brand, error}; `error` names why a line could not
     be read (it then gets an output line of its own, never disappears)."""
+    from ner.evaluate import id_problem
+
     for number, raw in enumerate(source, 1):
         if not raw.strip():
             continue
@@ -199,6 +226,8 @@ def _read_titles(source):
         title, brand = row.get("title"), row.get("brand")
         if record["id"] is None:
             record["error"] = "no 'id'"  # its entities could not be joined back to the product
+        elif id_problem(record["id"]):
+            record["id"], record["error"] = None, id_problem(record["id"])  # `ner eval` could not join it either
         elif isinstance(title, str):
             record["title"] = title
         else:
@@ -208,23 +237,43 @@ def _read_titles(source):
 
 
 def _read_predictions(path: str, rows: list[dict]) -> list[list[dict]]:
+    """The entities of each gold row from a predictions JSONL file ({"id", "entities"} lines, as `ner extract`
+    writes them), joined by id; ValueError naming the file and line of a malformed one. Lines without an id (the
+    error records of `ner extract`) are skipped."""
+    from ner.evaluate import read_jsonl
+
     by_id = {}
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
-            if not isinstance(item, dict) or not isinstance(item.get("entities", []), list):
-                raise ValueError(f"{path}:{number}: expected {{\"id\", \"entities\": [...]}}")
-            by_id[item.get("id")] = item.get("entities") or []
+    for number, item in read_jsonl(path):
+        problem = _prediction_problem(item)
+        if problem:
+            raise ValueError(f"{path}:{number}: {problem}")
+        if item.get("id") is not None:
+            by_id[item["id"]] = item.get("entities") or []
     missing = sum(1 for r in rows if r.get("id") not in by_id)
     if missing:
         print(f"warning: {missing} of {len(rows)} gold rows have no line in {path}; they count as predicting no "
               f"entities", file=sys.stderr)
     return [by_id.get(r.get("id"), []) for r in rows]
+
+
+def _prediction_problem(item: object) -> str | None:
+    """Why one predictions line cannot be scored, or None: the id must be a string or number (or missing), each
+    entity an object with "label" and "text" strings."""
+    from ner.evaluate import id_problem
+
+    if not isinstance(item, dict) or not isinstance(item.get("entities", []), list):
+        return 'expected {"id", "entities": [...]}'
+    if item.get("id") is not None and id_problem(item["id"]):
+        return id_problem(item["id"])
+    for number, entity in enumerate(item.get("entities") or [], 1):
+        if not isinstance(entity, dict):
+            return f'entity {number} is not an object with "label" and "text"'
+        for key in ("label", "text"):
+            if key not in entity:
+                return f'entity {number} has no "{key}"'
+            if not isinstance(entity[key], str):
+                return f'entity {number}: "{key}" must be a string, not {json.dumps(entity[key])[:40]}'
+    return None
 
 
 def _chunks(items, size: int):

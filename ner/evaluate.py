@@ -59,25 +59,59 @@ class Counts:
                 "recall": round(self.recall, 4), "f1": round(self.f1, 4)}
 
 
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of each non-blank line; ValueError naming the file and line of one that is not
+    UTF-8 or not JSON (each line is decoded on its own, so that the message can say which)."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                yield number, json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not UTF-8 (at byte offset {exc.start})") from None
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
+
+
+def id_problem(value: object) -> str | None:
+    """Why `value` cannot be a row id, or None: ids join predictions to gold rows and decide the split, so they
+    must be strings or numbers (a list or an object cannot be looked up, and true would equal the id 1)."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return None
+    kind = {dict: "an object", list: "an array", bool: "a boolean", type(None): "null"}.get(type(value), "a value")
+    return f"'id' is {kind}, not a string or number"
+
+
 def read_gold(path: str | Path) -> list[dict]:
     """The rows of a gold JSONL file; ValueError naming the file and line of the first malformed row."""
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
-            labels = row.get("labels", {}) if isinstance(row, dict) else None
-            if not isinstance(row, dict) or not isinstance(row.get("title"), str) or not isinstance(labels, dict):
-                raise ValueError(f"{path}:{number}: a gold row needs a 'title' string and a 'labels' mapping")
-            for label, values in labels.items():
-                if values is not None and not (isinstance(values, list) and all(isinstance(v, str) for v in values)):
-                    raise ValueError(f"{path}:{number}: labels.{label} must be a list of strings")
-            rows.append(row)
+    for number, row in read_jsonl(path):
+        problem = _gold_row_problem(row)
+        if problem:
+            raise ValueError(f"{path}:{number}: {problem}")
+        rows.append(row)
     return rows
+
+
+def _gold_row_problem(row: object) -> str | None:
+    """Why `row` is no gold row ({"id", "title", "labels": {LABEL: [values]}}; the id may be missing), or None."""
+    labels = row.get("labels", {}) if isinstance(row, dict) else None
+    if not isinstance(row, dict) or not isinstance(row.get("title"), str) or not isinstance(labels, dict):
+        return "a gold row needs a 'title' string and a 'labels' mapping"
+    if row.get("id") is not None and id_problem(row["id"]):
+        return id_problem(row["id"])
+    for label, values in labels.items():
+        if values is not None and not (isinstance(values, list) and all(isinstance(v, str) for v in values)):
+            return f"labels.{label} must be a list of strings"
+    return None
+
+
+def has_labels(rows: Iterable[dict]) -> bool:
+    """Whether any row gives the values of a scored label (an empty list counts: the label is known absent);
+    without one, every score would be zero."""
+    return any(values is not None and label in SCORED_LABELS
+               for row in rows for label, values in row.get("labels", {}).items())
 
 
 def row_counts(gold_labels: dict[str, list[str]], entities: Iterable[dict]) -> dict[str, Counts]:

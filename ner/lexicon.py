@@ -8,7 +8,8 @@ the canonical form (several spellings, one id); without one, the id is the lower
 its words joined by `_`.
 
 A plain list is one phrase per line (blank lines and lines starting with # are skipped); its label comes from
-the caller, e.g. `BRAND=brands.txt`. No spaCy here: this module only reads and normalises data.
+the caller, e.g. `BRAND=brands.txt` (one of `SPEC_LABELS`, in any case: `brand=brands.txt`). No spaCy here:
+this module only reads and normalises data.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from typing import Iterable, Iterator
 from ner import LABELS
 
 DATA_DIR = Path(__file__).parent / "data"
+# the labels a `LABEL=path` spec may name: the entity labels, and NONE for phrases that are no entity
+SPEC_LABELS = LABELS + ("NONE",)
+_LABEL_WORD = re.compile(r"[A-Za-z_]+")
 
 
 class LexiconError(ValueError):
@@ -50,12 +54,28 @@ def phrase_key(phrase: str) -> str:
 def resolve_path(name: str | Path) -> Path:
     """A lexicon path as given, or relative to the bundled data folder (`en/brands.jsonl`)."""
     path = Path(name)
-    if path.exists():
-        return path
-    bundled = DATA_DIR / path
-    if bundled.exists():
-        return bundled
-    raise LexiconError(f"lexicon file {name} not found (nor under {DATA_DIR})")
+    if not path.exists() and (DATA_DIR / path).exists():
+        path = DATA_DIR / path
+    if path.is_dir():
+        raise LexiconError(f"lexicon file {name} is a directory")
+    if not path.exists():
+        raise LexiconError(f"lexicon file {name} not found (nor under {DATA_DIR})")
+    return path
+
+
+def split_spec(spec: str | Path) -> tuple[str | None, str]:
+    """(label, path) of a lexicon spec: `LABEL=path`, the label in any case, or (None, path).
+
+    A spec naming an existing file is a path even where its name holds `=`; a label that no component reads is an
+    error, so that a mistyped label does not add a list that silently matches nothing.
+    """
+    spec = str(spec)
+    head, sep, tail = spec.partition("=")
+    if not sep or not _LABEL_WORD.fullmatch(head) or Path(spec).exists():
+        return None, spec
+    if head.upper() not in SPEC_LABELS:
+        raise LexiconError(f"lexicon {spec}: unknown label {head}; labels: {', '.join(SPEC_LABELS)}")
+    return head.upper(), tail
 
 
 def read_lexicon(spec: str | Path, default_label: str | None = None) -> list[dict]:
@@ -64,11 +84,7 @@ def read_lexicon(spec: str | Path, default_label: str | None = None) -> list[dic
     A plain list without a label takes `default_label`; without one either, its file name decides
     (brands.txt -> BRAND, categories.txt -> CATEGORY, materials.txt -> MATERIAL, colors.txt -> COLOR).
     """
-    spec = str(spec)
-    label = None
-    head, sep, tail = spec.partition("=")
-    if sep and head.isupper() and head.replace("_", "").isalpha():
-        label, spec = head, tail
+    label, spec = split_spec(spec)
     path = resolve_path(spec)
     if path.suffix == ".jsonl" and label is None:
         return list(_read_jsonl(path))
@@ -98,12 +114,14 @@ def read_words(path: str | Path) -> set[str]:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                item = json.loads(line)
+                item = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise LexiconError(f"{path}:{number}: not UTF-8 (at byte offset {exc.start})") from None
             except json.JSONDecodeError as exc:
                 raise LexiconError(f"{path}:{number}: not JSON ({exc.msg})") from None
             if not isinstance(item, dict) or "label" not in item or "pattern" not in item:

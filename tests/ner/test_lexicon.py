@@ -107,3 +107,28 @@ def test_bundled_lexicons_give_one_id_per_phrase():
             if isinstance(item["pattern"], str):
                 ids.setdefault((item["label"], phrase_key(item["pattern"])), set()).add(item["id"])
     assert {key: found for key, found in ids.items() if len(found) > 1} == {}
+
+
+def test_plain_list_label_is_case_insensitive(tmp_path):
+    path = tmp_path / "mine.txt"
+    path.write_text("Acme\n")
+    assert read_lexicon(f"brand={path}") == [{"label": "BRAND", "pattern": "Acme", "id": "acme"}]
+
+
+def test_plain_list_of_an_unknown_label_is_an_error(tmp_path, monkeypatch):
+    path = tmp_path / "mine.txt"
+    path.write_text("Acme\n")
+    with pytest.raises(LexiconError, match=r"unknown label FOO; labels: BRAND, CATEGORY, MATERIAL, COLOR, NONE$"):
+        read_lexicon(f"FOO={path}")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "brands=2024.txt").write_text("Acme\n")  # a file whose name holds '=' is still a path
+    assert read_lexicon("brands=2024.txt")[0]["label"] == "BRAND"
+
+
+def test_lexicon_directory_and_non_utf8_jsonl_are_named(tmp_path):
+    with pytest.raises(LexiconError, match=f"lexicon file {tmp_path} is a directory"):
+        read_lexicon(f"BRAND={tmp_path}")
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b'{"label": "COLOR", "pattern": "Red"}\n\xff\n')
+    with pytest.raises(LexiconError, match=r"p.jsonl:2: not UTF-8 \(at byte offset 0\)"):
+        read_lexicon(path)
