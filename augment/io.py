@@ -1,8 +1,9 @@
 """Reading catalogues: find the input files, stage them as shard-friendly Parquet, read one shard's rows.
 
-Input is one file or a directory/prefix of files: Parquet, JSONL (.jsonl/.ndjson/.json) or CSV, each optionally
-gzip-compressed (text formats), local or s3://. Every row gets a stable index within its source file; shards are
-row ranges of a source. Reading a shard must be cheap and exact, whatever the size of the catalogue, so:
+Input is one file or a directory/prefix of files (listed recursively, as Ray Data and pyarrow datasets do): Parquet,
+JSONL (.jsonl/.ndjson/.json) or CSV, each optionally gzip-compressed (text formats), local or s3://. Every row gets a
+stable index within its source file; shards are row ranges of a source. Reading a shard must be cheap and exact,
+whatever the size of the catalogue, so:
 - Parquet files whose row groups are at most a few shards long, and not too many, are read in place;
 - CSV, JSONL and Parquet files with huge row groups (or with so many that their footer alone would cost each
   reader seconds) are first copied, streaming, into `<output>/_input/<key>/part-NNNNN.parquet`: parts of
@@ -11,7 +12,9 @@ row ranges of a source. Reading a shard must be cheap and exact, whatever the si
   each line is parsed on its own, so a malformed line or a value of the wrong type becomes one quarantined row
   (`_parse_error`, with the line kept in `_raw`) instead of a failed read.
 Types are normalised here to the input contract (augment.core.schema.INPUT_FIELDS); columns other than the contract's
-are carried through (Parquet keeps their types, text formats give strings).
+are carried through (Parquet keeps their types, dictionary-encoded columns decoded to their values; text formats give
+strings). A file that cannot be read, and a config column mapping that names no column of it, are InputErrors naming
+the file.
 
 This module must not import Ray: the planner runs on Airflow workers.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import codecs
 import concurrent.futures
 import contextlib
 import csv
@@ -26,15 +30,18 @@ import dataclasses
 import io
 import json
 import logging
+import posixpath
 from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from augment.core import schema as S
 from augment.core.names import PARSE_ERROR
 from augment.core import storage
+from augment.core.manifest import RUN_FILE  # a folder holding it is a run folder (`moon run`'s output), not input
 from augment.core.util import stable_hash
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,9 @@ STAGED_MARKER = "_staged.json"  # in a staged copy's folder, written last: rows,
 WRITE_THREADS = 2  # staged parts written at once (Parquet encoding runs outside the GIL)
 PART_GROUPS = 1024  # row groups (one shard each) per staged part: a part's footer stays under a megabyte
 MAX_GROUPS_IN_PLACE = 8192  # a Parquet input with more row groups is restaged (its footer would be megabytes)
+SUPPORTED = ".parquet, .jsonl/.ndjson/.json or .csv/.tsv"
+NAMED_FILES = 5  # skipped files named in a warning or an error
+DECOMPRESSION_ERRORS = ("inflate", "compressed stream", "zlib", "gzip")  # pyarrow's words for bad compressed data
 
 
 class InputError(ValueError):
@@ -67,19 +77,64 @@ def detect_format(uri: str) -> str:
 
 
 def discover(input_uri: str) -> list[str]:
-    """The input files: the file itself, or the supported files directly under a directory/prefix, sorted."""
+    """The input files: the file itself, or the supported files anywhere under a directory/prefix (see
+    `folder_files`), sorted by their path in it."""
     if storage.is_dir(input_uri):
-        files = [
-            uri for uri in storage.list_files(input_uri)
-            if uri.lower().endswith(PARQUET_SUFFIXES + JSONL_SUFFIXES + CSV_SUFFIXES)
-        ]
-        if not files:
-            raise InputError(f"no .parquet, .jsonl or .csv files under {input_uri}")
-        return files
+        return folder_files(input_uri)
     if not storage.exists(input_uri):
         raise InputError(f"input {input_uri} does not exist")
     detect_format(input_uri)
     return [input_uri]
+
+
+def folder_files(folder: str) -> list[str]:
+    """The supported files under `folder`, at any depth (`sub/b.parquet`, Hive-style `year=2024/part-0.parquet`),
+    sorted by their path relative to it; a file directly in it is `storage.join(folder, name)`, as shard ids have
+    always named it. Skipped, as Ray Data and pyarrow datasets skip them: names starting with `.` or `_` at any
+    level (`_SUCCESS`, `.git/`, staged copies), and run folders (holding `_run.json`: a run written inside the
+    input folder is not input). Files of other extensions are skipped with a warning naming them: nothing is left
+    out without a word."""
+    fs, root = storage.filesystem(folder)
+    paths = [entry.path[len(root):].lstrip("/") for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True))
+             if entry.type == pafs.FileType.File]
+    runs = sorted({posixpath.dirname(p) for p in paths if posixpath.basename(p) == RUN_FILE})
+    files, other, hidden = [], [], 0
+    for path in sorted(paths):
+        if any(not run or path.startswith(run + "/") for run in runs):
+            continue
+        if any(part.startswith((".", "_")) for part in path.split("/")):
+            hidden += 1
+        elif path.lower().endswith(PARQUET_SUFFIXES + JSONL_SUFFIXES + CSV_SUFFIXES):
+            files.append(path)
+        else:
+            other.append(path)
+    _report_skipped(folder, runs, other, hidden)
+    if not files:
+        found = f" (only {_count(len(other), 'other file')}: {_names(other)})" if other else ""
+        raise InputError(f"no .parquet, .jsonl or .csv files under {folder}{found}")
+    return [storage.join(folder, path) for path in files]
+
+
+def _report_skipped(folder: str, runs: list[str], other: list[str], hidden: int) -> None:
+    """One log line per kind of file `folder_files` leaves out."""
+    for run in runs:
+        if run:
+            log.warning("%s: skipping the run folder %s inside it (a run's output is not input)", folder, run)
+        else:
+            log.warning("%s is the output folder of a run: its files are not input", folder)
+    if other:
+        log.warning("%s: skipping %s not ending in %s (text may be .gz): %s", folder, _count(len(other), "file"),
+                    SUPPORTED, _names(other))
+    if hidden:
+        log.info("%s: skipping %s (names starting with . or _)", folder, _count(hidden, "hidden or underscore file"))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _names(paths: list[str]) -> str:
+    return ", ".join(paths[:NAMED_FILES]) + (", ..." if len(paths) > NAMED_FILES else "")
 
 
 def fingerprint(uri: str) -> dict[str, Any]:
@@ -103,6 +158,8 @@ class Source:
     renamed: dict[str, str] = dataclasses.field(default_factory=dict)
     not_carried: list[str] = dataclasses.field(default_factory=list)
     part_rows: int | None = None  # staged: rows per part (part k holds rows [k * part_rows, (k + 1) * part_rows))
+    # The contract columns of config input.columns whose mapped column this file holds (None: not recorded).
+    mapped: list[str] | None = None
 
     def locate(self, row: int) -> tuple[str, int]:
         """(the Parquet file holding source row `row`, the source row of that file's first row)."""
@@ -186,6 +243,39 @@ def carried_renames(columns: list[str], mapping: dict[str, str], uri: str) -> di
     return {k: v for k, v in renames.items() if v != k and v == S.carried_name(k)}
 
 
+def check_mapping(columns: list[str], mapping: dict[str, str], uri: str) -> list[str]:
+    """The contracts of `mapping` (config input.columns) whose column is in `columns`. A file with neither the
+    mapped column nor the contract column itself is an InputError naming the file and its columns: a mistyped
+    name would otherwise quarantine every row (`missing_title`) or drop a column without a word. (`check_mapped`
+    then requires each mapped column in at least one file.)"""
+    found = []
+    for contract, source in mapping.items():
+        if source in columns:
+            found.append(contract)
+            continue
+        target = S.INPUT_COLUMN_ALIASES.get(contract, contract)
+        if not any(S.INPUT_COLUMN_ALIASES.get(name, name) == target for name in columns):
+            listed = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
+            raise InputError(f"input.columns.{contract}: column {source!r} is not in {uri} (columns: {listed})")
+    return found
+
+
+def check_mapped(sources: list[Source], mapping: dict[str, str], input_uri: str) -> None:
+    """InputError unless each column of `mapping` is in at least one of `sources` (check_mapping lets a file
+    without it through when it has the contract column itself: a folder may mix old and new exports). Files
+    without rows have no columns to check; a file staged before its columns were recorded skips the check."""
+    recorded = [s for s in sources if s.mapped is not None]
+    if not recorded or any(s.mapped is None and s.num_rows for s in sources):
+        return
+    for contract, source in mapping.items():
+        if any(contract in s.mapped for s in recorded):
+            continue
+        where = (f"{recorded[0].uri}, which has" if len(sources) == 1
+                 else f"any of the {len(sources)} files under {input_uri}, which each have")
+        raise InputError(f"input.columns.{contract}: column {source!r} is not in {where} a {contract!r} column "
+                         "itself; remove the mapping, or name the column it should read")
+
+
 def _data_url_bytes(text: str) -> bytes | None:
     if not text.startswith("data:") or ";base64," not in text[:100]:
         return None
@@ -250,10 +340,27 @@ def _open_text(uri: str) -> io.BufferedReader:
     return io.BufferedReader(fs.open_input_stream(path, compression="detect"))
 
 
+@contextlib.contextmanager
+def _reading(uri: str) -> Iterator[None]:
+    """Compressed data that is not gzip, corrupt or cut short, found while reading `uri`, is an InputError naming
+    it: the lines before the damage are not a catalogue to run as if complete. Other read errors (storage that
+    cannot be reached) stay OSErrors."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None and any(word in str(exc) for word in DECOMPRESSION_ERRORS):
+            raise InputError(f"{uri}: not a readable gzip file ({exc}); it is not gzip-compressed, or it is "
+                             "corrupt or cut short") from None
+        raise storage.naming_error(exc, uri) from exc
+
+
 def iter_jsonl(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str | None]]:
-    """(record, error, raw line) per non-blank line. Non-UTF-8 and non-object lines are errors, not crashes."""
-    with _open_text(uri) as f:
-        for raw in f:
+    """(record, error, raw line) per non-blank line. Non-UTF-8 and non-object lines are errors, not crashes. A
+    UTF-8 byte order mark before the first line is not part of it."""
+    with _open_text(uri) as f, _reading(uri):
+        for number, raw in enumerate(f):
+            if number == 0:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             if not raw.strip():
                 continue
             raw = raw.rstrip(b"\r\n")
@@ -274,9 +381,10 @@ def iter_jsonl(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, st
 
 
 def iter_csv(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str | None]]:
+    """(record, error, raw row) per row. A UTF-8 byte order mark (Excel writes one) is not part of the header."""
     delimiter = "\t" if ".tsv" in uri.lower() else ","
-    with _open_text(uri) as f:
-        text = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
+    with _open_text(uri) as f, _reading(uri):
+        text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
         reader = csv.DictReader(text, delimiter=delimiter)
         while True:
             try:
@@ -323,8 +431,11 @@ def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, s
     keys: dict[str, None] = {}
     count = 0
     first_problem = ""
-    for record, problem, _ in records(uri):
+    for record, problem, raw in records(uri):
         count += 1
+        if count == 1 and fmt == "jsonl" and problem and _opens_json_array(raw):
+            raise InputError(f"{uri}: not JSON Lines (one JSON object per line) but a JSON array; write one "
+                             "object per line (jq -c '.[]' does)")
         if record:
             keys.update(dict.fromkeys(record))
         first_problem = first_problem or problem or ""
@@ -332,6 +443,7 @@ def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, s
         unit = "line" if fmt == "jsonl" else "row"
         raise InputError(f"{uri}: none of its {count} {unit}s holds a product's fields (first {unit}: "
                          f"{first_problem or 'no fields'})")
+    mapped_found = check_mapping(list(keys), column_map, uri) if count else None
     renamed = carried_renames(list(keys), column_map, uri)
     renames = rename_map(list(keys), column_map)
     mapped = [renames.get(k, k) for k in keys]
@@ -354,9 +466,16 @@ def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, s
         if batch:
             parts.write(pa.Table.from_pylist(batch, schema=schema))
     source = Source(uri=uri, format=fmt, read_uri=target, num_rows=count, schema=schema, fingerprint=fp,
-                    renamed=renamed, not_carried=not_carried, part_rows=parts.part_rows)
+                    renamed=renamed, not_carried=not_carried, part_rows=parts.part_rows, mapped=mapped_found)
     _write_staged_marker(source)
     return source
+
+
+def _opens_json_array(line: str | None) -> bool:
+    """Whether a JSONL file's first line opens a JSON array of objects (`[`, `[{...`): a JSON document, not JSON
+    Lines, whose lines would each be quarantined as invalid_json."""
+    text = (line or "").lstrip()
+    return text.startswith("[") and text[1:].lstrip()[:1] in ("", "{")
 
 
 def _staged_rows(records, renames, extra_names) -> Iterator[dict[str, Any]]:
@@ -436,7 +555,8 @@ class PartWriter:
 
 def _write_staged_marker(source: Source) -> None:
     marker = {"uri": source.uri, "num_rows": source.num_rows, "part_rows": source.part_rows,
-              "schema": schema_to_text(source.schema), "renamed": source.renamed, "not_carried": source.not_carried}
+              "schema": schema_to_text(source.schema), "renamed": source.renamed, "not_carried": source.not_carried,
+              "mapped": source.mapped}
     storage.write_atomic(storage.join(source.read_uri, STAGED_MARKER), json.dumps(marker, sort_keys=True).encode())
 
 
@@ -448,23 +568,39 @@ def _read_staged(uri: str, fmt: str, folder: str, fp: dict[str, Any]) -> Source 
     marker = json.loads(storage.read_text(marker_uri))
     return Source(uri=uri, format=fmt, read_uri=folder, num_rows=marker["num_rows"],
                   schema=schema_from_text(marker["schema"]), fingerprint=fp, renamed=marker["renamed"],
-                  not_carried=marker["not_carried"], part_rows=marker["part_rows"])
+                  not_carried=marker["not_carried"], part_rows=marker["part_rows"], mapped=marker.get("mapped"))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Parquet sources
 # ---------------------------------------------------------------------------------------------------------------
 def _parquet_file(uri: str) -> pq.ParquetFile:
+    """The Parquet file at `uri` (errors name it: `_reading_parquet`)."""
     fs, path = storage.filesystem(uri)
-    return pq.ParquetFile(fs.open_input_file(path))
+    with _reading_parquet(uri):
+        return pq.ParquetFile(fs.open_input_file(path))
+
+
+@contextlib.contextmanager
+def _reading_parquet(uri: str) -> Iterator[None]:
+    """Errors reading the Parquet file `uri` name it (pyarrow's do not): one that is not Parquet (empty, cut
+    short, another format) is an InputError; other read errors (corrupt pages, storage that cannot be reached)
+    stay OSErrors."""
+    try:
+        yield
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{uri}: not a readable Parquet file ({exc})") from None
+    except OSError as exc:
+        raise storage.naming_error(exc, uri) from exc
 
 
 def parquet_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per_group: int) -> Source:
     pf = _parquet_file(uri)
     arrow_schema = pf.schema_arrow
+    mapped_found = check_mapping(arrow_schema.names, column_map, uri)
     renamed = carried_renames(arrow_schema.names, column_map, uri)
     renames = rename_map(arrow_schema.names, column_map)
-    mapped = {renames.get(n, n): arrow_schema.field(n).type for n in arrow_schema.names}
+    mapped = {renames.get(n, n): _value_type(arrow_schema.field(n).type) for n in arrow_schema.names}
     if "product_id" not in mapped:
         raise InputError(
             f"{uri} has no product_id column (columns: {', '.join(arrow_schema.names[:20])}); "
@@ -477,7 +613,7 @@ def parquet_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per
     largest_group = max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), default=0)
     not_carried = [n for n in mapped if n.startswith("_")]
     source = Source(uri=uri, format="parquet", read_uri=uri, num_rows=meta.num_rows, schema=schema, fingerprint=fp,
-                    renamed=renamed, not_carried=not_carried)
+                    renamed=renamed, not_carried=not_carried, mapped=mapped_found)
     if largest_group > 4 * rows_per_group or meta.num_row_groups > MAX_GROUPS_IN_PLACE:
         # Huge row groups make every shard read decode far more than it needs, and a footer of many thousand
         # groups costs every reader (each Ray worker, each job) seconds to parse: restage into parts of
@@ -487,9 +623,10 @@ def parquet_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per
         if staged is None:
             log.info("restaging %s (%d row groups of up to %d rows) into parts of shard-sized row groups", uri,
                      meta.num_row_groups, largest_group)
-            with PartWriter(folder, pf.schema_arrow, rows_per_group) as parts:
+            plain = pa.schema([f.with_type(_value_type(f.type)) for f in pf.schema_arrow])
+            with PartWriter(folder, plain, rows_per_group) as parts, _reading_parquet(uri):
                 for batch in pf.iter_batches(batch_size=parts.part_rows):
-                    parts.write(pa.Table.from_batches([batch]))
+                    parts.write(decode_dictionaries(pa.Table.from_batches([batch])))
             source.read_uri, source.part_rows = folder, parts.part_rows
             _write_staged_marker(source)
         else:
@@ -519,7 +656,8 @@ def read_column(source: Source, name: str, column_map: dict[str, str], limit: in
     for uri in files:
         if limit is not None and rows >= limit:
             break
-        part = _parquet_file(uri).read(columns=[physical]).column(0)
+        with _reading_parquet(uri):
+            part = _decoded(_parquet_file(uri).read(columns=[physical]).column(0))
         chunks.extend(part.chunks)
         rows += len(part)
     column = pa.chunked_array(chunks, type=chunks[0].type) if chunks else pa.chunked_array([], pa.string())
@@ -582,7 +720,7 @@ def conform(table: pa.Table, target: pa.Schema, column_map: dict[str, str]) -> p
     """Rename, cast and fill columns to `target`. A contract column of the wrong type becomes null for every row
     with `_parse_error` set, so those rows are quarantined with the reason instead of failing the run."""
     renames = rename_map(table.column_names, column_map)
-    table = table.rename_columns([renames.get(n, n) for n in table.column_names])
+    table = decode_dictionaries(table.rename_columns([renames.get(n, n) for n in table.column_names]))
     names = table.column_names
     if "image" in names and "image_uri" not in names and pa.types.is_string(table.schema.field("image").type):
         # A string `image` column names images by path or URI, as in text formats.
@@ -616,6 +754,25 @@ def conform(table: pa.Table, target: pa.Schema, column_map: dict[str, str]) -> p
                 errors = [e or (f"invalid_utf8 (column {name})" if i in bad else None) for i, e in enumerate(errors)]
     columns[PARSE_ERROR] = pa.array(errors, pa.string())
     return pa.table(columns, schema=target)
+
+
+def _value_type(type_: pa.DataType) -> pa.DataType:
+    """The type of a column's values: a dictionary-encoded column's value type (pandas categories, Spark and
+    pyarrow dictionaries), so that the contract's checks see strings and files that differ in encoding only agree."""
+    return type_.value_type if pa.types.is_dictionary(type_) else type_
+
+
+def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """`column` as plain values when it is dictionary-encoded."""
+    return pc.cast(column, column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+
+def decode_dictionaries(table: pa.Table) -> pa.Table:
+    """`table` with its dictionary-encoded columns decoded to their values (a row's value is unchanged)."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.with_type(field.type.value_type), _decoded(table.column(i)))
+    return table
 
 
 def _null_invalid_utf8(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array | pa.ChunkedArray, set[int]]:

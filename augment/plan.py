@@ -246,6 +246,7 @@ def _make_plan(input_uri, output_uri, config, files, limit, work_uri, write, run
     column_map = dict(config.input.columns)
     # 2. The input staged where needed, so that a shard read is one cheap row-range read.
     sources = [io.open_source(uri, work_uri, column_map, shard_size) for uri in files]
+    io.check_mapped(sources, column_map, input_uri)  # a mapped column no file has is a mistake, not a no-op
     input_schema = _unify(sources)
     carried = pa.schema([f for f in input_schema if not f.name.startswith("_")])
     try:  # what the shards will hold; a clash is an error now, not a failed write after the stages ran
