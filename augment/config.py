@@ -1,8 +1,9 @@
 """The run configuration: one YAML file, validated strictly, with named profiles.
 
-A config file may start from a profile (`extends: gpu`) and override any key; unknown keys and wrong types are
-errors that name the dotted key. Backend options are validated by the backend's own options dataclass when the
-stage is resolved, so a typo in `stages.image_variants.options` is caught before Ray starts.
+A config file may start from a profile (`extends: gpu`) and override any key; unknown keys, wrong types, a
+scalar where a section belongs and numbers out of range are errors that name the dotted key. Backend options are
+validated by the backend's own options dataclass when the stage is resolved, and the files and sets they name by
+its `check_data`, so a typo in `stages.image_variants.options` is caught before Ray starts.
 
 The config hash covers every field that can change the output, and nothing else: Ray addresses, pool sizes,
 batch sizes and progress bars can change between a run and its resume; shard size, backends and their options
@@ -11,10 +12,12 @@ cannot (without --force).
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
-from augment.core.config import ConfigError, deep_merge, from_dict, overrides_from, read_mapping
+from augment.core.config import (ConfigError, check_sections, deep_merge, field_values, from_dict, overrides_from,
+                                 read_mapping)
 from augment.core.names import STAGE_ORDER
 from augment.core.util import stable_hash
 from augment.stages.validate.stage import ValidateOptions
@@ -110,6 +113,9 @@ def load(
     data: dict[str, Any] = {}
     if path is not None:
         data = read_mapping(path)
+        check_sections(Config, data)
+    if overrides:
+        check_sections(Config, overrides)
     extends = data.pop("extends", None)
     if profile and extends and profile != extends:
         raise ConfigError(f"extends: {path} extends the profile {extends!r} and --profile asks for {profile!r}; "
@@ -141,6 +147,7 @@ def load_for_run(
     (`stages.enrich_title.backend=openai`); the options with a flag of their own win over them. `stages`
     ("ner,filter") enables only those stages, and validate."""
     overrides = overrides_from(sets)
+    check_sections(Config, overrides)
     overrides.setdefault("run", {})
     if shard_size:
         overrides["run"]["shard_size"] = shard_size
@@ -189,8 +196,12 @@ def _merge(base: dict, over: dict) -> dict:
     return merged
 
 
-def validate_stages(config: Config) -> None:
-    """Check stage names, backends and each backend's options; no backend module is imported for this."""
+def validate_stages(config: Config, values: bool = True) -> None:
+    """Check stage names, backends and each enabled backend's options. `values`: build each options class (its
+    range checks) and run its `check_data` (the files and named sets the run reads: NER configurations and
+    lexicons, background sets); without it only the option keys and types are checked (`moon plan`: a plan
+    reads no model or data file). Backend modules are imported for their options classes; their heavy
+    dependencies (torch, spaCy, diffusers) are not."""
     from augment.stages import UnknownBackend, resolve
 
     for name, stage in config.stages.items():
@@ -208,7 +219,25 @@ def validate_stages(config: Config) -> None:
             cls = resolve(name, stage.backend)
         except UnknownBackend as exc:
             raise ConfigError(f"stages.{name}.backend: {exc}") from None
-        stage_options(cls, stage.options, f"stages.{name}.options")
+        key = f"stages.{name}.options"
+        if not values:
+            field_values(cls.options_cls, stage.options or {}, key)
+            continue
+        options = stage_options(cls, stage.options, key)
+        if hasattr(options, "check_data"):
+            options.check_data(key)
+
+
+# Allowed ranges of the numeric keys of `run:`, `input:` and `output:`: (lowest, highest or None). A key of type
+# `int | None` may also be null. tests/augment/test_config_values.py checks that every numeric key has one.
+LIMITS: dict[str, dict[str, tuple[int, int | None]]] = {
+    "run": {"shard_size": (1, None), "num_cpus": (1, None), "writer_threads": (1, None),
+            "worker_retries": (-1, None)},  # -1: retry without limit
+    "input": {"max_image_bytes": (1, None), "max_image_pixels": (1, None), "min_image_side": (1, None),
+              "max_title_chars": (1, None), "work_image_side": (1, None)},
+    "output": {"image_quality": (1, 100)},  # JPEG and WebP quality; PNG ignores it
+}
+RAY_PRECISION = 0.0001  # the smallest non-zero resource quantity Ray accepts
 
 
 def validate_values(config: Config) -> None:
@@ -227,8 +256,57 @@ def validate_values(config: Config) -> None:
             raise ConfigError(
                 f"input.columns.{contract}: not an input column; choose from {', '.join(INPUT_FIELDS.names)}, brand"
             )
-    if config.run.shard_size < 1:
-        raise ConfigError(f"run.shard_size: must be at least 1, got {config.run.shard_size}")
+    for section, limits in LIMITS.items():
+        for name, (low, high) in limits.items():
+            check_range(f"{section}.{name}", getattr(getattr(config, section), name), low, high)
+    check_image_limits(config.input)
+    for name, stage in config.stages.items():
+        check_resources(stage.resources, f"stages.{name}.resources")
+
+
+def check_range(key: str, value: int | None, low: int, high: int | None = None) -> None:
+    """`value` within [low, high] (no upper end when `high` is None); None passes (an optional key left unset)."""
+    if value is None:
+        return
+    if high is not None and not low <= value <= high:
+        raise ConfigError(f"{key}: must be between {low} and {high}, got {value}")
+    if value < low:
+        raise ConfigError(f"{key}: must be at least {low}, got {value}")
+
+
+def check_image_limits(limits: InputConfig) -> None:
+    """The input limits must leave some image acceptable, and the working copy must not be smaller than the
+    smallest image accepted."""
+    if limits.min_image_side ** 2 > limits.max_image_pixels:
+        raise ConfigError(f"input.max_image_pixels: must be at least input.min_image_side squared "
+                          f"({limits.min_image_side ** 2}), got {limits.max_image_pixels}")
+    if limits.work_image_side < limits.min_image_side:
+        raise ConfigError(f"input.work_image_side: must be at least input.min_image_side ({limits.min_image_side}), "
+                          f"got {limits.work_image_side}")
+
+
+def check_resources(resources: Resources, key: str) -> None:
+    """What Ray would refuse only once it runs the stage (a negative or too fine quantity, a GPU share above one
+    that is not a whole number of GPUs), and what Ray Data would refuse (batch size, pool size), named by key."""
+    check_quantity(f"{key}.num_cpus", resources.num_cpus)
+    check_quantity(f"{key}.num_gpus", resources.num_gpus)
+    if resources.num_gpus > 1 and not float(resources.num_gpus).is_integer():
+        raise ConfigError(f"{key}.num_gpus: must be a share of one GPU (at most 1) or a whole number of GPUs, "
+                          f"got {resources.num_gpus:g}")
+    check_range(f"{key}.batch_size", resources.batch_size, 1)
+    check_range(f"{key}.concurrency", resources.concurrency, 1)
+    for name, quantity in resources.custom.items():
+        if name in ("CPU", "GPU"):
+            raise ConfigError(f"{key}.custom.{name}: give CPUs and GPUs as {key}.num_{name.lower()}s")
+        check_quantity(f"{key}.custom.{name}", quantity)
+
+
+def check_quantity(key: str, value: float) -> None:
+    """A Ray resource quantity: 0, or a finite number of at least Ray's precision."""
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{key}: must be a number of at least 0, got {value:g}")
+    if 0 < value < RAY_PRECISION:
+        raise ConfigError(f"{key}: must be 0 or at least {RAY_PRECISION}, got {value:g}")
 
 
 def stage_options(stage_cls: type, options: dict, key: str) -> Any:

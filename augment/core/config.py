@@ -103,6 +103,12 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 def from_dict(cls: type, data: Any, key: str = "") -> Any:
     """Build dataclass `cls` from plain data, checking every key and type; errors name the dotted key."""
+    return cls(**field_values(cls, data, key))
+
+
+def field_values(cls: type, data: Any, key: str = "") -> dict[str, Any]:
+    """The keyword arguments `from_dict` builds `cls` with: every key and type checked, the class not built (so
+    the checks of its `__post_init__` do not run)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{key or 'config'}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -112,8 +118,39 @@ def from_dict(cls: type, data: Any, key: str = "") -> Any:
         allowed = f"allowed keys here: {', '.join(sorted(fields))}" if fields else "this section takes no keys"
         raise ConfigError(f"unknown key {where}{unknown[0]}; {allowed}")
     hints = typing.get_type_hints(cls)
-    values = {name: coerce(hints[name], value, f"{key}.{name}" if key else name) for name, value in data.items()}
-    return cls(**values)
+    return {name: coerce(hints[name], value, f"{key}.{name}" if key else name) for name, value in data.items()}
+
+
+def check_sections(cls: type, data: Any, key: str = "") -> None:
+    """Refuse a value that stands where dataclass `cls` has a section (a dataclass or a mapping), at any depth.
+
+    Merging layers (a profile, a file, `--set` items) replaces such a value by the next layer's section, so a
+    `run: 5` would vanish without a word; each layer is checked with this before it is merged. Keys that `cls`
+    does not have are left to `from_dict`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key or 'config'}: expected a mapping, got {type(data).__name__} ({data!r})")
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        if name in hints:
+            _check_section(hints[name], value, f"{key}.{name}" if key else name)
+
+
+def _check_section(tp: Any, value: Any, key: str) -> None:
+    """`check_sections` for one value of type hint `tp`."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return
+        sections = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a) or typing.get_origin(a) is dict]
+        if len(sections) != 1:
+            return
+        tp = sections[0]
+    if dataclasses.is_dataclass(tp):
+        check_sections(tp, value, key)
+    elif typing.get_origin(tp) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} ({value!r})")
+        for name, item in value.items():
+            _check_section(typing.get_args(tp)[1], item, f"{key}.{name}")
 
 
 def coerce(tp: Any, value: Any, key: str) -> Any:

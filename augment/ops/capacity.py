@@ -18,6 +18,7 @@ from typing import Any
 
 from augment.ops import benchjson
 from augment.config import Config
+from augment.core.config import ConfigError
 from augment.core.schema import VARIANT_KINDS
 from augment.core.names import STAGE_ORDER
 
@@ -117,6 +118,10 @@ def estimate(config: Config, products: int, figures: list[benchjson.BenchResult]
     cpus = cpus if cpus is not None else CPUS_PER_GPU * max(1, gpus)
     if cpus < 1:
         raise PlanError(f"--cpus must be at least 1, got {cpus}")
+    if image_kb is not None and not (math.isfinite(image_kb) and image_kb > 0):
+        raise PlanError(f"--image-kb must be more than 0, got {image_kb:g}")
+    if jobs is not None:
+        check_jobs(**jobs)  # here, not only in job_overhead: a run without GPU stages never gets there
     gpu_type = gpu_type.lower()
     # 1. one figure per enabled stage
     stages: list[StageEstimate] = []
@@ -185,12 +190,7 @@ def job_overhead(config: Config, products: int, gpus: int, work_gpu_hours: float
     for the job to start and load their models once, then keep them for every shard of the job. So the cost is
     jobs x GPUs per job x (job start + model load), whatever the shard size; it shrinks with bigger jobs.
     """
-    if concurrent_jobs < 1:
-        raise PlanError(f"--concurrent-jobs must be at least 1, got {concurrent_jobs}")
-    if shards_per_job is not None and shards_per_job < 1:
-        raise PlanError(f"--shards-per-job must be at least 1, got {shards_per_job}")
-    if job_start_s < 0 or model_load_s < 0:
-        raise PlanError("--job-start-s and --model-load-s must be 0 or more")
+    check_jobs(shards_per_job, concurrent_jobs, job_start_s, model_load_s)
     shard_size = config.run.shard_size
     shards = math.ceil(products / shard_size)
     gpu_batch = min((s.resources.batch_size for _, s in config.enabled_stages() if s.resources.num_gpus > 0), default=1)
@@ -216,6 +216,18 @@ def job_overhead(config: Config, products: int, gpus: int, work_gpu_hours: float
     return chosen | {"shards": shards, "shard_size": shard_size, "concurrent_jobs": concurrent_jobs,
                      "job_start_s": job_start_s, "model_load_s": model_load_s, "target": OVERHEAD_TARGET,
                      "shards_per_job_for_target": needed}
+
+
+def check_jobs(shards_per_job: int | None = None, concurrent_jobs: int = 1, job_start_s: float = JOB_START_S,
+               model_load_s: float = MODEL_LOAD_S) -> None:
+    """The arguments of `job_overhead`, each named by its `moon plan` flag when out of range."""
+    if concurrent_jobs < 1:
+        raise PlanError(f"--concurrent-jobs must be at least 1, got {concurrent_jobs}")
+    if shards_per_job is not None and shards_per_job < 1:
+        raise PlanError(f"--shards-per-job must be at least 1, got {shards_per_job}")
+    for flag, seconds in (("--job-start-s", job_start_s), ("--model-load-s", model_load_s)):
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise PlanError(f"{flag} must be 0 or more, got {seconds:g}")
 
 
 def choose(candidates: list[benchjson.BenchResult], options: dict[str, Any], gpu_type: str
@@ -265,6 +277,8 @@ def images_per_product(config: Config) -> float:
         return 0.0
     kinds = stage.options.get("kinds") or list(VARIANT_KINDS)
     backgrounds = stage.options.get("backgrounds", 1)
+    if backgrounds < 0:  # `moon plan` checks option types, not ranges; this one would make the estimate negative
+        raise ConfigError(f"stages.image_variants.options.backgrounds: must be at least 0, got {backgrounds}")
     return float(sum(backgrounds if kind == "background" else 1 for kind in kinds))
 
 

@@ -74,15 +74,22 @@ def cmd_plan(args) -> int:
 
     try:
         cfg = C.load(args.config, args.profile, overrides_from(args.set), check_stages=False)
+        C.validate_stages(cfg, values=False)  # backends and option types; a plan needs no model or data file
+    except (C.ConfigError, ImportError) as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    jobs = {"shards_per_job": args.shards_per_job, "concurrent_jobs": args.concurrent_jobs,
+            "job_start_s": capacity.JOB_START_S if args.job_start_s is None else args.job_start_s,
+            "model_load_s": capacity.MODEL_LOAD_S if args.model_load_s is None else args.model_load_s}
+    try:
         figures = capacity.load_figures(args.bench)
-        estimate = capacity.estimate(cfg, args.products, figures, gpus=args.gpus, gpu_type=args.gpu_type, cpus=args.cpus,
-                                     utilisation=args.utilisation, image_kb=args.image_kb, jobs={
-                                         "shards_per_job": args.shards_per_job, "concurrent_jobs": args.concurrent_jobs,
-                                         "job_start_s": capacity.JOB_START_S if args.job_start_s is None else args.job_start_s,
-                                         "model_load_s": capacity.MODEL_LOAD_S if args.model_load_s is None
-                                         else args.model_load_s})
-    except (C.ConfigError, capacity.PlanError) as exc:
+        estimate = capacity.estimate(cfg, args.products, figures, gpus=args.gpus, gpu_type=args.gpu_type,
+                                     cpus=args.cpus, utilisation=args.utilisation, image_kb=args.image_kb, jobs=jobs)
+    except capacity.PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except C.ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(estimate.to_dict(), indent=2) if args.json else capacity.format_estimate(estimate))
     return 0

@@ -15,6 +15,7 @@ import dataclasses
 import math
 import random
 
+from augment.core.config import ConfigError
 from augment.stages.base import Batch, Stage, StageResult
 from prompts import backgrounds as background_sets
 
@@ -26,6 +27,21 @@ GROUP_SHARE = 0.7
 class TemplateBackgroundOptions:
     count: int = 10  # prompts per product
     backgrounds: str = background_sets.LATEST  # curated set version, e.g. backgrounds.v1
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ConfigError(f"stages.background_prompts.options.count: must be at least 1, got {self.count}")
+
+    def check_data(self, key: str) -> None:
+        """The set must exist and its generic prompts alone must fill a product's list (then every product's
+        can): checked when the config is validated, so that `moon config` and `--dry-run` refuse it too."""
+        try:
+            bset = background_sets.load(self.backgrounds)
+        except KeyError as exc:
+            raise ConfigError(f"{key}.backgrounds: {exc.args[0]}") from None
+        if self.count > len(bset.generic):
+            raise ConfigError(f"{key}.count: must be between 1 and {len(bset.generic)} for set {bset.version}, "
+                              f"got {self.count}")
 
 
 def choose_backgrounds(

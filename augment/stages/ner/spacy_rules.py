@@ -16,6 +16,7 @@ import dataclasses
 import os
 import tempfile
 
+from augment.core.config import ConfigError
 from augment.stages.base import Batch, RunContext, Stage, StageResult
 
 
@@ -26,6 +27,23 @@ class NerOptions:
     lexicons: list[str] = dataclasses.field(default_factory=list)
     # Add the run's learned_brands artifact (the input's distinct brand values) to the brand lexicon.
     learn_brands: bool = True
+
+    def check_data(self, key: str) -> None:
+        """The language's pipeline configuration and every lexicon file must exist, and a lexicon's label be known:
+        checked when the config is validated, so that `moon config` and `--dry-run` refuse them, without importing
+        spaCy."""
+        from ner.lexicon import LexiconError, resolve_path, split_spec
+        from ner.pipeline import config_path
+
+        try:
+            config_path(self.lang)
+        except ValueError as exc:
+            raise ConfigError(f"{key}.lang: {exc}") from None
+        for i, spec in enumerate(self.lexicons):
+            try:
+                resolve_path(split_spec(spec)[1])  # as ner.load reads a spec: a known label, an existing file
+            except LexiconError as exc:
+                raise ConfigError(f"{key}.lexicons[{i}]: {exc}") from None
 
 
 class NerStage(Stage):

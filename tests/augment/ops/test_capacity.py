@@ -79,7 +79,7 @@ def test_another_gpus_figure_is_used_with_a_warning(config, figures):
 
 def test_a_differing_option_is_warned(config, figures):
     variants = next(s for s in plan(config, figures).stages if s.stage == "image_variants")
-    assert "measured with size=512, planned size=768" in variants.warnings
+    assert "measured with resolution=512, planned resolution=768" in variants.warnings
 
 
 def figure_files(tmp_path, *figures):
