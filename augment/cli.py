@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 
+from augment.core.errors import user_error
+
 # Modules that contribute subcommands, in help order. A module that is missing (a package not installed in this
 # runtime) is skipped, so the Airflow image's `moon` still plans and validates without the trainer.
 COMMAND_MODULES = (
@@ -84,25 +86,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{kind}: {exc}", file=sys.stderr)
         return 2
-
-
-# Exceptions that report a mistake in the user's request, by module: a module not yet imported cannot have raised.
-CONFIG_ERRORS = (("augment.core.config", "ConfigError"),)  # the run config's and the model config's
-REQUEST_ERRORS = (("augment.io", "InputError"), ("augment.plan", "RunMismatch"), ("model.evaluate", "ProtocolError"),
-                  ("ner.lexicon", "LexiconError"), ("augment.core.schema", "SchemaVersionError"))
-PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
-
-
-def user_error(exc: BaseException) -> str | None:
-    """'config error' or 'error' when `exc` reports a mistake in the request, else None (a defect: traceback)."""
-    def loaded(names):
-        return tuple(getattr(sys.modules[m], n) for m, n in names if m in sys.modules)
-
-    if isinstance(exc, loaded(CONFIG_ERRORS)):
-        return "config error"
-    if isinstance(exc, PATH_ERRORS + loaded(REQUEST_ERRORS)):
-        return "error"
-    return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,26 @@
+"""Which exceptions report a mistake in the user's request (printed as one line) rather than a defect (a traceback).
+
+The table names each class by module, so this floor imports none of them: a module not yet imported cannot have
+raised. `moon` (augment.cli) prints such an error in one line with status 2; the trainer's driver does the same for
+one raised on a Ray Train worker (model.train.failure_reason).
+"""
+from __future__ import annotations
+
+import sys
+
+CONFIG_ERRORS = (("augment.core.config", "ConfigError"),)  # the run config's and the model config's
+REQUEST_ERRORS = (("augment.io", "InputError"), ("augment.plan", "RunMismatch"), ("model.evaluate", "ProtocolError"),
+                  ("ner.lexicon", "LexiconError"), ("augment.core.schema", "SchemaVersionError"))
+PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+
+
+def user_error(exc: BaseException) -> str | None:
+    """'config error' or 'error' when `exc` reports a mistake in the request, else None (a defect: traceback)."""
+    def loaded(names):
+        return tuple(getattr(sys.modules[m], n) for m, n in names if m in sys.modules)
+
+    if isinstance(exc, loaded(CONFIG_ERRORS)):
+        return "config error"
+    if isinstance(exc, PATH_ERRORS + loaded(REQUEST_ERRORS)):
+        return "error"
+    return None
