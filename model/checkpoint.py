@@ -6,6 +6,9 @@ belong to, with `init_from` cleared since the weights already hold the pretraine
 last `train.keep_last` epochs, `epoch-0019`, `epoch-0020`, ..., and `best/`, the weights of the epoch that scored
 best on the held-out products (no train_state.pt: it is for evaluation, not for resuming); wherever a checkpoint
 is expected, the output directory may be given and its latest epoch is used (`<output>/best` for the best).
+
+A damaged file (truncated weights, a config.json that does not parse or names unknown keys, weights that do not fit
+their config) is a CheckpointError naming the file: one line from the command line, not a library's traceback.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from model.config import MoonConfig, from_dict
+from model.config import ConfigError, MoonConfig, from_dict
 from model.model import MoonModel
 from model.pretrained import load_pretrained, resolve_pretrained
 
@@ -28,6 +31,20 @@ CONFIG_FILE = "config.json"
 STATE_FILE = "train_state.pt"
 EPOCH_DIR = re.compile(r"epoch-(\d+)$")
 BEST_DIR = "best"
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of a run's checkpoints, in the output folder
+# Config keys a resumed run may change: how long it trains and how it runs, not what it learns. Every other key
+# changes the model's shapes (a load failure), is silently overridden by the restored optimizer (train.lr,
+# weight_decay: AdamW's state carries them), changes the steps per epoch under a restored step count
+# (batch_size, num_workers, eval_fraction: the cosine schedule would end early) or the validation that picks
+# best/ (val_products, best_metric), or changes the objective, so that the run would be two experiments.
+RESUMABLE_KEYS = ("name", "train.epochs", "train.log_every", "train.keep_last", "train.use_gpu",
+                  "train.cpus_per_worker", "data.cache_records")
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint or output folder that cannot serve as asked: a damaged file, weights that do not fit their
+    config, a resume with another config. The message names the file; the cure is another folder (or a fix of
+    the file), so it reads as a config error: one line, exit status 2."""
 
 
 def build_model(cfg: MoonConfig, seed: int = 0) -> tuple[MoonModel, MoonConfig]:
@@ -40,13 +57,22 @@ def build_model(cfg: MoonConfig, seed: int = 0) -> tuple[MoonModel, MoonConfig]:
     model = MoonModel(cfg)
     if pretrained:
         load_pretrained(model, cfg)
-        cfg = dataclasses.replace(
-            cfg,
-            vision=dataclasses.replace(cfg.vision, init_from=None),
-            text=dataclasses.replace(cfg.text, init_from=None),
-        )
+        cfg = _without_init_from(cfg)
         model.config = cfg
     return model, cfg
+
+
+def _without_init_from(cfg: MoonConfig) -> MoonConfig:
+    return dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, init_from=None),
+                               text=dataclasses.replace(cfg.text, init_from=None))
+
+
+def as_saved(cfg: MoonConfig) -> MoonConfig:
+    """The config as a checkpoint of it saves it: pretrained dimensions read from `init_from` (reads those
+    weights), `init_from` cleared."""
+    if cfg.vision.init_from or cfg.text.init_from:
+        return _without_init_from(resolve_pretrained(cfg))
+    return cfg
 
 
 def save_checkpoint(directory: str | Path, model: MoonModel, cfg: MoonConfig, train_state: dict | None = None) -> Path:
@@ -83,21 +109,78 @@ def save_best(output_dir: str | Path, model: MoonModel, cfg: MoonConfig, metrics
 
 
 def load_config_from(directory: str | Path) -> MoonConfig:
-    return from_dict(json.loads((resolve_checkpoint(directory) / CONFIG_FILE).read_text()))
+    """The checkpoint's config.json, validated; a file that does not parse or validate is a CheckpointError
+    naming it."""
+    path = resolve_checkpoint(directory) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a JSON config ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: not a JSON config (a {type(data).__name__}, not an object)")
+    try:
+        return from_dict(data)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[MoonModel, MoonConfig]:
-    from safetensors.torch import load_file
-
     directory = resolve_checkpoint(directory)
     cfg = load_config_from(directory)
     model = MoonModel(cfg)
-    model.load_state_dict(load_file(str(directory / MODEL_FILE)))
+    load_weights(model, directory)
     return model.to(device).eval(), cfg
 
 
+def load_weights(model: torch.nn.Module, directory: str | Path) -> None:
+    """Load the checkpoint's model.safetensors into `model`; a damaged file, or weights that do not fit the
+    model (another config), is a CheckpointError naming the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(directory) / MODEL_FILE
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
+    problem = weights_mismatch(model.state_dict(), weights)
+    if problem:
+        raise CheckpointError(f"{path}: the weights do not fit {Path(directory) / CONFIG_FILE}: {problem}")
+    model.load_state_dict(weights)
+
+
+def weights_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str | None:
+    """The first difference of names or shapes between a model's state dict and loaded weights, with counts."""
+    missing = sorted(expected.keys() - found.keys())
+    unexpected = sorted(found.keys() - expected.keys())
+    shapes = sorted(k for k in expected.keys() & found.keys() if expected[k].shape != found[k].shape)
+    parts = []
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} tensors of another shape ({k}: {list(found[k].shape)} in the file, "
+                     f"{list(expected[k].shape)} in the model)")
+    if missing:
+        parts.append(f"{len(missing)} missing ({missing[0]}, ...)")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unknown ({unexpected[0]}, ...)")
+    return "; ".join(parts) or None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 def load_train_state(directory: str | Path) -> dict:
-    return torch.load(resolve_checkpoint(directory) / STATE_FILE, map_location="cpu", weights_only=False)
+    path = resolve_checkpoint(directory) / STATE_FILE
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # a truncated or foreign file: torch raises RuntimeError, EOFError, UnpicklingError...
+        raise CheckpointError(f"{path}: not a readable training state ({_first_line(exc)})") from exc
 
 
 def epoch_dir_name(epoch: int) -> str:
@@ -124,3 +207,61 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if latest is None:
         raise FileNotFoundError(f"{path}: no {MODEL_FILE}, and no epoch-NNNN checkpoint below it")
     return latest
+
+
+def check_resumable(checkpoint: Path, cfg: MoonConfig) -> None:
+    """Refuse to resume `checkpoint` (an epoch folder) with a config that differs from the one it was trained
+    with in any key but RESUMABLE_KEYS, naming the keys: before Ray starts, instead of a state_dict traceback
+    (another shape) or a run that silently mixes two configs (another loss, learning rate, data)."""
+    saved = load_config_from(checkpoint)
+    changed = config_differences(saved, as_saved(cfg))
+    if changed:
+        shown = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in list(changed.items())[:6])
+        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+        raise CheckpointError(
+            f"--resume: {checkpoint / CONFIG_FILE} was trained with another config ({shown}{more}); a resumed run "
+            f"may change only {', '.join(k for k in RESUMABLE_KEYS if k != 'name')}: train with the other config into "
+            "another --output")
+
+
+def config_differences(saved: MoonConfig, asked: MoonConfig) -> dict[str, tuple]:
+    """{dotted key: (saved value, asked value)} of the keys that differ, RESUMABLE_KEYS left out."""
+    old, new = _flat(json.loads(saved.to_json())), _flat(json.loads(asked.to_json()))
+    return {key: (old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys())
+            if key not in RESUMABLE_KEYS and old.get(key) != new.get(key)}
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_run_snapshot(output_dir: Path, ray_version: str) -> None:
+    """Ray Train restores a run from `<output>/checkpoint_manager_snapshot.json` whatever --resume says, and fails
+    after it started (a traceback) when the file cannot be read, comes from another Ray version, or lists a
+    checkpoint folder that is gone. Refuse such a folder first, in one line."""
+    path = Path(output_dir) / RAY_SNAPSHOT
+    if not path.exists():
+        return
+    try:
+        snapshot = json.loads(path.read_text())
+        listed = [result["checkpoint_dir_name"] for result in snapshot["checkpoint_results"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable Ray Train snapshot ({_first_line(exc)}); {_SNAPSHOT_CURE}") from exc
+    if snapshot.get("ray_version") != ray_version:
+        raise CheckpointError(f"{path} was written by Ray {snapshot.get('ray_version')}, and this is Ray "
+                              f"{ray_version}, which cannot restore it; {_SNAPSHOT_CURE}")
+    gone = [name for name in listed if not (Path(output_dir) / name).is_dir()]
+    if gone:
+        raise CheckpointError(f"{path} lists {', '.join(gone)}, gone from {output_dir}: Ray Train cannot restore "
+                              f"this run; {_SNAPSHOT_CURE}")
+
+
+_SNAPSHOT_CURE = ("train into another --output, or delete that file (--resume then continues from the epoch folders "
+                  "left, if any)")

@@ -179,10 +179,11 @@ def run_eval(args: argparse.Namespace) -> int:
     protocol_cfg = eval_config(args, models[0][2] if models else None)
     data = protocol_cfg.data
     records = split_records(args.data, data.eval_fraction, SPLITS[args.split], args.limit, data.query_attributes)
+    data = dataclasses.replace(data, query_attributes=records.attributes)  # the label columns the shards have
+    protocol_cfg = dataclasses.replace(protocol_cfg, data=data)
     split = {"held-out": "held-out", "all": "", "train": "training"}[args.split]
     if len(records) < 10:
-        print(f"moon eval: only {len(records)} {split or 'evaluated'} products in {args.data}; recall@10 would be "
-              "meaningless" + ("; --split all evaluates every product" if args.split != "all" else ""), file=sys.stderr)
+        print(f"moon eval: {_too_few(args, records, split)}", file=sys.stderr)
         return 2
 
     text_queries(records, data)  # fail early, before any model runs, when the protocol cannot be built
@@ -216,6 +217,20 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"written {out}")
     _gallery_and_run_record(args, models, data, records, results, out)
     return 0
+
+
+def _too_few(args, records, split: str) -> str:
+    """Why fewer than 10 products are evaluated, in one line: --limit, products skipped for want of a usable
+    image, or a split that small."""
+    count, skipped = len(records), records.skipped
+    meaningless = "recall@10 would be meaningless"
+    if args.limit is not None and count == args.limit:
+        return f"--limit {args.limit} evaluates {count} products: {meaningless}; raise --limit to 10 or more"
+    what = f"only {count} {split or 'evaluated'} products in {args.data}"
+    if count + skipped.products >= 10:  # the split is large enough: the images are why
+        return f"{what} have a usable image ({skipped.describe(examples=False)}); {meaningless}"
+    hint = "; --split all evaluates every product" if args.split != "all" else ""
+    return what + (f" ({skipped.describe(examples=False)})" if skipped.products else "") + f"; {meaningless}{hint}"
 
 
 def _gallery_and_run_record(args, models, data, records, results, out: Path) -> None:

@@ -3,9 +3,9 @@
 One dataclass per concern, nested in `MoonConfig`. Named configs live as JSON files in `model/configs/`
 (`tiny`, `base`, `paper`; a new JSON file there is a new named config); a config file (JSON or YAML) names a base
 with `"extends": "tiny"` (a named config, or a file: a relative path is taken beside the extending file, else from
-the working directory) and overrides any key; its `name` is the file's stem unless it sets one. Unknown keys and
-wrong types are errors naming the dotted key. This module imports no torch: the CLI parses and validates configs
-before anything heavy is loaded.
+the working directory) and overrides any key; its `name` is the file's stem unless it sets one. Unknown keys,
+wrong types and numbers out of range (`MoonConfig._range_checks`) are errors naming the dotted key. This module
+imports no torch: the CLI parses and validates configs before anything heavy is loaded.
 """
 from __future__ import annotations
 
@@ -178,6 +178,7 @@ class MoonConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def validate(self) -> "MoonConfig":
+        _refuse_failed(self._range_checks())  # first: the checks below divide by some of these numbers
         v, t, m = self.vision, self.text, self.moe
         checks = [
             (v.image_size % v.patch_size == 0, "vision.image_size must be a multiple of vision.patch_size"),
@@ -212,10 +213,48 @@ class MoonConfig:
              f"directions {', '.join(DIRECTIONS)}), or empty"),
             (v.pool_grid >= 0 and v.pool_grid <= v.image_size // v.patch_size, "vision.pool_grid too large"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        _refuse_failed(checks)
         return self
+
+    def _range_checks(self) -> list[tuple[bool, str]]:
+        """Numbers that pass the type check but cannot work: a zero that would divide (heads, workers, log_every),
+        an empty resource request, a temperature of 0 (every logit infinite, the loss NaN), nothing to train."""
+        tr = self.train
+        return [
+            *_each(self, ("vision.image_size", "vision.patch_size", "vision.width", "vision.heads",
+                          "text.context_length", "text.width", "text.heads", "moe.num_experts", "train.epochs",
+                          "train.num_workers"), lambda x: x >= 1, "must be at least 1"),
+            *_each(self, ("text.vocab_size",), lambda x: x >= 3, "must be at least 3 (ids 0 and 1 are reserved)"),
+            *_each(self, ("vision.layers", "text.layers", "loss.alpha", "loss.beta", "loss.dsf_kappa",
+                          "train.weight_decay"), lambda x: x >= 0, "must be >= 0"),
+            *_each(self, ("vision.mlp_ratio", "text.mlp_ratio", "train.lr"), lambda x: x > 0, "must be > 0"),
+            *_each(self, ("loss.tau", "loss.intra_tau"), lambda x: x > 0,
+                   "must be > 0 (a temperature divides the logits; the default is 0.05)"),
+            *_each(self, ("train.grad_clip",), lambda x: x > 0,
+                   "must be > 0 (the largest gradient norm a step applies)"),
+            *_each(self, ("loss.omega_min", "loss.dsf_threshold", "loss.dsf_warmup", "train.warmup"),
+                   lambda x: 0 <= x <= 1, "must be in [0, 1]"),
+            *_each(self, ("data.keyword_keep",), lambda x: 0 < x <= 1, "must be in (0, 1]"),
+            (tr.cpus_per_worker >= 1 or (tr.use_gpu and tr.cpus_per_worker == 0),
+             "train.cpus_per_worker must be at least 1 (0 only with train.use_gpu: each worker then asks for a GPU "
+             "only)"),
+            *_each(self, ("train.log_every",), lambda x: x >= 1, "must be at least 1 (steps between log lines)"),
+        ]
+
+
+def _each(cfg: MoonConfig, keys: tuple[str, ...], ok, rule: str) -> list[tuple[bool, str]]:
+    """(ok(value), "<key> <rule>") for each dotted key of `cfg`."""
+    checks = []
+    for key in keys:
+        section, name = key.split(".")
+        checks.append((ok(getattr(getattr(cfg, section), name)), f"{key} {rule}"))
+    return checks
+
+
+def _refuse_failed(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 ACTIVATIONS = ("gelu", "quick_gelu")

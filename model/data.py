@@ -4,7 +4,10 @@
    product: its raw title and image, the usable enriched title and image variants (co-augmentation), the words
    a title query is made of, its labels (`data.query_attributes`, for shopper-intent queries: model/queries.py),
    and a category key for negative mining. Pure over a column batch, so the same function runs in a Ray Data
-   `map_batches`, in `moon eval`, and in tests.
+   `map_batches`, in `moon eval`, and in tests. Products without a usable image are skipped and counted
+   (`Skipped`). Before any shard is read, `checked_label_columns` checks every shard's footer against the schema
+   and finds the label columns the shards have; `unfinished_run` says when the run has planned shards not
+   committed yet.
 2. `is_held_out` splits products by a hash of product_id: the same split on every machine and every run.
 3. `pair_batches` arranges a pool of records into batches of same-category pairs: each product's partner is its
    triplet's mined negative (same category, different product), and every other product of the batch is an
@@ -27,10 +30,12 @@ This module must not import Ray; image decoding and tokenising happen here, mode
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import hashlib
 import logging
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Iterable, Iterator, Sequence
 
 import pyarrow as pa
@@ -45,7 +50,8 @@ from model.tokenizer import words
 
 log = logging.getLogger(__name__)
 
-# The shard columns the model reads, named through the schema; absent optional columns are read as nulls.
+# The shard columns the model reads, named through the schema: every shard has them, with the schema's types
+# (checked before reading: checked_label_columns).
 SHARD_COLUMNS = S.columns(
     "product_id", "title", "image", "image_uri", "category_path", "category", "entities",
     "enriched_title", "enrichment", "variants",
@@ -74,8 +80,14 @@ def shard_columns(attributes: Sequence[str] = ()) -> list[str]:
     return list(SHARD_COLUMNS) + [a for a in attributes if a != CATEGORY_LEAF and a not in SHARD_COLUMNS]
 
 
-def check_label_columns(schema: pa.Schema, attributes: Sequence[str]) -> None:
-    """Label columns hold one value per product. Naming a list or struct column (such as `color`, the colours the
+def check_label_columns(schema: pa.Schema, attributes: Sequence[str], warn: bool = True,
+                        where: str = "") -> tuple[str, ...]:
+    """The label columns of `attributes` to read, in their order: those `schema` (the union of a run's shard
+    columns, augment.core.schema.check_shards) has, and `category_leaf`. Columns no shard has are left out, with a
+    warning naming them and `where` (with `warn`), so that nothing lists them as used; where none is present, all
+    of them (every product then lacks labels, and what needs them says so, naming them).
+
+    Label columns hold one value per product. Naming a list or struct column (such as `color`, the colours the
     pipeline finds in titles) is a ConfigError that names the catalogue's own column where the run carried one
     as `input_<name>` (augment.core.schema.carried_name)."""
     from augment.core.schema import CARRIED_PREFIX
@@ -90,21 +102,127 @@ def check_label_columns(schema: pa.Schema, attributes: Sequence[str]) -> None:
                     if carried in schema.names else "")
             raise ConfigError(f"data.query_attributes: {name!r} is a {kind} column the pipeline writes, "
                               f"not a label with one value per product{hint}")
+    used = tuple(a for a in attributes if a == CATEGORY_LEAF or a in schema.names)
+    absent = [a for a in attributes if a not in used]
+    if absent and warn:
+        warn_once(f"data.query_attributes: no shard{' of ' + where if where else ''} has the column "
+                  f"{_absent(absent, schema)}: "
+                  + (f"attribute queries use {', '.join(used)}" if used else "no product has labels"))
+    return used or tuple(attributes)
 
 
-def product_records(columns: dict[str, list], read_uri=None, attributes: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """One record per shard row that has an image. `read_uri(uri) -> bytes` resolves image_uri / variant uri
-    (default: augment.core.storage.read_bytes); `attributes` names the label columns (absent ones read as missing).
-    Rows without a readable image are skipped and logged."""
+def _absent(names: Sequence[str], schema: pa.Schema) -> str:
+    """'gendr' (did you mean 'gender'?), 'article_type': the absent columns, each with a close column name."""
+    known = [n for n in schema.names if n not in S.output_schema().names]
+    parts = []
+    for name in names:
+        close = difflib.get_close_matches(name, known, n=1)
+        parts.append(repr(name) + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return ", ".join(parts)
+
+
+def checked_label_columns(files: Sequence[str], attributes: Sequence[str], warn: bool = True,
+                          where: str = "") -> tuple[str, ...]:
+    """Check every shard of `files` before any is read (augment.core.schema.check_shards: a readable Parquet file
+    of this schema version with the SHARD_COLUMNS and their output-schema types; footers only, in parallel), and
+    return the label columns of `attributes` to read (check_label_columns; `where` names the run in its warning)."""
+    labels = [a for a in attributes if a != CATEGORY_LEAF]
+    return check_label_columns(S.check_shards(files, SHARD_COLUMNS, extra=labels), attributes, warn, where)
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Log a warning the first time this process meets it: the same run read twice (`moon eval` reads its run for
+    the evaluation and for the trained baseline) says it once."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("%s", message)
+
+
+def unfinished_run(run_uri: str, files: Sequence[str]) -> str | None:
+    """A warning when the run's saved plan (augment/plan.py) has shards that are not committed, a run in progress
+    or stopped: its readers see part of the catalogue. None for a finished run, or a folder without a saved plan."""
+    from augment import plan as P
+    from augment.core import manifest
+
+    try:
+        header = P.read_header(run_uri)
+    except (P.NoSavedPlan, ValueError, OSError):
+        return None
+    planned = int(header.get("shards") or 0)
+    if len(files) >= planned:
+        return None
+    committed = sum(1 for _ in manifest.iter_records(run_uri))  # shards whose every row was quarantined count
+    if committed >= planned:
+        return None
+    identity = header.get("identity") or {}
+    command = f"moon run --input {header.get('input_uri')} --output {run_uri}"
+    command += f" --limit {identity['limit']}" if identity.get("limit") is not None else ""
+    command += f" --shard-size {identity['shard_size']}" if identity.get("shard_size") else ""
+    return (f"{run_uri}: {committed} of its {planned} planned shards are committed (the run is unfinished, or "
+            f"still running), and only those are read; to read every product, resume it (`{command}` with its "
+            "config, or its remaining --batch jobs)")
+
+
+SKIP_REASONS = {
+    "no_image": "without an image (image and image_uri null)",
+    "unreadable": "whose image_uri cannot be read",
+    "undecodable": "whose image cannot be decoded",
+}
+
+
+@dataclasses.dataclass
+class Skipped:
+    """The products a reader skipped, by reason (SKIP_REASONS), with the first few ids, and the variant images it
+    left out because they cannot be read or do not decode."""
+
+    reasons: Counter = dataclasses.field(default_factory=Counter)
+    examples: list = dataclasses.field(default_factory=list)
+    variants: int = 0
+
+    def add(self, reason: str, product_id) -> None:
+        self.reasons[reason] += 1
+        if len(self.examples) < 5:
+            self.examples.append(str(product_id))
+
+    @property
+    def products(self) -> int:
+        return sum(self.reasons.values())
+
+    def __bool__(self) -> bool:
+        return bool(self.products or self.variants)
+
+    def describe(self, examples: bool = True) -> str:
+        """'6 products skipped: 4 without an image (...), 2 whose image cannot be decoded (e.g. 10000, 10012, ...)'."""
+        parts = [f"{self.reasons[r]} {why}" for r, why in SKIP_REASONS.items() if self.reasons[r]]
+        text = f"{self.products} products skipped: {', '.join(parts)}" if self.products else ""
+        if text and examples:
+            more = ", ..." if self.products > len(self.examples) else ""
+            text += f" (e.g. {', '.join(self.examples)}{more})"
+        if self.variants:
+            text += ("; " if text else "") + f"{self.variants} variant images left out: they cannot be read or decoded"
+        return text
+
+
+def product_records(columns: dict[str, list], read_uri=None, attributes: Sequence[str] = (),
+                    skipped: Skipped | None = None) -> list[dict[str, Any]]:
+    """One record per shard row that has a usable image. `read_uri(uri) -> bytes` resolves image_uri / variant
+    uri (default: augment.core.storage.read_bytes); `attributes` names the label columns (absent ones read as
+    missing). Rows without an image, whose image_uri cannot be read or whose image does not decode
+    (images.decodable) are skipped, so that no batch fails on them later; variant images that do not open are
+    left out. They are counted into `skipped` when given (the caller reports the total once), else logged here."""
     if read_uri is None:
         from augment.core.storage import read_bytes as read_uri
     count = len(columns["product_id"])
     get = lambda name, i: columns[name][i] if name in columns else None  # noqa: E731
-    records, skipped = [], []
+    mine = Skipped() if skipped is None else skipped
+    records = []
     for i in range(count):
-        image = get("image", i) or _read(read_uri, get("image_uri", i))
-        if not image:
-            skipped.append(get("product_id", i))
+        image, reason = _raw_image(get("image", i), get("image_uri", i), read_uri)
+        if reason:
+            mine.add(reason, get("product_id", i))
             continue
         title = get("title", i) or ""
         enriched = get("enriched_title", i)
@@ -115,9 +233,11 @@ def product_records(columns: dict[str, list], read_uri=None, attributes: Sequenc
         variant_images, variant_kinds = [], []
         for v in variants:
             data = v.get("image") or _read(read_uri, v.get("uri"))
-            if data:
+            if data and image_ops.decodable(data, pixels=False):  # the header only: variants are many
                 variant_images.append(data)
                 variant_kinds.append(v.get("kind") or "")
+            elif data or v.get("uri"):
+                mine.variants += 1
         entities = sorted(get("entities", i) or [], key=lambda e: (e.get("start") or 0))
         records.append(
             {
@@ -132,9 +252,22 @@ def product_records(columns: dict[str, list], read_uri=None, attributes: Sequenc
                 "variant_kinds": variant_kinds,
             }
         )
-    if skipped:
-        log.warning("skipped %d products without a readable image: %s", len(skipped), skipped[:5])
+    if skipped is None and mine:
+        log.warning("%s", mine.describe())
     return records
+
+
+def _raw_image(image: bytes | None, uri: str | None, read_uri) -> tuple[bytes | None, str | None]:
+    """(the product's image bytes, None), or (None, the SKIP_REASONS key of why it has no usable image)."""
+    if not image:
+        if not uri:
+            return None, "no_image"
+        image = _read(read_uri, uri)
+        if not image:
+            return None, "unreadable"
+    if not image_ops.decodable(image):
+        return None, "undecodable"
+    return image, None
 
 
 def records_table(records: Sequence[dict[str, Any]]) -> pa.Table:
@@ -155,7 +288,7 @@ def _read(read_uri, uri: str | None) -> bytes | None:
     try:
         return read_uri(uri)
     except OSError as exc:
-        log.warning("cannot read %s: %s", uri, exc)
+        log.debug("cannot read %s: %s", uri, exc)  # counted by the caller (Skipped), not a line per image
         return None
 
 

@@ -19,6 +19,7 @@ text query with the candidate's title; the trained word-embedding baseline lives
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections import Counter
 from typing import Any, Sequence
@@ -27,10 +28,15 @@ import torch
 
 from model import images as image_ops
 from model.config import MoonConfig
-from model.data import check_label_columns, is_held_out, product_records, product_rng, query_text, shard_columns
+from model.data import (
+    Skipped, checked_label_columns, is_held_out, product_records, product_rng, query_text, shard_columns,
+    unfinished_run, warn_once,
+)
 from model.metrics import KS, NDCG_K, ranking_metrics, recall_at_k  # noqa: F401  (recall_at_k re-exported)
 from model.queries import attribute_queries, attribute_query, label_key
 from model.tokenizer import build_tokenizer, words
+
+log = logging.getLogger(__name__)
 
 # direction -> (query view, candidate view); text queries ("q_t") follow the protocol, the others are per product.
 DIRECTIONS = {
@@ -54,31 +60,50 @@ class TextQueries:
     protocol: str  # attributes | title
 
 
+class SplitRecords(list):
+    """The product records of a split (a list), with the label columns they were read with (`attributes`: those
+    the shards have, check_label_columns) and the products skipped for want of a usable image (`skipped`)."""
+
+    def __init__(self, records, attributes: tuple[str, ...], skipped: Skipped):
+        super().__init__(records)
+        self.attributes, self.skipped = attributes, skipped
+
+
 def split_records(run_uri: str, fraction: float, held_out: bool | None = True, limit: int | None = None,
-                  attributes: Sequence[str] = ()) -> list[dict[str, Any]]:
+                  attributes: Sequence[str] = (), quiet: bool = False) -> SplitRecords:
     """The product records of the evaluation split (held_out=False: the training split; None: every product),
-    sorted by product id, the first `limit` if given, read with pyarrow from the run's committed shards."""
+    sorted by product id, the first `limit` if given, read with pyarrow from the run's committed shards.
+
+    Every shard is checked before any is read (checked_label_columns); label columns no shard has are left out.
+    Warnings, one line each: a run whose saved plan has shards not committed yet, absent label columns, and the
+    products skipped without a usable image (counted over the split). `quiet` leaves out the first two, for a
+    caller that has said them already (the trainer's validation)."""
     import pyarrow.parquet as pq
 
     from augment.core import manifest, storage
-    from augment.core.schema import check_version
 
     files = manifest.committed_data_files(run_uri)
-    records = []
+    unfinished = None if quiet else unfinished_run(run_uri, files)
+    if unfinished:
+        warn_once(unfinished)
+    attributes = checked_label_columns(files, attributes, warn=not quiet, where=run_uri)
+    columns = shard_columns(attributes)
+    records, skipped = [], Skipped()
     for file in files:
         fs, path = storage.filesystem(file)
-        parquet = pq.ParquetFile(path, filesystem=fs)
-        check_version(parquet.schema_arrow, file)
-        check_label_columns(parquet.schema_arrow, attributes)
-        columns = [c for c in shard_columns(attributes) if c in parquet.schema_arrow.names]
-        for batch in parquet.iter_batches(batch_size=256, columns=columns):
-            data = batch.to_pydict()
-            keep = [i for i, pid in enumerate(data["product_id"])
-                    if held_out is None or is_held_out(pid, fraction) == held_out]
-            records += product_records({k: [v[i] for i in keep] for k, v in data.items()}, attributes=attributes)
-            if limit is not None and len(records) > 2 * limit:  # memory bounded by the limit, not the catalogue
-                records = sorted(records, key=lambda r: r["product_id"])[:limit]
-    return sorted(records, key=lambda r: r["product_id"])[:limit]
+        with pq.ParquetFile(path, filesystem=fs) as parquet:
+            for batch in parquet.iter_batches(batch_size=256, columns=columns):
+                data = batch.to_pydict()
+                keep = [i for i, pid in enumerate(data["product_id"])
+                        if held_out is None or is_held_out(pid, fraction) == held_out]
+                records += product_records({k: [v[i] for i in keep] for k, v in data.items()},
+                                           attributes=attributes, skipped=skipped)
+                if limit is not None and len(records) > 2 * limit:  # memory bounded by the limit, not the catalogue
+                    records = sorted(records, key=lambda r: r["product_id"])[:limit]
+    if skipped:
+        split = {True: "held-out", False: "training", None: "all"}[held_out]
+        log.warning("%s (%s split of %s)", skipped.describe(), split, run_uri)
+    return SplitRecords(sorted(records, key=lambda r: r["product_id"])[:limit], attributes, skipped)
 
 
 def held_out_records(run_uri: str, fraction: float, limit: int | None = None,

@@ -17,10 +17,36 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 
+class UndecodableImage(ValueError):
+    """Image bytes PIL cannot decode: not an image, a format it does not read, or a truncated or damaged file."""
+
+
+# What PIL raises on bytes it cannot decode (UnidentifiedImageError and "image file is truncated" are OSErrors).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+CHECK_SIZE = 32  # decodable() decodes at about this size where the format can (JPEG's draft mode)
+
+
 def decode(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image = ImageOps.exif_transpose(image)
-    return image.convert("RGB")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image = ImageOps.exif_transpose(image)
+        return image.convert("RGB")
+    except DECODE_ERRORS as exc:
+        raise UndecodableImage(f"cannot decode image: {exc}") from exc
+
+
+def decodable(data: bytes, pixels: bool = True) -> bool:
+    """Whether `data` is an image PIL decodes: its header, and with `pixels` its pixel data too, at reduced size
+    where the format allows (a JPEG decodes scaled down, so a truncated or damaged file is found for about half a
+    full decode's cost). Readers skip products whose image fails, instead of failing in a batch later."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        if pixels:
+            image.draft("RGB", (CHECK_SIZE, CHECK_SIZE))
+            image.load()
+        return True
+    except DECODE_ERRORS:
+        return False
 
 
 def pad_square(image: Image.Image, fill=(255, 255, 255)) -> Image.Image:

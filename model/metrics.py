@@ -7,6 +7,8 @@
 
 Both are the expected values under a random order of tied candidates, computed exactly (no sampling): a
 bag-of-words scorer ties often, and breaking ties by index would reward whatever order the gallery has.
+A score that is not finite (NaN or infinite: a diverged model's) ranks below every finite score, and a relevant
+candidate scored so is never found: an all-NaN score matrix scores 0, not a tie that puts everything in the top k.
 Torch only; this module knows nothing of products or models.
 """
 from __future__ import annotations
@@ -38,9 +40,13 @@ def per_query_metrics(
 ) -> dict[str, torch.Tensor]:
     """scores: [Q, C] float; relevant: [Q, C] bool. Returns {"R@k": [Q], "nDCG@k": [Q]} of expected values.
 
-    A query without relevant candidates scores 0 on every metric.
+    A query without relevant candidates scores 0 on every metric. Non-finite scores rank last and never hit (a
+    relevant candidate scored NaN is a miss that still counts in the ideal DCG).
     """
     scores = scores.double()
+    finite = torch.isfinite(scores)
+    scores = scores.masked_fill(~finite, float("-inf"))
+    findable = relevant & finite  # relevant candidates a ranking can find
     count = scores.shape[1]
     ascending = scores.sort(dim=1).values.contiguous()
     # Per candidate: how many candidates score strictly higher, and how many (itself included) score the same.
@@ -51,15 +57,16 @@ def per_query_metrics(
 
     # R@k: the best-scored relevant candidate's tie group decides. With h candidates above it, a group of g
     # tied candidates of which r are relevant, and s = k - h free slots: P(hit) = 1 - C(g - r, s) / C(g, s).
-    best = scores.masked_fill(~relevant, float("-inf")).max(1).values[:, None]  # [Q, 1]
+    best = scores.masked_fill(~findable, float("-inf")).max(1).values[:, None]  # [Q, 1]
     above = (scores > best).sum(1).double()
     tied = (scores == best).sum(1).double()
-    tied_relevant = ((scores == best) & relevant).sum(1).double()
+    tied_relevant = ((scores == best) & findable).sum(1).double()
+    can_hit = findable.any(1)
     for k in ks:
         slots = (k - above).clamp(min=0.0)
         miss = _choose_ratio(tied - tied_relevant, tied, slots)
         hit = torch.where(slots >= tied, torch.ones_like(slots), 1.0 - miss)
-        out[f"R@{k}"] = torch.where(has_relevant & (slots > 0), hit, torch.zeros_like(hit)).float()
+        out[f"R@{k}"] = torch.where(can_hit & (slots > 0), hit, torch.zeros_like(hit)).float()
 
     # nDCG@k: a relevant candidate in a tie group spanning ranks h+1 .. h+g sits at each of them with
     # probability 1/g, so its expected gain is (D[h+g] - D[h]) / g with D[n] the summed discounts of ranks 1..n
@@ -69,7 +76,7 @@ def per_query_metrics(
         discount = torch.where(ranks <= ndcg_k, 1.0 / torch.log2(ranks + 1), torch.zeros_like(ranks))
         cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), discount.cumsum(0)])  # D[0..C]
         gain = (cumulative[higher + group] - cumulative[higher]) / group.double()
-        dcg = (gain * relevant).sum(1)
+        dcg = (gain * findable).sum(1)
         ideal = cumulative[relevant.sum(1).clamp(max=count)]
         out[f"nDCG@{ndcg_k}"] = torch.where(has_relevant, dcg / ideal.clamp_min(1e-12), torch.zeros_like(dcg)).float()
     return out

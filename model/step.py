@@ -9,8 +9,24 @@ import math
 import torch
 
 from model.batch import TrainBatch
-from model.config import MoonConfig
+from model.config import ConfigError, MoonConfig
 from model.losses import MoonLoss, total_loss
+
+
+class NonFiniteLoss(ConfigError):
+    """The loss or its gradient became NaN or infinite: training diverged, and the optimizer step would write NaN
+    into the weights. A config error: the cure is in the config (learning rate, temperatures), not in the data."""
+
+
+def check_finite(loss: float, grad_norm: float, step: int, epoch: int | None = None) -> None:
+    """Raise NonFiniteLoss naming the step (0-based `step`, shown from 1 as the step logs count) and epoch when
+    the loss or the gradient norm is not finite."""
+    bad = [(name, value) for name, value in (("loss", loss), ("gradient norm", grad_norm)) if not math.isfinite(value)]
+    if not bad:
+        return
+    (name, value), where = bad[0], f"epoch {epoch} step {step + 1}" if epoch is not None else f"step {step + 1}"
+    raise NonFiniteLoss(f"training diverged at {where}: the {name} is {value}; lower train.lr, raise loss.tau / "
+                        "loss.intra_tau, or check train.grad_clip and train.precision")
 
 
 def lr_factor(step: int, total_steps: int, warmup: float) -> float:
@@ -47,9 +63,11 @@ def compute_losses(model, loss_fn: MoonLoss, batch: TrainBatch, step: int, total
 
 
 def train_step(model, loss_fn: MoonLoss, batch: TrainBatch, optimizer, scheduler, step: int, total_steps: int, cfg: MoonConfig,
-               observe=None) -> dict:
+               observe=None, epoch: int | None = None) -> dict:
     """Forward every view, backward the summed `*_loss` terms, clip, step. Returns float metrics.
-    observe: passed to compute_losses."""
+    observe: passed to compute_losses. A loss or gradient norm that is not finite raises NonFiniteLoss (naming
+    `step` and `epoch`) before the optimizer step, so the weights stay as they were. The check follows backward:
+    under DDP every rank then sees the same all-reduced gradient norm and stops at the same step."""
     use_bf16 = cfg.train.precision == "bf16"
     device_type = batch.partner.device.type
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -58,8 +76,10 @@ def train_step(model, loss_fn: MoonLoss, batch: TrainBatch, optimizer, scheduler
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+    loss_value, norm = loss.item(), grad_norm.item()
+    check_finite(loss_value, norm, step, epoch)
     optimizer.step()
     scheduler.step()
     metrics = {key: float(value.detach()) for key, value in losses.items()}
-    metrics.update(loss=loss.item(), grad_norm=grad_norm.item(), lr=optimizer.param_groups[0]["lr"])
+    metrics.update(loss=loss_value, grad_norm=norm, lr=optimizer.param_groups[0]["lr"])
     return metrics

@@ -10,6 +10,12 @@
 Resuming: Ray Train restores a run from its storage folder (the output directory), and the worker continues
 from `ray.train.get_checkpoint()`: weights, optimizer, scheduler, epoch and step.
 
+Guards, so that a mistake ends in one line (a ConfigError) rather than a traceback or a run that never ends:
+before Ray starts, the output folder (checkpoints need --resume, Ray Train's snapshot must match the epoch
+folders, a resumed checkpoint must have this config: model.checkpoint); before fit(), the workers' resources
+against a private local Ray's (check_resources); during training, a loss or gradient that is not finite stops
+the run at that step (model.step.NonFiniteLoss), reported by the driver (failure_reason).
+
 Reproducibility of a seeded run (same config, data, number of workers and hardware): model initialisation is
 seeded (torch.manual_seed(train.seed) on every worker, and DDP copies rank 0's weights to the others); the
 records reach the workers in the order of the shards (Ray Data's preserve_order), so the pools, pairs,
@@ -29,7 +35,7 @@ import logging
 import random
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,14 +43,16 @@ import torch
 
 from augment.core.ray import init_ray
 from model.checkpoint import (
-    BEST_DIR, EPOCH_DIR, MODEL_FILE, build_model, epoch_dir_name, latest_checkpoint, load_train_state, save_best,
-    save_checkpoint,
+    BEST_DIR, EPOCH_DIR, MODEL_FILE, build_model, check_resumable, check_run_snapshot, epoch_dir_name,
+    latest_checkpoint, load_train_state, load_weights, save_best, save_checkpoint,
 )
 from model.config import ConfigError, MoonConfig, from_dict
 from model.data import (
-    check_label_columns, collate, is_held_out, pair_batches, product_records, records_table, shard_columns,
+    checked_label_columns, collate, is_held_out, pair_batches, product_records, records_table, shard_columns,
+    unfinished_run, warn_once,
 )
 from model.diagnostics import KEY as ROUTING_KEY, RoutingStats, write_routing_page
+from model.evaluate import ProtocolError
 from model.evaluations import write_training_record
 from model.losses import MoonLoss
 from model.progress import PROGRESS_FILE, MetricsLog, Watcher, read_history
@@ -81,11 +89,26 @@ def epoch_batches(pools: Iterator[list[dict]], cfg: MoonConfig, tokenizer, rng: 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train's per-worker function. config: {"moon": MoonConfig dict, "steps_per_epoch": int,
     "resume_from": checkpoint path or None, "run_uri": the run folder, "output_dir": the output directory,
-    "verbose": log every step and Ray Train's own notes}."""
+    "verbose": log every step and Ray Train's own notes}.
+
+    An error of the user's (augment.core.errors.user_error: training diverged, a damaged checkpoint) ends the run;
+    the driver prints it in one line (failure_reason), so without -v Ray Train's traceback of it is kept off the
+    worker's console."""
+    from augment.core.errors import user_error
+
+    _worker_logging(config.get("verbose", False))
+    try:
+        _train_loop(config)
+    except Exception as exc:
+        if user_error(exc) is not None:
+            _ONE_LINE_ERRORS.messages.add(str(exc))
+        raise
+
+
+def _train_loop(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    _worker_logging(config.get("verbose", False))
     cfg = from_dict(config["moon"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -103,10 +126,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     resume_dir = config.get("resume_from")
     if checkpoint is not None or resume_dir:
-        from safetensors.torch import load_file
-
         with (checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext(resume_dir)) as directory:
-            model.load_state_dict(load_file(str(Path(directory) / MODEL_FILE)))
+            load_weights(model, directory)
             state = load_train_state(directory)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -138,7 +159,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         for _ in range(steps_per_epoch):
             batch = next(batches).to(device)
             metrics = train_step(model, loss_fn, batch, optimizer, scheduler, step, total_steps, cfg,
-                                 observe=routing.observe if routing else None)
+                                 observe=routing.observe if routing else None, epoch=epoch + 1)
             for key, value in metrics.items():
                 sums[key] += value
             step += 1
@@ -186,6 +207,26 @@ def _worker_logging(verbose: bool) -> None:
     logging.getLogger("model").setLevel(level)
     if not verbose:
         logging.getLogger("ray.train").setLevel(logging.WARNING)
+        traceback_logger = logging.getLogger(RAY_TRAIN_ERROR_LOGGER)
+        if _ONE_LINE_ERRORS not in traceback_logger.filters:
+            traceback_logger.addFilter(_ONE_LINE_ERRORS)
+
+
+class OneLineErrors(logging.Filter):
+    """Drops a log record that ends with the message of an error in `messages`: Ray Train's 'Error in training
+    function' traceback of an error the driver reports in one line."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage().rstrip()
+        return not any(text.endswith(message) for message in self.messages)
+
+
+RAY_TRAIN_ERROR_LOGGER = "ray.train.v2._internal.util"  # logs a failed training function's traceback (Ray 2.60)
+_ONE_LINE_ERRORS = OneLineErrors()
 
 
 def _best_so_far(output_dir: Path, start_epoch: int) -> dict[str, Any]:
@@ -246,41 +287,96 @@ class ToRecords:
 
 
 def training_dataset(files: list[str], cfg: MoonConfig):
-    import pyarrow.parquet as pq
+    """Ray Data product records of the training split of `files`. Every shard is checked before Ray reads any
+    (checked_label_columns: a shard that is not readable Parquet, or lacks a column the records need or has it
+    with another type, stops here with one line naming it); label columns no shard has are not read."""
     import ray.data
 
-    from augment.core import storage
-
-    fs, path = storage.filesystem(files[0])
-    schema = pq.read_schema(path, filesystem=fs)
-    check_label_columns(schema, cfg.data.query_attributes)
-    columns = [c for c in shard_columns(cfg.data.query_attributes) if c in schema.names]
+    attributes = checked_label_columns(files, cfg.data.query_attributes, warn=False)  # count_split warned
+    columns = shard_columns(attributes)
     # Records in shard order (preserve_order), whichever read or map task finishes first: the pools, and so
     # every draw of a seeded run, repeat.
     ctx = ray.data.DataContext.get_current().copy()
     ctx.execution_options.preserve_order = True
     with ray.data.DataContext.current(ctx):
         ds = ray.data.read_parquet(files).select_columns(columns)
-        ds = ds.map_batches(ToRecords(cfg.data.eval_fraction, cfg.data.query_attributes), batch_format="pyarrow",
-                            batch_size=64)
+        ds = ds.map_batches(ToRecords(cfg.data.eval_fraction, attributes), batch_format="pyarrow", batch_size=64)
         # Small catalogues: decode the shards once and keep the records in the object store, instead of reading
         # them again every epoch.
         return ds.materialize() if cfg.data.cache_records else ds
 
 
-def count_split(files: list[str], cfg: MoonConfig) -> tuple[int, int]:
-    """(training products, held-out products) of the shards."""
+def count_split(files: list[str], cfg: MoonConfig, run_uri: str | None = None) -> tuple[int, int]:
+    """(training products, held-out products) of the shards with an image: what the workers train and validate
+    on (product_records skips a row without image and image_uri). Checks first, before Ray starts: the run's
+    progress (unfinished_run, given `run_uri`: a warning) and every shard (checked_label_columns). Rows without an
+    image are reported in one warning; when they leave too few products to train or validate on, a ProtocolError
+    says so (train() refuses a split that is too small by itself)."""
+    import concurrent.futures
+
+    from augment.core import schema as S
+
+    where = run_uri or "the shards"
+    unfinished = unfinished_run(run_uri, files) if run_uri else None
+    if unfinished:
+        warn_once(unfinished)
+    checked_label_columns(files, cfg.data.query_attributes, where=run_uri or "")
+    counts: Counter = Counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(S.SHARD_CHECK_THREADS, len(files)))) as pool:
+        for part in pool.map(lambda file: _split_counts(file, cfg.data.eval_fraction), files):
+            counts.update(part)
+    training = counts["training"] - counts["training_no_image"]
+    held_out = counts["held_out"] - counts["held_out_no_image"]
+    missing = counts["training_no_image"] + counts["held_out_no_image"]
+    if missing:
+        warn_once(f"{missing} of the {counts['training'] + counts['held_out']} products of {where} have no image "
+                  f"(image and image_uri null) and are skipped: {counts['training_no_image']} training, "
+                  f"{counts['held_out_no_image']} held-out")
+    _enough_with_images(cfg, training, held_out, counts, where)
+    return training, held_out
+
+
+def _split_counts(file: str, fraction: float) -> Counter:
+    """Rows of one shard by split, and those without an image (image and image_uri null or empty). The image
+    columns are read only for the row groups whose footer statistics do not rule out a null image."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from augment.core import storage
 
-    training = held_out = 0
-    for file in files:
-        fs, path = storage.filesystem(file)
-        ids = pq.read_table(path, columns=["product_id"], filesystem=fs).column("product_id").to_pylist()
-        out = sum(is_held_out(pid, cfg.data.eval_fraction) for pid in ids)
-        training, held_out = training + len(ids) - out, held_out + out
-    return training, held_out
+    counts: Counter = Counter()
+    fs, path = storage.filesystem(file)
+    with pq.ParquetFile(path, filesystem=fs) as parquet:
+        meta = parquet.metadata
+        image = next(i for i in range(meta.num_columns) if meta.schema.column(i).path == "image")
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(image).statistics
+            nulls = stats is None or not stats.has_null_count or stats.null_count > 0
+            table = parquet.read_row_group(group, columns=["product_id"] + (["image", "image_uri"] if nulls else []))
+            held = [is_held_out(pid, fraction) for pid in table.column("product_id").to_pylist()]
+            counts["held_out"] += sum(held)
+            counts["training"] += len(held) - sum(held)
+            if nulls:
+                empty = lambda column, length: pc.equal(pc.fill_null(length(table.column(column)), 0), 0)  # noqa: E731
+                none = pc.and_(empty("image", pc.binary_length), empty("image_uri", pc.utf8_length)).to_pylist()
+                counts["held_out_no_image"] += sum(n and h for n, h in zip(none, held))
+                counts["training_no_image"] += sum(n and not h for n, h in zip(none, held))
+    return counts
+
+
+def _enough_with_images(cfg: MoonConfig, training: int, held_out: int, counts: Counter, where: str) -> None:
+    """ProtocolError when the products without an image are why too few are left to fill one step
+    (train.batch_size x train.num_workers) or to validate on (fewer than 2 held-out)."""
+    per_step = 2 * (cfg.train.batch_size // 2) * cfg.train.num_workers
+    if training < per_step <= counts["training"]:
+        advice = "lower train.batch_size" if training >= 2 else "nothing to train on"
+        raise ProtocolError(f"{training} training products of {where} have an image, fewer than one step's "
+                            f"{per_step}: {counts['training_no_image']} of the {counts['training']} have none (image "
+                            f"and image_uri null); {advice}")
+    if cfg.train.best_metric and held_out < 2 <= counts["held_out"]:
+        raise ProtocolError(f"{held_out} held-out products of {where} have an image: too few to validate on, "
+                            f"{counts['held_out_no_image']} of the {counts['held_out']} have none (image and "
+                            "image_uri null); set train.best_metric to \"\" to train without validation (no best/)")
 
 
 def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = False,
@@ -293,23 +389,20 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     the training records as `training_dataset` makes them, to share one read between several runs (`moon sweep`)."""
     import ray
     import ray.data
-    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from augment.core import manifest, storage
-    from augment.core import schema as S
 
     output_dir = Path(output_dir).resolve()
     if not storage.is_s3(run_uri):
         run_uri = str(Path(run_uri).resolve())  # the workers read it too, from Ray Train's working directory
-    existing = latest_checkpoint(output_dir)
-    if existing is not None and not resume:
-        raise FileExistsError(f"{output_dir} already holds {existing.name}: pass --resume, or another --output")
-    start_epoch = int(EPOCH_DIR.match(existing.name).group(1)) if (resume and existing) else 0
+    existing = resume_point(output_dir, cfg, resume, ray.__version__)
+    start_epoch = int(EPOCH_DIR.match(existing.name).group(1)) if existing else 0
+    if start_epoch >= cfg.train.epochs:
+        return nothing_to_train(output_dir, existing, cfg.train.epochs)
     files = manifest.committed_data_files(run_uri)
-    for file in files:  # a shard of a schema version this code cannot read stops here, before Ray starts
-        S.read_shard_schema(file)
-    products, held_out = count_split(files, cfg)
+    products, held_out = count_split(files, cfg, run_uri)  # checks every shard first, before Ray starts
     if cfg.train.best_metric and held_out < 2:
         raise ConfigError(f"{held_out} held-out products in {run_uri}: too few to validate on and pick the best "
                           "epoch; raise data.eval_fraction, or set train.best_metric to \"\" (no best/)")
@@ -323,8 +416,9 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     if start_epoch:
         log.info("resuming from %s (epoch %d of %d)", existing, start_epoch, cfg.train.epochs)
 
+    private = init_ray(ray_address)
+    check_resources(ray.cluster_resources(), cfg, private)
     write_training_record(output_dir, run_uri, cfg.name)  # `moon eval` reads which run the model learnt from
-    init_ray(ray_address)
     ray.data.DataContext.get_current().enable_progress_bars = False
     # Ray Train's default ingest options, with each worker's blocks in shard order (see the module docstring);
     # built without the deprecated exclude_resources, which default_ingest_options() passes (and warns about).
@@ -336,7 +430,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
         train_loop_config={
             "moon": cfg.to_dict(),
             "steps_per_epoch": steps_per_epoch,
-            "resume_from": str(existing) if (resume and existing) else None,
+            "resume_from": str(existing) if existing else None,
             "run_uri": run_uri,
             "output_dir": str(output_dir),
             "verbose": verbose,
@@ -348,6 +442,11 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
             name=output_dir.name, storage_path=str(output_dir.parent),
             # Ray Train deletes all but the last keep_last epochs (it always keeps the latest, for --resume).
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_last or None),
+            # A failed worker is not retried (Ray Train's default max_failures, 0); a worker group that cannot
+            # start is retried STARTUP_RETRIES times, not for ever.
+            failure_config=FailureConfig(controller_failure_limit=STARTUP_RETRIES),
+            # Ray Train's INFO notes (among them the controller's traceback of a failed worker) with -v only.
+            logging_config=LoggingConfig(log_level="INFO" if verbose else "WARNING"),
         ),
         datasets={"train": dataset if dataset is not None else training_dataset(files, cfg)},
         dataset_config=DataConfig(execution_options=ingest),
@@ -355,11 +454,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     printer = progress(epochs=cfg.train.epochs, steps_per_epoch=steps_per_epoch, start_epoch=start_epoch,
                        best_metric=cfg.train.best_metric) if progress else None
     try:
-        if printer is None:
-            result = trainer.fit()
-        else:
-            with Watcher(output_dir, start_epoch, printer.epoch, printer.step):
-                result = trainer.fit()
+        result = _fit(trainer, cfg, output_dir, start_epoch, printer)
     finally:
         if printer is not None:
             printer.close()
@@ -368,7 +463,107 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     page = write_routing_page(output_dir, history)
     if page:
         log.info("routing diagnostics over %d epochs: %s", len(history), page)
+    return _outcome(output_dir, result.metrics, len(history))
+
+
+# Tries Ray Train gives a worker group to find its resources (RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S each, 60 s by
+# default) before the run fails: its default is to try for ever, and a request no node can meet then never ends.
+# Ten retries leave an autoscaling cluster about ten minutes to add nodes.
+STARTUP_RETRIES = 10
+
+
+def _fit(trainer, cfg: MoonConfig, output_dir: Path, start_epoch: int, printer):
+    """trainer.fit(), watched by the printer if any; a failure the user can mend is raised as its one-line error."""
+    from ray.train import TrainingFailedError
+
+    try:
+        if printer is None:
+            return trainer.fit()
+        with Watcher(output_dir, start_epoch, printer.epoch, printer.step):
+            return trainer.fit()
+    except TrainingFailedError as exc:
+        reason = failure_reason(exc, cfg)
+        if reason is None:
+            raise
+        raise reason from exc
+
+
+def failure_reason(exc: Exception, cfg: MoonConfig) -> Exception | None:
+    """The mistake behind a failed Ray Train run, to report in one line, or None (a defect: its traceback): an
+    error of the user's that a worker raised (augment.core.errors.user_error: training diverged,
+    model.step.NonFiniteLoss; a damaged checkpoint, model.checkpoint.CheckpointError), or workers that never found
+    their resources."""
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+
+    from augment.core.errors import user_error
+
+    failures = getattr(exc, "worker_failures", None) or {}
+    for rank in sorted(failures):
+        if user_error(failures[rank]) is not None:
+            return failures[rank]
+    if isinstance(getattr(exc, "controller_failure", None), WorkerGroupStartupTimeoutError):
+        gpu = ", drop --gpu" if cfg.train.use_gpu else ""
+        return ConfigError(f"{_asked(cfg)}: the cluster never had them free in {STARTUP_RETRIES + 1} tries; lower "
+                           f"--workers or train.cpus_per_worker{gpu}, or train where there are more (--ray-address)")
+    return None
+
+
+def resume_point(output_dir: Path, cfg: MoonConfig, resume: bool, ray_version: str) -> Path | None:
+    """The epoch folder training continues from (None: from the start), once the output folder passed the checks
+    that must come before Ray starts: checkpoints there need --resume, Ray Train's snapshot must match the epoch
+    folders, and a resumed checkpoint must have been trained with this config (model.checkpoint)."""
+    existing = latest_checkpoint(output_dir)
+    if existing is not None and not resume:
+        raise FileExistsError(f"{output_dir} already holds {existing.name}: pass --resume, or another --output")
+    check_run_snapshot(output_dir, ray_version)
+    if existing is not None:
+        check_resumable(existing, cfg)
+    return existing
+
+
+def nothing_to_train(output_dir: Path, existing: Path, epochs: int) -> dict[str, Any]:
+    """What train() returns when the checkpoint to resume already reached train.epochs: no Ray, one info line."""
+    log.info("nothing to train: %s is epoch %d, and train.epochs (--epochs) is %d; raise it to train on",
+             existing, int(EPOCH_DIR.match(existing.name).group(1)), epochs)
+    history = read_history(output_dir)
+    return _outcome(output_dir, history[-1] if history else {}, len(history))
+
+
+def _outcome(output_dir: Path, metrics: dict, epochs: int) -> dict[str, Any]:
     last = latest_checkpoint(output_dir)
     best = output_dir / BEST_DIR
     return {"checkpoint": str(last) if last else None, "best": str(best) if (best / MODEL_FILE).exists() else None,
-            "metrics": result.metrics, "epochs": len(history)}
+            "metrics": metrics, "epochs": epochs}
+
+
+def check_resources(cluster: dict[str, float], cfg: MoonConfig, private: bool) -> None:
+    """Refuse (ConfigError) workers that a private local Ray cannot hold: Ray Train would wait for them for ever.
+    On a joined cluster, which may add nodes, log a warning instead. cluster: ray.cluster_resources()."""
+    workers = cfg.train.num_workers
+    needs = {"CPU": workers * cfg.train.cpus_per_worker, "GPU": workers if cfg.train.use_gpu else 0}
+    short = [name for name, need in needs.items() if need > cluster.get(name, 0.0)]
+    if not short:
+        return
+    asked = " and ".join(_count(needs[name], name) for name in short)
+    has = " and ".join(_count(cluster.get(name, 0.0), name) for name in short)
+    if private:
+        cures = ["lower --workers or train.cpus_per_worker"] if "CPU" in short else []
+        if "GPU" in short:
+            cures.append("drop --gpu (train.use_gpu)" if not cluster.get("GPU") else "lower --workers")
+        cure = ", or ".join(dict.fromkeys(cures))
+        raise ConfigError(f"{_asked(cfg)}: {asked} in all, but the local Ray started for training has {has}: "
+                          f"{cure}, or train on a cluster that has them (--ray-address)")
+    log.warning("%s: %s in all, and the cluster has %s now: training waits until nodes join (an autoscaling cluster "
+                "adds them), and fails after %d tries", _asked(cfg), asked, has, STARTUP_RETRIES + 1)
+
+
+def _count(number: float, name: str) -> str:
+    return f"{number:g} {name}{'' if number == 1 else 's'}"
+
+
+def _asked(cfg: MoonConfig) -> str:
+    t = cfg.train
+    gpu = " + 1 GPU (--gpu)" if t.use_gpu else ""
+    workers = "1 worker" if t.num_workers == 1 else f"{t.num_workers} workers"
+    cpus = _count(t.cpus_per_worker, "CPU")
+    return f"training asks {workers} (train.num_workers) of {cpus} (train.cpus_per_worker){gpu} each"

@@ -16,7 +16,7 @@ import logging
 import time
 import torch
 
-from model.config import DIRECTIONS, MoonConfig
+from model.config import DIRECTIONS, ConfigError, MoonConfig
 from model.evaluate import ProtocolError, evaluate_model, split_records, text_queries
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,14 @@ class Validator:
         self.metric = cfg.train.best_metric
         data = cfg.data
         self.records = split_records(run_uri, data.eval_fraction, True, cfg.train.val_products,
-                                     data.query_attributes)
+                                     data.query_attributes, quiet=True)  # the driver warned about the run
         if len(self.records) < 2:
-            raise ValueError(f"{len(self.records)} held-out products in {run_uri}: nothing to validate on; "
-                             "raise data.eval_fraction or set train.best_metric to \"\"")
+            skipped = self.records.skipped
+            cause = skipped.describe(examples=False) if skipped.products else "raise data.eval_fraction"
+            # a ConfigError, as train()'s own check of the split: raised on a worker, it still ends in one line
+            raise ConfigError(f"{len(self.records)} held-out products with a usable image in {run_uri}: nothing "
+                              f"to validate on; {cause}; or set train.best_metric to \"\" (no best/)")
+        data = dataclasses.replace(data, query_attributes=self.records.attributes)
         try:
             text_queries(self.records, data)
         except ProtocolError:

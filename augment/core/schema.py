@@ -8,6 +8,8 @@ readers of the shards import it.
 """
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 
 from augment.core.names import (  # noqa: F401  (the schema's names without Arrow; re-exported)
@@ -213,16 +215,94 @@ def check_version(schema: pa.Schema, where: str = "") -> str:
     return found
 
 
+class ShardError(SchemaVersionError):
+    """A committed shard that cannot be read as this schema: not a readable Parquet file, or a column a reader
+    needs missing or of another type. One line naming the file (a SchemaVersionError, so the CLI reports it as
+    a mistake in the run folder, not a defect)."""
+
+
+SHARD_CHECK_THREADS = 16  # shard footers read at once (S3 latency, not bandwidth, bounds a footer read)
+
+
 def read_shard_schema(uri: str) -> pa.Schema:
-    """The schema of the shard at `uri` (local or s3://), after checking its version (check_version)."""
-    import pyarrow.parquet as pq
+    """The schema of the shard at `uri` (local or s3://), from its Parquet footer only, after checking its version
+    (check_version). A file that is not readable Parquet (truncated, overwritten) is a ShardError naming it."""
+    import pyarrow.dataset as ds
 
     from augment.core import storage
 
     fs, path = storage.filesystem(uri)
-    schema = pq.read_schema(path, filesystem=fs)
+    try:
+        schema = ds.ParquetFileFormat().inspect(path, filesystem=fs)  # the footer, decoded without Python's help
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: a committed shard's data file is missing") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise ShardError(f"{uri}: not a readable Parquet file: {_reason(exc)}") from exc
     check_version(schema, uri)
     return schema
+
+
+def check_columns(schema: pa.Schema, names, where: str = "") -> None:
+    """ShardError (one line, naming `where` and the column) unless every output column of `names` is in `schema`
+    with the type output_schema() gives it: a reader would otherwise read nulls for a missing column, or fail
+    deep inside Arrow or Ray on another type."""
+    expected = _output_types()
+    prefix = f"{where}: " if where else ""
+    for name in names:
+        want = expected[name]
+        if name not in schema.names:
+            raise ShardError(f"{prefix}column {name!r} is missing (expected {want})")
+        found = schema.field(name).type
+        if found != want:
+            raise ShardError(f"{prefix}column {name!r} has type {found}, expected {want}")
+
+
+def check_shard(uri: str, names) -> pa.Schema:
+    """The schema of the shard at `uri` (its footer), checked: readable, of this schema version, and the output
+    columns `names` present with their types (check_columns)."""
+    schema = read_shard_schema(uri)
+    check_columns(schema, names, uri)
+    return schema
+
+
+def check_shards(uris, names, extra=(), threads: int = SHARD_CHECK_THREADS) -> pa.Schema:
+    """Check every shard before a reader reads any (check_shard over `uris`, footers only, `threads` at once):
+    the first shard in `uris` order that fails raises. Returns the union of the shards' columns (each with the
+    type of the first shard that has it). The optional columns `extra` (pass-through columns such as labels)
+    need not be in every shard, but must have one type wherever they are (null-typed columns aside)."""
+    import concurrent.futures
+
+    uris = list(uris)
+    union: dict[str, pa.Field] = {}
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(threads, len(uris))))
+    try:
+        for uri, schema in zip(uris, pool.map(lambda uri: check_shard(uri, names), uris)):
+            for field in schema:
+                seen = union.setdefault(field.name, field)
+                if field.name in extra and _clash(seen.type, field.type):
+                    raise ShardError(f"{uri}: column {field.name!r} has type {field.type}, "
+                                     f"{seen.type} in the shards before it")
+                if pa.types.is_null(seen.type):
+                    union[field.name] = field
+    finally:
+        pool.shutdown(cancel_futures=True)  # a failure stops here, not after every other footer is read
+    return pa.schema(list(union.values()))
+
+
+def _clash(one: pa.DataType, other: pa.DataType) -> bool:
+    return one != other and not (pa.types.is_null(one) or pa.types.is_null(other))
+
+
+@functools.lru_cache(maxsize=1)
+def _output_types() -> dict[str, pa.DataType]:
+    return {field.name: field.type for field in output_schema()}
+
+
+def _reason(exc: BaseException) -> str:
+    """Arrow's reason a file does not open, without its "Could not open Parquet input source '<path>': " lead."""
+    text = str(exc).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return text.split("': ", 1)[1] if text.startswith("Could not open") and "': " in text else text
 
 
 def columns(*names: str) -> tuple[str, ...]:

@@ -47,3 +47,24 @@ def test_single_relevant_candidate_gives_the_usual_recall():
 def test_query_without_relevant_candidates_scores_zero():
     metrics = per_query_metrics(torch.tensor([[0.3, 0.2]]), torch.tensor([[False, False]]), ks=(1,))
     assert metrics["R@1"].item() == 0.0 and metrics["nDCG@10"].item() == 0.0
+
+
+def test_nan_scores_are_misses_not_hits():
+    # a diverged model scores everything NaN: nothing is found, where a tie of everything used to put the relevant
+    # candidate in every top k (R@1 = 1)
+    nan = torch.full((3, 12), float("nan"))
+    relevant = torch.eye(3, 12, dtype=torch.bool)
+    assert ranking_metrics(nan, relevant) == {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "nDCG@10": 0.0}
+    # a relevant candidate scored NaN (or inf) is a miss, though the ranking finds nothing better
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        metrics = per_query_metrics(torch.tensor([[bad, 0.5, 0.2]]), torch.tensor([[True, False, False]]), ks=(1, 3))
+        assert metrics["R@1"].item() == metrics["R@3"].item() == metrics["nDCG@10"].item() == 0.0
+    # an irrelevant candidate scored NaN ranks below every real score
+    metrics = per_query_metrics(torch.tensor([[float("nan"), 0.5, 0.2]]), torch.tensor([[False, False, True]]),
+                                ks=(1, 2))
+    assert (metrics["R@1"].item(), metrics["R@2"].item()) == (0.0, 1.0)
+    assert metrics["nDCG@10"].item() == pytest.approx(1 / math.log2(3))
+    # of two relevant candidates, the NaN one still counts in the ideal ranking
+    metrics = per_query_metrics(torch.tensor([[0.9, float("nan"), 0.1]]), torch.tensor([[True, True, False]]),
+                                ks=(1,))
+    assert metrics["R@1"].item() == 1.0 and metrics["nDCG@10"].item() == pytest.approx(1 / (1 + 1 / math.log2(3)))

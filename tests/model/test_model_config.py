@@ -65,3 +65,30 @@ def test_query_protocol_names_are_checked():
         load_config("tiny", {"data.eval_queries": "entities"})
     with pytest.raises(ConfigError, match="query_attributes"):
         load_config("tiny", {"data.query_attributes": []})
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("loss.tau", 0.0, "loss.tau must be > 0"),
+    ("loss.intra_tau", -0.05, "loss.intra_tau must be > 0"),
+    ("train.num_workers", 0, "train.num_workers must be at least 1"),
+    ("train.log_every", 0, "train.log_every must be at least 1"),
+    ("train.cpus_per_worker", 0, "train.cpus_per_worker must be at least 1 (0 only with train.use_gpu"),
+    ("train.epochs", 0, "train.epochs must be at least 1"),
+    ("train.lr", 0.0, "train.lr must be > 0"),
+    ("train.grad_clip", 0.0, "train.grad_clip must be > 0"),
+    ("train.warmup", 1.5, "train.warmup must be in [0, 1]"),
+    ("text.heads", 0, "text.heads must be at least 1"),  # used to divide by zero inside validate
+    ("vision.patch_size", 0, "vision.patch_size must be at least 1"),
+    ("text.vocab_size", 2, "text.vocab_size must be at least 3"),
+    ("moe.num_experts", 0, "moe.num_experts must be at least 1"),
+    ("loss.omega_min", 2.0, "loss.omega_min must be in [0, 1]"),
+    ("data.keyword_keep", 0.0, "data.keyword_keep must be in (0, 1]"),
+])
+def test_numbers_out_of_range_are_refused_naming_the_key(key, value, says):
+    with pytest.raises(ConfigError) as refused:
+        load_config("tiny", {key: value})
+    assert str(refused.value).startswith(says)
+
+
+def test_a_gpu_worker_may_ask_for_no_cpu():
+    assert load_config("tiny", {"train.use_gpu": True, "train.cpus_per_worker": 0}).train.cpus_per_worker == 0

@@ -1,0 +1,217 @@
+"""What training and evaluation check before they read a run's shards: every shard's schema and Parquet footer,
+the label columns, the images, and whether the run is finished. Functions on small shards; no Ray."""
+import json
+import logging
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from augment.cli import main
+from augment.core import schema as S
+from model.config import ConfigError, load_config
+from model.data import Skipped, checked_label_columns, is_held_out, product_records
+from model.evaluate import ProtocolError, evaluation_inputs, split_records
+from model.train import count_split, training_dataset
+from model.validate import Validator
+from tests.model.shards import product_image, product_rows, write_run
+
+
+def shards(run):
+    return sorted(str(p) for p in (run / "data").glob("*.parquet"))
+
+
+def rewrite(path, change) -> None:
+    """Rewrite a shard with `change(table)` applied, keeping its schema version."""
+    table = pq.read_table(path)
+    meta = table.schema.metadata
+    pq.write_table(change(table).replace_schema_metadata(meta), path)
+
+
+def with_column(table: pa.Table, name: str, values) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, values)
+
+
+def columns(rows):
+    return {key: [row[key] for row in rows] for key in rows[0]}
+
+
+CHANGES = {
+    "missing": (lambda t: t.drop_columns(["title"]), "column 'title' is missing (expected string)"),
+    "title int64": (lambda t: with_column(t, "title", pa.array(range(t.num_rows), pa.int64())),
+                    "column 'title' has type int64, expected string"),
+    "product_id int64": (lambda t: with_column(t, "product_id", pa.array(range(t.num_rows), pa.int64())),
+                         "column 'product_id' has type int64, expected string"),
+    "variants string": (lambda t: with_column(t, "variants", pa.array(["x"] * t.num_rows)),
+                        "column 'variants' has type string, expected list<item: struct<kind: string"),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+@pytest.mark.parametrize("which", [0, -1])
+def test_every_shard_is_checked_not_only_the_first(tmp_path, change, which):
+    run = write_run(tmp_path / "run", product_rows(30), shard_size=10)
+    shard = shards(run)[which]
+    alter, says = CHANGES[change]
+    rewrite(shard, alter)
+    cfg = load_config("tiny")
+    for read in (lambda: count_split(shards(run), cfg, str(run)), lambda: split_records(str(run), 0.2),
+                 lambda: checked_label_columns(shards(run), cfg.data.query_attributes)):
+        with pytest.raises(S.ShardError) as refused:
+            read()
+        assert str(refused.value).startswith(f"{shard}: {says}")
+
+
+def test_the_training_dataset_checks_every_shard_before_ray_reads_one(tmp_path):
+    run = write_run(tmp_path / "run", product_rows(30), shard_size=10)
+    shard = shards(run)[-1]
+    rewrite(shard, lambda t: t.drop_columns(["title"]))
+    with pytest.raises(S.ShardError, match=f"^{shard}: column 'title' is missing"):
+        training_dataset(shards(run), load_config("tiny"))  # raised before any Ray call: no Ray starts
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed"])
+def test_a_corrupted_shard_is_named_in_one_line(tmp_path, capsys, damage):
+    run = write_run(tmp_path / "run", product_rows(30), shard_size=10)
+    first, second = shards(run)[1:]
+    for shard in (first, second):
+        data = open(shard, "rb").read()
+        corrupted = data[: len(data) // 2] if damage == "truncated" else data[:4] + bytes(len(data) - 8) + data[-4:]
+        open(shard, "wb").write(corrupted)
+    with pytest.raises(S.ShardError, match=f"^{first}: not a readable Parquet file: "):  # the first in order
+        split_records(str(run), 0.2)
+    assert main(["train", "--data", str(run), "--output", str(tmp_path / "ckpt")]) == 2
+    assert main(["eval", "--data", str(run), "--bow"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"error: {first}: not a readable Parquet file: ") for line in lines)
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_label_column_of_two_types_is_refused(tmp_path):
+    run = write_run(tmp_path / "run", product_rows(20), shard_size=10)
+    shard = shards(run)[1]
+    rewrite(shard, lambda t: with_column(t, "gender", pa.array(range(t.num_rows), pa.int64())))
+    assert checked_label_columns(shards(run), ["base_colour"]) == ("base_colour",)  # not read: not checked
+    with pytest.raises(S.ShardError, match=f"^{shard}: column 'gender' has type int64, string in the shards before"):
+        checked_label_columns(shards(run), ["gender"])
+
+
+def test_image_bytes_that_do_not_decode_are_skipped_and_counted():
+    rows = product_rows(4)
+    rows[0]["image"] = b"garbage"
+    rows[1]["image"] = rows[1]["image"][: len(rows[1]["image"]) // 3]  # a truncated JPEG
+    rows[2]["variants"][0]["image"] = b"not an image"
+    skipped = Skipped()
+    records = product_records(columns(rows), skipped=skipped)
+    assert [r["product_id"] for r in records] == ["p0002", "p0003"]
+    assert skipped.reasons == {"undecodable": 2} and skipped.variants == 1
+    assert records[0]["variant_kinds"] == ["angle"]  # the subject variant that does not open is left out
+    assert skipped.describe() == ("2 products skipped: 2 whose image cannot be decoded (e.g. p0000, p0001); "
+                                  "1 variant images left out: they cannot be read or decoded")
+    evaluation_inputs(records, load_config("tiny", {"data.eval_queries": "title"}))  # decodes every image left
+
+
+def test_an_image_uri_file_corrupted_after_the_run_is_skipped(tmp_path, caplog):
+    rows = product_rows(2)
+    (tmp_path / "a.jpg").write_bytes(b"\0" * 64)
+    rows[0]["image"], rows[0]["image_uri"] = None, str(tmp_path / "a.jpg")
+    rows[1]["image"], rows[1]["image_uri"] = None, str(tmp_path / "missing.jpg")
+    with caplog.at_level(logging.WARNING, logger="model.data"):
+        assert product_records(columns(rows)) == []
+    assert caplog.text.count("\n") == 1  # one warning line for the batch
+    assert ("2 products skipped: 1 whose image_uri cannot be read, 1 whose image cannot be decoded (e.g. p0000, "
+            "p0001)") in caplog.text
+
+
+def null_images(run, shard_index=None) -> None:
+    for i, shard in enumerate(shards(run)):
+        if shard_index is None or i == shard_index:
+            rewrite(shard, lambda t: with_column(t, "image", pa.nulls(t.num_rows, pa.binary())))
+
+
+def test_count_split_counts_only_products_with_an_image(tmp_path, caplog):
+    run = write_run(tmp_path / "run", product_rows(60), shard_size=20)
+    null_images(run, 0)
+    cfg = load_config("tiny", {"train.batch_size": 4})
+    ids = [f"p{i:04d}" for i in range(20, 60)]
+    with caplog.at_level(logging.WARNING):
+        counts = count_split(shards(run), cfg, str(run))
+    assert counts == (sum(not is_held_out(p, 0.2) for p in ids), sum(is_held_out(p, 0.2) for p in ids))
+    assert f"20 of the 60 products of {run} have no image (image and image_uri null) and are skipped" in caplog.text
+
+
+def test_products_without_images_are_named_as_why_training_cannot_start(tmp_path):
+    run = write_run(tmp_path / "run", product_rows(60), shard_size=20)
+    null_images(run)
+    with pytest.raises(ProtocolError, match=r"^0 training products of .* have an image, fewer than one step's 32: "
+                                            r"\d+ of the \d+ have none \(image and image_uri null\); nothing to train"):
+        count_split(shards(run), load_config("tiny"), str(run))
+    cfg = load_config("tiny", {"train.batch_size": 2})
+    null_images(run)
+    for i, shard in enumerate(shards(run)):  # training products keep their images, held-out ones lose them
+        rewrite(shard, lambda t: with_column(t, "image", pa.array(
+            [None if is_held_out(p, 0.2) else product_image(0, (0, 0, 0))
+             for p in t.column("product_id").to_pylist()], pa.binary())))
+    with pytest.raises(ProtocolError, match=r"^0 held-out products of .* have an image: too few to validate on"):
+        count_split(shards(run), cfg, str(run))
+    with pytest.raises(ConfigError, match=r"^0 held-out products with a usable image in .*: nothing to validate "
+                                          r"on; \d+ products skipped: \d+ without an image"):
+        Validator(str(run), cfg)
+
+
+def test_moon_eval_names_the_images_and_the_limit_as_why_too_few_products_are_left(tmp_path, capsys):
+    run = write_run(tmp_path / "run", product_rows(100), shard_size=50)
+    assert main(["eval", "--data", str(run), "--bow", "--limit", "5"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "moon eval: --limit 5 evaluates 5 products: recall@10 would be meaningless; raise --limit to 10 or more")
+    null_images(run)
+    assert main(["eval", "--data", str(run), "--bow"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    held = sum(is_held_out(f"p{i:04d}", 0.2) for i in range(100))
+    assert last == (f"moon eval: only 0 held-out products in {run} have a usable image ({held} products skipped: "
+                    f"{held} without an image (image and image_uri null)); recall@10 would be meaningless")
+
+
+def test_label_columns_no_shard_has_are_named_and_not_used(tmp_path, capsys, caplog):
+    run = write_run(tmp_path / "run", product_rows(100), shard_size=50)
+    with caplog.at_level(logging.WARNING):
+        records = split_records(str(run), 0.2, attributes=("gendr", "base_colour"))
+    assert records.attributes == ("base_colour",)
+    assert all(len(r["labels"]) == 1 for r in records)
+    assert (f"data.query_attributes: no shard of {run} has the column 'gendr' (did you mean 'gender'?): attribute "
+            "queries use base_colour") in caplog.text
+    out = tmp_path / "e.json"
+    code = main(["eval", "--data", str(run), "--bow", "--query-attributes", "gendr,base_colour", "--out", str(out)])
+    assert code == 0
+    assert "text queries: attribute queries (base_colour)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["query_attributes"] == ["base_colour"]
+
+
+def save_plan(run, shards_planned: int) -> None:
+    """A saved plan's header (augment/plan.py) that plans `shards_planned` shards."""
+    from augment import plan as P
+
+    (run / P.PLAN_DIR).mkdir()
+    (run / P.PLAN_DIR / P.PLAN_FILE).write_text(json.dumps({
+        "format": P.PLAN_FORMAT, "shards": shards_planned, "input_uri": "in.parquet",
+        "identity": {"limit": 48, "shard_size": 10}}))
+
+
+def test_a_run_with_planned_shards_not_committed_is_read_with_a_warning(tmp_path, caplog):
+    run = write_run(tmp_path / "run", product_rows(30), shard_size=10)
+    save_plan(run, 3)
+    cfg = load_config("tiny", {"train.batch_size": 2})
+    with caplog.at_level(logging.WARNING):
+        split_records(str(run), 0.2)
+        count_split(shards(run), cfg, str(run))
+    assert "planned shards" not in caplog.text  # finished
+    (run / "_plan" / "plan.json").unlink()
+    (run / "_plan").rmdir()
+    save_plan(run, 5)
+    with caplog.at_level(logging.WARNING):
+        split_records(str(run), 0.2)
+        count_split(shards(run), cfg, str(run))
+    said = (f"{run}: 3 of its 5 planned shards are committed (the run is unfinished, or still running), and only "
+            f"those are read; to read every product, resume it (`moon run --input in.parquet --output {run} "
+            "--limit 48 --shard-size 10` with its config, or its remaining --batch jobs)")
+    assert [r.getMessage() for r in caplog.records if "planned shards" in r.getMessage()] == [said]  # said once
