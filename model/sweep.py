@@ -102,6 +102,7 @@ def run_sweep(run_uri: str, config: str, overrides: dict[str, Any], output_dir: 
     done = done_runs(output_dir)
     plan = [(s, seed) for s in chosen for seed in seeds]
     dataset = None  # the training records, read once for every run (the settings change no data key)
+    private = False  # whether the Ray started here is a private local one (train() then refuses what it cannot hold)
     for number, (setting, seed) in enumerate(plan, start=1):
         name = run_name(setting, seed)
         if name in done:
@@ -114,9 +115,10 @@ def run_sweep(run_uri: str, config: str, overrides: dict[str, Any], output_dir: 
         started = time.time()
         if not finished:
             if dataset is None:
-                init_ray(ray_address)
+                private = init_ray(ray_address)
                 dataset = training_dataset(manifest.committed_data_files(run_uri), cfg)
-            train(run_uri, run_cfg, target, resume=last is not None, ray_address=ray_address, dataset=dataset)
+            train(run_uri, run_cfg, target, resume=last is not None, ray_address=ray_address, dataset=dataset,
+                  private_ray=private)
         model, trained_cfg = load_model(target)
         results = evaluate_model(model, dataclasses.replace(trained_cfg, data=cfg.data), records)
         row = {"run": name, "setting": setting.name, "values": setting.values, "seed": seed,

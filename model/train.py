@@ -380,13 +380,16 @@ def _enough_with_images(cfg: MoonConfig, training: int, held_out: int, counts: C
 
 
 def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = False,
-          ray_address: str | None = None, verbose: bool = False, progress=None, dataset=None) -> dict[str, Any]:
+          ray_address: str | None = None, verbose: bool = False, progress=None, dataset=None,
+          private_ray: bool = False) -> dict[str, Any]:
     """Train on a run folder's committed shards; returns the last epoch's metrics, the last and best checkpoints.
 
     `progress(epochs=, steps_per_epoch=, start_epoch=, best_metric=)`, if given, makes an object whose `epoch(metrics)`
     and `step(record)` are called from a thread as training goes (model/progress.py ProgressPrinter), and `close()`
     at the end. `verbose` lets the workers log every `train.log_every` steps and Ray Train's own notes. `dataset`:
-    the training records as `training_dataset` makes them, to share one read between several runs (`moon sweep`)."""
+    the training records as `training_dataset` makes them, to share one read between several runs (`moon sweep`);
+    `private_ray`: the caller started the private local Ray this process is joined to (init_ray returned True), so
+    workers it cannot hold are refused, not waited for."""
     import ray
     import ray.data
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
@@ -416,7 +419,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     if start_epoch:
         log.info("resuming from %s (epoch %d of %d)", existing, start_epoch, cfg.train.epochs)
 
-    private = init_ray(ray_address)
+    private = init_ray(ray_address) or private_ray
     check_resources(ray.cluster_resources(), cfg, private)
     write_training_record(output_dir, run_uri, cfg.name)  # `moon eval` reads which run the model learnt from
     ray.data.DataContext.get_current().enable_progress_bars = False

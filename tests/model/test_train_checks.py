@@ -124,3 +124,14 @@ def test_train_checks_resources_before_fit_and_limits_startup_retries(tmp_path, 
         train(str(run), load_config("tiny", {"train.batch_size": 4}), tmp_path / "b", dataset=object())
     failure = built["run_config"].failure_config
     assert failure.controller_failure_limit == STARTUP_RETRIES and failure.max_failures == 0
+
+
+def test_a_private_ray_started_by_the_caller_is_checked_too(tmp_path, monkeypatch):
+    """`moon sweep` starts the local Ray before its first train(): train() joins it (init_ray returns False) and is
+    told that it is private."""
+    run = write_run(tmp_path / "run", product_rows(40), shard_size=40)
+    monkeypatch.setattr("model.train.init_ray", lambda address=None: False)  # already joined
+    monkeypatch.setattr("ray.cluster_resources", lambda: {"CPU": 2.0})
+    cfg = load_config("tiny", {"train.num_workers": 3, "train.batch_size": 4})
+    with pytest.raises(ConfigError, match="3 CPUs in all, but the local Ray started for training has 2 CPUs"):
+        train(str(run), cfg, tmp_path / "a", dataset=object(), private_ray=True)
