@@ -66,7 +66,7 @@ def test_sweep_trains_each_setting_and_seed_once_and_resumes(tmp_path, monkeypat
     run = write_run(tmp_path / "run", product_rows(120))
     trained = []
 
-    def fake_train(run_uri, cfg, output_dir, resume=False, ray_address=None, dataset=None):
+    def fake_train(run_uri, cfg, output_dir, resume=False, ray_address=None, dataset=None, private_ray=False):
         assert dataset == "records"  # read once by the sweep, shared by every run
         trained.append((output_dir.name, cfg.loss.alpha, cfg.loss.tau, cfg.loss.intra_tau, cfg.train.seed, resume))
         net, cfg = build_model(cfg, seed=cfg.train.seed)
