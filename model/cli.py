@@ -175,6 +175,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.bow_data and not args.bow_trained:
         print("moon eval: --bow-data names the training data of --bow-trained; add --bow-trained", file=sys.stderr)
         return 2
+    if args.out and (Path(args.out).is_dir() or Path(args.out).parent.is_file()):
+        print(f"moon eval: --out {args.out} must be a file path (the results JSON), not a folder or inside a file",
+              file=sys.stderr)
+        return 2
     models = [(str(resolve_checkpoint(c)), *load_model(c)) for c in args.checkpoint]
     protocol_cfg = eval_config(args, models[0][2] if models else None)
     data = protocol_cfg.data

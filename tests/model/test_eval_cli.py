@@ -98,6 +98,13 @@ def test_bow_data_needs_bow_trained(runs, capsys):
     assert code == 2 and "add --bow-trained" in printed
 
 
+def test_an_out_that_is_a_folder_is_refused_before_evaluating(runs, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path, tmp_path / "file" / "eval.json"):
+        code, _, printed = evaluate(capsys, "--data", str(runs[0]), "--bow", "--out", str(out))
+        assert code == 2 and f"--out {out} must be a file path" in printed and "t->mm" not in printed
+
+
 def test_a_catalogue_colour_column_carried_as_input_color_is_a_label(tmp_path, capsys):
     rows = product_rows(60)
     for row in rows:
