@@ -510,8 +510,13 @@ def _duplicate_rows(sources: list[io.Source], counts: list[int], column_map: dic
 
 def _check_identity(output_uri: str, identity: dict[str, Any], force: bool, write: bool) -> str:
     run_file = storage.join(output_uri, manifest.RUN_FILE)
-    if storage.exists(run_file):
-        previous = json.loads(storage.read_text(run_file))
+    try:
+        previous = manifest.read_run_file(output_uri)
+    except ValueError as exc:
+        if not force:
+            raise RunMismatch(f"{exc}; pass --force to start the run over") from None
+        previous = {}  # redone: every identity key differs
+    if previous is not None:
         changed = [k for k in identity if previous.get(k) != identity[k]]
         if not changed:
             return previous["run_id"]

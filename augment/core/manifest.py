@@ -211,6 +211,21 @@ def data_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> li
     return [storage.join(run_uri, r.data_file) for r in ordered if r.data_file]
 
 
+def read_run_file(run_uri: str) -> dict[str, Any] | None:
+    """The run's `_run.json` (identity, run id, when), None when the folder has none; a ValueError naming the file
+    when it is not a JSON object (cut short, edited by hand)."""
+    uri = storage.join(run_uri, RUN_FILE)
+    if not storage.exists(uri):
+        return None
+    try:
+        record = json.loads(storage.read_text(uri))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{uri}: not a readable run record ({exc})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{uri}: not a readable run record (a JSON {type(record).__name__}, not an object)")
+    return record
+
+
 def lost_files(run_uri: str, records: Iterable[ShardRecord]) -> dict[str, str]:
     """Committed shards whose data or quarantine file is no longer in the run folder: shard id -> that file.
     A few records (one job's batch) are checked file by file; more list data/ and quarantine/ once each (names

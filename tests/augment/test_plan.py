@@ -148,3 +148,14 @@ def test_a_jsonl_input_without_one_readable_product_names_its_first_line(tmp_pat
     lines = len(text.splitlines())
     assert str(caught.value) == (f"{tmp_path / 'in.jsonl'}: none of its {lines} lines holds a product's fields "
                                  f"(first line: {first})")
+
+
+def test_a_run_record_that_is_not_json_is_named_and_force_starts_over(tmp_path, config):
+    src = catalogue(tmp_path, [str(i) for i in range(6)])
+    out = tmp_path / "out"
+    P.plan_run(src, str(out), config)
+    (out / "_run.json").write_text('{"run_id": ')
+    with pytest.raises(P.RunMismatch, match=f"^{out / '_run.json'}: not a readable run record .*; pass --force"):
+        P.plan_run(src, str(out), config)
+    again = P.plan_run(src, str(out), config, force=True)
+    assert json.loads((out / "_run.json").read_text())["run_id"] == again.run_id

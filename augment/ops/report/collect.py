@@ -56,8 +56,7 @@ def load_run(run_uri: str) -> RunFacts:
     records = sorted(manifest.load(run_uri).values(), key=lambda r: (r.source_uri, r.row_start))
     if not records:
         raise FileNotFoundError(f"{run_uri} has no committed shards (no {manifest.MANIFEST} records)")
-    run_file = storage.join(run_uri, manifest.RUN_FILE)
-    run_info = json.loads(storage.read_text(run_file)) if storage.exists(run_file) else {}
+    run_info = manifest.read_run_file(run_uri) or {}
     return RunFacts(run_uri=run_uri, run_info=run_info, records=records, totals=manifest.totals(records))
 
 

@@ -179,3 +179,10 @@ def test_a_committed_shard_file_that_is_gone_or_broken_is_named_with_the_way_to_
     (tmp_path / "data" / first.name).write_bytes(second.read_bytes())
     with pytest.raises(ValueError, match=f"^{tmp_path / 'data'}/.*: not a readable Parquet file"):
         build.write_report(str(tmp_path))
+
+
+def test_a_run_record_that_is_not_json_is_named(tmp_path):
+    build_run(tmp_path, products=3, shard_size=3)
+    (tmp_path / "_run.json").write_text("[1]")
+    with pytest.raises(ValueError, match=r"_run.json: not a readable run record \(a JSON list, not an object\)"):
+        build.write_report(str(tmp_path))
