@@ -44,7 +44,7 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
-    return values
+    return list(dict.fromkeys(values))  # a value given twice is one setting, trained once
 
 
 def _ints(text: str) -> list[int]:
@@ -54,7 +54,7 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError("expected at least one seed")
-    return values
+    return list(dict.fromkeys(values))  # a seed given twice is one run
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:

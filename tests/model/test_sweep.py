@@ -55,6 +55,14 @@ def test_dry_run_lists_the_runs(capsys):
     assert "loss.nope" in capsys.readouterr().err
 
 
+def test_a_value_given_twice_is_one_run(capsys):
+    assert main(["sweep", "--data", "run", "--output", "out", "--seeds", "0,0,3", "--alpha", "2,2",
+                 "--beta", "0.05", "--tau", "0.05", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 settings x 2 seeds = 4 runs" in out
+    assert out.split("\n", 1)[1].split() == ["config-s0", "config-s3", "alpha=2-s0", "alpha=2-s3"]
+
+
 @pytest.mark.slow
 def test_sweep_trains_each_setting_and_seed_once_and_resumes(tmp_path, monkeypatch):
     """The loop around training, with the trainer replaced by one that saves a freshly built model as the
