@@ -139,6 +139,11 @@ class FaissIndex:
 
     def __init__(self, dim: int, kind: str = "ivf-flat", lists: int | None = None, nprobe: int = 32,
                  hnsw_m: int = 32, ef_search: int = 128):
+        import logging
+
+        loader = logging.getLogger("faiss.loader")  # notes on which CPU build it loads: debug only, not INFO
+        if not loader.isEnabledFor(logging.DEBUG):
+            loader.setLevel(logging.WARNING)
         import faiss
 
         if kind not in self.KINDS:
