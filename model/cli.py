@@ -199,6 +199,9 @@ def run_eval(args: argparse.Namespace) -> int:
         results[f"untrained:{cfg.name}"] = evaluate_model(model, dataclasses.replace(cfg, data=data), records)
     for path, model, cfg in models:
         results[_label(path, results)] = evaluate_model(model, dataclasses.replace(cfg, data=data), records)
+    if args.candidates == "catalogue" and not models:
+        print("moon eval: --candidates catalogue ranks checkpoints' embeddings of the whole catalogue; give "
+              "--checkpoint (the baselines rank the evaluated products only)", file=sys.stderr)
     if args.candidates == "catalogue" and models:
         from model.catalogue import evaluate_catalogue_models
 

@@ -98,6 +98,12 @@ def test_bow_data_needs_bow_trained(runs, capsys):
     assert code == 2 and "add --bow-trained" in printed
 
 
+def test_catalogue_candidates_without_a_checkpoint_say_they_need_one(runs, tmp_path, capsys):
+    code, _, printed = evaluate(capsys, "--data", str(runs[0]), "--bow", "--candidates", "catalogue",
+                                "--out", str(tmp_path / "e.json"))
+    assert code == 0 and "--candidates catalogue ranks checkpoints' embeddings" in printed and "t->mm" in printed
+
+
 def test_an_out_that_is_a_folder_is_refused_before_evaluating(runs, tmp_path, capsys):
     (tmp_path / "file").write_text("")
     for out in (tmp_path, tmp_path / "file" / "eval.json"):
