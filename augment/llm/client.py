@@ -54,7 +54,15 @@ def stage_options(name: str, module: str, *parts: type) -> type:
                 spec = dataclasses.field(default=f.default)
             fields[f.name] = (f.name, hints[f.name], spec)
     doc = f"Options of one model stage backend: {', '.join(p.__name__ for p in parts)} as one mapping."
-    cls = dataclasses.make_dataclass(name, list(fields.values()), frozen=True, namespace={"__doc__": doc})
+    namespace: dict[str, Any] = {"__doc__": doc}
+    checks = [part.check_data for part in parts if hasattr(part, "check_data")]
+    if checks:  # the parts' checks of the files and sets they name (augment.config.validate_stages calls it)
+        def check_data(self, key: str) -> None:
+            for check in checks:
+                check(self, key)
+
+        namespace["check_data"] = check_data
+    cls = dataclasses.make_dataclass(name, list(fields.values()), frozen=True, namespace=namespace)
     cls.__module__ = module
     cls.__qualname__ = name
     return cls

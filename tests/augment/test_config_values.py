@@ -244,3 +244,12 @@ def test_the_compose_stack_config_validates():
     from pathlib import Path
 
     C.load(Path(__file__).resolve().parents[2] / "docker" / "stack-run.yaml")
+
+
+@pytest.mark.parametrize("backend", ["openai", "vllm", "transformers"])
+def test_a_model_backends_fallback_background_set_is_checked_by_the_config(backend):
+    message = refused(f"stages.background_prompts.backend={backend}",
+                      "stages.background_prompts.options.backgrounds=backgrounds.v9",
+                      "stages.background_prompts.options.model=m")
+    assert message == ("stages.background_prompts.options.backgrounds: unknown background set 'backgrounds.v9'; "
+                       "available: backgrounds.v1")

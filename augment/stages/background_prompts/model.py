@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from augment.core import storage
+from augment.core.config import ConfigError
 from augment.core.names import Status
 from augment.imaging import codec, untrusted
 from augment.llm import vllm_engine as vx
@@ -47,6 +48,13 @@ class BackgroundTask:
     reference_images: list[str] = dataclasses.field(default_factory=list)
     backgrounds: str = background_sets.LATEST  # curated set used when a model's list is rejected
     max_tokens: int = 1024  # a list of backgrounds is longer than a title (replaces ModelOptions' 256)
+
+    def check_data(self, key: str) -> None:
+        """The fallback set must exist: checked when the config is validated (`moon config`, `--dry-run`)."""
+        try:
+            background_sets.load(self.backgrounds)
+        except KeyError as exc:
+            raise ConfigError(f"{key}.backgrounds: {exc.args[0]}") from None
 
 
 OpenAIBackgroundOptions = stage_options("OpenAIBackgroundOptions", __name__, ModelOptions, OpenAIOptions,
