@@ -9,7 +9,7 @@ exists, the output folder belongs to this input and config) before any Ray job s
 |---|---|
 | `plan` | plans the run once (`augment.plan.plan_run`) and saves the plan in the run folder (`_plan/`); cuts it into at most *max tasks* batches (or 4 per GPU when *GPUs* is given), and maps one task per batch that still has pending shards |
 | `run_batch` | one mapped task per batch: a Ray job running `moon run ... --batch N`, which reads only its batch's entries of the saved plan; its log streams into the task log, the **Ray job** button opens it in the Ray dashboard |
-| `validate` | every planned shard is committed, and rows in = rows out + rows quarantined for each |
+| `validate` | every planned shard is committed, and rows in = rows out + rows quarantined for each; a run with no row out fails (no publish) |
 | `publish` | writes the run report, emits an event of the Asset `moon_augment_shards` with the run folder in its extra; **Run report** opens `<output>/report/index.html` |
 
 `moon_train` is scheduled on that Asset. Reruns are safe: committed shards are skipped, a failed batch is
@@ -30,35 +30,39 @@ from augment.core.names import STAGE_ORDER
 from augment.orchestrate import GPU_POOL
 from augment.orchestrate.assets import MOON_SHARDS
 from augment.orchestrate.operator import RayJobOperator
-from augment.orchestrate.tasks import DEFAULT_MAX_TASKS
+from augment.orchestrate.tasks import (DEFAULT_MAX_TASKS, JOBS_PER_RUN_ENV, RUNS_ROOT_ENV, S3_SETTINGS, jobs_per_run,
+                                       runs_root)
 
 # Parse-time constants only: paths, names and numbers. No pyarrow, Ray or torch at this level.
 _PACKAGE = Path(find_spec("augment").origin).parent
 SAMPLE_INPUT = str(_PACKAGE / "sample" / "myntra_sample.parquet")
 PROFILES = sorted(p.stem for p in (_PACKAGE / "profiles").glob("*.yaml")) or ["local"]
 STAGES = list(STAGE_ORDER)
-RUNS_ROOT = os.environ.get("MOON_RUNS_ROOT", "/tmp/moon-runs")
+# Default run folders: absolute or s3://bucket (anything else fails the import, saying why); unset: /tmp/moon-runs.
+RUNS_ROOT = runs_root(os.environ.get(RUNS_ROOT_ENV))
 JOB_TIMEOUT = timedelta(hours=6)
-# Ray jobs in flight per DAG run at most (the pool moon_gpu bounds them across runs): docs/operations.md.
-JOBS_PER_RUN = int(os.environ.get("MOON_JOBS_PER_RUN", "8"))
+# Ray jobs in flight per DAG run at most (the pool moon_gpu bounds them across runs): docs/operations.md. A value
+# that is not a whole number of at least 1 falls back (with a warning) rather than hide the DAG or stall its runs.
+JOBS_PER_RUN = jobs_per_run(os.environ.get(JOBS_PER_RUN_ENV))
+LOCATION = "^(/|s3://[^/])"  # an absolute path, or an s3:// URI naming a bucket: what every Ray job can find
 
 PARAMS = {
     "input_uri": Param(
-        SAMPLE_INPUT, type="string", minLength=1, title="Input catalogue",
-        description="Parquet, JSONL or CSV file or folder, local or s3://, readable by the Ray cluster "
-                    "(default: the bundled 80-product sample).",
+        SAMPLE_INPUT, type="string", minLength=1, pattern=LOCATION, title="Input catalogue",
+        description="Parquet, JSONL or CSV file or folder: an absolute path or s3:// URI, readable by the Ray "
+                    "cluster and the Airflow workers (default: the bundled 80-product sample).",
     ),
     "output_uri": Param(
-        f"{RUNS_ROOT}/{{run_id}}", type="string", pattern="^(/|s3://)", title="Output run folder",
-        description="Absolute path or s3:// URI of the run folder. {run_id} becomes this DAG run's id; an "
-                    "existing folder of the same input and config is resumed.",
+        f"{RUNS_ROOT.rstrip('/')}/{{run_id}}", type="string", pattern=LOCATION, title="Output run folder",
+        description="Absolute path or s3:// URI of the run folder. {run_id} becomes this DAG run's id as a folder "
+                    "name; an existing folder of the same input and config is resumed.",
     ),
     "profile": Param(PROFILES[0] if "local" not in PROFILES else "local", type="string", enum=PROFILES,
                      title="Config profile", description="Named profile of augment/profiles."),
     "config_file": Param(
-        None, type=["null", "string"], title="Config file (optional)",
-        description="YAML config on a path the Ray cluster and the Airflow workers can both read; overrides the "
-                    "profile (its `extends:`, when it has one, replaces the profile above).",
+        None, type=["null", "string"], pattern=LOCATION, title="Config file (optional)",
+        description="Absolute path or s3:// URI of a YAML config that the Ray cluster and the Airflow workers can "
+                    "both read; overrides the profile (its `extends:`, when it has one, replaces the profile above).",
     ),
     "stages": Param(
         None, type=["null", "array"], items={"type": "string", "enum": STAGES}, uniqueItems=True, examples=STAGES,
@@ -80,7 +84,9 @@ PARAMS = {
     "ray_conn_id": Param("ray_default", type="string", minLength=1, title="Ray connection",
                          description="Airflow connection of the Ray cluster's job server (host, port, token)."),
     "env_vars": Param({}, type="object", additionalProperties={"type": "string"}, title="Job environment",
-                      description="Extra environment variables of the Ray jobs (no secrets: they show in the UI)."),
+                      description="Extra environment variables of the Ray jobs (no secrets: they show in the UI). "
+                                  "S3 settings among them ({}) also apply to plan, validate and publish."
+                                  .format(", ".join(S3_SETTINGS))),
 }
 
 DEFAULT_ARGS = {
@@ -132,20 +138,28 @@ def moon_augment():
     ).expand_kwargs(planned)
 
     @task(trigger_rule="none_failed", doc_md="Checks that every planned shard is committed and that rows in = "
-          "rows out + rows quarantined for each. Runs when there was nothing left to do too.")
-    def validate(run: dict) -> dict:
+          "rows out + rows quarantined for each. Runs when there was nothing left to do too. Fails at once (no "
+          "retry, no publish, no training) when every row was quarantined.")
+    def validate(run: dict, params=None) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from augment.orchestrate import tasks
 
-        return tasks.check_run(run["run_uri"])
+        with tasks.s3_settings(params.get("env_vars")):
+            try:
+                return tasks.check_run(run["run_uri"])
+            except tasks.RunEmpty as exc:
+                raise AirflowFailException(str(exc)) from None
 
     @task(outlets=[MOON_SHARDS], doc_md="Emits the `moon_augment_shards` Asset event (extra: run_uri, run_id, "
           "rows) that schedules moon_train. **Run report** opens the run's HTML report.")
-    def publish(run: dict, totals: dict, outlet_events=None, ti=None) -> str:
+    def publish(run: dict, totals: dict, params=None, outlet_events=None, ti=None) -> str:
         from augment.orchestrate import tasks
         from augment.orchestrate.links import REPORT_XCOM_KEY
 
         run_uri, run_id = run["run_uri"], run["run_id"]
-        _write_run_report(run_uri)
+        with tasks.s3_settings(params.get("env_vars")):
+            _write_run_report(run_uri)
         ti.xcom_push(key=REPORT_XCOM_KEY, value=tasks.report_url(run_uri))
         outlet_events[MOON_SHARDS].extra = {
             "run_uri": run_uri, "run_id": run_id, "shards": totals["shards"], "rows_in": totals["rows_in"],

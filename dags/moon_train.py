@@ -6,8 +6,11 @@ run. `pick_run` takes the run folder from the triggering Asset event (or, when t
 `run_uri` field, else the latest event); `train` submits `moon train --data <run> --config <config>
 --output <checkpoints>` as a Ray job (log in the task log, **Ray job** link to the dashboard).
 
-Checkpoints go to `<run>/checkpoints/<this DAG run's id>` unless *Checkpoint folder* is set; it must be a
-local or shared filesystem path that the Ray cluster can write.
+Checkpoints go to a folder of this DAG run's own on the Ray cluster's filesystem (`moon train` writes no s3://):
+*Checkpoint folder* when set (an absolute path; its `{run_id}` becomes this DAG run's id, and without `{run_id}`
+that id is appended as a subfolder); else `<run>/checkpoints/<run id>` for a local run, and
+`$MOON_CHECKPOINTS_ROOT/<run folder name>/<run id>` (default root `/tmp/moon-checkpoints`, set in Airflow's
+environment) for an s3:// run.
 """
 from __future__ import annotations
 
@@ -18,14 +21,19 @@ from airflow.sdk import Param, dag, task
 from augment.orchestrate import GPU_POOL
 from augment.orchestrate.assets import MOON_SHARDS
 from augment.orchestrate.operator import RayJobOperator
+from augment.orchestrate.tasks import CHECKPOINTS_ROOT_ENV, DEFAULT_CHECKPOINTS_ROOT
 
 PARAMS = {
     "run_uri": Param(None, type=["null", "string"], title="Run folder (optional)",
                      description="A moon_augment run to train on. Empty: the run of the triggering Asset event."),
     "train_config": Param("tiny", type="string", minLength=1, title="Model config",
                           description="Named config (tiny, base, paper) or a JSON/YAML file the cluster can read."),
-    "checkpoint_uri": Param(None, type=["null", "string"], title="Checkpoint folder (optional)",
-                            description="Default: <run>/checkpoints/{run_id}."),
+    "checkpoint_uri": Param(
+        None, type=["null", "string"], pattern="^/", title="Checkpoint folder (optional)",
+        description="Absolute path on the Ray cluster (moon train writes no s3://); {run_id} becomes this DAG run's "
+                    "id, appended as a subfolder when absent. Default: <run>/checkpoints/{run_id} for a local run; "
+                    f"for an s3:// run ${CHECKPOINTS_ROOT_ENV}/<run folder name>/{{run_id}} (default root "
+                    f"{DEFAULT_CHECKPOINTS_ROOT})."),
     "gpu": Param(False, type="boolean", title="Train on GPUs"),
     "ray_conn_id": Param("ray_default", type="string", minLength=1, title="Ray connection"),
     "env_vars": Param({}, type="object", additionalProperties={"type": "string"}, title="Job environment"),
@@ -45,7 +53,8 @@ PARAMS = {
     doc_md=__doc__,
 )
 def moon_train():
-    @task(multiple_outputs=True, inlets=[MOON_SHARDS], doc_md="Finds the run folder to train on and builds the job.")
+    @task(multiple_outputs=True, inlets=[MOON_SHARDS], retries=0,
+          doc_md="Finds the run folder to train on and builds the job. Fails at once (no retry) on a bad form value.")
     def pick_run(params=None, dag_run=None, triggering_asset_events=None, inlet_events=None) -> dict:
         from augment.orchestrate import tasks
 

@@ -31,16 +31,28 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     node read one copy, with no shared filesystem); a ConfigError naming the file when it is not one."""
     from augment.core import storage
 
-    if storage.is_s3(str(path)):
-        uri = str(path)
-        if not storage.exists(uri):
-            raise ConfigError(f"config file {uri} does not exist")
-        text, name, suffix = storage.read_text(uri), uri, Path(uri).suffix
-    else:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        text, name, suffix = path.read_text(), str(path), path.suffix
+    name = str(path)
+    try:
+        if storage.is_s3(name):
+            if not storage.exists(name):
+                raise ConfigError(f"config file {name} does not exist")
+            if storage.is_dir(name):
+                raise IsADirectoryError(name)
+            text = storage.read_text(name)
+        else:
+            path = Path(path)
+            if not path.exists():
+                raise ConfigError(f"config file {path} does not exist")
+            text = path.read_text()
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:  # a folder, a name too long (a pasted YAML text), s3:// with no bucket
+        shown = " ".join(name.split())  # one line, and short: the "name" may be a whole pasted file
+        shown = shown if shown == name and len(shown) <= 80 else repr(shown[:80] + "...")
+        reason = ("it is a folder, not a file" if isinstance(exc, IsADirectoryError)
+                  else getattr(exc, "strerror", None) or " ".join(str(exc).split()))
+        raise ConfigError(f"config file {shown} cannot be read: {reason}") from None
+    suffix = Path(name).suffix
     if suffix in (".yaml", ".yml"):
         import yaml
 

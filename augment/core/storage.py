@@ -35,7 +35,11 @@ def is_s3(uri: str) -> bool:
 
 
 def join(base: str, *parts: str) -> str:
+    """`parts` under `base`. An s3:// base must name a bucket: `s3://` alone is a ValueError, never the local
+    path `s3:/...` that joining it as a path would give."""
     if is_s3(base):
+        if not base[len("s3://"):].partition("/")[0]:
+            raise ValueError(f"not an s3 URI: {base!r} names no bucket")
         return base.rstrip("/") + "/" + "/".join(p.strip("/") for p in parts)
     return str(Path(base, *parts))
 
@@ -48,9 +52,10 @@ def parent(uri: str) -> str:
 
 
 def split_s3(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an s3:// URI; a ValueError when it is not one or names no bucket (`s3://`, `s3:///key`)."""
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"not an s3 URI: {uri!r}")
+        raise ValueError(f"not an s3 URI: {uri!r}" + (" names no bucket" if parsed.scheme == "s3" else ""))
     return parsed.netloc, parsed.path.lstrip("/")
 
 

@@ -6,7 +6,9 @@ Airflow worker. XCom values built here are small: URIs, ids and counts, never ro
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import posixpath
@@ -14,7 +16,7 @@ import re
 import shlex
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,15 @@ DEFAULT_MAX_TASKS = 1024
 BATCHES_PER_GPU = 4
 LISTED_SHARDS = 20  # shard ids an error message lists before "and N more"
 REPORT_URL_ENV = "MOON_REPORT_URL"  # where s3:// run reports are served over HTTP (report_url)
+# Where default run folders go (the form's output_uri) and how many Ray jobs of one run are in flight at most:
+# read from the Airflow environment when the DAG file is parsed (runs_root, jobs_per_run).
+RUNS_ROOT_ENV, DEFAULT_RUNS_ROOT = "MOON_RUNS_ROOT", "/tmp/moon-runs"
+JOBS_PER_RUN_ENV, DEFAULT_JOBS_PER_RUN = "MOON_JOBS_PER_RUN", 8
+# Where moon_train's checkpoints of an s3:// run go by default: `moon train --output` is a local path on the cluster.
+CHECKPOINTS_ROOT_ENV, DEFAULT_CHECKPOINTS_ROOT = "MOON_CHECKPOINTS_ROOT", "/tmp/moon-checkpoints"
+# The form's env_vars that say where S3 is (augment.core.storage reads them): applied to the Airflow tasks that read
+# or write the run (plan, validate, publish) as well as to the Ray jobs, so that both reach the same store.
+S3_SETTINGS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 class RunRequestError(ValueError):
@@ -38,6 +49,10 @@ class RunRequestError(ValueError):
 
 class RunIncomplete(RuntimeError):
     """The manifest lacks shards of the plan, or a shard breaks rows in = rows out + rows quarantined."""
+
+
+class RunEmpty(RuntimeError):
+    """Every row of the run was quarantined: there is nothing to publish or to train on. Retrying cannot help."""
 
 
 @dataclasses.dataclass
@@ -59,13 +74,17 @@ class RunRequest:
     @classmethod
     def from_params(cls, params: dict[str, Any], dag_run_id: str = "") -> "RunRequest":
         input_uri = (params.get("input_uri") or "").strip()
-        output_uri = (params.get("output_uri") or "").strip().replace(RUN_ID_PLACEHOLDER, safe_name(dag_run_id))
+        output_uri = (params.get("output_uri") or "").strip()
         if not input_uri:
             raise RunRequestError("input_uri: give the catalogue to process (a file or folder, local or s3://)")
         if not output_uri:
             raise RunRequestError("output_uri: give the run folder to write (local or s3://)")
-        if not (output_uri.startswith("s3://") or output_uri.startswith("/")):
-            raise RunRequestError(f"output_uri: {output_uri!r} must be absolute (or s3://): Ray jobs run in their own working directory")
+        if RUN_ID_PLACEHOLDER in output_uri:
+            output_uri = output_uri.replace(RUN_ID_PLACEHOLDER, _run_folder_name(dag_run_id))
+        _check_location("input_uri", input_uri)
+        _check_location("output_uri", output_uri)
+        _check_output_folder(output_uri)
+        config_file = _config_file(params.get("config_file"))
         shards_per_task = _optional_int(params, "shards_per_task")
         max_tasks = _optional_int(params, "max_tasks")
         gpus = _optional_int(params, "gpus")
@@ -82,7 +101,7 @@ class RunRequest:
             input_uri=input_uri,
             output_uri=output_uri,
             profile=(params.get("profile") or None),
-            config_file=(params.get("config_file") or "").strip() or None,
+            config_file=config_file,
             stages=[s.strip() for s in stages if s and s.strip()],
             shards_per_task=shards_per_task,
             max_tasks=DEFAULT_MAX_TASKS if max_tasks is None else max_tasks,
@@ -109,7 +128,13 @@ class RunRequest:
     def config(self):
         """The run config exactly as `moon run` will build it from the same options (the same config hash)."""
         from augment import config as C
+        from augment.core.config import read_mapping
 
+        if self.config_file:
+            try:  # the file itself first: a mistake in reading it is the config_file field's
+                read_mapping(self.config_file)
+            except C.ConfigError as exc:
+                raise RunRequestError(f"config_file: {exc}") from None
         try:
             return C.load_for_run(self.config_file, self.profile, stages=",".join(self.stages) or None,
                                   progress=False)
@@ -154,9 +179,69 @@ def _optional_int(params: dict[str, Any], name: str) -> int | None:
     return number
 
 
+def _check_location(field: str, uri: str) -> None:
+    """A local path must be absolute (Ray jobs and Airflow workers each run in their own working directory), an
+    s3:// URI must name a bucket."""
+    if uri.startswith("s3://"):
+        if not uri[len("s3://"):].partition("/")[0]:
+            raise RunRequestError(f"{field}: {uri!r} names no bucket: give s3://bucket/key")
+    elif not uri.startswith("/"):
+        raise RunRequestError(f"{field}: {uri!r} must be absolute or s3://: Ray jobs run in their own working "
+                              "directory")
+
+
+def _check_output_folder(output_uri: str) -> None:
+    """A local run folder is a folder: neither an existing file nor anything under one."""
+    if output_uri.startswith("s3://"):
+        return
+    path = Path(output_uri)
+    for folder in (path, *path.parents):
+        try:
+            is_file, is_dir = folder.is_file(), folder.is_dir()
+        except OSError:  # unreadable: planning says why, naming the folder
+            return
+        if is_file:
+            where = "is a file" if folder == path else f"is under the file {folder}"
+            raise RunRequestError(f"output_uri: {output_uri} {where}; give a folder (new or existing)")
+        if is_dir:
+            return
+
+
+def _config_file(value: Any) -> str | None:
+    """The form's config file: None when empty, else the absolute path or s3:// URI of a YAML file."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    if "\n" in text:
+        raise RunRequestError("config_file: give the path or s3:// URI of a YAML file, not the YAML text itself")
+    _check_location("config_file", text)
+    return text
+
+
+# The run ids Airflow makes itself: a kind and an ISO timestamp. Their `:` and `+` stand at fixed places, so
+# turning them into `-` keeps two such ids apart, and their folder names readable.
+AIRFLOW_RUN_ID = re.compile(r"[a-z_]+__\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+\d\d:\d\d|Z)?")
+
+
 def safe_name(text: str) -> str:
-    """A run id as a folder name: `manual__2026-01-01T00:00:00+00:00` -> `manual__2026-01-01T00-00-00-00-00`."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "run"
+    """A run id as a folder name: kept as it is when it is one (`scheduled__nightly`); the ids Airflow makes
+    (`manual__2026-01-01T00:00:00+00:00`) get `-` for each `:` and `+` (`manual__2026-01-01T00-00-00-00-00`);
+    in any other id, the characters a folder name cannot hold become `-` and a short hash of the id is appended,
+    so that two ids never share a folder: `nightly:1` and `nightly+1` get two, neither of them `nightly-1`'s."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "run"
+    if name != text and not AIRFLOW_RUN_ID.fullmatch(text):
+        name += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    if name in (".", ".."):
+        raise RunRequestError(f"the DAG run id {text!r} cannot name a run folder: trigger the run with another id")
+    return name
+
+
+def _run_folder_name(dag_run_id: str) -> str:
+    """`safe_name`, with its refusal naming the form field where the run id goes."""
+    try:
+        return safe_name(dag_run_id)
+    except RunRequestError as exc:
+        raise RunRequestError(f"output_uri: {exc}") from None
 
 
 def plan(request: RunRequest, max_map_length: int | None = None) -> dict[str, Any]:
@@ -167,17 +252,19 @@ def plan(request: RunRequest, max_map_length: int | None = None) -> dict[str, An
     batches, else the fewest shards per batch that do. What the task passes on stays small whatever the size of
     the run: the run's URI, id, shard and batch counts, and under `jobs` one entry per mapped task (its command
     names its batch number, not its shards).
-    """
-    from augment import io, plan as P
 
-    request = request.with_file_profile()
-    config = request.config()
-    try:
-        the_plan = P.plan_run(request.input_uri, request.output_uri, config, limit=request.limit,
-                              shards_per_batch=request.shards_per_task,
-                              max_batches=request.max_batches(max_map_length))
-    except (io.InputError, P.RunMismatch, FileNotFoundError) as exc:
-        raise RunRequestError(f"plan: {exc}") from exc
+    The jobs name the input as the saved plan does (`Plan.input_uri`): a run resumed with its input spelled
+    another way (`/cat` for `/cat/`) is the same run, and its jobs must not be refused the plan. Every mistake of
+    the form is a RunRequestError naming its field, in the form's words.
+    """
+    with s3_settings(request.env_vars):
+        request = request.with_file_profile()
+        config = request.config()
+        the_plan = _plan_run(request, config, max_map_length)
+    if the_plan.input_uri != request.input_uri:
+        log.info("input %s: resuming the run planned for %s, whose name the jobs use", request.input_uri,
+                 the_plan.input_uri)
+        request = dataclasses.replace(request, input_uri=the_plan.input_uri)
     size = the_plan.shards_per_batch
     if request.shards_per_task and size != request.shards_per_task:
         log.warning("shards_per_task %d would make more than %d tasks: %d shards per task instead",
@@ -204,6 +291,77 @@ def plan(request: RunRequest, max_map_length: int | None = None) -> dict[str, An
         "shards_per_batch": size,
         "jobs": jobs,
     }
+
+
+def _plan_run(request: RunRequest, config, max_map_length: int | None):
+    """`plan.plan_run` of the request; what it refuses becomes a RunRequestError naming the form's field."""
+    from augment import io, plan as P
+
+    try:
+        return P.plan_run(request.input_uri, request.output_uri, config, limit=request.limit,
+                          shards_per_batch=request.shards_per_task, max_batches=request.max_batches(max_map_length))
+    except P.RunMismatch as exc:
+        raise RunRequestError(f"output_uri: {_in_form_terms(str(exc))}") from None
+    except io.InputError as exc:
+        raise RunRequestError(f"input_uri: {_one_line(exc)}") from None
+    except (OSError, ValueError) as exc:  # a folder that cannot be written or read, an S3 error
+        raise RunRequestError(f"{_field_of(exc, request)}: {_one_line(exc)}") from None
+
+
+# `moon run`'s words in planning errors, and the trigger form's for the same thing.
+_FORM_TERMS = (
+    (", choose another --output, or pass --force to redo it", ", or choose another output_uri (or delete that folder) "
+                                                             "to start over"),
+    ("pass --force to start the run over", "delete that folder, or choose another output_uri, to start the run over"),
+    ("pass --force to start over", "delete that folder, or choose another output_uri, to start over"),
+    ("; use --force", "; choose another output_uri, or delete that folder to start over"),
+    ("different config", "different config (profile, config_file or stages)"),
+    ("--limit", "limit"),
+    ("--output", "output_uri"),
+)
+
+
+def _in_form_terms(message: str) -> str:
+    """A planning error (plan.RunMismatch, written for `moon run`) in the words of the trigger form, which has
+    neither --output nor --force."""
+    for cli, form_words in _FORM_TERMS:
+        message = message.replace(cli, form_words)
+    return message
+
+
+def _field_of(exc: BaseException, request: RunRequest) -> str:
+    """The form field an error is about: the one whose location it names (the longest, when one is inside
+    another), else `plan`."""
+    text = f"{getattr(exc, 'filename', None) or ''} {exc}"
+    named = [(len(uri), field) for field, uri in (("input_uri", request.input_uri),
+                                                  ("output_uri", request.output_uri),
+                                                  ("config_file", request.config_file))
+             if uri and uri.rstrip("/") in text]
+    return max(named)[1] if named else "plan"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    filename = getattr(exc, "filename", None)
+    return f"{filename}: {exc.strerror}" if filename and getattr(exc, "strerror", None) else text
+
+
+@contextlib.contextmanager
+def s3_settings(env_vars: dict[str, str] | None) -> Iterator[None]:
+    """The form's S3 settings (S3_SETTINGS of its env_vars: the endpoint, the region) in this process's environment
+    while the block runs, the environment as it was afterwards: the Airflow tasks then read and write the run
+    where its Ray jobs do. Credentials never come from the form."""
+    wanted = {k: v for k, v in (env_vars or {}).items() if k in S3_SETTINGS}
+    before = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def check_run(run_uri: str, shard_ids: list[str] | None = None) -> dict[str, Any]:
@@ -243,9 +401,19 @@ def check_run(run_uri: str, shard_ids: list[str] | None = None) -> dict[str, Any
         raise RunIncomplete(f"shards breaking rows in = rows out + rows quarantined: {_listed(broken)}")
     if absent:
         raise RunIncomplete(f"committed data files missing from {run_uri}: {_listed(absent)}")
+    if totals["rows_in"] and not totals["rows_out"]:
+        raise RunEmpty(_empty_run(run_uri, totals))
     return {k: totals[k] for k in ("shards", "rows_in", "rows_out", "rows_quarantined", "bytes")} | {
         "quarantine_reasons": totals["quarantine_reasons"],
     }
+
+
+def _empty_run(run_uri: str, totals: dict[str, Any]) -> str:
+    """Why a run that quarantined every row is not published, with its most frequent quarantine reasons."""
+    reasons = sorted(totals["quarantine_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
+    top = ", ".join(f"{reason} {count}" for reason, count in reasons[:3]) or "none recorded"
+    return (f"every row of {run_uri} was quarantined ({totals['rows_in']} rows in, 0 out; top reasons: {top}): "
+            "nothing to publish or train on; see its quarantine/ files and the run report")
 
 
 def _listed(items: list[str]) -> str:
@@ -282,11 +450,8 @@ def report_url(run_uri: str) -> str:
 
 
 def train_request(run_uri: str, params: dict[str, Any], dag_run_id: str) -> dict[str, Any]:
-    """Command and metadata of the training job on a finished run."""
-    output = (params.get("checkpoint_uri") or "").strip()
-    if not output:
-        output = f"{run_uri.rstrip('/')}/checkpoints/{safe_name(dag_run_id)}"
-    output = output.replace(RUN_ID_PLACEHOLDER, safe_name(dag_run_id))
+    """Command and metadata of the training job on a finished run; checkpoints go to `checkpoint_folder`."""
+    output = checkpoint_folder(run_uri, params.get("checkpoint_uri"), dag_run_id)
     args = [*MOON_COMMAND, "train", "--data", run_uri, "--config", params.get("train_config") or "tiny",
             "--output", output]
     if params.get("gpu"):
@@ -298,6 +463,66 @@ def train_request(run_uri: str, params: dict[str, Any], dag_run_id: str) -> dict
         "job_metadata": {"moon_run_uri": run_uri, "moon_checkpoint_uri": output},
         "checkpoint_uri": output,
     }
+
+
+def checkpoint_folder(run_uri: str, checkpoint_uri: str | None, dag_run_id: str) -> str:
+    """Where `moon train` writes this DAG run's checkpoints: always an absolute local path on the cluster, since
+    `moon train --output` writes no s3:// URI, and always one of its own, since it refuses a folder that holds
+    checkpoints already.
+
+    - `checkpoint_uri` given: absolute, its `{run_id}` replaced by the run id; without `{run_id}`, the run id is
+      appended as a subfolder (a second run into one fixed folder would fail).
+    - not given, a local run: `<run>/checkpoints/<run id>`.
+    - not given, an s3:// run: `$MOON_CHECKPOINTS_ROOT/<run folder's name>/<run id>`, default root
+      /tmp/moon-checkpoints."""
+    run_id = safe_name(dag_run_id)
+    text = (checkpoint_uri or "").strip()
+    if text:
+        if text.startswith("s3://") or not text.startswith("/"):
+            raise RunRequestError(f"checkpoint_uri: {text!r} must be an absolute path on the Ray cluster (moon train "
+                                  "writes no s3:// URI); empty for the default")
+        if RUN_ID_PLACEHOLDER not in text:
+            return f"{text.rstrip('/')}/{run_id}"
+        return text.replace(RUN_ID_PLACEHOLDER, run_id)
+    if not run_uri.startswith("s3://"):
+        return f"{run_uri.rstrip('/')}/checkpoints/{run_id}"
+    root = os.environ.get(CHECKPOINTS_ROOT_ENV, "").strip() or DEFAULT_CHECKPOINTS_ROOT
+    if not root.startswith("/"):
+        raise RunRequestError(f"{CHECKPOINTS_ROOT_ENV}: {root!r} in Airflow's environment must be an absolute path "
+                              "on the Ray cluster")
+    return f"{root.rstrip('/')}/{posixpath.basename(run_uri.rstrip('/'))}/{run_id}"
+
+
+def runs_root(value: str | None) -> str:
+    """The root of the form's default run folder, from `MOON_RUNS_ROOT`: empty or unset is /tmp/moon-runs. Anything
+    but an absolute path or an s3://bucket URI is refused (a ValueError, so the DAG fails to import and says why):
+    a relative root would make every default run fail the form's own check, or land where no Ray job finds it."""
+    text = (value or "").strip()
+    if not text:
+        return DEFAULT_RUNS_ROOT
+    try:
+        _check_location(RUNS_ROOT_ENV, text)
+    except RunRequestError as exc:
+        raise ValueError(f"{exc} (or leave it unset for {DEFAULT_RUNS_ROOT})") from None
+    return text.rstrip("/") or "/"
+
+
+def jobs_per_run(value: str | None) -> int:
+    """Ray jobs in flight per DAG run at most, from `MOON_JOBS_PER_RUN`: a whole number, at least 1. Not a number
+    gives the default, 0 or less gives 1, each with a warning: a typo must not hide the DAG (an import error)
+    nor leave its batches never queued (no slot at all)."""
+    text = (value or "").strip()
+    if not text:
+        return DEFAULT_JOBS_PER_RUN
+    try:
+        number = int(text)
+    except ValueError:
+        log.warning("%s=%r is not a whole number: %d jobs per run", JOBS_PER_RUN_ENV, text, DEFAULT_JOBS_PER_RUN)
+        return DEFAULT_JOBS_PER_RUN
+    if number < 1:
+        log.warning("%s=%d is under 1: 1 job per run", JOBS_PER_RUN_ENV, number)
+        return 1
+    return number
 
 
 def log_failed_batch(context: dict[str, Any]) -> None:

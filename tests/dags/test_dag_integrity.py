@@ -138,3 +138,57 @@ def test_form_rejects_bad_values_before_the_run_starts(dagbag, field, value):
     with pytest.raises(ParamValidationError):
         params[field] = value
         params.validate()
+
+
+@pytest.mark.parametrize("field,value", [
+    ("input_uri", "data/catalogue.parquet"),
+    ("input_uri", "s3://"),
+    ("output_uri", "s3:///runs/{run_id}"),
+    ("config_file", "moon.yaml"),
+    ("config_file", "s3://"),
+])
+def test_form_rejects_locations_a_ray_job_cannot_find(dagbag, field, value):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dagbag.dags["moon_augment"].params)
+    with pytest.raises(ParamValidationError):
+        params[field] = value
+        params.validate()
+
+
+@pytest.mark.parametrize("value", ["s3://moon/checkpoints/{run_id}", "checkpoints/{run_id}"])
+def test_train_form_rejects_a_checkpoint_folder_moon_train_cannot_write(dagbag, value):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dagbag.dags["moon_train"].params)
+    assert params.validate()["checkpoint_uri"] is None
+    with pytest.raises(ParamValidationError):
+        params["checkpoint_uri"] = value
+        params.validate()
+
+
+def _moon_augment_with(monkeypatch, **env):
+    """The moon_augment DAG of its file run again with these MOON_* variables in the environment."""
+    import runpy
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(DAGS / "moon_augment.py"))["moon_augment"]()
+
+
+@pytest.mark.parametrize("value,jobs", [("", 8), ("abc", 8), ("0", 1), ("3", 3)])
+def test_a_bad_jobs_per_run_neither_hides_the_dag_nor_stalls_its_runs(airflow_db, monkeypatch, value, jobs):
+    dag = _moon_augment_with(monkeypatch, MOON_JOBS_PER_RUN=value)
+    assert dag.task_dict["run_batch"].partial_kwargs["max_active_tis_per_dagrun"] == jobs
+
+
+@pytest.mark.parametrize("value,output", [("", "/tmp/moon-runs/{run_id}"), ("/data/runs/", "/data/runs/{run_id}"),
+                                          ("s3://moon/runs", "s3://moon/runs/{run_id}")])
+def test_the_default_output_folder_follows_moon_runs_root(airflow_db, monkeypatch, value, output):
+    dag = _moon_augment_with(monkeypatch, MOON_RUNS_ROOT=value)
+    assert dag.params.validate()["output_uri"] == output
+
+
+def test_a_relative_moon_runs_root_fails_the_import_saying_why(airflow_db, monkeypatch):
+    with pytest.raises(ValueError, match="^MOON_RUNS_ROOT: 'runs' must be absolute or s3://"):
+        _moon_augment_with(monkeypatch, MOON_RUNS_ROOT="runs")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
 
 import pytest
@@ -122,7 +124,7 @@ def test_plan_skips_batches_whose_shards_are_all_committed(tmp_path, sample_path
 def test_plan_of_a_missing_input_is_a_request_error(tmp_path):
     request = T.RunRequest.from_params(form(input_uri=str(tmp_path / "nope.parquet"), output_uri=str(tmp_path / "o"),
                                             stages=STAGES), "r")
-    with pytest.raises(T.RunRequestError, match="plan"):
+    with pytest.raises(T.RunRequestError, match=r"^input_uri: .*nope.parquet"):
         T.plan(request)
 
 
@@ -222,3 +224,243 @@ def test_failed_batch_callback_logs_its_batch_and_command(caplog):
     assert caplog.messages == ["moon batch failed: dag moon_augment run manual__1 task run_batch map index 4 try 3; "
                                "batch 4 (20 shards per batch); run folder: /runs/r; its command: "
                                "python -m augment.cli run --output /runs/r --batch 4 --shards-per-batch 20"]
+
+
+# -- the same input spelled another way ------------------------------------------------------------------------------
+def _job_plans(request, planned):
+    """What each batch job of `planned` loads, from the arguments of its command, as `moon run --batch` does."""
+    from augment import plan as P
+
+    for job in planned["jobs"]:
+        args = shlex.split(job["entrypoint"])
+        value = {name: args[args.index(name) + 1] for name in ("--input", "--output", "--batch", "--shards-per-batch")}
+        yield P.load_batch(value["--output"], request.config(), input_uri=value["--input"],
+                           batch=int(value["--batch"]), shards_per_batch=int(value["--shards-per-batch"]))
+
+
+def test_a_run_resumed_with_its_input_spelled_another_way_gives_jobs_the_saved_plan_accepts(tmp_path, sample_path):
+    import shutil
+
+    (tmp_path / "cat").mkdir()
+    shutil.copy(sample_path, tmp_path / "cat" / "a.parquet")
+    output = str(tmp_path / "run")
+    T.plan(T.RunRequest.from_params(form(input_uri=f"{tmp_path}/cat/", output_uri=output, stages=STAGES), "r"))
+    request = T.RunRequest.from_params(form(input_uri=f"{tmp_path}/cat", output_uri=output, stages=STAGES), "r")
+    planned = T.plan(request)
+    assert all(f"--input {tmp_path}/cat/ " in job["entrypoint"] for job in planned["jobs"])  # the plan's spelling
+    assert [len(p.shards) for p in _job_plans(request, planned)] == [1, 1, 1]
+
+
+# -- form values that cannot name a location -------------------------------------------------------------------------
+@pytest.mark.parametrize("field,value,message", [
+    ("input_uri", "data/catalogue.parquet", "^input_uri: 'data/catalogue.parquet' must be absolute or s3://"),
+    ("input_uri", "s3://", "^input_uri: 's3://' names no bucket"),
+    ("input_uri", "s3:///catalogue.parquet", "^input_uri: 's3:///catalogue.parquet' names no bucket"),
+    ("output_uri", "s3://", "^output_uri: 's3://' names no bucket"),
+    ("output_uri", "s3:///runs/{run_id}", "^output_uri: 's3:///runs/r' names no bucket"),
+    ("config_file", "moon.yaml", "^config_file: 'moon.yaml' must be absolute or s3://"),
+    ("config_file", "s3://", "^config_file: 's3://' names no bucket"),
+    ("config_file", "run:\n  shard_size: 16\n", "^config_file: give the path .* not the YAML text itself$"),
+])
+def test_a_location_that_no_ray_job_can_find_is_refused_naming_its_field(field, value, message):
+    with pytest.raises(T.RunRequestError, match=message):
+        T.RunRequest.from_params(form(**{field: value}), "r")
+
+
+def test_an_output_folder_that_is_a_file_or_under_one_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(T.RunRequestError, match=f"^output_uri: {tmp_path}/afile is a file; give a folder"):
+        T.RunRequest.from_params(form(output_uri=str(tmp_path / "afile")), "r")
+    under = f"^output_uri: {tmp_path}/afile/run is under the file {tmp_path}/afile;"
+    with pytest.raises(T.RunRequestError, match=under):
+        T.RunRequest.from_params(form(output_uri=str(tmp_path / "afile" / "run")), "r")
+
+
+@pytest.mark.parametrize("name,reason", [("folder", "it is a folder, not a file"),
+                                         ("x" * 300 + ".yaml", "File name too long")])
+def test_a_config_file_that_cannot_be_read_is_refused_naming_the_field(tmp_path, name, reason):
+    (tmp_path / "folder").mkdir()
+    request = T.RunRequest.from_params(form(config_file=f"{tmp_path}/{name}"), "r")
+    with pytest.raises(T.RunRequestError, match=f"^config_file: config file .* cannot be read: {reason}$"):
+        T.plan(request)
+
+
+def test_an_s3_output_with_no_bucket_writes_nothing_locally(tmp_path, monkeypatch, sample_path):
+    from augment.core import storage
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="names no bucket"):
+        storage.join("s3://", "_run.json")  # never the local path s3:/_run.json
+    with pytest.raises(T.RunRequestError, match="^output_uri:"):
+        T.plan(T.RunRequest.from_params(form(input_uri=sample_path, output_uri="s3://"), "r"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_os_error_of_planning_names_the_field_of_its_path(tmp_path, monkeypatch, sample_path):
+    from augment import plan as P
+
+    output = tmp_path / "run"
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(output / "_run.json"))
+
+    monkeypatch.setattr(P, "plan_run", refused)
+    request = T.RunRequest.from_params(form(input_uri=sample_path, output_uri=str(output)), "r")
+    with pytest.raises(T.RunRequestError, match=f"^output_uri: {output}/_run.json: Permission denied$"):
+        T.plan(request)
+
+
+# -- planning refusals in the form's words ---------------------------------------------------------------------------
+@pytest.mark.parametrize("first,then,words", [
+    ({"limit": 40}, {"limit": None}, "different limit; resume"),
+    ({"stages": STAGES}, {"stages": ["validate"]}, "different config (profile, config_file or stages)"),
+])
+def test_an_output_folder_of_another_run_is_refused_in_the_forms_words(tmp_path, sample_path, first, then, words):
+    base = form(input_uri=sample_path, output_uri=str(tmp_path / "run"), stages=STAGES)
+    T.plan(T.RunRequest.from_params(base | first, "r"))
+    with pytest.raises(T.RunRequestError) as refused:
+        T.plan(T.RunRequest.from_params(base | then, "r"))
+    message = str(refused.value)
+    assert message.startswith(f"output_uri: {tmp_path / 'run'} holds a run made with a ") and words in message
+    assert "choose another output_uri" in message and "--" not in message
+
+
+def test_a_corrupt_run_record_is_refused_in_the_forms_words(tmp_path, sample_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / manifest.RUN_FILE).write_text("{cut short")
+    request = T.RunRequest.from_params(form(input_uri=sample_path, output_uri=str(tmp_path / "run")), "r")
+    with pytest.raises(T.RunRequestError, match="^output_uri: .*not a readable run record.*delete that folder, or "
+                                                "choose another output_uri, to start the run over$"):
+        T.plan(request)
+
+
+def test_an_output_that_cannot_be_reached_is_not_called_a_corrupt_run(tmp_path, monkeypatch, sample_path):
+    import pyarrow as pa
+
+    from augment.core import storage
+
+    run_file = str(tmp_path / "run" / manifest.RUN_FILE)
+    exists = storage.exists
+
+    def unreachable(uri):  # what pyarrow says of a URI it cannot use: an ArrowInvalid, which is a ValueError
+        if str(uri) == run_file:
+            raise pa.ArrowInvalid(f"cannot reach {uri}")
+        return exists(uri)
+
+    monkeypatch.setattr(storage, "exists", unreachable)
+    request = T.RunRequest.from_params(form(input_uri=sample_path, output_uri=str(tmp_path / "run")), "r")
+    with pytest.raises(T.RunRequestError) as refused:
+        T.plan(request)
+    assert str(refused.value) == f"output_uri: cannot reach {run_file}"
+
+
+# -- runs with no output ---------------------------------------------------------------------------------------------
+def test_check_run_refuses_a_run_that_quarantined_every_row(tmp_path):
+    _commit(tmp_path, "s1", "run-1", rows_in=3, rows_out=0)
+    _commit(tmp_path, "s2", "run-1", rows_in=1, rows_out=0)
+    with pytest.raises(T.RunEmpty, match=r"^every row of .* was quarantined \(4 rows in, 0 out; top reasons: "
+                                         r"bad_image 4\): nothing to publish or train on"):
+        T.check_run(str(tmp_path), ["s1", "s2"])
+
+
+# -- the form's S3 settings in Airflow's tasks -----------------------------------------------------------------------
+def test_plan_runs_with_the_forms_s3_settings_and_restores_the_environment(tmp_path, monkeypatch, sample_path):
+    from augment import plan as P
+    from augment.core import storage
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    seen = {}
+    plan_run = P.plan_run
+
+    def spying(*args, **kwargs):
+        seen.update(endpoint=storage.s3_endpoint(), region=os.environ.get("AWS_REGION"),
+                    other=os.environ.get("NOT_S3"))
+        return plan_run(*args, **kwargs)
+
+    monkeypatch.setattr(P, "plan_run", spying)
+    env_vars = {"AWS_ENDPOINT_URL_S3": "http://minio:9000", "AWS_REGION": "eu-west-1", "NOT_S3": "job only"}
+    T.plan(T.RunRequest.from_params(form(input_uri=sample_path, output_uri=str(tmp_path / "run"),
+                                         env_vars=env_vars), "r"))
+    assert seen == {"endpoint": "http://minio:9000", "region": "eu-west-1", "other": None}
+    assert "AWS_ENDPOINT_URL_S3" not in os.environ and os.environ["AWS_REGION"] == "us-east-1"
+
+
+@pytest.mark.slow  # a moto S3 server
+def test_an_s3_run_planned_through_the_forms_endpoint_resumes_under_another_spelling(monkeypatch, sample_path):
+    from testkit.s3 import moto_s3
+
+    with moto_s3("moon") as s3:
+        endpoint = os.environ.pop("AWS_ENDPOINT_URL")  # Airflow's own environment does not know the endpoint
+        s3.upload_file(sample_path, "moon", "cat/a.parquet")
+        env_vars = {"AWS_ENDPOINT_URL_S3": endpoint}
+        T.plan(T.RunRequest.from_params(form(input_uri="s3://moon/cat/", output_uri="s3://moon/runs/{run_id}",
+                                             stages=STAGES, env_vars=env_vars), "r"))
+        request = T.RunRequest.from_params(form(input_uri="s3://moon/cat", output_uri="s3://moon/runs/{run_id}",
+                                                stages=STAGES, env_vars=env_vars), "r")
+        planned = T.plan(request)
+        with T.s3_settings(env_vars):
+            assert [len(p.shards) for p in _job_plans(request, planned)] == [1, 1, 1]
+        assert "AWS_ENDPOINT_URL_S3" not in os.environ
+
+
+# -- run folder names ------------------------------------------------------------------------------------------------
+def test_run_ids_that_differ_get_folders_that_differ():
+    names = [T.safe_name(i) for i in ("nightly:1", "nightly+1", "nightly-1", "nightly 1")]
+    assert len(set(names)) == 4 and names[2] == "nightly-1"  # a folder name already is kept
+    assert all(n.startswith("nightly-1") for n in names)  # and every one stays readable
+    assert T.safe_name("nightly:1") == T.safe_name("nightly:1")  # stable: a rerun of the DAG run resumes its folder
+    made = ["manual__2026-01-01T00:00:00+00:00", "scheduled__2026-01-01T00:00:00.5+00:00", "manual__2026-01-01T00:00:01"]
+    assert [T.safe_name(i) for i in made] == [  # ids Airflow makes: readable, no hash, apart by their timestamps
+        "manual__2026-01-01T00-00-00-00-00", "scheduled__2026-01-01T00-00-00.5-00-00", "manual__2026-01-01T00-00-01"]
+    assert T.safe_name("manual__2026-01-01T00:00:00-00:00") != T.safe_name(made[0])
+
+
+@pytest.mark.parametrize("run_id", [".", ".."])
+def test_a_run_id_that_would_leave_the_runs_folder_is_refused(run_id):
+    with pytest.raises(T.RunRequestError, match=f"^output_uri: the DAG run id '{re.escape(run_id)}' cannot name"):
+        T.RunRequest.from_params(form(), run_id)
+    assert T.RunRequest.from_params(form(output_uri="/runs/fixed"), run_id).output_uri == "/runs/fixed"
+
+
+# -- moon_train's checkpoint folder ----------------------------------------------------------------------------------
+def test_an_s3_runs_checkpoints_go_under_a_local_root(monkeypatch):
+    monkeypatch.delenv(T.CHECKPOINTS_ROOT_ENV, raising=False)
+    job = T.train_request("s3://moon/runs/r1/", {"train_config": "tiny"}, "nightly")
+    assert job["checkpoint_uri"] == "/tmp/moon-checkpoints/r1/nightly"
+    assert shlex.split(job["entrypoint"])[-2:] == ["--output", "/tmp/moon-checkpoints/r1/nightly"]
+    monkeypatch.setenv(T.CHECKPOINTS_ROOT_ENV, "/mnt/shared/ckpt/")
+    assert T.train_request("s3://moon/runs/r1", {}, "nightly")["checkpoint_uri"] == "/mnt/shared/ckpt/r1/nightly"
+    monkeypatch.setenv(T.CHECKPOINTS_ROOT_ENV, "ckpt")
+    with pytest.raises(T.RunRequestError, match="^MOON_CHECKPOINTS_ROOT: 'ckpt' .* must be an absolute path"):
+        T.train_request("s3://moon/runs/r1", {}, "nightly")
+
+
+@pytest.mark.parametrize("value", ["s3://moon/checkpoints/{run_id}", "checkpoints/{run_id}"])
+def test_a_checkpoint_folder_moon_train_cannot_write_is_refused(value):
+    with pytest.raises(T.RunRequestError, match=r"^checkpoint_uri: .* must be an absolute path on the Ray cluster"):
+        T.train_request("/runs/r1", {"checkpoint_uri": value}, "nightly")
+
+
+@pytest.mark.parametrize("value,folder", [("/ckpt/{run_id}/model", "/ckpt/nightly/model"),
+                                          ("/ckpt/fixed/", "/ckpt/fixed/nightly")])
+def test_each_training_run_gets_a_checkpoint_folder_of_its_own(value, folder):
+    assert T.train_request("/runs/r1", {"checkpoint_uri": value}, "nightly")["checkpoint_uri"] == folder
+
+
+# -- the DAGs' environment -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value,root", [(None, "/tmp/moon-runs"), ("", "/tmp/moon-runs"), (" ", "/tmp/moon-runs"),
+                                        ("/data/runs/", "/data/runs"), ("s3://moon/runs", "s3://moon/runs")])
+def test_runs_root_is_absolute_or_s3(value, root):
+    assert T.runs_root(value) == root
+
+
+@pytest.mark.parametrize("value", ["runs", "./runs", "s3://"])
+def test_a_runs_root_no_ray_job_can_find_is_refused(value):
+    with pytest.raises(ValueError, match="^MOON_RUNS_ROOT: .* \\(or leave it unset for /tmp/moon-runs\\)$"):
+        T.runs_root(value)
+
+
+@pytest.mark.parametrize("value,jobs", [(None, 8), ("", 8), ("abc", 8), ("0", 1), ("-3", 1), (" 12 ", 12)])
+def test_jobs_per_run_falls_back_to_a_working_number(value, jobs):
+    assert T.jobs_per_run(value) == jobs
