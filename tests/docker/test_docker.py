@@ -343,3 +343,15 @@ def test_the_build_context_leaves_out_weights_runs_and_environments():
 def test_airflow_writes_runs_to_the_stacks_bucket(compose):
     bucket = compose["services"]["airflow-scheduler"]["environment"]["MOON_RUNS_ROOT"].removeprefix("s3://").split("/")[0]
     assert f"create_bucket(Bucket='{bucket}')" in compose["services"]["airflow-init"]["command"][2]
+
+
+def test_training_checkpoints_go_to_a_volume_every_ray_node_shares(compose):
+    """moon_train writes an s3:// run's checkpoints under MOON_CHECKPOINTS_ROOT with `moon train --output`, a local
+    path: Ray Train's driver (on the head) and its workers must see the same folder."""
+    services = compose["services"]
+    root = services["airflow-scheduler"]["environment"]["MOON_CHECKPOINTS_ROOT"]
+    for name in ("ray-head", "ray-gpu-worker"):
+        mounts = {m.split(":")[1]: m.split(":")[0] for m in services[name]["volumes"]}
+        assert mounts.get(root) in compose["volumes"], name  # a named volume, not a container's own folder
+    dockerfile = ROOT / services["ray-head"]["build"]["dockerfile"]  # the build context is the repository
+    assert f"mkdir {root} && chown 1000:100 {root}" in dockerfile.read_text()  # writable by the ray user
