@@ -221,11 +221,21 @@ def validate_stages(config: Config, values: bool = True) -> None:
             raise ConfigError(f"stages.{name}.backend: {exc}") from None
         key = f"stages.{name}.options"
         if not values:
-            field_values(cls.options_cls, stage.options or {}, key)
+            planned_options(cls.options_cls, stage.options or {}, key)
             continue
         options = stage_options(cls, stage.options, key)
         if hasattr(options, "check_data"):
             options.check_data(key)
+
+
+def planned_options(options_cls: type, options: dict, key: str) -> None:
+    """What `moon plan` checks of a backend's options: keys, types and ranges, as the run would, without the model
+    files a plan never reads (an empty `model_path` is filled in for the check only)."""
+    values = field_values(options_cls, options, key)
+    names = {f.name for f in dataclasses.fields(options_cls)}
+    if "model_path" in names and not values.get("model_path"):
+        values["model_path"] = "<not read by moon plan>"
+    options_cls(**values)
 
 
 # Allowed ranges of the numeric keys of `run:`, `input:` and `output:`: (lowest, highest or None). A key of type

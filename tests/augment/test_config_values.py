@@ -215,9 +215,11 @@ def test_moon_config_refuses_a_run_section_that_is_not_a_mapping(capsys, tmp_pat
     (("--profile", "gpu", "--set", "stages.image_variants.options.stpes=4"),
      "config error: unknown key stages.image_variants.options.stpes; allowed keys here: "),
     (("--set", "stages.image_variants.options.backgrounds=-2"),
-     "config error: stages.image_variants.options.backgrounds: must be at least 0, got -2"),
+     "config error: stages.image_variants.options.backgrounds: expected 0..10, got -2"),  # as moon config says
     (("--set", "stages.filter.resources.batch_size=0"),
      "config error: stages.filter.resources.batch_size: must be at least 1, got 0"),
+    (("--profile", "gpu", "--set", "stages.image_variants.options.steps=0"),  # a range, with no model_path given
+     "config error: stages.image_variants.options.steps: expected 1..1000, got 0"),
     (("--image-kb", "-1"), "error: --image-kb must be more than 0, got -1"),
     (("--shards-per-job", "0"), "error: --shards-per-job must be at least 1, got 0"),
     (("--concurrent-jobs", "0"), "error: --concurrent-jobs must be at least 1, got 0"),
