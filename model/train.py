@@ -48,8 +48,8 @@ from model.checkpoint import (
 )
 from model.config import ConfigError, MoonConfig, from_dict
 from model.data import (
-    checked_label_columns, collate, is_held_out, pair_batches, product_records, records_table, shard_columns,
-    unfinished_run, warn_once,
+    Skipped, checked_label_columns, collate, is_held_out, pair_batches, product_records, records_table,
+    shard_columns, unfinished_run, warn_once,
 )
 from model.diagnostics import KEY as ROUTING_KEY, RoutingStats, write_routing_page
 from model.evaluate import ProtocolError
@@ -283,7 +283,12 @@ class ToRecords:
         columns = table.to_pydict()
         keep = [i for i, pid in enumerate(columns["product_id"]) if not is_held_out(pid, self.eval_fraction)]
         columns = {name: [values[i] for i in keep] for name, values in columns.items()}
-        return records_table(product_records(columns, attributes=self.attributes))
+        skipped = Skipped()
+        records = product_records(columns, attributes=self.attributes, skipped=skipped)
+        skipped.reasons.pop("no_image", None)  # counted once for the whole run by count_split, on the driver
+        if skipped:  # what only reading the images finds: unreadable image_uri, images that do not decode
+            log.warning("%s", skipped.describe(examples=False))
+        return records_table(records)
 
 
 def training_dataset(files: list[str], cfg: MoonConfig):

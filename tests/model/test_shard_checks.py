@@ -215,3 +215,19 @@ def test_a_run_with_planned_shards_not_committed_is_read_with_a_warning(tmp_path
             f"those are read; to read every product, resume it (`moon run --input in.parquet --output {run} "
             "--limit 48 --shard-size 10` with its config, or its remaining --batch jobs)")
     assert [r.getMessage() for r in caplog.records if "planned shards" in r.getMessage()] == [said]  # said once
+
+
+def test_training_records_report_only_what_the_driver_could_not_count(caplog):
+    """A row without an image is counted once for the run by count_split, on the driver; each read batch warns
+    only of what reading the images finds (an image that does not decode)."""
+    from model.train import ToRecords
+
+    rows = product_rows(3)
+    rows[0]["image"] = None
+    rows[1]["image"] = b"garbage"
+    table = pa.Table.from_pylist(rows)
+    with caplog.at_level(logging.WARNING, logger="model"):
+        records = ToRecords(0.0)(table)
+    assert records.column("product_id").to_pylist() == [rows[2]["product_id"]]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["1 products skipped: 1 whose image cannot be decoded"]
