@@ -510,12 +510,9 @@ def _duplicate_rows(sources: list[io.Source], counts: list[int], column_map: dic
 
 def _check_identity(output_uri: str, identity: dict[str, Any], force: bool, write: bool) -> str:
     run_file = storage.join(output_uri, manifest.RUN_FILE)
-    # Looked up first: a URI that cannot be reached fails here in its own words (pyarrow's errors are ValueErrors
-    # too), and only a record that cannot be parsed is the corrupt run the except below says --force redoes.
-    present = storage.exists(run_file)
-    try:
-        previous = manifest.read_run_file(output_uri) if present else None
-    except ValueError as exc:
+    try:  # only a record that cannot be parsed is the corrupt run --force redoes; a URI that cannot be reached
+        previous = manifest.read_run_file(output_uri)  # fails in its own words
+    except manifest.RunRecordError as exc:
         if not force:
             raise RunMismatch(f"{exc}; pass --force to start the run over") from None
         previous = {}  # redone: every identity key differs

@@ -211,18 +211,22 @@ def data_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> li
     return [storage.join(run_uri, r.data_file) for r in ordered if r.data_file]
 
 
+class RunRecordError(ValueError):
+    """A run's `_run.json` that is not a JSON object (cut short, edited by hand)."""
+
+
 def read_run_file(run_uri: str) -> dict[str, Any] | None:
-    """The run's `_run.json` (identity, run id, when), None when the folder has none; a ValueError naming the file
-    when it is not a JSON object (cut short, edited by hand)."""
+    """The run's `_run.json` (identity, run id, when), None when the folder has none; a RunRecordError naming the
+    file when it is not a JSON object. Errors of reaching the folder are left as they are."""
     uri = storage.join(run_uri, RUN_FILE)
     if not storage.exists(uri):
         return None
     try:
         record = json.loads(storage.read_text(uri))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{uri}: not a readable run record ({exc})") from None
+        raise RunRecordError(f"{uri}: not a readable run record ({exc})") from None
     if not isinstance(record, dict):
-        raise ValueError(f"{uri}: not a readable run record (a JSON {type(record).__name__}, not an object)")
+        raise RunRecordError(f"{uri}: not a readable run record (a JSON {type(record).__name__}, not an object)")
     return record
 
 
