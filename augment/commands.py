@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -162,12 +161,14 @@ def _batch_number(text: str) -> int:
 
 
 def _not_a_folder(output: str) -> str | None:
-    """A local --output that is a file: said before anything is planned."""
+    """A local --output that is a file, or under one: said before anything is planned."""
     from augment.core import storage
 
-    if not storage.is_s3(output) and os.path.isfile(output):
-        return f"--output {output} is a file; a run folder is a directory (give a new or existing folder)"
-    return None
+    blocking = storage.file_in_the_way(output)
+    if blocking is None:
+        return None
+    where = "is a file" if blocking == Path(output) else f"is under the file {blocking}"
+    return f"--output {output} {where}; a run folder is a directory (give a new or existing folder)"
 
 
 def _option_clash(args, one_job: bool) -> str | None:

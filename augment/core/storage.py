@@ -83,6 +83,23 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(uri).absolute())
 
 
+def file_in_the_way(uri: str) -> Path | None:
+    """The file that stands where a local folder `uri` should be: `uri` itself or one of its parents (the nearest
+    existing one decides). None when there is none, when it cannot be told, and for s3:// (prefixes are not files)."""
+    if is_s3(uri):
+        return None
+    path = Path(uri)
+    for folder in (path, *path.parents):
+        try:
+            if folder.is_file():
+                return folder
+            if folder.is_dir():
+                return None
+        except OSError:  # unreadable: whatever writes there says why
+            return None
+    return None
+
+
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     return fs.get_file_info(path).type != pafs.FileType.NotFound

@@ -192,19 +192,12 @@ def _check_location(field: str, uri: str) -> None:
 
 def _check_output_folder(output_uri: str) -> None:
     """A local run folder is a folder: neither an existing file nor anything under one."""
-    if output_uri.startswith("s3://"):
-        return
-    path = Path(output_uri)
-    for folder in (path, *path.parents):
-        try:
-            is_file, is_dir = folder.is_file(), folder.is_dir()
-        except OSError:  # unreadable: planning says why, naming the folder
-            return
-        if is_file:
-            where = "is a file" if folder == path else f"is under the file {folder}"
-            raise RunRequestError(f"output_uri: {output_uri} {where}; give a folder (new or existing)")
-        if is_dir:
-            return
+    from augment.core import storage
+
+    blocking = storage.file_in_the_way(output_uri)
+    if blocking is not None:
+        where = "is a file" if blocking == Path(output_uri) else f"is under the file {blocking}"
+        raise RunRequestError(f"output_uri: {output_uri} {where}; give a folder (new or existing)")
 
 
 def _config_file(value: Any) -> str | None:
