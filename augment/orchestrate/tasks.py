@@ -182,9 +182,13 @@ def _optional_int(params: dict[str, Any], name: str) -> int | None:
 def _check_location(field: str, uri: str) -> None:
     """A local path must be absolute (Ray jobs and Airflow workers each run in their own working directory), an
     s3:// URI must name a bucket."""
-    if uri.startswith("s3://"):
-        if not uri[len("s3://"):].partition("/")[0]:
-            raise RunRequestError(f"{field}: {uri!r} names no bucket: give s3://bucket/key")
+    from augment.core import storage
+
+    if storage.is_s3(uri):
+        try:
+            storage.split_s3(uri)
+        except ValueError:
+            raise RunRequestError(f"{field}: {uri!r} names no bucket: give s3://bucket/key") from None
     elif not uri.startswith("/"):
         raise RunRequestError(f"{field}: {uri!r} must be absolute or s3://: Ray jobs run in their own working "
                               "directory")
