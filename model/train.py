@@ -37,7 +37,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -291,13 +291,15 @@ class ToRecords:
         return records_table(records)
 
 
-def training_dataset(files: list[str], cfg: MoonConfig):
+def training_dataset(files: list[str], cfg: MoonConfig, attributes: Sequence[str] | None = None):
     """Ray Data product records of the training split of `files`. Every shard is checked before Ray reads any
     (checked_label_columns: a shard that is not readable Parquet, or lacks a column the records need or has it
-    with another type, stops here with one line naming it); label columns no shard has are not read."""
+    with another type, stops here with one line naming it); label columns no shard has are not read.
+    `attributes`: the label columns that check found, when the caller has made it already (train())."""
     import ray.data
 
-    attributes = checked_label_columns(files, cfg.data.query_attributes, warn=False)  # count_split warned
+    if attributes is None:
+        attributes = checked_label_columns(files, cfg.data.query_attributes, warn=False)  # count_split warned
     columns = shard_columns(attributes)
     # Records in shard order (preserve_order), whichever read or map task finishes first: the pools, and so
     # every draw of a seeded run, repeat.
@@ -311,12 +313,14 @@ def training_dataset(files: list[str], cfg: MoonConfig):
         return ds.materialize() if cfg.data.cache_records else ds
 
 
-def count_split(files: list[str], cfg: MoonConfig, run_uri: str | None = None) -> tuple[int, int]:
+def count_split(files: list[str], cfg: MoonConfig, run_uri: str | None = None,
+                checked: bool = False) -> tuple[int, int]:
     """(training products, held-out products) of the shards with an image: what the workers train and validate
     on (product_records skips a row without image and image_uri). Checks first, before Ray starts: the run's
     progress (unfinished_run, given `run_uri`: a warning) and every shard (checked_label_columns). Rows without an
     image are reported in one warning; when they leave too few products to train or validate on, a ProtocolError
-    says so (train() refuses a split that is too small by itself)."""
+    says so (train() refuses a split that is too small by itself). `checked`: the caller has checked the shards
+    (train(): one read of their footers serves the count and the dataset)."""
     import concurrent.futures
 
     from augment.core import schema as S
@@ -325,7 +329,8 @@ def count_split(files: list[str], cfg: MoonConfig, run_uri: str | None = None) -
     unfinished = unfinished_run(run_uri, files) if run_uri else None
     if unfinished:
         warn_once(unfinished)
-    checked_label_columns(files, cfg.data.query_attributes, where=run_uri or "")
+    if not checked:
+        checked_label_columns(files, cfg.data.query_attributes, where=run_uri or "")
     counts: Counter = Counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(S.SHARD_CHECK_THREADS, len(files)))) as pool:
         for part in pool.map(lambda file: _split_counts(file, cfg.data.eval_fraction), files):
@@ -410,7 +415,9 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     if start_epoch >= cfg.train.epochs:
         return nothing_to_train(output_dir, existing, cfg.train.epochs)
     files = manifest.committed_data_files(run_uri)
-    products, held_out = count_split(files, cfg, run_uri)  # checks every shard first, before Ray starts
+    # Every shard checked once, before Ray starts; the label columns found serve the count and the dataset.
+    attributes = checked_label_columns(files, cfg.data.query_attributes, where=run_uri)
+    products, held_out = count_split(files, cfg, run_uri, checked=True)
     if cfg.train.best_metric and held_out < 2:
         raise ConfigError(f"{held_out} held-out products in {run_uri}: too few to validate on and pick the best "
                           "epoch; raise data.eval_fraction, or set train.best_metric to \"\" (no best/)")
@@ -456,7 +463,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
             # Ray Train's INFO notes (among them the controller's traceback of a failed worker) with -v only.
             logging_config=LoggingConfig(log_level="INFO" if verbose else "WARNING"),
         ),
-        datasets={"train": dataset if dataset is not None else training_dataset(files, cfg)},
+        datasets={"train": dataset if dataset is not None else training_dataset(files, cfg, attributes)},
         dataset_config=DataConfig(execution_options=ingest),
     )
     printer = progress(epochs=cfg.train.epochs, steps_per_epoch=steps_per_epoch, start_epoch=start_epoch,
