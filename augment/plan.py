@@ -49,8 +49,34 @@ SHARD_GROUP = 1024  # shards per row group of the shard table: a batch reads at 
 DEFAULT_BATCHES = PLAN_DEFAULT_BATCHES  # the batch layout a plan records when nobody asks for another
 
 
+# What a run's identity keys are called in `moon run`'s messages, and what the user can do about a mismatch. Another
+# front end (the Airflow form: orchestrate/tasks.py) has its own words for the same keys.
+FIELD_NAMES = {"config_hash": "config", "inputs": "input", "limit": "--limit", "shard_size": "shard size",
+               "schema_version": "schema version"}
+REMEDIES = {
+    "force": "pass --force to start the run over",
+    "resume": "resume with the same config and input, choose another --output, or pass --force to redo it",
+    "planned_input": "use that input, or another --output for this one",
+    "replan": "run the job with the plan's config and input, or plan the run again (moon run --plan-only --force, "
+              "or another --output)",
+}
+CHANGED = "{changed}"  # where a reason names the identity keys that differ
+
+
 class RunMismatch(RuntimeError):
-    """The output folder holds a run made with another config or input."""
+    """The output folder holds a run made with another config or input, or a record of it that cannot be read.
+
+    `str()` is `moon run`'s message. The reason, the identity keys that differ (`changed`) and what the user can do
+    (`remedy`, a key of REMEDIES) are kept apart, so that another front end words the same refusal with `words()`."""
+
+    def __init__(self, reason: str, remedy: str | None = None, changed: tuple[str, ...] | list[str] = ()):
+        self.reason, self.remedy, self.changed = reason, remedy, tuple(changed)
+        super().__init__(self.words(FIELD_NAMES, REMEDIES))
+
+    def words(self, names: dict[str, str], remedies: dict[str, str]) -> str:
+        """The message in a front end's words: `names` of identity keys, `remedies` by key."""
+        reason = self.reason.replace(CHANGED, " and ".join(names.get(k, k) for k in self.changed))
+        return f"{reason}; {remedies[self.remedy]}" if self.remedy else reason
 
 
 class PlanMismatch(RunMismatch):
@@ -215,7 +241,7 @@ def plan_run(
     plan.committed = manifest.load(output_uri) if storage.exists(output_uri) else {}
     stale = [r.shard_id for r in plan.committed.values() if r.config_hash != identity["config_hash"]]
     if stale and not force:
-        raise RunMismatch(f"{len(stale)} committed shards in {output_uri} were made with another config; use --force")
+        raise RunMismatch(f"{len(stale)} committed shards in {output_uri} were made with another config", "force")
     _redo_lost(plan)
     return plan
 
@@ -392,15 +418,13 @@ def load_batch(
     header = read_header(run_uri)
     input_uri = input_uri or header["input_uri"]
     if input_uri != header["input_uri"]:
-        raise PlanMismatch(f"{run_uri} was planned for the input {header['input_uri']}, not {input_uri}; use that "
-                           "input, or another --output for this one")
+        raise PlanMismatch(f"{run_uri} was planned for the input {header['input_uri']}, not {input_uri}",
+                           "planned_input")
     identity = _identity(config, io.discover(input_uri), limit)
     changed = [k for k in identity if header["identity"].get(k) != identity[k]]
     if changed:
-        raise PlanMismatch(f"the saved plan of {run_uri} was made with a different "
-                           f"{' and '.join(_explain(k) for k in changed)}{_input_change(header, identity)}; "
-                           "run the job with the plan's config and input, or plan the run again "
-                           "(moon run --plan-only --force, or another --output)")
+        raise PlanMismatch(f"the saved plan of {run_uri} was made with a different {CHANGED}"
+                           f"{_input_change(header, identity)}", "replan", changed)
     table_uri = plan_uri(run_uri, SHARD_TABLE)
     fs, path = storage.filesystem(table_uri)
     pf = pq.ParquetFile(fs.open_input_file(path))
@@ -514,32 +538,23 @@ def _check_identity(output_uri: str, identity: dict[str, Any], force: bool, writ
         previous = manifest.read_run_file(output_uri)  # fails in its own words
     except manifest.RunRecordError as exc:
         if not force:
-            raise RunMismatch(f"{exc}; pass --force to start the run over") from None
+            raise RunMismatch(str(exc), "force") from None
         previous = {}  # redone: every identity key differs
     if previous is not None:
         changed = [k for k in identity if previous.get(k) != identity[k]]
         if not changed:
             return previous["run_id"]
         if not force:
-            raise RunMismatch(
-                f"{output_uri} holds a run made with a different {' and '.join(_explain(k) for k in changed)}; "
-                "resume with the same config and input, choose another --output, or pass --force to redo it"
-            )
+            raise RunMismatch(f"{output_uri} holds a run made with a different {CHANGED}", "resume", changed)
         if write:
             clear_outputs(output_uri)
     elif storage.exists(storage.join(output_uri, manifest.MANIFEST)) and not force:
-        raise RunMismatch(f"{output_uri} has a manifest but no {manifest.RUN_FILE}; pass --force to start over")
+        raise RunMismatch(f"{output_uri} has a manifest but no {manifest.RUN_FILE}", "force")
     run_id = time.strftime("run-%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:6]}"
     if write:
         record = dict(identity, run_id=run_id, created_at=time.time(), code_version=code_version())
         storage.write_atomic(run_file, json.dumps(record, indent=1, sort_keys=True).encode())
     return run_id
-
-
-def _explain(key: str) -> str:
-    names = {"config_hash": "config", "inputs": "input", "limit": "--limit", "shard_size": "shard size",
-             "schema_version": "schema version"}
-    return names.get(key, key)
 
 
 def clear_outputs(output_uri: str) -> None:

@@ -298,32 +298,24 @@ def _plan_run(request: RunRequest, config, max_map_length: int | None):
         return P.plan_run(request.input_uri, request.output_uri, config, limit=request.limit,
                           shards_per_batch=request.shards_per_task, max_batches=request.max_batches(max_map_length))
     except P.RunMismatch as exc:
-        raise RunRequestError(f"output_uri: {_in_form_terms(str(exc))}") from None
+        raise RunRequestError(f"output_uri: {exc.words(FORM_FIELD_NAMES, FORM_REMEDIES)}") from None
     except io.InputError as exc:
         raise RunRequestError(f"input_uri: {_one_line(exc)}") from None
     except (OSError, ValueError) as exc:  # a folder that cannot be written or read, an S3 error
         raise RunRequestError(f"{_field_of(exc, request)}: {_one_line(exc)}") from None
 
 
-# `moon run`'s words in planning errors, and the trigger form's for the same thing.
-_FORM_TERMS = (
-    (", choose another --output, or pass --force to redo it", ", or choose another output_uri (or delete that folder) "
-                                                             "to start over"),
-    ("pass --force to start the run over", "delete that folder, or choose another output_uri, to start the run over"),
-    ("pass --force to start over", "delete that folder, or choose another output_uri, to start over"),
-    ("; use --force", "; choose another output_uri, or delete that folder to start over"),
-    ("different config", "different config (profile, config_file or stages)"),
-    ("--limit", "limit"),
-    ("--output", "output_uri"),
-)
-
-
-def _in_form_terms(message: str) -> str:
-    """A planning error (plan.RunMismatch, written for `moon run`) in the words of the trigger form, which has
-    neither --output nor --force."""
-    for cli, form_words in _FORM_TERMS:
-        message = message.replace(cli, form_words)
-    return message
+# The trigger form's words for a planning refusal (plan.RunMismatch): the form has fields, not --output, --limit or
+# --force. Every remedy of plan.REMEDIES has its wording here (a test checks).
+FORM_FIELD_NAMES = {"config_hash": "config (profile, config_file or stages)", "inputs": "input", "limit": "limit",
+                    "shard_size": "shard size", "schema_version": "schema version"}
+FORM_REMEDIES = {
+    "force": "delete that folder, or choose another output_uri, to start the run over",
+    "resume": "resume with the same config and input, or choose another output_uri (or delete that folder) to start "
+              "over",
+    "planned_input": "use that input, or another output_uri for this one",
+    "replan": "trigger the run with the plan's config and input, or choose another output_uri",
+}
 
 
 def _field_of(exc: BaseException, request: RunRequest) -> str:

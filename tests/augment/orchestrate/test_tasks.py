@@ -325,6 +325,19 @@ def test_an_output_folder_of_another_run_is_refused_in_the_forms_words(tmp_path,
     assert "choose another output_uri" in message and "--" not in message
 
 
+def test_every_planning_refusal_has_the_forms_words():
+    """A new remedy or identity key in plan.py needs the form's wording too, else the form would show moon run's
+    flags (or fail on a missing key)."""
+    from augment import plan as P
+
+    assert T.FORM_REMEDIES.keys() == P.REMEDIES.keys() and T.FORM_FIELD_NAMES.keys() == P.FIELD_NAMES.keys()
+    for remedy in P.REMEDIES:
+        refusal = P.RunMismatch(f"/runs/a holds a run made with a different {P.CHANGED}", remedy, list(P.FIELD_NAMES))
+        cli, words = str(refusal), refusal.words(T.FORM_FIELD_NAMES, T.FORM_REMEDIES)
+        assert "--" in cli and "--" not in words and words.endswith(T.FORM_REMEDIES[remedy])
+        assert "different config (profile, config_file or stages) and input and limit and shard size" in words
+
+
 def test_a_corrupt_run_record_is_refused_in_the_forms_words(tmp_path, sample_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / manifest.RUN_FILE).write_text("{cut short")
