@@ -62,10 +62,51 @@ NOISE: tuple[tuple[str, str], ...] = (
 )
 _NOISE = [re.compile(p.encode()) for p, _ in NOISE]
 
+# (pattern, why): a message that is shown, while the Python traceback its process prints under it is hidden.
+TRACEBACK_HIDDEN: tuple[tuple[str, str], ...] = (
+    (r"^\(TrainController pid=\d+[^)]*\) Error in control loop iteration: The worker group startup timed out",
+     "Ray Train's controller, each time the training workers did not start in time because the cluster lacks "
+     "their resources for now (on a joined cluster moon train waits for nodes to join). The message says so and "
+     "what to do; the 30 lines under it are Ray Train's own call stack. moon train retries 10 times, then stops "
+     "in one line."),
+)
+_TRACEBACK_HIDDEN = [re.compile(p.encode()) for p, _ in TRACEBACK_HIDDEN]
+_ACTOR = re.compile(rb"^\([^)]*\) ")  # "(TrainController pid=9442) ", or with ", ip=..." on a cluster
+
+
+def _text(line: bytes) -> bytes:
+    return ANSI.sub(b"", line).rstrip(b"\r\n")
+
 
 def is_noise(line: bytes) -> bool:
-    text = ANSI.sub(b"", line).rstrip(b"\r\n")
+    text = _text(line)
     return any(p.search(text) for p in _NOISE)
+
+
+class LineFilter:
+    """Which lines of stderr to hide, in order: NOISE, and the traceback under a TRACEBACK_HIDDEN message (that
+    process's lines from `Traceback (most recent call last):` to the exception's own line; lines of other processes
+    in between are judged on their own)."""
+
+    def __init__(self) -> None:
+        self._process: bytes | None = None  # the prefix of the process whose traceback is being hidden
+        self._in_frames = False
+
+    def hides(self, line: bytes) -> bool:
+        text = _text(line)
+        if self._process is not None and text.startswith(self._process):  # other processes' lines may come between
+            body = text[len(self._process):]
+            if body.startswith(b"Traceback (most recent call last):") or body[:1].isspace():
+                self._in_frames = True
+                return True
+            in_frames, self._process = self._in_frames, None
+            if in_frames:  # the exception's own line ends the traceback
+                return True
+        if any(p.search(text) for p in _TRACEBACK_HIDDEN):
+            actor = _ACTOR.match(text)
+            self._process, self._in_frames = (actor.group(0) if actor else b""), False
+            return False
+        return any(p.search(text) for p in _NOISE)
 
 
 class StderrFilter:
@@ -78,6 +119,7 @@ class StderrFilter:
     def __init__(self, idle: float = 0.05):
         self.idle = idle
         self.hidden = 0
+        self._lines = LineFilter()
         self._saved = -1
         self._read = -1
         self._thread: threading.Thread | None = None
@@ -126,7 +168,7 @@ class StderrFilter:
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                if is_noise(line):
+                if self._lines.hides(line):
                     self.hidden += 1
                 else:
                     self._write(line + b"\n")

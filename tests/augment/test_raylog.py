@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from augment.core.raylog import is_noise
+from augment.core.raylog import LineFilter, is_noise
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,6 +55,42 @@ def test_ray_noise_is_recognised(line):
 @pytest.mark.parametrize("line", KEPT_LINES)
 def test_our_output_and_errors_pass(line):
     assert not is_noise(line.encode())
+
+
+# What Ray Train's controller prints each time the training workers did not start in time (abridged: 30 lines).
+STARTUP_TIMEOUT = [
+    "\x1b[36m(TrainController pid=20674)\x1b[0m Error in control loop iteration: The worker group startup timed out "
+    "after 60.0 seconds waiting for 1 workers. Potential causes include: (1) temporary insufficient cluster resources",
+    "\x1b[36m(TrainController pid=20674)\x1b[0m Traceback (most recent call last):",
+    "\x1b[36m(TrainController pid=20674)\x1b[0m   File \"/x/ray/train/v2/_internal/execution/controller/controller.py\","
+    " line 914, in _run_control_loop_iteration",
+    "\x1b[36m(TrainController pid=20674)\x1b[0m     result = await self._step()",
+    "\x1b[36m(TrainController pid=20674)\x1b[0m              ^^^^^^^^^^^^^^^^^^",
+    "\x1b[36m(TrainController pid=20674)\x1b[0m     raise WorkerGroupStartupTimeoutError(",
+    "\x1b[36m(TrainController pid=20674)\x1b[0m ray.train.v2._internal.exceptions.WorkerGroupStartupTimeoutError: The "
+    "worker group startup timed out after 60.0 seconds waiting for 1 workers.",
+]
+
+
+def test_the_controllers_traceback_under_a_startup_timeout_is_hidden_and_its_message_kept():
+    between = "15:13:38 WARNING model.train: a line of another process, in the middle of the traceback"
+    worker = ["\x1b[36m(RayTrainWorker pid=10038)\x1b[0m Traceback (most recent call last):",  # a worker's: kept
+              "\x1b[36m(RayTrainWorker pid=10038)\x1b[0m   File \"/work/model/train.py\", line 3, in loop",
+              "\x1b[36m(RayTrainWorker pid=10038)\x1b[0m ValueError: bad batch"]
+    last = "config error: training asks 1 worker (train.num_workers) of 4 CPUs (train.cpus_per_worker) each"
+    lines = [*STARTUP_TIMEOUT[:3], between, *STARTUP_TIMEOUT[3:], *STARTUP_TIMEOUT, *worker, last]
+    keep = LineFilter()
+    assert [line for line in lines if not keep.hides(line.encode())] == [
+        STARTUP_TIMEOUT[0], between, STARTUP_TIMEOUT[0], *worker, last]
+
+
+def test_a_traceback_of_another_process_or_without_that_message_is_kept():
+    other = [line.replace("pid=20674", "pid=1") for line in STARTUP_TIMEOUT[1:]]
+    keep = LineFilter()
+    assert [line for line in [STARTUP_TIMEOUT[0], *other] if not keep.hides(line.encode())] == [STARTUP_TIMEOUT[0],
+                                                                                              *other]
+    keep = LineFilter()
+    assert [line for line in STARTUP_TIMEOUT[1:] if not keep.hides(line.encode())] == STARTUP_TIMEOUT[1:]
 
 
 @pytest.mark.slow  # a child process
