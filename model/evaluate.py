@@ -92,7 +92,7 @@ def split_records(run_uri: str, fraction: float, held_out: bool | None = True, l
     for file in files:
         fs, path = storage.filesystem(file)
         with pq.ParquetFile(path, filesystem=fs) as parquet:
-            for batch in parquet.iter_batches(batch_size=256, columns=columns):
+            for batch in _batches(parquet, columns, file):
                 data = batch.to_pydict()
                 keep = [i for i, pid in enumerate(data["product_id"])
                         if held_out is None or is_held_out(pid, fraction) == held_out]
@@ -104,6 +104,23 @@ def split_records(run_uri: str, fraction: float, held_out: bool | None = True, l
         split = {True: "held-out", False: "training", None: "all"}[held_out]
         log.warning("%s (%s split of %s)", skipped.describe(), split, run_uri)
     return SplitRecords(sorted(records, key=lambda r: r["product_id"])[:limit], attributes, skipped)
+
+
+def _batches(parquet, columns: list[str], uri: str):
+    """The shard's record batches; a page that cannot be read (the footer was checked) is a one-line ShardError."""
+    import pyarrow as pa
+
+    from augment.core.schema import read_failure
+
+    batches = parquet.iter_batches(batch_size=256, columns=columns)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as exc:
+            raise read_failure(uri, exc) from exc
+        yield batch
 
 
 def held_out_records(run_uri: str, fraction: float, limit: int | None = None,

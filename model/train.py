@@ -33,6 +33,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -310,7 +311,54 @@ def training_dataset(files: list[str], cfg: MoonConfig, attributes: Sequence[str
         ds = ds.map_batches(ToRecords(cfg.data.eval_fraction, attributes), batch_format="pyarrow", batch_size=64)
         # Small catalogues: decode the shards once and keep the records in the object store, instead of reading
         # them again every epoch.
-        return ds.materialize() if cfg.data.cache_records else ds
+        if not cfg.data.cache_records:
+            return ds
+        try:  # Ray Data logs a failed read's traceback twice before raising it: the error raised says it all
+            with _logger_level("ray.data", logging.CRITICAL):
+                return ds.materialize()
+        except Exception as exc:
+            unreadable = unreadable_shard(exc, files)
+            if unreadable is None:
+                raise
+            raise unreadable from None
+
+
+READ_FAILURE = re.compile(r"Failed to read fragment (\S+) after")  # Ray Data's words, with the file's path
+
+
+def unreadable_shard(exc: BaseException, files: Sequence[str]) -> Exception | None:
+    """A shard of `files` Ray Data failed to read (its footer passed the checks, a data page did not), as a
+    one-line ShardError naming it and how to write it again; None when `exc` is not such a failure."""
+    from augment.core.schema import unreadable_shard as shard_error
+
+    text = str(exc)
+    found = READ_FAILURE.search(text)
+    if found is None:
+        return None
+    path = found.group(1)  # without s3:// for a shard on S3: pyarrow's path
+    shard = next((f for f in files if f == path or f.endswith("/" + path.lstrip("/"))), None)
+    if shard is None:
+        return None
+    lines = [line.strip() for line in text[:found.start()].splitlines() if line.strip()]
+    said = next((i for i in range(len(lines) - 1, -1, -1) if re.match(r"^[\w.]+(Error|Exception): ", lines[i])), None)
+    if said is None:
+        return shard_error(shard, "a read error")
+    detail = lines[said].split(": ", 1)[1]
+    more = lines[said + 1:said + 2]  # Arrow's message may go on for a line
+    if more and not more[0].startswith(("File ", "Traceback")):
+        detail = f"{detail} {more[0]}"
+    return shard_error(shard, detail)
+
+
+@contextlib.contextmanager
+def _logger_level(name: str, level: int) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def count_split(files: list[str], cfg: MoonConfig, run_uri: str | None = None,
@@ -469,7 +517,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     printer = progress(epochs=cfg.train.epochs, steps_per_epoch=steps_per_epoch, start_epoch=start_epoch,
                        best_metric=cfg.train.best_metric) if progress else None
     try:
-        result = _fit(trainer, cfg, output_dir, start_epoch, printer)
+        result = _fit(trainer, cfg, output_dir, start_epoch, printer, files)
     finally:
         if printer is not None:
             printer.close()
@@ -487,7 +535,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
 STARTUP_RETRIES = 10
 
 
-def _fit(trainer, cfg: MoonConfig, output_dir: Path, start_epoch: int, printer):
+def _fit(trainer, cfg: MoonConfig, output_dir: Path, start_epoch: int, printer, files: Sequence[str]):
     """trainer.fit(), watched by the printer if any; a failure the user can mend is raised as its one-line error."""
     from ray.train import TrainingFailedError
 
@@ -497,17 +545,18 @@ def _fit(trainer, cfg: MoonConfig, output_dir: Path, start_epoch: int, printer):
         with Watcher(output_dir, start_epoch, printer.epoch, printer.step):
             return trainer.fit()
     except TrainingFailedError as exc:
-        reason = failure_reason(exc, cfg)
+        reason = failure_reason(exc, cfg, files)
         if reason is None:
             raise
         raise reason from exc
 
 
-def failure_reason(exc: Exception, cfg: MoonConfig) -> Exception | None:
+def failure_reason(exc: Exception, cfg: MoonConfig, files: Sequence[str] = ()) -> Exception | None:
     """The mistake behind a failed Ray Train run, to report in one line, or None (a defect: its traceback): an
     error of the user's that a worker raised (augment.core.errors.user_error: training diverged,
-    model.step.NonFiniteLoss; a damaged checkpoint, model.checkpoint.CheckpointError), or workers that never found
-    their resources."""
+    model.step.NonFiniteLoss; a damaged checkpoint, model.checkpoint.CheckpointError; a shard that could not be
+    read, augment.core.schema.ShardError), a shard of `files` Ray Data could not read (unreadable_shard), or workers
+    that never found their resources."""
     from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
     from augment.core.errors import user_error
@@ -516,6 +565,9 @@ def failure_reason(exc: Exception, cfg: MoonConfig) -> Exception | None:
     for rank in sorted(failures):
         if user_error(failures[rank]) is not None:
             return failures[rank]
+        unreadable = unreadable_shard(failures[rank], files)
+        if unreadable is not None:
+            return unreadable
     if isinstance(getattr(exc, "controller_failure", None), WorkerGroupStartupTimeoutError):
         gpu = ", drop --gpu" if cfg.train.use_gpu else ""
         return ConfigError(f"{_asked(cfg)}: the cluster never had them free in {STARTUP_RETRIES + 1} tries; lower "

@@ -221,6 +221,18 @@ class ShardError(SchemaVersionError):
     a mistake in the run folder, not a defect)."""
 
 
+def unreadable_shard(uri: str, reason: str) -> ShardError:
+    """A committed shard whose footer passed the checks but whose data could not be read (a damaged page, found
+    only when read): one line naming it, and how to write it again (`moon run` redoes a shard whose file is gone)."""
+    return ShardError(f"{uri}: cannot be read ({reason}); if the file is damaged, delete it and resume the run "
+                      "(moon run with the run's --output) to write that shard again")
+
+
+def read_failure(uri: str, exc: BaseException) -> ShardError:
+    """unreadable_shard for an error Arrow raised while reading `uri`'s data."""
+    return unreadable_shard(uri, " ".join(str(exc).split()) or type(exc).__name__)
+
+
 SHARD_CHECK_THREADS = 16  # shard footers read at once (S3 latency, not bandwidth, bounds a footer read)
 
 

@@ -87,6 +87,35 @@ def test_a_corrupted_shard_is_named_in_one_line(tmp_path, capsys, damage):
     assert not (tmp_path / "ckpt").exists()
 
 
+def damage_a_page(shard: str) -> None:
+    """Garble the middle of a shard, its footer intact: the footer checks pass, reading the data fails."""
+    data = bytearray(open(shard, "rb").read())
+    for i in range(len(data) // 4, len(data) // 2):
+        data[i] = (data[i] * 7 + 13) % 256
+    open(shard, "wb").write(bytes(data))
+
+
+def test_a_damaged_page_behind_an_intact_footer_is_named_with_how_to_write_it_again(tmp_path, capsys):
+    run = write_run(tmp_path / "run", product_rows(30), shard_size=10)
+    shard = shards(run)[1]
+    damage_a_page(shard)
+    assert S.read_shard_schema(shard)  # the footer still reads
+    with pytest.raises(S.ShardError, match=rf"^{shard}: cannot be read \(.+\); if the file is damaged, delete it and "
+                                           r"resume the run \(moon run with the run's --output\)") as refused:
+        split_records(str(run), 0.2)  # what moon eval and the trainer's validation read
+    assert main(["eval", "--data", str(run), "--bow"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {refused.value}"]
+
+
+@pytest.mark.slow  # Ray Data
+def test_a_damaged_page_read_by_ray_data_is_named_in_one_line(tmp_path, ray_local):
+    run = write_run(tmp_path / "run", product_rows(30), shard_size=10)
+    shard = shards(run)[2]
+    damage_a_page(shard)
+    with pytest.raises(S.ShardError, match=rf"^{shard}: cannot be read \(.+\); if the file is damaged, delete it"):
+        training_dataset(shards(run), load_config("tiny"))  # tiny reads the shards once, in the driver
+
+
 def test_a_label_column_of_two_types_is_refused(tmp_path):
     run = write_run(tmp_path / "run", product_rows(20), shard_size=10)
     shard = shards(run)[1]

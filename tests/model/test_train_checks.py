@@ -8,13 +8,14 @@ import torch
 from ray.train import ControllerError, WorkerGroupError
 from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
+from augment.core.schema import ShardError
 from model.checkpoint import build_model
 from model.config import ConfigError, load_config
 from model.data import collate, pair_batches, product_records
 from model.losses import MoonLoss
 from model.step import NonFiniteLoss, check_finite, make_optimizer, train_step
 from model.tokenizer import build_tokenizer
-from model.train import STARTUP_RETRIES, OneLineErrors, check_resources, failure_reason, train
+from model.train import STARTUP_RETRIES, OneLineErrors, check_resources, failure_reason, train, unreadable_shard
 from tests.model.shards import product_rows, write_run
 
 
@@ -56,6 +57,32 @@ def test_a_users_error_on_a_worker_is_the_runs_error():
     failed = WorkerGroupError("...", {1: RuntimeError("collective aborted"), 0: diverged})
     assert failure_reason(failed, load_config("tiny")) is diverged
     assert failure_reason(WorkerGroupError("...", {0: RuntimeError("a defect")}), load_config("tiny")) is None
+
+
+# The end of what Ray Data raises when a read task fails on a shard whose data page is damaged (RayTaskError).
+RAY_DATA_READ_FAILURE = """ray::ReadFilesParquetV2() (pid=24117, ip=192.0.2.2)
+  File "pyarrow/error.pxi", line 92, in pyarrow.lib.check_status
+OSError: Couldn't deserialize thrift: TProtocolException: Invalid data
+Deserializing page header failed.
+
+Failed to read fragment {path} after 1/10 attempts (total backoff 0.0s).
+To change retry attempts, backoff, or which errors are retried, configure `ray.data.DataContext.get_current()`"""
+
+
+@pytest.mark.parametrize("shard,path", [("/runs/a/data/shard00020.parquet", "/runs/a/data/shard00020.parquet"),
+                                        ("s3://bucket/runs/a/data/shard00020.parquet",
+                                         "bucket/runs/a/data/shard00020.parquet")])  # pyarrow's S3 path
+def test_a_shard_ray_data_could_not_read_is_named_in_one_line(shard, path):
+    files = ["/runs/a/data/shard00000.parquet", shard]
+    failed = RuntimeError(RAY_DATA_READ_FAILURE.format(path=path))
+    reason = unreadable_shard(failed, files)
+    assert isinstance(reason, ShardError) and str(reason) == (
+        f"{shard}: cannot be read (Couldn't deserialize thrift: TProtocolException: Invalid data Deserializing page "
+        "header failed.); if the file is damaged, delete it and resume the run (moon run with the run's --output) to "
+        "write that shard again")
+    assert str(failure_reason(WorkerGroupError("...", {0: failed}), load_config("tiny"), files)) == str(reason)
+    assert unreadable_shard(failed, files[:1]) is None  # not a shard of this run: not ours to name
+    assert unreadable_shard(RuntimeError("Failed to apply UDF transform after 1/1 attempts"), files) is None
 
 
 def test_a_workers_traceback_of_an_error_reported_in_one_line_is_dropped():
