@@ -5,8 +5,9 @@ Train's per-report chatter, warnings about settings the job cannot change, and o
 on a local Ray started without its dashboard, logs a failed state query every few seconds for the whole run
 (hundreds of lines in a 20-epoch training). `quiet_ray()` puts a filter between the process's stderr (file
 descriptor 2, so that lines written by Ray's C++ core and lines forwarded from Ray workers are caught too) and
-the terminal: a line that matches one of NOISE is dropped and counted, everything else passes unchanged, in
-order. With `-v` nothing is filtered. What each pattern is, and why it is safe to hide, is written next to it;
+the terminal: a line that matches one of NOISE is dropped and counted, and so is the traceback a process prints
+under a message of TRACEBACK_HIDDEN (the message itself stays); everything else passes unchanged, in order. With
+`-v` nothing is filtered. What each pattern is, and why it is safe to hide, is written next to it;
 an error of the job itself never matches them.
 
 This module must not import Ray.
