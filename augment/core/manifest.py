@@ -19,6 +19,7 @@ import dataclasses
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from augment.core import storage
@@ -120,7 +121,12 @@ def _parse(line: bytes) -> ShardRecord | None:
 def iter_records(run_uri: str) -> Iterator[ShardRecord]:
     """Every committed shard's record, streamed, once per shard (the last record of a shard committed twice): two
     passes over `_manifest.jsonl`, holding only the shard ids, never the records. On S3 the records not yet
-    consolidated are fetched too."""
+    consolidated are fetched too. A local `run_uri` that is a file, or lies under one, is a NotADirectoryError
+    naming that file."""
+    in_the_way = storage.file_in_the_way(run_uri)
+    if in_the_way is not None:
+        which = "it" if in_the_way == Path(run_uri) else str(in_the_way)
+        raise NotADirectoryError(f"{run_uri} is not a run folder of `moon run`: {which} is a file")
     last = _last_line_of_each(run_uri)
     wanted = set(last.values())
     for number, line in enumerate(_lines(storage.join(run_uri, MANIFEST))):

@@ -32,6 +32,20 @@ def test_a_torn_recommit_does_not_hide_the_shards_earlier_record(tmp_path):
     assert manifest.committed(str(tmp_path), ["a"]).keys() == {"a"}
 
 
+def test_a_run_folder_that_is_a_file_is_named_in_one_line(tmp_path, capsys):
+    from augment.cli import main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a run")
+    with pytest.raises(NotADirectoryError, match=f"^{notes} is not a run folder of `moon run`: it is a file$"):
+        manifest.load(str(notes))
+    with pytest.raises(NotADirectoryError, match=f"^{notes / 'run'} is not a run folder of `moon run`: {notes} is a "
+                                                 "file$"):
+        manifest.load(str(notes / "run"))
+    assert [main(["report", str(notes)]), main(["eval", "--data", str(notes), "--bow"])] == [2, 2]
+    assert capsys.readouterr().err.splitlines() == [f"error: {notes} is not a run folder of `moon run`: it is a file"] * 2
+
+
 def test_committed_looks_up_only_the_shards_asked_for(tmp_path):
     for shard in "abcd":
         manifest.commit(str(tmp_path), record(shard))
