@@ -45,22 +45,18 @@ def test_summary_gives_seeds_mean_spread_and_change_against_the_config():
     assert "60.0/66.0" in table and "-9.0" in table
 
 
-def test_dry_run_lists_the_runs(capsys):
-    assert main(["sweep", "--data", "run", "--output", "out", "--seeds", "0,3", "--alpha", "2",
+@pytest.mark.parametrize("seeds,alpha", [("0,3", "2"), ("0,0,3", "2,2")])  # a value given twice is one run
+def test_dry_run_lists_the_runs(capsys, seeds, alpha):
+    assert main(["sweep", "--data", "run", "--output", "out", "--seeds", seeds, "--alpha", alpha,
                  "--beta", "0.05", "--tau", "0.05", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "2 settings x 2 seeds = 4 runs" in out
     assert out.split("\n", 1)[1].split() == ["config-s0", "config-s3", "alpha=2-s0", "alpha=2-s3"]
+
+
+def test_dry_run_refuses_an_unknown_config_key(capsys):
     assert main(["sweep", "--data", "run", "--output", "out", "--set", "loss.nope=1", "--dry-run"]) == 2
     assert "loss.nope" in capsys.readouterr().err
-
-
-def test_a_value_given_twice_is_one_run(capsys):
-    assert main(["sweep", "--data", "run", "--output", "out", "--seeds", "0,0,3", "--alpha", "2,2",
-                 "--beta", "0.05", "--tau", "0.05", "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert "2 settings x 2 seeds = 4 runs" in out
-    assert out.split("\n", 1)[1].split() == ["config-s0", "config-s3", "alpha=2-s0", "alpha=2-s3"]
 
 
 @pytest.mark.slow
