@@ -164,10 +164,9 @@ def _not_a_folder(output: str) -> str | None:
     """A local --output that is a file, or under one: said before anything is planned."""
     from augment.core import storage
 
-    blocking = storage.file_in_the_way(output)
-    if blocking is None:
+    where = storage.not_a_folder(output)
+    if where is None:
         return None
-    where = "is a file" if blocking == Path(output) else f"is under the file {blocking}"
     return f"--output {output} {where}; a run folder is a directory (give a new or existing folder)"
 
 

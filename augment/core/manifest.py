@@ -19,7 +19,6 @@ import dataclasses
 import json
 import re
 import time
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from augment.core import storage
@@ -123,10 +122,9 @@ def iter_records(run_uri: str) -> Iterator[ShardRecord]:
     passes over `_manifest.jsonl`, holding only the shard ids, never the records. On S3 the records not yet
     consolidated are fetched too. A local `run_uri` that is a file, or lies under one, is a NotADirectoryError
     naming that file."""
-    in_the_way = storage.file_in_the_way(run_uri)
-    if in_the_way is not None:
-        which = "it" if in_the_way == Path(run_uri) else str(in_the_way)
-        raise NotADirectoryError(f"{run_uri} is not a run folder of `moon run`: {which} is a file")
+    where = storage.not_a_folder(run_uri)
+    if where is not None:
+        raise NotADirectoryError(f"{run_uri} is not a run folder of `moon run`: it {where}")
     last = _last_line_of_each(run_uri)
     wanted = set(last.values())
     for number, line in enumerate(_lines(storage.join(run_uri, MANIFEST))):

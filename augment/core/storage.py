@@ -83,6 +83,15 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(uri).absolute())
 
 
+def not_a_folder(uri: str) -> str | None:
+    """Why a local `uri` cannot be a folder, to follow its name in a message ("is a file", "is under the file
+    /x"), or None when it can be one (file_in_the_way)."""
+    blocking = file_in_the_way(uri)
+    if blocking is None:
+        return None
+    return "is a file" if blocking == Path(uri) else f"is under the file {blocking}"
+
+
 def file_in_the_way(uri: str) -> Path | None:
     """The file that stands where a local folder `uri` should be: `uri` itself or one of its parents (the nearest
     existing one decides). None when there is none, when it cannot be told, and for s3:// (prefixes are not files)."""

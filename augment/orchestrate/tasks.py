@@ -198,9 +198,8 @@ def _check_output_folder(output_uri: str) -> None:
     """A local run folder is a folder: neither an existing file nor anything under one."""
     from augment.core import storage
 
-    blocking = storage.file_in_the_way(output_uri)
-    if blocking is not None:
-        where = "is a file" if blocking == Path(output_uri) else f"is under the file {blocking}"
+    where = storage.not_a_folder(output_uri)
+    if where is not None:
         raise RunRequestError(f"output_uri: {output_uri} {where}; give a folder (new or existing)")
 
 

@@ -39,8 +39,8 @@ def test_a_run_folder_that_is_a_file_is_named_in_one_line(tmp_path, capsys):
     notes.write_text("not a run")
     with pytest.raises(NotADirectoryError, match=f"^{notes} is not a run folder of `moon run`: it is a file$"):
         manifest.load(str(notes))
-    with pytest.raises(NotADirectoryError, match=f"^{notes / 'run'} is not a run folder of `moon run`: {notes} is a "
-                                                 "file$"):
+    with pytest.raises(NotADirectoryError, match=f"^{notes / 'run'} is not a run folder of `moon run`: it is under "
+                                                 f"the file {notes}$"):
         manifest.load(str(notes / "run"))
     assert [main(["report", str(notes)]), main(["eval", "--data", str(notes), "--bow"])] == [2, 2]
     assert capsys.readouterr().err.splitlines() == [f"error: {notes} is not a run folder of `moon run`: it is a file"] * 2
