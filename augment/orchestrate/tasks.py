@@ -114,27 +114,22 @@ class RunRequest:
     def with_file_profile(self) -> "RunRequest":
         """The request with the form's profile given up when the config file names its own (`extends:`): the form
         says the file overrides the profile, and `moon run` refuses a file's `extends:` beside another `--profile`.
-        Unchanged when the file cannot be read: `config()` says why."""
-        if not (self.config_file and self.profile):
+        A config file that cannot be read is refused here, naming the config_file field (`config()` names `config`
+        for what the file says)."""
+        if not self.config_file:
             return self
         from augment.core.config import ConfigError, read_mapping
 
         try:
             extends = read_mapping(self.config_file).get("extends")
-        except ConfigError:
-            return self
-        return dataclasses.replace(self, profile=None) if extends else self
+        except ConfigError as exc:
+            raise RunRequestError(f"config_file: {exc}") from None
+        return dataclasses.replace(self, profile=None) if extends and self.profile else self
 
     def config(self):
         """The run config exactly as `moon run` will build it from the same options (the same config hash)."""
         from augment import config as C
-        from augment.core.config import read_mapping
 
-        if self.config_file:
-            try:  # the file itself first: a mistake in reading it is the config_file field's
-                read_mapping(self.config_file)
-            except C.ConfigError as exc:
-                raise RunRequestError(f"config_file: {exc}") from None
         try:
             return C.load_for_run(self.config_file, self.profile, stages=",".join(self.stages) or None,
                                   progress=False)
