@@ -63,8 +63,8 @@ def add_commands(subparsers) -> None:
 def _extract(args) -> int:
     import ner
 
-    if args.input != "-" and not os.path.isfile(args.input):
-        return _error(f"input {args.input} " + ("is a directory" if os.path.isdir(args.input) else "does not exist"))
+    if args.input != "-" and _input_problem(args.input):
+        return _error(f"input {args.input} {_input_problem(args.input)}")
     if _output_problem(args.output):
         return _error(f"output {args.output} {_output_problem(args.output)}")
     try:
@@ -114,6 +114,9 @@ def _eval(args) -> int:
         return _error("--predictions needs exactly one --gold")
     if args.errors and _output_problem(args.errors):
         return _error(f"errors file {args.errors} {_output_problem(args.errors)}")
+    for kind, path in [("gold file", p) for p in args.gold] + [("predictions file", args.predictions)]:
+        if path and _input_problem(path):
+            return _error(f"{kind} {path} {_input_problem(path)}")
     extractor = None
     results = {}
     errors: dict[str, list[dict]] = {}
@@ -155,6 +158,13 @@ def _eval(args) -> int:
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
+
+
+def _input_problem(path: str) -> str | None:
+    """Why `path` cannot be read as an input file ('does not exist', 'is a directory'), or None."""
+    if os.path.isfile(path):
+        return None
+    return "is a directory" if os.path.isdir(path) else "does not exist"
 
 
 def _output_problem(path: str) -> str | None:

@@ -180,6 +180,16 @@ def test_extract_names_an_input_that_is_a_directory(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: input {tmp_path} is a directory\n"
 
 
+@pytest.mark.parametrize("option,kind", [("--gold", "gold file"), ("--predictions", "predictions file")])
+@pytest.mark.parametrize("missing,problem", [(False, "is a directory"), (True, "does not exist")])
+def test_eval_names_an_input_file_that_is_missing_or_a_directory(tmp_path, capsys, option, kind, missing, problem):
+    write_jsonl(tmp_path / "gold.jsonl", [GOLD_OK])
+    bad = tmp_path / "absent.jsonl" if missing else tmp_path
+    other = "--predictions" if option == "--gold" else "--gold"
+    assert run_ner("eval", option, str(bad), other, str(tmp_path / "gold.jsonl")) == 2
+    assert capsys.readouterr().err == f"error: {kind} {bad} {problem}\n"
+
+
 @pytest.mark.parametrize("option", ["--gold", "--predictions"])
 def test_eval_names_file_and_line_that_is_not_utf8(tmp_path, capsys, option):
     write_jsonl(tmp_path / "gold.jsonl", [GOLD_OK])
