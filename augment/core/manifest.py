@@ -268,9 +268,9 @@ def committed_data_files(run_uri: str) -> list[str]:
         raise FileNotFoundError(f"{run_uri}: every product of its {len(records)} committed shards was quarantined "
                                 "(see quarantine/ and `moon report`)")
     if storage.exists(storage.join(run_uri, RUN_FILE)):
-        raise FileNotFoundError(f"{run_uri}: no committed shards; its run failed or was interrupted before the first "
-                                "shard was committed: run `moon run` again with the same --input, config and --output "
-                                "to resume it")
+        raise FileNotFoundError(f"{run_uri}: no committed shards; its run was only planned (--plan-only), or failed "
+                                "or was interrupted before the first shard was committed: run `moon run` again with "
+                                "the same --input, config and --output to resume it")
     raise FileNotFoundError(f"{run_uri} is not a run folder of `moon run` (no {RUN_FILE})")
 
 

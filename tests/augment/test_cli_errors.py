@@ -37,7 +37,7 @@ def test_training_on_a_run_that_committed_nothing_says_how_to_resume(capsys, tmp
     (tmp_path / "_run.json").write_text("{}")  # what a run that failed before its first shard leaves
     code, err = run(capsys, "train", "--data", str(tmp_path), "--output", str(tmp_path / "ckpt"))
     assert code == 2
-    assert err.startswith(f"error: {tmp_path}: no committed shards; its run failed or was interrupted")
+    assert err.startswith(f"error: {tmp_path}: no committed shards; its run was only planned (--plan-only), or failed")
     assert "to resume it" in err and err.count("\n") == 1
 
 
