@@ -71,13 +71,8 @@ class TemplateBackgroundPrompts(Stage):
 
     def __init__(self, options=None, context=None):
         super().__init__(options, context)
-        self.set = background_sets.load(self.options.backgrounds)
-        # The generic set alone must be able to fill a product's list: then every product can.
-        if not 1 <= self.options.count <= len(self.set.generic):
-            raise ValueError(
-                f"background_prompts.count must be between 1 and {len(self.set.generic)} for set "
-                f"{self.set.version}, got {self.options.count}"
-            )
+        self.set = background_sets.load(self.options.backgrounds)  # a KeyError names the sets there are
+        self.options.check_data(f"stages.{self.name}.options")  # the count against the set, as `moon config` checks it
 
     def process(self, batch: Batch) -> StageResult:
         prompts = [
