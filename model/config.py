@@ -1,11 +1,12 @@
 """Configuration of the bi-encoder, its losses, its training data and its training run.
 
-One dataclass per concern, nested in `MoonConfig`. Named configs live as JSON files in `model/configs/`
-(`tiny`, `base`, `paper`; a new JSON file there is a new named config); a config file (JSON or YAML) names a base
-with `"extends": "tiny"` (a named config, or a file: a relative path is taken beside the extending file, else from
-the working directory) and overrides any key; its `name` is the file's stem unless it sets one. Unknown keys,
-wrong types and numbers out of range (`MoonConfig._range_checks`) are errors naming the dotted key. This module
-imports no torch: the CLI parses and validates configs before anything heavy is loaded.
+One dataclass per concern, nested in `MoonConfig`. Named configs live as JSON files in `model/configs/` (`tiny`,
+`base`, `paper` today; a new JSON file there is a new named config); a config file (JSON or YAML) names a base with
+`"extends": "tiny"` (a named config, or a file: a relative path is taken beside the extending file, else from the
+working directory) and overrides any key; its `name` is the file's stem unless it sets one (a file without
+`extends` keeps its own `name`, else `custom`). Unknown keys, wrong types and numbers out of range
+(`MoonConfig._range_checks`) are errors naming the dotted key. This module imports no torch: the CLI parses and
+validates configs before anything heavy is loaded.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@
    and finds the label columns the shards have; `unfinished_run` says when the run has planned shards not
    committed yet.
 2. `is_held_out` splits products by a hash of product_id: the same split on every machine and every run.
+2b. `fold_of` splits products into cross-validation folds by the same hash (bench/coaug_ablation.py).
 3. `pair_batches` arranges a pool of records into batches of same-category pairs: each product's partner is its
    triplet's mined negative (same category, different product), and every other product of the batch is an
    in-batch negative.
@@ -25,7 +26,6 @@
    - `data.variant_target: image` puts the drawn images in the image-only candidate (c_i, the intra-product
      objective's image) only, and keeps the raw image in the multimodal candidate;
    - with `data.query_variant_prob`, an image query re-frames a variant instead of the raw photo that often.
-2b. `fold_of` splits products into cross-validation folds by the same hash (bench/coaug_ablation.py).
 This module must not import Ray; image decoding and tokenising happen here, model code does not.
 """
 from __future__ import annotations

@@ -21,7 +21,7 @@ class Status(str, enum.Enum):
     (`because`); read one back with `Status.of`. Members compare equal to their text ("ok")."""
 
     OK = "ok"
-    FILTERED = "filtered"  # a variant scored below the filter threshold; kept for Dynamic Sample Filtering
+    FILTERED = "filtered"  # a variant scored below the filter threshold; kept in the shard, not trained on
     FAILED = "failed"  # failed:<reason>: a variant that could not be produced
     REJECTED = "rejected"  # rejected:<reason>: the model's answer (or the template's title) failed the guards
     FALLBACK = "fallback"  # fallback:<error>: the model could not be reached; the title is kept

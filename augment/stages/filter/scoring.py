@@ -1,6 +1,6 @@
 """Consistency scores of a variant against its product's source image, in [0, 1], without models.
 
-A cheap, explainable default for the filter stage and the inputs of Dynamic Sample Filtering. A variant must
+A cheap, explainable default for the filter stage. A variant must
 pass every check that applies to its kind; its score is the lowest check score, each a linear ramp from 0
 (certainly broken) to 1 (certainly fine) whose midpoint, 0.5, is the filter's default threshold:
 
