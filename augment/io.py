@@ -39,7 +39,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from augment.core import schema as S
-from augment.core.names import PARSE_ERROR
+from augment.core.names import PARSE_ERROR, Reason
 from augment.core import storage
 from augment.core.manifest import RUN_FILE  # a folder holding it is a run folder (`moon run`'s output), not input
 from augment.core.util import stable_hash
@@ -293,7 +293,7 @@ def normalise_text_row(record: dict[str, Any], renames: dict[str, str], extra_na
             continue
         if name == "product_id":
             if isinstance(value, bool) or not isinstance(value, (str, int)):
-                problems.append(f"wrong_type:product_id ({type(value).__name__})")
+                problems.append(f"{Reason.WRONG_TYPE.of('product_id')} ({type(value).__name__})")
             else:
                 row[name] = str(value)
         elif name == "image":
@@ -301,23 +301,23 @@ def normalise_text_row(record: dict[str, Any], renames: dict[str, str], extra_na
                 try:
                     decoded = _data_url_bytes(value)
                 except ValueError:
-                    problems.append("image_bad_data_url")
+                    problems.append(Reason.IMAGE_BAD_DATA_URL.value)
                     continue
                 if decoded is not None:
                     row["image"] = decoded
                 elif mapped.get("image_uri") is None:
                     row["image_uri"] = value  # text formats name images by path or URI
                 else:
-                    problems.append("wrong_type:image (a path while image_uri is also set)")
+                    problems.append(f"{Reason.WRONG_TYPE.of('image')} (a path while image_uri is also set)")
             else:
-                problems.append(f"wrong_type:image ({type(value).__name__})")
+                problems.append(f"{Reason.WRONG_TYPE.of('image')} ({type(value).__name__})")
         elif name == "category_path" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             row[name] = " > ".join(value)
         elif name in S.INPUT_FIELDS.names:
             if isinstance(value, str):
                 row[name] = value
             else:
-                problems.append(f"wrong_type:{name} ({type(value).__name__})")
+                problems.append(f"{Reason.WRONG_TYPE.of(name)} ({type(value).__name__})")
         elif name in row:  # a pass-through column (names starting with `_` are not carried)
             row[name] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
     if problems:
@@ -367,15 +367,15 @@ def iter_jsonl(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, st
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                yield None, "invalid_utf8", raw.decode("utf-8", errors="replace")[:MAX_RAW_CHARS]
+                yield None, Reason.INVALID_UTF8.value, raw.decode("utf-8", errors="replace")[:MAX_RAW_CHARS]
                 continue
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield None, f"invalid_json ({exc.msg})", text[:MAX_RAW_CHARS]
+                yield None, f"{Reason.INVALID_JSON} ({exc.msg})", text[:MAX_RAW_CHARS]
                 continue
             if not isinstance(record, dict):
-                yield None, f"invalid_json (a {type(record).__name__}, not an object)", text[:MAX_RAW_CHARS]
+                yield None, f"{Reason.INVALID_JSON} (a {type(record).__name__}, not an object)", text[:MAX_RAW_CHARS]
                 continue
             yield record, None, None
 
@@ -394,7 +394,7 @@ def iter_csv(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str 
             except csv.Error as exc:
                 # One malformed row (a field over csv's size limit, a stray quote in strict dialects) is one
                 # quarantined row; the reader carries on at the next line.
-                code = "csv_field_too_large" if "field limit" in str(exc) else "invalid_csv"
+                code = Reason.CSV_FIELD_TOO_LARGE if "field limit" in str(exc) else Reason.INVALID_CSV
                 detail = str(exc).replace(" (", " ").replace(")", "")
                 yield None, f"{code} (line {reader.line_num}: {detail})", None
                 continue
@@ -402,11 +402,11 @@ def iter_csv(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str 
             if bad:
                 raw = json.dumps({k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                                   if isinstance(v, str) else v for k, v in record.items() if k is not None})
-                yield None, f"invalid_utf8 (column {bad[0]})", raw[:MAX_RAW_CHARS]
+                yield None, f"{Reason.INVALID_UTF8} (column {bad[0]})", raw[:MAX_RAW_CHARS]
                 continue
             extra = record.pop(None, None)  # more fields than the header
             if extra:
-                yield None, "csv_too_many_fields", json.dumps(record | {"_extra": extra})[:MAX_RAW_CHARS]
+                yield None, Reason.CSV_TOO_MANY_FIELDS.value, json.dumps(record | {"_extra": extra})[:MAX_RAW_CHARS]
                 continue
             yield {k: (v if v != "" else None) for k, v in record.items()}, None, None
 
@@ -745,13 +745,13 @@ def conform(table: pa.Table, target: pa.Schema, column_map: dict[str, str]) -> p
             columns[field.name] = pc.cast(column, field.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             columns[field.name] = pa.nulls(n, field.type)
-            errors = [e or f"wrong_type:{field.name} ({column.type})" for e in errors]
+            errors = [e or f"{Reason.WRONG_TYPE.of(field.name)} ({column.type})" for e in errors]
     for name, column in columns.items():
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             column, bad = _null_invalid_utf8(column)
             if bad:
                 columns[name] = column
-                errors = [e or (f"invalid_utf8 (column {name})" if i in bad else None) for i, e in enumerate(errors)]
+                errors = [e or (f"{Reason.INVALID_UTF8} (column {name})" if i in bad else None) for i, e in enumerate(errors)]
     columns[PARSE_ERROR] = pa.array(errors, pa.string())
     return pa.table(columns, schema=target)
 

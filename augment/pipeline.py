@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from augment import io
 from augment.core import faults, models
 from augment.core import schema as S
+from augment.core.names import Reason
 from augment.stages import Rejection, RunContext, Stage, StageResult, resolve
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ def _process_isolated(stage: Stage, batch: dict[str, list], n: int) -> StageResu
 def _error_result(stage: Stage, exc: Exception) -> StageResult:
     detail = f"{exc}".strip().splitlines()[0][:300] if str(exc).strip() else ""
     log.error("stage %s quarantines a row: %s: %s\n%s", stage.name, type(exc).__name__, detail, traceback.format_exc(limit=3))
-    return StageResult({name: [None] for name in stage.writes}, [Rejection(f"stage_error:{type(exc).__name__}", detail)])
+    return StageResult({name: [None] for name in stage.writes}, [Rejection(Reason.STAGE_ERROR.of(type(exc).__name__), detail)])
 
 
 def _checked(stage: Stage, result: StageResult, n: int) -> StageResult:

@@ -16,14 +16,17 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from augment.core import storage
+from augment.core.names import Reason
 
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
 
 
 class ImageRejected(Exception):
+    """An image the pipeline will not read; `reason` is a `Reason` (augment/core/names.py) as plain text."""
+
     def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        self.reason = str(reason)
         self.detail = detail
 
 
@@ -33,17 +36,17 @@ def resolve_image_uri(uri: str, base_uri: str, allowed_roots: list[str], allowed
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         if parsed.netloc not in allowed_buckets:
-            raise ImageRejected("image_bucket_not_allowed", f"bucket {parsed.netloc!r} is not in input.allowed_buckets")
+            raise ImageRejected(Reason.IMAGE_BUCKET_NOT_ALLOWED, f"bucket {parsed.netloc!r} is not in input.allowed_buckets")
         return uri
     if parsed.scheme == "file":
         uri = unquote(parsed.path)
     elif parsed.scheme and len(parsed.scheme) > 1:
-        raise ImageRejected("image_uri_unsupported", f"scheme {parsed.scheme!r}: use a local path or s3://")
+        raise ImageRejected(Reason.IMAGE_URI_UNSUPPORTED, f"scheme {parsed.scheme!r}: use a local path or s3://")
     if storage.is_s3(base_uri) and not os.path.isabs(uri):
         bucket, key = storage.split_s3(base_uri)
         resolved = os.path.normpath(os.path.join(os.path.dirname(key), uri))
         if resolved.startswith(".."):
-            raise ImageRejected("image_path_outside_roots", f"{uri!r} leaves the input's bucket")
+            raise ImageRejected(Reason.IMAGE_PATH_OUTSIDE_ROOTS, f"{uri!r} leaves the input's bucket")
         return resolve_image_uri(f"s3://{bucket}/{resolved}", base_uri, allowed_roots, allowed_buckets)
     base_dir = Path(base_uri).parent if not storage.is_s3(base_uri) else Path.cwd()
     path = Path(os.path.realpath(base_dir / uri))
@@ -51,43 +54,43 @@ def resolve_image_uri(uri: str, base_uri: str, allowed_roots: list[str], allowed
         root_path = Path(os.path.realpath(root))
         if path == root_path or root_path in path.parents:
             return str(path)
-    raise ImageRejected("image_path_outside_roots", f"{uri!r} resolves outside input.allowed_roots")
+    raise ImageRejected(Reason.IMAGE_PATH_OUTSIDE_ROOTS, f"{uri!r} resolves outside input.allowed_roots")
 
 
 def load_image_bytes(uri: str, max_bytes: int) -> bytes:
     try:
         size = storage.size(uri)
     except FileNotFoundError:
-        raise ImageRejected("image_not_found", uri) from None
+        raise ImageRejected(Reason.IMAGE_NOT_FOUND, uri) from None
     except OSError as exc:
-        raise ImageRejected("image_unreadable", f"{uri}: {exc}") from None
+        raise ImageRejected(Reason.IMAGE_UNREADABLE, f"{uri}: {exc}") from None
     if size is None or size < 0:
-        raise ImageRejected("image_not_found", uri)
+        raise ImageRejected(Reason.IMAGE_NOT_FOUND, uri)
     if size > max_bytes:
-        raise ImageRejected("image_too_large", f"{size} bytes > input.max_image_bytes {max_bytes}")
+        raise ImageRejected(Reason.IMAGE_TOO_LARGE, f"{size} bytes > input.max_image_bytes {max_bytes}")
     try:
         return storage.read_bytes(uri)
     except (OSError, ValueError) as exc:
-        raise ImageRejected("image_unreadable", f"{uri}: {exc}") from None
+        raise ImageRejected(Reason.IMAGE_UNREADABLE, f"{uri}: {exc}") from None
 
 
 def normalise(data: bytes, max_pixels: int, min_side: int, max_side: int) -> Image.Image:
     """Decode untrusted bytes to an RGB image with EXIF orientation applied and longest side <= max_side."""
     if not data:
-        raise ImageRejected("image_empty", "zero bytes")
+        raise ImageRejected(Reason.IMAGE_EMPTY, "zero bytes")
     try:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ImageRejected("image_too_many_pixels", str(exc)) from None
+        raise ImageRejected(Reason.IMAGE_TOO_MANY_PIXELS, str(exc)) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageRejected("image_undecodable", _first_line(exc)) from None
+        raise ImageRejected(Reason.IMAGE_UNDECODABLE, _first_line(exc)) from None
     if image.format not in ACCEPTED_FORMATS:
-        raise ImageRejected("image_undecodable", f"unsupported format {image.format}")
+        raise ImageRejected(Reason.IMAGE_UNDECODABLE, f"unsupported format {image.format}")
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageRejected("image_too_many_pixels", f"{width}x{height} > input.max_image_pixels {max_pixels}")
+        raise ImageRejected(Reason.IMAGE_TOO_MANY_PIXELS, f"{width}x{height} > input.max_image_pixels {max_pixels}")
     if min(width, height) < min_side:
-        raise ImageRejected("image_too_small", f"{width}x{height} < input.min_image_side {min_side}")
+        raise ImageRejected(Reason.IMAGE_TOO_SMALL, f"{width}x{height} < input.min_image_side {min_side}")
     try:
         image.seek(0)  # animated: the first frame
         if image.format == "JPEG":
@@ -96,9 +99,9 @@ def normalise(data: bytes, max_pixels: int, min_side: int, max_side: int) -> Ima
         image = ImageOps.exif_transpose(image)
         rgb = to_rgb(image)
     except Image.DecompressionBombError as exc:
-        raise ImageRejected("image_too_many_pixels", str(exc)) from None
+        raise ImageRejected(Reason.IMAGE_TOO_MANY_PIXELS, str(exc)) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageRejected("image_undecodable", _first_line(exc)) from None
+        raise ImageRejected(Reason.IMAGE_UNDECODABLE, _first_line(exc)) from None
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return rgb

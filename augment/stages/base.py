@@ -16,10 +16,14 @@ from typing import Any, ClassVar
 
 @dataclasses.dataclass(frozen=True)
 class Rejection:
-    """Why one row cannot go on. `reason` is a short stable code counted in summaries; `detail` is for humans."""
+    """Why one row cannot go on. `reason` is a short stable code counted in summaries (a `Reason` of
+    augment/core/names.py, stored as its plain text); `detail` is for humans."""
 
     reason: str
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", str(self.reason))
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ import dataclasses
 import re
 
 from augment.core import storage
-from augment.core.names import DUPLICATE, PARSE_ERROR, SOURCE_URI, WORK_IMAGE
+from augment.core.names import DUPLICATE, PARSE_ERROR, SOURCE_URI, WORK_IMAGE, Reason
 from augment.imaging import codec, untrusted
 from augment.stages.base import Rejection, Stage, StageResult
 
@@ -80,25 +80,25 @@ class ValidateStage(Stage):
             raise _RowRejected(split_reason(batch[PARSE_ERROR][i]))
         pid = batch["product_id"][i]
         if pid is None or not pid.strip():
-            raise _RowRejected(Rejection("missing_product_id", "product_id is null or blank"))
+            raise _RowRejected(Rejection(Reason.MISSING_PRODUCT_ID, "product_id is null or blank"))
         if batch[DUPLICATE][i]:
-            raise _RowRejected(Rejection("duplicate_product_id", f"{pid!r} already occurred earlier in the input"))
+            raise _RowRejected(Rejection(Reason.DUPLICATE_PRODUCT_ID, f"{pid!r} already occurred earlier in the input"))
         title = batch["title"][i]
         if title is None:
-            raise _RowRejected(Rejection("missing_title", "title is null"))
+            raise _RowRejected(Rejection(Reason.MISSING_TITLE, "title is null"))
         if not _CONTROL.sub("", title).strip():
-            raise _RowRejected(Rejection("empty_title", "title is empty or white space"))
+            raise _RowRejected(Rejection(Reason.EMPTY_TITLE, "title is empty or white space"))
         if len(title) > o.max_title_chars:
-            raise _RowRejected(Rejection("title_too_long", f"{len(title)} characters > input.max_title_chars {o.max_title_chars}"))
+            raise _RowRejected(Rejection(Reason.TITLE_TOO_LONG, f"{len(title)} characters > input.max_title_chars {o.max_title_chars}"))
         data = batch["image"][i]
         if data is None:
             uri = batch["image_uri"][i]
             if not uri:
-                raise _RowRejected(Rejection("missing_image", "neither image nor image_uri is set"))
+                raise _RowRejected(Rejection(Reason.MISSING_IMAGE, "neither image nor image_uri is set"))
             resolved = untrusted.resolve_image_uri(uri, batch[SOURCE_URI][i], o.allowed_roots, o.allowed_buckets)
             data = untrusted.load_image_bytes(resolved, o.max_image_bytes)
         elif len(data) > o.max_image_bytes:
-            raise untrusted.ImageRejected("image_too_large", f"{len(data)} bytes > input.max_image_bytes {o.max_image_bytes}")
+            raise untrusted.ImageRejected(Reason.IMAGE_TOO_LARGE, f"{len(data)} bytes > input.max_image_bytes {o.max_image_bytes}")
         rgb = untrusted.normalise(data, o.max_image_pixels, o.min_image_side, o.work_image_side)
         return codec.encode(rgb, "jpeg", 95)
 
