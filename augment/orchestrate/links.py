@@ -11,7 +11,7 @@ REPORT_XCOM_KEY = "moon_report_url"
 
 
 class RunReportLink(BaseOperatorLink):
-    """The run's HTML report (`<run>/report/index.html`, written by `moon run`)."""
+    """The run's HTML report (`<run>/report/index.html`, written by `moon run`, or in the DAG by the publish task)."""
 
     name = "Run report"
 

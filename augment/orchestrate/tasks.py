@@ -88,9 +88,7 @@ class RunRequest:
         shards_per_task = _optional_int(params, "shards_per_task")
         max_tasks = _optional_int(params, "max_tasks")
         gpus = _optional_int(params, "gpus")
-        limit = params.get("limit")
-        if limit is not None and int(limit) < 1:
-            raise RunRequestError("limit: must be at least 1 (or empty for every row)")
+        limit = _optional_int(params, "limit", empty="every row")
         stages = params.get("stages") or []
         if isinstance(stages, str):
             stages = [s for s in stages.split(",")]
@@ -107,7 +105,7 @@ class RunRequest:
             max_tasks=DEFAULT_MAX_TASKS if max_tasks is None else max_tasks,
             gpus=gpus,
             ray_conn_id=(params.get("ray_conn_id") or "ray_default").strip(),
-            limit=int(limit) if limit is not None else None,
+            limit=limit,
             env_vars={str(k): str(v) for k, v in env_vars.items()},
         )
 
@@ -161,7 +159,8 @@ class RunRequest:
         return {"env_vars": dict(self.env_vars)} if self.env_vars else {}
 
 
-def _optional_int(params: dict[str, Any], name: str) -> int | None:
+def _optional_int(params: dict[str, Any], name: str, empty: str = "the default") -> int | None:
+    """The form's whole number `name`, at least 1; None when it is left empty (`empty` says what that means)."""
     value = params.get(name)
     if value is None or value == "":
         return None
@@ -170,7 +169,7 @@ def _optional_int(params: dict[str, Any], name: str) -> int | None:
     except (TypeError, ValueError):
         raise RunRequestError(f"{name}: must be a whole number, got {value!r}") from None
     if number < 1:
-        raise RunRequestError(f"{name}: must be at least 1 (or empty for the default)")
+        raise RunRequestError(f"{name}: must be at least 1 (or empty for {empty})")
     return number
 
 
@@ -405,7 +404,7 @@ def _listed(items: list[str]) -> str:
 
 
 def report_uri(run_uri: str) -> str:
-    """Where `moon run` writes the run's HTML report."""
+    """Where the run's HTML report is written (by `moon run`, or in the DAG by the publish task)."""
     from augment.core import manifest, storage
 
     return storage.join(run_uri, manifest.REPORT_DIR, "index.html")

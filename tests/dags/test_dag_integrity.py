@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from augment.orchestrate import GPU_POOL
 from tests.orchestration_fixtures import DAGS, ROOT
 
 DAG_FILES = sorted(p.name for p in DAGS.glob("*.py"))
@@ -66,7 +67,7 @@ def test_moon_augment_fans_out_one_mapped_ray_job_per_batch(dagbag):
     run_batch = dagbag.dags["moon_augment"].task_dict["run_batch"]
     assert run_batch.is_mapped
     assert run_batch.operator_class is RayJobOperator or run_batch.operator_class.__name__ == "RayJobOperator"
-    assert run_batch.pool == "moon_gpu"
+    assert run_batch.pool == GPU_POOL
     assert run_batch.partial_kwargs["on_failure_callback"]
 
 
@@ -92,7 +93,7 @@ def test_publish_emits_the_asset_moon_train_is_scheduled_on(dagbag):
 def test_moon_train_tasks_and_dependencies(dagbag):
     dag = dagbag.dags["moon_train"]
     assert {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks} == {"pick_run": ["train"], "train": []}
-    assert dag.task_dict["train"].pool == "moon_gpu"
+    assert dag.task_dict["train"].pool == GPU_POOL
 
 
 @pytest.mark.parametrize("dag_id", ["moon_augment", "moon_train"])

@@ -35,12 +35,17 @@ def test_output_uri_placeholder_becomes_the_dag_run_id_as_a_folder_name():
     ("shards_per_task", 0, "shards_per_task"),
     ("max_tasks", 0, "max_tasks"),
     ("gpus", "two", "gpus"),
-    ("limit", 0, "limit"),
+    ("limit", 0, r"limit: must be at least 1 \(or empty for every row\)"),
+    ("limit", "forty", "limit: must be a whole number, got 'forty'"),
     ("env_vars", ["A=1"], "env_vars"),
 ])
 def test_bad_form_values_are_refused_naming_the_field(field, value, message):
     with pytest.raises(T.RunRequestError, match=message):
         T.RunRequest.from_params(form(**{field: value}), "r")
+
+
+def test_an_empty_limit_is_every_row():
+    assert T.RunRequest.from_params(form(limit=""), "r").limit is None
 
 
 def test_unknown_stage_is_refused_before_planning():
