@@ -43,8 +43,10 @@ def seed_key(kind: str, index: int) -> str:
     return kind if index == 0 else f"{kind}.{index}"
 
 
-def choose_backgrounds(prompts: list[str] | None, count: int, seed: int) -> list[str | None]:
-    """`count` distinct background prompts chosen by `seed` (None entries where no prompts are given).
+def backgrounds_to_render(prompts: list[str] | None, count: int, seed: int) -> list[str | None]:
+    """The product's background prompts that its `count` background variants render, chosen by `seed` (None
+    entries where no prompts are given). Not the background_prompts stage's choice of descriptions
+    (background_prompts/template.py), which writes the prompts this picks from.
 
     With fewer prompts than `count`, prompts repeat in the seeded order; each background variant still gets its
     own seed, so repeated prompts render differently.

@@ -109,7 +109,7 @@ class ClassicVariantsStage(Stage):
         except Exception as exc:  # one bad product must not stop the batch
             reason = "image_undecodable" if image is None or isinstance(exc, ValueError) else variants.reason_code(exc)
             return [variants.failed(kind, reason, model=MODEL, seed=seeds[(kind, i)]) for kind, i in items]
-        chosen = variants.choose_backgrounds(prompts, opts.backgrounds, self.context.seed(product_id, "background_prompt"))
+        chosen = variants.backgrounds_to_render(prompts, opts.backgrounds, self.context.seed(product_id, "background_prompt"))
         records = []
         for kind, index in items:
             seed = seeds[(kind, index)]

@@ -141,7 +141,7 @@ class DiffusersVariantsStage(Stage):
                 for k, i in plan:
                     records[row][(k, i)] = self._failed(k, "image_undecodable", seeds[(k, i)])
                 continue
-            chosen = variants.choose_backgrounds(
+            chosen = variants.backgrounds_to_render(
                 batch["background_prompts"][row], opts.backgrounds, self.context.seed(pid, "background_prompt")
             )
             for k, i in plan:

@@ -18,16 +18,16 @@ def test_seed_keys_distinguish_repeated_backgrounds():
 
 def test_background_choice_is_seeded_distinct_and_skips_blanks():
     prompts = ["a", "b", "", "c", "d"]
-    first = variants.choose_backgrounds(prompts, 3, seed=7)
-    assert first == variants.choose_backgrounds(prompts, 3, seed=7)
+    first = variants.backgrounds_to_render(prompts, 3, seed=7)
+    assert first == variants.backgrounds_to_render(prompts, 3, seed=7)
     assert len(set(first)) == 3 and set(first) <= {"a", "b", "c", "d"}
-    picks = {tuple(variants.choose_backgrounds(prompts, 1, seed=s)) for s in range(30)}
+    picks = {tuple(variants.backgrounds_to_render(prompts, 1, seed=s)) for s in range(30)}
     assert len(picks) == 4
 
 
 def test_background_choice_without_prompts_is_none_per_variant():
-    assert variants.choose_backgrounds(None, 2, seed=1) == [None, None]
-    assert variants.choose_backgrounds(["only"], 2, seed=1) == ["only", "only"]
+    assert variants.backgrounds_to_render(None, 2, seed=1) == [None, None]
+    assert variants.backgrounds_to_render(["only"], 2, seed=1) == ["only", "only"]
 
 
 def test_unknown_or_repeated_kinds_are_rejected():
