@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from augment.core.names import PLAN_DEFAULT_BATCHES
+from augment.core.names import PLAN_DEFAULT_BATCHES, Status
 from augment.core.util import positive_int
 
 SAMPLE = Path(__file__).parent / "sample" / "myntra_sample.parquet"
@@ -304,7 +304,18 @@ def format_summary(summary: dict) -> str:
         lines.append("  nothing to do: every shard was already committed")
     if total["variant_status"]:
         lines.append("  variants: " + variant_counts(total["variant_status"]))
+    if total.get("enrichment_status"):
+        lines.append("  titles enriched: " + enrichment_counts(total["enrichment_status"]))
     return "\n".join(lines)
+
+
+def enrichment_counts(counts: dict[str, int]) -> str:
+    """The manifest's `enrichment.status` counts on one line, with what a status other than ok means:
+    `ok 20, fallback 4 (the model could not be reached; the title is kept)`."""
+    meaning = {Status.REJECTED.value: "the answer failed the guards; the title is kept",
+               Status.FALLBACK.value: "the model could not be reached; the title is kept"}
+    return ", ".join(f"{status} {n}" + (f" ({meaning[status]})" if status in meaning and n else "")
+                     for status, n in sorted(counts.items(), key=lambda kv: (kv[0] != Status.OK.value, kv[0])))
 
 
 def variant_counts(counts: dict[str, int]) -> str:

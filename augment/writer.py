@@ -171,6 +171,7 @@ def write_shard(spec: ShardSpec, table: pa.Table, plan: Plan, context: RunContex
         data_file=data_file, quarantine_file=quarantine_file, checksum=checksum, bytes=size,
         config_hash=context.config_hash, code_version=context.code_version, run_id=context.run_id,
         schema_version=S.SCHEMA_VERSION, timings=timings, variant_status=_variant_status(good),
+        enrichment_status=_enrichment_status(good),
     )
     manifest.commit(plan.run_uri, record)
     faults.point("after_commit")
@@ -191,6 +192,16 @@ def _variant_status(table: pa.Table) -> dict[str, int]:
         counts[bucket] += 1
         counts[f"{kind}:{bucket}"] += 1
     return dict(counts)
+
+
+def _enrichment_status(table: pa.Table) -> dict[str, int]:
+    """Written rows by the prefix of their `enrichment.status` (ok, rejected, fallback); rows without one (the
+    enrich_title stage did not run) are not counted."""
+    if "enrichment" not in table.column_names or table.num_rows == 0 \
+            or not pa.types.is_struct(table.column("enrichment").type):
+        return {}
+    statuses = pc.struct_field(table.column("enrichment"), "status").to_pylist()
+    return dict(Counter(status.split(":", 1)[0] for status in statuses if status))
 
 
 class ShardWriter:

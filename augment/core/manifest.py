@@ -52,6 +52,8 @@ class ShardRecord:
     timings: dict[str, float]  # seconds per stage summed over the shard's rows, plus write
     committed_at: float = dataclasses.field(default_factory=time.time)
     variant_status: dict[str, int] = dataclasses.field(default_factory=dict)  # ok / filtered / failed counts
+    # written rows by `enrichment.status` prefix: ok / rejected / fallback; {} in records written before it existed
+    enrichment_status: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -282,10 +284,10 @@ def quarantine_files(run_uri: str, records: Iterable[ShardRecord] | None = None)
 
 
 def totals(records: Iterable[ShardRecord]) -> dict[str, Any]:
-    """Run-level sums: rows in/out/quarantined, reasons, stage seconds, variant statuses."""
+    """Run-level sums: rows in/out/quarantined, reasons, stage seconds, variant and enrichment statuses."""
     out: dict[str, Any] = {
         "shards": 0, "rows_in": 0, "rows_out": 0, "rows_quarantined": 0,
-        "quarantine_reasons": {}, "timings": {}, "variant_status": {}, "bytes": 0,
+        "quarantine_reasons": {}, "timings": {}, "variant_status": {}, "enrichment_status": {}, "bytes": 0,
     }
     for r in records:
         out["shards"] += 1
@@ -293,7 +295,7 @@ def totals(records: Iterable[ShardRecord]) -> dict[str, Any]:
         out["rows_out"] += r.rows_out
         out["rows_quarantined"] += r.rows_quarantined
         out["bytes"] += r.bytes
-        for key in ("quarantine_reasons", "timings", "variant_status"):
+        for key in ("quarantine_reasons", "timings", "variant_status", "enrichment_status"):
             for name, value in getattr(r, key).items():
                 out[key][name] = out[key].get(name, 0) + value
     return out

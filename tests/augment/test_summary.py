@@ -1,4 +1,4 @@
-"""The summary `moon run` prints at the end: variant statuses counted by kind from the shards' variants."""
+"""The summary `moon run` prints at the end: variant statuses counted by kind, enrichment statuses by prefix."""
 import pyarrow as pa
 
 from augment.commands import variant_counts
@@ -17,3 +17,15 @@ def test_variant_statuses_other_than_ok_are_broken_down_by_kind():
 
 def test_counts_without_per_kind_entries_print_the_status_totals():
     assert variant_counts({"ok": 3, "failed": 1}) == "failed 1, ok 3"
+
+
+def test_enrichment_statuses_are_counted_by_prefix_and_explained():
+    from augment.commands import enrichment_counts
+    from augment.writer import _enrichment_status
+
+    statuses = ["ok", "fallback:timeout", "rejected:guard_dropped_entity", "fallback:connection_error", None]
+    counts = _enrichment_status(pa.Table.from_pylist([{"enrichment": {"status": s} if s else None} for s in statuses]))
+    assert counts == {"ok": 1, "fallback": 2, "rejected": 1}  # a row without a record is not counted
+    assert enrichment_counts(counts) == ("ok 1, fallback 2 (the model could not be reached; the title is kept), "
+                                         "rejected 1 (the answer failed the guards; the title is kept)")
+    assert enrichment_counts({"ok": 5}) == "ok 5"

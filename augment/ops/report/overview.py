@@ -60,11 +60,28 @@ def _kpis(facts: RunFacts) -> str:
          "warn" if t["rows_quarantined"] else ""),
         ("Products / s", f"{pps:,.2f}" if pps else "–", f"over {duration(elapsed)}" if elapsed else "no timing", ""),
         ("Variants", f"{variants:,}", f"{pct(statuses.get('filtered', 0), variants)} filtered" if variants else "none", ""),
+        _enrichment_kpi(t),
         ("Output size", size(t["bytes"]), "data + quarantine shards", ""),
     ]
     return '<div class="kpis">' + "".join(
         f'<div class="kpi {cls}"><div class="k">{e(k)}</div><div class="v">{e(v)}</div><div class="d">{e(d)}</div></div>'
         for k, v, d, cls in cards) + "</div>"
+
+
+ENRICHMENT_PREFIXES = (Status.OK.value, Status.REJECTED.value, Status.FALLBACK.value)
+
+
+def _enrichment_kpi(t: dict) -> tuple[str, str, str, str]:
+    """Share of written products whose `enrichment.status` is not `ok`, and the count of each status prefix, from
+    the manifest's `enrichment_status` (every written product, not only the sample)."""
+    counts = t.get("enrichment_status") or {}
+    total = sum(counts.values())
+    if not total:  # enrich_title did not run, or the manifest predates the count
+        return ("Enrichment not ok", "–", "no enrichment status in the manifest", "")
+    not_ok = total - counts.get(Status.OK.value, 0)
+    prefixes = [*ENRICHMENT_PREFIXES, *sorted(set(counts) - set(ENRICHMENT_PREFIXES))]
+    detail = " · ".join(f"{p} {counts.get(p, 0):,}" for p in prefixes)
+    return ("Enrichment not ok", pct(not_ok, total), detail, "warn" if not_ok else "")
 
 
 def _panel(title: str, body: str, note: str = "") -> str:

@@ -150,6 +150,10 @@ def build_run(run_dir: str | Path, products: int = 30, shard_size: int = 10, qua
                 bucket = v["status"].split(":", 1)[0]
                 statuses[bucket] = statuses.get(bucket, 0) + 1
                 statuses[f"{v['kind']}:{bucket}"] = statuses.get(f"{v['kind']}:{bucket}", 0) + 1
+        enrichment: dict[str, int] = {}  # as augment.writer._enrichment_status counts them
+        for row in rows:
+            prefix = row["enrichment"]["status"].split(":", 1)[0]
+            enrichment[prefix] = enrichment.get(prefix, 0) + 1
         reasons: dict[str, int] = {}
         for row in rejected:
             reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
@@ -161,6 +165,7 @@ def build_run(run_dir: str | Path, products: int = 30, shard_size: int = 10, qua
             schema_version=S.SCHEMA_VERSION,
             timings={stage: per_row * len(rows) for stage, per_row in STAGE_SECONDS_PER_ROW.items()},
             committed_at=STARTED_AT + SECONDS_PER_SHARD * (k + 1), variant_status=statuses,
+            enrichment_status=enrichment,
         ))
     return {"rows_in": products + len(bad), "rows_out": products, "rows_quarantined": len(bad), "shards": shards,
             "elapsed": SECONDS_PER_SHARD * shards}

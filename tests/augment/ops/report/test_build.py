@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html.parser
+import json
 import re
 import subprocess
 import sys
@@ -97,6 +98,44 @@ def test_overview_states_the_run_figures(run):
     for figure in ("35", "30", "image_undecodable", "empty_title", "Quarantined examples"):
         assert figure in text
     assert Page(text).count("badge reason") == 5  # 2 + 3 examples, under the 3-per-reason cap
+
+
+def kpi(text: str, name: str) -> tuple[str, str]:
+    """The value and detail of the overview's figure `name`."""
+    card = re.search(rf'<div class="k">{re.escape(name)}</div><div class="v">([^<]*)</div><div class="d">([^<]*)</div>',
+                     text)
+    assert card, f"no figure {name!r} in the overview"
+    return card.group(1), card.group(2)
+
+
+def test_overview_states_the_share_of_products_not_enriched_ok_by_status(run):
+    # synthetic_run: every 4th product's enrichment is `fallback:...`: 8 of the 30 written products
+    text = (run / "report" / "index.html").read_text()
+    assert kpi(text, "Enrichment not ok") == ("26.7 %", "ok 22 · rejected 0 · fallback 8")
+
+
+def test_the_enrichment_figure_counts_every_written_product_from_the_manifest(tmp_path):
+    from augment.core import manifest
+
+    build_run(tmp_path, products=6, shard_size=3)
+    lines = (tmp_path / manifest.MANIFEST).read_text().splitlines()
+    records = [manifest.ShardRecord.from_dict(json.loads(line)) for line in lines]
+    records[1].enrichment_status = {"ok": 1, "rejected": 2}  # the second shard had guard rejections
+    (tmp_path / manifest.MANIFEST).write_text("".join(r.to_json() + "\n" for r in records))
+    build.write_report(str(tmp_path), sample_size=2)  # the figure is the whole run's, not the sample's
+    assert kpi((tmp_path / "report" / "index.html").read_text(), "Enrichment not ok") == (
+        "50.0 %", "ok 3 · rejected 2 · fallback 1")
+
+
+def test_a_manifest_without_enrichment_counts_shows_no_figure(tmp_path):
+    from augment.core import manifest
+
+    build_run(tmp_path, products=3, shard_size=3)
+    record = json.loads((tmp_path / manifest.MANIFEST).read_text())
+    del record["enrichment_status"]  # written by an earlier version
+    (tmp_path / manifest.MANIFEST).write_text(json.dumps(record) + "\n")
+    build.write_report(str(tmp_path))
+    assert kpi((tmp_path / "report" / "index.html").read_text(), "Enrichment not ok")[0] == "–"
 
 
 def test_a_large_run_shows_only_its_sample(tmp_path):
