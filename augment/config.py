@@ -6,8 +6,8 @@ validated by the backend's own options dataclass when the stage is resolved, and
 its `check_data`, so a typo in `stages.image_variants.options` is caught before Ray starts.
 
 The config hash covers every field that can change the output, and nothing else: Ray addresses, pool sizes,
-batch sizes and progress bars can change between a run and its resume; shard size, backends and their options
-cannot (without --force).
+batch sizes, progress bars and the backend options marked NOT_HASHED (how a model server is reached) can change
+between a run and its resume; shard size, backends and their other options cannot (without --force).
 """
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from augment.core.config import (ConfigError, check_sections, deep_merge, field_values, from_dict, overrides_from,
-                                 read_mapping)
+from augment.core.config import (NOT_HASHED, ConfigError, check_sections, deep_merge, field_values, from_dict,
+                                 overrides_from, read_mapping, unhashed_fields)
 from augment.core.names import STAGE_ORDER
 from augment.core.util import stable_hash
 from augment.stages.validate.stage import ValidateOptions
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
-NOT_HASHED = {"hash": False}
 
 
 @dataclasses.dataclass
@@ -90,9 +89,13 @@ class Config:
     stages: dict[str, StageConfig] = dataclasses.field(default_factory=dict)
 
     def hash(self) -> str:
-        """16 hex digits over every output-relevant field (disabled stages do not count)."""
+        """16 hex digits over every output-relevant field (disabled stages do not count, nor backend options that
+        their options dataclass marks NOT_HASHED: a model server's address, timeouts, requests in flight)."""
         data = _hashable(self)
         data["stages"] = {k: v for k, v in data["stages"].items() if v["enabled"]}
+        for name, stage in data["stages"].items():
+            skip = _unhashed_options(name, stage["backend"])
+            stage["options"] = {k: v for k, v in stage["options"].items() if k not in skip}
         return stable_hash(data, length=16)
 
     def enabled_stages(self) -> list[tuple[str, StageConfig]]:
@@ -322,6 +325,17 @@ def check_quantity(key: str, value: float) -> None:
 def stage_options(stage_cls: type, options: dict, key: str) -> Any:
     """Validate a backend's options dict into its options dataclass."""
     return from_dict(stage_cls.options_cls, options or {}, key)
+
+
+def _unhashed_options(stage: str, backend: str) -> set[str]:
+    """The option names of a stage backend that do not count in the config hash (none for a backend that cannot be
+    resolved: the config's validation reports it)."""
+    from augment import stages
+
+    try:
+        return unhashed_fields(stages.resolve(stage, backend).options_cls)
+    except (KeyError, ImportError):
+        return set()
 
 
 def _hashable(obj: Any) -> Any:

@@ -22,6 +22,16 @@ class ConfigError(ValueError):
     """A config value is missing, unknown or of the wrong type. The message names the dotted key."""
 
 
+# Field metadata of a setting that cannot change a run's output (an address, a pool size, a timeout): left out of
+# the run's config hash, so a run may resume with another value (augment/config.py).
+NOT_HASHED = {"hash": False}
+
+
+def unhashed_fields(cls: type) -> set[str]:
+    """The fields of dataclass `cls` marked NOT_HASHED."""
+    return {f.name for f in dataclasses.fields(cls) if not f.metadata.get("hash", True)}
+
+
 # How a scalar type is named in an error message.
 _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 

@@ -49,9 +49,9 @@ def stage_options(name: str, module: str, *parts: type) -> type:
         hints = typing.get_type_hints(part)
         for f in dataclasses.fields(part):
             if f.default_factory is not dataclasses.MISSING:
-                spec = dataclasses.field(default_factory=f.default_factory)
+                spec = dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
             else:
-                spec = dataclasses.field(default=f.default)
+                spec = dataclasses.field(default=f.default, metadata=f.metadata)
             fields[f.name] = (f.name, hints[f.name], spec)
     doc = f"Options of one model stage backend: {', '.join(p.__name__ for p in parts)} as one mapping."
     namespace: dict[str, Any] = {"__doc__": doc}

@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from augment.core.config import NOT_HASHED
 from augment.llm.http import OpenAIChatClient
 from augment.llm.requests import ChatRequest, Completion
 
@@ -32,13 +33,16 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclasses.dataclass(frozen=True)
 class OpenAIOptions:
-    base_url: str = "http://127.0.0.1:8000/v1"
-    api_key_env: str = "MOON_LLM_API_KEY"  # environment variable holding the API key (never the key itself)
-    timeout_s: float = 120.0  # per request
-    max_concurrency: int = 16  # requests in flight per actor
-    max_retries: int = 5
-    backoff_s: float = 0.5
-    backoff_max_s: float = 30.0
+    # How the server is reached: not in the config hash (the served `model` is), so a run resumes after its
+    # server moves or its timeouts are tuned.
+    base_url: str = dataclasses.field(default="http://127.0.0.1:8000/v1", metadata=NOT_HASHED)
+    # The environment variable holding the API key (never the key itself).
+    api_key_env: str = dataclasses.field(default="MOON_LLM_API_KEY", metadata=NOT_HASHED)
+    timeout_s: float = dataclasses.field(default=120.0, metadata=NOT_HASHED)  # per request
+    max_concurrency: int = dataclasses.field(default=16, metadata=NOT_HASHED)  # requests in flight per actor
+    max_retries: int = dataclasses.field(default=5, metadata=NOT_HASHED)
+    backoff_s: float = dataclasses.field(default=0.5, metadata=NOT_HASHED)
+    backoff_max_s: float = dataclasses.field(default=30.0, metadata=NOT_HASHED)
     structured_output: str = "auto"  # auto | json_schema | off
 
 

@@ -25,6 +25,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from augment.core.config import NOT_HASHED
 from augment.core.schema import QUARANTINE_REASON
 from augment.llm.client import LLMClient, cache_entry
 from augment.llm.requests import ChatRequest, Completion
@@ -44,9 +45,11 @@ class VllmOptions:
     # Passed to vllm.LLM: e.g. {max_model_len: 8192, tensor_parallel_size: 1, gpu_memory_utilization: 0.9,
     # limit_mm_per_prompt: {image: 1}}. `model` is options.model, a local directory.
     engine_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    replicas: int = 1  # engine replicas (data parallel), each an actor holding tensor_parallel_size GPUs
+    # Engine replicas (data parallel), each an actor holding tensor_parallel_size GPUs; like the GPU type below,
+    # where the engine runs, not in the config hash.
+    replicas: int = dataclasses.field(default=1, metadata=NOT_HASHED)
     engine_batch_size: int = 64  # rows per engine call
-    accelerator_type: str = ""  # e.g. A100, H100; empty: any GPU
+    accelerator_type: str = dataclasses.field(default="", metadata=NOT_HASHED)  # e.g. A100, H100; empty: any GPU
 
 
 # -- plain row functions (no Ray, no vLLM) ------------------------------------------------------------------------

@@ -70,6 +70,23 @@ def test_hash_changes_with_output_relevant_fields(tmp_path):
     assert other.hash() != base.hash()
 
 
+def test_hash_ignores_how_a_model_server_is_reached_but_not_which_model(tmp_path):
+    served = "stages:\n  enrich_title:\n    backend: openai\n    options:\n      model: qwen\n"
+    base = C.load(write(tmp_path, served))
+    moved = C.load(write(tmp_path, served + "      base_url: http://vllm.moon.svc:8000/v1\n      timeout_s: 30\n"
+                                           "      max_concurrency: 64\n      max_retries: 1\n"))
+    assert moved.hash() == base.hash()
+    assert C.load(write(tmp_path, served.replace("qwen", "llama"))).hash() != base.hash()
+    assert C.load(write(tmp_path, served + "      temperature: 0.7\n")).hash() != base.hash()
+
+
+def test_hash_ignores_where_a_vllm_engine_runs(tmp_path):
+    served = "stages:\n  enrich_title:\n    backend: vllm\n    options:\n      model: /models/qwen\n"
+    base = C.load(write(tmp_path, served), check_stages=False)
+    placed = C.load(write(tmp_path, served + "      replicas: 4\n      accelerator_type: H100\n"), check_stages=False)
+    assert placed.hash() == base.hash()
+
+
 def test_shard_size_does_not_change_content_hash(tmp_path):
     assert C.load(write(tmp_path, "run:\n  shard_size: 5\n"), check_stages=False).hash() == C.load(check_stages=False).hash()
 
