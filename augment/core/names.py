@@ -12,6 +12,13 @@ import enum
 # Batches a saved plan is cut into at most, unless asked otherwise (`moon run --max-batches`; the Airflow DAG
 # passes its own `max_tasks`): augment.plan.batch_layout.
 PLAN_DEFAULT_BATCHES = 256
+# Mapped run_batch tasks of one moon_augment DAG run at most, by default: Airflow's own default `max_map_length` (a
+# plan task returning more entries fails), and a number of task instances its scheduler and UI handle without
+# strain. `moon plan` cuts its estimate the same way.
+DEFAULT_MAX_TASKS = 1024
+# With the cluster's GPU count given, batches per GPU: enough that a slow or retried batch holds a small share of
+# a GPU's work (a short tail), few enough that job start-up stays a small share of the run.
+BATCHES_PER_GPU = 4
 
 # The order in which stages run. A config may leave stages out; it cannot reorder them.
 STAGE_ORDER = ("validate", "ner", "enrich_title", "background_prompts", "image_variants", "filter")

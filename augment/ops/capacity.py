@@ -18,9 +18,10 @@ from typing import Any
 
 from augment.ops import benchjson
 from augment.config import Config
+from augment.plan import batch_layout
 from augment.core.config import ConfigError
 from augment.core.schema import VARIANT_KINDS
-from augment.core.names import STAGE_ORDER
+from augment.core.names import BATCHES_PER_GPU, DEFAULT_MAX_TASKS, STAGE_ORDER
 
 DEFAULT_BENCH_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 CPUS_PER_GPU = 16
@@ -37,7 +38,6 @@ MODEL_LOAD_S = 30.0
 OVERHEAD_TARGET = 0.05
 # Options that name what is measured, not how: a figure of another pipeline is a figure of another model.
 IDENTITY_OPTIONS = frozenset({"pipeline"})
-MAX_MAPPED_TASKS = 1024  # Airflow's default max_map_length: the most Ray jobs one moon_augment run maps
 
 
 class PlanError(ValueError):
@@ -185,7 +185,8 @@ def job_overhead(config: Config, products: int, gpus: int, work_gpu_hours: float
                  ) -> dict[str, Any]:
     """GPU time spent starting jobs and loading models, and its share of all GPU time.
 
-    A run is `jobs` Ray jobs of `shards_per_job` shards (default: as few jobs as Airflow maps, 1024 at most). Each
+    A run is `jobs` Ray jobs of `shards_per_job` shards (default: as moon_augment cuts a run given the cluster's GPU
+    count, `BATCHES_PER_GPU` jobs per GPU and `DEFAULT_MAX_TASKS` in all). Each
     job's GPU actors (the cluster's GPUs shared by `concurrent_jobs`, never more than the job has GPU batches) wait
     for the job to start and load their models once, then keep them for every shard of the job. So the cost is
     jobs x GPUs per job x (job start + model load), whatever the shard size; it shrinks with bigger jobs.
@@ -203,7 +204,8 @@ def job_overhead(config: Config, products: int, gpus: int, work_gpu_hours: float
         return {"shards_per_job": per_job, "jobs": jobs, "gpus_per_job": per_job_gpus, "gpu_hours": hours,
                 "share": hours / (hours + work_gpu_hours)}
 
-    chosen = at(shards_per_job or math.ceil(shards / MAX_MAPPED_TASKS))
+    most_jobs = min(DEFAULT_MAX_TASKS, gpus * BATCHES_PER_GPU) if gpus > 0 else DEFAULT_MAX_TASKS
+    chosen = at(shards_per_job or batch_layout(shards, most_jobs))
     # the smallest batch of shards per job that keeps the share under the target (None: even one job misses it)
     low, high = 1, shards
     if at(high)["share"] >= OVERHEAD_TARGET:

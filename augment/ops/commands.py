@@ -36,7 +36,8 @@ def add_commands(subparsers) -> None:
     plan.add_argument("--image-kb", type=float, default=None,
                       help="average size of the catalogue's product images in KB (default: as in the measured catalogue)")
     plan.add_argument("--shards-per-job", type=int, default=None,
-                      help="shards per Ray job (one moon_augment task); default: as few jobs as Airflow maps (1024)")
+                      help="shards per Ray job (one moon_augment task); default: as moon_augment cuts the run when its "
+                           "form gives --gpus GPUs: 4 jobs per GPU, 1024 at most")
     plan.add_argument("--concurrent-jobs", type=int, default=1,
                       help="Ray jobs sharing the cluster at once (the moon_gpu pool size; default 1)")
     plan.add_argument("--job-start-s", type=float, default=None,

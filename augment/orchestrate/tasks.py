@@ -18,18 +18,14 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator
 
+from augment.core.names import BATCHES_PER_GPU, DEFAULT_MAX_TASKS  # noqa: F401  (the DAG's form reads it here)
+
 log = logging.getLogger(__name__)
 
 # How a Ray job runs the moon CLI on the cluster. `python -m` works both where the package is installed and
 # where it is on PYTHONPATH (a checkout on a local head); the cluster's image must provide it.
 MOON_COMMAND = ("python", "-m", "augment.cli")
 RUN_ID_PLACEHOLDER = "{run_id}"
-# Mapped run_batch tasks of one DAG run at most, by default: Airflow's own default `max_map_length` (a plan task
-# returning more entries fails), and a number of task instances its scheduler and UI handle without strain.
-DEFAULT_MAX_TASKS = 1024
-# With the cluster's GPU count given, batches per GPU: enough that a slow or retried batch holds a small share of
-# a GPU's work (a short tail), few enough that job start-up stays a small share of the run.
-BATCHES_PER_GPU = 4
 LISTED_SHARDS = 20  # shard ids an error message lists before "and N more"
 REPORT_URL_ENV = "MOON_REPORT_URL"  # where s3:// run reports are served over HTTP (report_url)
 # Where default run folders go (the form's output_uri) and how many Ray jobs of one run are in flight at most:

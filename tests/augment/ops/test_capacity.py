@@ -223,6 +223,19 @@ def test_bigger_jobs_and_shared_clusters_cut_the_overhead(config, figures):
     assert at_needed["share"] < 0.05 and (needed == 1 or below["share"] >= 0.05)
 
 
+def test_by_default_the_run_is_cut_as_the_dag_cuts_it_for_that_many_gpus(config, figures):
+    # 100 shards: 4 GPUs make 16 batches (BATCHES_PER_GPU), as moon_augment's form with gpus 4 does; 256 GPUs would
+    # make 1,024, more than the shards, so every shard is a job of its own
+    from augment.orchestrate.tasks import RunRequest
+    from augment.plan import batch_layout
+
+    four = plan(config, figures, gpus=4, jobs={"job_start_s": 30.0}).overhead
+    form = RunRequest(input_uri="/in", output_uri="/out", gpus=4)
+    assert form.max_batches() == 16 and four["shards_per_job"] == batch_layout(100, form.max_batches()) == 7
+    assert four["jobs"] == 15  # 14 of 7 shards and one of 2
+    assert plan(config, figures, gpus=256, jobs={"job_start_s": 30.0}).overhead["jobs"] == 100
+
+
 def test_a_job_never_counts_more_gpus_than_it_has_gpu_batches(config, figures):
     # one shard of 100 products per job; no stage of the fixture config asks for GPUs in its resources, so a GPU
     # batch counts as one product: 100 batches, 100 GPU actors at most
