@@ -39,7 +39,8 @@ def add_commands(subparsers) -> None:
                       help="shards per Ray job (one moon_augment task); default: as moon_augment cuts the run when its "
                            "form gives --gpus GPUs: 4 jobs per GPU, 1024 at most")
     plan.add_argument("--concurrent-jobs", type=int, default=1,
-                      help="Ray jobs sharing the cluster at once (the moon_gpu pool size; default 1)")
+                      help="Ray jobs sharing the cluster at once (the moon_gpu pool size; default 1); each gets GPUs / N, "
+                           "as when the GPU stages' resources.concurrency is set to that share")
     plan.add_argument("--job-start-s", type=float, default=None,
                       help="seconds from job submission to its first batch (default 30, docs/operations-planning.md)")
     plan.add_argument("--model-load-s", type=float, default=None,
