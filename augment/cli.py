@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         logging.getLogger("moon").debug("traceback", exc_info=True)
         if kind is None:  # storage that cannot be reached or read (S3 down, a network error, a full disk): one line
-            print(f"error: {exc}", file=sys.stderr)
+            from augment.core.storage import unreachable_hint
+
+            print(f"error: {exc}{unreachable_hint(exc)}", file=sys.stderr)
             return 1
         print(f"{kind}: {exc}", file=sys.stderr)
         return 2

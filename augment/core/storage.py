@@ -74,6 +74,15 @@ def s3_endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
+def unreachable_hint(exc: BaseException) -> str:
+    """What to check when `exc` is Arrow's S3 error for a store that could not be reached (after its retries),
+    else ''. Arrow names the key and the curl error, not the endpoint it tried."""
+    if "AWS Error NETWORK_CONNECTION" not in str(exc):
+        return ""
+    where = s3_endpoint() or "AWS S3 (no AWS_ENDPOINT_URL set)"
+    return f"; S3 at {where} could not be reached: check the endpoint, the network and any proxy"
+
+
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path inside it) for a local path or s3:// URI."""
     if is_s3(uri):

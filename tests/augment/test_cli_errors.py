@@ -137,3 +137,20 @@ def test_an_output_that_is_a_file_is_refused_before_planning(capsys, tmp_path):
     assert err == (f"error: --output {tmp_path / 'notes.txt'} is a file; a run folder is a directory (give a new "
                    "or existing folder)\n")
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_an_unreachable_s3_endpoint_is_named_with_what_to_check(capsys, monkeypatch):
+    from augment.core import storage
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setattr(storage, "S3_RETRY_ATTEMPTS", 1)  # refused at once, not after the retries a run wants
+    storage._s3_filesystem.cache_clear()
+    try:
+        code, err = run(capsys, "report", "s3://b/runs/x")
+    finally:
+        storage._s3_filesystem.cache_clear()
+    assert code == 1 and "AWS Error NETWORK_CONNECTION" in err and err.count("\n") == 1
+    assert err.endswith("; S3 at http://127.0.0.1:9 could not be reached: check the endpoint, the network and any "
+                        "proxy\n")
