@@ -172,23 +172,30 @@ def count_kinds(records: Iterable[dict]) -> dict[str, dict[str, int]]:
 
 
 def score(gold_rows: Sequence[dict], predictions: Sequence[list[dict]]) -> dict:
-    """{"labels": {label: counts}, "micro": counts over MICRO_LABELS, "rows": n}."""
+    """{"labels": {label: counts and "rows", the rows that give the label}, "micro": counts over MICRO_LABELS,
+    "rows": n}. A label no row gives is not scored: its counts are 0 and its "rows" 0."""
     if len(gold_rows) != len(predictions):
         raise ValueError(f"{len(predictions)} predictions for {len(gold_rows)} gold rows")
     totals = {label: Counts() for label in SCORED_LABELS}
+    known = dict.fromkeys(SCORED_LABELS, 0)
     for row, ents in zip(gold_rows, predictions):
         for label, counts in row_counts(row.get("labels", {}), ents).items():
             totals[label].add(counts)
+            known[label] += 1
     micro = Counts()
     for label in MICRO_LABELS:
         micro.add(totals[label])
-    return {"rows": len(gold_rows), "labels": {k: v.as_dict() for k, v in totals.items()}, "micro": micro.as_dict()}
+    return {"rows": len(gold_rows), "labels": {k: v.as_dict() | {"rows": known[k]} for k, v in totals.items()},
+            "micro": micro.as_dict()}
 
 
 def format_table(name: str, result: dict) -> str:
-    """A plain-text table of one file's scores."""
+    """A plain-text table of one file's scores; "–" for a label no gold row gives."""
     lines = [f"{name}  ({result['rows']} titles)", f"{'label':<10}{'P':>8}{'R':>8}{'F1':>8}{'tp':>7}{'fp':>7}{'fn':>7}"]
     for label, c in result["labels"].items():
+        if c.get("rows", 1) == 0:
+            lines.append(f"{label:<10}" + "".join(f"{'–':>8}" for _ in range(3)) + "".join(f"{'–':>7}" for _ in range(3)))
+            continue
         lines.append(f"{label:<10}{c['precision']:>8.3f}{c['recall']:>8.3f}{c['f1']:>8.3f}{c['tp']:>7}{c['fp']:>7}"
                      f"{c['fn']:>7}")
     m = result["micro"]

@@ -1,6 +1,6 @@
 import pytest
 
-from ner.evaluate import Counts, count_kinds, error_kind, mismatches, row_counts, score
+from ner.evaluate import Counts, count_kinds, error_kind, format_table, mismatches, row_counts, score
 
 
 def test_row_counts_compare_folded_sets():
@@ -11,6 +11,17 @@ def test_row_counts_compare_folded_sets():
 def test_missing_label_key_is_not_scored():
     assert row_counts({"BRAND": ["Nike"]}, [{"label": "COLOR", "text": "Red"}, {"label": "BRAND", "text": "Nike"}]
                       ).keys() == {"BRAND"}
+
+
+def test_a_label_no_gold_row_gives_shows_as_a_dash_not_as_zero_scores():
+    rows = [{"labels": {"BRAND": ["Nike"]}}, {"labels": {"BRAND": ["Puma"], "MATERIAL": []}}]
+    result = score(rows, [[{"label": "BRAND", "text": "Nike"}, {"label": "CATEGORY", "text": "Shorts"}], []])
+    assert {label: c["rows"] for label, c in result["labels"].items()} == {
+        "BRAND": 2, "CATEGORY": 0, "MATERIAL": 1, "COLOR": 0}
+    table = {line.split()[0]: line.split()[1:] for line in format_table("gold", result).splitlines()[2:]}
+    assert table["CATEGORY"] == table["COLOR"] == ["–"] * 6
+    assert table["BRAND"] == ["1.000", "0.500", "0.667", "1", "0", "1"]
+    assert table["MATERIAL"] == ["0.000", "0.000", "0.000", "0", "0", "0"]  # given (empty) on one row: scored
 
 
 def test_empty_gold_list_makes_predictions_false_positives():
