@@ -19,6 +19,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from augment.core.config import ConfigError
 from augment.llm.cache import ResponseCache
 from augment.llm.requests import ChatRequest, Completion
 
@@ -35,6 +36,12 @@ class ModelOptions:
     max_tokens: int = 256
     cache: bool = True  # the response cache under <run>/_cache/mllm
     max_description_chars: int = 1000
+
+    def check_data(self, key: str) -> None:
+        """A model must be named: checked when the config is validated (`moon config`, `--dry-run`)."""
+        if not self.model:
+            raise ConfigError(f"{key}.model is required: the served model name (openai) or a local model "
+                              "directory (transformers, vllm)")
 
 
 def stage_options(name: str, module: str, *parts: type) -> type:

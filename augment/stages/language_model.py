@@ -22,8 +22,7 @@ class ModelStage(Stage):
 
     def __init__(self, options=None, context=None):
         super().__init__(options, context)
-        if not self.options.model:
-            raise ValueError(f"{self.name}[{self.backend}]: options.model is required")
+        self.options.check_data(f"stages.{self.name}.options")  # a model is named (and the task's own checks)
         self.engine = self.engine_cls(self.options, label=f"{self.name}[{self.backend}]")
         self.llm = LLMClient(self.engine, self.options, self.context.output_uri, self.decoding())
         self.stats: Counter = Counter()

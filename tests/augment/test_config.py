@@ -158,7 +158,8 @@ def test_moon_config_run_and_plan_take_set(capsys):
 
     from augment import cli
 
-    assert cli.main(["config", "--set", "stages.enrich_title.backend=openai", "--set", "run.shard_size=8"]) == 0
+    assert cli.main(["config", "--set", "stages.enrich_title.backend=openai", "--set", "stages.enrich_title.options.model=m",
+                     "--set", "run.shard_size=8"]) == 0
     resolved = json.loads(capsys.readouterr().out)["config"]
     assert resolved["stages"]["enrich_title"]["backend"] == "openai" and resolved["run"]["shard_size"] == 8
     parser = cli.build_parser()

@@ -182,6 +182,14 @@ def test_model_is_required():
         OpenAIEnrichStage(OpenAIEnrichOptions(), RunContext())
 
 
+@pytest.mark.parametrize("stage", ["enrich_title", "background_prompts"])
+def test_a_config_without_a_model_is_refused_before_the_run(stage):
+    from augment import config as C
+
+    with pytest.raises(C.ConfigError, match=rf"^stages\.{stage}\.options\.model is required: the served model name"):
+        C.load_for_run(sets=[f"stages.{stage}.backend=openai"])
+
+
 def test_api_key_read_from_named_variable(monkeypatch):
     monkeypatch.setenv("MY_LLM_KEY", "sk-test-9")
     with StubServer(lambda body: answer(GOOD)) as server:
