@@ -330,13 +330,11 @@ def variant_counts(counts: dict[str, int]) -> str:
 
 
 def write_run_report(run_uri: str) -> None:
-    """Render report/index.html when the report module is available; a report failure never fails the run (the
-    CLI after a whole run, the DAG's publish task once its batches are done)."""
+    """Render report/index.html; a report failure (a broken install of the report module included) never fails
+    the run, it is logged (the CLI after a whole run, the DAG's publish task once its batches are done)."""
     try:
         from augment.ops import report
-    except ImportError:
-        return
-    try:
+
         path = report.write_report(run_uri)
         log.info("report: %s", path)
     except Exception as exc:  # noqa: BLE001 - the shards are committed; the report can be regenerated

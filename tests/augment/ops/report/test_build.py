@@ -225,3 +225,16 @@ def test_a_run_record_that_is_not_json_is_named(tmp_path):
     (tmp_path / "_run.json").write_text("[1]")
     with pytest.raises(ValueError, match=r"_run.json: not a readable run record \(a JSON list, not an object\)"):
         build.write_report(str(tmp_path))
+
+
+def test_a_report_module_that_cannot_be_imported_is_logged_with_the_command_that_redoes_it(monkeypatch, caplog):
+    import sys
+
+    from augment import commands
+
+    monkeypatch.setitem(sys.modules, "augment.ops.report", None)  # a broken install: the import fails
+    monkeypatch.delattr("augment.ops.report", raising=False)
+    with caplog.at_level("WARNING", logger="moon"):
+        commands.write_run_report("/runs/r1")  # never raises: the shards are committed
+    assert "could not write the report" in caplog.text
+    assert "regenerate it with `moon report /runs/r1`" in caplog.text
