@@ -51,7 +51,8 @@ class ShardRecord:
     schema_version: str
     timings: dict[str, float]  # seconds per stage summed over the shard's rows, plus write
     committed_at: float = dataclasses.field(default_factory=time.time)
-    variant_status: dict[str, int] = dataclasses.field(default_factory=dict)  # ok / filtered / failed counts
+    # variants by status (ok / filtered / failed) and by `<kind>:<status>` (detail:failed)
+    variant_status: dict[str, int] = dataclasses.field(default_factory=dict)
     # written rows by `enrichment.status` prefix: ok / rejected / fallback; {} in records written before it existed
     enrichment_status: dict[str, int] = dataclasses.field(default_factory=dict)
 

@@ -15,7 +15,8 @@ adds, as further COLOR candidates:
    the comma-separated field before a last field that is a size (`SIZE_FIELD`: "8 M US", "10.5 D(M) US", "6 UK/8 M
    US", "One Size") is one colour value as the shop names it ("Nautical Navy", "Brown Multi", "Cognac"), id its
    words joined by "_". The field is letters only (with "/", "-", ".", "'"), at most four words; it ends before a
-   material, category or brand found in it ("Tan Leather": the colour "Tan", the material "Leather"). A field
+   phrase of another lexicon label, a brand or a category found in it ("Tan Leather": the colour "Tan", the
+   material "Leather"), and is no colour when one begins it. A field
    without a known colour becomes one only when nothing else was found in it.
 
 The shorter matches stay candidates, so that where a brand or category takes a word of the longer one the resolver
@@ -122,7 +123,7 @@ class ColorRules:
             if s < end and e > start:
                 if s <= start:
                     return None  # something else begins the field (or runs into it)
-                end = s  # the colour ends before a material, category or brand in the field
+                end = s  # the colour ends before another label's phrase, a brand or a category in the field
         while end > start and texts[end - 1] in _FIELD_MARKS:
             end -= 1
         inside = [c for c in colors if c[0] >= start and c[1] <= end]

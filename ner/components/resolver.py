@@ -1,7 +1,7 @@
 """`moon_entity_resolver`: from overlapping candidates to `doc.ents`, by trust, length and label priority.
 
-Candidates come from the span groups named in `sources`, most trusted first (the row's catalogue brand, then the
-lexicons, then rule guesses). Within a source, a longer span beats a shorter one ("stainless steel" over
+Candidates come from the span groups named in `sources`, most trusted first (in ner/configs/en.cfg: the row's
+catalogue brand, the brand and category rules' choices, the lexicons, then the other rule guesses). Within a source, a longer span beats a shorter one ("stainless steel" over
 "steel", "Navy Blue" over "Blue"); at equal length, `label_priority` decides ("Jersey" is a MATERIAL before it is
 a CATEGORY when both lexicons list it). A chosen span blocks every candidate that overlaps it.
 
