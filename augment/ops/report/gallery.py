@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import ner
 from augment.ops.report.pages import ProductView, VariantView, e, page_name
 
-ENTITY_LABELS = ("BRAND", "CATEGORY", "MATERIAL", "COLOR")
 
 def render(views: Sequence[ProductView], page: int, pages: int, first_index: int, sample_size: int) -> str:
     pager = _pager(page, pages, first_index, len(views), sample_size)
     legend = '<div class="legend-row">Entities: ' + "".join(
-        f'<mark class="ent ent-{label.lower()}">{label.lower()}</mark>' for label in ENTITY_LABELS) + \
+        f'<mark class="ent ent-{label.lower()}">{label.lower()}</mark>' for label in ner.LABELS) + \
         ' &nbsp; Variants: <span class="badge ok">ok</span><span class="badge filtered">filtered</span>' \
         '<span class="badge failed">failed</span></div>'
     cards = "".join(product_card(v) for v in views)
