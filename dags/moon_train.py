@@ -27,8 +27,8 @@ PARAMS = {
     "run_uri": Param(None, type=["null", "string"], title="Run folder (optional)",
                      description="A moon_augment run to train on. Empty: the run of the triggering Asset event."),
     "train_config": Param("tiny", type="string", minLength=1, title="Model config",
-                          description="A named config (a file of model/configs/: tiny, base, paper, ...) or a JSON/YAML file the "
-                                      "cluster can read."),
+                          description="A named config (a file of model/configs/: tiny, base, paper, ...) or a "
+                                      "JSON/YAML file the cluster can read."),
     "checkpoint_uri": Param(
         None, type=["null", "string"], pattern="^/", title="Checkpoint folder (optional)",
         description="Absolute path on the Ray cluster (moon train writes no s3://); {run_id} becomes this DAG run's "

@@ -1,9 +1,10 @@
 """`moon_entity_resolver`: from overlapping candidates to `doc.ents`, by trust, length and label priority.
 
 Candidates come from the span groups named in `sources`, most trusted first (in ner/configs/en.cfg: the row's
-catalogue brand, the brand and category rules' choices, the lexicons, then the other rule guesses). Within a source, a longer span beats a shorter one ("stainless steel" over
-"steel", "Navy Blue" over "Blue"); at equal length, `label_priority` decides ("Jersey" is a MATERIAL before it is
-a CATEGORY when both lexicons list it). A chosen span blocks every candidate that overlaps it.
+catalogue brand, the brand and category rules' choices, the lexicons, then the other rule guesses). Within a
+source, a longer span beats a shorter one ("stainless steel" over "steel", "Navy Blue" over "Blue"); at equal
+length, `label_priority` decides ("Jersey" is a MATERIAL before it is a CATEGORY when both lexicons list it). A
+chosen span blocks every candidate that overlaps it.
 
 Stop-lists drop candidates that lexicons get wrong in titles: a phrase listed under a label in `stop_lists`
 (e.g. MATERIAL: "fabric") is never an entity of that label, except as the row's catalogue brand (`moon_hint`),

@@ -1,10 +1,10 @@
 """The `filter` stage, `heuristic` backend: score every variant against its product image; mark, never drop.
 
-Each produced variant (status `ok`, or `filtered` on a rerun) gets `score` in [0, 1] from augment.stages.filter.scoring
-(aligned foreground-mask IoU and colour statistics against the subject of `_image`) and status `filtered` when
-the score is below `threshold`. Failed variants keep their status and a null score. Rows are never dropped and
-variants never deleted: the shard keeps every score; the trainer uses `ok` variants only (model/data.py). The title is read for the
-contract shared with model-based scorers; the heuristic does not use it.
+Each produced variant (status `ok`, or `filtered` on a rerun) gets `score` in [0, 1] from
+augment.stages.filter.scoring (aligned foreground-mask IoU and colour statistics against the subject of `_image`)
+and status `filtered` when the score is below `threshold`. Failed variants keep their status and a null score. Rows
+are never dropped and variants never deleted: the shard keeps every score; the trainer uses `ok` variants only
+(model/data.py). The title is read for the contract shared with model-based scorers; the heuristic does not use it.
 """
 from __future__ import annotations
 
