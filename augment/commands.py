@@ -79,8 +79,14 @@ def cmd_config(args) -> int:
 def cmd_run(args) -> int:
     from augment import config as C
     from augment import io, plan as P, runner
+    from augment.core import faults
     from augment.core.ray import RayUnreachable
 
+    try:
+        faults.check()  # a fault drill with a mistyped point would run without its fault
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         cfg = load_config(args)
     except (C.ConfigError, ImportError) as exc:

@@ -4,12 +4,13 @@ Production code calls `point("after_data_write")` at the steps where a crash mat
 between a shard's data file and its manifest record). Unless the environment variable MOON_FAULTS is set this
 is one dict lookup. MOON_FAULTS holds `name=N:action[,name=N:action...]`: at the N-th time any process reaches
 `name` (counted across processes in the folder MOON_FAULTS_STATE, so a restarted worker does not fire again),
-`action` happens: `kill` (SIGKILL this process), `exit` (os._exit(3)), `sleepS` (sleep S seconds) or `raise`
-(raise InjectedFault, an ordinary exception). `name=N+:action` fires at the N-th hit and every hit after it.
+`action` happens: `kill` (SIGKILL this process; the default when `:action` is left out), `exit` (os._exit(3)),
+`sleepS` (sleep S seconds) or `raise` (raise InjectedFault, an ordinary exception). `name=N+:action` fires at the
+N-th hit and every hit after it. A point's hits are counted in the file named after it, `:` and `/` written `_`
+(`stage:ner` in `stage_ner`).
 
-Points: driver_batch, stage:<stage> (a chain is about to run the stage on a batch), stage_call:<stage> (inside
-the row isolation, before each call of the stage's `process`), before_shard_write, during_shard_write (the temp
-file is written, not yet published), after_data_write (published, not committed), after_commit.
+The points are `POINTS` and `STAGE_POINTS`; `check` refuses a MOON_FAULTS naming another (`moon run` calls it
+first, so a mistyped drill stops instead of running without its fault).
 
 A run on Ray passes the armed faults (`armed()`) to its actors' runtime env: on a cluster they do not inherit
 the driver's environment.
@@ -21,8 +22,22 @@ import os
 import signal
 import time
 
+from augment.core.names import STAGE_ORDER
+
 _ENV = "MOON_FAULTS"
 _STATE = "MOON_FAULTS_STATE"
+ACTIONS = ("kill", "exit", "raise", "sleep")
+POINTS = {
+    "driver_batch": "the driver takes a batch's rows back from the cluster (or runs it, in this process)",
+    "before_shard_write": "a shard's rows are all in; nothing of it is written yet",
+    "during_shard_write": "a temp file (quarantine, then data) is complete, not yet published",
+    "after_data_write": "the shard's files are published, its manifest record not yet written",
+    "after_commit": "the shard's manifest record is written",
+}
+STAGE_POINTS = {
+    "stage": "a chain is about to run the stage on a batch",
+    "stage_call": "inside the row isolation, before each call of the stage's `process`",
+}
 
 
 class InjectedFault(RuntimeError):
@@ -40,6 +55,38 @@ def _parse(spec: str) -> dict[str, tuple[int, bool, str]]:
         onwards = count.endswith("+")
         out[name] = (int(count.rstrip("+")), onwards, action or "kill")
     return out
+
+
+def known(name: str) -> bool:
+    """Whether `name` is a fault point: one of POINTS, or `stage:<stage>` / `stage_call:<stage>`."""
+    kind, sep, stage = name.partition(":")
+    return name in POINTS or bool(sep and kind in STAGE_POINTS and stage in STAGE_ORDER)
+
+
+def check() -> None:
+    """A ValueError naming what is wrong when MOON_FAULTS names an unknown point or action, or no hit count."""
+    spec = os.environ.get(_ENV)
+    if not spec:
+        return
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, rest = item.rpartition("=")
+        count, _, action = rest.partition(":")
+        if not sep or not known(name):
+            points = ", ".join([*POINTS, *(f"{kind}:<stage>" for kind in STAGE_POINTS)])
+            raise ValueError(f"{_ENV}: {item!r} names no fault point (write name=N:action); points: {points}")
+        if not count.rstrip("+").isdigit() or int(count.rstrip("+")) < 1:
+            raise ValueError(f"{_ENV}: {item!r}: the hit count must be a whole number from 1 (N, or N+ for every "
+                             f"hit from the N-th)")
+        if action and not (action in ACTIONS or (action.startswith("sleep") and _is_number(action[5:]))):
+            raise ValueError(f"{_ENV}: {item!r}: unknown action {action!r}; actions: kill, exit, raise, sleepS")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def point(name: str) -> None:
