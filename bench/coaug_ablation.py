@@ -1,7 +1,7 @@
 """Does co-augmentation make the bi-encoder better on products it has not seen? Cross-validated ablation.
 
-    python bench/coaug_ablation.py --data runs/myntra --settings raw all-concat all-sample \
-        --seeds 0 1 --folds 3 --out bench/results/raw/coaug-ablation.json
+    python bench/coaug_ablation.py --data runs/myntra --settings raw all-concat --seeds 0 1 --folds 3 --out coaug.json
+    python bench/coaug_ablation.py --out bench/results/raw/coaug-ablation.json --summary-only   # the recorded tables
 
 For every setting (a named set of config overrides, below, or `--setting NAME:key=value,key=value`), seed and
 fold: the products of the run folder are split into `--folds` folds by a hash of product_id
@@ -230,7 +230,8 @@ def _sd(values: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="run folder written by `moon run` (with label columns)")
+    parser.add_argument("--data", help="run folder written by `moon run` (with label columns); not needed with "
+                                       "--summary-only")
     parser.add_argument("--config", default="tiny", help="named config or file (default tiny)")
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS,
                         help=f"named settings ({', '.join(SETTINGS)}) or NAME:key=value,... "
@@ -245,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary-only", action="store_true",
                         help="print the table of --out (the recorded settings, or those --settings names) and exit")
     args = parser.parse_args(argv)
+    if not args.data and not args.summary_only:
+        parser.error("--data is required (the run folder to train and evaluate on)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 

@@ -41,7 +41,7 @@ def add_commands(subparsers) -> None:
                        help="override data.train_queries: text queries from titles, from labels, or both")
     train.add_argument("--no-wstar", action="store_true", help="ablation: no W* (equal objective weights)")
     train.add_argument("--no-dsf", action="store_true", help="ablation: no Dynamic Sample Filtering")
-    train.add_argument("--no-coaug", action="store_true", help="ablation: raw titles and images only")
+    train.add_argument("--no-coaug", action="store_true", help="ablation: raw titles and images only (what the tiny config trains on already)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config key, e.g. --set moe.layers=0 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
