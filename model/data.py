@@ -105,9 +105,12 @@ def check_label_columns(schema: pa.Schema, attributes: Sequence[str], warn: bool
     used = tuple(a for a in attributes if a == CATEGORY_LEAF or a in schema.names)
     absent = [a for a in attributes if a not in used]
     if absent and warn:
+        leaf = (f"; `{CATEGORY_LEAF}` reads the last level of category_path instead (--set "
+                f"'data.query_attributes=[..., \"{CATEGORY_LEAF}\"]')"
+                if "category_path" in schema.names and CATEGORY_LEAF not in attributes else "")
         warn_once(f"data.query_attributes: no shard{' of ' + where if where else ''} has the column "
                   f"{_absent(absent, schema)}: "
-                  + (f"attribute queries use {', '.join(used)}" if used else "no product has labels"))
+                  + (f"attribute queries use {', '.join(used)}" if used else "no product has labels") + leaf)
     return used or tuple(attributes)
 
 

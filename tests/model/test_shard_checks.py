@@ -201,6 +201,22 @@ def test_moon_eval_names_the_images_and_the_limit_as_why_too_few_products_are_le
                     f"{held} without an image (image and image_uri null)); recall@10 would be meaningless")
 
 
+def test_a_missing_category_label_points_to_category_leaf_when_shards_have_a_category_path(tmp_path, caplog):
+    import pyarrow.parquet as pq
+
+    rows = [{k: v for k, v in row.items() if k != "article_type"} for row in product_rows(20)]
+    run = write_run(tmp_path / "run", rows, shard_size=20)
+    assert "category_path" in pq.read_schema(next((run / "data").glob("*.parquet"))).names
+    with caplog.at_level(logging.WARNING):
+        split_records(str(run), 0.2, attributes=("base_colour", "article_type"))
+    assert "has the column 'article_type': attribute queries use base_colour; `category_leaf` reads the last level " \
+           "of category_path instead" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        split_records(str(run), 0.2, attributes=("category_leaf", "article_typ"))
+    assert "article_typ" in caplog.text and "category_leaf` reads" not in caplog.text  # already asked for
+
+
 def test_label_columns_no_shard_has_are_named_and_not_used(tmp_path, capsys, caplog):
     run = write_run(tmp_path / "run", product_rows(100), shard_size=50)
     with caplog.at_level(logging.WARNING):
