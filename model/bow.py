@@ -50,6 +50,7 @@ def train_word_mean(records: Sequence[dict[str, Any]], cfg: MoonConfig, epochs: 
     tokenizer = HashTokenizer(cfg.text.vocab_size, cfg.text.context_length)
     model = WordMean(cfg.text.vocab_size, dim)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
     for epoch in range(epochs):
         total, steps = 0.0, 0
         for batch, _ in pair_batches(records, cfg.train.batch_size, rng):
@@ -62,7 +63,11 @@ def train_word_mean(records: Sequence[dict[str, Any]], cfg: MoonConfig, epochs: 
             loss.backward()
             optimizer.step()
             total, steps = total + loss.item(), steps + 1
-        log.info("bag-of-words baseline epoch %d/%d loss %.4f", epoch + 1, epochs, total / max(steps, 1))
+        losses.append(total / max(steps, 1))
+        log.debug("bag-of-words baseline epoch %d/%d loss %.4f", epoch + 1, epochs, losses[-1])  # -v shows each
+    if losses:
+        log.info("bag-of-words baseline: %d epochs on %d products, loss %.4f -> %.4f", epochs, len(records),
+                 losses[0], losses[-1])
     return model.eval(), tokenizer
 
 

@@ -39,3 +39,19 @@ def test_training_learns_words_the_titles_do_not_share_with_the_queries():
     combinations = {tuple(r["labels"]) for r in test}  # one query per colour x category held out
     assert after["queries"] == before["queries"] == len(combinations) > 12
     assert before["R@1"] < 0.5 < 0.9 < after["R@1"]
+
+
+def test_training_says_one_line_at_info_and_each_epoch_only_at_debug(caplog):
+    import logging
+
+    rows = product_rows(24)
+    records = product_records({k: [r[k] for r in rows] for k in rows[0]}, attributes=ATTRIBUTES)
+    cfg = load_config("tiny", {"data.train_queries": "attributes", "train.batch_size": 8})
+    with caplog.at_level(logging.INFO, logger="model.bow"):
+        train_word_mean(records, cfg, epochs=3, seed=0)
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(info) == 1 and info[0].startswith("bag-of-words baseline: 3 epochs on 24 products, loss ")
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="model.bow"):
+        train_word_mean(records, cfg, epochs=3, seed=0)
+    assert sum("epoch" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records) == 3
