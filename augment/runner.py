@@ -217,8 +217,11 @@ def no_gpus(groups, cluster: dict[str, float], private: bool) -> str | None:
     if private:
         raise ConfigError(f"{keys}, but this machine has no GPU (the local Ray started for the run found none): "
                           f"run where there are GPUs (--ray-address), or choose CPU backends (--profile local)")
+    fixed = all(res.concurrency for specs, res in groups if res.num_gpus > 0)
     return (f"{keys}, and the cluster has no GPU yet: those stages wait until GPU nodes join (an autoscaling "
-            f"cluster adds them; any other never runs them)")
+            f"cluster adds them; any other never runs them)"
+            + ("" if fixed else "; their pools are sized now, at one actor each: set stages.<name>.resources."
+               "concurrency to the GPU actors this job should use, and an autoscaling cluster adds nodes for them"))
 
 
 def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None = None) -> list[manifest.ShardRecord]:

@@ -7,6 +7,8 @@ to exactly one shard (`timings.model_load`).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pyarrow as pa
 import pytest
 
@@ -150,7 +152,14 @@ def test_gpu_stages_on_a_ray_without_gpus_stop_the_run_before_it_starts_or_warn_
     with pytest.raises(ConfigError) as refused:  # a local Ray started for the run never gets a GPU
         no_gpus(chains, {"CPU": 16.0}, private=True)
     assert str(refused.value).startswith(f"{asking}, but this machine has no GPU")
-    assert no_gpus(chains, {"CPU": 16.0}, private=False).startswith(f"{asking}, and the cluster has no GPU yet")
+    waiting = no_gpus(chains, {"CPU": 16.0}, private=False)
+    assert waiting.startswith(f"{asking}, and the cluster has no GPU yet")
+    assert waiting.endswith("their pools are sized now, at one actor each: set stages.<name>.resources.concurrency "
+                            "to the GPU actors this job should use, and an autoscaling cluster adds nodes for them")
+    assert _pool_sizes(chains, {"CPU": 16.0}, shards=100, rows=10_000)[2:] == [(1, 1), (1, 1)]  # what it says
+    sized = [(specs, dataclasses.replace(res, concurrency=8) if res.num_gpus else res) for specs, res in chains]
+    assert no_gpus(sized, {"CPU": 16.0}, private=False).endswith("(an autoscaling cluster adds them; any other never "
+                                                                "runs them)")
     assert no_gpus(chains, {"CPU": 16.0, "GPU": 1.0}, private=True) is None
     assert no_gpus(chains[:2], {"CPU": 16.0}, private=True) is None  # the CPU stages alone
 
