@@ -34,6 +34,9 @@ def test_the_tiers_are_chosen_by_markers_and_documented():
     makefile = (ROOT / "Makefile").read_text()
     fast = makefile.split("\ntest-fast:", 1)[1].split("\n\n", 1)[0]
     assert '-m "not slow and not external and not gpu"' in fast and "tests/" not in fast
+    from testkit.tiers import IN_PROCESS
+
+    assert f'-m "{IN_PROCESS}"' in fast  # make test-fast is make test's in-process tier
     assert "make test-fast" in README and "\nmake test        # every test" in README
 
 
