@@ -35,7 +35,9 @@ PARAMS = {
                     "id, appended as a subfolder when absent. Default: <run>/checkpoints/{run_id} for a local run; "
                     f"for an s3:// run ${CHECKPOINTS_ROOT_ENV}/<run folder name>/{{run_id}} (default root "
                     f"{DEFAULT_CHECKPOINTS_ROOT})."),
-    "gpu": Param(False, type="boolean", title="Train on GPUs"),
+    "gpu": Param(False, type="boolean", title="Train on GPUs",
+                 description="Passes --gpu. Unticked, the model config decides: base and paper train on GPUs, "
+                             "tiny on CPUs."),
     "ray_conn_id": Param("ray_default", type="string", minLength=1, title="Ray connection"),
     "env_vars": Param({}, type="object", additionalProperties={"type": "string"}, title="Job environment"),
 }

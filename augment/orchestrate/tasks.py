@@ -428,9 +428,11 @@ def report_url(run_uri: str) -> str:
 
 
 def train_request(run_uri: str, params: dict[str, Any], dag_run_id: str) -> dict[str, Any]:
-    """Command and metadata of the training job on a finished run; checkpoints go to `checkpoint_folder`."""
+    """Command and metadata of the training job on a finished run; checkpoints go to `checkpoint_folder`, one per
+    DAG run. With `--resume` the first try starts from nothing and a retry, or the task cleared after a lost cluster,
+    continues from the last epoch that try's folder holds (trained with the same config, or refused)."""
     output = checkpoint_folder(run_uri, params.get("checkpoint_uri"), dag_run_id)
-    args = [*MOON_COMMAND, "train", "--data", run_uri, "--config", params.get("train_config") or "tiny",
+    args = [*MOON_COMMAND, "train", "--data", run_uri, "--config", params.get("train_config") or "tiny", "--resume",
             "--output", output]
     if params.get("gpu"):
         args.append("--gpu")

@@ -1,6 +1,7 @@
 """The moon DAGs' task bodies without Airflow or Ray: the trigger form, planning, job commands, run checks."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -199,7 +200,7 @@ def test_report_url_of_an_s3_run_where_the_bucket_is_served(monkeypatch, served,
 def test_train_request_defaults_checkpoints_into_the_run_folder():
     job = T.train_request("/runs/r1", {"train_config": "tiny"}, "asset_triggered__2026-01-01T00:00:00+00:00")
     assert shlex.split(job["entrypoint"]) == [
-        "python", "-m", "augment.cli", "train", "--data", "/runs/r1", "--config", "tiny",
+        "python", "-m", "augment.cli", "train", "--data", "/runs/r1", "--config", "tiny", "--resume",
         "--output", "/runs/r1/checkpoints/asset_triggered__2026-01-01T00-00-00-00-00"]
 
 
@@ -452,6 +453,20 @@ def test_an_s3_runs_checkpoints_go_under_a_local_root(monkeypatch):
     monkeypatch.setenv(T.CHECKPOINTS_ROOT_ENV, "ckpt")
     with pytest.raises(T.RunRequestError, match="^MOON_CHECKPOINTS_ROOT: 'ckpt' .* must be an absolute path"):
         T.train_request("s3://moon/runs/r1", {}, "nightly")
+
+
+def test_a_training_job_resumes_what_an_earlier_try_of_its_dag_run_left(tmp_path):
+    from model.cli import add_commands
+    from model.config import load_config
+    from model.train import resume_point
+
+    job = T.train_request("/runs/r1", {"train_config": "tiny", "gpu": True}, "nightly")
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    args = parser.parse_args(shlex.split(job["entrypoint"])[3:])
+    assert (args.data, args.config, args.output, args.resume, args.gpu) == (
+        "/runs/r1", "tiny", "/runs/r1/checkpoints/nightly", True, True)
+    assert resume_point(tmp_path / "empty", load_config("tiny"), resume=True, ray_version="2.60.0") is None  # 1st try
 
 
 @pytest.mark.parametrize("value", ["s3://moon/checkpoints/{run_id}", "checkpoints/{run_id}"])
