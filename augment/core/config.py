@@ -36,6 +36,21 @@ def unhashed_fields(cls: type) -> set[str]:
 _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
+def _yaml_loader():
+    """PyYAML's safe loader, reading `5e-5` as the number it is (YAML 1.2, JSON and Python agree) rather than as the
+    string YAML 1.1 makes of an exponent without a decimal point."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                                 list("-+0123456789."))
+    return Loader
+
+
 def read_mapping(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML (.yaml, .yml) or JSON file, local or s3:// (so that Airflow workers and every Ray
     node read one copy, with no shared filesystem); a ConfigError naming the file when it is not one."""
@@ -67,7 +82,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         import yaml
 
         try:
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_yaml_loader()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {name} is not valid YAML: {' '.join(str(exc).split())}") from exc
     else:

@@ -92,3 +92,11 @@ def test_numbers_out_of_range_are_refused_naming_the_key(key, value, says):
 
 def test_a_gpu_worker_may_ask_for_no_cpu():
     assert load_config("tiny", {"train.use_gpu": True, "train.cpus_per_worker": 0}).train.cpus_per_worker == 0
+
+
+def test_a_yaml_number_with_an_exponent_and_no_point_is_a_number(tmp_path):
+    # YAML 1.1 (PyYAML's default) reads `5e-5` as a string; a learning rate written that way must still load.
+    path = tmp_path / "lr.yaml"
+    path.write_text("extends: tiny\ntrain:\n  lr: 5e-5\n  epochs: 3\nname: 1e3x\n")
+    cfg = load_config(str(path))
+    assert cfg.train.lr == 5e-5 and cfg.train.epochs == 3 and cfg.name == "1e3x"
