@@ -60,6 +60,10 @@ def record_evaluation(run_uri: str, results_path: str | Path, checkpoints: Seque
     key = same_run_key(run_uri)
     trained = [c for c in checkpoints if trained_on(c) == key]
     if not trained:
+        if checkpoints:  # say why the run report does not show it (baselines alone are never recorded)
+            sources = sorted({str(trained_on(c) or "unknown: no training.json") for c in checkpoints})
+            log.info("not recorded in the report of %s: no checkpoint was trained on it (trained on %s)", key,
+                     ", ".join(sources))
         return None
     headline = {name: {d: {m: round(v[m], 4) for m in ("R@1", "R@10") if m in v} for d, v in dirs.items()}
                 for name, dirs in results.items()}

@@ -42,3 +42,18 @@ def test_a_record_written_before_splits_were_recorded_reads_as_held_out(tmp_path
     build.write_report(str(run))
     index = html.unescape((run / "report" / "index.html").read_text())
     assert "R@1 / R@10 in percent on the held-out products" in index
+
+
+def test_an_evaluation_of_checkpoints_trained_elsewhere_says_why_it_is_not_recorded(tmp_path, caplog):
+    run, other = tmp_path / "run", tmp_path / "other"
+    build_run(run, products=6, shard_size=3)
+    write_training_record(tmp_path / "ours", str(other), "tiny")
+    with caplog.at_level("INFO", logger="model.evaluations"):
+        line = record_evaluation(str(run), tmp_path / "eval.json", [str(tmp_path / "ours" / "epoch-0001")], RESULTS)
+    assert line is None and not (run / "_evaluations.jsonl").exists()
+    assert f"not recorded in the report of {run.resolve()}: no checkpoint was trained on it (trained on " \
+           f"{other.resolve()})" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="model.evaluations"):
+        assert record_evaluation(str(run), tmp_path / "eval.json", [], RESULTS) is None  # baselines alone: silent
+    assert caplog.text == ""
