@@ -15,6 +15,14 @@ from augment.stages.enrich_title import guards
 from prompts import parsers
 
 # Problems the strict retry prompt explains to the model, by guard/parser reason.
+# The released prompt of each request, pinned: a new version under prompts/templates/ changes no run until it is
+# chosen here (a resumed run never mixes answers to two versions). The record's `prompt_id` names the one used.
+PROMPT_IDS = {
+    "system": "system.v1", "system_zh": "system_zh.v1",
+    "enrich_title": "enrich_title.v1", "enrich_title_zh": "enrich_title_zh.v1",
+    "enrich_title_strict": "enrich_title_strict.v1", "enrich_title_zh_strict": "enrich_title_zh_strict.v1",
+}
+
 PROBLEMS_EN = {
     "missing_entity": "it left out required terms",
     "language": "it was not written in the language of the product title",
@@ -73,17 +81,17 @@ def enrich_request(
     """The enrichment request for one product; with `problem` (a guard/parser reason), the strict retry."""
     lang = choose_language(title, language)
     suffix = "_zh" if lang == "zh" else ""
-    system_id = prompts.resolve(f"system{suffix}")
+    system_id = PROMPT_IDS[f"system{suffix}"]
     low, high = bounds.limits(normalise_space(title))
     fields = {
         "title": title,
         "description": (description or "")[:max_description_chars],
     }
     if problem is None:
-        prompt_id = prompts.resolve(f"enrich_title{suffix}")
+        prompt_id = PROMPT_IDS[f"enrich_title{suffix}"]
         fields |= {"entities": format_entities(entities), "max_chars": str(high)}
     else:
-        prompt_id = prompts.resolve(f"enrich_title{suffix}_strict")
+        prompt_id = PROMPT_IDS[f"enrich_title{suffix}_strict"]
         table, default = (PROBLEMS_ZH, PARSE_PROBLEM_ZH) if lang == "zh" else (PROBLEMS_EN, PARSE_PROBLEM_EN)
         fields |= {
             "required": "\n".join(guards.kept_entities(entities)),
