@@ -52,6 +52,11 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+# How an answer is held to its JSON schema: auto (the server's response_format json_schema, plain text where the
+# server refuses it), json_schema (always), off (never).
+STRUCTURED_OUTPUT = ("auto", "json_schema", "off")
+
+
 class OpenAIChatClient:
     def __init__(
         self,
@@ -65,7 +70,7 @@ class OpenAIChatClient:
         retry_after_max_s: float = 120.0,
         structured_output: str = "auto",
     ):
-        if structured_output not in ("auto", "json_schema", "off"):
+        if structured_output not in STRUCTURED_OUTPUT:
             raise ValueError(f"structured_output must be auto, json_schema or off, got {structured_output!r}")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -22,8 +22,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from augment.core.config import NOT_HASHED
-from augment.llm.http import OpenAIChatClient
+from augment.core.config import NOT_HASHED, ConfigError
+from augment.llm.http import STRUCTURED_OUTPUT, OpenAIChatClient
 from augment.llm.requests import ChatRequest, Completion
 
 log = logging.getLogger(__name__)
@@ -45,17 +45,23 @@ class OpenAIOptions:
     backoff_max_s: float = dataclasses.field(default=30.0, metadata=NOT_HASHED)
     structured_output: str = "auto"  # auto | json_schema | off
 
+    def check_data(self, key: str) -> None:
+        """Checked when the config is validated (`moon config`, `--dry-run`) and when the stage is built."""
+        if not _ENV_NAME.match(self.api_key_env):
+            raise ConfigError(f"{key}.api_key_env must name an environment variable (e.g. MOON_LLM_API_KEY), not "
+                              "hold a key")
+        if self.structured_output not in STRUCTURED_OUTPUT:
+            raise ConfigError(f"{key}.structured_output must be {', '.join(STRUCTURED_OUTPUT[:-1])} or "
+                              f"{STRUCTURED_OUTPUT[-1]}, got {self.structured_output!r}")
+
 
 class OpenAIEngine:
     requires: tuple[str, ...] = ()
     is_dataset = False
 
     def __init__(self, options, label: str = "openai"):
-        """`options` carry OpenAIOptions' and ModelOptions' fields; `label` names the stage in logs."""
-        if not _ENV_NAME.match(options.api_key_env):
-            raise ValueError(
-                "options.api_key_env must name an environment variable (e.g. MOON_LLM_API_KEY), not hold a key"
-            )
+        """`options` carry OpenAIOptions' and ModelOptions' fields (checked by their `check_data`); `label` names
+        the stage in logs."""
         self.options = options
         self.label = label
         self.client: OpenAIChatClient | None = None

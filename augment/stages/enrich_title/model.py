@@ -21,6 +21,7 @@ import dataclasses
 import logging
 from collections import Counter
 
+from augment.core.config import ConfigError
 from augment.core.names import Status
 from augment.llm import vllm_engine as vx
 from augment.llm.client import ModelOptions, stage_options
@@ -30,7 +31,7 @@ from augment.llm.transformers_engine import TransformersEngine, TransformersOpti
 from augment.llm.vllm_engine import VllmEngine, VllmOptions
 from augment.stages.base import Batch, StageResult
 from augment.stages.enrich_title import guards
-from augment.stages.enrich_title.requests import enrich_request
+from augment.stages.enrich_title.requests import LANGUAGES, enrich_request
 from augment.stages.enrich_title.template import enrichment_record
 from augment.stages.language_model import ModelStage
 from prompts import parsers
@@ -44,6 +45,13 @@ class EnrichTask:
 
     language: str = "auto"  # prompt language: auto (zh for CJK titles, else en) | en | zh
     title_max_chars: int = 300  # guard: longest enriched title (longer sources may grow by 25 %)
+
+    def check_data(self, key: str) -> None:
+        """Checked when the config is validated (`moon config`, `--dry-run`) and when the stage is built."""
+        if self.language not in LANGUAGES:
+            raise ConfigError(f"{key}.language must be auto, en or zh, got {self.language!r}")
+        if self.title_max_chars < 1:
+            raise ConfigError(f"{key}.title_max_chars must be at least 1, got {self.title_max_chars}")
 
 
 OpenAIEnrichOptions = stage_options("OpenAIEnrichOptions", __name__, ModelOptions, OpenAIOptions, EnrichTask)
@@ -73,8 +81,6 @@ class ModelEnrichStage(ModelStage):
 
     def __init__(self, options=None, context=None):
         super().__init__(options, context)
-        if self.options.language not in ("auto", "en", "zh"):
-            raise ValueError(f"enrich_title.language must be auto, en or zh, got {self.options.language!r}")
         self.bounds = guards.TitleBounds(max_chars=self.options.title_max_chars)
 
     def _request(self, batch: Batch, i: int, image_url: str | None, problem: str | None = None) -> ChatRequest:

@@ -60,6 +60,9 @@ def format_entities(entities: list[dict] | None) -> str:
     return "\n".join(lines)
 
 
+LANGUAGES = ("auto", "en", "zh")  # the `language` option: auto picks zh for CJK titles, else en
+
+
 def choose_language(title: str, language: str) -> str:
     """'zh' or 'en': the prompt language for a title. `language` is en, zh or auto (zh for CJK titles)."""
     if language == "auto":

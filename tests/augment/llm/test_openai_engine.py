@@ -1,5 +1,6 @@
 """The openai backend of enrich_title and background_prompts, end to end against a local HTTP server."""
 import json
+import re
 
 import pytest
 
@@ -180,6 +181,20 @@ def test_api_key_env_must_be_a_name():
 def test_model_is_required():
     with pytest.raises(ValueError, match="options.model is required"):
         OpenAIEnrichStage(OpenAIEnrichOptions(), RunContext())
+
+
+@pytest.mark.parametrize("stage,option,problem", [
+    ("enrich_title", "language=xx", "language must be auto, en or zh, got 'xx'"),
+    ("enrich_title", "title_max_chars=0", "title_max_chars must be at least 1, got 0"),
+    ("enrich_title", "structured_output=yes", "structured_output must be auto, json_schema or off, got 'yes'"),
+    ("background_prompts", "api_key_env=sk-live-1", "api_key_env must name an environment variable"),
+])
+def test_a_model_option_out_of_its_values_is_refused_before_the_run(stage, option, problem):
+    from augment import config as C
+
+    with pytest.raises(C.ConfigError, match=rf"^stages\.{stage}\.options\.{re.escape(problem)}"):
+        C.load_for_run(sets=[f"stages.{stage}.backend=openai", f"stages.{stage}.options.model=m",
+                             f"stages.{stage}.options.{option}"])
 
 
 @pytest.mark.parametrize("stage", ["enrich_title", "background_prompts"])
