@@ -69,6 +69,13 @@ def stage_options(name: str, module: str, *parts: type) -> type:
                 check(self, key)
 
         namespace["check_data"] = check_data
+    posts = [part.__post_init__ for part in parts if hasattr(part, "__post_init__")]
+    if posts:  # the parts' own range checks, when the options are built
+        def __post_init__(self) -> None:
+            for post in posts:
+                post(self)
+
+        namespace["__post_init__"] = __post_init__
     cls = dataclasses.make_dataclass(name, list(fields.values()), frozen=True, namespace=namespace)
     cls.__module__ = module
     cls.__qualname__ = name
