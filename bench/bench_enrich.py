@@ -1,6 +1,6 @@
 """Benchmark of title enrichment through the openai backend against a real vLLM CPU server.
 
-Measures, on the same requests (enrich_title.v1 prompts of the bundled Myntra sample products):
+Measures, on the same requests (enrich_title prompts, as the stage pins them, of the bundled Myntra sample products):
   1. requests/s of the async client against vLLM (tiny random Llama, CPU) at concurrency 1 and 16;
   2. the client's own cost per request: the same client against a local stub server that answers at once
      (what remains is our request encoding, HTTP and response decoding, plus the stub's own handling);
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from augment.stages.enrich_title.model import OpenAIEnrichOptions, OpenAIEnrichStage  # noqa: E402
+from augment.stages.enrich_title.requests import PROMPT_IDS  # noqa: E402
 from augment.llm.http import OpenAIChatClient  # noqa: E402
 from augment.stages.base import RunContext  # noqa: E402
 from testkit.openai_stub import StubServer, chat_answer  # noqa: E402
@@ -49,7 +50,7 @@ def sample_batch(n: int) -> dict:
 
 def payloads(batch: dict, model: str, max_tokens: int) -> list[dict]:
     stage = OpenAIEnrichStage(OpenAIEnrichOptions(model=model, max_tokens=max_tokens, send_image=False), RunContext())
-    return [stage.payload(stage._request(batch, i, None)) for i in range(len(batch["product_id"]))]
+    return [stage.engine.payload(stage._request(batch, i, None)) for i in range(len(batch["product_id"]))]
 
 
 def client_rate(base_url: str, bodies: list[dict], concurrency: int, repeats: int = 1) -> dict:
@@ -125,8 +126,8 @@ def main(argv=None) -> dict:
             for c in args.concurrency:
                 figures[f"vllm_c{c}"] = client_rate(server.base_url, bodies, c)
 
-    print(f"vLLM CPU server (tiny random Llama, max_tokens {args.max_tokens}), {args.requests} enrich_title.v1 "
-          f"requests; server ready in {figures['server_ready_s']} s")
+    print(f"vLLM CPU server (tiny random Llama, max_tokens {args.max_tokens}), {args.requests} "
+          f"{PROMPT_IDS['enrich_title']} requests; server ready in {figures['server_ready_s']} s")
     for c in args.concurrency:
         f = figures[f"vllm_c{c}"]
         print(f"  concurrency {c:>2}: {f['requests_per_s']:8.2f} req/s  ({f['seconds']} s, errors {f['errors']})")
