@@ -32,8 +32,8 @@ test-services:
 	-@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
 	  && echo "installed chromium"; } || echo "chromium could not be installed: browser tests will be skipped"
 
-# Every tier (CI runs this). The tiers are chosen by markers (setup.cfg, tests/conftest.py), never by file lists; a
-# selection that runs no test fails (pytest exits 5). By default three tiers run in two lanes of pytest processes
+# Every tier (CI runs this). The tiers are chosen by markers (declared in setup.cfg, combined in testkit/tiers.py),
+# never by file lists; a selection that runs no test fails (pytest exits 5). By default three tiers run in two lanes of pytest processes
 # (testkit/tiers.py): the process tier (slow) prints as it goes; the in-process tier and then the service tier
 # (external, gpu, slow orchestration) run beside it, and their logs follow at the end.
 # TEST_WORKERS=N instead spreads the test files over N pytest-xdist processes (one file per unit; the files that

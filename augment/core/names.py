@@ -1,5 +1,5 @@
 """The names of the data contract that need no Arrow: the stage order, the status values, the quarantine reasons,
-the internal columns.
+the internal columns; and the plan's batch limits, which the Airflow DAG files read at parse time too.
 
 Part of the schema (augment/core/schema.py re-exports every name here); kept apart so that processes without
 pyarrow (the Airflow DAG files at parse time) can read them. Every module that names a stage, a status, a

@@ -1,9 +1,9 @@
 """The data contract of the pipeline: input columns, output shard schema, quarantine and manifest records.
 
-This module is the single definition of every column the pipeline reads or writes, of the stage order and of the
-status values. Docs (README "Output schema") and tests are generated from or checked against it; the trainer reads
-shards through it. The names that need no Arrow (stage order, `Status`, `Reason`, internal bookkeeping columns) are
-defined in names.py and re-exported here. It must not import Ray, torch or any model code: the Airflow image and
+This module and names.py are the single definition of every column the pipeline reads or writes, of the stage
+order and of the status values. Docs (README "Output schema") and tests are generated from or checked against it;
+the trainer reads shards through it. The names that need no Arrow (stage order, `Status`, `Reason`, internal
+bookkeeping columns) are defined in names.py and re-exported here. It must not import Ray, torch or any model code: the Airflow image and
 readers of the shards import it.
 """
 from __future__ import annotations
