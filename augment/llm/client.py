@@ -7,7 +7,7 @@ from its engine otherwise, and caches what the engine answered. Engines (openai_
 vllm_engine) only know how to answer a list of requests.
 
 The options a user writes under `stages.<stage>.options` are one flat mapping: the options every engine shares
-(`ModelOptions`), the engine's own and the task's own. `stage_options` builds that flat dataclass from the three,
+(`ModelOptions`), the engine's own and the task's own. `options_class` builds that flat dataclass from the three,
 so each is written once.
 
 Must not: know about prompts, guards or rows.
@@ -44,7 +44,7 @@ class ModelOptions:
                               "directory (transformers, vllm)")
 
 
-def stage_options(name: str, module: str, *parts: type) -> type:
+def options_class(name: str, module: str, *parts: type) -> type:
     """One flat, frozen options dataclass named `name` (defined in `module`) with the fields of `parts`, in order.
 
     A field that a later part names again keeps its place and takes the later part's default: a task's own

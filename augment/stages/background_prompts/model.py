@@ -22,7 +22,7 @@ from augment.core.config import ConfigError
 from augment.core.names import Status
 from augment.imaging import codec, untrusted
 from augment.llm import vllm_engine as vx
-from augment.llm.client import ModelOptions, stage_options
+from augment.llm.client import ModelOptions, options_class
 from augment.llm.openai_engine import OpenAIEngine, OpenAIOptions
 from augment.llm.requests import ChatRequest, Completion, image_data_url
 from augment.llm.transformers_engine import TransformersEngine, TransformersOptions
@@ -57,11 +57,11 @@ class BackgroundTask:
             raise ConfigError(f"{key}.backgrounds: {exc.args[0]}") from None
 
 
-OpenAIBackgroundOptions = stage_options("OpenAIBackgroundOptions", __name__, ModelOptions, OpenAIOptions,
+OpenAIBackgroundOptions = options_class("OpenAIBackgroundOptions", __name__, ModelOptions, OpenAIOptions,
                                         BackgroundTask)
-TransformersBackgroundOptions = stage_options("TransformersBackgroundOptions", __name__, ModelOptions,
+TransformersBackgroundOptions = options_class("TransformersBackgroundOptions", __name__, ModelOptions,
                                               TransformersOptions, BackgroundTask)
-VllmBackgroundOptions = stage_options("VllmBackgroundOptions", __name__, ModelOptions, VllmOptions, BackgroundTask)
+VllmBackgroundOptions = options_class("VllmBackgroundOptions", __name__, ModelOptions, VllmOptions, BackgroundTask)
 
 
 def judge_backgrounds(completion: Completion, count: int) -> tuple[list[str] | None, str | None]:

@@ -24,7 +24,7 @@ from collections import Counter
 from augment.core.config import ConfigError
 from augment.core.names import Status
 from augment.llm import vllm_engine as vx
-from augment.llm.client import ModelOptions, stage_options
+from augment.llm.client import ModelOptions, options_class
 from augment.llm.openai_engine import OpenAIEngine, OpenAIOptions
 from augment.llm.requests import ChatRequest, Completion
 from augment.llm.transformers_engine import TransformersEngine, TransformersOptions
@@ -54,10 +54,10 @@ class EnrichTask:
             raise ConfigError(f"{key}.title_max_chars must be at least 1, got {self.title_max_chars}")
 
 
-OpenAIEnrichOptions = stage_options("OpenAIEnrichOptions", __name__, ModelOptions, OpenAIOptions, EnrichTask)
-TransformersEnrichOptions = stage_options("TransformersEnrichOptions", __name__, ModelOptions, TransformersOptions,
+OpenAIEnrichOptions = options_class("OpenAIEnrichOptions", __name__, ModelOptions, OpenAIOptions, EnrichTask)
+TransformersEnrichOptions = options_class("TransformersEnrichOptions", __name__, ModelOptions, TransformersOptions,
                                           EnrichTask)
-VllmEnrichOptions = stage_options("VllmEnrichOptions", __name__, ModelOptions, VllmOptions, EnrichTask)
+VllmEnrichOptions = options_class("VllmEnrichOptions", __name__, ModelOptions, VllmOptions, EnrichTask)
 
 
 def judge_title(completion: Completion, title: str, entities, bounds: guards.TitleBounds

@@ -1,4 +1,4 @@
-"""augment.llm.client.stage_options: one options dataclass from the parts of a model backend."""
+"""augment.llm.client.options_class: one options dataclass from the parts of a model backend."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from augment.core.config import NOT_HASHED, ConfigError, unhashed_fields
-from augment.llm.client import ModelOptions, stage_options
+from augment.llm.client import ModelOptions, options_class
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Task:
             raise ConfigError(f"{key}.max_tokens must be at most 4096")
 
 
-Options = stage_options("Options", __name__, ModelOptions, Engine, Task)
+Options = options_class("Options", __name__, ModelOptions, Engine, Task)
 
 
 def test_the_parts_fields_defaults_checks_and_hash_marks_are_carried():
