@@ -176,7 +176,7 @@ def _first_line(exc: BaseException) -> str:
 def load_train_state(directory: str | Path) -> dict:
     path = resolve_checkpoint(directory) / STATE_FILE
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as exc:  # a truncated or foreign file: torch raises RuntimeError, EOFError, UnpicklingError...

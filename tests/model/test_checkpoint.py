@@ -77,6 +77,24 @@ def test_a_truncated_train_state_names_the_file(copy):
         load_train_state(copy)
 
 
+class _Planted:
+    """An object whose unpickling would write a file: what a train_state.pt planted in a shared folder could do."""
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (shutil.copyfile, (__file__, self.target))
+
+
+def test_a_train_state_that_would_run_code_is_refused_unrun(copy, tmp_path):
+    """Resuming reads train_state.pt from a folder the DAG form names: only tensors and plain values load."""
+    state, planted = copy / "epoch-0001" / STATE_FILE, tmp_path / "planted"
+    torch.save({"epoch": 1, "step": 3, "optimizer": _Planted(planted), "scheduler": {}}, state)
+    with pytest.raises(CheckpointError, match=f"^{state}: not a readable training state"):
+        load_train_state(copy)
+    assert not planted.exists()
+
+
 def test_resuming_with_another_model_or_loss_names_the_keys(checkpoint, tmp_path):
     cfg = load_config("tiny", {"train.epochs": 2, "text.width": 32, "loss.tau": 0.1})
     with pytest.raises(CheckpointError) as refused:  # before Ray starts: no run folder is even read

@@ -67,6 +67,18 @@ def test_every_from_pretrained_is_local_safetensors_without_remote_code(where, r
     assert trust is None or isinstance(trust, (ast.Attribute, ast.Name)) or trust.value is False, where
 
 
+def test_every_torch_load_reads_tensors_only():
+    """torch.load unpickles; with weights_only=True it builds tensors and plain values and nothing else."""
+    calls = []
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                keywords = {k.arg: k.value for k in node.keywords}
+                calls.append((f"{path.relative_to(ROOT)}:{node.lineno}", _is_true(keywords.get("weights_only"))))
+    assert len(calls) >= 2  # model/pretrained.py and model/checkpoint.py: the scan sees the calls it checks
+    assert [where for where, safe in calls if not safe] == []
+
+
 def test_remote_code_is_off_unless_the_config_turns_it_on():
     from augment.stages.enrich_title.model import TransformersEnrichOptions
 
