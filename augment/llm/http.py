@@ -195,7 +195,10 @@ class OpenAIChatClient:
     def _completion(self, response: httpx.Response) -> Completion:
         try:
             choice = response.json()["choices"][0]
-            return Completion(text=choice["message"].get("content"), finish_reason=choice.get("finish_reason"))
+            content = choice["message"].get("content")
+            if content is not None and not isinstance(content, str):  # a list or number where text belongs
+                raise TypeError(type(content).__name__)
+            return Completion(text=content, finish_reason=choice.get("finish_reason"))
         except (ValueError, KeyError, IndexError, TypeError):
             self._report(f"unexpected response body: {response.text[:300]}")
             return Completion(error="bad_response")

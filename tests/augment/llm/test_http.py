@@ -83,7 +83,8 @@ def test_timeout_is_retried_then_reported():
         (completion,) = client.complete_many([BODY])
         client.close()
     assert completion.error == "timeout"
-    assert len(server.bodies) == 2
+    assert client.retries == 1  # counted by the client: a loaded machine may shut the server before it reads the retry
+    assert 1 <= len(server.bodies) <= 2
 
 
 def test_connection_refused():
@@ -95,12 +96,28 @@ def test_connection_refused():
     assert completion.error == "connection"
 
 
-def test_malformed_answer_is_bad_response():
-    with StubServer(lambda body: (200, {}, {"choices": []})) as server:
+@pytest.mark.parametrize("answer", [
+    {"choices": []},
+    chat_answer(["not", "text"]),  # content of another type: a transport error (not cached), never a crash later
+    chat_answer(7),
+    chat_answer({"title": "x"}),
+])
+def test_malformed_answer_is_bad_response(answer):
+    with StubServer(lambda body: (200, {}, answer)) as server:
         client = client_for(server)
         (completion,) = client.complete_many([BODY])
         client.close()
-    assert completion.error == "bad_response"
+    assert (completion.error, completion.text) == ("bad_response", None)
+
+
+def test_an_answer_without_content_is_no_text():
+    answer = chat_answer("")
+    answer["choices"][0]["message"]["content"] = None
+    with StubServer(lambda body: (200, {}, answer)) as server:
+        client = client_for(server)
+        (completion,) = client.complete_many([BODY])
+        client.close()
+    assert (completion.error, completion.text) == (None, None)
 
 
 def test_concurrency_is_bounded():
