@@ -42,6 +42,7 @@ import pyarrow as pa
 import torch
 
 from augment.core import schema as S
+from augment.imaging import untrusted
 from model import images as image_ops
 from model.batch import TrainBatch
 from model.config import INTER_OBJECTIVES, ConfigError, MoonConfig
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 # (checked before reading: checked_label_columns).
 SHARD_COLUMNS = S.columns(
     "product_id", "title", "image", "image_uri", "category_path", "category", "entities",
-    "enriched_title", "enrichment", "variants",
+    "enriched_title", "enrichment", "variants", "lineage",
 )
 
 RECORD_SCHEMA = pa.schema(
@@ -223,7 +224,8 @@ def product_records(columns: dict[str, list], read_uri=None, attributes: Sequenc
     mine = Skipped() if skipped is None else skipped
     records = []
     for i in range(count):
-        image, reason = _raw_image(get("image", i), get("image_uri", i), read_uri)
+        source = (get("lineage", i) or {}).get("source_uri")
+        image, reason = _raw_image(get("image", i), get("image_uri", i), source, read_uri)
         if reason:
             mine.add(reason, get("product_id", i))
             continue
@@ -260,11 +262,18 @@ def product_records(columns: dict[str, list], read_uri=None, attributes: Sequenc
     return records
 
 
-def _raw_image(image: bytes | None, uri: str | None, read_uri) -> tuple[bytes | None, str | None]:
-    """(the product's image bytes, None), or (None, the SKIP_REASONS key of why it has no usable image)."""
+def _raw_image(image: bytes | None, uri: str | None, source_uri: str | None,
+               read_uri) -> tuple[bytes | None, str | None]:
+    """(the product's image bytes, None), or (None, the SKIP_REASONS key of why it has no usable image). An
+    image_uri is read where the validate stage read it: relative to the input file it came from (`source_uri`)."""
     if not image:
         if not uri:
             return None, "no_image"
+        if source_uri:
+            try:
+                uri = untrusted.image_address(uri, source_uri)
+            except untrusted.ImageRejected:  # validate quarantines these; a shard of an older release may hold one
+                return None, "unreadable"
         image = _read(read_uri, uri)
         if not image:
             return None, "unreadable"

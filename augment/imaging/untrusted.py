@@ -19,6 +19,7 @@ from augment.core import storage
 from augment.core.names import Reason
 
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+OPENERS = sorted(ACCEPTED_FORMATS - {"MPO"})  # the only parsers that read a header (JPEG's opens MPO files too)
 
 
 class ImageRejected(Exception):
@@ -30,14 +31,15 @@ class ImageRejected(Exception):
         self.detail = detail
 
 
-def resolve_image_uri(uri: str, base_uri: str, allowed_roots: list[str], allowed_buckets: list[str]) -> str:
-    """The URI to read for `uri` (relative paths resolve against the input file's folder), or ImageRejected when
-    it points outside the allowed roots and buckets."""
+def image_address(uri: str, base_uri: str) -> str:
+    """Where the image `uri` of a row of the input file `base_uri` is: a relative path resolved against the
+    file's folder (through symlinks), `file://` read as a path, an S3 address as storage reads it. ImageRejected
+    for another scheme, a `..` segment in an S3 key, a relative path that leaves the input's bucket."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
-        if parsed.netloc not in allowed_buckets:
-            raise ImageRejected(Reason.IMAGE_BUCKET_NOT_ALLOWED, f"bucket {parsed.netloc!r} is not in input.allowed_buckets")
-        return uri
+        if ".." in uri[len("s3://"):].split("/"):  # S3 keeps `..` in a key as it is; a reader may not
+            raise ImageRejected(Reason.IMAGE_PATH_OUTSIDE_ROOTS, f"{uri!r}: a `..` segment in an S3 key")
+        return "s3://" + uri[len("s3://"):]  # the scheme as storage reads it (`S3://` would be a local path)
     if parsed.scheme == "file":
         uri = unquote(parsed.path)
     elif parsed.scheme and len(parsed.scheme) > 1:
@@ -47,9 +49,20 @@ def resolve_image_uri(uri: str, base_uri: str, allowed_roots: list[str], allowed
         resolved = os.path.normpath(os.path.join(os.path.dirname(key), uri))
         if resolved.startswith(".."):
             raise ImageRejected(Reason.IMAGE_PATH_OUTSIDE_ROOTS, f"{uri!r} leaves the input's bucket")
-        return resolve_image_uri(f"s3://{bucket}/{resolved}", base_uri, allowed_roots, allowed_buckets)
+        return f"s3://{bucket}/{resolved}"
     base_dir = Path(base_uri).parent if not storage.is_s3(base_uri) else Path.cwd()
-    path = Path(os.path.realpath(base_dir / uri))
+    return os.path.realpath(base_dir / uri)
+
+
+def resolve_image_uri(uri: str, base_uri: str, allowed_roots: list[str], allowed_buckets: list[str]) -> str:
+    """The image_address of `uri`, or ImageRejected when it is outside the allowed roots and buckets."""
+    address = image_address(uri, base_uri)
+    if storage.is_s3(address):
+        bucket = urlparse(address).netloc  # "" for s3:///key: in no list
+        if bucket not in allowed_buckets:
+            raise ImageRejected(Reason.IMAGE_BUCKET_NOT_ALLOWED, f"bucket {bucket!r} is not in input.allowed_buckets")
+        return address
+    path = Path(address)
     for root in allowed_roots:
         root_path = Path(os.path.realpath(root))
         if path == root_path or root_path in path.parents:
@@ -79,7 +92,7 @@ def normalise(data: bytes, max_pixels: int, min_side: int, max_side: int) -> Ima
     if not data:
         raise ImageRejected(Reason.IMAGE_EMPTY, "zero bytes")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=OPENERS)
     except Image.DecompressionBombError as exc:
         raise ImageRejected(Reason.IMAGE_TOO_MANY_PIXELS, str(exc)) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
@@ -111,7 +124,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode to RGB: alpha composited on white, 16-bit and float scaled, CMYK and palettes converted."""
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
+        array = np.asarray(image, dtype=np.float32)  # exact for 16-bit values, half the memory of float64
         top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
         gray = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
         return Image.fromarray(gray).convert("RGB")

@@ -152,6 +152,22 @@ def test_an_image_uri_file_corrupted_after_the_run_is_skipped(tmp_path, caplog):
             "p0001)") in caplog.text
 
 
+def test_a_relative_image_uri_is_read_from_the_input_files_folder(tmp_path, monkeypatch):
+    """Where the validate stage read it (a CSV naming images/1.jpg), whatever folder the trainer runs in."""
+    rows = product_rows(2)
+    (tmp_path / "catalogue" / "images").mkdir(parents=True)
+    (tmp_path / "catalogue" / "images" / "1.jpg").write_bytes(rows[0]["image"])
+    for row, uri in zip(rows, ("images/1.jpg", "https://example.com/2.jpg")):
+        row["image"], row["image_uri"] = None, uri
+        row["lineage"] = row["lineage"] | {"source_uri": str(tmp_path / "catalogue" / "products.csv")}
+    monkeypatch.chdir(tmp_path)
+    skipped = Skipped()
+    records = product_records(columns(rows), skipped=skipped)
+    image = (tmp_path / "catalogue" / "images" / "1.jpg").read_bytes()
+    assert [(r["product_id"], r["image"]) for r in records] == [("p0000", image)]
+    assert skipped.reasons == {"unreadable": 1}  # a scheme the validate stage refuses is never fetched
+
+
 def null_images(run, shard_index=None) -> None:
     for i, shard in enumerate(shards(run)):
         if shard_index is None or i == shard_index:

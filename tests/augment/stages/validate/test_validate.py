@@ -122,3 +122,22 @@ def test_animated_gif_uses_the_first_frame(tmp_path):
 def test_working_image_is_capped(tmp_path):
     result = run(tmp_path, [{"product_id": "p", "title": "t", "image": photo_file(600, 300)}], work_image_side=200)
     assert Image.open(_io.BytesIO(result.columns["_image"][0])).size == (200, 100)
+
+
+def test_s3_addresses_are_read_as_s3_and_keep_within_their_keys():
+    from augment.imaging.untrusted import ImageRejected, resolve_image_uri
+
+    def resolve(uri):
+        return resolve_image_uri(uri, "s3://shop/in/products.parquet", allowed_roots=[], allowed_buckets=["shop"])
+
+    assert resolve("S3://shop/img/1.jpg") == "s3://shop/img/1.jpg"  # never the local path "S3:/shop/..."
+    assert resolve("img/1.jpg") == "s3://shop/in/img/1.jpg"
+    assert resolve("../img/1.jpg") == "s3://shop/img/1.jpg"
+    for uri in ("s3://shop/in/../../other/1.jpg", "s3://shop/../1.jpg"):
+        with pytest.raises(ImageRejected) as rejected:
+            resolve(uri)
+        assert rejected.value.reason == "image_path_outside_roots"
+    for uri in ("S3://elsewhere/1.jpg", "s3:///1.jpg"):
+        with pytest.raises(ImageRejected) as rejected:
+            resolve(uri)
+        assert rejected.value.reason == "image_bucket_not_allowed"
