@@ -50,6 +50,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 MAX_RAW_CHARS = 10_000
+MAX_LINE_BYTES = 64 << 20  # a longer JSONL line is quarantined unread (an inline data-URL image stays well under)
 STAGED_MARKER = "_staged.json"  # in a staged copy's folder, written last: rows, parts, schema, column notes
 WRITE_THREADS = 2  # staged parts written at once (Parquet encoding runs outside the GIL)
 PART_GROUPS = 1024  # row groups (one shard each) per staged part: a part's footer stays under a megabyte
@@ -354,11 +355,29 @@ def _reading(uri: str) -> Iterator[None]:
         raise storage.naming_error(exc, uri) from exc
 
 
+def _lines(f: io.BufferedReader, limit: int) -> Iterator[tuple[bytes, bool]]:
+    """(line, whole) for each line of `f`; a line longer than `limit` bytes comes as its start with whole False,
+    and the rest of it is skipped without being held."""
+    while line := f.readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line, True
+            continue
+        while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+            pass
+        yield line[:MAX_RAW_CHARS], False
+
+
 def iter_jsonl(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str | None]]:
-    """(record, error, raw line) per non-blank line. Non-UTF-8 and non-object lines are errors, not crashes. A
-    UTF-8 byte order mark before the first line is not part of it."""
+    """(record, error, raw line) per non-blank line. Non-UTF-8 and non-object lines, and lines over
+    MAX_LINE_BYTES (their start is kept), are errors, not crashes. A UTF-8 byte order mark before the first line
+    is not part of it."""
+    limit = MAX_LINE_BYTES
     with _open_text(uri) as f, _reading(uri):
-        for number, raw in enumerate(f):
+        for number, (raw, whole) in enumerate(_lines(f, limit)):
+            if not whole:
+                yield (None, f"{Reason.LINE_TOO_LONG} (line {number + 1}: over {limit} bytes)",
+                       raw.decode("utf-8", errors="replace"))
+                continue
             if number == 0:
                 raw = raw.removeprefix(codecs.BOM_UTF8)
             if not raw.strip():

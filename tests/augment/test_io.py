@@ -51,6 +51,21 @@ def test_jsonl_bad_lines_become_rows_with_a_parse_error(tmp_path):
     assert table.column(S.RAW_ROW).to_pylist()[1] == '{"product_id": "2", "title": '
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_jsonl_line_over_the_limit_is_one_row_with_its_start_kept(tmp_path, monkeypatch, compressed):
+    """A multi-GB line (or a gzip bomb of one) is skipped in pieces; the lines after it are read."""
+    monkeypatch.setattr(io, "MAX_LINE_BYTES", 200)
+    long_line = b'{"product_id": "2", "title": "' + b"x" * 5000 + b'"}\n'
+    data = b'{"product_id": "1", "title": "a"}\n' + long_line + b'{"product_id": "3", "title": "' + b"y" * 150 + b'"}'
+    path = tmp_path / ("in.jsonl.gz" if compressed else "in.jsonl")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    source = io.open_source(str(path), str(tmp_path / "_input"), {}, 64)
+    table = read_all(source)
+    assert table.column(PARSE_ERROR).to_pylist() == [None, "line_too_long (line 2: over 200 bytes)", None]
+    assert table.column("title").to_pylist() == ["a", None, "y" * 150]
+    assert table.column(S.RAW_ROW).to_pylist()[1].startswith('{"product_id": "2", "title": "xxx')
+
+
 def test_csv_with_quoted_newlines_and_mapped_columns(tmp_path):
     path = tmp_path / "in.csv"
     path.write_text('id,productDisplayName,image,brandName\n1,"Two\nlines",images/1.jpg,Nike\n2,Plain,images/2.jpg,\n')
