@@ -84,7 +84,8 @@ PARAMS = {
     "ray_conn_id": Param("ray_default", type="string", minLength=1, title="Ray connection",
                          description="Airflow connection of the Ray cluster's job server (host, port, token)."),
     "env_vars": Param({}, type="object", additionalProperties={"type": "string"}, title="Job environment",
-                      description="Extra environment variables of the Ray jobs (no secrets: they show in the UI). "
+                      description="Extra environment variables of the Ray jobs (no secrets: they show in the UI; "
+                                  "LD_*, PYTHON*, PATH and shell start-up names are refused). "
                                   "S3 settings among them ({}) also apply to plan, validate and publish."
                                   .format(", ".join(S3_SETTINGS))),
 }

@@ -39,7 +39,9 @@ PARAMS = {
                  description="Passes --gpu. Unticked, the model config decides: base and paper train on GPUs, "
                              "tiny on CPUs."),
     "ray_conn_id": Param("ray_default", type="string", minLength=1, title="Ray connection"),
-    "env_vars": Param({}, type="object", additionalProperties={"type": "string"}, title="Job environment"),
+    "env_vars": Param({}, type="object", additionalProperties={"type": "string"}, title="Job environment",
+                      description="Extra environment variables of the training job (no secrets: they show in the UI; "
+                                  "LD_*, PYTHON*, PATH and shell start-up names are refused)."),
 }
 
 

@@ -37,6 +37,11 @@ CHECKPOINTS_ROOT_ENV, DEFAULT_CHECKPOINTS_ROOT = "MOON_CHECKPOINTS_ROOT", "/tmp/
 # The form's env_vars that say where S3 is (augment.core.storage reads them): applied to the Airflow tasks that read
 # or write the run (plan, validate, publish) as well as to the Ray jobs, so that both reach the same store.
 S3_SETTINGS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
+# Job environment names the form refuses: they choose which code the job runs (the dynamic loader, the interpreter's
+# path and start-up, the shell that starts the entrypoint), which a trigger form must not.
+CODE_CHOOSING_PREFIXES = ("LD_", "DYLD_", "PYTHON")
+CODE_CHOOSING_NAMES = ("PATH", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "IFS", "CDPATH")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class RunRequestError(ValueError):
@@ -88,9 +93,7 @@ class RunRequest:
         stages = params.get("stages") or []
         if isinstance(stages, str):
             stages = [s for s in stages.split(",")]
-        env_vars = params.get("env_vars") or {}
-        if not isinstance(env_vars, dict):
-            raise RunRequestError("env_vars: must be an object of NAME: value")
+        env_vars = job_environment(params)
         return cls(
             input_uri=input_uri,
             output_uri=output_uri,
@@ -102,7 +105,7 @@ class RunRequest:
             gpus=gpus,
             ray_conn_id=(params.get("ray_conn_id") or "ray_default").strip(),
             limit=limit,
-            env_vars={str(k): str(v) for k, v in env_vars.items()},
+            env_vars=env_vars,
         )
 
     def with_file_profile(self) -> "RunRequest":
@@ -427,6 +430,21 @@ def report_url(run_uri: str) -> str:
     return f"{served.rstrip('/')}/{bucket}/{urllib.parse.quote(key)}"
 
 
+def job_environment(params: dict[str, Any]) -> dict[str, str]:
+    """The form's env_vars as the Ray job's environment, or RunRequestError naming a variable that is not a name
+    or that chooses which code runs (CODE_CHOOSING_PREFIXES, CODE_CHOOSING_NAMES)."""
+    env_vars = params.get("env_vars") or {}
+    if not isinstance(env_vars, dict):
+        raise RunRequestError("env_vars: must be an object of NAME: value")
+    for name in map(str, env_vars):
+        if not ENV_NAME.fullmatch(name):
+            raise RunRequestError(f"env_vars: {name!r} is not a variable name (letters, digits, _)")
+        if name in CODE_CHOOSING_NAMES or name.startswith(CODE_CHOOSING_PREFIXES):
+            raise RunRequestError(f"env_vars: {name} chooses which code the job runs; set it in the cluster's "
+                                  "image or runtime environment, not in a run's form")
+    return {str(k): str(v) for k, v in env_vars.items()}
+
+
 def train_request(run_uri: str, params: dict[str, Any], dag_run_id: str) -> dict[str, Any]:
     """Command and metadata of the training job on a finished run; checkpoints go to `checkpoint_folder`, one per
     DAG run. With `--resume` the first try starts from nothing and a retry, or the task cleared after a lost cluster,
@@ -436,7 +454,7 @@ def train_request(run_uri: str, params: dict[str, Any], dag_run_id: str) -> dict
             "--output", output]
     if params.get("gpu"):
         args.append("--gpu")
-    env_vars = {str(k): str(v) for k, v in (params.get("env_vars") or {}).items()}
+    env_vars = job_environment(params)
     return {
         "entrypoint": shlex.join(args),
         "runtime_env": {"env_vars": env_vars} if env_vars else {},

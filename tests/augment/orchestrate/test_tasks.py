@@ -39,6 +39,11 @@ def test_output_uri_placeholder_becomes_the_dag_run_id_as_a_folder_name():
     ("limit", 0, r"limit: must be at least 1 \(or empty for every row\)"),
     ("limit", "forty", "limit: must be a whole number, got 'forty'"),
     ("env_vars", ["A=1"], "env_vars"),
+    ("env_vars", {"A B": "1"}, "env_vars: 'A B' is not a variable name"),
+    ("env_vars", {"LD_PRELOAD": "/tmp/x.so"}, "env_vars: LD_PRELOAD chooses which code the job runs"),
+    ("env_vars", {"PYTHONPATH": "/tmp"}, "env_vars: PYTHONPATH chooses"),
+    ("env_vars", {"BASH_ENV": "/tmp/x.sh"}, "env_vars: BASH_ENV chooses"),
+    ("env_vars", {"PATH": "/tmp:/usr/bin"}, "env_vars: PATH chooses"),
 ])
 def test_bad_form_values_are_refused_naming_the_field(field, value, message):
     with pytest.raises(T.RunRequestError, match=message):
@@ -497,3 +502,10 @@ def test_a_runs_root_no_ray_job_can_find_is_refused(value):
 @pytest.mark.parametrize("value,jobs", [(None, 8), ("", 8), ("abc", 8), ("0", 1), ("-3", 1), (" 12 ", 12)])
 def test_jobs_per_run_falls_back_to_a_working_number(value, jobs):
     assert T.jobs_per_run(value) == jobs
+
+
+def test_a_training_jobs_environment_is_checked_like_a_runs():
+    job = T.train_request("/runs/r1", {"env_vars": {"HF_HOME": "/models", "NCCL_DEBUG": "INFO"}}, "nightly")
+    assert job["runtime_env"] == {"env_vars": {"HF_HOME": "/models", "NCCL_DEBUG": "INFO"}}
+    with pytest.raises(T.RunRequestError, match="^env_vars: LD_LIBRARY_PATH chooses which code the job runs"):
+        T.train_request("/runs/r1", {"env_vars": {"LD_LIBRARY_PATH": "/tmp"}}, "nightly")
