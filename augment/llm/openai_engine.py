@@ -28,7 +28,9 @@ from augment.llm.requests import ChatRequest, Completion
 
 log = logging.getLogger(__name__)
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The key's variable must be named as one: a config (the DAG form's config_file names any file) must not send
+# another secret of the worker's environment (AWS_SECRET_ACCESS_KEY, a token) to the server it names.
+_KEY_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*_API_KEY$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +49,9 @@ class OpenAIOptions:
 
     def check_data(self, key: str) -> None:
         """Checked when the config is validated (`moon config`, `--dry-run`) and when the stage is built."""
-        if not _ENV_NAME.match(self.api_key_env):
-            raise ConfigError(f"{key}.api_key_env must name an environment variable (e.g. MOON_LLM_API_KEY), not "
-                              "hold a key")
+        if not _KEY_ENV_NAME.match(self.api_key_env):
+            raise ConfigError(f"{key}.api_key_env must name an environment variable ending in _API_KEY (e.g. "
+                              f"MOON_LLM_API_KEY), not hold a key or name another variable; got {self.api_key_env!r}")
         if self.structured_output not in STRUCTURED_OUTPUT:
             raise ConfigError(f"{key}.structured_output must be {', '.join(STRUCTURED_OUTPUT[:-1])} or "
                               f"{STRUCTURED_OUTPUT[-1]}, got {self.structured_output!r}")

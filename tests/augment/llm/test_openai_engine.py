@@ -173,9 +173,11 @@ def test_transport_failures_are_not_cached(tmp_path):
     assert not (tmp_path / "_cache").exists()
 
 
-def test_api_key_env_must_be_a_name():
-    with pytest.raises(ValueError, match="must name an environment variable"):
-        OpenAIEnrichStage(OpenAIEnrichOptions(model="m", api_key_env="sk-live-abc123!"), RunContext())
+@pytest.mark.parametrize("value", ["sk-live-abc123!", "AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "MOON_LLM_API_KEY_2"])
+def test_api_key_env_must_name_an_api_key_variable(value):
+    """Neither a key nor another secret of the worker's environment, which would go to the server the config names."""
+    with pytest.raises(ValueError, match=f"must name an environment variable ending in _API_KEY .*got '{value}'"):
+        OpenAIEnrichStage(OpenAIEnrichOptions(model="m", api_key_env=value), RunContext())
 
 
 def test_model_is_required():
@@ -206,9 +208,9 @@ def test_a_config_without_a_model_is_refused_before_the_run(stage):
 
 
 def test_api_key_read_from_named_variable(monkeypatch):
-    monkeypatch.setenv("MY_LLM_KEY", "sk-test-9")
+    monkeypatch.setenv("MY_LLM_API_KEY", "sk-test-9")
     with StubServer(lambda body: answer(GOOD)) as server:
-        enrich(server, batch([NIKE]), api_key_env="MY_LLM_KEY")
+        enrich(server, batch([NIKE]), api_key_env="MY_LLM_API_KEY")
     assert server.auth == ["Bearer sk-test-9"]
 
 
