@@ -21,6 +21,7 @@ from augment.ops.report import collect, gallery, highlight, overview, pages
 from augment.ops.report.thumbs import Thumbnailer
 from augment.core.schema import VARIANT_KINDS
 from augment.core.util import code_version
+from augment.imaging import untrusted
 
 log = logging.getLogger(__name__)
 SAMPLE_SIZE = 240
@@ -99,16 +100,15 @@ def _variant_order(variant: dict) -> int:
 
 
 def _original_uri(row: dict[str, Any]) -> str | None:
-    """The catalogue's image URI; a relative one is relative to the input file it came from."""
+    """The catalogue's image, where the validate stage read it (untrusted.image_address): a relative URI against
+    the input file it came from; None for an address validate refuses."""
     uri = row.get("image_uri")
     if not uri:
         return None
-    if uri.startswith("file://"):
-        uri = uri[len("file://"):]
-    if storage.is_s3(uri) or os.path.isabs(uri):
-        return uri
-    source = (row.get("lineage") or {}).get("source_uri")
-    return storage.join(storage.parent(source), uri) if source else uri
+    try:
+        return untrusted.image_address(uri, (row.get("lineage") or {}).get("source_uri") or "")
+    except untrusted.ImageRejected:
+        return None
 
 
 def _enrichment_counts(rows: list[dict[str, Any]]) -> dict[str, int]:

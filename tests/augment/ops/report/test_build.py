@@ -238,3 +238,16 @@ def test_a_report_module_that_cannot_be_imported_is_logged_with_the_command_that
         commands.write_run_report("/runs/r1")  # never raises: the shards are committed
     assert "could not write the report" in caplog.text
     assert "regenerate it with `moon report /runs/r1`" in caplog.text
+
+
+def test_the_original_image_is_read_where_validate_read_it(tmp_path):
+    """A relative image_uri against its input file, file:// decoded as a path, a refused scheme never fetched."""
+    (tmp_path / "my images").mkdir()
+    lineage = {"source_uri": str(tmp_path / "products.csv")}
+    expected = str(tmp_path / "my images" / "1.jpg")
+    for uri in ("my images/1.jpg", f"file://{tmp_path}/my%20images/1.jpg", expected):
+        assert build._original_uri({"image_uri": uri, "lineage": lineage}) == expected
+    assert build._original_uri({"image_uri": "img/1.jpg", "lineage": {"source_uri": "s3://shop/in/p.csv"}}) == \
+        "s3://shop/in/img/1.jpg"
+    assert build._original_uri({"image_uri": "http://169.254.169.254/latest", "lineage": lineage}) is None
+    assert build._original_uri({"image_uri": None, "lineage": lineage}) is None
