@@ -27,8 +27,8 @@ PARAMS = {
     "run_uri": Param(None, type=["null", "string"], title="Run folder (optional)",
                      description="A moon_augment run to train on. Empty: the run of the triggering Asset event."),
     "train_config": Param("tiny", type="string", minLength=1, title="Model config",
-                          description="A named config (a file of model/configs/: tiny, base, paper, ...) or a "
-                                      "JSON/YAML file the cluster can read."),
+                          description="A named config (a file of model/configs/: tiny, base, paper, ...) or the "
+                                      "absolute path of a JSON/YAML file the cluster can read."),
     "checkpoint_uri": Param(
         None, type=["null", "string"], pattern="^/", title="Checkpoint folder (optional)",
         description="Absolute path on the Ray cluster (moon train writes no s3://); {run_id} becomes this DAG run's "
@@ -62,6 +62,7 @@ def moon_train():
           doc_md="Finds the run folder to train on and builds the job. Fails at once (no retry) on a bad form value.")
     def pick_run(params=None, dag_run=None, triggering_asset_events=None, inlet_events=None) -> dict:
         from augment.orchestrate import tasks
+        from model.config import named_configs
 
         run_uri = params.get("run_uri") or _triggering_run_uri(triggering_asset_events)
         if not run_uri:
@@ -69,7 +70,7 @@ def moon_train():
             run_uri = events[-1].extra.get("run_uri") if len(events) else None
         if not run_uri:
             raise ValueError("no run to train on: set run_uri, or let a moon_augment run trigger this DAG")
-        return tasks.train_request(run_uri, dict(params), dag_run.run_id)
+        return tasks.train_request(run_uri, dict(params), dag_run.run_id, named_configs())
 
     job = pick_run()
     RayJobOperator(

@@ -16,7 +16,7 @@ import re
 import shlex
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from augment.core.names import BATCHES_PER_GPU, DEFAULT_MAX_TASKS  # noqa: F401  (the DAG's form reads it here)
 
@@ -445,13 +445,28 @@ def job_environment(params: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in env_vars.items()}
 
 
-def train_request(run_uri: str, params: dict[str, Any], dag_run_id: str) -> dict[str, Any]:
+def train_config(value: str | None, named: Sequence[str] = ()) -> str:
+    """The form's model config: one of `named` (model.config.named_configs, which the DAG passes; not checked when
+    empty), or a JSON/YAML file the cluster reads, by its absolute path. RunRequestError names the field."""
+    config = (value or "tiny").strip()
+    if "/" in config or Path(config).suffix:
+        if not config.startswith("/"):
+            raise RunRequestError(f"train_config: {config!r} must be an absolute path on the Ray cluster, or a "
+                                  "named config")
+    elif named and config not in named:
+        raise RunRequestError(f"train_config: no config named {config!r} (named: {', '.join(named)}); or give the "
+                              "absolute path of a JSON/YAML file on the Ray cluster")
+    return config
+
+
+def train_request(run_uri: str, params: dict[str, Any], dag_run_id: str,
+                  named_configs: Sequence[str] = ()) -> dict[str, Any]:
     """Command and metadata of the training job on a finished run; checkpoints go to `checkpoint_folder`, one per
-    DAG run. With `--resume` the first try starts from nothing and a retry, or the task cleared after a lost cluster,
+    DAG run; the config is checked by `train_config`. With `--resume` the first try starts from nothing and a retry, or the task cleared after a lost cluster,
     continues from the last epoch that try's folder holds (trained with the same config, or refused)."""
     output = checkpoint_folder(run_uri, params.get("checkpoint_uri"), dag_run_id)
-    args = [*MOON_COMMAND, "train", "--data", run_uri, "--config", params.get("train_config") or "tiny", "--resume",
-            "--output", output]
+    config = train_config(params.get("train_config"), named_configs)
+    args = [*MOON_COMMAND, "train", "--data", run_uri, "--config", config, "--resume", "--output", output]
     if params.get("gpu"):
         args.append("--gpu")
     env_vars = job_environment(params)

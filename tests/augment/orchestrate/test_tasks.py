@@ -509,3 +509,19 @@ def test_a_training_jobs_environment_is_checked_like_a_runs():
     assert job["runtime_env"] == {"env_vars": {"HF_HOME": "/models", "NCCL_DEBUG": "INFO"}}
     with pytest.raises(T.RunRequestError, match="^env_vars: LD_LIBRARY_PATH chooses which code the job runs"):
         T.train_request("/runs/r1", {"env_vars": {"LD_LIBRARY_PATH": "/tmp"}}, "nightly")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("tinny", "^train_config: no config named 'tinny' \\(named: base, paper, tiny\\); or give the absolute path"),
+    ("configs/mine.yaml", "^train_config: 'configs/mine.yaml' must be an absolute path on the Ray cluster"),
+    ("mine.json", "must be an absolute path"),
+])
+def test_a_training_config_that_cannot_be_read_on_the_cluster_is_refused(value, message):
+    with pytest.raises(T.RunRequestError, match=message):
+        T.train_request("/runs/r1", {"train_config": value}, "nightly", ["base", "paper", "tiny"])
+
+
+@pytest.mark.parametrize("value, expected", [(None, "tiny"), (" base ", "base"), ("/etc/moon/m.yaml", "/etc/moon/m.yaml")])
+def test_a_training_config_is_a_named_one_or_an_absolute_file(value, expected):
+    job = T.train_request("/runs/r1", {"train_config": value}, "nightly", ["base", "paper", "tiny"])
+    assert shlex.split(job["entrypoint"])[shlex.split(job["entrypoint"]).index("--config") + 1] == expected
