@@ -277,13 +277,6 @@ def committed_data_files(run_uri: str) -> list[str]:
     raise FileNotFoundError(f"{run_uri} is not a run folder of `moon run` (no {RUN_FILE})")
 
 
-def quarantine_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> list[str]:
-    """URIs of the committed quarantine files, in shard order."""
-    records = load(run_uri).values() if records is None else records
-    ordered = sorted(records, key=lambda r: (r.source_uri, r.row_start))
-    return [storage.join(run_uri, r.quarantine_file) for r in ordered if r.quarantine_file]
-
-
 def totals(records: Iterable[ShardRecord]) -> dict[str, Any]:
     """Run-level sums: rows in/out/quarantined, reasons, stage seconds, variant and enrichment statuses."""
     out: dict[str, Any] = {

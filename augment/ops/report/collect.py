@@ -105,24 +105,44 @@ def _keep_smallest(heap: list[tuple[int, str, str]], ids: list[str], uri: str, s
 
 
 def quarantine_examples(facts: RunFacts, per_reason: int = 3) -> list[dict[str, Any]]:
-    """Up to `per_reason` quarantined rows for every reason, in catalogue order, without their images."""
-    wanted = {reason: per_reason for reason in facts.totals["quarantine_reasons"]}
+    """Up to `per_reason` quarantined rows for every reason, in catalogue order, without their images. Only the
+    files that hold them are read (each shard's record counts its reasons), at most `per_reason` per reason."""
     found: list[dict[str, Any]] = []
-    for uri in manifest.quarantine_files(facts.run_uri, facts.records):
-        if not any(wanted.values()):
-            break
-        names = set(_schema(uri).names)
-        table = _read(uri, [c for c in (*QUARANTINE_COLUMNS, "raw") if c in names])
-        for row in table.to_pylist():
-            reason = row.get("reason") or "unknown"
-            if wanted.get(reason, 0) <= 0:
-                continue
-            wanted[reason] -= 1
-            raw = row.pop("raw", None)
-            if not row.get("title") and raw:
-                row["raw_preview"] = raw[:RAW_PREVIEW_CHARS] + ("…" if len(raw) > RAW_PREVIEW_CHARS else "")
-            found.append(row)
+    uris = example_files(facts.records, facts.run_uri, per_reason)
+    wanted = {reason: per_reason for reason in facts.totals["quarantine_reasons"]}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        for table in pool.map(_quarantine_table, uris):
+            for row in table.to_pylist():
+                reason = row.get("reason") or "unknown"
+                if wanted.get(reason, 0) <= 0:
+                    continue
+                wanted[reason] -= 1
+                raw = row.pop("raw", None)
+                if not row.get("title") and raw:
+                    row["raw_preview"] = raw[:RAW_PREVIEW_CHARS] + ("…" if len(raw) > RAW_PREVIEW_CHARS else "")
+                found.append(row)
     return found
+
+
+def example_files(records: list[manifest.ShardRecord], run_uri: str, per_reason: int) -> list[str]:
+    """The quarantine files, in shard order, that hold the first `per_reason` rows of each reason."""
+    wanted: dict[str, int] = {}
+    for record in records:
+        for reason in record.quarantine_reasons:
+            wanted[reason] = per_reason
+    uris = []
+    for record in sorted(records, key=lambda r: (r.source_uri, r.row_start)):
+        if not record.quarantine_file or not any(wanted.get(k, 0) > 0 for k in record.quarantine_reasons):
+            continue
+        uris.append(storage.join(run_uri, record.quarantine_file))
+        for reason, count in record.quarantine_reasons.items():
+            wanted[reason] = max(0, wanted[reason] - count)
+    return uris
+
+
+def _quarantine_table(uri: str) -> pa.Table:
+    names = set(_schema(uri).names)
+    return _read(uri, [c for c in (*QUARANTINE_COLUMNS, "raw") if c in names])
 
 
 def _read(uri: str, columns: list[str] | None = None) -> pa.Table:

@@ -59,3 +59,18 @@ def test_a_quarantined_row_without_a_title_shows_its_raw_input_shortened(run):
     examples = collect.quarantine_examples(collect.load_run(run), per_reason=5)
     untitled = [e for e in examples if not e["title"]]
     assert untitled and all(len(e["raw_preview"]) == collect.RAW_PREVIEW_CHARS + 1 for e in untitled)
+
+
+def test_quarantine_examples_read_only_the_files_that_hold_them(tmp_path, monkeypatch):
+    """A reason with one row must not make the report read every quarantine file of a big run looking for more."""
+    path = tmp_path / "run"
+    build_run(path, products=40, shard_size=2, quarantine={"empty_title": 40, "image_undecodable": 1})
+    facts = collect.load_run(str(path))
+    assert sum(1 for r in facts.records if r.quarantine_file) == 20
+    read = []
+    table = collect._quarantine_table
+    monkeypatch.setattr(collect, "_quarantine_table", lambda uri: read.append(uri) or table(uri))
+    examples = collect.quarantine_examples(facts, per_reason=3)
+    assert sorted(e["reason"] for e in examples) == ["empty_title"] * 3 + ["image_undecodable"]
+    holding = [r for r in facts.records if "image_undecodable" in r.quarantine_reasons]
+    assert len(read) == 2 and str(path / holding[0].quarantine_file) in read  # two shards hold the first three
