@@ -136,8 +136,12 @@ def iter_records(run_uri: str) -> Iterator[ShardRecord]:
             if record is not None:
                 yield record
     if storage.is_s3(run_uri):
-        for uri in _unconsolidated(run_uri, set(last)):
-            yield ShardRecord.from_dict(json.loads(storage.read_text(uri)))
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=LOOKUP_THREADS)
+        try:  # fetched 16 at a time, yielded in order; a reader that stops early cancels the rest
+            for text in pool.map(storage.read_text, _unconsolidated(run_uri, set(last))):
+                yield ShardRecord.from_dict(json.loads(text))
+        finally:
+            pool.shutdown(cancel_futures=True)
 
 
 def _last_line_of_each(run_uri: str) -> dict[str, int]:

@@ -64,10 +64,15 @@ def test_s3_consolidation_adds_only_records_not_yet_folded_in():
         for shard in "ab":
             manifest.commit(run, record(shard))
         assert manifest.consolidate(run) == 2
-        manifest.commit(run, record("c"))
-        assert sorted(r.shard_id for r in manifest.iter_records(run)) == ["a", "b", "c"]  # c not yet folded in
-        assert manifest.consolidate(run) == 1
+        for shard in "cdefgh":
+            manifest.commit(run, record(shard))
+        # c to h not yet folded in: fetched in parallel, each once
+        assert sorted(r.shard_id for r in manifest.iter_records(run)) == list("abcdefgh")
+        records = manifest.iter_records(run)
+        assert [next(records).shard_id for _ in range(3)][:2] == ["a", "b"]
+        records.close()  # a reader that stops early: the fetches left are cancelled, nothing hangs
+        assert manifest.consolidate(run) == 6
         assert manifest.consolidate(run) == 0
         body = s3.get_object(Bucket="runs", Key="r1/_manifest.jsonl")["Body"].read().decode()
-        assert sorted(line[line.index('"shard_id"'):][13:14] for line in body.splitlines()) == ["a", "b", "c"]
+        assert sorted(line[line.index('"shard_id"'):][13:14] for line in body.splitlines()) == list("abcdefgh")
         assert manifest.committed(run, ["a", "c", "x"]).keys() == {"a", "c"}
