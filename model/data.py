@@ -191,6 +191,12 @@ class Skipped:
         if len(self.examples) < 5:
             self.examples.append(str(product_id))
 
+    def merge(self, other: "Skipped") -> None:
+        """Add what another reader skipped (one per thread; merged in a fixed order, so the examples are too)."""
+        self.reasons.update(other.reasons)
+        self.examples += other.examples[:max(0, 5 - len(self.examples))]
+        self.variants += other.variants
+
     @property
     def products(self) -> int:
         return sum(self.reasons.values())

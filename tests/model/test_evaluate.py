@@ -125,3 +125,26 @@ def test_evaluation_queries_are_fixed_by_product_id():
     assert first["query_text"] == list(reversed(again["query_text"]))
     assert first["query_image"][0].tobytes() == again["query_image"][2].tobytes()
     assert first["candidate_text"] == [r["title"] for r in records]
+
+
+def test_the_first_products_of_a_split_are_read_from_the_shards_that_hold_them(tmp_path, monkeypatch):
+    """A validation set of `limit` products reads every shard's ids, then only the shards holding the first ones
+    with a usable image: the same records as reading the whole run."""
+    from model import evaluate
+    from tests.model.shards import write_run
+
+    rows = product_rows(60)
+    for row in [r for r in rows if evaluate.is_held_out(r["product_id"], 0.5)][:2]:
+        row["image"] = b"not an image"  # skipped: the walk goes on to the next ids
+    run = str(write_run(tmp_path / "run", rows, shard_size=5))
+    whole = evaluate.split_records(run, 0.5, True, quiet=True)
+    read = []
+    file_records = evaluate._file_records
+    monkeypatch.setattr(evaluate, "_file_records", lambda file, *a: read.append(file) or file_records(file, *a))
+    first = evaluate.split_records(run, 0.5, True, limit=4, quiet=True)
+    assert [r["product_id"] for r in first] == [r["product_id"] for r in whole[:4]]
+    assert first.skipped.reasons == {"undecodable": 2} == whole.skipped.reasons
+    chosen = {r["product_id"] for r in first}
+    holding = {f"{run}/data/shard{i:05d}.parquet" for i in range(0, 60, 5)
+               if chosen & {r["product_id"] for r in rows[i:i + 5]}}
+    assert holding <= set(read) and len(read) <= len(holding) + 2 < 12  # + the shards of the two skipped
