@@ -119,7 +119,10 @@ def _write_parquet(table: pa.Table, target_uri: str, codec: str) -> tuple[str, i
         with storage.publishing(target_uri) as tmp:
             pq.write_table(
                 table, tmp, compression=_parquet_compression(table.schema, codec),
-                row_group_size=max(1, table.num_rows), use_dictionary=False, write_statistics=False,
+                row_group_size=max(1, table.num_rows), use_dictionary=False,
+                # Only the image's null count (images are too long for min/max): a reader that counts products
+                # without an image (the trainer's count_split) skips the image bytes when the footer says none.
+                write_statistics=["image"] if "image" in table.schema.names else False,
             )
             faults.point("during_shard_write")  # the temp file is complete, not yet published
             digest = hashlib.sha256()

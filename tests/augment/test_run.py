@@ -162,3 +162,26 @@ def test_bad_input_file_completes_with_the_right_reasons(tmp_path, ray_local):
     assert by_row == expected
     assert totals["rows_out"] == 1
     assert next(q for q in quarantine if q["reason"] == "invalid_json")["raw"] == "{not json"
+
+
+def test_counting_products_without_an_image_reads_no_image_bytes(sample_run, monkeypatch):
+    """The shard footer holds the image column's null count: the trainer's count of products without an image
+    reads the product ids alone, not the images of the whole run."""
+    from collections import Counter
+
+    from model import train as T
+
+    files = manifest.committed_data_files(str(sample_run.out))
+    for file in files:
+        meta = pq.ParquetFile(file).metadata
+        image = next(i for i in range(meta.num_columns) if meta.schema.column(i).path == "image")
+        stats = meta.row_group(0).column(image).statistics
+        assert stats is not None and stats.has_null_count and stats.null_count == 0
+    read = []
+    original = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
+                        lambda self, group, columns=None, **kw: read.append(tuple(columns)) or
+                        original(self, group, columns=columns, **kw))
+    counts = sum((T._split_counts(file, 0.2) for file in files), start=Counter())
+    assert counts["training"] + counts["held_out"] == 80 and not counts["training_no_image"]
+    assert set(read) == {("product_id",)}
