@@ -18,6 +18,7 @@ import logging
 import os
 import posixpath
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -133,8 +134,21 @@ def size(uri: str) -> int:
     return fs.get_file_info(path).size
 
 
+BODY_READ_ATTEMPTS = 3  # an S3 object whose body is cut off mid-read (the SDK retries requests, not bodies)
+
+
 def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
+    for attempt in range(1, BODY_READ_ATTEMPTS):
+        try:
+            with fs.open_input_stream(path) as f:
+                return f.read()
+        except FileNotFoundError:
+            raise
+        except OSError:
+            if not is_s3(uri):
+                raise
+            time.sleep(0.2 * attempt)
     with fs.open_input_stream(path) as f:
         return f.read()
 
