@@ -75,7 +75,10 @@ def commit(run_uri: str, record: ShardRecord) -> None:
             f"quarantined {record.rows_quarantined}"
         )
     if storage.is_s3(run_uri):
-        storage.write_atomic(storage.join(run_uri, MANIFEST_DIR, f"{record.shard_id}.json"), record.to_json().encode())
+        target = storage.join(run_uri, MANIFEST_DIR, f"{record.shard_id}.json")
+        if storage.exists(target):  # committed again (redone after its files were lost): a folded line is stale
+            storage.write_atomic(storage.join(run_uri, MANIFEST_DIR, REDONE_DIR, record.shard_id), b"")
+        storage.write_atomic(target, record.to_json().encode())
     else:
         storage.makedirs(run_uri)
         storage.append_line(storage.join(run_uri, MANIFEST), record.to_json())
@@ -88,6 +91,7 @@ def load(run_uri: str) -> dict[str, ShardRecord]:
 
 
 LOOKUP_THREADS = 16  # commit records fetched at once from S3
+REDONE_DIR = "redone"  # on S3, under _manifest.d/: a marker per shard committed again after it was folded in
 FEW_RECORDS = 32  # lost_files checks up to this many records file by file, more by listing the folders
 _SHARD_ID = re.compile(rb'"shard_id": "([^"]+)"')
 _CHUNK = 8 << 20
@@ -129,16 +133,19 @@ def iter_records(run_uri: str) -> Iterator[ShardRecord]:
     if where is not None:
         raise NotADirectoryError(f"{run_uri} is not a run folder of `moon run`: it {where}")
     last = _last_line_of_each(run_uri)
+    newer = _unconsolidated(run_uri, set(last))[0] if storage.is_s3(run_uri) else []
+    for shard in map(_shard_of, newer):  # redone since it was folded in: the record object is the newer one
+        last.pop(shard, None)
     wanted = set(last.values())
     for number, line in enumerate(_lines(storage.join(run_uri, MANIFEST))):
         if number in wanted:
             record = _parse(line)
             if record is not None:
                 yield record
-    if storage.is_s3(run_uri):
+    if newer:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=LOOKUP_THREADS)
         try:  # fetched 16 at a time, yielded in order; a reader that stops early cancels the rest
-            for text in pool.map(storage.read_text, _unconsolidated(run_uri, set(last))):
+            for text in pool.map(storage.read_text, newer):
                 yield ShardRecord.from_dict(json.loads(text))
         finally:
             pool.shutdown(cancel_futures=True)
@@ -163,10 +170,18 @@ def _complete_line_shard(line: bytes) -> str | None:
     return found[0].decode()
 
 
-def _unconsolidated(run_uri: str, known: set[str]) -> list[str]:
-    """URIs of the S3 commit records (`_manifest.d/<id>.json`) whose shard `known` lacks."""
-    found = storage.list_files(storage.join(run_uri, MANIFEST_DIR), ".json")
-    return [uri for uri in found if uri.rsplit("/", 1)[-1][: -len(".json")] not in known]
+def _unconsolidated(run_uri: str, known: set[str]) -> tuple[list[str], list[str]]:
+    """(URIs of the S3 commit records (`_manifest.d/<id>.json`) not folded in: whose shard `known` lacks, or that
+    were committed again since (a `_manifest.d/redone/<id>` marker), URIs of those markers)."""
+    folder = storage.join(run_uri, MANIFEST_DIR)
+    markers = storage.list_files(storage.join(folder, REDONE_DIR))
+    redone = {uri.rsplit("/", 1)[-1] for uri in markers}
+    found = storage.list_files(folder, ".json")
+    return [uri for uri in found if _shard_of(uri) not in known or _shard_of(uri) in redone], markers
+
+
+def _shard_of(record_uri: str) -> str:
+    return record_uri.rsplit("/", 1)[-1][: -len(".json")]
 
 
 def committed(run_uri: str, shard_ids: Iterable[str]) -> dict[str, ShardRecord]:
@@ -201,17 +216,20 @@ def consolidate(run_uri: str) -> int:
     `_manifest.jsonl` is the manifest already: nothing to do."""
     if not storage.is_s3(run_uri):
         return 0
-    new = _unconsolidated(run_uri, set(_last_line_of_each(run_uri)))
+    new, markers = _unconsolidated(run_uri, set(_last_line_of_each(run_uri)))
     if not new:
         return 0
+    replaced = set(map(_shard_of, new))
     target = storage.join(run_uri, MANIFEST)
     with storage.publishing(target) as tmp, open(tmp, "wb") as out:
         for line in _lines(target):
-            if line.strip():
+            if line.strip() and _complete_line_shard(line) not in replaced:
                 out.write(line + b"\n")
         with concurrent.futures.ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
             for text in pool.map(storage.read_text, new):
                 out.write(ShardRecord.from_dict(json.loads(text)).to_json().encode() + b"\n")
+    for marker in markers:  # folded in (a marker written since stays: its record is folded again next time)
+        storage.delete(marker)
     return len(new)
 
 

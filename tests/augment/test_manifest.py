@@ -73,6 +73,14 @@ def test_s3_consolidation_adds_only_records_not_yet_folded_in():
         records.close()  # a reader that stops early: the fetches left are cancelled, nothing hangs
         assert manifest.consolidate(run) == 6
         assert manifest.consolidate(run) == 0
+        # a shard redone after it was folded in (its files were lost): the new record wins, read and folded
+        manifest.commit(run, record("b", checksum="redone"))
+        assert {r.shard_id: r.checksum for r in manifest.iter_records(run)}["b"] == "redone"
+        assert len(list(manifest.iter_records(run))) == 8
+        assert manifest.consolidate(run) == 1
+        assert manifest.load(run)["b"].checksum == "redone" and manifest.consolidate(run) == 0
+        markers = s3.list_objects_v2(Bucket="runs", Prefix="r1/_manifest.d/redone/").get("Contents", [])
+        assert [o["Key"] for o in markers if not o["Key"].endswith("/")] == []  # pyarrow may keep the folder
         body = s3.get_object(Bucket="runs", Key="r1/_manifest.jsonl")["Body"].read().decode()
         assert sorted(line[line.index('"shard_id"'):][13:14] for line in body.splitlines()) == list("abcdefgh")
         assert manifest.committed(run, ["a", "c", "x"]).keys() == {"a", "c"}
