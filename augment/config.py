@@ -216,6 +216,11 @@ def validate_stages(config: Config, values: bool = True) -> None:
             key = next(iter(stage.options))
             raise ConfigError(f"stages.validate.options.{key}: validate takes its settings from input: "
                               f"(e.g. input.{key})")
+        if name == "validate" and not stage.enabled:
+            # Without it duplicates, unparsable rows and rows without an id or image would be committed as data.
+            raise ConfigError("stages.validate.enabled: every run validates its input (duplicates, unreadable "
+                              "rows and rows without an id, title or image go to quarantine); it cannot be "
+                              "turned off")
         if not stage.enabled:
             continue
         try:

@@ -112,6 +112,14 @@ def test_validate_takes_no_stage_options_and_points_to_input(tmp_path):
         C.load(write(tmp_path, "stages:\n  validate:\n    options:\n      max_image_bytes: 5\n"))
 
 
+def test_validate_cannot_be_turned_off(tmp_path):
+    """Without it, duplicates and unparsable rows would be committed as data, and still add up."""
+    with pytest.raises(C.ConfigError, match=r"^stages\.validate\.enabled: every run validates its input"):
+        C.load(write(tmp_path, "stages:\n  validate:\n    enabled: false\n"))
+    with pytest.raises(C.ConfigError, match=r"^stages\.validate\.enabled"):
+        C.load_for_run(sets=["stages.validate.enabled=false"])
+
+
 def test_set_overrides_any_key_and_the_flags_win(tmp_path):
     config = C.load_for_run(sets=["stages.enrich_title.backend=openai", "stages.enrich_title.options.model=qwen",
                                   "run.shard_size=8", "stages.image_variants.options.backgrounds=1"])
