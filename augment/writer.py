@@ -135,12 +135,30 @@ def _write_parquet(table: pa.Table, target_uri: str, codec: str) -> tuple[str, i
         raise ShardWriteError(target_uri, exc) from exc
 
 
+def _check_rows(spec: ShardSpec, rows: list[int]) -> None:
+    """IncompleteShards unless `rows` (sorted) are the shard's own rows, each once: a count that adds up is not
+    enough (a row that came back twice would stand in for one that never did)."""
+    own = range(spec.row_start, spec.row_stop)
+    if rows == list(own):
+        return
+    problems = {
+        "came back twice": sorted({r for r, after in zip(rows, rows[1:]) if r == after}),
+        "missing": sorted(set(own) - set(rows)),
+        "not its own": sorted(set(rows) - set(own)),
+    }
+    found = "; ".join(f"{what}: {', '.join(map(str, got[:5]))}{', ...' if len(got) > 5 else ''}"
+                      for what, got in problems.items() if got)
+    raise IncompleteShards(f"shard {spec.shard_id}: rows {spec.row_start}..{spec.row_stop - 1} expected once each; "
+                           f"{found}")
+
+
 def write_shard(spec: ShardSpec, table: pa.Table, plan: Plan, context: RunContext, codec: str = "zstd") -> manifest.ShardRecord:
     """Commit one shard: quarantine file, data file, then the manifest record (the commit point)."""
     started = time.perf_counter()
     if table.num_rows != spec.num_rows:
         raise IncompleteShards(f"shard {spec.shard_id}: {table.num_rows} rows processed, {spec.num_rows} expected")
     table = table.sort_by([(S.SOURCE_ROW, "ascending")])
+    _check_rows(spec, table.column(S.SOURCE_ROW).to_pylist())
     rejected = pc.is_valid(table.column(S.QUARANTINE_REASON))
     good = table.filter(pc.invert(rejected))
     bad = table.filter(rejected)

@@ -55,3 +55,17 @@ def test_a_failed_write_is_raised_once_and_later_shards_still_commit(monkeypatch
     with pytest.raises(W.ShardWriteError, match="cannot write shard file /out/data/s0.parquet: No space left"):
         writer.add(shard_rows("s1"))
     assert writer.close(require_all=False) == ["s1"]  # no second raise of the same failure
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([0, 0, 1, 1], "came back twice: 0, 1; missing: 2, 3"),
+    ([0, 1, 2, 9], "missing: 3; not its own: 9"),
+])
+def test_a_shard_whose_rows_add_up_but_are_not_its_own_is_never_committed(tmp_path, rows, message):
+    """The row count is not enough: a row delivered twice must not stand in for one that never came back."""
+    spec = ShardSpec("s0", "in", "in", 0, 4)
+    table = pa.table({S.SHARD_ID: ["s0"] * 4, S.SOURCE_ROW: rows})
+    plan = types.SimpleNamespace(run_uri=str(tmp_path))
+    with pytest.raises(W.IncompleteShards, match=f"^shard s0: rows 0..3 expected once each; {message}$"):
+        W.write_shard(spec, table, plan, context=None)
+    assert list(tmp_path.iterdir()) == []  # nothing written, nothing committed
