@@ -347,8 +347,8 @@ def s3_settings(env_vars: dict[str, str] | None) -> Iterator[None]:
 
 def check_run(run_uri: str, shard_ids: list[str] | None = None) -> dict[str, Any]:
     """Every planned shard (`shard_ids`, default: every shard of the saved plan) is committed, keeps rows in =
-    out + quarantined, and has its data file; returns their totals. Streams the manifest and lists the data
-    folder once: its memory is a set of ids and file names, never the records. On S3 it first folds the batch
+    out + quarantined, and has its data and quarantine files; returns their totals. Streams the manifest and
+    lists the data and quarantine folders once each: its memory is a set of ids and file names, never the records. On S3 it first folds the batch
     jobs' commit records into `_manifest.jsonl` (manifest.consolidate), so that readers of the run find one file."""
     from augment import plan as P
     from augment.core import manifest, storage
@@ -356,7 +356,8 @@ def check_run(run_uri: str, shard_ids: list[str] | None = None) -> dict[str, Any
     manifest.consolidate(run_uri)
     ordered = P.planned_shard_ids(run_uri) if shard_ids is None else list(shard_ids)
     planned = set(ordered)
-    files = set(storage.list_names(storage.join(run_uri, manifest.DATA_DIR), ".parquet"))
+    files = {folder: set(storage.list_names(storage.join(run_uri, folder), ".parquet"))
+             for folder in (manifest.DATA_DIR, manifest.QUARANTINE_DIR)}
     seen: set[str] = set()
     broken: list[str] = []
     absent: list[str] = []
@@ -368,9 +369,10 @@ def check_run(run_uri: str, shard_ids: list[str] | None = None) -> dict[str, Any
             seen.add(record.shard_id)
             if record.rows_in != record.rows_out + record.rows_quarantined:
                 broken.append(record.shard_id)
-            if record.data_file and (posixpath.dirname(record.data_file) != manifest.DATA_DIR
-                                     or posixpath.basename(record.data_file) not in files):
-                absent.append(record.data_file)
+            for file, folder in ((record.data_file, manifest.DATA_DIR),
+                                 (record.quarantine_file, manifest.QUARANTINE_DIR)):
+                if file and (posixpath.dirname(file) != folder or posixpath.basename(file) not in files[folder]):
+                    absent.append(file)
             yield record
 
     totals = manifest.totals(planned_records())
@@ -381,7 +383,7 @@ def check_run(run_uri: str, shard_ids: list[str] | None = None) -> dict[str, Any
     if broken:
         raise RunIncomplete(f"shards breaking rows in = rows out + rows quarantined: {_listed(broken)}")
     if absent:
-        raise RunIncomplete(f"committed data files missing from {run_uri}: {_listed(absent)}")
+        raise RunIncomplete(f"committed files missing from {run_uri}: {_listed(absent)}")
     if totals["rows_in"] and not totals["rows_out"]:
         raise RunEmpty(_empty_run(run_uri, totals))
     return {k: totals[k] for k in ("shards", "rows_in", "rows_out", "rows_quarantined", "bytes")} | {

@@ -175,10 +175,11 @@ def test_check_run_lists_a_bounded_number_of_missing_shards(tmp_path):
         T.check_run(str(tmp_path), [f"s{i}" for i in range(101)])
 
 
-def test_check_run_refuses_a_committed_shard_whose_data_file_is_gone(tmp_path):
-    _commit(tmp_path, "s1", "run-1")
-    (tmp_path / "data" / "s1.parquet").unlink()
-    with pytest.raises(T.RunIncomplete, match="data/s1.parquet"):
+@pytest.mark.parametrize("lost", ["data/s1.parquet", "quarantine/s1.parquet"])
+def test_check_run_refuses_a_committed_shard_whose_file_is_gone(tmp_path, lost):
+    _commit(tmp_path, "s1", "run-1", rows_in=3, rows_out=2)
+    (tmp_path / lost).unlink()
+    with pytest.raises(T.RunIncomplete, match=f"^committed files missing from {tmp_path}: {lost}$"):
         T.check_run(str(tmp_path), ["s1"])
 
 
@@ -214,11 +215,14 @@ def _commit(run_dir, shard_id, run_id, rows_in=2, rows_out=2, config_hash="h"):
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_bytes(b"PAR")
     quarantined = rows_in - rows_out
+    if quarantined:
+        (run_dir / "quarantine").mkdir(exist_ok=True)
+        (run_dir / "quarantine" / f"{shard_id}.parquet").write_bytes(b"PAR")
     manifest.commit(str(run_dir), manifest.ShardRecord(
         shard_id=shard_id, source_uri="/in.parquet", row_start=0, row_stop=rows_in, rows_in=rows_in,
         rows_out=rows_out, rows_quarantined=quarantined,
         quarantine_reasons={"bad_image": quarantined} if quarantined else {}, data_file=f"data/{shard_id}.parquet",
-        quarantine_file=None, checksum="x", bytes=3, config_hash=config_hash, code_version="c", run_id=run_id,
+        quarantine_file=f"quarantine/{shard_id}.parquet" if quarantined else None, checksum="x", bytes=3, config_hash=config_hash, code_version="c", run_id=run_id,
         schema_version="1", timings={}))
 
 
