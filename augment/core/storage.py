@@ -62,7 +62,10 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 @functools.lru_cache(maxsize=4)
 def _s3_filesystem(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
-    kwargs = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_RETRY_ATTEMPTS)}
+    # allow_delayed_open: an object closed before its first part is full goes up as one PutObject (commit records,
+    # cache entries, variant images), not a multipart upload's three requests; a write's errors come at its close.
+    kwargs = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_RETRY_ATTEMPTS),
+              "allow_delayed_open": True}
     if endpoint:
         kwargs["endpoint_override"] = endpoint
         kwargs["scheme"] = urlparse(endpoint).scheme or "https"

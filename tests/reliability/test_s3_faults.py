@@ -120,3 +120,28 @@ def test_run_through_a_faulty_s3_completes_with_each_shard_committed_once(moto_e
     faulty_rows = pads.dataset(path, filesystem=fs).to_table(columns=list(S.DETERMINISTIC_COLUMNS)).to_pylist()
     assert sorted(faulty_rows, key=lambda r: r["product_id"]) == deterministic_rows(clean)
     assert manifest.load(run_uri).keys() == set(shard_ids)
+
+
+def test_a_small_object_is_one_put_and_a_write_to_a_missing_bucket_still_fails(moto_endpoint, monkeypatch):
+    """Commit records, cache entries and variant images are small: one PutObject each, not the three requests of a
+    multipart upload; with the open delayed, a bucket that does not exist fails the write when it closes."""
+    boto3 = pytest.importorskip("boto3")
+    host, port = moto_endpoint
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1").create_bucket(Bucket="small")
+    requests: Counter = Counter()
+
+    def count(method: str, target: str, attempt: int) -> None:
+        requests[method] += 1
+
+    with FaultProxy((host, port), count) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        storage._s3_filesystem.cache_clear()
+        storage.write_atomic("s3://small/r1/_manifest.d/s1.json", b'{"shard_id": "s1"}')
+        assert dict(requests) == {"PUT": 1}
+        assert storage.read_text("s3://small/r1/_manifest.d/s1.json") == '{"shard_id": "s1"}'
+        with pytest.raises(OSError):
+            storage.write_atomic("s3://no-such-bucket/r1/x.json", b"{}")
+    storage._s3_filesystem.cache_clear()
