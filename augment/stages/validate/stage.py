@@ -7,6 +7,7 @@ config (limits, allowed roots and buckets); the runner builds the options from t
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import re
 
@@ -16,6 +17,7 @@ from augment.imaging import codec, untrusted
 from augment.stages.base import Rejection, Stage, StageResult
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+FETCH_THREADS = 16  # images read from S3 at once per validate actor (and held at once)
 
 
 @dataclasses.dataclass
@@ -65,16 +67,44 @@ class ValidateStage(Stage):
         n = len(batch["product_id"])
         work_images: list[bytes | None] = [None] * n
         rejects: list[Rejection | None] = [None] * n
-        for i in range(n):
-            try:
-                work_images[i] = self._validate_row(batch, i)
-            except untrusted.ImageRejected as exc:
-                rejects[i] = Rejection(exc.reason, exc.detail)
-            except _RowRejected as exc:
-                rejects[i] = exc.rejection
+        with concurrent.futures.ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+            for start in range(0, n, FETCH_THREADS):  # at most FETCH_THREADS images held at once
+                rows = range(start, min(n, start + FETCH_THREADS))
+                fetched = self._fetch(batch, rows, pool)
+                for i in rows:
+                    try:
+                        work_images[i] = self._validate_row(batch, i, fetched.get(i))
+                    except untrusted.ImageRejected as exc:
+                        rejects[i] = Rejection(exc.reason, exc.detail)
+                    except _RowRejected as exc:
+                        rejects[i] = exc.rejection
         return StageResult({WORK_IMAGE: work_images}, rejects)
 
-    def _validate_row(self, batch, i: int) -> bytes:
+    def _fetch(self, batch, rows: range, pool) -> dict[int, bytes | untrusted.ImageRejected]:
+        """The image bytes (or why not) of the rows that name an image by URI: on S3 read side by side, since
+        each read is a round trip or two; local files one after another."""
+        o = self.options
+        uris: dict[int, str] = {}
+        out: dict[int, bytes | untrusted.ImageRejected] = {}
+        for i in rows:
+            if batch["image"][i] is None and batch["image_uri"][i] and not batch[PARSE_ERROR][i]:
+                try:
+                    uris[i] = untrusted.resolve_image_uri(batch["image_uri"][i], batch[SOURCE_URI][i],
+                                                          o.allowed_roots, o.allowed_buckets)
+                except untrusted.ImageRejected as exc:
+                    out[i] = exc
+
+        def load(uri: str) -> bytes | untrusted.ImageRejected:
+            try:
+                return untrusted.load_image_bytes(uri, o.max_image_bytes)
+            except untrusted.ImageRejected as exc:
+                return exc
+
+        mapper = pool.map if any(storage.is_s3(uri) for uri in uris.values()) else map
+        out.update(zip(uris, mapper(load, uris.values())))
+        return out
+
+    def _validate_row(self, batch, i: int, fetched: bytes | untrusted.ImageRejected | None) -> bytes:
         o = self.options
         if batch[PARSE_ERROR][i]:
             raise _RowRejected(split_reason(batch[PARSE_ERROR][i]))
@@ -95,8 +125,9 @@ class ValidateStage(Stage):
             uri = batch["image_uri"][i]
             if not uri:
                 raise _RowRejected(Rejection(Reason.MISSING_IMAGE, "neither image nor image_uri is set"))
-            resolved = untrusted.resolve_image_uri(uri, batch[SOURCE_URI][i], o.allowed_roots, o.allowed_buckets)
-            data = untrusted.load_image_bytes(resolved, o.max_image_bytes)
+            if isinstance(fetched, untrusted.ImageRejected):
+                raise fetched
+            data = fetched  # _fetch: resolved against the input file's folder, read within max_image_bytes
         elif len(data) > o.max_image_bytes:
             raise untrusted.ImageRejected(Reason.IMAGE_TOO_LARGE, f"{len(data)} bytes > input.max_image_bytes {o.max_image_bytes}")
         rgb = untrusted.normalise(data, o.max_image_pixels, o.min_image_side, o.work_image_side)

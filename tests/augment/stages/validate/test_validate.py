@@ -141,3 +141,40 @@ def test_s3_addresses_are_read_as_s3_and_keep_within_their_keys():
         with pytest.raises(ImageRejected) as rejected:
             resolve(uri)
         assert rejected.value.reason == "image_bucket_not_allowed"
+
+
+def test_s3_images_are_read_side_by_side_with_the_same_outcome(tmp_path, monkeypatch):
+    """Each S3 read is a round trip or two: a shard's images are fetched FETCH_THREADS at a time, and every row
+    gets the image or the rejection it would get read one by one."""
+    import threading
+    import time
+
+    from augment.imaging import untrusted
+    from augment.stages.validate import stage as V
+
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def fetch(uri, max_bytes):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.05)
+        with lock:
+            in_flight[0] -= 1
+        if "missing" in uri:
+            raise untrusted.ImageRejected("image_not_found", uri)
+        return photo_file()
+
+    monkeypatch.setattr(untrusted, "load_image_bytes", fetch)
+    uris = [f"s3://shop/img/{i}.jpg" for i in range(40)]
+    uris[3], uris[7] = "s3://shop/img/missing.jpg", "s3://elsewhere/x.jpg"
+    rows = [{"product_id": f"p{i}", "title": "t", "image": None, "image_uri": uri} for i, uri in enumerate(uris)]
+    rows[5]["title"] = None  # rejected for its title before its image counts
+    stage = V.ValidateStage(V.ValidateOptions(allowed_buckets=["shop"]))
+    batch = {k: [r.get(k) for r in rows] for k in ("product_id", "title", "image", "image_uri", PARSE_ERROR)}
+    batch |= {SOURCE_URI: ["s3://shop/in.parquet"] * 40, DUPLICATE: [False] * 40}
+    result = stage.process(batch)
+    reasons = {i: r.reason for i, r in enumerate(result.rejects) if r}
+    assert reasons == {3: "image_not_found", 5: "missing_title", 7: "image_bucket_not_allowed"}
+    assert all(result.columns["_image"][i] for i in range(40) if i not in reasons)
+    assert 1 < peak[0] <= V.FETCH_THREADS
