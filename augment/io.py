@@ -77,18 +77,19 @@ def detect_format(uri: str) -> str:
     )
 
 
-def discover(input_uri: str) -> list[str]:
+def discover(input_uri: str, fingerprints: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """The input files: the file itself, or the supported files anywhere under a directory/prefix (see
-    `folder_files`), sorted by their path in it."""
+    `folder_files`), sorted by their path in it. `fingerprints`, when given, receives each listed file's
+    `fingerprint` from the listing itself (one request for a folder of 2,000 parts, not one each)."""
     if storage.is_dir(input_uri):
-        return folder_files(input_uri)
+        return folder_files(input_uri, fingerprints)
     if not storage.exists(input_uri):
         raise InputError(f"input {input_uri} does not exist")
     detect_format(input_uri)
     return [input_uri]
 
 
-def folder_files(folder: str) -> list[str]:
+def folder_files(folder: str, fingerprints: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """The supported files under `folder`, at any depth (`sub/b.parquet`, Hive-style `year=2024/part-0.parquet`),
     sorted by their path relative to it; a file directly in it is `storage.join(folder, name)`, as shard ids have
     always named it. Skipped, as Ray Data and pyarrow datasets skip them: names starting with `.` or `_` at any
@@ -96,8 +97,9 @@ def folder_files(folder: str) -> list[str]:
     input folder is not input). Files of other extensions are skipped with a warning naming them: nothing is left
     out without a word."""
     fs, root = storage.filesystem(folder)
-    paths = [entry.path[len(root):].lstrip("/") for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True))
-             if entry.type == pafs.FileType.File]
+    infos = {entry.path[len(root):].lstrip("/"): entry
+             for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True)) if entry.type == pafs.FileType.File}
+    paths = list(infos)
     runs = sorted({posixpath.dirname(p) for p in paths if posixpath.basename(p) == RUN_FILE})
     files, other, hidden = [], [], 0
     for path in sorted(paths):
@@ -113,6 +115,9 @@ def folder_files(folder: str) -> list[str]:
     if not files:
         found = f" (only {_count(len(other), 'other file')}: {_names(other)})" if other else ""
         raise InputError(f"no .parquet, .jsonl or .csv files under {folder}{found}")
+    if fingerprints is not None:
+        fingerprints.update({storage.join(folder, path): _fingerprint(storage.join(folder, path), infos[path])
+                             for path in files})
     return [storage.join(folder, path) for path in files]
 
 
@@ -141,7 +146,10 @@ def _names(paths: list[str]) -> str:
 def fingerprint(uri: str) -> dict[str, Any]:
     """Identity of an input file's content for resume checks: size and modification time (or ETag-less mtime)."""
     fs, path = storage.filesystem(uri)
-    info = fs.get_file_info(path)
+    return _fingerprint(uri, fs.get_file_info(path))
+
+
+def _fingerprint(uri: str, info: pafs.FileInfo) -> dict[str, Any]:
     mtime = info.mtime.timestamp() if info.mtime is not None else None
     return {"uri": uri, "size": info.size, "mtime": mtime}
 

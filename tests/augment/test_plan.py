@@ -159,3 +159,24 @@ def test_a_run_record_that_is_not_json_is_named_and_force_starts_over(tmp_path, 
         P.plan_run(src, str(out), config)
     again = P.plan_run(src, str(out), config, force=True)
     assert json.loads((out / "_run.json").read_text())["run_id"] == again.run_id
+
+
+def test_a_job_checks_a_folder_inputs_files_from_one_listing(tmp_path, config, monkeypatch):
+    """Every job compares the input with the saved plan: the sizes and times come from listing the folder, not
+    from one request per file (2,000 part files were 2,000 requests per job on S3)."""
+    from augment import io
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for part in range(3):
+        pq.write_table(pa.table({"product_id": [f"{part}-{i}" for i in range(5)], "title": ["t"] * 5}),
+                       folder / f"part-{part}.parquet")
+    planned = P.plan_run(str(folder), str(tmp_path / "out"), config)
+    asked = []
+    monkeypatch.setattr(io, "fingerprint", lambda uri: asked.append(uri))
+    batch = P.load_batch(str(tmp_path / "out"), config, batch=0, shards_per_batch=2)
+    assert asked == [] and [s.shard_id for s in batch.shards] == [s.shard_id for s in planned.shards[:2]]
+    monkeypatch.undo()
+    (folder / "part-1.parquet").write_bytes((folder / "part-1.parquet").read_bytes() + b"\0")  # the input changed
+    with pytest.raises(P.PlanMismatch, match="different"):
+        P.load_batch(str(tmp_path / "out"), config, batch=0, shards_per_batch=2)
