@@ -92,7 +92,7 @@ def load(run_uri: str) -> dict[str, ShardRecord]:
 
 LOOKUP_THREADS = 16  # commit records fetched at once from S3
 REDONE_DIR = "redone"  # on S3, under _manifest.d/: a marker per shard committed again after it was folded in
-FEW_RECORDS = 32  # lost_files checks up to this many records file by file, more by listing the folders
+FEW_RECORDS = 1024  # lost_files checks up to this many records file by file (a batch), more by listing the folders
 _SHARD_ID = re.compile(rb'"shard_id": "([^"]+)"')
 _CHUNK = 8 << 20
 
@@ -261,25 +261,25 @@ def read_run_file(run_uri: str) -> dict[str, Any] | None:
 
 def lost_files(run_uri: str, records: Iterable[ShardRecord]) -> dict[str, str]:
     """Committed shards whose data or quarantine file is no longer in the run folder: shard id -> that file.
-    A few records (one job's batch) are checked file by file; more list data/ and quarantine/ once each (names
-    only), however many shards the run has."""
+    One job's batch (up to FEW_RECORDS records) is checked file by file, LOOKUP_THREADS at a time; more list
+    data/ and quarantine/ once each (names only), however many shards the run has."""
     records = list(records)
+    files = [(record.shard_id, file) for record in records for file in (record.data_file, record.quarantine_file)
+             if file]
     if len(records) <= FEW_RECORDS:
-        def present(folder: str, name: str) -> bool:
-            return storage.exists(storage.join(run_uri, folder, name))
+        def present(file: str) -> bool:
+            return storage.exists(storage.join(run_uri, file))
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
+            found = list(pool.map(present, [file for _, file in files]))
     else:
         listed = {folder: set(storage.list_names(storage.join(run_uri, folder), ".parquet"))
                   for folder in (DATA_DIR, QUARANTINE_DIR)}
-
-        def present(folder: str, name: str) -> bool:
-            return name in listed.get(folder, ())
-    lost = {}
-    for record in records:
-        for file in (record.data_file, record.quarantine_file):
-            folder, _, name = (file or "").rpartition("/")
-            if file and not present(folder, name):
-                lost[record.shard_id] = file
-                break
+        found = [file.rpartition("/")[2] in listed.get(file.rpartition("/")[0], ()) for _, file in files]
+    lost: dict[str, str] = {}
+    for (shard, file), there in zip(files, found):
+        if not there:
+            lost.setdefault(shard, file)
     return lost
 
 
