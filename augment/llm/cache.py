@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from augment.core import storage
@@ -29,6 +30,8 @@ class ResponseCache:
     def __init__(self, run_uri: str, threads: int = 8):
         self.root = storage.join(run_uri, CACHE_DIR)
         self.threads = threads
+        self.unreadable = 0  # entries that could not be read (storage errors): asked of the model again
+        self._lock = threading.Lock()
 
     def uri(self, key: str) -> str:
         return storage.join(self.root, key[:2], f"{key}.json")
@@ -36,7 +39,15 @@ class ResponseCache:
     def get(self, key: str) -> dict | None:
         try:
             return json.loads(storage.read_bytes(self.uri(key)))
-        except (FileNotFoundError, OSError):
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # storage failing after its retries: a miss costs one model call, not the batch
+            with self._lock:
+                self.unreadable += 1
+                first = self.unreadable == 1
+            if first:
+                log.warning("response cache: cannot read %s (%s); such entries count as misses and the model is "
+                            "asked again", self.uri(key), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return None
         except ValueError:  # a foreign or damaged object: treat as absent, it will be rewritten
             log.warning("response cache: unreadable entry %s ignored", self.uri(key))

@@ -27,6 +27,22 @@ def test_damaged_entry_is_treated_as_absent(tmp_path):
     assert cache.get(KEY) is None
 
 
+def test_an_entry_storage_cannot_read_is_a_miss_said_once(tmp_path, monkeypatch, caplog):
+    from augment.core import storage
+
+    def failing(uri):
+        raise OSError("AWS Error SLOW_DOWN during GetObject operation: Please reduce your request rate.")
+
+    monkeypatch.setattr(storage, "read_bytes", failing)
+    cache = ResponseCache(str(tmp_path))
+    with caplog.at_level("WARNING", logger="augment.llm.cache"):
+        assert cache.get_many([KEY, "cd" + "0" * 62]) == [None, None]
+    assert cache.unreadable == 2
+    assert [r.message for r in caplog.records if "cannot read" in r.message][0].endswith(
+        "such entries count as misses and the model is asked again")
+    assert sum("cannot read" in r.message for r in caplog.records) == 1
+
+
 def test_many_keys_at_once(tmp_path):
     cache = ResponseCache(str(tmp_path))
     keys = [f"{i:064x}" for i in range(20)]
