@@ -33,6 +33,12 @@ class ResponseCache:
         self.unreadable = 0  # entries that could not be read (storage errors): asked of the model again
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:  # shipped to Ray workers with the stage: a lock does not pickle
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     def uri(self, key: str) -> str:
         return storage.join(self.root, key[:2], f"{key}.json")
 

@@ -87,3 +87,11 @@ def s3_run():
 def test_cache_on_s3(s3_run):
     ResponseCache(s3_run).put(KEY, {"text": "hello"})
     assert ResponseCache(s3_run).get_many([KEY, "cd" + "0" * 62]) == [{"text": "hello"}, None]
+
+
+def test_a_cache_travels_to_ray_workers_by_pickle(tmp_path):
+    import pickle
+
+    cache = pickle.loads(pickle.dumps(ResponseCache(str(tmp_path))))
+    cache.put(KEY, {"text": "{}"})
+    assert cache.get(KEY) == {"text": "{}"} and cache.unreadable == 0
