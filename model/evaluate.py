@@ -115,6 +115,10 @@ def _first_records(files: Sequence[str], columns: list[str], wanted, attributes,
     with concurrent.futures.ThreadPoolExecutor(max_workers=ID_READ_THREADS) as pool:
         ids = sorted((pid, file) for file, pids in zip(files, pool.map(_product_ids, files))
                      for pid in pids if wanted(pid))
+    def read(item: tuple[str, set[str]]) -> tuple[list[dict[str, Any]], Skipped]:
+        mine = Skipped()  # one per shard, merged in shard order: the examples do not depend on the threads
+        return _file_records(item[0], columns, item[1].__contains__, attributes, mine), mine
+
     records: list[dict[str, Any]] = []
     start = 0
     while len(records) < limit and start < len(ids):
@@ -122,10 +126,6 @@ def _first_records(files: Sequence[str], columns: list[str], wanted, attributes,
         by_file: dict[str, set[str]] = {}
         for pid, file in chunk:
             by_file.setdefault(file, set()).add(pid)
-        def read(item: tuple[str, set[str]]) -> tuple[list[dict[str, Any]], Skipped]:
-            mine = Skipped()
-            return _file_records(item[0], columns, item[1].__contains__, attributes, mine), mine
-
         with concurrent.futures.ThreadPoolExecutor(max_workers=SHARD_READ_THREADS) as pool:
             for part, part_skipped in pool.map(read, sorted(by_file.items())):
                 records += part

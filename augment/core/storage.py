@@ -12,6 +12,7 @@ one set of guarantees:
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
@@ -72,6 +73,12 @@ def _s3_filesystem(endpoint: str | None, region: str | None) -> pafs.S3FileSyste
     if region:
         kwargs["region"] = region
     return pafs.S3FileSystem(**kwargs)
+
+
+# The cached S3 filesystems go before pyarrow finalizes its S3 support at exit: an S3 client destroyed after that
+# may crash the interpreter on its way out. atexit runs handlers last-registered first, and pyarrow.fs registered
+# its finalizer when this module imported it.
+atexit.register(_s3_filesystem.cache_clear)
 
 
 def s3_endpoint() -> str | None:
