@@ -33,9 +33,9 @@ test-services:
 	  && echo "installed chromium"; } || echo "chromium could not be installed: browser tests will be skipped"
 
 # Every tier (CI runs this). The tiers are chosen by markers (declared in setup.cfg, combined in testkit/tiers.py),
-# never by file lists; a selection that runs no test fails (pytest exits 5). By default three tiers run in two lanes of pytest processes
-# (testkit/tiers.py): the process tier (slow) prints as it goes; the in-process tier and then the service tier
-# (external, gpu, slow orchestration) run beside it, and their logs follow at the end.
+# never by file lists; a selection that runs no test fails (pytest exits 5). By default the three tiers run side by
+# side, one pytest process each (testkit/tiers.py): the process tier (slow) prints as it goes; the service tier
+# (external, gpu, slow orchestration) and the in-process tier run beside it, and their logs follow at the end.
 # TEST_WORKERS=N instead spreads the test files over N pytest-xdist processes (one file per unit; the files that
 # read the session's sample runs are one unit), which pays on machines with more than two cores: each worker
 # builds its own Ray head and sample runs (bench/bench_suite.py measures the choices).

@@ -1,15 +1,17 @@
-"""`make test`: the three tiers of the suite in two lanes of pytest processes.
+"""`make test`: the three tiers of the suite side by side, one pytest process each.
 
-    lane 1: process tier (`slow`: Ray, the pipeline end to end, killed processes)           prints as it goes
-    lane 2: in-process tier (unmarked: pure computation), then service tier (`external`, `gpu`, slow
-            `orchestration`: the vLLM CPU server, Chromium, Airflow, Ray jobs and Train)    logs, printed at the end
+    process tier (`slow`: Ray, the pipeline end to end, killed processes)                     prints as it goes
+    service tier (`external`, `gpu`, slow `orchestration`: the vLLM CPU server, Chromium,
+                  Airflow, Ray jobs and Train)                                                  log, printed at the end
+    in-process tier (unmarked: pure computation)                                                log, printed at the end
 
-Both lanes spend much of their time waiting for processes to start and servers to answer, and take about as long
-as each other on two cores: each fills the other's waits. The marker expressions partition the suite, so every
-collected test runs exactly once. When all have ended, lane 2's logs are printed, then one line per tier. The
-command fails when any tier fails, and when none ran a test (pytest's exit 5); a selection (extra pytest arguments,
-e.g. a file) that leaves a tier empty is fine. Arguments with their own marker expression (`-m`) choose the tests
-themselves: they run in one pytest process.
+The process and service tiers spend much of their time waiting for processes to start and servers to answer; the
+in-process tier's computation fills those waits (on two cores: 446 s for all three side by side, 490 s with the
+in-process tier run before the service tier in one lane). The marker expressions partition the suite, so every
+collected test runs exactly once. When all have ended, the logged tiers' output is printed, then one line per
+tier. The command fails when any tier fails, and when none ran a test (pytest's exit 5); a selection (extra pytest
+arguments, e.g. a file) that leaves a tier empty is fine. Arguments with their own marker expression (`-m`) choose
+the tests themselves: they run in one pytest process.
 
     python -m testkit.tiers [PYTEST ARGS...]
 """
@@ -27,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IN_PROCESS = "not slow and not external and not gpu"
 SERVICE = "external or gpu or (orchestration and slow)"
 TIERS = (("process", f"not ({IN_PROCESS}) and not ({SERVICE})"), ("in-process", IN_PROCESS), ("service", SERVICE))
-LANES = (("process",), ("in-process", "service"))  # the first lane prints live, the others to logs
+LANES = (("process",), ("service",), ("in-process",))  # lanes of tiers run in turn; the first prints live
 NO_TESTS = 5  # pytest's exit status when the selection is empty
 
 

@@ -1,4 +1,4 @@
-"""`make test` (testkit/tiers.py): three tiers in two lanes of processes, every test in exactly one, and one verdict."""
+"""`make test` (testkit/tiers.py): three tiers side by side, every test in exactly one, and one verdict."""
 import json
 import os
 import subprocess
