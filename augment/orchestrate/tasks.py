@@ -348,8 +348,9 @@ def s3_settings(env_vars: dict[str, str] | None) -> Iterator[None]:
 def check_run(run_uri: str, shard_ids: list[str] | None = None) -> dict[str, Any]:
     """Every planned shard (`shard_ids`, default: every shard of the saved plan) is committed, keeps rows in =
     out + quarantined, and has its data and quarantine files; returns their totals. Streams the manifest and
-    lists the data and quarantine folders once each: its memory is a set of ids and file names, never the records. On S3 it first folds the batch
-    jobs' commit records into `_manifest.jsonl` (manifest.consolidate), so that readers of the run find one file."""
+    lists the data and quarantine folders once each: its memory is a set of ids and file names, never the
+    records. On S3 it first folds the batch jobs' commit records into `_manifest.jsonl` (manifest.consolidate),
+    so that readers of the run find one file."""
     from augment import plan as P
     from augment.core import manifest, storage
 
@@ -464,8 +465,9 @@ def train_config(value: str | None, named: Sequence[str] = ()) -> str:
 def train_request(run_uri: str, params: dict[str, Any], dag_run_id: str,
                   named_configs: Sequence[str] = ()) -> dict[str, Any]:
     """Command and metadata of the training job on a finished run; checkpoints go to `checkpoint_folder`, one per
-    DAG run; the config is checked by `train_config`. With `--resume` the first try starts from nothing and a retry, or the task cleared after a lost cluster,
-    continues from the last epoch that try's folder holds (trained with the same config, or refused)."""
+    DAG run; the config is checked by `train_config`. With `--resume` the first try starts from nothing and a
+    retry, or the task cleared after a lost cluster, continues from the last epoch that try's folder holds
+    (trained with the same config, or refused)."""
     output = checkpoint_folder(run_uri, params.get("checkpoint_uri"), dag_run_id)
     config = train_config(params.get("train_config"), named_configs)
     args = [*MOON_COMMAND, "train", "--data", run_uri, "--config", config, "--resume", "--output", output]

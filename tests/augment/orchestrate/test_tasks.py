@@ -222,8 +222,8 @@ def _commit(run_dir, shard_id, run_id, rows_in=2, rows_out=2, config_hash="h"):
         shard_id=shard_id, source_uri="/in.parquet", row_start=0, row_stop=rows_in, rows_in=rows_in,
         rows_out=rows_out, rows_quarantined=quarantined,
         quarantine_reasons={"bad_image": quarantined} if quarantined else {}, data_file=f"data/{shard_id}.parquet",
-        quarantine_file=f"quarantine/{shard_id}.parquet" if quarantined else None, checksum="x", bytes=3, config_hash=config_hash, code_version="c", run_id=run_id,
-        schema_version="1", timings={}))
+        quarantine_file=f"quarantine/{shard_id}.parquet" if quarantined else None, checksum="x", bytes=3,
+        config_hash=config_hash, code_version="c", run_id=run_id, schema_version="1", timings={}))
 
 
 def test_failed_batch_callback_logs_its_batch_and_command(caplog):
@@ -525,7 +525,8 @@ def test_a_training_config_that_cannot_be_read_on_the_cluster_is_refused(value, 
         T.train_request("/runs/r1", {"train_config": value}, "nightly", ["base", "paper", "tiny"])
 
 
-@pytest.mark.parametrize("value, expected", [(None, "tiny"), (" base ", "base"), ("/etc/moon/m.yaml", "/etc/moon/m.yaml")])
+@pytest.mark.parametrize("value, expected", [(None, "tiny"), (" base ", "base"),
+                                             ("/etc/moon/m.yaml", "/etc/moon/m.yaml")])
 def test_a_training_config_is_a_named_one_or_an_absolute_file(value, expected):
     job = T.train_request("/runs/r1", {"train_config": value}, "nightly", ["base", "paper", "tiny"])
     assert shlex.split(job["entrypoint"])[shlex.split(job["entrypoint"]).index("--config") + 1] == expected
