@@ -77,32 +77,36 @@ def detect_format(uri: str) -> str:
     )
 
 
-def discover(input_uri: str, fingerprints: dict[str, dict[str, Any]] | None = None) -> list[str]:
+def discover(input_uri: str) -> list[str]:
     """The input files: the file itself, or the supported files anywhere under a directory/prefix (see
-    `folder_files`), sorted by their path in it. `fingerprints`, when given, receives each listed file's
-    `fingerprint` from the listing itself (one request for a folder of 2,000 parts, not one each)."""
+    `folder_inputs`), sorted by their path in it."""
+    return [found["uri"] for found in inputs(input_uri)]
+
+
+def inputs(input_uri: str) -> list[dict[str, Any]]:
+    """The `fingerprint` of each input file (`discover`); a folder's come from its listing, one request for a
+    folder of 2,000 parts rather than one each."""
     if storage.is_dir(input_uri):
-        return folder_files(input_uri, fingerprints)
+        return folder_inputs(input_uri)
     if not storage.exists(input_uri):
         raise InputError(f"input {input_uri} does not exist")
     detect_format(input_uri)
-    return [input_uri]
+    return [fingerprint(input_uri)]
 
 
-def folder_files(folder: str, fingerprints: dict[str, dict[str, Any]] | None = None) -> list[str]:
-    """The supported files under `folder`, at any depth (`sub/b.parquet`, Hive-style `year=2024/part-0.parquet`),
-    sorted by their path relative to it; a file directly in it is `storage.join(folder, name)`, as shard ids have
-    always named it. Skipped, as Ray Data and pyarrow datasets skip them: names starting with `.` or `_` at any
-    level (`_SUCCESS`, `.git/`, staged copies), and run folders (holding `_run.json`: a run written inside the
-    input folder is not input). Files of other extensions are skipped with a warning naming them: nothing is left
-    out without a word."""
+def folder_inputs(folder: str) -> list[dict[str, Any]]:
+    """The fingerprints of the supported files under `folder`, at any depth (`sub/b.parquet`, Hive-style
+    `year=2024/part-0.parquet`), sorted by their path relative to it; a file directly in it is
+    `storage.join(folder, name)`, as shard ids have always named it. Skipped, as Ray Data and pyarrow datasets skip
+    them: names starting with `.` or `_` at any level (`_SUCCESS`, `.git/`, staged copies), and run folders
+    (holding `_run.json`: a run written inside the input folder is not input). Files of other extensions are
+    skipped with a warning naming them: nothing is left out without a word."""
     fs, root = storage.filesystem(folder)
     infos = {entry.path[len(root):].lstrip("/"): entry
              for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True)) if entry.type == pafs.FileType.File}
-    paths = list(infos)
-    runs = sorted({posixpath.dirname(p) for p in paths if posixpath.basename(p) == RUN_FILE})
+    runs = sorted({posixpath.dirname(p) for p in infos if posixpath.basename(p) == RUN_FILE})
     files, other, hidden = [], [], 0
-    for path in sorted(paths):
+    for path in sorted(infos):
         if any(not run or path.startswith(run + "/") for run in runs):
             continue
         if any(part.startswith((".", "_")) for part in path.split("/")):
@@ -115,14 +119,11 @@ def folder_files(folder: str, fingerprints: dict[str, dict[str, Any]] | None = N
     if not files:
         found = f" (only {_count(len(other), 'other file')}: {_names(other)})" if other else ""
         raise InputError(f"no .parquet, .jsonl or .csv files under {folder}{found}")
-    if fingerprints is not None:
-        fingerprints.update({storage.join(folder, path): _fingerprint(storage.join(folder, path), infos[path])
-                             for path in files})
-    return [storage.join(folder, path) for path in files]
+    return [_fingerprint(storage.join(folder, path), infos[path]) for path in files]
 
 
 def _report_skipped(folder: str, runs: list[str], other: list[str], hidden: int) -> None:
-    """One log line per kind of file `folder_files` leaves out."""
+    """One log line per kind of file `folder_inputs` leaves out."""
     for run in runs:
         if run:
             log.warning("%s: skipping the run folder %s inside it (a run's output is not input)", folder, run)

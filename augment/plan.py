@@ -223,9 +223,9 @@ def plan_run(
     with the same input and config reads it back instead of planning again."""
     work_uri = work_uri or storage.join(output_uri, INPUT_WORK_DIR)
     # 1. The input files and the run folder's identity: resume only what this config and input made.
-    listed: dict[str, dict[str, Any]] = {}
-    files = io.discover(input_uri, listed)
-    identity = _identity(config, files, limit, listed)
+    found = io.inputs(input_uri)
+    files = [f["uri"] for f in found]
+    identity = _identity(config, found, limit)
     run_id = _check_identity(output_uri, identity, force, write)
     saved = _saved_header(output_uri, identity)
     if saved is not None:
@@ -258,13 +258,11 @@ def _redo_lost(plan: Plan) -> None:
             del plan.committed[shard_id]
 
 
-def _identity(config: Config, files: list[str], limit: int | None,
-              listed: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """What a plan is of. `listed`: the files' fingerprints read while listing their folder (io.discover)."""
-    listed = listed or {}
+def _identity(config: Config, inputs: list[dict[str, Any]], limit: int | None) -> dict[str, Any]:
+    """What a plan is of: the config, the input files' fingerprints (io.inputs), the row limit and shard size."""
     return {
         "config_hash": config.hash(),
-        "inputs": [listed.get(uri) or io.fingerprint(uri) for uri in files],
+        "inputs": inputs,
         "limit": limit,
         "shard_size": config.run.shard_size,
         "schema_version": S.SCHEMA_VERSION,
@@ -424,8 +422,7 @@ def load_batch(
     if input_uri != header["input_uri"]:
         raise PlanMismatch(f"{run_uri} was planned for the input {header['input_uri']}, not {input_uri}",
                            "planned_input")
-    listed: dict[str, dict[str, Any]] = {}
-    identity = _identity(config, io.discover(input_uri, listed), limit, listed)
+    identity = _identity(config, io.inputs(input_uri), limit)
     changed = [k for k in identity if header["identity"].get(k) != identity[k]]
     if changed:
         raise PlanMismatch(f"the saved plan of {run_uri} was made with a different {CHANGED}"

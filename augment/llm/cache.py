@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from augment.core import storage
@@ -30,14 +29,7 @@ class ResponseCache:
     def __init__(self, run_uri: str, threads: int = 8):
         self.root = storage.join(run_uri, CACHE_DIR)
         self.threads = threads
-        self.unreadable = 0  # entries that could not be read (storage errors): asked of the model again
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict:  # shipped to Ray workers with the stage: a lock does not pickle
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _lock=threading.Lock())
+        self.warned = False  # said that storage could not read an entry (once per cache)
 
     def uri(self, key: str) -> str:
         return storage.join(self.root, key[:2], f"{key}.json")
@@ -48,10 +40,8 @@ class ResponseCache:
         except FileNotFoundError:
             return None
         except OSError as exc:  # storage failing after its retries: a miss costs one model call, not the batch
-            with self._lock:
-                self.unreadable += 1
-                first = self.unreadable == 1
-            if first:
+            if not self.warned:
+                self.warned = True
                 log.warning("response cache: cannot read %s (%s); such entries count as misses and the model is "
                             "asked again", self.uri(key), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return None
