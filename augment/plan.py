@@ -254,6 +254,7 @@ def _redo_lost(plan: Plan) -> None:
     if lost:
         log.warning("%d committed shards of %s lost their files (e.g. %s): they are redone", len(lost),
                     plan.run_uri, next(iter(lost.values())))
+        manifest.mark_redone(plan.run_uri, lost)
         for shard_id in lost:
             del plan.committed[shard_id]
 

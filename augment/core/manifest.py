@@ -75,13 +75,20 @@ def commit(run_uri: str, record: ShardRecord) -> None:
             f"quarantined {record.rows_quarantined}"
         )
     if storage.is_s3(run_uri):
-        target = storage.join(run_uri, MANIFEST_DIR, f"{record.shard_id}.json")
-        if storage.exists(target):  # committed again (redone after its files were lost): a folded line is stale
-            storage.write_atomic(storage.join(run_uri, MANIFEST_DIR, REDONE_DIR, record.shard_id), b"")
-        storage.write_atomic(target, record.to_json().encode())
+        storage.write_atomic(storage.join(run_uri, MANIFEST_DIR, f"{record.shard_id}.json"), record.to_json().encode())
     else:
         storage.makedirs(run_uri)
         storage.append_line(storage.join(run_uri, MANIFEST), record.to_json())
+
+
+def mark_redone(run_uri: str, shard_ids: Iterable[str]) -> None:
+    """Before committed shards are done again (their files were lost): on S3 a `_manifest.d/redone/<id>` marker
+    each, so that their new records replace the lines `_manifest.jsonl` may hold for them (`_unconsolidated`).
+    Locally the manifest's last line of a shard wins already."""
+    if storage.is_s3(run_uri):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
+            list(pool.map(lambda shard: storage.write_atomic(storage.join(run_uri, MANIFEST_DIR, REDONE_DIR, shard),
+                                                             b""), shard_ids))
 
 
 def load(run_uri: str) -> dict[str, ShardRecord]:

@@ -59,3 +59,15 @@ def test_s3_input_and_output(s3, sample_path, tmp_path):
     assert all(len(r["variants"]) >= len(S.VARIANT_KINDS) for r in rows)
     # A rerun against S3 resumes: nothing pending.
     assert P.plan_run(f"s3://{BUCKET}/in/products.csv", f"s3://{BUCKET}/runs/r1", config).pending == []
+    # A shard whose data file is lost after the run was consolidated is redone, and its new record replaces the
+    # folded line: totals and readers see the redone shard, and the next plan has nothing left to do.
+    lost = sorted(records.values(), key=lambda r: r.row_start)[0]
+    s3.delete_object(Bucket=BUCKET, Key=f"runs/r1/{lost.data_file}")
+    again = P.plan_run(f"s3://{BUCKET}/in/products.csv", f"s3://{BUCKET}/runs/r1", config)
+    assert [s.shard_id for s in again.pending] == [lost.shard_id]
+    runner.execute(again, config, use_ray=False)
+    redone = manifest.load(f"s3://{BUCKET}/runs/r1")[lost.shard_id]
+    assert redone.committed_at > lost.committed_at and redone.rows_out == lost.rows_out
+    folded = s3.get_object(Bucket=BUCKET, Key="runs/r1/_manifest.jsonl")["Body"].read().decode()
+    assert folded.count(f'"shard_id": "{lost.shard_id}"') == 1
+    assert P.plan_run(f"s3://{BUCKET}/in/products.csv", f"s3://{BUCKET}/runs/r1", config).pending == []
