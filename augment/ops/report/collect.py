@@ -125,13 +125,11 @@ def quarantine_examples(facts: RunFacts, per_reason: int = 3) -> list[dict[str, 
 
 
 def example_files(records: list[manifest.ShardRecord], run_uri: str, per_reason: int) -> list[str]:
-    """The quarantine files, in shard order, that hold the first `per_reason` rows of each reason."""
-    wanted: dict[str, int] = {}
-    for record in records:
-        for reason in record.quarantine_reasons:
-            wanted[reason] = per_reason
+    """The quarantine files that hold the first `per_reason` rows of each reason, in the order of `records`
+    (RunFacts.records: catalogue order)."""
+    wanted = {reason: per_reason for record in records for reason in record.quarantine_reasons}
     uris = []
-    for record in sorted(records, key=lambda r: (r.source_uri, r.row_start)):
+    for record in records:
         if not record.quarantine_file or not any(wanted.get(k, 0) > 0 for k in record.quarantine_reasons):
             continue
         uris.append(storage.join(run_uri, record.quarantine_file))
