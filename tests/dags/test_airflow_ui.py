@@ -2,8 +2,9 @@
 and through a headless Chromium.
 
 A moon_augment run on the bundled sample is triggered through the API and goes through the scheduler, the
-LocalExecutor and the triggerer; its Asset event starts moon_train; a browser logs in with the password that
-standalone generated, opens the run's grid view, saves a screenshot and reads the task states off the page.
+LocalExecutor and the triggerer; its Asset event starts moon_train, and marking that run failed stops its training
+job on Ray; a browser logs in with the password that standalone generated, opens the run's grid view, saves a
+screenshot and reads the task states off the page.
 
 Needs Debian's `chromium` (`apt-get install -y chromium`) and the Python package `playwright` (no browser
 download: the system Chromium is used). Takes 3-6 minutes on 2 cores. The screenshot is written to
@@ -60,6 +61,17 @@ class Api:
                 return value
             time.sleep(every)
         raise AssertionError(f"{what}: not after {timeout:.0f} s")
+
+
+TERMINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+def job_status(client, submission_id: str) -> str | None:
+    """The Ray job's status, None while no job has that id."""
+    try:
+        return str(client.get_job_status(submission_id))
+    except RuntimeError:  # the Jobs API's "not found"
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +134,7 @@ def test_extra_links_open_the_ray_job_and_the_run_report(api, standalone, finish
     assert report_link == {"Run report": (run_dir / "report" / "index.html").as_uri()}
 
 
-def test_the_asset_event_starts_moon_train_on_the_published_run(api, standalone, finished_run):
+def test_the_asset_event_starts_moon_train_on_the_published_run(api, standalone, finished_run, ray_client):
     from augment.orchestrate.tasks import safe_name
 
     def asset_triggered():
@@ -131,11 +143,21 @@ def test_the_asset_event_starts_moon_train_on_the_published_run(api, standalone,
 
     runs = api.wait("an asset-triggered moon_train run", asset_triggered, timeout=180)
     assert len(runs) == 1
-    pick_run = f"/api/v2/dags/moon_train/dagRuns/{urllib.parse.quote(runs[0]['dag_run_id'], safe='')}/taskInstances/pick_run"
+    run_path = f"/api/v2/dags/moon_train/dagRuns/{urllib.parse.quote(runs[0]['dag_run_id'], safe='')}"
+    pick_run = f"{run_path}/taskInstances/pick_run"
     api.wait("moon_train picked its run", lambda: api.call("GET", pick_run)["state"] == "success", timeout=300)
     entrypoint = api.call("GET", f"{pick_run}/xcomEntries/entrypoint")["value"]
     run_dir = str(Path(standalone.env["MOON_RUNS_ROOT"], safe_name(finished_run["dag_run_id"])))
     assert f"train --data {run_dir} --config tiny" in entrypoint
+
+    # Marking the run failed, as an operator does from the UI, stops its training job on Ray (the triggerer's
+    # on_kill), which would otherwise train on for the rest of the session.
+    job_id = submission.attempt_id(submission.base_id("moon_train", runs[0]["dag_run_id"], "train"), 1)
+    api.wait("the training job submitted", lambda: job_status(ray_client, job_id), timeout=180, every=1.0)
+    api.call("PATCH", run_path, {"state": "failed"})
+    ended = api.wait("the training job ended", lambda: job_status(ray_client, job_id) in TERMINAL_JOB_STATES
+                     and job_status(ray_client, job_id), timeout=120, every=1.0)
+    assert ended == "STOPPED"
 
 
 def test_the_grid_view_shows_every_task_of_the_run_successful(standalone, finished_run):
