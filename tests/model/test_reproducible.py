@@ -10,7 +10,7 @@ from model.config import load_config
 from model.progress import read_history
 from model.train import train
 
-pytestmark = [pytest.mark.slow, pytest.mark.orchestration]  # Ray Train fits on the session's head
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
