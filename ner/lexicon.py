@@ -126,12 +126,22 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
                 raise LexiconError(f"{path}:{number}: not JSON ({exc.msg})") from None
             if not isinstance(item, dict) or "label" not in item or "pattern" not in item:
                 raise LexiconError(f"{path}:{number}: a pattern needs 'label' and 'pattern'")
+            item["label"] = _pattern_label(item["label"], f"{path}:{number}")
             pattern = item["pattern"]
             if not isinstance(pattern, (str, list)):
                 raise LexiconError(f"{path}:{number}: 'pattern' must be a string or a list of token specs")
             if isinstance(pattern, str):
                 item.setdefault("id", canonical_id(pattern))
             yield item
+
+
+def _pattern_label(label, where: str) -> str:
+    """A pattern line's label: one of `SPEC_LABELS` in any case (`brand` is BRAND), or another word of letters and
+    `_`, which is kept as given (its entities go to the `entities` list); anything else is a LexiconError."""
+    if not isinstance(label, str) or not _LABEL_WORD.fullmatch(label):
+        raise LexiconError(f"{where}: 'label' must be a word of letters and _ (BRAND, CATEGORY, MATERIAL, COLOR, "
+                           f"NONE or a label of your own), not {json.dumps(label, ensure_ascii=False)}")
+    return label.upper() if label.upper() in SPEC_LABELS else label
 
 
 def _label_from_name(path: Path) -> str:

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -132,3 +133,15 @@ def test_lexicon_directory_and_non_utf8_jsonl_are_named(tmp_path):
     path.write_bytes(b'{"label": "COLOR", "pattern": "Red"}\n\xff\n')
     with pytest.raises(LexiconError, match=r"p.jsonl:2: not UTF-8 \(at byte offset 0\)"):
         read_lexicon(path)
+
+
+def test_a_pattern_line_names_a_known_label_in_any_case_or_a_word_of_its_own(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"label": "brand", "pattern": "Acme"}\n{"label": "Size_Band", "pattern": "XL"}\n')
+    assert [item["label"] for item in read_lexicon(path)] == ["BRAND", "Size_Band"]
+    for label in ("", 5, "BRAND NAME", None):
+        lines = ['{"label": "COLOR", "pattern": "Red"}', json.dumps({"label": label, "pattern": "Acme"})]
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(LexiconError, match=rf"p.jsonl:2: 'label' must be a word of letters and _ .* not "
+                                               rf"{re.escape(json.dumps(label))}$"):
+            read_lexicon(path)
