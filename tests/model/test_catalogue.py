@@ -4,10 +4,11 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 import torch
 
-from model.catalogue import catalogue_embeddings, evaluate_catalogue
+from model.catalogue import CatalogueStore, catalogue_embeddings, evaluate_catalogue, write_catalogue_embeddings
 from model.checkpoint import build_model, save_checkpoint
 from model.config import load_config
 from model.evaluate import DIRECTIONS, embed_views, evaluation_inputs, held_out_records, split_records, text_queries
@@ -114,3 +115,13 @@ def test_eval_cli_catalogue_gallery_and_the_run_report_link(tmp_path, capsys):
     for target in (out, tmp_path / "results" / "eval-gallery.html"):
         relative = os.path.relpath(target, run / "report")
         assert relative in links and (run / "report" / relative).resolve() == target
+
+
+def test_decoding_ahead_in_threads_writes_the_file_one_thread_writes(setup):
+    tmp, run, model, cfg, ckpt, records = setup
+    one = write_catalogue_embeddings(model, cfg, str(run), tmp / "one.parquet", batch_size=16, threads=1)
+    four = write_catalogue_embeddings(model, cfg, str(run), tmp / "four.parquet", batch_size=16, threads=4)
+    a, b = CatalogueStore(one), CatalogueStore(four)
+    assert a.product_ids == b.product_ids and len(a) == 160  # ten batches, in shard order
+    for view in ("c_mm", "c_i", "c_t"):
+        assert np.array_equal(a.view(view), b.view(view))
