@@ -15,20 +15,26 @@ Row order is not kept (filter/union): the runner's writer regroups rows by `_sha
 `_source_row`). Rows already quarantined by an earlier stage pass through untouched, with the stage's columns
 set to None (`split_live`). Requests, parsing, guards, statuses and cache keys are the same as with the other
 engines; everything here except `answer_dataset` is plain functions over rows, tested without an engine.
-Inference errors (should_continue_on_error) become `fallback:engine`.
+Inference errors (should_continue_on_error) become `fallback:engine`; a row function that raises (an image that
+cannot be sent, say) quarantines its product with `stage_error:<exception>` (`isolated`), as a batch stage's row
+is, instead of failing the job.
 
 Needs `ray[llm]` and vLLM on the GPU workers (the ray GPU worker image), not on the driver.
 """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from augment.core.config import NOT_HASHED
-from augment.core.schema import QUARANTINE_REASON
+from augment.core.names import Reason
+from augment.core.schema import QUARANTINE_DETAIL, QUARANTINE_REASON, QUARANTINE_STAGE
 from augment.llm.client import LLMClient, cache_entry
 from augment.llm.requests import ChatRequest, Completion
+
+log = logging.getLogger(__name__)
 
 # Columns the transform adds while it works; the stage drops them all before its rows go on.
 REQUEST = "_llm_request"  # the ChatRequest of the current attempt, as a dict
@@ -95,6 +101,30 @@ def split_live(ds, writes: Sequence[str]):
     dead = ds.filter(lambda r: r.get(QUARANTINE_REASON) is not None).map(
         lambda r: {**r, **{name: None for name in writes}})
     return live, dead
+
+
+def isolated(fn: Callable[[dict], dict], stage: str, writes: Sequence[str],
+             adds: Sequence[str] = ()) -> Callable[[dict], dict]:
+    """`fn` over one row, isolated as augment.pipeline isolates a batch stage's rows: a row `fn` raises on comes back
+    quarantined (`stage_error:<exception class>`, the stage, the message as detail), its columns `writes` and the
+    columns `adds` that `fn` would have added None, instead of failing the Ray Data task and with it the job. Split
+    such rows off with `split_live` before an engine call."""
+
+    def run(row: dict) -> dict:
+        try:
+            return fn(row)
+        except Exception as exc:  # noqa: BLE001 - quarantine the product, never end the run
+            detail = f"{exc}".strip().splitlines()[0][:300] if str(exc).strip() else ""
+            log.error("stage %s quarantines product %s: %s: %s", stage, row.get("product_id"), type(exc).__name__,
+                      detail, exc_info=True)
+            out = {**row, **{name: None for name in (*writes, *adds)},
+                   QUARANTINE_REASON: Reason.STAGE_ERROR.of(type(exc).__name__)}
+            for name, value in ((QUARANTINE_STAGE, stage), (QUARANTINE_DETAIL, detail)):
+                if name in row:  # the pipeline's rows carry them; a bare dataset may not
+                    out[name] = value
+            return out
+
+    return run
 
 
 class VllmEngine:

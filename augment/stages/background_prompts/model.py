@@ -153,8 +153,13 @@ class ModelBackgroundStage(ModelStage):
         columns = list(ds.schema().names) + ["background_prompts"]
         ds, quarantined = vx.split_live(ds, self.writes)
         refs = self.reference_urls() if self.options.send_image else []
-        ds = ds.map(lambda row: self.request_row(row, refs))
-        return self.engine.answer_dataset(ds, columns, self.llm).map(self.finalize).union(quarantined)
+        # Each row function is isolated (vx.isolated): a product it fails on is quarantined, not the job failed.
+        ds, failed = vx.split_live(ds.map(vx.isolated(lambda row: self.request_row(row, refs), self.name,
+                                                      self.writes, (vx.REQUEST,))), self.writes)
+        answered = self.engine.answer_dataset(ds, columns, self.llm).map(
+            vx.isolated(self.finalize, self.name, self.writes))
+        internal = lambda row: {k: v for k, v in row.items() if k not in vx.INTERNAL}  # noqa: E731
+        return answered.map(internal).union(failed.map(internal), quarantined)
 
 
 class OpenAIBackgroundPrompts(ModelBackgroundStage):

@@ -177,11 +177,18 @@ class ModelEnrichStage(ModelStage):
             url = self.image_url_of(row)
             return {**row, vx.IMAGE_URL: url, vx.REQUEST: self.first_request(row, url)}
 
-        ds = self.engine.answer_dataset(ds.map(first), columns, self.llm).map(self.judge_first)
+        # Each row function is isolated (vx.isolated): a product it fails on is quarantined, not the job failed.
+        ds, failed = vx.split_live(ds.map(vx.isolated(first, self.name, self.writes, (vx.IMAGE_URL, vx.REQUEST))),
+                                   self.writes)
+        judged = vx.isolated(self.judge_first, self.name, self.writes, (vx.ATTEMPTS,))
+        ds = self.engine.answer_dataset(ds, columns, self.llm).map(lambda row: {vx.RETRY: "", **judged(row)})
         done = ds.filter(lambda r: r[vx.RETRY] == "")
-        retry = ds.filter(lambda r: r[vx.RETRY] != "").map(lambda row: self.retry_request(row, row[vx.IMAGE_URL]))
-        retried = self.engine.answer_dataset(retry, columns, self.llm).map(self.judge_retry)
-        finished = done.union(retried).map(lambda row: {k: v for k, v in row.items() if k not in vx.INTERNAL})
+        retry, failed_retry = vx.split_live(ds.filter(lambda r: r[vx.RETRY] != "").map(vx.isolated(
+            lambda row: self.retry_request(row, row[vx.IMAGE_URL]), self.name, self.writes)), self.writes)
+        retried = self.engine.answer_dataset(retry, columns, self.llm).map(
+            vx.isolated(self.judge_retry, self.name, self.writes))
+        finished = done.union(retried, failed, failed_retry).map(
+            lambda row: {k: v for k, v in row.items() if k not in vx.INTERNAL})
         return finished.union(quarantined)
 
 

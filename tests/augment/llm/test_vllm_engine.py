@@ -9,7 +9,7 @@ import json
 import pytest
 
 from augment.llm import vllm_engine as vb
-from augment.stages.background_prompts.model import VllmBackgroundPrompts
+from augment.stages.background_prompts.model import VllmBackgroundOptions, VllmBackgroundPrompts
 from augment.stages.enrich_title.model import OpenAIEnrichOptions, OpenAIEnrichStage, VllmEnrichOptions, VllmEnrichStage
 from augment.stages.base import RunContext
 
@@ -139,15 +139,19 @@ def test_transform_dataset_end_to_end(monkeypatch, tmp_path, ray_local):
             pid="c"),
         row("CRASH Test Product Title", [], pid="d"),
         row("Quarantined Earlier Product", [], pid="e"),
+        row("Nike Men Grey Track Pants", NIKE_ENTITIES, pid="f"),  # its image cannot be sent: only it is quarantined
     ]
     for r in rows:
-        r["_image"] = b""  # Arrow needs one type per column; empty bytes mean "no image"
+        r["_image"] = b"not an image" if r["product_id"] == "f" else b""  # empty bytes mean "no image"
         r["_quarantine_reason"] = "image_undecodable" if r["product_id"] == "e" else None
     st = VllmEnrichStage(VllmEnrichOptions(model="/models/x"), RunContext(output_uri=str(tmp_path)))
     out = {r["product_id"]: r for r in st.transform_dataset(ray.data.from_items(rows)).take_all()}
     again = {r["product_id"]: r for r in st.transform_dataset(ray.data.from_items(rows)).take_all()}
     assert (out["e"]["enriched_title"], out["e"]["enrichment"]) == (None, None)  # not sent to the engine
-    status = {pid: (r["enrichment"]["status"], r["enrichment"]["attempts"]) for pid, r in out.items() if pid != "e"}
+    assert out["f"]["_quarantine_reason"].startswith("stage_error:")
+    assert (out["f"]["enriched_title"], out["f"]["enrichment"]) == (None, None) and set(out["f"]) == set(out["a"])
+    status = {pid: (r["enrichment"]["status"], r["enrichment"]["attempts"]) for pid, r in out.items()
+              if pid not in "ef"}
     assert status == {"a": ("ok", 1), "b": ("ok", 2), "c": ("rejected:missing_entity", 2),
                       "d": ("fallback:engine", 1)}
     assert out["a"]["enriched_title"] == GOOD and out["c"]["enriched_title"] == "Adidas Men Black Shoes"
@@ -156,3 +160,24 @@ def test_transform_dataset_end_to_end(monkeypatch, tmp_path, ray_local):
     assert {pid: r["enrichment"] for pid, r in again.items()} == {pid: r["enrichment"] for pid, r in out.items()}
     # Answers (not engine failures) were cached: a, b x2, c x2.
     assert len(list((tmp_path / "_cache" / "mllm").rglob("*.json"))) == 5
+
+    backgrounds = VllmBackgroundPrompts(VllmBackgroundOptions(model="/models/x"), RunContext(output_uri=str(tmp_path)))
+    prompts = {r["product_id"]: r for r in backgrounds.transform_dataset(ray.data.from_items(rows)).take_all()}
+    assert prompts["f"]["_quarantine_reason"].startswith("stage_error:") and prompts["f"]["background_prompts"] is None
+    assert prompts["e"]["background_prompts"] is None and set(prompts["f"]) == set(prompts["a"])
+    assert all(len(prompts[pid]["background_prompts"]) == backgrounds.count for pid in "abcd")  # answers or fallbacks
+
+
+def test_a_row_function_that_raises_quarantines_its_row_only():
+    def enrich(row):
+        if row["title"] is None:
+            raise ValueError("no title\nsecond line")
+        return {**row, "enriched_title": row["title"].upper(), vb.REQUEST: {}}
+
+    run = vb.isolated(enrich, "enrich_title", ["enriched_title", "enrichment"], adds=[vb.REQUEST])
+    assert run({"product_id": "a", "title": "x", "_quarantine_reason": None})["enriched_title"] == "X"
+    bad = run({"product_id": "b", "title": None, "_quarantine_reason": None, "_quarantine_stage": None,
+               "_quarantine_detail": None})
+    assert bad == {"product_id": "b", "title": None, "enriched_title": None, "enrichment": None, vb.REQUEST: None,
+                   "_quarantine_reason": "stage_error:ValueError", "_quarantine_stage": "enrich_title",
+                   "_quarantine_detail": "no title"}
