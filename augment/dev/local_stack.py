@@ -128,8 +128,9 @@ class RayHead:
     """`ray start --head --block` in its own process group, on free ports, with a fresh auth token."""
 
     def __init__(self, num_cpus: int = 2, env: dict[str, str] | None = None, temp_dir: str | None = None,
-                 token: str | None = None, resources: dict[str, float] | None = None):
+                 token: str | None = None, resources: dict[str, float] | None = None, num_gpus: int = 0):
         self.num_cpus = num_cpus
+        self.num_gpus = num_gpus  # GPUs the head declares (Ray schedules by them; a bench may declare absent ones)
         self.resources = dict(resources or {})  # Ray custom resources of the head node
         self.extra_env = dict(env or {})
         # Short path: Ray puts unix sockets under it (107-byte limit).
@@ -161,7 +162,8 @@ class RayHead:
             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
             "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
             "--num-cpus", str(self.num_cpus), "--temp-dir", self.temp_dir,
-        ] + (["--resources", json.dumps(self.resources)] if self.resources else [])
+        ] + (["--resources", json.dumps(self.resources)] if self.resources else []) + (
+            ["--num-gpus", str(self.num_gpus)] if self.num_gpus else [])
         self.proc = _start_node(cmd, _node_env(self.token, self.extra_env), self.log_path)
         headers = {"Authorization": f"Bearer {self.token}"}
         _wait("ray head", lambda: _http_ok(f"{self.dashboard_url}/api/jobs/", headers), timeout, self.proc, self.log_path)
