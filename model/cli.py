@@ -133,7 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
         finally:
             _shutdown_ray()  # inside the filter: Ray's exit messages are filtered too
     print(json.dumps({"checkpoint": result["checkpoint"], "best": result["best"], "epochs": result["epochs"],
-                      "metrics": _floats(result["metrics"])}, indent=2, sort_keys=True))
+                      "metrics": _floats(result["metrics"]), "skipped": result["skipped"]}, indent=2, sort_keys=True))
     return 0
 
 

@@ -185,11 +185,14 @@ class Skipped:
     reasons: Counter = dataclasses.field(default_factory=Counter)
     examples: list = dataclasses.field(default_factory=list)
     variants: int = 0
+    ids: dict | None = None  # product id -> reason of every product skipped, when the reader keeps them (a {})
 
     def add(self, reason: str, product_id) -> None:
         self.reasons[reason] += 1
         if len(self.examples) < 5:
             self.examples.append(str(product_id))
+        if self.ids is not None:
+            self.ids[str(product_id)] = reason
 
     def merge(self, other: "Skipped") -> None:
         """Add what another reader skipped (one per thread; merged in a fixed order, so the examples are too)."""

@@ -274,29 +274,58 @@ def _summary(metrics: dict[str, float]) -> str:
 # The driver
 # ---------------------------------------------------------------------------------------------------------
 class ToRecords:
-    """Ray Data map_batches callable: shard rows -> product records of the training split."""
+    """Ray Data map_batches callable: shard rows -> product records of the training split. The products it skips
+    for what only reading their images finds (an image_uri that cannot be read, an image that does not decode) go
+    to `tally` (skip_tally) when given, else each batch warns of its own."""
 
-    def __init__(self, eval_fraction: float, attributes: tuple[str, ...] = ()):
+    def __init__(self, eval_fraction: float, attributes: tuple[str, ...] = (), tally=None):
         self.eval_fraction = eval_fraction
         self.attributes = attributes
+        self.tally = tally
 
     def __call__(self, table):
         columns = table.to_pydict()
         keep = [i for i, pid in enumerate(columns["product_id"]) if not is_held_out(pid, self.eval_fraction)]
         columns = {name: [values[i] for i in keep] for name, values in columns.items()}
-        skipped = Skipped()
+        skipped = Skipped(ids={})
         records = product_records(columns, attributes=self.attributes, skipped=skipped)
         skipped.reasons.pop("no_image", None)  # counted once for the whole run by count_split, on the driver
-        if skipped:  # what only reading the images finds: unreadable image_uri, images that do not decode
+        found = {pid: reason for pid, reason in skipped.ids.items() if reason != "no_image"}
+        if found and self.tally is not None:
+            import ray
+
+            ray.get(self.tally.add.remote(found))
+        elif skipped:
             log.warning("%s", skipped.describe(examples=False))
         return records_table(records)
 
 
-def training_dataset(files: list[str], cfg: MoonConfig, attributes: Sequence[str] | None = None):
+def skip_tally():
+    """A Ray actor that totals the products the training read skipped (ToRecords): each product once, with its
+    reason, however many epochs and workers read it; `summary()` gives them as a model.data.Skipped."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class SkipTally:
+        def __init__(self):
+            self.reasons: dict[str, str] = {}
+
+        def add(self, found: dict[str, str]) -> None:
+            for product_id, reason in found.items():
+                self.reasons.setdefault(product_id, reason)
+
+        def summary(self) -> Skipped:
+            return Skipped(reasons=Counter(self.reasons.values()), examples=sorted(self.reasons)[:5])
+
+    return SkipTally.remote()
+
+
+def training_dataset(files: list[str], cfg: MoonConfig, attributes: Sequence[str] | None = None, tally=None):
     """Ray Data product records of the training split of `files`. Every shard is checked before Ray reads any
     (checked_label_columns: a shard that is not readable Parquet, or lacks a column the records need or has it
     with another type, stops here with one line naming it); label columns no shard has are not read.
-    `attributes`: the label columns that check found, when the caller has made it already (train())."""
+    `attributes`: the label columns that check found, when the caller has made it already (train()); `tally`:
+    a skip_tally to total the products skipped while reading their images (ToRecords)."""
     import ray.data
 
     if attributes is None:
@@ -308,7 +337,8 @@ def training_dataset(files: list[str], cfg: MoonConfig, attributes: Sequence[str
     ctx.execution_options.preserve_order = True
     with ray.data.DataContext.current(ctx):
         ds = ray.data.read_parquet(files).select_columns(columns)
-        ds = ds.map_batches(ToRecords(cfg.data.eval_fraction, attributes), batch_format="pyarrow", batch_size=64)
+        ds = ds.map_batches(ToRecords(cfg.data.eval_fraction, attributes, tally), batch_format="pyarrow",
+                            batch_size=64)
         # Small catalogues: decode the shards once and keep the records in the object store, instead of reading
         # them again every epoch.
         if not cfg.data.cache_records:
@@ -440,7 +470,9 @@ def _enough_with_images(cfg: MoonConfig, training: int, held_out: int, counts: C
 def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = False,
           ray_address: str | None = None, verbose: bool = False, progress=None, dataset=None,
           private_ray: bool = False) -> dict[str, Any]:
-    """Train on a run folder's committed shards; returns the last epoch's metrics, the last and best checkpoints.
+    """Train on a run folder's committed shards; returns the last epoch's metrics, the last and best checkpoints,
+    and the products skipped while reading their images, by reason (`skipped`: unreadable, undecodable; each
+    product once; products without an image are counted before training starts).
 
     `progress(epochs=, steps_per_epoch=, start_epoch=, best_metric=)`, if given, makes an object whose `epoch(metrics)`
     and `step(record)` are called from a thread as training goes (model/progress.py ProgressPrinter), and `close()`
@@ -488,6 +520,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     current = ray.data.DataContext.get_current().execution_options
     ingest = ray.data.ExecutionOptions(resource_limits=current.resource_limits, preserve_order=True,
                                        verbose_progress=current.verbose_progress)
+    tally = skip_tally() if dataset is None else None
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -511,7 +544,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
             # Ray Train's INFO notes (among them the controller's traceback of a failed worker) with -v only.
             logging_config=LoggingConfig(log_level="INFO" if verbose else "WARNING"),
         ),
-        datasets={"train": dataset if dataset is not None else training_dataset(files, cfg, attributes)},
+        datasets={"train": dataset if dataset is not None else training_dataset(files, cfg, attributes, tally)},
         dataset_config=DataConfig(execution_options=ingest),
     )
     printer = progress(epochs=cfg.train.epochs, steps_per_epoch=steps_per_epoch, start_epoch=start_epoch,
@@ -522,11 +555,14 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
         if printer is not None:
             printer.close()
     (output_dir / PROGRESS_FILE).unlink(missing_ok=True)
+    skipped = ray.get(tally.summary.remote()) if tally is not None else Skipped()
+    if skipped:
+        log.warning("%s while the training read them, and were not trained on", skipped.describe())
     history = read_history(output_dir)
     page = write_routing_page(output_dir, history)
     if page:
         log.info("routing diagnostics over %d epochs: %s", len(history), page)
-    return _outcome(output_dir, result.metrics, len(history))
+    return _outcome(output_dir, result.metrics, len(history), dict(skipped.reasons))
 
 
 # Tries Ray Train gives a worker group to find its resources (RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S each, 60 s by
@@ -596,11 +632,11 @@ def nothing_to_train(output_dir: Path, existing: Path, epochs: int) -> dict[str,
     return _outcome(output_dir, history[-1] if history else {}, len(history))
 
 
-def _outcome(output_dir: Path, metrics: dict, epochs: int) -> dict[str, Any]:
+def _outcome(output_dir: Path, metrics: dict, epochs: int, skipped: dict | None = None) -> dict[str, Any]:
     last = latest_checkpoint(output_dir)
     best = output_dir / BEST_DIR
     return {"checkpoint": str(last) if last else None, "best": str(best) if (best / MODEL_FILE).exists() else None,
-            "metrics": metrics, "epochs": epochs}
+            "metrics": metrics, "epochs": epochs, "skipped": skipped or {}}
 
 
 def check_resources(cluster: dict[str, float], cfg: MoonConfig, private: bool) -> None:

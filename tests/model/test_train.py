@@ -73,10 +73,14 @@ def test_moon_train_and_eval_print_the_schema_version_error_on_one_line(tmp_path
 @pytest.mark.slow
 @pytest.mark.orchestration
 def test_ray_train_keeps_the_last_epochs_and_the_best_and_resumes(tmp_path, ray_local):
-    run = write_run(tmp_path / "run", product_rows(100), shard_size=40)
-    output = tmp_path / "ckpt"
-    overrides = {"train.epochs": 2, "train.batch_size": 16, "train.keep_last": 1}
+    # Records read again every epoch (as a catalogue too large to cache is), so that the skips are met twice.
+    overrides = {"train.epochs": 2, "train.batch_size": 16, "train.keep_last": 1, "data.cache_records": False}
     cfg = load_config("tiny", overrides)
+    rows = product_rows(100)
+    damaged = next(r for r in rows if not is_held_out(r["product_id"], cfg.data.eval_fraction))
+    damaged["image"] = b"not an image"  # found only when the workers' reads decode it
+    run = write_run(tmp_path / "run", rows, shard_size=40)
+    output = tmp_path / "ckpt"
     seen = []
 
     class Recorder:  # what `moon train` prints from, called as epochs end
@@ -88,6 +92,7 @@ def test_ray_train_keeps_the_last_epochs_and_the_best_and_resumes(tmp_path, ray_
     assert [m["epoch"] for m in seen] == [1, 2]
     epoch2 = output / "epoch-0002"
     assert first["checkpoint"] == str(epoch2) and first["epochs"] == 2
+    assert first["skipped"] == {"undecodable": 1}  # once, though two epochs read it
     assert sorted(p.name for p in output.iterdir() if p.name.startswith("epoch-")) == ["epoch-0002"]  # keep_last 1
     assert {"model.safetensors", "config.json", "train_state.pt", "metrics.json"} <= {p.name for p in epoch2.iterdir()}
     model, saved = load_model(epoch2)
@@ -113,7 +118,7 @@ def test_ray_train_keeps_the_last_epochs_and_the_best_and_resumes(tmp_path, ray_
 
     second = train(str(run), load_config("tiny", overrides | {"train.epochs": 3}), output, resume=True)
     epoch3 = output / "epoch-0003"
-    assert second["checkpoint"] == str(epoch3)
+    assert second["checkpoint"] == str(epoch3) and second["skipped"] == {"undecodable": 1}
     assert sorted(p.name for p in output.iterdir() if p.name.startswith("epoch-")) == ["epoch-0003"]
     state = load_train_state(epoch3)
     assert (state["epoch"], state["step"]) == (3, 3 * steps // 2)  # continued, did not start over
