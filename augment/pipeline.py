@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import traceback
 from typing import Any
 
 import pyarrow as pa
@@ -21,8 +20,8 @@ import pyarrow.compute as pc
 
 from augment import io
 from augment.core import faults, models
+from augment.core.errors import stage_error
 from augment.core import schema as S
-from augment.core.names import Reason
 from augment.stages import Rejection, RunContext, Stage, StageResult, resolve
 
 log = logging.getLogger(__name__)
@@ -185,9 +184,7 @@ def _process_isolated(stage: Stage, batch: dict[str, list], n: int) -> StageResu
 
 
 def _error_result(stage: Stage, exc: Exception) -> StageResult:
-    detail = f"{exc}".strip().splitlines()[0][:300] if str(exc).strip() else ""
-    log.error("stage %s quarantines a row: %s: %s\n%s", stage.name, type(exc).__name__, detail, traceback.format_exc(limit=3))
-    return StageResult({name: [None] for name in stage.writes}, [Rejection(Reason.STAGE_ERROR.of(type(exc).__name__), detail)])
+    return StageResult({name: [None] for name in stage.writes}, [Rejection(*stage_error(stage.name, exc))])
 
 
 def _checked(stage: Stage, result: StageResult, n: int) -> StageResult:

@@ -287,14 +287,15 @@ class ToRecords:
         columns = table.to_pydict()
         keep = [i for i, pid in enumerate(columns["product_id"]) if not is_held_out(pid, self.eval_fraction)]
         columns = {name: [values[i] for i in keep] for name, values in columns.items()}
-        skipped = Skipped(ids={})
+        skipped = Skipped(ids=None if self.tally is None else {})
         records = product_records(columns, attributes=self.attributes, skipped=skipped)
         skipped.reasons.pop("no_image", None)  # counted once for the whole run by count_split, on the driver
-        found = {pid: reason for pid, reason in skipped.ids.items() if reason != "no_image"}
-        if found and self.tally is not None:
-            import ray
+        if self.tally is not None:  # what only reading the images finds: unreadable image_uri, undecodable images
+            found = {pid: reason for pid, reason in skipped.ids.items() if reason != "no_image"}
+            if found:
+                import ray
 
-            ray.get(self.tally.add.remote(found))
+                ray.get(self.tally.add.remote(found))
         elif skipped:
             log.warning("%s", skipped.describe(examples=False))
         return records_table(records)

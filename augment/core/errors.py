@@ -6,7 +6,13 @@ one raised on a Ray Train worker (model.train.failure_reason).
 """
 from __future__ import annotations
 
+import logging
 import sys
+import traceback
+
+from augment.core.names import Reason
+
+log = logging.getLogger(__name__)
 
 CONFIG_ERRORS = (("augment.core.config", "ConfigError"),)  # the run config's and the model config's
 REQUEST_ERRORS = (("augment.io", "InputError"), ("augment.plan", "RunMismatch"), ("model.evaluate", "ProtocolError"),
@@ -24,3 +30,16 @@ def user_error(exc: BaseException) -> str | None:
     if isinstance(exc, PATH_ERRORS + loaded(REQUEST_ERRORS)):
         return "error"
     return None
+
+
+def stage_error(stage: str, exc: BaseException, product_id=None) -> tuple[str, str]:
+    """The quarantine (reason, detail) of a product a stage raised on, logged with a short traceback: the reason
+    is `stage_error:<exception class>`, the detail the message's first line (300 characters at most). The batch
+    stages' row isolation (augment.pipeline) and the vllm dataset stages' (augment.llm.vllm_engine.isolated) share
+    it."""
+    text = str(exc).strip()
+    detail = text.splitlines()[0][:300] if text else ""
+    which = f"product {product_id}" if product_id is not None else "a row"
+    log.error("stage %s quarantines %s: %s: %s\n%s", stage, which, type(exc).__name__, detail,
+              traceback.format_exc(limit=3))
+    return Reason.STAGE_ERROR.of(type(exc).__name__), detail

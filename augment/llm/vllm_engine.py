@@ -24,17 +24,14 @@ Needs `ray[llm]` and vLLM on the GPU workers (the ray GPU worker image), not on 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from augment.core.config import NOT_HASHED
-from augment.core.names import Reason
+from augment.core.errors import stage_error
 from augment.core.schema import QUARANTINE_DETAIL, QUARANTINE_REASON, QUARANTINE_STAGE
 from augment.llm.client import LLMClient, cache_entry
 from augment.llm.requests import ChatRequest, Completion
-
-log = logging.getLogger(__name__)
 
 # Columns the transform adds while it works; the stage drops them all before its rows go on.
 REQUEST = "_llm_request"  # the ChatRequest of the current attempt, as a dict
@@ -103,6 +100,11 @@ def split_live(ds, writes: Sequence[str]):
     return live, dead
 
 
+def public(row: dict) -> dict:
+    """The row without the columns the transform adds while it works (INTERNAL)."""
+    return {k: v for k, v in row.items() if k not in INTERNAL}
+
+
 def isolated(fn: Callable[[dict], dict], stage: str, writes: Sequence[str],
              adds: Sequence[str] = ()) -> Callable[[dict], dict]:
     """`fn` over one row, isolated as augment.pipeline isolates a batch stage's rows: a row `fn` raises on comes back
@@ -114,11 +116,8 @@ def isolated(fn: Callable[[dict], dict], stage: str, writes: Sequence[str],
         try:
             return fn(row)
         except Exception as exc:  # noqa: BLE001 - quarantine the product, never end the run
-            detail = f"{exc}".strip().splitlines()[0][:300] if str(exc).strip() else ""
-            log.error("stage %s quarantines product %s: %s: %s", stage, row.get("product_id"), type(exc).__name__,
-                      detail, exc_info=True)
-            out = {**row, **{name: None for name in (*writes, *adds)},
-                   QUARANTINE_REASON: Reason.STAGE_ERROR.of(type(exc).__name__)}
+            reason, detail = stage_error(stage, exc, row.get("product_id"))
+            out = {**row, **{name: None for name in (*writes, *adds)}, QUARANTINE_REASON: reason}
             for name, value in ((QUARANTINE_STAGE, stage), (QUARANTINE_DETAIL, detail)):
                 if name in row:  # the pipeline's rows carry them; a bare dataset may not
                     out[name] = value
@@ -141,11 +140,6 @@ class VllmEngine:
 
     def decoding(self) -> dict[str, Any]:
         return {}
-
-    # The engine runs only inside answer_dataset: the runner never calls `process` on a dataset stage (and refuses
-    # --no-ray), so reaching this is a programming error.
-    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:  # pragma: no cover
-        raise NotImplementedError("the vllm backend runs as a Ray Data transform: use transform_dataset(ds)")
 
     def processor_config(self):
         """The ray.data.llm processor config for these options (built on the driver)."""

@@ -66,12 +66,13 @@ class Api:
 TERMINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
-def job_status(client, submission_id: str) -> str | None:
-    """The Ray job's status, None while no job has that id."""
+def job_status(client, submission_id: str, ended: bool = False) -> str | None:
+    """The Ray job's status, None while no job has that id (with `ended`, also while it has not ended)."""
     try:
-        return str(client.get_job_status(submission_id))
+        status = str(client.get_job_status(submission_id))
     except RuntimeError:  # the Jobs API's "not found"
         return None
+    return None if ended and status not in TERMINAL_JOB_STATES else status
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +156,8 @@ def test_the_asset_event_starts_moon_train_on_the_published_run(api, standalone,
     job_id = submission.attempt_id(submission.base_id("moon_train", runs[0]["dag_run_id"], "train"), 1)
     api.wait("the training job submitted", lambda: job_status(ray_client, job_id), timeout=180, every=1.0)
     api.call("PATCH", run_path, {"state": "failed"})
-    ended = api.wait("the training job ended", lambda: job_status(ray_client, job_id) in TERMINAL_JOB_STATES
-                     and job_status(ray_client, job_id), timeout=120, every=1.0)
+    ended = api.wait("the training job ended", lambda: job_status(ray_client, job_id, ended=True), timeout=120,
+                     every=1.0)
     assert ended == "STOPPED"
 
 

@@ -145,9 +145,7 @@ class ModelBackgroundStage(ModelStage):
         candidates, reason = judge_backgrounds(vx.completion_of(row), self.count)
         if reason is not None:
             candidates = self._fallback(row["product_id"], row["title"], row["entities"])
-        out = {k: v for k, v in row.items() if k not in vx.INTERNAL}
-        out["background_prompts"] = candidates
-        return out
+        return {**vx.public(row), "background_prompts": candidates}
 
     def transform_dataset(self, ds):
         columns = list(ds.schema().names) + ["background_prompts"]
@@ -158,8 +156,7 @@ class ModelBackgroundStage(ModelStage):
                                                       self.writes, (vx.REQUEST,))), self.writes)
         answered = self.engine.answer_dataset(ds, columns, self.llm).map(
             vx.isolated(self.finalize, self.name, self.writes))
-        internal = lambda row: {k: v for k, v in row.items() if k not in vx.INTERNAL}  # noqa: E731
-        return answered.map(internal).union(failed.map(internal), quarantined)
+        return answered.union(failed).map(vx.public).union(quarantined)
 
 
 class OpenAIBackgroundPrompts(ModelBackgroundStage):

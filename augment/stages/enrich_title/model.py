@@ -187,9 +187,7 @@ class ModelEnrichStage(ModelStage):
             lambda row: self.retry_request(row, row[vx.IMAGE_URL]), self.name, self.writes)), self.writes)
         retried = self.engine.answer_dataset(retry, columns, self.llm).map(
             vx.isolated(self.judge_retry, self.name, self.writes))
-        finished = done.union(retried, failed, failed_retry).map(
-            lambda row: {k: v for k, v in row.items() if k not in vx.INTERNAL})
-        return finished.union(quarantined)
+        return done.union(retried, failed, failed_retry).map(vx.public).union(quarantined)
 
 
 class OpenAIEnrichStage(ModelEnrichStage):
