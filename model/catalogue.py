@@ -152,7 +152,7 @@ def prepared_batches(files: Sequence[str], cfg: MoonConfig, batch_size: int = 25
                      threads: int = DECODE_THREADS) -> Iterator[tuple[list[dict[str, Any]], torch.Tensor | None]]:
     """(products, candidate views [B, 3, S, S]) of each batch of `batch_size` rows of the shards, in shard order;
     products without a readable image are left out (model.data.product_records, which logs them), and a batch left
-    with none gives ([], None). The shards are read in this thread; `threads` threads make the products and views,
+    with none gives ([], None); a damaged page is a one-line ShardError (model.evaluate.shard_batches). The shards are read in this thread; `threads` threads make the products and views,
     at most 2 x `threads` batches ahead of the consumer."""
     import collections
     import concurrent.futures
@@ -162,6 +162,7 @@ def prepared_batches(files: Sequence[str], cfg: MoonConfig, batch_size: int = 25
     from augment.core import storage
     from model import images as image_ops
     from model.data import product_records, shard_columns
+    from model.evaluate import shard_batches
 
     def prepare(columns: dict) -> tuple[list[dict[str, Any]], torch.Tensor | None]:
         records = product_records(columns, attributes=cfg.data.query_attributes)
@@ -176,7 +177,7 @@ def prepared_batches(files: Sequence[str], cfg: MoonConfig, batch_size: int = 25
             fs, file_path = storage.filesystem(file)
             with pq.ParquetFile(file_path, filesystem=fs) as parquet:
                 columns = [c for c in shard_columns(cfg.data.query_attributes) if c in parquet.schema_arrow.names]
-                for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
+                for batch in shard_batches(parquet, columns, file, batch_size):
                     ahead.append(pool.submit(prepare, batch.to_pydict()))
                     while len(ahead) > 2 * max(1, threads):
                         yield ahead.popleft().result()

@@ -140,7 +140,7 @@ def _product_ids(file: str) -> list[str]:
 
     fs, path = storage.filesystem(file)
     with pq.ParquetFile(path, filesystem=fs) as parquet:
-        return [pid for batch in _batches(parquet, ["product_id"], file) for pid in batch.column(0).to_pylist()]
+        return [pid for batch in shard_batches(parquet, ["product_id"], file) for pid in batch.column(0).to_pylist()]
 
 
 def _file_records(file: str, columns: list[str], wanted, attributes, skipped: Skipped) -> list[dict[str, Any]]:
@@ -152,7 +152,7 @@ def _file_records(file: str, columns: list[str], wanted, attributes, skipped: Sk
     records = []
     fs, path = storage.filesystem(file)
     with pq.ParquetFile(path, filesystem=fs) as parquet:
-        for batch in _batches(parquet, columns, file):
+        for batch in shard_batches(parquet, columns, file):
             data = batch.to_pydict()
             keep = [i for i, pid in enumerate(data["product_id"]) if wanted(pid)]
             if keep:
@@ -161,13 +161,13 @@ def _file_records(file: str, columns: list[str], wanted, attributes, skipped: Sk
     return records
 
 
-def _batches(parquet, columns: list[str], uri: str):
+def shard_batches(parquet, columns: list[str], uri: str, batch_size: int = 256):
     """The shard's record batches; a page that cannot be read (the footer was checked) is a one-line ShardError."""
     import pyarrow as pa
 
     from augment.core.schema import read_failure
 
-    batches = parquet.iter_batches(batch_size=256, columns=columns)
+    batches = parquet.iter_batches(batch_size=batch_size, columns=columns)
     while True:
         try:
             batch = next(batches)

@@ -149,18 +149,17 @@ BODY_READ_ATTEMPTS = 3  # an S3 object whose body is cut off mid-read (the SDK r
 
 def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
-    for attempt in range(1, BODY_READ_ATTEMPTS):
+    for attempt in range(1, BODY_READ_ATTEMPTS + 1):
         try:
             with fs.open_input_stream(path) as f:
                 return f.read()
         except FileNotFoundError:
             raise
         except OSError:
-            if not is_s3(uri):
+            if not is_s3(uri) or attempt == BODY_READ_ATTEMPTS:
                 raise
             time.sleep(0.2 * attempt)
-    with fs.open_input_stream(path) as f:
-        return f.read()
+    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 def read_text(uri: str) -> str:
