@@ -77,15 +77,10 @@ def detect_format(uri: str) -> str:
     )
 
 
-def discover(input_uri: str) -> list[str]:
-    """The input files: the file itself, or the supported files anywhere under a directory/prefix (see
-    `folder_inputs`), sorted by their path in it."""
-    return [found["uri"] for found in inputs(input_uri)]
-
-
 def inputs(input_uri: str) -> list[dict[str, Any]]:
-    """The `fingerprint` of each input file (`discover`); a folder's come from its listing, one request for a
-    folder of 2,000 parts rather than one each."""
+    """The input files, each as its `fingerprint` (`uri`, size, mtime): the file itself, or the supported files
+    anywhere under a directory/prefix (see `folder_inputs`), sorted by their path in it. A folder's fingerprints
+    come from its listing, one request for a folder of 2,000 parts rather than one each."""
     if storage.is_dir(input_uri):
         return folder_inputs(input_uri)
     if not storage.exists(input_uri):

@@ -109,7 +109,7 @@ def test_a_folder_is_listed_recursively_and_other_files_are_named(tmp_path, capl
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("x")
     with caplog.at_level(logging.INFO, logger="augment.io"):
-        files = io.discover(str(root))
+        files = [f["uri"] for f in io.inputs(str(root))]
     assert files == [str(root / "a.parquet"), str(root / "sub" / "b.parquet"),
                      str(root / "sub" / "deeper" / "c.PARQUET")]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -151,7 +151,7 @@ def test_a_folder_of_other_files_says_what_it_holds(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(io.InputError, match=r"no \.parquet, \.jsonl or \.csv files under .* \(only 1 other file: "
                                             r"notes\.txt\)$"):
-        io.discover(str(tmp_path))
+        io.inputs(str(tmp_path))
 
 
 @pytest.mark.slow
@@ -162,7 +162,7 @@ def test_an_s3_folder_is_listed_recursively(caplog):
         for key in ("in/a.jsonl", "in/sub/b.parquet", "in/year=2024/part-0.csv", "in/notes.txt", "in/_SUCCESS"):
             s3.put_object(Bucket="bucket", Key=key, Body=b"x")
         with caplog.at_level(logging.WARNING, logger="augment.io"):
-            files = io.discover("s3://bucket/in")
+            files = [f["uri"] for f in io.inputs("s3://bucket/in")]
     assert files == ["s3://bucket/in/a.jsonl", "s3://bucket/in/sub/b.parquet", "s3://bucket/in/year=2024/part-0.csv"]
     assert any("skipping 1 file" in r.getMessage() and "notes.txt" in r.getMessage() for r in caplog.records)
 

@@ -140,10 +140,10 @@ def test_unknown_extension_is_an_input_error(tmp_path):
     path = tmp_path / "in.xlsx"
     path.write_text("x")
     with pytest.raises(io.InputError, match="cannot tell the format"):
-        io.discover(str(path))
+        io.inputs(str(path))
 
 
 def test_directory_input_lists_supported_files_sorted(tmp_path):
     for name in ("b.csv", "a.parquet", "notes.txt", "_hidden.csv"):
         (tmp_path / name).write_text("x")
-    assert io.discover(str(tmp_path)) == [str(tmp_path / "a.parquet"), str(tmp_path / "b.csv")]
+    assert [f["uri"] for f in io.inputs(str(tmp_path))] == [str(tmp_path / "a.parquet"), str(tmp_path / "b.csv")]
