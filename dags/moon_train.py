@@ -4,7 +4,9 @@
 Scheduled on the Asset `moon_augment_shards`: every run that moon_augment publishes starts one moon_train
 run. `pick_run` takes the run folder from the triggering Asset event (or, when triggered by hand, from the
 `run_uri` field, else the latest event); `train` submits `moon train --data <run> --config <config>
---output <checkpoints>` as a Ray job (log in the task log, **Ray job** link to the dashboard).
+--output <checkpoints>` as a Ray job (log in the task log, **Ray job** link to the dashboard). The config is
+*Model config*, or when that is empty (as in every Asset-triggered run) `$MOON_TRAIN_CONFIG` from Airflow's
+environment, else `tiny`.
 
 Checkpoints go to a folder of this DAG run's own on the Ray cluster's filesystem (`moon train` writes no s3://):
 *Checkpoint folder* when set (an absolute path; its `{run_id}` becomes this DAG run's id, and without `{run_id}`
@@ -21,14 +23,16 @@ from airflow.sdk import Param, dag, task
 from augment.orchestrate import GPU_POOL
 from augment.orchestrate.assets import MOON_SHARDS
 from augment.orchestrate.operator import RayJobOperator
-from augment.orchestrate.tasks import CHECKPOINTS_ROOT_ENV, DEFAULT_CHECKPOINTS_ROOT
+from augment.orchestrate.tasks import (CHECKPOINTS_ROOT_ENV, DEFAULT_CHECKPOINTS_ROOT, DEFAULT_TRAIN_CONFIG,
+                                      TRAIN_CONFIG_ENV)
 
 PARAMS = {
     "run_uri": Param(None, type=["null", "string"], title="Run folder (optional)",
                      description="A moon_augment run to train on. Empty: the run of the triggering Asset event."),
-    "train_config": Param("tiny", type="string", minLength=1, title="Model config",
+    "train_config": Param(None, type=["null", "string"], title="Model config (optional)",
                           description="A named config (a file of model/configs/: tiny, base, paper, ...) or the "
-                                      "absolute path of a JSON/YAML file the cluster can read."),
+                                      "absolute path of a JSON/YAML file the cluster can read. Empty: "
+                                      f"${TRAIN_CONFIG_ENV} in Airflow's environment, else {DEFAULT_TRAIN_CONFIG}."),
     "checkpoint_uri": Param(
         None, type=["null", "string"], pattern="^/", title="Checkpoint folder (optional)",
         description="Absolute path on the Ray cluster (moon train writes no s3://); {run_id} becomes this DAG run's "

@@ -34,6 +34,9 @@ RUNS_ROOT_ENV, DEFAULT_RUNS_ROOT = "MOON_RUNS_ROOT", "/tmp/moon-runs"
 JOBS_PER_RUN_ENV, DEFAULT_JOBS_PER_RUN = "MOON_JOBS_PER_RUN", 8
 # Where moon_train's checkpoints of an s3:// run go by default: `moon train --output` is a local path on the cluster.
 CHECKPOINTS_ROOT_ENV, DEFAULT_CHECKPOINTS_ROOT = "MOON_CHECKPOINTS_ROOT", "/tmp/moon-checkpoints"
+# The model config moon_train trains when its form leaves *Model config* empty, as every Asset-triggered run does:
+# read from the Airflow workers' environment when pick_run runs (train_config).
+TRAIN_CONFIG_ENV, DEFAULT_TRAIN_CONFIG = "MOON_TRAIN_CONFIG", "tiny"
 # The form's env_vars that say where S3 is (augment.core.storage reads them): applied to the Airflow tasks that read
 # or write the run (plan, validate, publish) as well as to the Ray jobs, so that both reach the same store.
 S3_SETTINGS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
@@ -450,14 +453,20 @@ def job_environment(params: dict[str, Any]) -> dict[str, str]:
 
 def train_config(value: str | None, named: Sequence[str] = ()) -> str:
     """The form's model config: one of `named` (model.config.named_configs, which the DAG passes; not checked when
-    empty), or a JSON/YAML file the cluster reads, by its absolute path. RunRequestError names the field."""
-    config = (value or "tiny").strip()
+    empty), or a JSON/YAML file the cluster reads, by its absolute path. An empty form takes $MOON_TRAIN_CONFIG from
+    the Airflow workers' environment, else tiny. RunRequestError names the field, or the variable."""
+    field = "train_config"
+    config = (value or "").strip()
+    if not config:
+        config = os.environ.get(TRAIN_CONFIG_ENV, "").strip()
+        field = f"{TRAIN_CONFIG_ENV} (in Airflow's environment)" if config else field
+    config = config or DEFAULT_TRAIN_CONFIG
     if "/" in config or Path(config).suffix:
         if not config.startswith("/"):
-            raise RunRequestError(f"train_config: {config!r} must be an absolute path on the Ray cluster, or a "
+            raise RunRequestError(f"{field}: {config!r} must be an absolute path on the Ray cluster, or a "
                                   "named config")
     elif named and config not in named:
-        raise RunRequestError(f"train_config: no config named {config!r} (named: {', '.join(named)}); or give the "
+        raise RunRequestError(f"{field}: no config named {config!r} (named: {', '.join(named)}); or give the "
                               "absolute path of a JSON/YAML file on the Ray cluster")
     return config
 

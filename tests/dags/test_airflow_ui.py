@@ -83,7 +83,12 @@ def standalone(ray_head, airflow_db, tmp_path_factory):
     from augment.dev.local_stack import AirflowStandalone
 
     base = tmp_path_factory.mktemp("standalone")
-    instance = AirflowStandalone(base / "home", DAGS, ray_head.connection(), env={"MOON_RUNS_ROOT": str(base / "runs")})
+    # The Asset-triggered moon_train run trains $MOON_TRAIN_CONFIG: here one that runs until the test stops it, so
+    # that stopping it does not race its natural end.
+    train_config = base / "tiny-until-stopped.json"
+    train_config.write_text('{"extends": "tiny", "train": {"epochs": 1000}}')
+    env = {"MOON_RUNS_ROOT": str(base / "runs"), "MOON_TRAIN_CONFIG": str(train_config)}
+    instance = AirflowStandalone(base / "home", DAGS, ray_head.connection(), env=env)
     try:
         instance.start(timeout=600)
         yield instance
@@ -149,10 +154,10 @@ def test_the_asset_event_starts_moon_train_on_the_published_run(api, standalone,
     api.wait("moon_train picked its run", lambda: api.call("GET", pick_run)["state"] == "success", timeout=300)
     entrypoint = api.call("GET", f"{pick_run}/xcomEntries/entrypoint")["value"]
     run_dir = str(Path(standalone.env["MOON_RUNS_ROOT"], safe_name(finished_run["dag_run_id"])))
-    assert f"train --data {run_dir} --config tiny" in entrypoint
+    assert f"train --data {run_dir} --config {standalone.env['MOON_TRAIN_CONFIG']}" in entrypoint
 
     # Marking the run failed, as an operator does from the UI, stops its training job on Ray (the triggerer's
-    # on_kill), which would otherwise train on for the rest of the session.
+    # on_kill), which would otherwise train its 1,000 epochs.
     job_id = submission.attempt_id(submission.base_id("moon_train", runs[0]["dag_run_id"], "train"), 1)
     api.wait("the training job submitted", lambda: job_status(ray_client, job_id), timeout=180, every=1.0)
     api.call("PATCH", run_path, {"state": "failed"})
