@@ -3,9 +3,9 @@
 A shard is committed when its manifest record exists, and only then:
 1. the data shard (and its quarantine file, if any rows were rejected) is published atomically
    (`storage.write_file_atomic`): `data/<shard_id>.parquet`, `quarantine/<shard_id>.parquet`;
-2. the record is appended to `_manifest.jsonl` (local: one O_APPEND write, fsynced), or on S3 written as its
-   own object `_manifest.d/<shard_id>.json` (S3 cannot append), which `consolidate()` folds into
-   `_manifest.jsonl` at the end of a run.
+2. the record is appended to `_manifest.jsonl` (local: one O_APPEND write under the file's lock, fsynced), or on
+   S3 written as its own object `_manifest.d/<shard_id>.json` (S3 cannot append), which `consolidate()` folds
+   into `_manifest.jsonl` at the end of a run.
 A crash between 1 and 2 leaves a data file with no record: the shard is processed again and the file replaced
 by an identical one, never duplicated, because its name is the deterministic shard id.
 

@@ -5,7 +5,8 @@ one set of guarantees:
 - `write_atomic` makes an object visible whole or not at all: locally a temp file in the same directory
   (`.name.tmp-*`, ignored by pyarrow and Ray readers) that is fsynced and renamed; on S3 a single PUT (or a
   completed multipart upload), which S3 exposes atomically.
-- `append_line` appends one record with O_APPEND (local), the commit point of the manifest.
+- `append_line` appends one record with O_APPEND under a POSIX record lock (local), the commit point of the
+  manifest: writers on several machines sharing the folder over NFS append whole lines, one after another.
 - S3 credentials come only from the standard AWS chain (environment, profile, instance role); an endpoint
   override comes from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL. Nothing here logs or stores a credential.
 - Transient S3 errors (503 SlowDown, resets) are retried by the AWS SDK's standard retry strategy.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
+import fcntl
 import functools
 import logging
 import os
@@ -257,7 +260,12 @@ def temp_path_for(uri: str) -> Path:
 
 
 def append_line(uri: str, line: str) -> None:
-    """Append one line durably (local files only; S3 callers write one object per record instead)."""
+    """Append one line durably (local files only; S3 callers write one object per record instead).
+
+    The write happens under an exclusive POSIX lock of the file (`fcntl.lockf`, released on close). On one machine
+    O_APPEND alone keeps concurrent lines whole; on NFS it does not (each client computes the end of the file
+    itself), and the lock is what makes a client see the other clients' lines and write after them. A
+    filesystem without locks (some FUSE mounts) appends unlocked, with one warning per process."""
     if is_s3(uri):
         raise ValueError("append_line is local only")
     data = (line.rstrip("\n") + "\n").encode()
@@ -266,6 +274,7 @@ def append_line(uri: str, line: str) -> None:
     except OSError as exc:
         raise naming_error(exc, uri) from exc
     try:
+        _lock(fd, uri)
         end = os.lseek(fd, 0, os.SEEK_END)
         if end and os.pread(fd, 1, end - 1) != b"\n":
             data = b"\n" + data  # a torn line left by a crash or a full disk: keep this record on a line of its own
@@ -278,7 +287,24 @@ def append_line(uri: str, line: str) -> None:
     except OSError as exc:
         raise naming_error(exc, uri) from exc
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the lock
+
+
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+_unlocked_warned: set[str] = set()
+
+
+def _lock(fd: int, uri: str) -> None:
+    """Wait for the exclusive lock of an open file; go on without one where the filesystem has none."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise
+        if uri not in _unlocked_warned:
+            _unlocked_warned.add(uri)
+            log.warning("%s: the filesystem refuses file locks (%s); appending without one, which is safe only "
+                        "while one machine writes this run", uri, os.strerror(exc.errno))
 
 
 def delete(uri: str) -> None:

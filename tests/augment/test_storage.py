@@ -44,3 +44,48 @@ def test_reads_give_up_after_the_last_attempt_and_never_retry_a_missing_object_o
     with pytest.raises(FileNotFoundError):
         storage.read_bytes("s3://bucket/key")
     assert missing.opens == 1
+
+
+def test_an_append_waits_for_the_lock_of_a_writer_on_another_machine(tmp_path):
+    """On NFS, appends from several machines stay whole lines only under the file's POSIX lock: an append waits
+    while another process (here standing for another machine's writer) holds it, then writes after it."""
+    import subprocess
+    import sys
+    import threading
+
+    manifest = tmp_path / "_manifest.jsonl"
+    storage.append_line(str(manifest), '{"shard_id": "a"}')
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_APPEND); "
+                               "fcntl.lockf(fd, fcntl.LOCK_EX); os.write(fd, b'{\"shard_id\": \"b\"}\\n'); "
+                               "print('locked', flush=True); sys.stdin.read()", str(manifest)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        appender = threading.Thread(target=storage.append_line, args=(str(manifest), '{"shard_id": "c"}'))
+        appender.start()
+        appender.join(timeout=1.0)
+        assert appender.is_alive()  # waiting for the lock
+        assert manifest.read_text().splitlines() == ['{"shard_id": "a"}', '{"shard_id": "b"}']
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    appender.join(timeout=30)
+    assert not appender.is_alive()
+    assert manifest.read_text().splitlines() == ['{"shard_id": "a"}', '{"shard_id": "b"}', '{"shard_id": "c"}']
+
+
+def test_an_append_where_the_filesystem_has_no_locks_goes_on_with_one_warning(tmp_path, monkeypatch, caplog):
+    import errno
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(storage.fcntl, "lockf", no_locks)
+    manifest = str(tmp_path / "_manifest.jsonl")
+    with caplog.at_level("WARNING", logger=storage.__name__):
+        storage.append_line(manifest, "one")
+        storage.append_line(manifest, "two")
+    assert (tmp_path / "_manifest.jsonl").read_text() == "one\ntwo\n"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "refuses file locks (No locks available)" in warnings[0]
