@@ -30,8 +30,8 @@ from augment.core.names import STAGE_ORDER
 from augment.orchestrate import GPU_POOL
 from augment.orchestrate.assets import MOON_SHARDS
 from augment.orchestrate.operator import RayJobOperator
-from augment.orchestrate.tasks import (DEFAULT_MAX_TASKS, JOBS_PER_RUN_ENV, RUNS_ROOT_ENV, S3_SETTINGS, jobs_per_run,
-                                       runs_root)
+from augment.orchestrate.tasks import (DEFAULT_MAX_TASKS, DRIVER_RESOURCES_ENV, JOBS_PER_RUN_ENV, RUNS_ROOT_ENV,
+                                       S3_SETTINGS, driver_resources, jobs_per_run, runs_root)
 
 # Parse-time constants only: paths, names and numbers. No pyarrow, Ray or torch at this level.
 _PACKAGE = Path(find_spec("augment").origin).parent
@@ -44,6 +44,9 @@ JOB_TIMEOUT = timedelta(hours=6)
 # Ray jobs in flight per DAG run at most (the pool moon_gpu bounds them across runs): docs/operations.md. A value
 # that is not a whole number of at least 1 falls back (with a warning) rather than hide the DAG or stall its runs.
 JOBS_PER_RUN = jobs_per_run(os.environ.get(JOBS_PER_RUN_ENV))
+# What each batch job's driver reserves on the Ray cluster, which places it (unset: on the head node): a JSON object
+# such as {"CPU": 1, "moon_driver": 1}; docs/deploy.md. A value that is not one falls back, with a warning.
+DRIVER_RESOURCES = driver_resources(os.environ.get(DRIVER_RESOURCES_ENV))
 LOCATION = "^(/|s3://[^/])"  # an absolute path, or an s3:// URI naming a bucket: what every Ray job can find
 
 PARAMS = {
@@ -132,6 +135,7 @@ def moon_augment():
         job_timeout=JOB_TIMEOUT,
         poll_interval=3.0,
         max_active_tis_per_dagrun=JOBS_PER_RUN,
+        **DRIVER_RESOURCES,
         on_failure_callback=_log_failed_batch,
         doc_md="One batch of shards as a Ray job (`moon run ... --batch N --shards-per-batch S`). The **Ray job** "
                "link opens it in the Ray dashboard; the job's log is in this task's log. A retry follows a job "

@@ -16,6 +16,7 @@ environment) for an s3:// run.
 """
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
@@ -24,7 +25,7 @@ from augment.orchestrate import GPU_POOL
 from augment.orchestrate.assets import MOON_SHARDS
 from augment.orchestrate.operator import RayJobOperator
 from augment.orchestrate.tasks import (CHECKPOINTS_ROOT_ENV, DEFAULT_CHECKPOINTS_ROOT, DEFAULT_TRAIN_CONFIG,
-                                      TRAIN_CONFIG_ENV)
+                                      DRIVER_RESOURCES_ENV, TRAIN_CONFIG_ENV, driver_resources)
 
 PARAMS = {
     "run_uri": Param(None, type=["null", "string"], title="Run folder (optional)",
@@ -86,6 +87,8 @@ def moon_train():
         pool=GPU_POOL,
         job_timeout=timedelta(hours=24),
         poll_interval=10.0,
+        # Where the driver runs, as moon_augment's (unset: the head node); it starts Ray Train's controller there.
+        **driver_resources(os.environ.get(DRIVER_RESOURCES_ENV)),
         doc_md="`moon train` as a Ray job on the picked run.",
     )
 

@@ -53,7 +53,9 @@ class RayJobOperator(BaseOperator):
     :param job_timeout: stop the job and fail the try after this long (seconds or timedelta; None: no limit).
     :param poll_interval: seconds between status polls.
     :param deferrable: wait in the triggerer (default) instead of holding a worker slot.
-    :param entrypoint_num_cpus / entrypoint_num_gpus: resources reserved for the job's driver process.
+    :param entrypoint_num_cpus / entrypoint_num_gpus / entrypoint_memory / entrypoint_resources: resources (CPUs,
+        GPUs, bytes of memory, custom Ray resources) reserved for the job's driver process; they also choose its
+        node. With none, Ray runs the driver on the head node (`tasks.driver_resources`).
     """
 
     template_fields: Sequence[str] = ("entrypoint", "runtime_env", "job_metadata", "ray_conn_id")
@@ -74,6 +76,8 @@ class RayJobOperator(BaseOperator):
         stream_logs: bool = True,
         entrypoint_num_cpus: float | None = None,
         entrypoint_num_gpus: float | None = None,
+        entrypoint_memory: int | None = None,
+        entrypoint_resources: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -87,6 +91,8 @@ class RayJobOperator(BaseOperator):
         self.stream_logs = stream_logs
         self.entrypoint_num_cpus = entrypoint_num_cpus
         self.entrypoint_num_gpus = entrypoint_num_gpus
+        self.entrypoint_memory = entrypoint_memory
+        self.entrypoint_resources = dict(entrypoint_resources) if entrypoint_resources else None
         self.submission_id: str | None = None
 
     def execute(self, context) -> str:
@@ -114,7 +120,8 @@ class RayJobOperator(BaseOperator):
             }
             metadata.update({str(k): str(v) for k, v in (self.job_metadata or {}).items()})
             hook.submit(self.entrypoint, sid, runtime_env=self.runtime_env, metadata=metadata,
-                        entrypoint_num_cpus=self.entrypoint_num_cpus, entrypoint_num_gpus=self.entrypoint_num_gpus)
+                        entrypoint_num_cpus=self.entrypoint_num_cpus, entrypoint_num_gpus=self.entrypoint_num_gpus,
+                        entrypoint_memory=self.entrypoint_memory, entrypoint_resources=self.entrypoint_resources)
             self.log.info("submitted Ray job %s: %s", sid, self.entrypoint)
             started = time.time()
         self.log.info("Ray dashboard: %s", hook.job_url(sid))

@@ -98,12 +98,13 @@ class RayJobHook(BaseHook):
     # -- jobs ---------------------------------------------------------------------------------------------------
     def submit(self, entrypoint: str, submission_id: str, runtime_env: dict | None = None,
                metadata: dict[str, str] | None = None, entrypoint_num_cpus: float | None = None,
-               entrypoint_num_gpus: float | None = None) -> str:
-        kwargs: dict[str, Any] = {}
-        if entrypoint_num_cpus is not None:
-            kwargs["entrypoint_num_cpus"] = entrypoint_num_cpus
-        if entrypoint_num_gpus is not None:
-            kwargs["entrypoint_num_gpus"] = entrypoint_num_gpus
+               entrypoint_num_gpus: float | None = None, entrypoint_memory: int | None = None,
+               entrypoint_resources: dict[str, float] | None = None) -> str:
+        """Submit a job; the entrypoint_* resources are reserved for its driver, and place it on a node that has
+        them (with none, Ray runs the driver on the head node)."""
+        wanted = {"entrypoint_num_cpus": entrypoint_num_cpus, "entrypoint_num_gpus": entrypoint_num_gpus,
+                  "entrypoint_memory": entrypoint_memory, "entrypoint_resources": entrypoint_resources or None}
+        kwargs: dict[str, Any] = {k: v for k, v in wanted.items() if v is not None}
         return self.get_conn().submit_job(
             entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env or None,
             metadata={k: str(v) for k, v in (metadata or {}).items()}, **kwargs,

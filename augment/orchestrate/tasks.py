@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import posixpath
@@ -32,6 +33,8 @@ REPORT_URL_ENV = "MOON_REPORT_URL"  # where s3:// run reports are served over HT
 # read from the Airflow environment when the DAG file is parsed (runs_root, jobs_per_run).
 RUNS_ROOT_ENV, DEFAULT_RUNS_ROOT = "MOON_RUNS_ROOT", "/tmp/moon-runs"
 JOBS_PER_RUN_ENV, DEFAULT_JOBS_PER_RUN = "MOON_JOBS_PER_RUN", 8
+# What the moon DAGs' Ray job drivers reserve, which also places them (driver_resources); read like the two above.
+DRIVER_RESOURCES_ENV = "MOON_JOB_DRIVER_RESOURCES"
 # Where moon_train's checkpoints of an s3:// run go by default: `moon train --output` is a local path on the cluster.
 CHECKPOINTS_ROOT_ENV, DEFAULT_CHECKPOINTS_ROOT = "MOON_CHECKPOINTS_ROOT", "/tmp/moon-checkpoints"
 # The model config moon_train trains when its form leaves *Model config* empty, as every Asset-triggered run does:
@@ -549,6 +552,34 @@ def jobs_per_run(value: str | None) -> int:
         log.warning("%s=%d is under 1: 1 job per run", JOBS_PER_RUN_ENV, number)
         return 1
     return number
+
+
+def driver_resources(value: str | None) -> dict[str, Any]:
+    """What each Ray job's driver reserves, from `MOON_JOB_DRIVER_RESOURCES`: a JSON object of Ray resources and
+    amounts, e.g. `{"CPU": 1, "moon_driver": 1}`, as RayJobOperator's arguments (`CPU`, `GPU`, `memory` in bytes,
+    any other name a custom resource). Ray starts the driver on a node that has them free; with none (empty, the
+    default) it runs every driver on the head node. A value that is not such an object gives the default, with a
+    warning: a typo must not hide the DAG (an import error)."""
+    text = (value or "").strip()
+    if not text:
+        return {}
+    try:
+        wanted = json.loads(text)
+        if not isinstance(wanted, dict) or not wanted:
+            raise ValueError("not a JSON object of resource names and amounts")
+        for name, amount in wanted.items():
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount > 0:
+                raise ValueError(f"{name}: {amount!r} is not an amount above 0")
+    except ValueError as exc:
+        log.warning("%s=%r: %s; job drivers run on the head node", DRIVER_RESOURCES_ENV, text, exc)
+        return {}
+    special = {"CPU": "entrypoint_num_cpus", "GPU": "entrypoint_num_gpus", "memory": "entrypoint_memory"}
+    kwargs: dict[str, Any] = {special[k]: (int(v) if k == "memory" else float(v))
+                              for k, v in wanted.items() if k in special}
+    custom = {str(k): float(v) for k, v in wanted.items() if k not in special}
+    if custom:
+        kwargs["entrypoint_resources"] = custom
+    return kwargs
 
 
 def log_failed_batch(context: dict[str, Any]) -> None:

@@ -183,6 +183,18 @@ def test_a_bad_jobs_per_run_neither_hides_the_dag_nor_stalls_its_runs(airflow_db
     assert dag.task_dict["run_batch"].partial_kwargs["max_active_tis_per_dagrun"] == jobs
 
 
+def test_driver_resources_reach_both_dags_ray_job_tasks(airflow_db, monkeypatch):
+    import runpy
+
+    dag = _moon_augment_with(monkeypatch, MOON_JOB_DRIVER_RESOURCES='{"CPU": 1, "moon_driver": 1}')
+    batch = dag.task_dict["run_batch"].partial_kwargs
+    assert (batch["entrypoint_num_cpus"], batch["entrypoint_resources"]) == (1.0, {"moon_driver": 1.0})
+    train = runpy.run_path(str(DAGS / "moon_train.py"))["moon_train"]().task_dict["train"]
+    assert (train.entrypoint_num_cpus, train.entrypoint_resources) == (1.0, {"moon_driver": 1.0})
+    monkeypatch.delenv("MOON_JOB_DRIVER_RESOURCES")
+    assert "entrypoint_resources" not in _moon_augment_with(monkeypatch).task_dict["run_batch"].partial_kwargs
+
+
 @pytest.mark.parametrize("value,output", [("", "/tmp/moon-runs/{run_id}"), ("/data/runs/", "/data/runs/{run_id}"),
                                           ("s3://moon/runs", "s3://moon/runs/{run_id}")])
 def test_the_default_output_folder_follows_moon_runs_root(airflow_db, monkeypatch, value, output):

@@ -3,14 +3,16 @@
 The cluster: a head and a worker node started with `ray start` (augment.dev.local_stack), each with its own temp
 dir, object store and workers, and a custom resource of its own (`moon_head`, `moon_worker`). The run config, read
 from S3 like the input, puts the first stages (validate .. background_prompts) on the worker node and the image
-stages on the head, so every shard crosses from one node to the other through Ray's object store. S3 is moto's
-server on 127.0.0.1: nothing of the run is on a path both nodes could read.
+stages on the head, so every shard crosses from one node to the other through Ray's object store. The Ray jobs'
+drivers run on the worker node too, not on the head: the worker node has a `moon_driver` resource, which the DAG
+reserves for each driver (`MOON_JOB_DRIVER_RESOURCES`). S3 is moto's server on 127.0.0.1: nothing of the run is on
+a path both nodes could read.
 
-1. the run goes end to end through `dag.test()` and its stage actors ran on both nodes;
-2. the worker node is killed (SIGKILL to its process group, as a lost machine) once the first shard is committed,
-   and a replacement node with the same resources joins, as an autoscaler would bring one: the run still
-   succeeds (the job recovers, or the task's retry resumes the run), every shard is committed exactly once and
-   rows in = rows out + rows quarantined.
+1. the run goes end to end through `dag.test()`; its stage actors ran on both nodes, its driver on the worker node;
+2. the worker node, with the job's driver on it, is killed (SIGKILL to its process group, as a lost machine) once
+   the first shard is committed, and a replacement node with the same resources joins, as an autoscaler would
+   bring one: the job fails, and the task's retry resumes the run with a driver on the new node. The run
+   succeeds, every shard is committed exactly once and rows in = rows out + rows quarantined.
 
 CPU backends, shards of 8 rows: each DAG run takes well under a minute on two cores.
 """
@@ -40,6 +42,7 @@ CONFIG = {
     "stages": {name: {"resources": ON_WORKER} for name in ("validate", "ner", "enrich_title", "background_prompts")}
     | {name: {"resources": ON_HEAD} for name in ("image_variants", "filter")},
 }
+WORKER_NODE = {"moon_worker": 1, "moon_driver": 1}  # a worker node's custom resources
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,7 @@ def cluster(airflow_db, sample_path):
         nodes: list[RayWorkerNode] = []
         try:
             head.start()
-            nodes.append(RayWorkerNode(head, num_cpus=1, resources={"moon_worker": 1}).start())
+            nodes.append(RayWorkerNode(head, num_cpus=1, resources=WORKER_NODE).start())
             patch.setenv("AIRFLOW_CONN_RAY_DEFAULT", json.dumps(head.connection()))
             yield {"s3": s3, "head": head, "nodes": nodes}
         finally:
@@ -69,7 +72,9 @@ def cluster(airflow_db, sample_path):
 def dag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS))
+    with pytest.MonkeyPatch.context() as patch:  # read when the DAG file is parsed
+        patch.setenv("MOON_JOB_DRIVER_RESOURCES", '{"moon_driver": 1}')
+        bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
     dag = bag.dags["moon_augment"]
     dag.task_dict["run_batch"].retry_delay = timedelta(seconds=1)  # the DAG's 30 s backoff, shortened
@@ -125,6 +130,15 @@ def stage_actor_nodes(head) -> set[str]:
     return {a.node_id for a in actors if "StageChain" in (a.class_name or "")}
 
 
+def run_jobs(head, dag_run_id: str) -> list:
+    """The Ray jobs of a DAG run's batch tasks, oldest first."""
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(head.dashboard_url, headers={"Authorization": f"Bearer {head.token}"})
+    jobs = [j for j in client.list_jobs() if (j.metadata or {}).get("airflow_run_id") == dag_run_id]
+    return sorted(jobs, key=lambda j: j.start_time or 0)
+
+
 def head_node_id(head) -> str:
     from ray.util.state import list_nodes
 
@@ -138,6 +152,8 @@ def test_moon_augment_runs_across_two_nodes_with_everything_on_s3(cluster, dag):
     check_committed_once(cluster["s3"], "two-nodes", rows=32)
     nodes = stage_actor_nodes(cluster["head"])
     assert {head_node_id(cluster["head"]), cluster["nodes"][0].node_id} <= nodes
+    jobs = run_jobs(cluster["head"], dag_run.run_id)
+    assert [(str(j.status), j.driver_node_id) for j in jobs] == [("SUCCEEDED", cluster["nodes"][0].node_id)]
     print(f"two-node run: {time.perf_counter() - started:.1f} s")
 
 
@@ -146,6 +162,7 @@ def test_a_worker_node_lost_mid_run_costs_no_shard_and_no_duplicate(cluster, dag
 
     s3, head, nodes = cluster["s3"], cluster["head"], cluster["nodes"]
     name, rows = "node-lost", 48
+    lost_node_id = nodes[-1].node_id
     seen: dict[str, int] = {}
 
     def lose_the_worker_node():
@@ -155,7 +172,7 @@ def test_a_worker_node_lost_mid_run_costs_no_shard_and_no_duplicate(cluster, dag
         seen["committed_when_lost"] = len(keys(s3, f"runs/{name}/_manifest.d/"))
         nodes[-1].stop()  # SIGKILL: raylet, object store and workers of the node go at once
         time.sleep(2)
-        nodes.append(RayWorkerNode(head, num_cpus=1, resources={"moon_worker": 1}).start())
+        nodes.append(RayWorkerNode(head, num_cpus=1, resources=WORKER_NODE).start())
 
     killer = threading.Thread(target=lose_the_worker_node, daemon=True)
     killer.start()
@@ -165,3 +182,6 @@ def test_a_worker_node_lost_mid_run_costs_no_shard_and_no_duplicate(cluster, dag
     assert dag_run.state == "success", f"moon_augment ended {dag_run.state}"
     check_committed_once(s3, name, rows=rows)
     assert len(nodes) == 2 and nodes[0].proc is None  # the first worker node is gone, its replacement joined
+    jobs = run_jobs(head, dag_run.run_id)  # the first try's driver went with its node; a retry's driver resumed
+    assert [(str(j.status), j.driver_node_id) for j in (jobs[0], jobs[-1])] == [
+        ("FAILED", lost_node_id), ("SUCCEEDED", nodes[1].node_id)]

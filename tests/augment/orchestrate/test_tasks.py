@@ -508,6 +508,27 @@ def test_jobs_per_run_falls_back_to_a_working_number(value, jobs):
     assert T.jobs_per_run(value) == jobs
 
 
+@pytest.mark.parametrize("value, kwargs", [
+    (None, {}), ("  ", {}),
+    ('{"CPU": 1, "moon_driver": 1}', {"entrypoint_num_cpus": 1.0, "entrypoint_resources": {"moon_driver": 1.0}}),
+    ('{"GPU": 0.5, "memory": 2e9}', {"entrypoint_num_gpus": 0.5, "entrypoint_memory": 2_000_000_000}),
+])
+def test_driver_resources_become_the_operators_entrypoint_arguments(value, kwargs):
+    assert T.driver_resources(value) == kwargs
+
+
+@pytest.mark.parametrize("value, why", [
+    ("moon_driver", "Expecting value"), ("[1]", "not a JSON object"), ("{}", "not a JSON object"),
+    ('{"CPU": 0}', "CPU: 0 is not an amount above 0"), ('{"moon_driver": "1"}', "moon_driver: '1' is not an amount"),
+    ('{"CPU": true}', "CPU: True is not an amount"),
+])
+def test_driver_resources_that_are_not_an_object_of_amounts_leave_drivers_on_the_head(value, why, caplog):
+    with caplog.at_level("WARNING", logger=T.__name__):
+        assert T.driver_resources(value) == {}
+    assert f"MOON_JOB_DRIVER_RESOURCES={value!r}: " in caplog.text and why in caplog.text
+    assert "job drivers run on the head node" in caplog.text
+
+
 def test_a_training_jobs_environment_is_checked_like_a_runs():
     job = T.train_request("/runs/r1", {"env_vars": {"HF_HOME": "/models", "NCCL_DEBUG": "INFO"}}, "nightly")
     assert job["runtime_env"] == {"env_vars": {"HF_HOME": "/models", "NCCL_DEBUG": "INFO"}}
