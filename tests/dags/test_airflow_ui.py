@@ -156,13 +156,24 @@ def test_the_asset_event_starts_moon_train_on_the_published_run(api, standalone,
     run_dir = str(Path(standalone.env["MOON_RUNS_ROOT"], safe_name(finished_run["dag_run_id"])))
     assert f"train --data {run_dir} --config {standalone.env['MOON_TRAIN_CONFIG']}" in entrypoint
 
-    # Marking the run failed, as an operator does from the UI, stops its training job on Ray (the triggerer's
-    # on_kill), which would otherwise train its 1,000 epochs.
+    # Marking the run failed, as an operator does from the UI, stops its training job on Ray (the trigger's
+    # on_kill), which would otherwise train its 1,000 epochs. The triggerer calls on_kill only on a trigger it
+    # runs: the run is marked failed once the task log shows the job's own lines, which the trigger streams.
     job_id = submission.attempt_id(submission.base_id("moon_train", runs[0]["dag_run_id"], "train"), 1)
     api.wait("the training job submitted", lambda: job_status(ray_client, job_id), timeout=180, every=1.0)
-    api.call("PATCH", run_path, {"state": "failed"})
-    ended = api.wait("the training job ended", lambda: job_status(ray_client, job_id, ended=True), timeout=120,
-                     every=1.0)
+
+    def streaming():
+        log = api.call("GET", f"{run_path}/taskInstances/train/logs/1")
+        return any(entry.get("event", "").startswith("[ray] ") for entry in log["content"] if isinstance(entry, dict))
+
+    try:
+        api.wait("the trigger streaming the training job's log", streaming, timeout=180, every=1.0)
+        api.call("PATCH", run_path, {"state": "failed"})
+        ended = api.wait("the training job ended", lambda: job_status(ray_client, job_id, ended=True), timeout=120,
+                         every=1.0)
+    finally:  # a job this test failed to stop must not train on beside the rest of the session
+        if job_status(ray_client, job_id, ended=True) is None:
+            ray_client.stop_job(job_id)
     assert ended == "STOPPED"
 
 
