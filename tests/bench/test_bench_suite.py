@@ -13,9 +13,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 pytestmark = pytest.mark.slow
 
 
-def test_serial_tiers_and_two_workers_run_the_same_tests_and_report_the_cpu_floor(tmp_path, capsys):
+def test_serial_tiers_and_two_workers_run_the_same_tests_and_report_the_cpu_floor(tmp_path, capsys, monkeypatch):
     import bench_suite
 
+    monkeypatch.setenv("MOON_TEST_OUTPUT", str(tmp_path / "tiers"))  # not the tier logs of a `make test` around it
     out = tmp_path / "suite.json"
     assert bench_suite.main(["--ways", "serial", "tiers", "2", "--out", str(out), "tests/test_layers.py"]) == 0
     report = json.loads(out.read_text())
