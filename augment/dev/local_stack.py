@@ -15,6 +15,7 @@ Development only: standalone runs SQLite and the LocalExecutor. docs/operations.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -107,6 +108,30 @@ def _group_alive(pgid: int) -> bool:
 
 def _all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _group_and_descendants(pgid: int) -> list[int]:
+    """The live processes of group `pgid` and every process descended from one of them, in whatever session or
+    group it runs (Ray starts a job's driver in a session of its own, under the node's job supervisor)."""
+    parents: dict[int, int] = {}
+    members = set()
+    for pid in _all_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[pid] = int(fields[1])
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.add(pid)
+    found = set(members)
+    for pid in parents:
+        chain, up = [], pid
+        while up > 1 and up not in found and up in parents:
+            chain.append(up)
+            up = parents[up]
+        if up in found:
+            found.update(chain)
+    return sorted(found)
 
 
 def _pids_with(marker: str) -> list[int]:
@@ -224,13 +249,16 @@ class RayWorkerNode:
         return [n.node_id for n in nodes if not n.is_head_node]
 
     def stop(self, graceful: bool = False) -> None:
-        """Stop the node: at once (SIGKILL to its process group, as a machine that is lost), or `graceful`."""
+        """Stop the node: at once (SIGKILL to its process group and to every process it started, such as a job's
+        driver in a session of its own, as a machine that is lost), or `graceful`."""
         if self.proc is not None:
             if not graceful:
-                try:
+                doomed = _group_and_descendants(self.proc.pid)  # listed first: killed, their children reparent
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                for pid in doomed:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
             stop_group(self.proc.pid, marker=self.temp_dir)  # what is left, and strays carrying its temp dir
             self.proc.wait(timeout=10)
             self.proc = None
