@@ -33,9 +33,8 @@ def sample_run(folder: Path) -> list[str]:
     from augment.core import manifest
 
     config = C.load()
-    config.run.progress = False
     sample = Path(__file__).resolve().parents[1] / "augment" / "sample" / "myntra_sample.parquet"
-    runner.execute(P.plan_run(str(sample), str(folder), config), config, use_ray=False)
+    runner.execute(P.plan_run(str(sample), str(folder), config), config, use_ray=False, progress=False)
     return manifest.committed_data_files(str(folder))
 
 

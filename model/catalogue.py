@@ -152,8 +152,9 @@ def prepared_batches(files: Sequence[str], cfg: MoonConfig, batch_size: int = 25
                      threads: int = DECODE_THREADS) -> Iterator[tuple[list[dict[str, Any]], torch.Tensor | None]]:
     """(products, candidate views [B, 3, S, S]) of each batch of `batch_size` rows of the shards, in shard order;
     products without a readable image are left out (model.data.product_records, which logs them), and a batch left
-    with none gives ([], None); a damaged page is a one-line ShardError (model.evaluate.shard_batches). The shards are read in this thread; `threads` threads make the products and views,
-    at most 2 x `threads` batches ahead of the consumer."""
+    with none gives ([], None); a damaged page is a one-line ShardError (model.evaluate.shard_batches). The shards
+    are read in this thread; `threads` threads make the products and views, at most 2 x `threads` batches ahead of
+    the consumer."""
     import collections
     import concurrent.futures
 

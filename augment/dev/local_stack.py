@@ -94,41 +94,36 @@ def _group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
-    # Zombies of the group count as gone.
-    for pid in _all_pids():
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return any(group == pgid for group, _ in _processes().values())  # zombies count as gone
 
 
 def _all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
-def _group_and_descendants(pgid: int) -> list[int]:
-    """The live processes of group `pgid` and every process descended from one of them, in whatever session or
-    group it runs (Ray starts a job's driver in a session of its own, under the node's job supervisor)."""
-    parents: dict[int, int] = {}
-    members = set()
+def _processes() -> dict[int, tuple[int, int]]:
+    """{pid: (process group, parent pid)} of the live processes (zombies left out), from /proc/<pid>/stat."""
+    table = {}
     for pid in _all_pids():
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        parents[pid] = int(fields[1])
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.add(pid)
-    found = set(members)
-    for pid in parents:
+        if fields[0] != "Z":
+            table[pid] = (int(fields[2]), int(fields[1]))
+    return table
+
+
+def _group_and_descendants(pgid: int) -> list[int]:
+    """The live processes of group `pgid` and every process descended from one of them, in whatever session or
+    group it runs (Ray starts a job's driver in a session of its own, under the node's job supervisor)."""
+    table = _processes()
+    found = {pid for pid, (group, _) in table.items() if group == pgid}
+    for pid in table:
         chain, up = [], pid
-        while up > 1 and up not in found and up in parents:
+        while up > 1 and up not in found and up in table:
             chain.append(up)
-            up = parents[up]
+            up = table[up][1]
         if up in found:
             found.update(chain)
     return sorted(found)

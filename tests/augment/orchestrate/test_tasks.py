@@ -551,7 +551,13 @@ def test_a_training_config_that_cannot_be_read_on_the_cluster_is_refused(value, 
 def test_a_training_config_is_a_named_one_or_an_absolute_file(value, expected, monkeypatch):
     monkeypatch.delenv(T.TRAIN_CONFIG_ENV, raising=False)
     job = T.train_request("/runs/r1", {"train_config": value}, "nightly", ["base", "paper", "tiny"])
-    assert shlex.split(job["entrypoint"])[shlex.split(job["entrypoint"]).index("--config") + 1] == expected
+    assert config_of(job) == expected
+
+
+def config_of(job: dict) -> str:
+    """The --config of a training job's command."""
+    args = shlex.split(job["entrypoint"])
+    return args[args.index("--config") + 1]
 
 
 @pytest.mark.parametrize("form", [None, "", "  "])
@@ -559,18 +565,14 @@ def test_an_empty_training_config_takes_the_environments(monkeypatch, form):
     """What every Asset-triggered moon_train run trains: $MOON_TRAIN_CONFIG, checked like the form's field and named
     in the error; a value in the form wins."""
     named = ["base", "paper", "tiny"]
-
-    def config_of(job):
-        args = shlex.split(job["entrypoint"])
-        return args[args.index("--config") + 1]
-
     monkeypatch.setenv(T.TRAIN_CONFIG_ENV, " base ")
     assert config_of(T.train_request("/runs/r1", {"train_config": form}, "nightly", named)) == "base"
     assert config_of(T.train_request("/runs/r1", {"train_config": "paper"}, "nightly", named)) == "paper"
     monkeypatch.setenv(T.TRAIN_CONFIG_ENV, "/etc/moon/long.json")
     assert config_of(T.train_request("/runs/r1", {"train_config": form}, "nightly", named)) == "/etc/moon/long.json"
     monkeypatch.setenv(T.TRAIN_CONFIG_ENV, "huge")
-    with pytest.raises(T.RunRequestError, match="^MOON_TRAIN_CONFIG \\(in Airflow's environment\\): no config named 'huge'"):
+    in_env = "^MOON_TRAIN_CONFIG \\(in Airflow's environment\\): "
+    with pytest.raises(T.RunRequestError, match=in_env + "no config named 'huge'"):
         T.train_request("/runs/r1", {"train_config": form}, "nightly", named)
     monkeypatch.setenv(T.TRAIN_CONFIG_ENV, "configs/long.json")
     with pytest.raises(T.RunRequestError, match="^MOON_TRAIN_CONFIG .*'configs/long.json' must be an absolute path"):
