@@ -2,8 +2,9 @@
 
 A shard is a row range of one input file; its id is a hash of (source URI, row range), so the same input and
 shard size always give the same shards, and a rerun knows what it has done. The run folder's `_run.json` records
-the config hash and the input's fingerprint; resuming into a folder made with another config or another input
-is refused (RunMismatch) unless `force`, which clears the previous outputs first.
+the config hash, the input's fingerprint and the digests of the files the options name (lexicons: `option_files`);
+resuming into a folder made with another config, input or such file is refused (RunMismatch) unless `force`,
+which clears the previous outputs first.
 
 The plan is made once and saved in the run folder (`_plan/`, see `save`): `plan.json` (format version, the run's
 identity, its sources, schema and artifacts, the shard count and the batch layout) and `shards.parquet` (one row
@@ -36,7 +37,7 @@ from augment.core import manifest, storage
 from augment.core import schema as S
 from augment.config import Config, stage_options
 from augment.core.names import PLAN_DEFAULT_BATCHES
-from augment.core.util import code_version, stable_hash
+from augment.core.util import code_version, file_digest, stable_hash
 
 log = logging.getLogger(__name__)
 INPUT_WORK_DIR = "_input"
@@ -52,7 +53,10 @@ DEFAULT_BATCHES = PLAN_DEFAULT_BATCHES  # the batch layout a plan records when n
 # What a run's identity keys are called in `moon run`'s messages, and what the user can do about a mismatch. Another
 # front end (the Airflow form: orchestrate/tasks.py) has its own words for the same keys.
 FIELD_NAMES = {"config_hash": "config", "inputs": "input", "limit": "--limit", "shard_size": "shard size",
-               "schema_version": "schema version"}
+               "schema_version": "schema version", "option_files": "file named by the stage options"}
+# Identity keys that later versions added, with the value that a record made before them stands for: such a record is
+# compared as if it held that value.
+ADDED_KEYS: dict[str, Any] = {"option_files": {}}
 REMEDIES = {
     "force": "pass --force to start the run over",
     "resume": "resume with the same config and input, choose another --output, or pass --force to redo it",
@@ -260,14 +264,39 @@ def _redo_lost(plan: Plan) -> None:
 
 
 def _identity(config: Config, inputs: list[dict[str, Any]], limit: int | None) -> dict[str, Any]:
-    """What a plan is of: the config, the input files' fingerprints (io.inputs), the row limit and shard size."""
+    """What a plan is of: the config, the input files' fingerprints (io.inputs), the row limit and shard size, and
+    the contents of the files the options name (option_files)."""
     return {
         "config_hash": config.hash(),
         "inputs": inputs,
         "limit": limit,
         "shard_size": config.run.shard_size,
         "schema_version": S.SCHEMA_VERSION,
+        "option_files": option_files(config),
     }
+
+
+def option_files(config: Config) -> dict[str, str]:
+    """The sha256 digest of each file the enabled stages' options name (Stage.option_files), by its dotted key
+    (`stages.ner.options.lexicons[0]`). The config hash covers the names; these, what the files hold."""
+    digests = {}
+    for name, cls, options in _enabled_stages(config):
+        for option, path in cls.option_files(options).items():
+            digests[f"stages.{name}.options.{option}"] = file_digest(path)
+    return digests
+
+
+def _changed(before: dict[str, Any], identity: dict[str, Any]) -> list[str]:
+    """The identity keys whose values differ from a recorded identity's (one recorded before a key of ADDED_KEYS
+    existed stands for that key's value there)."""
+    return [k for k in identity if before.get(k, ADDED_KEYS.get(k)) != identity[k]]
+
+
+def _option_change(before: dict[str, Any], identity: dict[str, Any]) -> str:
+    """` (stages.ner.options.lexicons[0] changed)`: which files the options name changed, for the error message."""
+    old, new = before.get("option_files", ADDED_KEYS["option_files"]), identity["option_files"]
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return f" ({', '.join(keys)} changed)" if keys else ""
 
 
 def _make_plan(input_uri, output_uri, config, files, limit, work_uri, write, run_id, identity) -> Plan:
@@ -371,7 +400,7 @@ def _saved_header(run_uri: str, identity: dict[str, Any]) -> dict[str, Any] | No
         header = read_header(run_uri)
     except (NoSavedPlan, ValueError, OSError):
         return None
-    if header["identity"] != identity or not storage.exists(plan_uri(run_uri, SHARD_TABLE)):
+    if _changed(header["identity"], identity) or not storage.exists(plan_uri(run_uri, SHARD_TABLE)):
         return None
     for source in header["sources"]:
         if source.get("part_rows") and not storage.exists(storage.join(source["read_uri"], io.STAGED_MARKER)):
@@ -424,10 +453,11 @@ def load_batch(
         raise PlanMismatch(f"{run_uri} was planned for the input {header['input_uri']}, not {input_uri}",
                            "planned_input")
     identity = _identity(config, io.inputs(input_uri), limit)
-    changed = [k for k in identity if header["identity"].get(k) != identity[k]]
+    changed = _changed(header["identity"], identity)
     if changed:
         raise PlanMismatch(f"the saved plan of {run_uri} was made with a different {CHANGED}"
-                           f"{_input_change(header, identity)}", "replan", changed)
+                           f"{_input_change(header, identity)}{_option_change(header['identity'], identity)}",
+                           "replan", changed)
     table_uri = plan_uri(run_uri, SHARD_TABLE)
     fs, path = storage.filesystem(table_uri)
     pf = pq.ParquetFile(fs.open_input_file(path))
@@ -544,11 +574,12 @@ def _check_identity(output_uri: str, identity: dict[str, Any], force: bool, writ
             raise RunMismatch(str(exc), "force") from None
         previous = {}  # redone: every identity key differs
     if previous is not None:
-        changed = [k for k in identity if previous.get(k) != identity[k]]
+        changed = _changed(previous, identity)
         if not changed:
             return previous["run_id"]
         if not force:
-            raise RunMismatch(f"{output_uri} holds a run made with a different {CHANGED}", "resume", changed)
+            raise RunMismatch(f"{output_uri} holds a run made with a different {CHANGED}"
+                              f"{_option_change(previous, identity)}", "resume", changed)
         if write:
             clear_outputs(output_uri)
     elif storage.exists(storage.join(output_uri, manifest.MANIFEST)) and not force:
@@ -572,14 +603,21 @@ def clear_outputs(output_uri: str) -> None:
 
 def wanted_artifacts(config: Config) -> set[str]:
     """The run artifacts the enabled stages read with their options (Stage.artifacts)."""
+    wanted: set[str] = set()
+    for _, cls, options in _enabled_stages(config):
+        wanted.update(cls.artifacts(options))
+    return wanted
+
+
+def _enabled_stages(config: Config):
+    """(name, backend class, options) of each enabled stage but `validate` (its options come from input:, and it
+    reads no artifact and names no file)."""
     from augment.stages import resolve
 
-    wanted: set[str] = set()
     for name, stage in config.enabled_stages():
-        if name != "validate":  # its options come from input:, and it reads no artifact
+        if name != "validate":
             cls = resolve(name, stage.backend)
-            wanted.update(cls.artifacts(stage_options(cls, stage.options, f"stages.{name}.options")))
-    return wanted
+            yield name, cls, stage_options(cls, stage.options, f"stages.{name}.options")
 
 
 def _learned_brands(sources, counts, column_map, output_uri: str) -> dict[str, str]:

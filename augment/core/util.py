@@ -14,6 +14,16 @@ def stable_hash(*parts: object, length: int = 64) -> str:
     return hashlib.sha256(data).hexdigest()[:length]
 
 
+def file_digest(path: str | Path, length: int = 16) -> str:
+    """sha256 of a local file's bytes (its first `length` hex digits): the same for every copy of the file, on
+    any machine, whatever its modification time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """Package version, plus the git commit when running from a checkout."""

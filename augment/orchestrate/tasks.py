@@ -306,7 +306,8 @@ def _plan_run(request: RunRequest, config, max_map_length: int | None):
 # The trigger form's words for a planning refusal (plan.RunMismatch): the form has fields, not --output, --limit or
 # --force. Every remedy of plan.REMEDIES has its wording here (a test checks).
 FORM_FIELD_NAMES = {"config_hash": "config (profile, config_file or stages)", "inputs": "input", "limit": "limit",
-                    "shard_size": "shard size", "schema_version": "schema version"}
+                    "shard_size": "shard size", "schema_version": "schema version",
+                    "option_files": "file named by the stage options (e.g. a lexicon)"}
 FORM_REMEDIES = {
     "force": "delete that folder, or choose another output_uri, to start the run over",
     "resume": "resume with the same config and input, or choose another output_uri (or delete that folder) to start "

@@ -91,6 +91,15 @@ class Stage(ABC):
         derives only the ones some enabled stage asks for."""
         return ()
 
+    @classmethod
+    def option_files(cls, options: Any) -> dict[str, str]:
+        """The local files these options name whose contents shape the output, by option (`lexicons[0]`): files
+        the config check reads (`check_data`), so present on every machine that plans or runs a batch. Their
+        contents are part of the run's identity (augment.plan), so that a resume after one changed is refused
+        instead of mixing shards made from both versions. Model directories are not: they need only be on the
+        nodes that run the stage."""
+        return {}
+
     def setup(self) -> None:
         """Load models and other heavy state. Called once per process before the first batch."""
 

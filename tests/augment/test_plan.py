@@ -1,4 +1,5 @@
 import json
+import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -74,6 +75,52 @@ def test_changed_limit_is_refused(tmp_path, config):
     P.plan_run(src, out, config, limit=2)
     with pytest.raises(P.RunMismatch, match="different --limit"):
         P.plan_run(src, out, config)
+
+
+def with_lexicon(config, path):
+    config.stages["ner"].options = {"lexicons": ["BRAND=en/brand_stop.txt", f"BRAND={path}"]}
+    return config
+
+
+def test_an_edited_lexicon_file_is_refused_naming_its_option_and_a_copy_resumes(tmp_path, config):
+    lexicon = tmp_path / "brands.txt"
+    lexicon.write_text("Acme\n")
+    src = catalogue(tmp_path, ["a", "b", "c"])
+    out = str(tmp_path / "out")
+    first = P.plan_run(src, out, with_lexicon(config, lexicon))
+    recorded = json.loads((tmp_path / "out" / "_run.json").read_text())["option_files"]
+    assert list(recorded) == ["stages.ner.options.lexicons[0]", "stages.ner.options.lexicons[1]"]
+    # the same bytes, written again (another modification time, as a copy on another machine has): the run resumes
+    lexicon.write_text("Acme\n")
+    os.utime(lexicon, (1, 1))
+    assert P.plan_run(src, out, config).run_id == first.run_id
+    assert P.load_batch(out, config, batch=0).run_id == first.run_id
+    lexicon.write_text("Acme\nGlobex\n")  # same name, same config hash: only the contents tell
+    with pytest.raises(P.RunMismatch) as refused:
+        P.plan_run(src, out, config)
+    assert str(refused.value) == (f"{out} holds a run made with a different file named by the stage options "
+                                  f"(stages.ner.options.lexicons[1] changed); {P.REMEDIES['resume']}")
+    with pytest.raises(P.PlanMismatch, match=r"different file named by the stage options "
+                                             r"\(stages\.ner\.options\.lexicons\[1\] changed\); run the job"):
+        P.load_batch(out, config, batch=0)
+    assert P.plan_run(src, out, config, force=True).run_id != first.run_id
+
+
+def test_a_run_recorded_before_lexicon_digests_resumes_while_it_names_no_file(tmp_path, config):
+    src = catalogue(tmp_path, ["a", "b"])
+    out = tmp_path / "out"
+    first = P.plan_run(src, str(out), config)
+    for record in (out / "_run.json", out / "_plan" / "plan.json"):  # as a version without the key wrote them
+        data = json.loads(record.read_text())
+        (data["identity"] if "identity" in data else data).pop("option_files")
+        record.write_text(json.dumps(data))
+    assert P.plan_run(src, str(out), config).run_id == first.run_id
+    assert P.load_batch(str(out), config, batch=0).run_id == first.run_id
+    lexicon = tmp_path / "brands.txt"
+    lexicon.write_text("Acme\n")
+    config.stages["ner"].options = {"lexicons": [f"BRAND={lexicon}"]}
+    with pytest.raises(P.RunMismatch, match="different config and file named by the stage options"):
+        P.plan_run(src, str(out), config)
 
 
 def test_force_clears_previous_shards(tmp_path, config):

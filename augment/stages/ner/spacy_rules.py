@@ -63,6 +63,20 @@ class NerStage(Stage):
     def artifacts(cls, options: NerOptions) -> tuple[str, ...]:
         return ("learned_brands",) if options.learn_brands else ()
 
+    @classmethod
+    def option_files(cls, options: NerOptions) -> dict[str, str]:
+        """Each lexicon file of the options (a bundled one too, named relative to ner/data), by its place in
+        `lexicons`; one that cannot be found is left to the config check."""
+        from ner.lexicon import LexiconError, resolve_path, split_spec
+
+        files = {}
+        for i, spec in enumerate(options.lexicons):
+            try:
+                files[f"lexicons[{i}]"] = str(resolve_path(split_spec(spec)[1]))
+            except LexiconError:
+                continue
+        return files
+
     def lexicon_files(self) -> list[str]:
         """The lexicon specs this stage adds to the bundled ones: the options', then the learned brands."""
         files = list(self.options.lexicons)
