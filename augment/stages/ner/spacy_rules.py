@@ -32,18 +32,26 @@ class NerOptions:
         """The language's pipeline configuration and every lexicon file must exist, and a lexicon's label be known:
         checked when the config is validated, so that `moon config` and `--dry-run` refuse them, without importing
         spaCy."""
-        from ner.lexicon import LexiconError, resolve_path, split_spec
         from ner.pipeline import config_path
 
         try:
             config_path(self.lang)
         except ValueError as exc:
             raise ConfigError(f"{key}.lang: {exc}") from None
+        self.lexicon_paths(key)
+
+    def lexicon_paths(self, key: str) -> list[str]:
+        """The file of each lexicon spec, as ner.load reads it (a bundled one named relative to ner/data); a spec
+        with an unknown label or no file is a ConfigError naming `<key>.lexicons[i]`."""
+        from ner.lexicon import LexiconError, resolve_path, split_spec
+
+        paths = []
         for i, spec in enumerate(self.lexicons):
             try:
-                resolve_path(split_spec(spec)[1])  # as ner.load reads a spec: a known label, an existing file
+                paths.append(str(resolve_path(split_spec(spec)[1])))
             except LexiconError as exc:
                 raise ConfigError(f"{key}.lexicons[{i}]: {exc}") from None
+        return paths
 
 
 class NerStage(Stage):
@@ -65,17 +73,8 @@ class NerStage(Stage):
 
     @classmethod
     def option_files(cls, options: NerOptions) -> dict[str, str]:
-        """Each lexicon file of the options (a bundled one too, named relative to ner/data), by its place in
-        `lexicons`; one that cannot be found is left to the config check."""
-        from ner.lexicon import LexiconError, resolve_path, split_spec
-
-        files = {}
-        for i, spec in enumerate(options.lexicons):
-            try:
-                files[f"lexicons[{i}]"] = str(resolve_path(split_spec(spec)[1]))
-            except LexiconError:
-                continue
-        return files
+        """Each lexicon file of the options, by its place in `lexicons`."""
+        return {f"lexicons[{i}]": path for i, path in enumerate(options.lexicon_paths("stages.ner.options"))}
 
     def lexicon_files(self) -> list[str]:
         """The lexicon specs this stage adds to the bundled ones: the options', then the learned brands."""
