@@ -390,48 +390,147 @@ def iter_jsonl(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, st
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                yield None, Reason.INVALID_UTF8.value, raw.decode("utf-8", errors="replace")[:MAX_RAW_CHARS]
+                yield (None, f"{Reason.INVALID_UTF8} (line {number + 1})",
+                       raw.decode("utf-8", errors="replace")[:MAX_RAW_CHARS])
                 continue
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
                 yield None, f"{Reason.INVALID_JSON} ({exc.msg})", text[:MAX_RAW_CHARS]
                 continue
+            except (ValueError, RecursionError) as exc:  # an integer of over 4,300 digits; arrays nested too deep
+                what = "nested too deep" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
+                yield None, f"{Reason.INVALID_JSON} (line {number + 1}: {what})", text[:MAX_RAW_CHARS]
+                continue
             if not isinstance(record, dict):
                 yield None, f"{Reason.INVALID_JSON} (a {type(record).__name__}, not an object)", text[:MAX_RAW_CHARS]
+                continue
+            if "\\u" in text and _has_surrogates(json.dumps(record, ensure_ascii=False)):
+                # a `\ud800` escape of half a surrogate pair: valid JSON, but no UTF-8 text can hold it
+                yield (None, f"{Reason.INVALID_UTF8} (line {number + 1}: an escape of half a surrogate pair)",
+                       text[:MAX_RAW_CHARS])
                 continue
             yield record, None, None
 
 
 def iter_csv(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str | None]]:
-    """(record, error, raw row) per row. A UTF-8 byte order mark (Excel writes one) is not part of the header."""
+    """(record, error, raw row) per row. A UTF-8 byte order mark (Excel writes one) is not part of the header.
+
+    A record the csv module cannot read (a field over its size limit) is skipped to its real end, found by
+    following its quotes, so that the lines of a quoted field are never read as records of their own. A quoted
+    field left open to the end of the file (a file cut short, a stray quote) is one quarantined row, and the rows
+    after its first line are read again as rows."""
     delimiter = "\t" if ".tsv" in uri.lower() else ","
-    with _open_text(uri) as f, _reading(uri):
-        text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        reader = csv.DictReader(text, delimiter=delimiter)
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
+    header: list[str] | None = None
+    resume_at = 0  # lines already read as rows or quarantined
+    while True:
+        with _open_text(uri) as f, _reading(uri):
+            lines = _CsvLines(io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline=""))
+            lines.skip(resume_at)
+            reader = csv.DictReader(lines, fieldnames=header, delimiter=delimiter)
+            if header is None:
+                header = reader.fieldnames  # reads the header line
+                if header is None:
+                    return
+            while True:
+                lines.begin()
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    # One malformed record is one quarantined row; the reader carries on after its last line.
+                    code = Reason.CSV_FIELD_TOO_LARGE if "field limit" in str(exc) else Reason.INVALID_CSV
+                    detail = str(exc).replace(" (", " ").replace(")", "")
+                    if lines.skip_record(delimiter):
+                        yield None, f"{code} (line {lines.start}: {detail})", lines.first
+                        continue
+                    record = None  # its quoted field runs to the end of the file
+                if record is None or lines.ended:
+                    # The last record ended inside a quoted field: it held every line after its first.
+                    yield (None, f"{Reason.INVALID_CSV} (line {lines.start}: a quoted field is not closed before "
+                                 f"the end of the file; the lines after it are read as rows)", lines.first)
+                    resume_at = lines.start
+                    break
+                bad = [k for k, v in record.items() if isinstance(v, str) and _has_surrogates(v)]
+                if bad:
+                    raw = json.dumps({k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                                      if isinstance(v, str) else v for k, v in record.items() if k is not None})
+                    yield None, f"{Reason.INVALID_UTF8} (line {lines.start}, column {bad[0]})", raw[:MAX_RAW_CHARS]
+                    continue
+                extra = record.pop(None, None)  # more fields than the header
+                if extra:
+                    yield (None, f"{Reason.CSV_TOO_MANY_FIELDS} (line {lines.start}: {len(header) + len(extra)} fields, "
+                                 f"{len(header)} in the header)", json.dumps(record | {"_extra": extra})[:MAX_RAW_CHARS])
+                    continue
+                yield {k: (v if v != "" else None) for k, v in record.items()}, None, None
+
+
+class _CsvLines:
+    """The lines of a CSV text for csv.reader, numbered, holding the lines of the record being read (`begin`
+    starts one): where it starts, its first line (quarantine's `raw`), and whether the end of the file was met
+    inside it."""
+
+    def __init__(self, text: io.TextIOWrapper):
+        self.text = text
+        self.number = 0  # lines read
+        self.start = 1
+        self.held: list[str] = []  # the lines of the record begun last
+        self.ended = False
+
+    def __iter__(self) -> "_CsvLines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.text, None)
+        if line is None:
+            self.ended = True
+            raise StopIteration
+        self.number += 1
+        self.held.append(line)
+        return line
+
+    @property
+    def first(self) -> str | None:
+        """The first line of the record begun last (its start), as valid UTF-8."""
+        if not self.held:
+            return None
+        return self.held[0].rstrip("\r\n")[:MAX_RAW_CHARS].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+    def skip(self, count: int) -> None:
+        for _ in range(count):
+            if next(self.text, None) is None:
                 return
-            except csv.Error as exc:
-                # One malformed row (a field over csv's size limit, a stray quote in strict dialects) is one
-                # quarantined row; the reader carries on at the next line.
-                code = Reason.CSV_FIELD_TOO_LARGE if "field limit" in str(exc) else Reason.INVALID_CSV
-                detail = str(exc).replace(" (", " ").replace(")", "")
-                yield None, f"{code} (line {reader.line_num}: {detail})", None
-                continue
-            bad = [k for k, v in record.items() if isinstance(v, str) and _has_surrogates(v)]
-            if bad:
-                raw = json.dumps({k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                                  if isinstance(v, str) else v for k, v in record.items() if k is not None})
-                yield None, f"{Reason.INVALID_UTF8} (column {bad[0]})", raw[:MAX_RAW_CHARS]
-                continue
-            extra = record.pop(None, None)  # more fields than the header
-            if extra:
-                yield None, Reason.CSV_TOO_MANY_FIELDS.value, json.dumps(record | {"_extra": extra})[:MAX_RAW_CHARS]
-                continue
-            yield {k: (v if v != "" else None) for k, v in record.items()}, None, None
+            self.number += 1
+
+    def begin(self) -> None:
+        self.start, self.held = self.number + 1, []
+
+    def skip_record(self, delimiter: str) -> bool:
+        """After the csv module gave up on the record begun last: read on to its end, following its quotes as
+        the module does (a doubled quote inside a quoted field is a quote). False if the file ends inside it."""
+        state = "start"
+        lines = iter(list(self.held))
+        while True:
+            line = next(lines, None)
+            if line is None:
+                line = next(self.text, None)
+                if line is None:
+                    return state != "quoted"
+                self.number += 1
+            for char in line:
+                if state == "quoted":
+                    state = "quote" if char == '"' else "quoted"
+                elif state == "quote" and char == '"':
+                    state = "quoted"
+                elif char == delimiter:
+                    state = "start"
+                elif char in "\r\n":
+                    return True
+                elif state == "start" and char == '"':
+                    state = "quoted"
+                else:
+                    state = "field"
 
 
 def _has_surrogates(text: str) -> bool:
@@ -637,18 +736,24 @@ def parquet_source(uri: str, work_uri: str, column_map: dict[str, str], rows_per
     not_carried = [n for n in mapped if n.startswith("_")]
     source = Source(uri=uri, format="parquet", read_uri=uri, num_rows=meta.num_rows, schema=schema, fingerprint=fp,
                     renamed=renamed, not_carried=not_carried, mapped=mapped_found)
-    if largest_group > 4 * rows_per_group or meta.num_row_groups > MAX_GROUPS_IN_PLACE:
+    # The file's own columns named like the readers' bookkeeping (`_parse_error`, `_raw`) are not carried, and
+    # read in place they would be taken for it: such a file is restaged without them.
+    bookkeeping = [n for n in arrow_schema.names if n in (PARSE_ERROR, S.RAW_ROW)]
+    if largest_group > 4 * rows_per_group or meta.num_row_groups > MAX_GROUPS_IN_PLACE or bookkeeping:
         # Huge row groups make every shard read decode far more than it needs, and a footer of many thousand
         # groups costs every reader (each Ray worker, each job) seconds to parse: restage into parts of
         # shard-sized row groups.
-        folder = storage.join(work_uri, stable_hash(fp, rows_per_group, length=20))
+        folder = storage.join(work_uri, stable_hash(fp, rows_per_group, *(["without", bookkeeping] if bookkeeping
+                                                                            else []), length=20))
         staged = _read_staged(uri, "parquet", folder, fp)
         if staged is None:
-            log.info("restaging %s (%d row groups of up to %d rows) into parts of shard-sized row groups", uri,
-                     meta.num_row_groups, largest_group)
-            plain = pa.schema([f.with_type(_value_type(f.type)) for f in pf.schema_arrow])
+            log.info("restaging %s (%d row groups of up to %d rows%s) into parts of shard-sized row groups", uri,
+                     meta.num_row_groups, largest_group,
+                     f"; its columns {', '.join(bookkeeping)} left out" if bookkeeping else "")
+            kept = [f for f in pf.schema_arrow if f.name not in bookkeeping]
+            plain = pa.schema([f.with_type(_value_type(f.type)) for f in kept])
             with PartWriter(folder, plain, rows_per_group) as parts, _reading_parquet(uri):
-                for batch in pf.iter_batches(batch_size=parts.part_rows):
+                for batch in pf.iter_batches(batch_size=parts.part_rows, columns=[f.name for f in kept]):
                     parts.write(decode_dictionaries(pa.Table.from_batches([batch])))
             source.read_uri, source.part_rows = folder, parts.part_rows
             _write_staged_marker(source)
@@ -744,12 +849,10 @@ def conform(table: pa.Table, target: pa.Schema, column_map: dict[str, str]) -> p
     with `_parse_error` set, so those rows are quarantined with the reason instead of failing the run."""
     renames = rename_map(table.column_names, column_map)
     table = decode_dictionaries(table.rename_columns([renames.get(n, n) for n in table.column_names]))
-    names = table.column_names
-    if "image" in names and "image_uri" not in names and pa.types.is_string(table.schema.field("image").type):
-        # A string `image` column names images by path or URI, as in text formats.
-        table = table.rename_columns(["image_uri" if c == "image" else c for c in names])
     n = table.num_rows
     errors = table.column(PARSE_ERROR).to_pylist() if PARSE_ERROR in table.column_names else [None] * n
+    if "image" in table.column_names and _is_text(table.schema.field("image").type):
+        table, errors = _image_paths_as_uris(table, errors)
     columns = {}
     for field in target:
         if field.name not in table.column_names:
@@ -779,6 +882,30 @@ def conform(table: pa.Table, target: pa.Schema, column_map: dict[str, str]) -> p
     return pa.table(columns, schema=target)
 
 
+def _is_text(type_: pa.DataType) -> bool:
+    """string, large_string (pandas writes it) or string_view."""
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_string_view(type_)
+
+
+def _image_paths_as_uris(table: pa.Table, errors: list[str | None]) -> tuple[pa.Table, list[str | None]]:
+    """A text `image` column names images by path or URI, as in text formats: its values move to image_uri. Where
+    a row has both, it is quarantined (as a text row would be); an `image_uri` that is not text is left to the
+    type check."""
+    paths = pc.cast(table.column("image"), pa.string())
+    index = table.column_names.index("image")
+    if "image_uri" not in table.column_names:
+        return table.set_column(index, "image_uri", paths), errors
+    uris = table.column("image_uri")
+    if not _is_text(uris.type):
+        return table.drop_columns(["image"]), errors
+    uris = pc.cast(uris, pa.string())
+    both = pc.and_(pc.is_valid(paths), pc.is_valid(uris)).to_pylist()
+    errors = [e or (f"{Reason.WRONG_TYPE.of('image')} (a path while image_uri is also set)" if twice else None)
+              for e, twice in zip(errors, both)]
+    table = table.drop_columns(["image"])
+    return table.set_column(table.column_names.index("image_uri"), "image_uri", pc.coalesce(uris, paths)), errors
+
+
 def _value_type(type_: pa.DataType) -> pa.DataType:
     """The type of a column's values: a dictionary-encoded column's value type (pandas categories, Spark and
     pyarrow dictionaries), so that the contract's checks see strings and files that differ in encoding only agree."""
@@ -799,8 +926,9 @@ def decode_dictionaries(table: pa.Table) -> pa.Table:
 
 
 def _null_invalid_utf8(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array | pa.ChunkedArray, set[int]]:
-    """`column` with values that are not valid UTF-8 set to null, and their indices. Parquet writers other than
-    Arrow do not always validate strings; one such value must become one quarantined row, not a failed run."""
+    """`column` (of the same kind: an Array or a ChunkedArray) with values that are not valid UTF-8 set to null,
+    and their indices. Parquet writers other than Arrow do not always validate strings; one such value must become
+    one quarantined row, not a failed run."""
     try:
         column.validate(full=True)
         return column, set()
@@ -814,7 +942,8 @@ def _null_invalid_utf8(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array | p
         except UnicodeDecodeError:
             texts.append(None)
             bad.add(i)
-    return pa.array(texts, column.type), bad
+    cleaned = pa.array(texts, column.type)
+    return (pa.chunked_array([cleaned], column.type) if isinstance(column, pa.ChunkedArray) else cleaned), bad
 
 
 def _safe_cast(source: pa.DataType, target: pa.DataType) -> bool:

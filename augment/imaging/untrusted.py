@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -35,13 +36,20 @@ def image_address(uri: str, base_uri: str) -> str:
     """Where the image `uri` of a row of the input file `base_uri` is: a relative path resolved against the
     file's folder (through symlinks), `file://` read as a path, an S3 address as storage reads it. ImageRejected
     for another scheme, a `..` segment in an S3 key, a relative path that leaves the input's bucket."""
+    if "\x00" in uri:
+        raise ImageRejected(Reason.IMAGE_NOT_FOUND, f"{uri!r}: no path or key holds a NUL character")
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
+        if uri[3:5] != "//":
+            raise ImageRejected(Reason.IMAGE_URI_UNSUPPORTED, f"{uri!r}: an S3 address is s3://bucket/key")
         if ".." in uri[len("s3://"):].split("/"):  # S3 keeps `..` in a key as it is; a reader may not
             raise ImageRejected(Reason.IMAGE_PATH_OUTSIDE_ROOTS, f"{uri!r}: a `..` segment in an S3 key")
         return "s3://" + uri[len("s3://"):]  # the scheme as storage reads it (`S3://` would be a local path)
     if parsed.scheme == "file":
         uri = unquote(parsed.path)
+    elif parsed.scheme == "data":
+        raise ImageRejected(Reason.IMAGE_URI_UNSUPPORTED, "a data URL is read from the `image` column of a JSONL or "
+                                                          "CSV file, as data:image/<type>;base64,<data>")
     elif parsed.scheme and len(parsed.scheme) > 1:
         raise ImageRejected(Reason.IMAGE_URI_UNSUPPORTED, f"scheme {parsed.scheme!r}: use a local path or s3://")
     if storage.is_s3(base_uri) and not os.path.isabs(uri):
@@ -78,6 +86,8 @@ def load_image_bytes(uri: str, max_bytes: int) -> bytes:
     except OSError as exc:
         raise ImageRejected(Reason.IMAGE_UNREADABLE, f"{uri}: {exc}") from None
     if size is None or size < 0:
+        if not storage.is_s3(uri) and os.path.exists(uri):
+            raise ImageRejected(Reason.IMAGE_UNREADABLE, f"{uri}: not a regular file")
         raise ImageRejected(Reason.IMAGE_NOT_FOUND, uri)
     if size > max_bytes:
         raise ImageRejected(Reason.IMAGE_TOO_LARGE, f"{size} bytes > input.max_image_bytes {max_bytes}")
@@ -94,8 +104,11 @@ def normalise(data: bytes, max_pixels: int, min_side: int, max_side: int) -> Ima
     try:
         image = Image.open(io.BytesIO(data), formats=OPENERS)
     except Image.DecompressionBombError as exc:
-        raise ImageRejected(Reason.IMAGE_TOO_MANY_PIXELS, str(exc)) from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageRejected(Reason.IMAGE_TOO_MANY_PIXELS, _bomb(exc, max_pixels)) from None
+    except UnidentifiedImageError:
+        raise ImageRejected(Reason.IMAGE_UNDECODABLE, f"not an image of an accepted format "
+                                                       f"({', '.join(OPENERS)})") from None
+    except (OSError, ValueError) as exc:
         raise ImageRejected(Reason.IMAGE_UNDECODABLE, _first_line(exc)) from None
     if image.format not in ACCEPTED_FORMATS:
         raise ImageRejected(Reason.IMAGE_UNDECODABLE, f"unsupported format {image.format}")
@@ -112,11 +125,15 @@ def normalise(data: bytes, max_pixels: int, min_side: int, max_side: int) -> Ima
         image = ImageOps.exif_transpose(image)
         rgb = to_rgb(image)
     except Image.DecompressionBombError as exc:
-        raise ImageRejected(Reason.IMAGE_TOO_MANY_PIXELS, str(exc)) from None
+        raise ImageRejected(Reason.IMAGE_TOO_MANY_PIXELS, _bomb(exc, max_pixels)) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageRejected(Reason.IMAGE_UNDECODABLE, _first_line(exc)) from None
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        if min(rgb.size) < min_side:  # a strip (10000x10): nothing of it is left at the working size
+            raise ImageRejected(Reason.IMAGE_TOO_SMALL, f"{width}x{height} is {rgb.width}x{rgb.height} at "
+                                                        f"input.work_image_side {max_side}, under input.min_image_side "
+                                                        f"{min_side}")
     return rgb
 
 
@@ -139,6 +156,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode == "RGB":
         return image.copy() if image.readonly else image
     return image.convert("RGB")
+
+
+def _bomb(exc: Image.DecompressionBombError, max_pixels: int) -> str:
+    """What Pillow's own limit (twice its MAX_IMAGE_PIXELS) refused, in the terms of the config."""
+    claimed = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{claimed.group(1) if claimed else 'more'} pixels > input.max_image_pixels {max_pixels}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -47,7 +47,7 @@ def test_jsonl_bad_lines_become_rows_with_a_parse_error(tmp_path):
     assert errors[1].startswith("invalid_json")
     assert errors[2] == "wrong_type:title (int)"
     assert errors[3] == "invalid_json (a list, not an object)"
-    assert errors[4] == "invalid_utf8"
+    assert errors[4] == "invalid_utf8 (line 5)"
     assert table.column(S.RAW_ROW).to_pylist()[1] == '{"product_id": "2", "title": '
 
 
@@ -77,6 +77,58 @@ def test_csv_with_quoted_newlines_and_mapped_columns(tmp_path):
     assert table.column("catalog_brand").to_pylist() == ["Nike", None]
 
 
+def test_jsonl_lines_json_reads_but_utf8_cannot_hold_or_python_cannot_parse_are_rows_with_a_parse_error(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        '{"product_id": "1", "title": "Nike \\ud83d\\ude00"}\n'  # a whole pair: one character
+        + '{"product_id": "2", "title": "Nike \\ud800"}\n'  # half a pair
+        + '{"product_id": "3", "\\udc00": 1}\n'  # in a key
+        + '{"product_id": "4", "x": ' + "[" * 100_000 + "]" * 100_000 + '}\n'
+        + '{"product_id": "5", "n": 1' + "0" * 5000 + '}\n'
+        + '{"product_id": "6", "title": "back\\\\ud800slash"}\n'  # an escaped backslash, then text
+    )
+    source = io.open_source(str(path), str(tmp_path / "_input"), {}, 64)
+    table = read_all(source)
+    assert table.column(PARSE_ERROR).to_pylist() == [
+        None,
+        "invalid_utf8 (line 2: an escape of half a surrogate pair)",
+        "invalid_utf8 (line 3: an escape of half a surrogate pair)",
+        "invalid_json (line 4: nested too deep)",
+        "invalid_json (line 5: Exceeds the limit (4300 digits) for integer string conversion)",
+        None,
+    ]
+    assert table.column("title").to_pylist() == ["Nike \U0001F600", None, None, None, None, "back\\ud800slash"]
+    assert table.column(S.RAW_ROW).to_pylist()[1] == '{"product_id": "2", "title": "Nike \\ud800"}'
+
+
+def test_a_csv_field_over_the_limit_is_skipped_to_its_closing_quote(tmp_path):
+    """The lines of the quoted field are not read as rows of their own (they would be products no one wrote)."""
+    path = tmp_path / "in.csv"
+    path.write_text('product_id,title,description\n1,Nike,ok\n'
+                    f'2,Adidas,"{"x" * 140_000}\nfake,Not a product,""quoted""\nend"\n'
+                    '3,Puma,ok\n')
+    source = io.open_source(str(path), str(tmp_path / "_input"), {}, 64)
+    table = read_all(source)
+    assert table.column("product_id").to_pylist() == ["1", None, "3"]
+    assert table.column(PARSE_ERROR).to_pylist() == [
+        None, "csv_field_too_large (line 3: field larger than field limit 131072)", None]
+    assert table.column(S.RAW_ROW).to_pylist()[1].startswith('2,Adidas,"xxx')
+
+
+@pytest.mark.parametrize("end", ["\n", ""])
+def test_a_csv_quote_left_open_to_the_end_is_one_row_and_the_rows_after_its_line_are_read(tmp_path, end):
+    path = tmp_path / "in.csv"
+    path.write_text(f'product_id,title\n1,"Nike, ""Air"""\n2,"Adidas\n3,Puma\n4,Asics{end}')  # a file cut short
+    source = io.open_source(str(path), str(tmp_path / "_input"), {}, 64)
+    table = read_all(source)
+    assert table.column("product_id").to_pylist() == ["1", None, "3", "4"]
+    assert table.column("title").to_pylist() == ['Nike, "Air"', None, "Puma", "Asics"]
+    assert table.column(PARSE_ERROR).to_pylist()[1] == (
+        "invalid_csv (line 3: a quoted field is not closed before the end of the file; the lines after it are read "
+        "as rows)")
+    assert table.column(S.RAW_ROW).to_pylist()[1] == '2,"Adidas'
+
+
 def test_gzipped_jsonl(tmp_path):
     path = tmp_path / "in.jsonl.gz"
     with gzip.open(path, "wt") as f:
@@ -93,6 +145,57 @@ def test_parquet_integer_ids_are_cast_and_wrong_title_type_is_a_row_error(tmp_pa
     assert table.column("product_id").to_pylist() == ["1", "2"]
     assert table.column("title").to_pylist() == [None, None]
     assert table.column(PARSE_ERROR).to_pylist() == ["wrong_type:title (int64)"] * 2
+
+
+def test_parquet_text_image_column_names_images_as_pandas_and_arrow_write_it(tmp_path):
+    """pandas writes strings as large_string: a path in `image` is an image_uri whatever the string type; a row
+    that also has an image_uri is quarantined, and one with only its image_uri is not."""
+    for type_ in (pa.string(), pa.large_string(), pa.string_view()):
+        path = tmp_path / f"{type_}.parquet"
+        pq.write_table(pa.table({"product_id": ["1", "2"], "title": ["t", "t"],
+                                 "image": pa.array(["a.jpg", None], type_)}), path)
+        table = read_all(io.open_source(str(path), str(tmp_path / "_input"), {}, 64))
+        assert table.column("image_uri").to_pylist() == ["a.jpg", None], type_
+        assert table.column(PARSE_ERROR).to_pylist() == [None, None]
+    path = tmp_path / "both.parquet"
+    pq.write_table(pa.table({"product_id": ["1", "2", "3"], "title": ["t"] * 3,
+                             "image": pa.array(["a.jpg", None, "c.jpg"], pa.large_string()),
+                             "image_uri": ["x.jpg", "b.jpg", None]}), path)
+    table = read_all(io.open_source(str(path), str(tmp_path / "_input"), {}, 64))
+    assert table.column("image_uri").to_pylist() == ["x.jpg", "b.jpg", "c.jpg"]
+    assert table.column(PARSE_ERROR).to_pylist() == ["wrong_type:image (a path while image_uri is also set)", None, None]
+
+
+def test_parquet_invalid_utf8_product_id_is_one_row_error_and_plans(tmp_path):
+    """Writers other than Arrow do not always validate strings: the id is read as null, and the duplicate check
+    of the plan reads the column too."""
+    import numpy as np
+
+    from augment import config as C
+    from augment import plan as P
+
+    raw = [b"a", b"b\xff", b"a"]
+    offsets = np.cumsum([0] + [len(x) for x in raw]).astype(np.int32)
+    ids = pa.Array.from_buffers(pa.string(), 3, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(raw))])
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"product_id": ids, "title": ["t"] * 3, "image": [b"x"] * 3}), path)
+    table = read_all(io.open_source(str(path), str(tmp_path / "_input"), {}, 64))
+    assert table.column("product_id").to_pylist() == ["a", None, "a"]
+    assert table.column(PARSE_ERROR).to_pylist() == [None, "invalid_utf8 (column product_id)", None]
+    config = C.load(check_stages=False)
+    plan = P.plan_run(str(path), str(tmp_path / "out"), config, write=False)
+    assert [s.duplicate_rows for s in plan.shards] == [[2]]
+
+
+def test_parquet_columns_named_like_the_readers_bookkeeping_are_not_taken_for_it(tmp_path):
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"product_id": ["1", "2"], "title": ["t", "t"], "image": [b"x", b"y"],
+                             "_parse_error": [0, 1], "_raw": ["mine", "mine"]}), path)
+    source = io.open_source(str(path), str(tmp_path / "_input"), {}, 64)
+    assert source.read_uri != source.uri and source.not_carried == ["_parse_error", "_raw"]  # restaged without them
+    table = read_all(source)
+    assert table.column(PARSE_ERROR).to_pylist() == [None, None]
+    assert table.column(S.RAW_ROW).to_pylist() == [None, None]
 
 
 def test_parquet_with_huge_row_groups_is_restaged(tmp_path):

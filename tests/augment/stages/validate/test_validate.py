@@ -178,3 +178,46 @@ def test_s3_images_are_read_side_by_side_with_the_same_outcome(tmp_path, monkeyp
     assert reasons == {3: "image_not_found", 5: "missing_title", 7: "image_bucket_not_allowed"}
     assert all(result.columns["_image"][i] for i in range(40) if i not in reasons)
     assert 1 < peak[0] <= V.FETCH_THREADS
+
+
+def claimed_png(width: int, height: int) -> bytes:
+    """A PNG header claiming `width`x`height` pixels, with no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize(
+    "row, expected, detail",
+    [
+        ({"image": None, "image_uri": "a.jpg\x00"}, "image_not_found", "no path or key holds a NUL character"),
+        ({"image": None, "image_uri": "s3:shop/x.jpg"}, "image_uri_unsupported", "an S3 address is s3://bucket/key"),
+        ({"image": None, "image_uri": "data:image/jpeg;base64,AAAA"}, "image_uri_unsupported",
+         "a data URL is read from the `image` column"),
+        ({"image": b"<svg xmlns='http://www.w3.org/2000/svg'></svg>"}, "image_undecodable",
+         "not an image of an accepted format (BMP, GIF, JPEG, PNG, TIFF, WEBP)"),
+        ({"image": claimed_png(100_000, 100_000)}, "image_too_many_pixels",
+         "10000000000 pixels > input.max_image_pixels"),
+        ({"image": photo_file(4000, 12, fmt="PNG")}, "image_too_small",
+         "4000x12 is 1024x3 at input.work_image_side 1024, under input.min_image_side 8"),
+    ],
+)
+def test_a_rejections_detail_names_the_problem_in_the_configs_terms(tmp_path, row, expected, detail):
+    result = run(tmp_path, [{"product_id": "p", "title": "Nike Shoe", "image": photo_file()} | row])
+    assert (result.rejects[0].reason, detail in result.rejects[0].detail) == (expected, True), result.rejects[0].detail
+    assert " at 0x" not in result.rejects[0].detail  # no object's memory address
+
+
+def test_a_folder_or_a_pipe_named_as_an_image_is_unreadable_not_missing(tmp_path):
+    import os
+
+    (tmp_path / "folder.jpg").mkdir()
+    os.mkfifo(tmp_path / "pipe.jpg")  # never opened: reading it would wait for a writer
+    for name in ("folder.jpg", "pipe.jpg"):
+        rejection = run(tmp_path, [{"product_id": "p", "title": "t", "image": None, "image_uri": name}]).rejects[0]
+        assert (rejection.reason, rejection.detail) == ("image_unreadable", f"{tmp_path / name}: not a regular file")
