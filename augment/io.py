@@ -21,6 +21,7 @@ This module must not import Ray: the planner runs on Airflow workers.
 from __future__ import annotations
 
 import base64
+import binascii
 import bisect
 import codecs
 import concurrent.futures
@@ -282,9 +283,23 @@ def check_mapped(sources: list[Source], mapping: dict[str, str], input_uri: str)
 
 
 def _data_url_bytes(text: str) -> bytes | None:
-    if not text.startswith("data:") or ";base64," not in text[:100]:
+    """The bytes of a `data:` URL (RFC 2397, base64; its scheme and `base64` in any case), None for any other text
+    (a path or URI); ValueError saying why for a data URL whose bytes cannot be read. Line breaks (as
+    base64.encodebytes writes them), the URL-safe alphabet and missing padding are read."""
+    if text[:5].lower() != "data:":
         return None
-    return base64.b64decode(text.split(",", 1)[1], validate=True)
+    header, comma, data = text.partition(",")
+    if not comma or len(header) > 1000:
+        raise ValueError("no comma ends its header (data:image/<type>;base64,<data>)")
+    if not header.lower().endswith(";base64"):
+        raise ValueError("not base64 (data:image/<type>;base64,<data>)")
+    data = "".join(data.split())
+    if "-" in data or "_" in data:
+        data = data.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"its base64 does not decode: {exc}") from None
 
 
 def normalise_text_row(record: dict[str, Any], renames: dict[str, str], extra_names: list[str]) -> dict[str, Any]:
@@ -305,8 +320,8 @@ def normalise_text_row(record: dict[str, Any], renames: dict[str, str], extra_na
             if isinstance(value, str):
                 try:
                     decoded = _data_url_bytes(value)
-                except ValueError:
-                    problems.append(Reason.IMAGE_BAD_DATA_URL.value)
+                except ValueError as exc:
+                    problems.append(f"{Reason.IMAGE_BAD_DATA_URL} ({exc})")
                     continue
                 if decoded is not None:
                     row["image"] = decoded
@@ -432,6 +447,10 @@ def iter_csv(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str 
                 header = reader.fieldnames  # reads the header line
                 if header is None:
                     return
+                twice = sorted({name for name in header if name and header.count(name) > 1})
+                if twice:
+                    raise InputError(f"{uri}: the header names column {twice[0]!r} twice (a CSV row would keep only "
+                                     "the last of its values); rename one")
             while True:
                 lines.begin()
                 try:
@@ -572,9 +591,11 @@ def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, s
     extra_names = [k for k in mapped if k not in S.INPUT_FIELDS.names and not k.startswith("_")]
     not_carried = [k for k in mapped if k.startswith("_")]
     if count and "product_id" not in mapped:
+        other = next((sep for sep in ";|" if fmt == "csv" and len(keys) == 1 and sep in next(iter(keys))), None)
         raise InputError(
             f"{uri} has no product_id column (columns: {', '.join(list(keys)[:20])}); "
-            "map one with input.columns.product_id in the config"
+            + (f"its header looks separated by {other!r}: CSV files are read comma-separated, .tsv files "
+               "tab-separated" if other else "map one with input.columns.product_id in the config")
         )
     schema = staging_schema(extra_names)
     rows = _staged_rows(records(uri), renames, extra_names)
@@ -863,8 +884,7 @@ def conform(table: pa.Table, target: pa.Schema, column_map: dict[str, str]) -> p
             columns[field.name] = column
             continue
         try:
-            if field.name == "product_id" and not (pa.types.is_integer(column.type) or pa.types.is_string(column.type)
-                                                  or pa.types.is_large_string(column.type)):
+            if field.name == "product_id" and not (pa.types.is_integer(column.type) or _is_text(column.type)):
                 raise pa.ArrowInvalid("product_id must be a string or an integer")
             if field.name in S.INPUT_FIELDS.names and field.name != "product_id" and not _safe_cast(column.type, field.type):
                 raise pa.ArrowInvalid(f"{column.type} is not {field.type}")

@@ -61,7 +61,7 @@ class Reason(str, enum.Enum):
     CSV_FIELD_TOO_LARGE = "csv_field_too_large"  # a CSV field over the csv module's size limit
     CSV_TOO_MANY_FIELDS = "csv_too_many_fields"  # a CSV row with more fields than the header
     WRONG_TYPE = "wrong_type"  # wrong_type:<column>: a value (or a Parquet column) of the wrong type
-    IMAGE_BAD_DATA_URL = "image_bad_data_url"  # an `image` data URL whose base64 does not decode
+    IMAGE_BAD_DATA_URL = "image_bad_data_url"  # an `image` data URL that is not base64, or does not decode
     # The validate stage (augment/stages/validate/stage.py), in the order it checks.
     MISSING_PRODUCT_ID = "missing_product_id"
     DUPLICATE_PRODUCT_ID = "duplicate_product_id"  # a later occurrence; the first is processed

@@ -129,6 +129,45 @@ def test_a_csv_quote_left_open_to_the_end_is_one_row_and_the_rows_after_its_line
     assert table.column(S.RAW_ROW).to_pylist()[1] == '2,"Adidas'
 
 
+def test_jsonl_data_urls_are_read_as_written_in_the_wild_and_others_say_why_not(tmp_path):
+    import base64
+
+    data = bytes(range(256)) * 3
+    plain = base64.b64encode(data).decode()
+    urls = [
+        f"data:image/jpeg;base64,{plain}",
+        f"DATA:image/jpeg;BASE64,{plain}",  # the scheme and the token in any case
+        f"data:image/jpeg;base64,{base64.encodebytes(data).decode()}",  # line breaks every 76 characters
+        f"data:image/jpeg;base64,{base64.urlsafe_b64encode(data).decode().rstrip('=')}",  # URL-safe, unpadded
+        f"data:image/jpeg;name={'x' * 200};base64,{plain}",  # a long parameter before `;base64`
+        "data:image/jpeg,%FF%D8",  # percent-encoded, not base64
+        "data:image/jpeg;base64,@@@@",
+        "data:image/jpeg;base64",
+    ]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"product_id": str(i), "title": "t", "image": url}) + "\n"
+                            for i, url in enumerate(urls)))
+    table = read_all(io.open_source(str(path), str(tmp_path / "_input"), {}, 64))
+    assert table.column("image").to_pylist() == [data] * 5 + [None] * 3
+    assert table.column("image_uri").to_pylist() == [None] * 8  # none of them is taken for a path
+    assert table.column(PARSE_ERROR).to_pylist() == [None] * 5 + [
+        "image_bad_data_url (not base64 (data:image/<type>;base64,<data>))",
+        "image_bad_data_url (its base64 does not decode: Only base64 data is allowed)",
+        "image_bad_data_url (no comma ends its header (data:image/<type>;base64,<data>))",
+    ]
+
+
+@pytest.mark.parametrize("header, problem", [
+    ("product_id;title;image_uri", "its header looks separated by ';': CSV files are read comma-separated"),
+    ("product_id,title,title", "the header names column 'title' twice"),
+])
+def test_a_csv_header_that_cannot_be_meant_is_an_input_error(tmp_path, header, problem):
+    path = tmp_path / "in.csv"
+    path.write_text(f"{header}\n1;Nike;a.jpg\n")
+    with pytest.raises(io.InputError, match=problem.replace("(", r"\(")):
+        io.open_source(str(path), str(tmp_path / "_input"), {}, 64)
+
+
 def test_gzipped_jsonl(tmp_path):
     path = tmp_path / "in.jsonl.gz"
     with gzip.open(path, "wt") as f:
@@ -164,6 +203,14 @@ def test_parquet_text_image_column_names_images_as_pandas_and_arrow_write_it(tmp
     table = read_all(io.open_source(str(path), str(tmp_path / "_input"), {}, 64))
     assert table.column("image_uri").to_pylist() == ["x.jpg", "b.jpg", "c.jpg"]
     assert table.column(PARSE_ERROR).to_pylist() == ["wrong_type:image (a path while image_uri is also set)", None, None]
+
+
+def test_parquet_product_ids_of_every_string_type_are_read(tmp_path):
+    for type_ in (pa.string(), pa.large_string(), pa.string_view()):
+        path = tmp_path / f"{type_}.parquet"
+        pq.write_table(pa.table({"product_id": pa.array(["1"], type_), "title": ["t"], "image": [b"x"]}), path)
+        table = read_all(io.open_source(str(path), str(tmp_path / "_input"), {}, 64))
+        assert (table.column("product_id").to_pylist(), table.column(PARSE_ERROR).to_pylist()) == (["1"], [None])
 
 
 def test_parquet_invalid_utf8_product_id_is_one_row_error_and_plans(tmp_path):

@@ -16,7 +16,9 @@ from augment.core.names import DUPLICATE, PARSE_ERROR, SOURCE_URI, WORK_IMAGE, R
 from augment.imaging import codec, untrusted
 from augment.stages.base import Rejection, Stage, StageResult
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Characters that show nothing: controls, zero-width spaces and joiners, bidi marks and isolates, the byte order
+# mark, the soft hyphen. A title or product_id of only these (and white space) is blank.
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\xad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 FETCH_THREADS = 16  # images read from S3 at once per validate actor (and held at once)
 
 
@@ -109,14 +111,14 @@ class ValidateStage(Stage):
         if batch[PARSE_ERROR][i]:
             raise _RowRejected(split_reason(batch[PARSE_ERROR][i]))
         pid = batch["product_id"][i]
-        if pid is None or not pid.strip():
+        if pid is None or not _INVISIBLE.sub("", pid).strip():
             raise _RowRejected(Rejection(Reason.MISSING_PRODUCT_ID, "product_id is null or blank"))
         if batch[DUPLICATE][i]:
             raise _RowRejected(Rejection(Reason.DUPLICATE_PRODUCT_ID, f"{pid!r} already occurred earlier in the input"))
         title = batch["title"][i]
         if title is None:
             raise _RowRejected(Rejection(Reason.MISSING_TITLE, "title is null"))
-        if not _CONTROL.sub("", title).strip():
+        if not _INVISIBLE.sub("", title).strip():
             raise _RowRejected(Rejection(Reason.EMPTY_TITLE, "title is empty or white space"))
         if len(title) > o.max_title_chars:
             raise _RowRejected(Rejection(Reason.TITLE_TOO_LONG, f"{len(title)} characters > input.max_title_chars {o.max_title_chars}"))

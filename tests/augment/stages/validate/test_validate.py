@@ -40,6 +40,8 @@ def test_good_row_gets_a_working_jpeg(tmp_path):
         ({"title": None}, "missing_title"),
         ({"title": "x" * 3000}, "title_too_long"),
         ({"product_id": " "}, "missing_product_id"),
+        ({"product_id": "\u200b"}, "missing_product_id"),  # a zero-width space
+        ({"title": "\u200b\u200f\u200e\u202e\ufeff"}, "empty_title"),  # zero-width and bidi marks only
         ({DUPLICATE: True}, "duplicate_product_id"),
         ({PARSE_ERROR: "wrong_type:title (int)"}, "wrong_type:title"),
         ({"image": None}, "missing_image"),
