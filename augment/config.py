@@ -61,7 +61,7 @@ class OutputConfig:
     image_format: str = "jpeg"  # jpeg | webp | png
     image_quality: int = 90
     image_storage: str = "inline"  # inline: bytes in the shard; uri: objects under <output>/images/
-    compression: str = "zstd"  # Parquet compression for non-image columns
+    compression: str = "zstd"  # Parquet compression for non-image columns: zstd | snappy | gzip | brotli | lz4 | none
 
 
 @dataclasses.dataclass
@@ -120,6 +120,18 @@ def load(
     if overrides:
         check_sections(Config, overrides)
     extends = data.pop("extends", None)
+    # `profile:` (as `moon config` prints it) names the profile too: in a file as `extends:`, set as --profile.
+    named = data.pop("profile", None)
+    if named is not None and extends is not None and named != extends:
+        raise ConfigError(f"profile: {path} names the profile {named!r} and extends {extends!r}; give one of them")
+    extends = extends if named is None else named
+    if overrides and "profile" in overrides:
+        overrides = dict(overrides)
+        asked = overrides.pop("profile")
+        if profile and asked != profile:
+            raise ConfigError(f"profile: --set asks for the profile {asked!r} and --profile for {profile!r}; "
+                              "give one of them")
+        profile = asked
     if profile and extends and profile != extends:
         raise ConfigError(f"extends: {path} extends the profile {extends!r} and --profile asks for {profile!r}; "
                           f"give one of them")
@@ -158,8 +170,11 @@ def load_for_run(
         overrides["run"]["ray_address"] = ray_address
     if progress is not None:
         overrides["run"]["progress"] = progress
-    if stages:
+    if stages is not None:
         wanted = {s.strip() for s in stages.split(",") if s.strip()}
+        if not wanted:
+            raise ConfigError(f"--stages {stages!r} names no stage: give comma-separated stage names "
+                              f"({', '.join(STAGE_ORDER)})")
         base = load(path, profile, {k: v for k, v in overrides.items() if k != "run"}, check_stages=False)
         unknown = wanted - set(base.stages)
         if unknown:
@@ -255,6 +270,7 @@ LIMITS: dict[str, dict[str, tuple[int, int | None]]] = {
               "max_title_chars": (1, None), "work_image_side": (1, None)},
     "output": {"image_quality": (1, 100)},  # JPEG and WebP quality; PNG ignores it
 }
+PARQUET_CODECS = ("zstd", "snappy", "gzip", "brotli", "lz4", "none")  # output.compression
 RAY_PRECISION = 0.0001  # the smallest non-zero resource quantity Ray accepts
 
 
@@ -263,10 +279,15 @@ def validate_values(config: Config) -> None:
     for name in config.stages:
         if name not in STAGE_ORDER:
             raise ConfigError(f"unknown key stages.{name}; stages are {', '.join(STAGE_ORDER)}")
-    for key, allowed in (("image_format", ("jpeg", "webp", "png")), ("image_storage", ("inline", "uri"))):
+    for key, allowed in (("image_format", ("jpeg", "webp", "png")), ("image_storage", ("inline", "uri")),
+                         ("compression", PARQUET_CODECS)):
         value = getattr(config.output, key)
         if value not in allowed:
             raise ConfigError(f"output.{key}: expected one of {', '.join(allowed)}, got {value!r}")
+    import pyarrow as pa
+
+    if config.output.compression != "none" and not pa.Codec.is_available(config.output.compression):
+        raise ConfigError(f"output.compression: {config.output.compression} is not built into this pyarrow")
     from augment.core.schema import INPUT_COLUMN_ALIASES, INPUT_FIELDS
 
     for contract in config.input.columns:

@@ -252,11 +252,12 @@ def plan_run(
 
 
 def _redo_lost(plan: Plan) -> None:
-    """Committed shards whose data or quarantine file was deleted since (by hand, a lifecycle rule) are pending
-    again: the run redoes them instead of counting rows it no longer holds."""
+    """Committed shards whose data or quarantine file was deleted since (by hand, a lifecycle rule), or changed
+    size (overwritten, cut short), are pending again: the run redoes them instead of counting rows it no longer
+    holds."""
     lost = manifest.lost_files(plan.run_uri, plan.committed.values()) if plan.committed else {}
     if lost:
-        log.warning("%d committed shards of %s lost their files (e.g. %s): they are redone", len(lost),
+        log.warning("%d committed shards of %s lost or changed their files (e.g. %s): they are redone", len(lost),
                     plan.run_uri, next(iter(lost.values())))
         manifest.mark_redone(plan.run_uri, lost)
         for shard_id in lost:

@@ -33,6 +33,7 @@ def unhashed_fields(cls: type) -> set[str]:
 
 
 # How a scalar type is named in an error message.
+MAX_CONFIG_BYTES = 16 << 20  # a config file over 16 MiB is not one
 _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
@@ -44,7 +45,17 @@ def _yaml_loader():
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node, deep=False):
+            # A key written twice would have its last value win without a word (a second `run:` section
+            # replacing the first whole): refused, at the line of the second.
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, str) and key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"found the key {key!r} twice in one mapping",
+                                                            key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
                                  list("-+0123456789."))
@@ -68,7 +79,11 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
             path = Path(path)
             if not path.exists():
                 raise ConfigError(f"config file {path} does not exist")
-            text = path.read_text()
+            with path.open("rb") as f:  # at most MAX_CONFIG_BYTES: /dev/zero is a file that never ends
+                data = f.read(MAX_CONFIG_BYTES + 1)
+            if len(data) > MAX_CONFIG_BYTES:
+                raise ValueError(f"over {MAX_CONFIG_BYTES} bytes: not a config")
+            text = data.decode()
     except ConfigError:
         raise
     except (OSError, ValueError) as exc:  # a folder, a name too long (a pasted YAML text), s3:// with no bucket
@@ -77,19 +92,17 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         reason = ("it is a folder, not a file" if isinstance(exc, IsADirectoryError)
                   else getattr(exc, "strerror", None) or " ".join(str(exc).split()))
         raise ConfigError(f"config file {shown} cannot be read: {reason}") from None
-    suffix = Path(name).suffix
-    if suffix in (".yaml", ".yml"):
+    if Path(name).suffix.lower() != ".json":  # YAML (.yaml, .yml, .YAML, no suffix, <(...)), which reads JSON too
         import yaml
 
         try:
             data = yaml.load(text, Loader=_yaml_loader()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {name} is not valid YAML: {' '.join(str(exc).split())}") from exc
+        except RecursionError:
+            raise ConfigError(f"config file {name} is not a config: nested too deep") from None
     else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"config file {name} is not valid JSON: {' '.join(str(exc).split())}") from exc
+        data = _json(text, f"config file {name}")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {name} must hold a mapping at the top level, not {type(data).__name__}")
     return data
@@ -113,10 +126,30 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r} is not of the form key=value")
     key, raw = text.split("=", 1)
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
+        value = _json(raw, f"override {key.strip()!r}")
+    except ConfigError as exc:
+        if "not valid JSON" not in str(exc):
+            raise
         value = raw
     return key.strip(), value
+
+
+def _json(text: str, what: str) -> Any:
+    """The JSON value of `text`; a ConfigError naming `what` for invalid JSON, a key written twice in one object, or
+    nesting too deep."""
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        twice = next((key for key in keys if keys.count(key) > 1), None)
+        if twice is not None:
+            raise ConfigError(f"{what}: the key {twice!r} is written twice in one object")
+        return dict(items)
+
+    try:
+        return json.loads(text, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} is not valid JSON: {' '.join(str(exc).split())}") from exc
+    except RecursionError:
+        raise ConfigError(f"{what} is not a config: nested too deep") from None
 
 
 def overrides_from(items) -> dict[str, Any]:

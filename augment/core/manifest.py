@@ -267,26 +267,30 @@ def read_run_file(run_uri: str) -> dict[str, Any] | None:
 
 
 def lost_files(run_uri: str, records: Iterable[ShardRecord]) -> dict[str, str]:
-    """Committed shards whose data or quarantine file is no longer in the run folder: shard id -> that file.
-    One job's batch (up to FEW_RECORDS records) is checked file by file, LOOKUP_THREADS at a time; more list
-    data/ and quarantine/ once each (names only), however many shards the run has."""
+    """Committed shards whose data or quarantine file is no longer in the run folder, or whose checksummed file
+    (the data file, else the quarantine file) no longer has the size it was committed with (overwritten, cut
+    short): shard id -> that file, and how it changed. One job's batch (up to FEW_RECORDS records) is checked
+    file by file, LOOKUP_THREADS at a time; more list data/ and quarantine/ once each (names and sizes), however
+    many shards the run has."""
     records = list(records)
-    files = [(record.shard_id, file) for record in records for file in (record.data_file, record.quarantine_file)
-             if file]
+    files = [(record.shard_id, file, record.bytes if file == (record.data_file or record.quarantine_file) else 0)
+             for record in records for file in (record.data_file, record.quarantine_file) if file]
     if len(records) <= FEW_RECORDS:
-        def present(file: str) -> bool:
-            return storage.exists(storage.join(run_uri, file))
+        def size_of(file: str) -> int | None:
+            return storage.size(storage.join(run_uri, file))
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
-            found = list(pool.map(present, [file for _, file in files]))
+            sizes = list(pool.map(size_of, [file for _, file, _ in files]))
     else:
-        listed = {folder: set(storage.list_names(storage.join(run_uri, folder), ".parquet"))
+        listed = {folder: storage.list_sizes(storage.join(run_uri, folder), ".parquet")
                   for folder in (DATA_DIR, QUARANTINE_DIR)}
-        found = [file.rpartition("/")[2] in listed.get(file.rpartition("/")[0], ()) for _, file in files]
+        sizes = [listed.get(file.rpartition("/")[0], {}).get(file.rpartition("/")[2]) for _, file, _ in files]
     lost: dict[str, str] = {}
-    for (shard, file), there in zip(files, found):
-        if not there:
-            lost.setdefault(shard, file)
+    for (shard, file, committed_bytes), size in zip(files, sizes):
+        if size is None:
+            lost.setdefault(shard, f"{file} (missing)")
+        elif committed_bytes and size != committed_bytes:  # 0: a record that did not keep its size
+            lost.setdefault(shard, f"{file} ({size} bytes, committed with {committed_bytes})")
     return lost
 
 

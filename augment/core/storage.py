@@ -176,14 +176,19 @@ def list_files(uri: str, suffix: str = "") -> list[str]:
 
 def list_names(uri: str, suffix: str = "") -> list[str]:
     """The names (not URIs) of `list_files`: a folder of 100,000s of files listed without a path object each."""
+    return sorted(list_sizes(uri, suffix))
+
+
+def list_sizes(uri: str, suffix: str = "") -> dict[str, int]:
+    """The size of each file of `list_names`, by name: one listing (on S3, a LIST request per 1,000 objects)."""
     fs, path = filesystem(uri)
     info = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    names = []
+    sizes = {}
     for entry in info:
         base = posixpath.basename(entry.path)
         if entry.type == pafs.FileType.File and base.endswith(suffix) and not base.startswith((".", "_")):
-            names.append(base)
-    return sorted(names)
+            sizes[base] = entry.size
+    return sizes
 
 
 def makedirs(uri: str) -> None:

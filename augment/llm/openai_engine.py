@@ -52,6 +52,13 @@ class OpenAIOptions:
         if not _KEY_ENV_NAME.match(self.api_key_env):
             raise ConfigError(f"{key}.api_key_env must name an environment variable ending in _API_KEY (e.g. "
                               f"MOON_LLM_API_KEY), not hold a key or name another variable; got {self.api_key_env!r}")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.base_url must be an http:// or https:// URL, got {self.base_url!r}")
+        for name, low, exclusive in (("timeout_s", 0, True), ("max_concurrency", 1, False), ("max_retries", 0, False),
+                                     ("backoff_s", 0, False), ("backoff_max_s", self.backoff_s, False)):
+            value = getattr(self, name)
+            if value < low or (exclusive and value == low):
+                raise ConfigError(f"{key}.{name} must be {'over' if exclusive else 'at least'} {low:g}, got {value:g}")
         if self.structured_output not in STRUCTURED_OUTPUT:
             raise ConfigError(f"{key}.structured_output must be {', '.join(STRUCTURED_OUTPUT[:-1])} or "
                               f"{STRUCTURED_OUTPUT[-1]}, got {self.structured_output!r}")

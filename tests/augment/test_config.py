@@ -179,3 +179,58 @@ def test_moon_config_run_and_plan_take_set(capsys):
 
     assert images_per_product() == 5.0  # the local profile: one background
     assert images_per_product("--set", "stages.image_variants.options.backgrounds=3") == 7.0
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("run:\n  shard_size: 4\n  shard_size: 8\n", "found the key 'shard_size' twice in one mapping"),
+    ("run:\n  shard_size: 4\nrun:\n  progress: false\n", "found the key 'run' twice in one mapping"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "not a config: nested too deep"),
+])
+def test_a_yaml_file_whose_value_cannot_be_meant_is_a_config_error(tmp_path, text, problem):
+    with pytest.raises(C.ConfigError, match=problem):
+        C.load(write(tmp_path, text), check_stages=False)
+
+
+@pytest.mark.parametrize("item, problem", [
+    ('run={"shard_size": 4, "shard_size": 8}', "override 'run': the key 'shard_size' is written twice"),
+    ("run.shard_size=" + "[" * 20000 + "]" * 20000, "override 'run.shard_size' is not a config: nested too deep"),
+])
+def test_a_set_value_whose_json_cannot_be_meant_is_a_config_error(item, problem):
+    with pytest.raises(C.ConfigError, match=problem):
+        C.load_for_run(sets=[item])
+
+
+def test_a_config_file_is_yaml_unless_named_json_and_never_read_past_its_limit(tmp_path, monkeypatch):
+    for name in ("config.YAML", "config"):
+        (tmp_path / name).write_text("run:\n  shard_size: 3\n")
+        assert C.load(tmp_path / name, check_stages=False).run.shard_size == 3
+    from augment.core import config as loader
+
+    monkeypatch.setattr(loader, "MAX_CONFIG_BYTES", 64)
+    with pytest.raises(C.ConfigError, match="cannot be read: over 64 bytes: not a config"):
+        C.load("/dev/zero", check_stages=False)  # a file that never ends
+
+
+def test_profile_in_a_file_or_a_set_names_the_profile_as_extends_and_profile_do(tmp_path):
+    assert C.load(write(tmp_path, "profile: gpu\n"), check_stages=False).stages["image_variants"].backend == "diffusers"
+    assert C.load(overrides={"profile": "gpu"}, check_stages=False).stages["image_variants"].backend == "diffusers"
+    with pytest.raises(C.ConfigError, match="names the profile 'gpu' and extends 'local'"):
+        C.load(write(tmp_path, "extends: local\nprofile: gpu\n"), check_stages=False)
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("output.compression", "lzma", "output.compression: expected one of zstd, snappy, gzip, brotli, lz4, none"),
+    ("stages.enrich_title.options.max_concurrency", 0, "max_concurrency must be at least 1, got 0"),
+    ("stages.enrich_title.options.timeout_s", -1, "timeout_s must be over 0, got -1"),
+    ("stages.enrich_title.options.max_retries", -5, "max_retries must be at least 0, got -5"),
+    ("stages.enrich_title.options.backoff_s", -1, "backoff_s must be at least 0, got -1"),
+    ("stages.enrich_title.options.base_url", "notaurl", "base_url must be an http:// or https:// URL"),
+])
+def test_values_that_would_hang_or_fail_a_run_are_refused_by_key(key, value, problem):
+    with pytest.raises(C.ConfigError, match=problem):
+        C.load_for_run(profile="gpu", sets=[f"{key}={value}"])
+
+
+def test_stages_naming_no_stage_is_refused():
+    with pytest.raises(C.ConfigError, match="--stages ',' names no stage"):
+        C.load_for_run(stages=",")

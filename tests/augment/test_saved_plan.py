@@ -171,10 +171,38 @@ def test_a_committed_shard_whose_files_were_deleted_is_redone(tmp_path, caplog, 
     lost = {records[2].shard_id, records[5].shard_id}
     plan = P.plan_run(src, str(out), config)
     assert {s.shard_id for s in plan.pending} == lost
-    assert "2 committed shards of" in caplog.text and "lost their files" in caplog.text
+    assert "2 committed shards of" in caplog.text and "lost or changed their files" in caplog.text
     assert [s.shard_id for s in P.load_batch(str(out), config, batch=1).pending] == [records[2].shard_id]
     assert not P.load_batch(str(out), config, batch=0).pending
     assert main([*command, "--batch", "1"]) == 0  # the batch job redoes its lost shard
     assert (out / records[2].data_file).is_file()
     assert main(command) == 0  # the whole run redoes the rest
     assert (out / records[5].quarantine_file).is_file() and not P.plan_run(src, str(out), config).pending
+
+
+@pytest.mark.parametrize("few", [manifest.FEW_RECORDS, 0])
+def test_a_committed_shard_whose_file_changed_size_is_redone_and_no_row_is_doubled(tmp_path, caplog, monkeypatch, few):
+    """A data file cut short, or overwritten by another shard's file, no longer has its committed size."""
+    from augment.cli import main
+
+    from PIL import Image
+
+    monkeypatch.setattr(manifest, "FEW_RECORDS", few)
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "red.jpg")
+    ids = [str(i) for i in range(12)]
+    src = str(tmp_path / "in.parquet")
+    pq.write_table(pa.table({"product_id": ids, "title": [f"red shirt {i}" * (1 + int(i)) for i in ids],
+                             "image_uri": [str(tmp_path / "red.jpg")] * len(ids)}), src)
+    out = tmp_path / "out"
+    command = ["run", "--input", src, "--output", str(out), "--shard-size", "4", "--stages", "validate",
+               "--no-progress", "--no-ray"]
+    assert main(command) == 0
+    first, second, third = sorted(manifest.load(str(out)).values(), key=lambda r: r.row_start)
+    cut = out / first.data_file
+    cut.write_bytes(cut.read_bytes()[:-100])
+    (out / second.data_file).write_bytes((out / third.data_file).read_bytes())  # the rows of `third` twice
+    assert main(command) == 0
+    assert "2 committed shards of" in caplog.text and "committed with" in caplog.text
+    rows = [pid for record in manifest.load(str(out)).values()
+            for pid in pq.read_table(out / record.data_file).column("product_id").to_pylist()]
+    assert sorted(rows, key=int) == ids
