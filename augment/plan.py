@@ -232,10 +232,16 @@ def plan_run(
     identity = _identity(config, found, limit)
     run_id = _check_identity(output_uri, identity, force, write)
     saved = _saved_header(output_uri, identity)
+    plan = None
     if saved is not None:
-        plan = _plan_from_saved(output_uri, saved)
-        plan.run_id = run_id
-    else:
+        try:
+            plan = _plan_from_saved(output_uri, saved)
+            plan.run_id = run_id
+        except (OSError, pa.ArrowInvalid) as exc:  # its shard table cut short or overwritten: planned again
+            log.warning("the saved plan's shard table of %s cannot be read (%s): planning again", output_uri,
+                        " ".join(str(exc).split()))
+            saved = None
+    if plan is None:
         plan = _make_plan(input_uri, output_uri, config, files, limit, work_uri, write, run_id, identity)
     if saved is not None and shards_per_batch is None and max_batches is None and saved.get("shards_per_batch"):
         plan.shards_per_batch = saved["shards_per_batch"]
@@ -381,6 +387,9 @@ def save(plan: Plan, identity: dict[str, Any], write_table: bool = True) -> None
     storage.write_atomic(plan_uri(plan.run_uri), json.dumps(header, indent=1, sort_keys=True).encode())
 
 
+REPLAN = "plan the run again (moon run --plan-only with the same --output; committed shards are kept)"
+
+
 def read_header(run_uri: str) -> dict[str, Any]:
     """The saved plan's header; NoSavedPlan if the folder has none, ValueError if it is of another format."""
     uri = plan_uri(run_uri)
@@ -389,6 +398,10 @@ def read_header(run_uri: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise NoSavedPlan(f"{run_uri} has no saved plan ({PLAN_DIR}/{PLAN_FILE}): plan the run first "
                           "(moon run --plan-only, or the DAG's plan task)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{uri}: not a readable saved plan ({exc}); {REPLAN}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{uri}: not a readable saved plan (a JSON {type(header).__name__}); {REPLAN}")
     if header.get("format") != PLAN_FORMAT:
         raise ValueError(f"{uri}: a plan of format {header.get('format')!r}, this moon reads {PLAN_FORMAT!r}; "
                          "plan the run again into a new --output")
@@ -461,7 +474,11 @@ def load_batch(
                            "replan", changed)
     table_uri = plan_uri(run_uri, SHARD_TABLE)
     fs, path = storage.filesystem(table_uri)
-    pf = pq.ParquetFile(fs.open_input_file(path))
+    try:
+        pf = pq.ParquetFile(fs.open_input_file(path))
+    except (OSError, pa.ArrowInvalid) as exc:  # deleted, cut short, overwritten
+        raise ValueError(f"{table_uri}: the saved plan's shard table cannot be read "
+                         f"({' '.join(str(exc).split())}); {REPLAN}") from None
     total = header["shards"]
     if shard_ids is not None:
         ids = pf.read(columns=["shard_id"]).column(0).to_pylist()

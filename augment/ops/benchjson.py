@@ -99,8 +99,8 @@ def load(path: str | Path) -> BenchResult:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BenchFormatError(f"{path}: not JSON ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchFormatError(f"{path}: not JSON ({exc})") from None
     return from_dict(data, str(path))
 
 

@@ -101,6 +101,21 @@ def test_a_plan_of_another_format_is_refused(tmp_path, config):
         P.load_batch(str(out), config, batch=0)
 
 
+@pytest.mark.parametrize("damage", ["garbage header", "list header", "garbage table", "no table"])
+def test_a_damaged_saved_plan_is_named_with_the_remedy_and_a_new_plan_mends_it(tmp_path, config, damage):
+    src = catalogue(tmp_path / "in.parquet", ["a", "b", "c", "d", "e"])
+    out = tmp_path / "out"
+    P.plan_run(src, str(out), config)
+    header, table = out / "_plan" / "plan.json", out / "_plan" / P.SHARD_TABLE
+    {"garbage header": lambda: header.write_bytes(b"\xf8\x00garbage"), "list header": lambda: header.write_text("[]"),
+     "garbage table": lambda: table.write_bytes(b"not parquet"), "no table": table.unlink}[damage]()
+    damaged = str(table if "table" in damage else header)
+    with pytest.raises(ValueError, match=f"^{damaged}: .*; plan the run again \\(moon run --plan-only"):
+        P.load_batch(str(out), config, batch=0)
+    P.plan_run(src, str(out), config)  # what --plan-only does: the damaged plan is not reused
+    assert len(P.load_batch(str(out), config, batch=0).pending) + len(P.load_batch(str(out), config, batch=1).pending) == 2
+
+
 def test_batch_layout_never_exceeds_the_most_batches():
     assert P.batch_layout(156_250, 1024) == 153
     assert P.batch_layout(156_250, 1024, shards_per_batch=1) == 153  # grown to fit
