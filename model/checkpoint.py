@@ -114,6 +114,9 @@ def load_config_from(directory: str | Path) -> MoonConfig:
     path = resolve_checkpoint(directory) / CONFIG_FILE
     try:
         data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; a checkpoint folder holds {MODEL_FILE} and the {CONFIG_FILE} it "
+                              "was trained with") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not a JSON config ({exc})") from exc
     if not isinstance(data, dict):

@@ -208,6 +208,17 @@ def test_a_run_record_that_is_not_json_is_named_and_force_starts_over(tmp_path, 
     assert json.loads((out / "_run.json").read_text())["run_id"] == again.run_id
 
 
+def test_a_run_record_edited_to_lack_a_key_is_named_incomplete_not_another_config(tmp_path, config):
+    src = catalogue(tmp_path, [str(i) for i in range(6)])
+    out = tmp_path / "out"
+    P.plan_run(src, str(out), config)
+    record = json.loads((out / "_run.json").read_text())
+    (out / "_run.json").write_text(json.dumps({k: v for k, v in record.items() if k != "config_hash"}))
+    with pytest.raises(P.RunMismatch, match=f"^{out / '_run.json'}: not a complete run record \\(no config_hash\\)"):
+        P.plan_run(src, str(out), config)
+    assert P.plan_run(src, str(out), config, force=True).run_id != record["run_id"]
+
+
 def test_a_job_checks_a_folder_inputs_files_from_one_listing(tmp_path, config, monkeypatch):
     """Every job compares the input with the saved plan: the sizes and times come from listing the folder, not
     from one request per file (2,000 part files were 2,000 requests per job on S3)."""

@@ -58,6 +58,13 @@ def test_an_unknown_key_in_config_json_names_the_file(copy):
         load_model(copy)
 
 
+def test_a_checkpoint_without_its_config_names_the_missing_file(copy):
+    config = copy / "epoch-0001" / CONFIG_FILE
+    config.unlink()
+    with pytest.raises(CheckpointError, match=f"^{config}: missing; a checkpoint folder holds {MODEL_FILE} and"):
+        load_model(copy)
+
+
 def test_weights_of_another_config_name_both_files(copy):
     config = copy / "epoch-0001" / CONFIG_FILE
     data = json.loads(config.read_text())

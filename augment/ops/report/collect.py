@@ -164,7 +164,8 @@ def _committed_file(uri: str):
         raise FileNotFoundError(f"{uri}: a committed shard's file is missing; `moon run --output RUN` (the run's "
                                 "own command) redoes its shard") from None
     except (pa.ArrowInvalid, OSError) as exc:
-        if not isinstance(exc, pa.ArrowInvalid) and not any(w in str(exc) for w in ("Parquet", "thrift")):
+        words = ("parquet", "thrift", "decompress", "corrupt")  # the file, not the storage: a page that does not decode
+        if not isinstance(exc, pa.ArrowInvalid) and not any(w in str(exc).lower() for w in words):
             raise  # storage that cannot be reached: its own message
         raise ValueError(f"{uri}: not a readable Parquet file ({exc}); delete it and rerun `moon run --output RUN` "
                          "to redo its shard") from None

@@ -62,3 +62,10 @@ def test_the_seeded_results_in_the_repository_are_valid():
 
     results = benchjson.load_dir(DEFAULT_BENCH_DIR)
     assert results and all(r.hardware.name and r.command for r in results)
+
+
+@pytest.mark.parametrize("data", [b"\xf8\x00\x9c not text", b"{not json"])
+def test_a_file_that_is_not_json_text_is_named(tmp_path, data):
+    (tmp_path / "bad.json").write_bytes(data)
+    with pytest.raises(BenchFormatError, match=f"^{tmp_path / 'bad.json'}: not JSON"):
+        benchjson.load(tmp_path / "bad.json")

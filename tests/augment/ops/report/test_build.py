@@ -220,6 +220,21 @@ def test_a_committed_shard_file_that_is_gone_or_broken_is_named_with_the_way_to_
         build.write_report(str(tmp_path))
 
 
+def test_a_shard_whose_pages_are_damaged_under_a_sound_footer_is_named(tmp_path):
+    import pyarrow.parquet as pq
+
+    build_run(tmp_path, products=6, shard_size=3)
+    shard = sorted((tmp_path / "data").glob("*.parquet"))[0]
+    meta = pq.ParquetFile(shard).metadata.row_group(0)
+    title = next(meta.column(i) for i in range(meta.num_columns) if meta.column(i).path_in_schema == "title")
+    data = bytearray(shard.read_bytes())
+    inside = title.data_page_offset + title.total_compressed_size * 4 // 5  # past the page header: its payload
+    data[inside:inside + 10] = b"\xff" * 10  # the codec's own error ("Corrupt snappy compressed data")
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"^{shard}: not a readable Parquet file"):
+        build.write_report(str(tmp_path))
+
+
 def test_a_run_record_that_is_not_json_is_named(tmp_path):
     build_run(tmp_path, products=3, shard_size=3)
     (tmp_path / "_run.json").write_text("[1]")
