@@ -479,8 +479,9 @@ def iter_csv(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str 
                     continue
                 extra = record.pop(None, None)  # more fields than the header
                 if extra:
-                    yield (None, f"{Reason.CSV_TOO_MANY_FIELDS} (line {lines.start}: {len(header) + len(extra)} fields, "
-                                 f"{len(header)} in the header)", json.dumps(record | {"_extra": extra})[:MAX_RAW_CHARS])
+                    fields = f"{len(header) + len(extra)} fields, {len(header)} in the header"
+                    yield (None, f"{Reason.CSV_TOO_MANY_FIELDS} (line {lines.start}: {fields})",
+                           json.dumps(record | {"_extra": extra})[:MAX_RAW_CHARS])
                     continue
                 yield {k: (v if v != "" else None) for k, v in record.items()}, None, None
 

@@ -202,7 +202,8 @@ def test_parquet_text_image_column_names_images_as_pandas_and_arrow_write_it(tmp
                              "image_uri": ["x.jpg", "b.jpg", None]}), path)
     table = read_all(io.open_source(str(path), str(tmp_path / "_input"), {}, 64))
     assert table.column("image_uri").to_pylist() == ["x.jpg", "b.jpg", "c.jpg"]
-    assert table.column(PARSE_ERROR).to_pylist() == ["wrong_type:image (a path while image_uri is also set)", None, None]
+    assert table.column(PARSE_ERROR).to_pylist() == [
+        "wrong_type:image (a path while image_uri is also set)", None, None]
 
 
 def test_parquet_product_ids_of_every_string_type_are_read(tmp_path):

@@ -18,7 +18,8 @@ from augment.stages.base import Rejection, Stage, StageResult
 
 # Characters that show nothing: controls, zero-width spaces and joiners, bidi marks and isolates, the byte order
 # mark, the soft hyphen. A title or product_id of only these (and white space) is blank.
-_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\xad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\xad"
+                        r"\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 FETCH_THREADS = 16  # images read from S3 at once per validate actor (and held at once)
 
 
