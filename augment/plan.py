@@ -226,6 +226,9 @@ def plan_run(
     shards_per_batch)` (neither given: the saved layout, else `DEFAULT_BATCHES` batches at most); a later call
     with the same input and config reads it back instead of planning again."""
     work_uri = work_uri or storage.join(output_uri, INPUT_WORK_DIR)
+    if storage.holds(output_uri, input_uri):
+        raise io.InputError(f"the run folder {output_uri} holds the input {input_uri}: a run folder's files are never "
+                            "read as input, so no later run could read it; choose another output folder")
     # 1. The input files and the run folder's identity: resume only what this config and input made.
     found = io.inputs(input_uri)
     files = [f["uri"] for f in found]

@@ -137,6 +137,17 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
+def holds(folder: str, uri: str) -> bool:
+    """Whether `uri` is the folder `folder` or lies under it (local paths resolved through symlinks)."""
+    if is_s3(folder) != is_s3(uri):
+        return False
+    if is_s3(folder):
+        outer, inner = folder[len("s3://"):].rstrip("/"), uri[len("s3://"):].rstrip("/")
+    else:
+        outer, inner = os.path.realpath(folder), os.path.realpath(uri)
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
 def is_dir(uri: str) -> bool:
     fs, path = filesystem(uri)
     return fs.get_file_info(path).type == pafs.FileType.Directory

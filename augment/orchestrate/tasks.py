@@ -80,8 +80,7 @@ class RunRequest:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], dag_run_id: str = "") -> "RunRequest":
-        input_uri = (params.get("input_uri") or "").strip()
-        output_uri = (params.get("output_uri") or "").strip()
+        input_uri, output_uri = _text(params, "input_uri"), _text(params, "output_uri")
         if not input_uri:
             raise RunRequestError("input_uri: give the catalogue to process (a file or folder, local or s3://)")
         if not output_uri:
@@ -90,7 +89,7 @@ class RunRequest:
             output_uri = output_uri.replace(RUN_ID_PLACEHOLDER, _run_folder_name(dag_run_id))
         _check_location("input_uri", input_uri)
         _check_location("output_uri", output_uri)
-        _check_output_folder(output_uri)
+        _check_output_folder(output_uri, input_uri)
         config_file = _config_file(params.get("config_file"))
         shards_per_task = _optional_int(params, "shards_per_task")
         max_tasks = _optional_int(params, "max_tasks")
@@ -193,13 +192,28 @@ def _check_location(field: str, uri: str) -> None:
                               "directory")
 
 
-def _check_output_folder(output_uri: str) -> None:
-    """A local run folder is a folder: neither an existing file nor anything under one."""
+def _text(params: dict[str, Any], name: str) -> str:
+    """A text field of the form, stripped ("" when empty); a RunRequestError for a value of another type (a trigger
+    whose conf skipped the form's schema)."""
+    value = params.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RunRequestError(f"{name}: must be text, got {type(value).__name__} {str(value)[:80]!r}")
+    return value.strip()
+
+
+def _check_output_folder(output_uri: str, input_uri: str) -> None:
+    """A local run folder is a folder: neither an existing file nor anything under one; and no run folder holds
+    the input (its files are never read as input: no later run could read it)."""
     from augment.core import storage
 
     where = storage.not_a_folder(output_uri)
     if where is not None:
         raise RunRequestError(f"output_uri: {output_uri} {where}; give a folder (new or existing)")
+    if storage.holds(output_uri, input_uri):
+        raise RunRequestError(f"output_uri: {output_uri} holds the input ({input_uri}); a run folder's files are "
+                              "never read as input: choose another folder")
 
 
 def _config_file(value: Any) -> str | None:

@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from augment import config as C
+from augment import io
 from augment.core import manifest
 from augment import plan as P
 
@@ -206,6 +207,15 @@ def test_a_run_record_that_is_not_json_is_named_and_force_starts_over(tmp_path, 
         P.plan_run(src, str(out), config)
     again = P.plan_run(src, str(out), config, force=True)
     assert json.loads((out / "_run.json").read_text())["run_id"] == again.run_id
+
+
+def test_a_run_folder_that_holds_the_input_is_refused_before_anything_is_written(tmp_path, config):
+    src = catalogue(tmp_path, [str(i) for i in range(6)])
+    for out in (tmp_path, tmp_path / ".." / tmp_path.name):  # the input's own folder, however it is spelled
+        with pytest.raises(io.InputError, match=f"^the run folder {out} holds the input {src}: .*choose another"):
+            P.plan_run(src, str(out), config)
+    assert not (tmp_path / "_run.json").exists()
+    assert P.plan_run(src, str(tmp_path / "out"), config).shards  # a folder beside it, or inside its folder
 
 
 def test_a_run_record_edited_to_lack_a_key_is_named_incomplete_not_another_config(tmp_path, config):

@@ -291,6 +291,21 @@ def test_an_output_folder_that_is_a_file_or_under_one_is_refused(tmp_path):
         T.RunRequest.from_params(form(output_uri=str(tmp_path / "afile" / "run")), "r")
 
 
+@pytest.mark.parametrize("inside", ["", "/cat.parquet", "/2024/cat.jsonl"])
+def test_an_output_folder_that_holds_the_input_is_refused(tmp_path, inside):
+    """A run folder's files are never read as input: after such a run no run could read the catalogue again."""
+    for folder in (str(tmp_path / "shop"), "s3://bucket/shop"):
+        with pytest.raises(T.RunRequestError, match=f"^output_uri: {folder}/? holds the input"):
+            T.RunRequest.from_params(form(input_uri=folder + inside, output_uri=folder + "/"), "r")
+    assert T.RunRequest.from_params(form(input_uri="s3://bucket/shop", output_uri="s3://bucket/shop-runs/1"), "r")
+
+
+@pytest.mark.parametrize("field, value", [("input_uri", 5), ("output_uri", {"x": 1}), ("input_uri", ["/a"])])
+def test_a_text_field_given_another_type_is_named(field, value):
+    with pytest.raises(T.RunRequestError, match=f"^{field}: must be text, got {type(value).__name__}"):
+        T.RunRequest.from_params(form(**{field: value}), "r")
+
+
 @pytest.mark.parametrize("name,reason", [("folder", "it is a folder, not a file"),
                                          ("x" * 300 + ".yaml", "File name too long")])
 def test_a_config_file_that_cannot_be_read_is_refused_naming_the_field(tmp_path, name, reason):
