@@ -592,7 +592,8 @@ def stage_text_source(uri: str, fmt: str, work_uri: str, column_map: dict[str, s
     extra_names = [k for k in mapped if k not in S.INPUT_FIELDS.names and not k.startswith("_")]
     not_carried = [k for k in mapped if k.startswith("_")]
     if count and "product_id" not in mapped:
-        other = next((sep for sep in ";|" if fmt == "csv" and len(keys) == 1 and sep in next(iter(keys))), None)
+        only = next(iter(keys)) if fmt == "csv" and len(keys) == 1 else ""  # a header the comma did not split
+        other = next((sep for sep in ";|" if sep in only), None)
         raise InputError(
             f"{uri} has no product_id column (columns: {', '.join(list(keys)[:20])}); "
             + (f"its header looks separated by {other!r}: CSV files are read comma-separated, .tsv files "

@@ -590,8 +590,8 @@ def _check_identity(output_uri: str, identity: dict[str, Any], force: bool, writ
     run_file = storage.join(output_uri, manifest.RUN_FILE)
     try:  # only a record that cannot be parsed is the corrupt run --force redoes; a URI that cannot be reached
         previous = manifest.read_run_file(output_uri)  # fails in its own words
-        lacking = [k for k in [*identity, "run_id"] if previous is not None and k not in previous
-                   and k not in ADDED_KEYS]
+        expected = [k for k in [*identity, "run_id"] if k not in ADDED_KEYS]
+        lacking = [k for k in expected if k not in previous] if previous is not None else []
         if lacking:  # edited by hand: not "a different config"
             raise manifest.RunRecordError(f"{run_file}: not a complete run record (no {', '.join(lacking)})")
     except manifest.RunRecordError as exc:

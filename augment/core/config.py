@@ -80,10 +80,10 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
             if not path.exists():
                 raise ConfigError(f"config file {path} does not exist")
             with path.open("rb") as f:  # at most MAX_CONFIG_BYTES: /dev/zero is a file that never ends
-                data = f.read(MAX_CONFIG_BYTES + 1)
-            if len(data) > MAX_CONFIG_BYTES:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
                 raise ValueError(f"over {MAX_CONFIG_BYTES} bytes: not a config")
-            text = data.decode()
+            text = raw.decode()
     except ConfigError:
         raise
     except (OSError, ValueError) as exc:  # a folder, a name too long (a pasted YAML text), s3:// with no bucket
@@ -102,7 +102,10 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         except RecursionError:
             raise ConfigError(f"config file {name} is not a config: nested too deep") from None
     else:
-        data = _json(text, f"config file {name}")
+        try:
+            data = _json(text, f"config file {name}")
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file {name} is not valid JSON: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {name} must hold a mapping at the top level, not {type(data).__name__}")
     return data
@@ -127,27 +130,24 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     try:
         value = _json(raw, f"override {key.strip()!r}")
-    except ConfigError as exc:
-        if "not valid JSON" not in str(exc):
-            raise
+    except json.JSONDecodeError:
         value = raw
     return key.strip(), value
 
 
 def _json(text: str, what: str) -> Any:
-    """The JSON value of `text`; a ConfigError naming `what` for invalid JSON, a key written twice in one object, or
-    nesting too deep."""
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in items]
-        twice = next((key for key in keys if keys.count(key) > 1), None)
-        if twice is not None:
-            raise ConfigError(f"{what}: the key {twice!r} is written twice in one object")
-        return dict(items)
+    """The JSON value of `text` (json.JSONDecodeError when it is not JSON); a ConfigError naming `what` for a key
+    written twice in one object, or nesting too deep."""
+    def unique(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                raise ConfigError(f"{what}: the key {key!r} is written twice in one object")
+            out[key] = value
+        return out
 
     try:
-        return json.loads(text, object_pairs_hook=pairs)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} is not valid JSON: {' '.join(str(exc).split())}") from exc
+        return json.loads(text, object_pairs_hook=unique)
     except RecursionError:
         raise ConfigError(f"{what} is not a config: nested too deep") from None
 
