@@ -95,20 +95,17 @@ class RunRequest:
         max_tasks = _optional_int(params, "max_tasks")
         gpus = _optional_int(params, "gpus")
         limit = _optional_int(params, "limit", empty="every row")
-        stages = params.get("stages") or []
-        if isinstance(stages, str):
-            stages = [s for s in stages.split(",")]
         env_vars = job_environment(params)
         return cls(
             input_uri=input_uri,
             output_uri=output_uri,
-            profile=(params.get("profile") or None),
+            profile=_text(params, "profile") or None,
             config_file=config_file,
-            stages=[s.strip() for s in stages if s and s.strip()],
+            stages=_stage_names(params.get("stages")),
             shards_per_task=shards_per_task,
             max_tasks=DEFAULT_MAX_TASKS if max_tasks is None else max_tasks,
             gpus=gpus,
-            ray_conn_id=(params.get("ray_conn_id") or "ray_default").strip(),
+            ray_conn_id=_text(params, "ray_conn_id") or "ray_default",
             limit=limit,
             env_vars=env_vars,
         )
@@ -166,15 +163,40 @@ class RunRequest:
 def _optional_int(params: dict[str, Any], name: str, empty: str = "the default") -> int | None:
     """The form's whole number `name`, at least 1; None when it is left empty (`empty` says what that means)."""
     value = params.get(name)
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise RunRequestError(f"{name}: must be a whole number, got {value!r}") from None
+    number = _whole_number(value)
+    if number is None:
+        raise RunRequestError(f"{name}: must be a whole number, got {value!r}")
     if number < 1:
         raise RunRequestError(f"{name}: must be at least 1 (or empty for {empty})")
     return number
+
+
+def _whole_number(value: Any) -> int | None:
+    """`value` as an int when it is one: an int, a float with no fraction (JSON's 4.0), or text of ASCII digits;
+    None for anything else (True, 2.7, inf, "2.5", "\uff12"), which int() would round, crash on or read."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        return int(text) if digits.isascii() and digits.isdigit() else None
+    return None
+
+
+def _stage_names(value: Any) -> list[str]:
+    """The form's stages: a list of names or one comma-separated text; [] (the profile's stages) when empty."""
+    if value is None:
+        return []
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise RunRequestError(f"stages: must be a list of stage names, got {str(value)[:80]!r}")
+    return [name.strip() for name in names if name.strip()]
 
 
 def _check_location(field: str, uri: str) -> None:
@@ -455,8 +477,9 @@ def report_url(run_uri: str) -> str:
 
 
 def job_environment(params: dict[str, Any]) -> dict[str, str]:
-    """The form's env_vars as the Ray job's environment, or RunRequestError naming a variable that is not a name
-    or that chooses which code runs (CODE_CHOOSING_PREFIXES, CODE_CHOOSING_NAMES)."""
+    """The form's env_vars as the Ray job's environment, or RunRequestError naming a variable that is not a name,
+    that chooses which code runs (CODE_CHOOSING_PREFIXES, CODE_CHOOSING_NAMES) or whose value is not text or a
+    number."""
     env_vars = params.get("env_vars") or {}
     if not isinstance(env_vars, dict):
         raise RunRequestError("env_vars: must be an object of NAME: value")
@@ -466,6 +489,9 @@ def job_environment(params: dict[str, Any]) -> dict[str, str]:
         if name in CODE_CHOOSING_NAMES or name.startswith(CODE_CHOOSING_PREFIXES):
             raise RunRequestError(f"env_vars: {name} chooses which code the job runs; set it in the cluster's "
                                   "image or runtime environment, not in a run's form")
+    for name, value in env_vars.items():  # None, a list or an object would reach the job as its Python spelling
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or "\0" in str(value):
+            raise RunRequestError(f"env_vars: {name}'s value must be text or a number, got {str(value)[:80]!r}")
     return {str(k): str(v) for k, v in env_vars.items()}
 
 

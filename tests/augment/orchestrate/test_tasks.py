@@ -44,6 +44,19 @@ def test_output_uri_placeholder_becomes_the_dag_run_id_as_a_folder_name():
     ("env_vars", {"PYTHONPATH": "/tmp"}, "env_vars: PYTHONPATH chooses"),
     ("env_vars", {"BASH_ENV": "/tmp/x.sh"}, "env_vars: BASH_ENV chooses"),
     ("env_vars", {"PATH": "/tmp:/usr/bin"}, "env_vars: PATH chooses"),
+    ("env_vars", {"AWS_REGION": None}, "^env_vars: AWS_REGION's value must be text or a number, got 'None'"),
+    ("env_vars", {"A": ["x"]}, "^env_vars: A's value must be text or a number"),
+    ("env_vars", {"A": "x\0y"}, "^env_vars: A's value must be text or a number"),
+    ("max_tasks", 2.7, "^max_tasks: must be a whole number, got 2.7"),
+    ("max_tasks", True, "^max_tasks: must be a whole number, got True"),
+    ("max_tasks", float("inf"), "^max_tasks: must be a whole number, got inf"),
+    ("gpus", "2.5", "^gpus: must be a whole number, got '2.5'"),
+    ("limit", "\uff12", "^limit: must be a whole number"),
+    ("stages", 5, "^stages: must be a list of stage names, got '5'"),
+    ("stages", {"ner": True}, "^stages: must be a list of stage names"),
+    ("stages", ["ner", 3], "^stages: must be a list of stage names"),
+    ("profile", 5, "^profile: must be text, got int"),
+    ("ray_conn_id", ["a"], "^ray_conn_id: must be text, got list"),
 ])
 def test_bad_form_values_are_refused_naming_the_field(field, value, message):
     with pytest.raises(T.RunRequestError, match=message):
@@ -52,6 +65,19 @@ def test_bad_form_values_are_refused_naming_the_field(field, value, message):
 
 def test_an_empty_limit_is_every_row():
     assert T.RunRequest.from_params(form(limit=""), "r").limit is None
+    assert T.RunRequest.from_params(form(limit="  "), "r").limit is None
+
+
+@pytest.mark.parametrize("value", [3, 3.0, "3", " +3 "])
+def test_a_whole_number_may_come_as_json_text_or_a_float_with_no_fraction(value):
+    assert T.RunRequest.from_params(form(max_tasks=value), "r").max_tasks == 3
+
+
+def test_stages_come_as_a_list_or_as_comma_separated_text_and_env_values_as_text():
+    request = T.RunRequest.from_params(form(stages=" validate, ner ,", env_vars={"N": 2, "T": "x"}), "r")
+    assert request.stages == ["validate", "ner"]
+    assert request.env_vars == {"N": "2", "T": "x"}
+    assert T.RunRequest.from_params(form(stages=None, profile="", ray_conn_id=None), "r").stages == []
 
 
 def test_unknown_stage_is_refused_before_planning():
