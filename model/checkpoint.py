@@ -151,7 +151,27 @@ def load_weights(model: torch.nn.Module, directory: str | Path) -> None:
     problem = weights_mismatch(model.state_dict(), weights)
     if problem:
         raise CheckpointError(f"{path}: the weights do not fit {Path(directory) / CONFIG_FILE}: {problem}")
+    problem = non_finite(weights)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
     model.load_state_dict(weights)
+
+
+def non_finite(weights: dict[str, torch.Tensor]) -> str | None:
+    """'3 tensors hold NaN or infinite values (text.proj.weight: 12 of 4096, ...)', or None when every floating
+    tensor is finite (a run that diverged and was saved anyway, or a damaged file that still parses)."""
+    bad = {}
+    for name, tensor in weights.items():
+        if tensor.is_floating_point():
+            count = int((~torch.isfinite(tensor)).sum())
+            if count:
+                bad[name] = (count, tensor.numel())
+    if not bad:
+        return None
+    name, (count, total) = next(iter(sorted(bad.items())))
+    more = ", ..." if len(bad) > 1 else ""
+    return (f"{len(bad)} tensor{'s' if len(bad) > 1 else ''} hold{'' if len(bad) > 1 else 's'} NaN or infinite "
+            f"values ({name}: {count} of {total}{more})")
 
 
 def weights_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str | None:

@@ -47,6 +47,23 @@ def test_truncated_weights_are_one_error_naming_the_file(copy, capsys):
     assert len(err) == 1 and err[0].startswith(f"config error: {weights}: not a readable safetensors file")
 
 
+def test_weights_holding_nan_are_refused_naming_the_tensor(copy, capsys):
+    from safetensors.torch import load_file, save_file
+
+    weights = copy / "epoch-0001" / MODEL_FILE
+    tensors = load_file(str(weights))
+    name = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+    tensors[name].view(-1)[:3] = float("nan")
+    save_file(tensors, str(weights))
+    message = f"{weights}: 1 tensor holds NaN or infinite values ({name}: 3 of {tensors[name].numel()})"
+    with pytest.raises(CheckpointError) as refused:
+        load_model(copy)
+    assert str(refused.value) == message
+    run = write_run(copy.parent / "run", product_rows(20), shard_size=20)
+    assert main(["eval", "--data", str(run), "--checkpoint", str(copy)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"config error: {refused.value}"]
+
+
 def test_an_unknown_key_in_config_json_names_the_file(copy):
     config = copy / "epoch-0001" / CONFIG_FILE
     config.write_text(json.dumps({**json.loads(config.read_text()), "bogus": 1}))
