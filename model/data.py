@@ -172,6 +172,7 @@ def unfinished_run(run_uri: str, files: Sequence[str]) -> str | None:
 
 SKIP_REASONS = {
     "no_image": "without an image (image and image_uri null)",
+    "no_title": "without a title (title null or blank)",
     "unreadable": "whose image_uri cannot be read",
     "undecodable": "whose image cannot be decoded",
 }
@@ -223,7 +224,7 @@ def product_records(columns: dict[str, list], read_uri=None, attributes: Sequenc
                     skipped: Skipped | None = None) -> list[dict[str, Any]]:
     """One record per shard row that has a usable image. `read_uri(uri) -> bytes` resolves image_uri / variant
     uri (default: augment.core.storage.read_bytes); `attributes` names the label columns (absent ones read as
-    missing). Rows without an image, whose image_uri cannot be read or whose image does not decode
+    missing). Rows without a title or an image, whose image_uri cannot be read or whose image does not decode
     (images.decodable) are skipped, so that no batch fails on them later; variant images that do not open are
     left out. They are counted into `skipped` when given (the caller reports the total once), else logged here."""
     if read_uri is None:
@@ -233,12 +234,15 @@ def product_records(columns: dict[str, list], read_uri=None, attributes: Sequenc
     mine = Skipped() if skipped is None else skipped
     records = []
     for i in range(count):
+        title = get("title", i) or ""
+        if not title.strip():  # a query and a candidate made of nothing: shards of other writers may hold them
+            mine.add("no_title", get("product_id", i))
+            continue
         source = (get("lineage", i) or {}).get("source_uri")
         image, reason = _raw_image(get("image", i), get("image_uri", i), source, read_uri)
         if reason:
             mine.add(reason, get("product_id", i))
             continue
-        title = get("title", i) or ""
         enriched = get("enriched_title", i)
         enrichment = get("enrichment", i) or {}
         ok = S.Status.OK.value

@@ -49,6 +49,17 @@ def test_row_without_readable_image_is_skipped_and_logged(tmp_path, caplog):
     assert "p0000" in caplog.text
 
 
+def test_rows_without_a_title_are_skipped_and_counted_by_reason():
+    from model.data import Skipped
+
+    rows = product_rows(4)
+    rows[0]["title"], rows[2]["title"] = None, " \t"
+    skipped = Skipped()
+    records = product_records(columns(rows), skipped=skipped)
+    assert [r["product_id"] for r in records] == ["p0001", "p0003"]
+    assert skipped.describe() == "2 products skipped: 2 without a title (title null or blank) (e.g. p0000, p0002)"
+
+
 def test_held_out_split_is_fixed_by_product_id():
     ids = [f"p{i}" for i in range(2000)]
     held = [pid for pid in ids if is_held_out(pid, 0.2)]
