@@ -2,7 +2,8 @@
 
 Each test hands it a `respond(body) -> (status, headers, payload)` function; the server records every request
 body, the Authorization header and the peak number of requests in flight. `respond` may sleep (a slow or timed
-out answer), return a payload string that is not JSON, or return DROP to close the connection without answering. The enrichment benchmark uses it with
+out answer), return a payload string that is not JSON, or return DROP to close the connection without answering;
+`trickle_s` sends each answer's body a byte at a time. The enrichment benchmark uses it with
 an instant `respond` to measure the client's own overhead per request.
 """
 from __future__ import annotations
@@ -27,9 +28,10 @@ def chat_answer(content: str, finish_reason: str = "stop") -> dict:
 
 
 class StubServer:
-    def __init__(self, respond, delay_s: float = 0.0):
+    def __init__(self, respond, delay_s: float = 0.0, trickle_s: float = 0.0):
         self.respond = respond
         self.delay_s = delay_s
+        self.trickle_s = trickle_s  # > 0: the body goes out a byte at a time, this long apart (a stalled proxy)
         self.bodies: list[dict] = []
         self.auth: list[str | None] = []
         self.in_flight = 0
@@ -72,7 +74,11 @@ class StubServer:
                     self.send_header(k, v)
                 self.end_headers()
                 try:
-                    self.wfile.write(data)
+                    for start in range(0, len(data), 1 if stub.trickle_s else len(data) or 1):
+                        self.wfile.write(data[start:start + 1] if stub.trickle_s else data)
+                        if stub.trickle_s:
+                            self.wfile.flush()
+                            time.sleep(stub.trickle_s)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test): nothing to answer
 

@@ -7,7 +7,8 @@ loop and the connection pool live as long as the client, so a Ray actor pays for
 Retry policy (logged once at start): 408, 429, 500, 502, 503 and 504 answers (RETRY_STATUS), timeouts and connection
 errors are retried up to `max_retries` times with exponential backoff (backoff_s * 2^attempt, capped at
 backoff_max_s) and jitter (the delay is drawn from [d/2, d]); a Retry-After header (seconds or HTTP date) replaces
-the computed delay, capped at retry_after_max_s. Other 4xx and 5xx answers are not retried. A request that still
+the computed delay, capped at retry_after_max_s. `timeout_s` bounds each try from sending to the last byte of its
+answer. Other 4xx and 5xx answers are not retried. A request that still
 fails becomes a Completion with `error` (timeout | connection | http_<code> | bad_response), never an exception: one
 product must not stop a batch.
 
@@ -157,9 +158,10 @@ class OpenAIChatClient:
         attempt = 0
         while True:
             error, retry_after = None, None
-            try:
-                response = await self._client.post(self.url, json=self._body(payload))
-            except httpx.TimeoutException:
+            try:  # httpx bounds each read; the deadline bounds the whole answer (a server trickling bytes)
+                response = await asyncio.wait_for(self._client.post(self.url, json=self._body(payload)),
+                                                  self.timeout_s)
+            except (httpx.TimeoutException, TimeoutError):
                 error = "timeout"
             except httpx.TransportError as exc:
                 error = "connection"

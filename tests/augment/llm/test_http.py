@@ -87,6 +87,16 @@ def test_timeout_is_retried_then_reported():
     assert 1 <= len(server.bodies) <= 2
 
 
+def test_an_answer_that_trickles_in_times_out_as_a_whole():
+    """A server (or proxy) sending a byte now and then never lets a read wait `timeout_s`: the request as a whole
+    is bounded, or one product would hold its batch, and the run, for as long as the trickle lasts."""
+    with StubServer(scripted(), trickle_s=0.05) as server:  # about 4 s for the whole answer
+        client = client_for(server, timeout_s=0.4, max_retries=0)
+        (completion,) = client.complete_many([BODY])
+        client.close()
+    assert completion.error == "timeout" and completion.text is None
+
+
 def test_connection_refused():
     with StubServer(scripted()) as server:
         url = server.base_url
