@@ -360,8 +360,22 @@ def _field_of(exc: BaseException, request: RunRequest) -> str:
     named = [(len(uri), field) for field, uri in (("input_uri", request.input_uri),
                                                   ("output_uri", request.output_uri),
                                                   ("config_file", request.config_file))
-             if uri and uri.rstrip("/") in text]
+             if uri and _names(text, uri)]
     return max(named)[1] if named else "plan"
+
+
+def _names(text: str, uri: str) -> bool:
+    """Whether an error's text names `uri` or a place under it: as written, or as S3 errors do ("... key
+    'runs/r1/_run.json' in bucket 'shop': AWS Error ACCESS_DENIED ...")."""
+    from augment.core import storage
+
+    if uri.rstrip("/") in text:
+        return True
+    if not storage.is_s3(uri):
+        return False
+    bucket, key = storage.split_s3(uri)
+    under = re.search(f"key '{re.escape(key.rstrip('/'))}['/]", text) if key.strip("/") else True
+    return f"bucket '{bucket}'" in text and bool(under)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -352,6 +352,28 @@ def test_an_s3_output_with_no_bucket_writes_nothing_locally(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("message, field", [
+    ("When getting information for key 'runs/r1/_run.json' in bucket 'shop': AWS Error ACCESS_DENIED", "output_uri"),
+    ("When listing objects under key 'cat' in bucket 'shop': AWS Error NETWORK_CONNECTION", "input_uri"),
+    ("When getting information for key 'runs-old/x' in bucket 'shop': AWS Error ACCESS_DENIED", "plan"),
+    ("When getting information for key 'catalogue' in bucket 'shop': AWS Error ACCESS_DENIED", "plan"),
+    ("When getting information for bucket 'other': AWS Error ACCESS_DENIED", "plan"),
+])
+def test_an_s3_error_of_planning_names_the_field_of_its_bucket_and_key(monkeypatch, message, field):
+    """pyarrow's S3 errors name a bucket and a key, not the s3:// URI the form holds."""
+    from augment import plan as P
+
+    def refused(*args, **kwargs):
+        raise OSError(message)
+
+    monkeypatch.setattr(P, "plan_run", refused)
+    monkeypatch.setattr(T.RunRequest, "config", lambda self: None)
+    request = T.RunRequest.from_params(form(input_uri="s3://shop/cat", output_uri="s3://shop/runs/r1"), "r")
+    with pytest.raises(T.RunRequestError) as refused_request:
+        T.plan(request)
+    assert str(refused_request.value) == f"{field}: {message}"
+
+
 def test_an_os_error_of_planning_names_the_field_of_its_path(tmp_path, monkeypatch, sample_path):
     from augment import plan as P
 
