@@ -289,9 +289,10 @@ class ToRecords:
         columns = {name: [values[i] for i in keep] for name, values in columns.items()}
         skipped = Skipped(ids=None if self.tally is None else {})
         records = product_records(columns, attributes=self.attributes, skipped=skipped)
-        skipped.reasons.pop("no_image", None)  # counted once for the whole run by count_split, on the driver
+        for reason in UNUSABLE:  # counted once for the whole run by count_split, on the driver
+            skipped.reasons.pop(reason, None)
         if self.tally is not None:  # what only reading the images finds: unreadable image_uri, undecodable images
-            found = {pid: reason for pid, reason in skipped.ids.items() if reason != "no_image"}
+            found = {pid: reason for pid, reason in skipped.ids.items() if reason not in UNUSABLE}
             if found:
                 import ray
 
@@ -394,12 +395,13 @@ def _logger_level(name: str, level: int) -> Iterator[None]:
 
 def count_split(files: list[str], cfg: MoonConfig, run_uri: str | None = None,
                 checked: bool = False) -> tuple[int, int]:
-    """(training products, held-out products) of the shards with an image: what the workers train and validate
-    on (product_records skips a row without image and image_uri). Checks first, before Ray starts: the run's
-    progress (unfinished_run, given `run_uri`: a warning) and every shard (checked_label_columns). Rows without an
-    image are reported in one warning; when they leave too few products to train or validate on, a ProtocolError
-    says so (train() refuses a split that is too small by itself). `checked`: the caller has checked the shards
-    (train(): one read of their footers serves the count and the dataset)."""
+    """(training products, held-out products) of the shards with a title and an image: what the workers train and
+    validate on (product_records skips a row without a title, or without image and image_uri). Checks first,
+    before Ray starts: the run's progress (unfinished_run, given `run_uri`: a warning) and every shard
+    (checked_label_columns). Rows skipped are reported in one warning per reason; when they leave too few products
+    to train or validate on, a ProtocolError says so (train() refuses a split that is too small by itself).
+    `checked`: the caller has checked the shards (train(): one read of their footers serves the count and the
+    dataset)."""
     import concurrent.futures
 
     from augment.core import schema as S
@@ -414,20 +416,27 @@ def count_split(files: list[str], cfg: MoonConfig, run_uri: str | None = None,
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(S.SHARD_CHECK_THREADS, len(files)))) as pool:
         for part in pool.map(lambda file: _split_counts(file, cfg.data.eval_fraction), files):
             counts.update(part)
-    training = counts["training"] - counts["training_no_image"]
-    held_out = counts["held_out"] - counts["held_out_no_image"]
-    missing = counts["training_no_image"] + counts["held_out_no_image"]
-    if missing:
-        warn_once(f"{missing} of the {counts['training'] + counts['held_out']} products of {where} have no image "
-                  f"(image and image_uri null) and are skipped: {counts['training_no_image']} training, "
-                  f"{counts['held_out_no_image']} held-out")
-    _enough_with_images(cfg, training, held_out, counts, where)
+    training = counts["training"] - sum(counts[f"training_{reason}"] for reason in UNUSABLE)
+    held_out = counts["held_out"] - sum(counts[f"held_out_{reason}"] for reason in UNUSABLE)
+    for reason, words in UNUSABLE.items():
+        missing = counts[f"training_{reason}"] + counts[f"held_out_{reason}"]
+        if missing:
+            warn_once(f"{missing} of the {counts['training'] + counts['held_out']} products of {where} have {words} "
+                      f"and are skipped: {counts[f'training_{reason}']} training, {counts[f'held_out_{reason}']} "
+                      "held-out")
+    _enough_usable(cfg, training, held_out, counts, where)
     return training, held_out
 
 
+# Why count_split leaves a product out, as its warning words it; a product with neither counts as no_title, the
+# first reason product_records finds.
+UNUSABLE = {"no_title": "no title (title null or blank)", "no_image": "no image (image and image_uri null)"}
+
+
 def _split_counts(file: str, fraction: float) -> Counter:
-    """Rows of one shard by split, and those without an image (image and image_uri null or empty). The image
-    columns are read only for the row groups whose footer statistics do not rule out a null image."""
+    """Rows of one shard by split, and by split those without a title (null or blank) and those without an image
+    (image and image_uri null or empty). The image columns are read only for the row groups whose footer
+    statistics do not rule out a null image."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -441,31 +450,42 @@ def _split_counts(file: str, fraction: float) -> Counter:
         for group in range(meta.num_row_groups):
             stats = meta.row_group(group).column(image).statistics
             nulls = stats is None or not stats.has_null_count or stats.null_count > 0
-            table = parquet.read_row_group(group, columns=["product_id"] + (["image", "image_uri"] if nulls else []))
+            table = parquet.read_row_group(group, columns=["product_id", "title"]
+                                           + (["image", "image_uri"] if nulls else []))
             held = [is_held_out(pid, fraction) for pid in table.column("product_id").to_pylist()]
             counts["held_out"] += sum(held)
             counts["training"] += len(held) - sum(held)
-            if nulls:
-                empty = lambda column, length: pc.equal(pc.fill_null(length(table.column(column)), 0), 0)  # noqa: E731
-                none = pc.and_(empty("image", pc.binary_length), empty("image_uri", pc.utf8_length)).to_pylist()
-                counts["held_out_no_image"] += sum(n and h for n, h in zip(none, held))
-                counts["training_no_image"] += sum(n and not h for n, h in zip(none, held))
+            empty = lambda column, length: pc.equal(pc.fill_null(length(column), 0), 0)  # noqa: E731
+            no_title = empty(pc.utf8_trim_whitespace(table.column("title")), pc.utf8_length).to_pylist()
+            no_image = (pc.and_(empty(table.column("image"), pc.binary_length),
+                                empty(table.column("image_uri"), pc.utf8_length)).to_pylist()
+                        if nulls else [False] * len(held))
+            for t, i, h in zip(no_title, no_image, held):
+                if t or i:
+                    counts[f"{'held_out' if h else 'training'}_{'no_title' if t else 'no_image'}"] += 1
     return counts
 
 
-def _enough_with_images(cfg: MoonConfig, training: int, held_out: int, counts: Counter, where: str) -> None:
-    """ProtocolError when the products without an image are why too few are left to fill one step
+def _enough_usable(cfg: MoonConfig, training: int, held_out: int, counts: Counter, where: str) -> None:
+    """ProtocolError when the products without a title or an image are why too few are left to fill one step
     (train.batch_size x train.num_workers) or to validate on (fewer than 2 held-out)."""
     per_step = 2 * (cfg.train.batch_size // 2) * cfg.train.num_workers
+    titles = counts["training_no_title"] + counts["held_out_no_title"]
+    usable = "have a title and an image" if titles else "have an image"
+
+    def lacking(split: str) -> str:
+        parts = {"no_title": "no title (title null or blank)", "no_image": "none (image and image_uri null)"}
+        return ", ".join(f"{counts[f'{split}_{reason}']} of the {counts[split]} have {words}"
+                         for reason, words in parts.items() if counts[f"{split}_{reason}"])
+
     if training < per_step <= counts["training"]:
         advice = "lower train.batch_size" if training >= 2 else "nothing to train on"
-        raise ProtocolError(f"{training} training products of {where} have an image, fewer than one step's "
-                            f"{per_step}: {counts['training_no_image']} of the {counts['training']} have none (image "
-                            f"and image_uri null); {advice}")
+        raise ProtocolError(f"{training} training products of {where} {usable}, fewer than one step's "
+                            f"{per_step}: {lacking('training')}; {advice}")
     if cfg.train.best_metric and held_out < 2 <= counts["held_out"]:
-        raise ProtocolError(f"{held_out} held-out products of {where} have an image: too few to validate on, "
-                            f"{counts['held_out_no_image']} of the {counts['held_out']} have none (image and "
-                            "image_uri null); set train.best_metric to \"\" to train without validation (no best/)")
+        raise ProtocolError(f"{held_out} held-out products of {where} {usable}: too few to validate on, "
+                            f"{lacking('held_out')}; set train.best_metric to \"\" to train without validation "
+                            "(no best/)")
 
 
 def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = False,

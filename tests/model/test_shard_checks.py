@@ -185,6 +185,22 @@ def test_count_split_counts_only_products_with_an_image(tmp_path, caplog):
     assert f"20 of the 60 products of {run} have no image (image and image_uri null) and are skipped" in caplog.text
 
 
+def test_products_without_a_title_are_counted_out_and_named_before_ray_starts(tmp_path, caplog):
+    run = write_run(tmp_path / "run", product_rows(60), shard_size=20)
+    rewrite(shards(run)[0], lambda t: with_column(t, "title", pa.array([" "] * t.num_rows, pa.string())))
+    ids = [f"p{i:04d}" for i in range(20, 60)]
+    with caplog.at_level(logging.WARNING):
+        counts = count_split(shards(run), load_config("tiny", {"train.batch_size": 4}), str(run))
+    assert counts == (sum(not is_held_out(p, 0.2) for p in ids), sum(is_held_out(p, 0.2) for p in ids))
+    assert f"20 of the 60 products of {run} have no title (title null or blank) and are skipped" in caplog.text
+    for shard in shards(run):
+        rewrite(shard, lambda t: with_column(t, "title", pa.nulls(t.num_rows, pa.string())))
+    with pytest.raises(ProtocolError, match=r"^0 training products of .* have a title and an image, fewer than one "
+                                            r"step's 32: \d+ of the \d+ have no title \(title null or blank\); "
+                                            r"nothing to train on$"):
+        count_split(shards(run), load_config("tiny"), str(run))
+
+
 def test_products_without_images_are_named_as_why_training_cannot_start(tmp_path):
     run = write_run(tmp_path / "run", product_rows(60), shard_size=20)
     null_images(run)
