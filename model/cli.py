@@ -162,6 +162,18 @@ def eval_config(args: argparse.Namespace, checkpoint_cfg=None):
     return with_overrides(checkpoint_cfg, overrides)
 
 
+def _trained_on_held_out(models: list, eval_fraction: float) -> str | None:
+    """Why the held-out products at `eval_fraction` would hold products a checkpoint trained on, or None. The
+    held-out split of a larger fraction holds every product of a smaller one and more (is_held_out): a
+    checkpoint trained with a smaller data.eval_fraction trained on the difference."""
+    for path, _, cfg in models:
+        if eval_fraction > cfg.data.eval_fraction:
+            return (f"data.eval_fraction {eval_fraction:g} would score {path} on products it trained on: it held "
+                    f"out {cfg.data.eval_fraction:g} of its data and trained on the rest; evaluate at "
+                    f"{cfg.data.eval_fraction:g} or less, or with --split all on a run it never saw")
+    return None
+
+
 def run_eval(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -186,6 +198,10 @@ def run_eval(args: argparse.Namespace) -> int:
     data = dataclasses.replace(data, query_attributes=records.attributes)  # the label columns the shards have
     protocol_cfg = dataclasses.replace(protocol_cfg, data=data)
     split = {"held-out": "held-out", "all": "", "train": "training"}[args.split]
+    leak = _trained_on_held_out(models, data.eval_fraction) if args.split == "held-out" else None
+    if leak:
+        print(f"moon eval: {leak}", file=sys.stderr)
+        return 2
     if len(records) < 10:
         print(f"moon eval: {_too_few(args, records, split)}", file=sys.stderr)
         return 2

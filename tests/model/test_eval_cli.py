@@ -55,17 +55,37 @@ def test_set_changes_the_protocol_of_a_checkpoint(runs, tmp_path, capsys):
     model, cfg = build_model(load_config("tiny"))
     save_checkpoint(tmp_path / "ckpt", model, cfg)
     code, result, printed = evaluate(capsys, "--data", str(runs[0]), "--checkpoint", str(tmp_path / "ckpt"),
-                                     "--set", "data.eval_fraction=0.5", "--set", "data.eval_queries=title",
+                                     "--set", "data.eval_fraction=0.15", "--set", "data.eval_queries=title",
                                      "--out", str(tmp_path / "e.json"))
     assert code == 0, printed
-    assert result["eval_fraction"] == 0.5 and result["eval_queries"] == "title"
-    assert result["products"] == sum(is_held_out(f"a{i:04d}", 0.5) for i in range(120))
+    assert result["eval_fraction"] == 0.15 and result["eval_queries"] == "title"
+    assert result["products"] == sum(is_held_out(f"a{i:04d}", 0.15) for i in range(120))
     # --config defines the protocol even when a checkpoint is given
     (tmp_path / "protocol.yaml").write_text("extends: tiny\ndata: {eval_queries: title, query_text: keywords}\n")
     code, result, printed = evaluate(capsys, "--data", str(runs[0]), "--checkpoint", str(tmp_path / "ckpt"),
                                      "--config", str(tmp_path / "protocol.yaml"), "--out", str(tmp_path / "e2.json"))
     assert code == 0, printed
     assert (result["eval_queries"], result["query_text"]) == ("title", "keywords")
+
+
+def test_a_held_out_split_larger_than_a_checkpoints_is_refused(runs, tmp_path, capsys):
+    """The held-out products at 0.5 hold those at 0.2 and as many again, which a checkpoint trained at 0.2 saw."""
+    from model.checkpoint import build_model, save_checkpoint
+    from model.config import load_config
+
+    model, cfg = build_model(load_config("tiny", {"data.eval_fraction": 0.2}))
+    save_checkpoint(tmp_path / "ckpt", model, cfg)
+    for argv in (["--set", "data.eval_fraction=0.5"], ["--config", "tiny", "--set", "data.eval_fraction=0.3"]):
+        code, _, printed = evaluate(capsys, "--data", str(runs[0]), "--checkpoint", str(tmp_path / "ckpt"), *argv)
+        fraction = argv[-1].split("=")[1]
+        assert code == 2 and printed.strip() == (
+            f"moon eval: data.eval_fraction {fraction} would score {tmp_path / 'ckpt'} on products it trained on: it "
+            "held out 0.2 of its data and trained on the rest; evaluate at 0.2 or less, or with --split all on a "
+            "run it never saw")
+    code, result, printed = evaluate(capsys, "--data", str(runs[0]), "--checkpoint", str(tmp_path / "ckpt"),
+                                     "--split", "all", "--set", "data.eval_fraction=0.5", "--out",
+                                     str(tmp_path / "e.json"))
+    assert code == 0 and result["products"] == 120, printed
 
 
 @pytest.mark.slow
