@@ -43,7 +43,17 @@ def trained_on(checkpoint: str | Path) -> str | None:
     for folder in (path, path.parent):
         record = folder / TRAINING_FILE
         if record.exists():
-            return json.loads(record.read_text()).get("data_resolved")
+            try:
+                data = json.loads(record.read_text())
+            except (OSError, ValueError) as exc:  # ValueError: not JSON, not UTF-8
+                log.warning("%s: not a readable training record (%s); the run it was trained on is unknown",
+                            record, exc)
+                return None
+            found = data.get("data_resolved") if isinstance(data, dict) else None
+            if not isinstance(found, str):
+                log.warning("%s: names no run folder (data_resolved); the run it was trained on is unknown", record)
+                return None
+            return found
     return None
 
 
@@ -58,10 +68,11 @@ def record_evaluation(run_uri: str, results_path: str | Path, checkpoints: Seque
     from augment.ops.report.collect import EVALUATIONS
 
     key = same_run_key(run_uri)
-    trained = [c for c in checkpoints if trained_on(c) == key]
+    runs = {c: trained_on(c) for c in checkpoints}
+    trained = [c for c in checkpoints if runs[c] == key]
     if not trained:
         if checkpoints:  # say why the run report does not show it (baselines alone are never recorded)
-            sources = sorted({str(trained_on(c) or "unknown: no training.json") for c in checkpoints})
+            sources = sorted({str(runs[c] or "unknown: no training.json") for c in checkpoints})
             log.info("not recorded in the report of %s: no checkpoint was trained on it (trained on %s)", key,
                      ", ".join(sources))
         return None

@@ -57,3 +57,19 @@ def test_an_evaluation_of_checkpoints_trained_elsewhere_says_why_it_is_not_recor
     with caplog.at_level("INFO", logger="model.evaluations"):
         assert record_evaluation(str(run), tmp_path / "eval.json", [], RESULTS) is None  # baselines alone: silent
     assert caplog.text == ""
+
+
+@pytest.mark.parametrize("content, says", [("", "not a readable training record"), ("[]", "names no run folder"),
+                                            (b"\xff", "not a readable training record"),
+                                            ('{"data_resolved": 5}', "names no run folder")])
+def test_a_damaged_training_record_leaves_the_evaluation_unrecorded_with_a_warning(tmp_path, caplog, content, says):
+    """Recording never fails an evaluation: the results are written before it."""
+    run = tmp_path / "run"
+    build_run(run, products=6, shard_size=3)
+    (tmp_path / "ours").mkdir()
+    record = tmp_path / "ours" / "training.json"
+    record.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with caplog.at_level("WARNING", logger="model.evaluations"):
+        assert record_evaluation(str(run), tmp_path / "eval.json", [str(tmp_path / "ours" / "epoch-0001")],
+                                 RESULTS) is None
+    assert f"{record}: {says}" in caplog.text and not (run / "_evaluations.jsonl").exists()
