@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 CONFIG_ERRORS = (("augment.core.config", "ConfigError"),)  # the run config's and the model config's
 REQUEST_ERRORS = (("augment.io", "InputError"), ("augment.plan", "RunMismatch"), ("model.evaluate", "ProtocolError"),
-                  ("ner.lexicon", "LexiconError"), ("augment.core.schema", "SchemaVersionError"))
+                  ("ner.lexicon", "LexiconError"), ("augment.core.schema", "SchemaVersionError"),
+                  ("augment.core.manifest", "RunRecordError"))
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
 
 

@@ -61,10 +61,32 @@ class ShardRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ShardRecord":
-        return cls(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
+        """The record of a parsed line; a TypeError for a field missing, and a RecordError for a field that is not
+        of its type (a record edited by hand, or written by another tool)."""
+        record = cls(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
+        for name, types in _CHECKED_TYPES.items():
+            value = getattr(record, name)
+            if not isinstance(value, types) or isinstance(value, bool):
+                words = "text" if types[0] is str else "a whole number"
+                raise RecordError(f"the record of shard {str(record.shard_id)[:80]!r}: {name} must be {words}"
+                                  f"{' or null' if type(None) in types else ''}, got {str(value)[:80]!r}")
+        return record
 
 
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ShardRecord))  # looked up once, not per record
+# The fields readers sort, join and count by: the shard's place in its input, its files and its rows.
+_CHECKED_TYPES = {"shard_id": (str,), "source_uri": (str,), "row_start": (int,), "row_stop": (int,),
+                  "rows_in": (int,), "rows_out": (int,), "rows_quarantined": (int,), "data_file": (str, type(None)),
+                  "quarantine_file": (str, type(None)), "bytes": (int,)}
+
+
+class RunRecordError(ValueError):
+    """A run's `_run.json` that is not a JSON object (cut short, edited by hand), or a manifest record whose fields
+    are not of their types (RecordError)."""
+
+
+class RecordError(RunRecordError):
+    """A commit record whose fields are not of their types; the reader adds the file and line."""
 
 
 def commit(run_uri: str, record: ShardRecord) -> None:
@@ -121,14 +143,18 @@ def _lines(uri: str) -> Iterator[bytes]:
             yield rest
 
 
-def _parse(line: bytes) -> ShardRecord | None:
+def _parse(line: bytes, where: str = "") -> ShardRecord | None:
+    """The record of a manifest line; None for a blank or torn one (a crash mid-append). A whole record whose
+    fields are not of their types is a RecordError naming `where` (the file and line)."""
     line = line.strip()
     if not line:
         return None
     try:
         return ShardRecord.from_dict(json.loads(line))
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
-        return None  # torn write of an uncommitted record
+    except RecordError as exc:
+        raise RecordError(f"{where}: {exc} (remove that line and resume the run to make the shard again)") from None
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError, AttributeError):
+        return None  # torn write of an uncommitted record (AttributeError: a JSON value that is not an object)
 
 
 def iter_records(run_uri: str) -> Iterator[ShardRecord]:
@@ -144,18 +170,31 @@ def iter_records(run_uri: str) -> Iterator[ShardRecord]:
     for shard in map(_shard_of, newer):  # redone since it was folded in: the record object is the newer one
         last.pop(shard, None)
     wanted = set(last.values())
-    for number, line in enumerate(_lines(storage.join(run_uri, MANIFEST))):
+    path = storage.join(run_uri, MANIFEST)
+    for number, line in enumerate(_lines(path)):
         if number in wanted:
-            record = _parse(line)
+            record = _parse(line, f"{path} line {number + 1}")
             if record is not None:
                 yield record
     if newer:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=LOOKUP_THREADS)
         try:  # fetched 16 at a time, yielded in order; a reader that stops early cancels the rest
-            for text in pool.map(storage.read_text, newer):
-                yield ShardRecord.from_dict(json.loads(text))
+            for uri, text in zip(newer, pool.map(storage.read_text, newer)):
+                yield _record_object(uri, text)
         finally:
             pool.shutdown(cancel_futures=True)
+
+
+def _record_object(uri: str, text: str) -> ShardRecord:
+    """The record of an S3 commit object (`_manifest.d/<id>.json`, written whole); a RecordError naming it when it
+    is not one."""
+    try:
+        return ShardRecord.from_dict(json.loads(text))
+    except RecordError as exc:
+        raise RecordError(f"{uri}: {exc} (delete it and resume the run to make the shard again)") from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise RecordError(f"{uri}: not a commit record ({exc}; delete it and resume the run to make the shard "
+                          "again)") from None
 
 
 def _last_line_of_each(run_uri: str) -> dict[str, int]:
@@ -200,18 +239,20 @@ def committed(run_uri: str, shard_ids: Iterable[str]) -> dict[str, ShardRecord]:
         return {}
     if storage.is_s3(run_uri):
         def fetch(shard_id: str) -> ShardRecord | None:
+            uri = storage.join(run_uri, MANIFEST_DIR, f"{shard_id}.json")
             try:
-                text = storage.read_text(storage.join(run_uri, MANIFEST_DIR, f"{shard_id}.json"))
+                text = storage.read_text(uri)
             except FileNotFoundError:
                 return None
-            return ShardRecord.from_dict(json.loads(text))
+            return _record_object(uri, text)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(LOOKUP_THREADS, len(wanted))) as pool:
             return {r.shard_id: r for r in pool.map(fetch, sorted(wanted)) if r is not None}
     out: dict[str, ShardRecord] = {}
-    for line in _lines(storage.join(run_uri, MANIFEST)):
+    path = storage.join(run_uri, MANIFEST)
+    for number, line in enumerate(_lines(path)):
         if _complete_line_shard(line) in wanted:
-            record = _parse(line)
+            record = _parse(line, f"{path} line {number + 1}")
             if record is not None:
                 out[record.shard_id] = record
     return out
@@ -233,8 +274,8 @@ def consolidate(run_uri: str) -> int:
             if line.strip() and _complete_line_shard(line) not in replaced:
                 out.write(line + b"\n")
         with concurrent.futures.ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
-            for text in pool.map(storage.read_text, new):
-                out.write(ShardRecord.from_dict(json.loads(text)).to_json().encode() + b"\n")
+            for uri, text in zip(new, pool.map(storage.read_text, new)):
+                out.write(_record_object(uri, text).to_json().encode() + b"\n")
     for marker in markers:  # folded in (a marker written since stays: its record is folded again next time)
         storage.delete(marker)
     return len(new)
@@ -245,10 +286,6 @@ def data_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> li
     records = load(run_uri).values() if records is None else records
     ordered = sorted(records, key=lambda r: (r.source_uri, r.row_start))
     return [storage.join(run_uri, r.data_file) for r in ordered if r.data_file]
-
-
-class RunRecordError(ValueError):
-    """A run's `_run.json` that is not a JSON object (cut short, edited by hand)."""
 
 
 def read_run_file(run_uri: str) -> dict[str, Any] | None:

@@ -46,6 +46,31 @@ def test_a_run_folder_that_is_a_file_is_named_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [f"error: {notes} is not a run folder of `moon run`: it is a file"] * 2
 
 
+@pytest.mark.parametrize("changes, says", [
+    ({"source_uri": None}, "source_uri must be text, got 'None'"),
+    ({"row_start": "0"}, "row_start must be a whole number, got '0'"),
+    ({"data_file": 3}, "data_file must be text or null, got '3'"),
+    ({"rows_out": True}, "rows_out must be a whole number, got 'True'"),
+])
+def test_a_whole_record_of_the_wrong_types_is_named_by_line_not_taken_for_a_torn_one(tmp_path, capsys, changes,
+                                                                                       says):
+    """A torn line is a commit that never happened; a whole record edited by hand is damage, which every reader
+    (moon run's resume, train, eval, the report) names instead of sorting None against text."""
+    from augment.cli import main
+
+    bad = record("b", **changes).to_json()
+    (tmp_path / manifest.MANIFEST).write_text(record("a").to_json() + "\n" + bad + "\n")
+    message = (f"{tmp_path / manifest.MANIFEST} line 2: the record of shard 'b': {says} (remove that line and "
+               "resume the run to make the shard again)")
+    for read in (lambda: manifest.load(str(tmp_path)), lambda: manifest.committed(str(tmp_path), ["b"])):
+        with pytest.raises(manifest.RecordError) as refused:
+            read()
+        assert str(refused.value) == message
+    assert manifest.committed(str(tmp_path), ["a"]).keys() == {"a"}  # a lookup reads only its shards' lines
+    assert main(["eval", "--data", str(tmp_path), "--bow"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {message}"
+
+
 def test_committed_looks_up_only_the_shards_asked_for(tmp_path):
     for shard in "abcd":
         manifest.commit(str(tmp_path), record(shard))
