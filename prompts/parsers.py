@@ -76,6 +76,9 @@ def load_object(text: str | None, finish_reason: str | None = None) -> dict:
         value, end = json.JSONDecoder().raw_decode(body)
     except json.JSONDecodeError as exc:
         raise ParseError("not_json", f"{exc.msg} at char {exc.pos} in {_snippet(body)}") from None
+    except (ValueError, RecursionError) as exc:  # an integer of over 4,300 digits; arrays nested past the stack
+        what = "nested too deep" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
+        raise ParseError("not_json", f"{what} in {_snippet(body)}") from None
     if body[end:].strip():
         raise ParseError("trailing_text", f"text after the JSON value: {_snippet(body[end:])}")
     if not isinstance(value, dict):

@@ -66,7 +66,8 @@ class StubServer:
                     self.close_connection = True
                     return
                 status, headers, payload = answer
-                data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+                data = (payload if isinstance(payload, bytes) else payload.encode() if isinstance(payload, str)
+                        else json.dumps(payload).encode())
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))

@@ -50,7 +50,9 @@ class ResponseCache:
             return None
 
     def put(self, key: str, value: dict) -> None:
-        storage.write_atomic(self.uri(key), json.dumps(value, ensure_ascii=False).encode("utf-8"))
+        # ASCII escapes: an answer may hold half a surrogate pair (`\ud800`), which no UTF-8 text can; read back it
+        # is the same string, which the guards reject as the fresh answer was
+        storage.write_atomic(self.uri(key), json.dumps(value).encode("ascii"))
 
     # Object stores answer one key at a time; look keys up in parallel so a batch costs one round trip.
     def get_many(self, keys: list[str]) -> list[dict | None]:

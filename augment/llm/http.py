@@ -8,12 +8,13 @@ Retry policy (logged once at start): 408, 429, 500, 502, 503 and 504 answers (RE
 errors are retried up to `max_retries` times with exponential backoff (backoff_s * 2^attempt, capped at
 backoff_max_s) and jitter (the delay is drawn from [d/2, d]); a Retry-After header (seconds or HTTP date) replaces
 the computed delay, capped at retry_after_max_s. `timeout_s` bounds each try from sending to the last byte of its
-answer. Other 4xx and 5xx answers are not retried. A request that still
-fails becomes a Completion with `error` (timeout | connection | http_<code> | bad_response), never an exception: one
-product must not stop a batch.
+answer. Other 4xx and 5xx answers are not retried. A request that still fails becomes a Completion with `error`
+(timeout | connection | http_<code> | bad_response | too_large: an answer over MAX_ANSWER_BYTES), never an
+exception: one product must not stop a batch.
 
 Structured output: `response_format: json_schema` with the request's schema. In `auto` mode a 400 answer that
-names response_format/json_schema switches it off for the rest of the run (logged), for servers without it.
+names response_format/json_schema switches it off for the rest of the run (logged), for servers without it; every
+request it refused is sent again without it.
 
 The API key comes from the environment variable the config names; it is sent as a Bearer token and never logged.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import random
 import threading
@@ -35,6 +37,9 @@ from augment.llm.requests import Completion
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+MAX_ANSWER_BYTES = 4 << 20  # an answer over this is not read: `too_large` (1,024 tokens of JSON take ~10 KB)
+REPORTS_PER_KIND = 3  # distinct server messages of one kind that are logged, per client
+CLOSE_TIMEOUT_S = 5.0  # how long close() waits for the connections to close and the loop's thread to stop
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -87,7 +92,8 @@ class OpenAIChatClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._client: httpx.AsyncClient | None = None
-        self._reported: set[str] = set()
+        self._reported: dict[str, set[str]] = {}
+        self._requested_output = structured_output
 
     def policy(self) -> str:
         return (
@@ -107,14 +113,22 @@ class OpenAIChatClient:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def close(self) -> None:
+        """Close the connections and stop the loop's thread. Bounded: at interpreter exit (`__del__`) the daemon
+        thread may already be gone, and waiting on it would keep the process from ever exiting."""
         if self._loop is None:
             return
-        if self._client is not None:
-            self._run(self._client.aclose())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
+        loop, thread, client = self._loop, self._thread, self._client
         self._loop = self._thread = self._client = None
+        if thread.is_alive():
+            if client is not None:
+                try:
+                    asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=CLOSE_TIMEOUT_S)
+                except Exception:  # noqa: BLE001 - a connection that will not close is dropped with the loop
+                    pass
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=CLOSE_TIMEOUT_S)
+        if not thread.is_alive():
+            loop.close()
 
     def __del__(self):  # best effort; Ray actors exit without calling close()
         try:
@@ -158,24 +172,31 @@ class OpenAIChatClient:
         attempt = 0
         while True:
             error, retry_after = None, None
+            body = self._body(payload)
             try:  # httpx bounds each read; the deadline bounds the whole answer (a server trickling bytes)
-                response = await asyncio.wait_for(self._client.post(self.url, json=self._body(payload)),
-                                                  self.timeout_s)
+                status, headers, data = await asyncio.wait_for(self._post(body), self.timeout_s)
             except (httpx.TimeoutException, TimeoutError):
                 error = "timeout"
+            except httpx.DecodingError as exc:  # a Content-Encoding the body does not have: the same again
+                self._report("undecodable response body", str(exc))
+                return Completion(error="bad_response")
             except httpx.TransportError as exc:
                 error = "connection"
-                self._report(f"connection error: {type(exc).__name__}")
+                self._report("connection error", type(exc).__name__)
             else:
-                if response.status_code == 200:
-                    return self._completion(response)
-                error = f"http_{response.status_code}"
-                if response.status_code == 400 and self._downgrade(response):
+                if data is None:
+                    self._report("answer too large", f"over {MAX_ANSWER_BYTES} bytes, not read")
+                    return Completion(error="too_large")
+                if status == 200:
+                    return self._completion(data)
+                error = f"http_{status}"
+                text = data.decode("utf-8", errors="replace")
+                if status == 400 and self._downgrade(text, "response_format" in body):
                     continue  # resend at once without response_format
-                if response.status_code not in RETRY_STATUS:
-                    self._report(f"{error}: {response.text[:300]}")
+                if status not in RETRY_STATUS:
+                    self._report(error, text[:300])
                     return Completion(error=error)
-                retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                retry_after = retry_after_seconds(headers.get("retry-after"))
             if attempt >= self.max_retries:
                 log.warning("openai: %s after %d retries, giving up on this request", error, attempt)
                 return Completion(error=error)
@@ -186,27 +207,50 @@ class OpenAIChatClient:
                      " (Retry-After)" if retry_after is not None else "")
             await asyncio.sleep(delay)
 
-    def _downgrade(self, response: httpx.Response) -> bool:
-        text = response.text.lower()
-        if self.structured_output == "auto" and ("response_format" in text or "json_schema" in text):
+    async def _post(self, body: dict[str, Any]) -> tuple[int, httpx.Headers, bytes | None]:
+        """(status, headers, body) of one request; body None when it runs past MAX_ANSWER_BYTES (the rest is not
+        read: a server streaming without end must not fill the worker's memory)."""
+        async with self._client.stream("POST", self.url, json=body) as response:
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    return response.status_code, response.headers, None
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
+
+    def _downgrade(self, text: str, sent_format: bool) -> bool:
+        """Whether a 400 answer to a request sent with response_format refuses it, in `auto` mode: then it is off
+        for the rest of the run. Every request refused so is resent, also those in flight when the first one was."""
+        lowered = text.lower()
+        if not (sent_format and self._requested_output == "auto"
+                and ("response_format" in lowered or "json_schema" in lowered)):
+            return False
+        if self.structured_output != "off":
             self.structured_output = "off"
             log.warning("openai: the server rejected response_format json_schema; continuing without guided decoding")
-            return True
-        return False
+        return True
 
-    def _completion(self, response: httpx.Response) -> Completion:
+    def _completion(self, data: bytes) -> Completion:
         try:
-            choice = response.json()["choices"][0]
+            choice = json.loads(data)["choices"][0]
             content = choice["message"].get("content")
             if content is not None and not isinstance(content, str):  # a list or number where text belongs
                 raise TypeError(type(content).__name__)
             return Completion(text=content, finish_reason=choice.get("finish_reason"))
-        except (ValueError, KeyError, IndexError, TypeError):
-            self._report(f"unexpected response body: {response.text[:300]}")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
+            # AttributeError: a message that is null (a content filter) or text; RecursionError: JSON nested deep
+            self._report("unexpected response body", data[:300].decode("utf-8", errors="replace"))
             return Completion(error="bad_response")
 
-    def _report(self, message: str) -> None:
-        # Each distinct server message once per client: a misconfiguration must not flood the logs.
-        if message not in self._reported:
-            self._reported.add(message)
-            log.warning("openai: %s", message)
+    def _report(self, kind: str, detail: str) -> None:
+        """Warn of a server's message: the first REPORTS_PER_KIND distinct ones of each kind, then that more are not
+        shown. A misconfiguration must not flood the logs, even when each answer quotes its own product."""
+        seen = self._reported.setdefault(kind, set())
+        if detail in seen or len(seen) > REPORTS_PER_KIND:
+            return
+        seen.add(detail)
+        if len(seen) > REPORTS_PER_KIND:
+            log.warning("openai: more %s messages are not shown", kind)
+        else:
+            log.warning("openai: %s: %s", kind, detail)

@@ -43,7 +43,7 @@ class Completion:
 
     text: str | None = None
     finish_reason: str | None = None  # stop | length | ...
-    error: str | None = None  # timeout | connection | http_<code> | bad_response | engine; None when the call succeeded
+    error: str | None = None  # timeout | connection | http_<code> | bad_response | too_large | engine; None: succeeded
     cached: bool = False
 
 

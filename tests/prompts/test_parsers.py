@@ -51,6 +51,15 @@ def test_gibberish_from_a_random_model_is_rejected():
     assert reason(parse_enriched_title, "itrightiright\x06\x06") == "not_json"
 
 
+@pytest.mark.parametrize("answer, says", [("[" * 5000, "nested too deep"),
+                                           ('{"enriched_title": ' + "9" * 5000 + "}", "Exceeds the limit")])
+def test_json_that_python_cannot_hold_is_not_json(answer, says):
+    """Guided decoding allows 1,000 brackets within max_tokens; the answer is refused, never a stage error."""
+    with pytest.raises(ParseError) as info:
+        parse_enriched_title(answer)
+    assert info.value.reason == "not_json" and says in str(info.value)
+
+
 def test_truncated_string():
     assert reason(parse_enriched_title, '{"enriched_title": "Nike Navy Bl') == "not_json"
 

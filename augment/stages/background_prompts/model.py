@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from typing import Any
 
 from augment.core import storage
@@ -122,17 +123,18 @@ class ModelBackgroundStage(ModelStage):
         requests = [self._request(batch["product_id"][i], batch["title"][i], batch["description"][i], urls[i], refs)
                     for i in range(n)]
         answers = self.answer(requests)
-        out = []
+        out, batch_stats = [], Counter(cache_hits=sum(a.cached for a in answers))
         for i, completion in enumerate(answers):
             candidates, reason = judge_backgrounds(completion, self.count)
             if reason is None:
                 out.append(candidates)
-                self.stats[Status.OK.value] += 1
+                batch_stats[Status.OK.value] += 1
             else:
                 out.append(self._fallback(batch["product_id"][i], batch["title"][i], batch["entities"][i]))
-                self.stats[Status.FALLBACK.because(reason)] += 1
+                batch_stats[Status.FALLBACK.because(reason)] += 1
+        self.stats.update({k: v for k, v in batch_stats.items() if k != "cache_hits"})  # answer() counted those
         log.info("%s[%s] %d rows: %s", self.name, self.backend, n,
-                 ", ".join(f"{k} {v}" for k, v in sorted(self.stats.items())))
+                 ", ".join(f"{k} {v}" for k, v in sorted(batch_stats.items())))
         return StageResult(columns={"background_prompts": out})
 
     # -- the same steps row by row, for the vllm engine's Ray Data transform ------------------------------------

@@ -19,6 +19,14 @@ def test_put_then_get_from_another_instance(tmp_path):
     assert (tmp_path / "_cache" / "mllm" / "ab" / f"{KEY}.json").is_file()
 
 
+def test_an_answer_holding_half_a_surrogate_pair_is_kept_as_it_came(tmp_path):
+    """Valid JSON from the server, but no UTF-8 text: kept escaped, so that the guards judge the cached answer as
+    they judged the fresh one, instead of the write failing the batch."""
+    answer = {"text": '{"enriched_title": "Regular Fit \ud800"}', "finish_reason": "stop"}
+    ResponseCache(str(tmp_path)).put(KEY, answer)
+    assert ResponseCache(str(tmp_path)).get(KEY) == answer
+
+
 def test_damaged_entry_is_treated_as_absent(tmp_path):
     cache = ResponseCache(str(tmp_path))
     path = tmp_path / "_cache" / "mllm" / "ab" / f"{KEY}.json"

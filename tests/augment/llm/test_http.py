@@ -111,9 +111,14 @@ def test_connection_refused():
     chat_answer(["not", "text"]),  # content of another type: a transport error (not cached), never a crash later
     chat_answer(7),
     chat_answer({"title": "x"}),
+    {"choices": [{"message": None, "finish_reason": "content_filter"}]},  # a content filter's answer
+    {"choices": [{"message": "text where an object belongs"}]},
+    "[" * 100_000,  # JSON nested past the parser's recursion limit
+    (b"not gzip", {"content-encoding": "gzip"}),  # a Content-Encoding the body does not have
 ])
 def test_malformed_answer_is_bad_response(answer):
-    with StubServer(lambda body: (200, {}, answer)) as server:
+    answer, headers = answer if isinstance(answer, tuple) else (answer, {})
+    with StubServer(lambda body: (200, headers, answer)) as server:
         client = client_for(server)
         (completion,) = client.complete_many([BODY])
         client.close()
@@ -128,6 +133,29 @@ def test_an_answer_without_content_is_no_text():
         (completion,) = client.complete_many([BODY])
         client.close()
     assert (completion.error, completion.text) == (None, None)
+
+
+def test_an_answer_past_the_size_limit_is_not_read(monkeypatch):
+    """A server streaming without end (or a runaway answer) must not fill the worker's memory."""
+    from augment.llm import http
+
+    monkeypatch.setattr(http, "MAX_ANSWER_BYTES", 64 << 10)
+    with StubServer(lambda body: (200, {}, chat_answer("x" * (100 << 10)))) as server:
+        client = client_for(server)
+        (big,) = client.complete_many([BODY])
+        client.close()
+    assert (big.error, big.text) == ("too_large", None)
+
+
+def test_a_server_message_quoting_each_product_is_logged_a_few_times_not_once_per_product(caplog):
+    bodies = iter(f'{{"choices": [], "product": {i}}}' for i in range(10))
+    with StubServer(lambda body: (200, {}, next(bodies))) as server, caplog.at_level(logging.WARNING):
+        client = client_for(server, max_concurrency=1)
+        completions = client.complete_many([BODY] * 10)
+        client.close()
+    assert {c.error for c in completions} == {"bad_response"}
+    said = [r.getMessage() for r in caplog.records if r.name == "augment.llm.http"]
+    assert len(said) == 4 and said[-1] == "openai: more unexpected response body messages are not shown"
 
 
 def test_concurrency_is_bounded():
@@ -152,6 +180,21 @@ def test_structured_output_downgrade_in_auto_mode():
     assert first.error is None and second.error is None
     assert ["response_format" in b for b in server.bodies] == [True, False, False]
     assert client.structured_output == "off"
+
+
+def test_every_request_in_flight_that_response_format_refused_is_sent_again_without_it():
+    def respond(body):
+        if "response_format" in body:
+            time.sleep(0.05)  # all eight are in flight before the first refusal comes back
+            return 400, {}, {"error": {"message": "Unknown parameter: response_format"}}
+        return 200, {}, chat_answer("{}")
+
+    with StubServer(respond) as server:
+        client = client_for(server, max_concurrency=8)
+        completions = client.complete_many([BODY] * 8)
+        client.close()
+    assert [c.error for c in completions] == [None] * 8
+    assert sum("response_format" not in b for b in server.bodies) == 8
 
 
 def test_structured_output_json_schema_mode_does_not_downgrade():
@@ -187,3 +230,19 @@ def test_retry_after_parsing():
 def test_invalid_structured_output_mode():
     with pytest.raises(ValueError, match="structured_output must be auto, json_schema or off"):
         OpenAIChatClient("http://127.0.0.1:1/v1", structured_output="grammar")
+
+
+@pytest.mark.slow  # a child process
+def test_a_process_whose_client_was_never_closed_exits():
+    """The client left for `__del__` at interpreter exit (a stage never torn down) must not wait on its loop's
+    thread, which exit has already stopped: the process would print its summary and never end."""
+    import subprocess
+    import sys
+
+    with StubServer(scripted()) as server:
+        url = server.base_url  # closed: nothing listens there any more
+    code = ("from augment.llm.http import OpenAIChatClient\n"
+            f"client = OpenAIChatClient({url!r}, max_retries=0, timeout_s=2)\n"
+            "print(client.complete_many([{'model': 'm', 'messages': []}])[0].error)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "connection\n"), done.stderr

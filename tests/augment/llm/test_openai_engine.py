@@ -245,6 +245,22 @@ def test_rejected_background_list_falls_back_to_curated_set():
     assert all(p in bset.groups["footwear"] or p in bset.generic for p in prompts_)
 
 
+def test_each_batch_logs_its_own_counts(caplog):
+    answers = iter([TEN, TEN[:9], TEN])
+    with StubServer(lambda body: (200, {}, chat_answer(json.dumps({"background_prompts": next(answers)})))) as server:
+        stage = OpenAIBackgroundPrompts(OpenAIBackgroundOptions(model="tiny", base_url=server.base_url,
+                                                                backoff_s=0.01, send_image=False), RunContext())
+        stage.setup()
+        with caplog.at_level("INFO", logger="augment.stages.background_prompts.model"):
+            stage.process(batch([NIKE, NIKE + " Slim"]))
+            stage.process(batch([NIKE + " Wide"]))
+        stage.engine.client.close()
+    said = [r.getMessage() for r in caplog.records if "rows:" in r.getMessage()]
+    assert said == ["background_prompts[openai] 2 rows: cache_hits 0, fallback:wrong_count 1, ok 1",
+                    "background_prompts[openai] 1 rows: cache_hits 0, ok 1"]
+    assert stage.stats == {"cache_hits": 0, "ok": 2, "fallback:wrong_count": 1}
+
+
 def test_reference_images_come_first(tmp_path, products):
     ref = tmp_path / "ref.jpg"
     ref.write_bytes(products["_image"][1])
