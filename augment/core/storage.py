@@ -21,6 +21,8 @@ import functools
 import logging
 import os
 import posixpath
+import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -216,7 +218,11 @@ def write_atomic(uri: str, data: bytes, content_type: str | None = None) -> None
             f.write(data)
         log.debug("wrote %s (%d bytes)", uri, len(data))
         return
-    target = Path(uri)
+    target = local_target(uri)
+    if _special(target):  # a device or a pipe (/dev/null, /dev/stdout): written to, never renamed over
+        with open(target, "wb") as f:
+            f.write(data)
+        return
     tmp = temp_path_for(uri)
     try:
         with open(tmp, "wb") as f:
@@ -243,12 +249,34 @@ def write_file_atomic(uri: str, local_file: str | Path) -> None:
                 dst.write(chunk)
         log.debug("uploaded %s -> %s", local_file, uri)
         return
-    target = Path(uri)
+    target = local_target(uri)
+    if _special(target):  # a device or a pipe: its bytes are copied in, and the local file goes as a rename's would
+        with open(local_file, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 8 << 20)
+        Path(local_file).unlink(missing_ok=True)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(local_file, "rb+") as f:  # its bytes on disk before the rename makes it visible
         os.fsync(f.fileno())
     os.replace(local_file, target)
     _fsync_dir(target.parent)
+
+
+def local_target(uri: str) -> Path:
+    """The file a local write lands in: a symbolic link's target (the rename of an atomic write replaces the file,
+    never the link), else the path itself."""
+    path = Path(uri)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _special(path: Path) -> bool:
+    """Whether `path` is a device, a pipe or a socket (/dev/null, /dev/stdout, a FIFO): a rename over it would
+    replace it with a plain file (as root, /dev/null for every process)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 @contextlib.contextmanager
@@ -269,8 +297,9 @@ def publishing(uri: str) -> Iterator[Path]:
 
 
 def temp_path_for(uri: str) -> Path:
-    """A hidden temp file next to a local target (same filesystem, so the final rename is atomic)."""
-    target = Path(uri)
+    """A hidden temp file next to a local target, or to a link's target (same filesystem, so the final rename is
+    atomic)."""
+    target = local_target(uri)
     target.parent.mkdir(parents=True, exist_ok=True)
     return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 
@@ -89,3 +90,42 @@ def test_an_append_where_the_filesystem_has_no_locks_goes_on_with_one_warning(tm
     assert (tmp_path / "_manifest.jsonl").read_text() == "one\ntwo\n"
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "refuses file locks (No locks available)" in warnings[0]
+
+
+@pytest.mark.parametrize("write", ["bytes", "file", "publishing"])
+def test_a_write_to_a_link_replaces_its_target_and_keeps_the_link(tmp_path, write):
+    target, link = tmp_path / "real.jsonl", tmp_path / "out.jsonl"
+    target.write_text("old")
+    link.symlink_to(target.name)
+    _write(write, str(link), b"new", tmp_path)
+    assert link.is_symlink() and target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "real.jsonl"]  # no temp file left
+
+
+@pytest.mark.parametrize("write", ["bytes", "file", "publishing"])
+def test_a_write_to_a_pipe_goes_into_it_and_never_replaces_it(tmp_path, write):
+    """The same holds for a device: `--output /dev/null` as root must not turn /dev/null into a plain file."""
+    import stat
+    import threading
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_bytes()))
+    reader.start()
+    _write(write, str(pipe), b"through the pipe", tmp_path)
+    reader.join(timeout=30)
+    assert got == [b"through the pipe"] and stat.S_ISFIFO(pipe.stat().st_mode)
+
+
+def _write(how: str, uri: str, data: bytes, folder) -> None:
+    if how == "bytes":
+        storage.write_atomic(uri, data)
+    elif how == "file":
+        local = folder / "made-elsewhere.tmp"
+        local.write_bytes(data)
+        storage.write_file_atomic(uri, local)
+        assert not local.exists()
+    else:
+        with storage.publishing(uri) as tmp:
+            tmp.write_bytes(data)
