@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from augment.core.util import positive_int
+from augment.core.util import json_loads, positive_int
 
 
 def add_commands(subparsers) -> None:
@@ -223,7 +223,7 @@ def _read_titles(source):
             yield record
             continue
         try:
-            row = json.loads(line)
+            row = json_loads(line)
         except json.JSONDecodeError as exc:
             record["error"] = f"not JSON ({exc.msg})"
             yield record

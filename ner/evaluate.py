@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from augment.core.util import json_loads
 from ner import LABELS as SCORED_LABELS
 from ner.text import fold
 
@@ -67,7 +68,7 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
             if not raw.strip():
                 continue
             try:
-                yield number, json.loads(raw.decode("utf-8"))
+                yield number, json_loads(raw.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 raise ValueError(f"{path}:{number}: not UTF-8 (at byte offset {exc.start})") from None
             except json.JSONDecodeError as exc:

@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from augment.core.util import json_loads
 from ner import LABELS
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -119,7 +120,7 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
             if not raw.strip():
                 continue
             try:
-                item = json.loads(raw.decode("utf-8"))
+                item = json_loads(raw.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 raise LexiconError(f"{path}:{number}: not UTF-8 (at byte offset {exc.start})") from None
             except json.JSONDecodeError as exc:

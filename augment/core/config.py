@@ -150,6 +150,10 @@ def _json(text: str, what: str) -> Any:
         return json.loads(text, object_pairs_hook=unique)
     except RecursionError:
         raise ConfigError(f"{what} is not a config: nested too deep") from None
+    except (ConfigError, json.JSONDecodeError):
+        raise
+    except ValueError as exc:  # an integer of over 4,300 digits: no config value
+        raise ConfigError(f"{what} is not a config value: {str(exc).split(':')[0]}") from None
 
 
 def overrides_from(items) -> dict[str, Any]:
