@@ -645,13 +645,21 @@ def _enabled_stages(config: Config):
             yield name, cls, stage_options(cls, stage.options, f"stages.{name}.options")
 
 
+MAX_BRAND_CHARS = 100  # a longer catalogue brand value is not learned as a brand
+
+
 def _learned_brands(sources, counts, column_map, output_uri: str) -> dict[str, str]:
     """The input's distinct catalogue brands as a lexicon file for the NER stage."""
     brands: set[str] = set()
     for source, n in zip(sources, counts):
         column = io.read_column(source, "catalog_brand", column_map, limit=n)
         if column is not None:  # distinct values first: a catalogue has millions of rows and few brands
-            brands.update(b.strip() for b in pc.unique(column).to_pylist() if b and b.strip())
+            brands.update(" ".join(b.split()) for b in pc.unique(column).to_pylist() if b and b.strip())
+    long = sorted(b for b in brands if len(b) > MAX_BRAND_CHARS)
+    if long:  # a description or a page pasted into the column: no title holds it, and tokenising it takes minutes
+        log.warning("%d catalogue brand values of over %d characters are not learned as brands (e.g. %r)", len(long),
+                    MAX_BRAND_CHARS, long[0][:60] + "...")
+        brands.difference_update(long)
     if not brands:
         return {}
     uri = storage.join(output_uri, ARTIFACT_DIR, "learned_brands.txt")

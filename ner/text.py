@@ -60,7 +60,7 @@ def clean_title(title: object, max_chars: int = 2000) -> CleanTitle:
         title = "" if title is None else str(title)
     head = title[:max_chars] if len(title) > max_chars else title
     if head.isascii() and "&" not in head and head.isprintable():
-        return CleanTitle(title, head, None, None)
+        return CleanTitle(title, _break_runs(head), None, None)
     pieces: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -74,10 +74,24 @@ def clean_title(title: object, max_chars: int = 2000) -> CleanTitle:
             ends.append(match.end())
         pos = match.end()
     _append_plain(head, pos, len(head), pieces, starts, ends)
-    text = "".join(pieces)
+    text = _break_runs("".join(pieces))
     if len(text) == len(head) and text == head:
         return CleanTitle(title, head, None, None)
     return CleanTitle(title, text, starts, ends)
+
+
+# A run of marks with no letter, digit or space between them ("!!!!!!", "★★★★★★", emoji): spaCy's tokenizer strips
+# such a run one character at a time, rescanning the rest each time, so a 2,000-character run took a second.
+# Every RUN_CHARS-th character of a longer run becomes a space (same length: offsets stay as they are).
+RUN_CHARS = 4
+_RUN = re.compile(r"[^\w\s]{%d,}" % (RUN_CHARS + 1))
+
+
+def _break_runs(text: str) -> str:
+    if not _RUN.search(text):
+        return text
+    return _RUN.sub(lambda m: "".join(" " if i % (RUN_CHARS + 1) == RUN_CHARS else ch
+                                      for i, ch in enumerate(m.group(0))), text)
 
 
 def _append_plain(src: str, start: int, end: int, pieces: list, starts: list, ends: list) -> None:

@@ -144,6 +144,16 @@ def test_learned_brands_artifact(tmp_path, config):
     assert plan.artifacts == {"learned_brands": str(tmp_path / "out" / "_artifacts" / "learned_brands.txt")}
 
 
+def test_a_brand_value_that_is_no_name_is_not_learned(tmp_path, config, caplog):
+    """A page pasted into the brand column: no title holds it, and tokenising it for the lexicon took minutes.
+    A line break inside a value must not make two brands of it."""
+    src = catalogue(tmp_path, ["a", "b", "c"], brands=["Nike", "!" * 16_000, "Tommy\nHilfiger"])
+    with caplog.at_level("WARNING", logger="augment.plan"):
+        P.plan_run(src, str(tmp_path / "out"), config)
+    assert (tmp_path / "out" / "_artifacts" / "learned_brands.txt").read_text() == "Nike\nTommy Hilfiger\n"
+    assert "1 catalogue brand values of over 100 characters are not learned as brands" in caplog.text
+
+
 def test_restrict_to_known_shards(tmp_path, config):
     src = catalogue(tmp_path, [str(i) for i in range(10)])
     plan = P.plan_run(src, str(tmp_path / "out"), config)
