@@ -127,6 +127,12 @@ def has_alpha(text: str) -> bool:
     return text.isalpha() or text.lower() != text.upper()
 
 
+def uncased(text: str) -> bool:
+    """Whether a token has letters but none with a case (Arabic, Hebrew, Chinese, Japanese, Korean): capitals are
+    how an unknown brand is guessed, and such a word never shows them, so it is neither one nor part of one."""
+    return text.lower() == text.upper() and any(ch.isalpha() for ch in text)
+
+
 def is_code(text: str) -> bool:
     """Part numbers and SKUs ("MMM600121296", "LC10EBK", "B21"): three digits, or letters and digits in three or
     more characters. "3M", "X5" and ordinals ("21st") are not codes."""
@@ -238,6 +244,8 @@ def lead_ends(view: TitleView, start: int, max_words: int, stop_words=frozenset(
     i = start
     while i < n and words < max_words:
         text = texts[i]
+        if uncased(text):
+            break
         if i > start:
             if text in HARD_STOPS:
                 break
