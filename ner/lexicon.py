@@ -131,9 +131,35 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
             pattern = item["pattern"]
             if not isinstance(pattern, (str, list)):
                 raise LexiconError(f"{path}:{number}: 'pattern' must be a string or a list of token specs")
+            if isinstance(pattern, list):
+                problem = token_pattern_problem(pattern)
+                if problem:
+                    raise LexiconError(f"{path}:{number}: {problem}")
             if isinstance(pattern, str):
                 item.setdefault("id", canonical_id(pattern))
             yield item
+
+
+def token_pattern_problem(pattern: list) -> str | None:
+    """What spaCy's Matcher would refuse in a token pattern, found without spaCy (`moon config` checks lexicons):
+    an empty list, a token spec that is not an object, a REGEX that does not compile. None when none of these."""
+    if not pattern:
+        return "a token pattern needs at least one token spec"
+    for i, spec in enumerate(pattern):
+        if not isinstance(spec, dict):
+            return f"token spec {i + 1} of the pattern is not an object of attributes ({json.dumps(spec)[:60]})"
+        stack = [spec]
+        while stack:
+            node = stack.pop()
+            for key, value in node.items():
+                if isinstance(value, dict):
+                    stack.append(value)
+                elif key == "REGEX":
+                    try:
+                        re.compile(value)
+                    except (re.error, TypeError) as exc:
+                        return f"token spec {i + 1}: REGEX {json.dumps(value)[:60]} does not compile ({exc})"
+    return None
 
 
 def _pattern_label(label, where: str) -> str:

@@ -8,6 +8,7 @@ Category phrases also match in the other grammatical number (Sneaker / Sneakers)
 """
 from __future__ import annotations
 
+import json
 from typing import Iterable
 
 from spacy.language import Language
@@ -15,7 +16,7 @@ from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
 
 from ner.components import groups
-from ner.lexicon import expand_numbers, read_lexicon
+from ner.lexicon import LexiconError, expand_numbers, read_lexicon
 
 KEY_SEP = "|"
 
@@ -81,7 +82,13 @@ class LexiconRuler:
                     pending.setdefault(key, []).append(pattern)
                     self.label_words.setdefault(label, set()).update(pattern.lower().split())
             else:
-                self.matcher.add(key, [pattern])
+                try:
+                    self.matcher.add(key, [pattern])
+                except ValueError as exc:  # spaCy's schema: an unknown attribute, a value of the wrong type
+                    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                    first = next((line[2:] for line in lines if line.startswith("- ")), lines[-1] if lines else "")
+                    raise LexiconError(f"the {label} pattern {json.dumps(pattern)[:80]} (id {ent_id!r}) is not "
+                                       f"a token pattern spaCy takes: {first}") from None
                 trigger = _trigger(pattern)
                 if trigger is None:
                     self._untriggered = True

@@ -145,6 +145,20 @@ def test_a_lexicon_of_an_unknown_label_is_refused_by_the_config(tmp_path):
         f"stages.ner.options.lexicons[0]: lexicon FOO={phrases}: unknown label FOO")
 
 
+@pytest.mark.parametrize("line, says", [
+    ("not json", "2: not JSON (Expecting value)"),
+    ('{"label": "BRAND", "pattern": [{"TEXT": {"REGEX": "("}}]}', '2: token spec 1: REGEX "(" does not compile'),
+    ('{"label": "BRAND", "pattern": []}', "2: a token pattern needs at least one token spec"),
+    ('{"label": "BRAND", "pattern": ["Foo"]}', "2: token spec 1 of the pattern is not an object of attributes"),
+])
+def test_a_lexicon_the_run_cannot_read_is_refused_by_the_config(tmp_path, line, says):
+    """Before planning, so that no run folder is left half made by a stage that fails to set up."""
+    lexicon = tmp_path / "brands.jsonl"
+    lexicon.write_text('{"label": "BRAND", "pattern": "Foo"}\n' + line + "\n")
+    assert refused(f'stages.ner.options.lexicons=["{lexicon}"]').startswith(
+        f"stages.ner.options.lexicons[0]: {lexicon}:{says}")
+
+
 def test_existing_lexicon_files_pass(tmp_path):
     brands = tmp_path / "brands.txt"
     brands.write_text("Acme\n")

@@ -145,3 +145,15 @@ def test_a_pattern_line_names_a_known_label_in_any_case_or_a_word_of_its_own(tmp
         with pytest.raises(LexiconError, match=rf"p.jsonl:2: 'label' must be a word of letters and _ .* not "
                                                rf"{re.escape(json.dumps(label))}$"):
             read_lexicon(path)
+
+
+def test_a_token_pattern_spacy_refuses_is_one_line_naming_it(tmp_path):
+    """An attribute spaCy's Matcher does not know: found only as the pipeline is built, named in one line."""
+    import ner
+
+    lexicon = tmp_path / "brands.jsonl"
+    lexicon.write_text('{"label": "BRAND", "pattern": [{"FOO": 1}], "id": "foo"}\n')
+    with pytest.raises(LexiconError) as refused:
+        ner.load("en", [str(lexicon)])
+    assert str(refused.value) == ("the BRAND pattern [{\"FOO\": 1}] (id 'foo') is not a token pattern spaCy takes: "
+                                  "[pattern -> 0 -> FOO] Extra inputs are not permitted")

@@ -29,9 +29,10 @@ class NerOptions:
     learn_brands: bool = True
 
     def check_data(self, key: str) -> None:
-        """The language's pipeline configuration and every lexicon file must exist, and a lexicon's label be known:
-        checked when the config is validated, so that `moon config` and `--dry-run` refuse them, without importing
-        spaCy."""
+        """The language's pipeline configuration and every lexicon file must exist, and each lexicon read as the
+        run reads it (JSON lines, labels, token patterns spaCy takes in shape and REGEX): checked when the config is
+        validated, so that `moon config` and `--dry-run` refuse them, without importing spaCy."""
+        from ner.lexicon import LexiconError, read_lexicon
         from ner.pipeline import config_path
 
         try:
@@ -39,6 +40,11 @@ class NerOptions:
         except ValueError as exc:
             raise ConfigError(f"{key}.lang: {exc}") from None
         self.lexicon_paths(key)
+        for i, spec in enumerate(self.lexicons):
+            try:
+                read_lexicon(spec)
+            except (LexiconError, OSError) as exc:
+                raise ConfigError(f"{key}.lexicons[{i}]: {exc}") from None
 
     def lexicon_paths(self, key: str) -> list[str]:
         """The file of each lexicon spec, as ner.load reads it (a bundled one named relative to ner/data); a spec
