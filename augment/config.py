@@ -19,7 +19,7 @@ from typing import Any
 from augment.core.config import (NOT_HASHED, ConfigError, check_sections, deep_merge, field_values, from_dict,
                                  overrides_from, read_mapping, unhashed_fields)
 from augment.core.names import STAGE_ORDER
-from augment.core.util import stable_hash
+from augment.core.util import INT64_MAX, stable_hash
 from augment.stages.validate.stage import ValidateOptions
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -311,6 +311,9 @@ def check_range(key: str, value: int | None, low: int, high: int | None = None) 
         raise ConfigError(f"{key}: must be between {low} and {high}, got {value}")
     if value < low:
         raise ConfigError(f"{key}: must be at least {low}, got {value}")
+    if value > INT64_MAX:  # Parquet and Arrow hold counts in 64 bits
+        shown = str(value) if len(str(value)) <= 30 else str(value)[:30] + "..."
+        raise ConfigError(f"{key}: must be at most {INT64_MAX} (2^63 - 1), got {shown}")
 
 
 def check_image_limits(limits: InputConfig) -> None:

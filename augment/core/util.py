@@ -62,18 +62,23 @@ def code_version() -> str:
     return version
 
 
+INT64_MAX = 2**63 - 1  # the largest count Parquet and Arrow hold
+
+
 def int_at_least(minimum: int):
     """An argparse type for counts: a whole number of at least `minimum` (`--limit 0` is a mistake, not
-    "everything")."""
+    "everything") and at most INT64_MAX."""
     import argparse
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:40]!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if value > INT64_MAX:
+            raise argparse.ArgumentTypeError(f"must be at most {INT64_MAX} (2^63 - 1)")
         return value
 
     return parse

@@ -131,6 +131,17 @@ def test_stage_options_the_run_would_refuse_are_refused_by_the_config(item, mess
     assert refused(item) == message
 
 
+def test_a_count_past_64_bits_is_refused_by_the_config_and_the_command_line(capsys):
+    """Parquet and Arrow hold counts in 64 bits: a shard size of 2^63 passed the config and crashed the plan."""
+    from augment.cli import main
+
+    assert refused(f"run.shard_size={2**63}") == (
+        f"run.shard_size: must be at most {2**63 - 1} (2^63 - 1), got {2**63}")
+    with pytest.raises(SystemExit):
+        main(["run", "--dry-run", "--no-ray", "--shard-size", str(2**63)])
+    assert "argument --shard-size: must be at most 9223372036854775807 (2^63 - 1)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("spec", ["/nonexistent.jsonl", "BRAND=/nonexistent.txt"])
 def test_a_missing_lexicon_file_is_refused_by_the_config(spec):
     message = refused(f'stages.ner.options.lexicons=["{spec}"]')
