@@ -127,7 +127,7 @@ def _eval(args) -> int:
                 return _error(f"no gold labels in {gold_path}: no line gives BRAND, CATEGORY, MATERIAL or COLOR values")
             rows = select(rows, args.part)
             if args.predictions:
-                predictions = _read_predictions(args.predictions, rows)
+                predictions = _read_predictions(args.predictions, rows, gold_path)
             else:
                 if extractor is None:
                     import ner
@@ -246,18 +246,29 @@ def _read_titles(source):
         yield record
 
 
-def _read_predictions(path: str, rows: list[dict]) -> list[list[dict]]:
+def _read_predictions(path: str, rows: list[dict], gold_path: str = "the gold file") -> list[list[dict]]:
     """The entities of each gold row from a predictions JSONL file ({"id", "entities"} lines, as `ner extract`
-    writes them), joined by id; ValueError naming the file and line of a malformed one. Lines without an id (the
-    error records of `ner extract`) are skipped."""
+    writes them), joined by id; ValueError naming the file and line of a malformed one, or of an id that two
+    predictions or two gold rows share (the join would score one row's entities against another's). Lines
+    without an id (the error records of `ner extract`) are skipped."""
+    from collections import Counter
+
     from ner.evaluate import read_jsonl
 
-    by_id = {}
+    repeated = [key for key, n in Counter(r["id"] for r in rows if r.get("id") is not None).items() if n > 1]
+    if repeated:
+        raise ValueError(f"{gold_path}: {len(repeated)} ids are on more than one row (e.g. {repeated[0]!r}): "
+                         "--predictions joins predictions to gold rows by id; without it rows are scored one by one")
+    by_id, lines = {}, {}
     for number, item in read_jsonl(path):
         problem = _prediction_problem(item)
         if problem:
             raise ValueError(f"{path}:{number}: {problem}")
         if item.get("id") is not None:
+            if item["id"] in lines:
+                raise ValueError(f"{path}:{number}: the id {item['id']!r} is on line {lines[item['id']]} too; "
+                                 "predictions join gold rows by id")
+            lines[item["id"]] = number
             by_id[item["id"]] = item.get("entities") or []
     missing = sum(1 for r in rows if r.get("id") not in by_id)
     if missing:

@@ -147,6 +147,22 @@ def test_eval_refuses_ids_that_are_not_strings_or_numbers(tmp_path, capsys, gold
     assert err.startswith(f"error: {tmp_path / bad}:1: 'id' is ") and err.endswith(", not a string or number\n")
 
 
+def test_eval_of_predictions_refuses_an_id_two_rows_share(tmp_path, capsys):
+    """The last prediction of an id won, and each gold row of a shared id was scored against it: F1 0.5 for a
+    perfect extract."""
+    write_jsonl(tmp_path / "gold.jsonl", [GOLD_OK, {**GOLD_OK, "id": 2}])
+    write_jsonl(tmp_path / "P.jsonl", [{"id": 1, "entities": []}, {"id": 2, "entities": []}, {"id": 1, "entities": []}])
+    assert run_ner("eval", "--gold", str(tmp_path / "gold.jsonl"), "--predictions", str(tmp_path / "P.jsonl")) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'P.jsonl'}:3: the id 1 is on line 1 too; predictions join "
+                                       "gold rows by id\n")
+    write_jsonl(tmp_path / "gold.jsonl", [GOLD_OK, GOLD_OK])
+    write_jsonl(tmp_path / "P.jsonl", [{"id": 1, "entities": []}])
+    assert run_ner("eval", "--gold", str(tmp_path / "gold.jsonl"), "--predictions", str(tmp_path / "P.jsonl")) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'gold.jsonl'}: 1 ids are on more than one row (e.g. 1): "
+                                       "--predictions joins predictions to gold rows by id; without it rows are scored "
+                                       "one by one\n")
+
+
 def test_extract_flags_an_id_that_is_not_a_string_or_number(tmp_path, capsys):
     write_jsonl(tmp_path / "in.jsonl", [{"id": {"a": 1}, "title": "Nike Shorts"}, {"id": "b", "title": "Nike Shorts"}])
     assert run_ner("extract", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl")) == 0
