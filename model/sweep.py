@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from model.config import MoonConfig, load_config
+from model.config import ConfigError, MoonConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,31 @@ def run_name(setting: Setting, seed: int) -> str:
     return f"{setting.name}-s{seed}"
 
 
+BASIS = "sweep_basis.json"  # what every run of a sweep folder starts from: the data, the config, the overrides
+
+
+def check_basis(output_dir: Path, basis: dict[str, Any]) -> None:
+    """Record what the sweep's runs start from in a new sweep folder; in one that holds runs, refuse another basis
+    (a ConfigError naming what differs): its finished runs would be reused and labelled with the new one."""
+    path = Path(output_dir) / BASIS
+    if not path.exists():
+        path.write_text(json.dumps(basis, indent=1, sort_keys=True))
+        return
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable sweep record ({exc}); remove it, or choose another --output") \
+            from None
+    if not isinstance(before, dict):
+        before = {}
+    changed = [key for key in sorted(set(before) | set(basis)) if before.get(key) != basis.get(key)]
+    if changed:
+        what = "; ".join(f"{key} {json.dumps(before.get(key))} -> {json.dumps(basis.get(key))}" for key in changed)
+        raise ConfigError(f"{output_dir} holds a sweep of other runs ({what}): its finished runs would be reused "
+                          "under the new settings; choose another --output, or run it with the same data, config, "
+                          "--set and --epochs")
+
+
 def done_runs(output_dir: Path) -> dict[str, dict[str, Any]]:
     path = Path(output_dir) / RESULTS
     if not path.exists():
@@ -93,12 +118,19 @@ def run_sweep(run_uri: str, config: str, overrides: dict[str, Any], output_dir: 
     from augment.core import manifest
     from model.checkpoint import latest_checkpoint, load_model, load_train_state
     from model.evaluate import evaluate_model, held_out_records
-    from model.train import init_ray, train, training_dataset
+    from model.train import MEANINGFUL_HELD_OUT, init_ray, train, training_dataset
+
+    from model.evaluations import same_run_key
 
     cfg = load_config(config, overrides)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    check_basis(output_dir, {"data": same_run_key(run_uri), "config": str(config),
+                             "overrides": json.loads(json.dumps(overrides, sort_keys=True, default=str))})
     records = held_out_records(run_uri, cfg.data.eval_fraction, attributes=cfg.data.query_attributes)
+    if len(records) < MEANINGFUL_HELD_OUT:  # before any run trains: every figure of the sweep would be 100 %
+        raise ConfigError(f"only {len(records)} held-out products with a usable image in {run_uri}: recall@10 would "
+                          "be meaningless; raise data.eval_fraction (--set) to hold out 10 or more")
     done = done_runs(output_dir)
     plan = [(s, seed) for s in chosen for seed in seeds]
     dataset = None  # the training records, read once for every run (the settings change no data key)

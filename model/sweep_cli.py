@@ -80,7 +80,14 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(runs))
         return 0
-    rows = run_sweep(args.data, args.config, overrides, args.output, args.seeds, chosen, args.ray_address)
+    from augment.core.raylog import quiet_ray
+    from model.cli import _shutdown_ray
+
+    with quiet_ray(getattr(args, "verbose", False)):  # Ray's console noise, filtered as `moon train` does
+        try:
+            rows = run_sweep(args.data, args.config, overrides, args.output, args.seeds, chosen, args.ray_address)
+        finally:
+            _shutdown_ray()
     summary = summarise(rows)
     print(format_summary(summary))
     out = Path(args.output) / "sweep.json"

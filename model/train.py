@@ -393,6 +393,9 @@ def _logger_level(name: str, level: int) -> Iterator[None]:
         logger.setLevel(before)
 
 
+MEANINGFUL_HELD_OUT = 10  # fewer evaluated products rank every one in the top 10: recall@10 says nothing
+
+
 def count_split(files: list[str], cfg: MoonConfig, run_uri: str | None = None,
                 checked: bool = False) -> tuple[int, int]:
     """(training products, held-out products) of the shards with a title and an image: what the workers train and
@@ -522,6 +525,10 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     if cfg.train.best_metric and held_out < 2:
         raise ConfigError(f"{held_out} held-out products in {run_uri}: too few to validate on and pick the best "
                           "epoch; raise data.eval_fraction, or set train.best_metric to \"\" (no best/)")
+    if cfg.train.best_metric and held_out < MEANINGFUL_HELD_OUT:
+        warn_once(f"only {held_out} held-out products in {run_uri}: validation recall@10 is 100 % whatever the "
+                  f"model, and best/ stays at the first epoch that reaches it; raise data.eval_fraction to hold out "
+                  f"{MEANINGFUL_HELD_OUT} or more (moon eval refuses fewer)")
     world = cfg.train.num_workers
     per_step = 2 * (cfg.train.batch_size // 2) * world
     if products < per_step:

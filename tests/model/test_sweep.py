@@ -5,7 +5,7 @@ import pytest
 
 from augment.cli import main
 from model.config import load_config
-from model.sweep import BASE, format_summary, run_sweep, settings, summarise
+from model.sweep import BASE, check_basis, format_summary, run_sweep, settings, summarise
 
 
 def test_one_factor_at_a_time_around_the_config():
@@ -93,3 +93,32 @@ def test_sweep_trains_each_setting_and_seed_once_and_resumes(tmp_path, monkeypat
     assert [json.loads(x)["run"] for x in lines] == [t[0] for t in trained]
     again = run_sweep(str(run), "tiny", {"train.epochs": 1}, tmp_path / "sweep", [0, 1], chosen)
     assert len(trained) == 6 and again == rows  # nothing trained twice
+
+
+def test_a_sweep_folder_refuses_runs_from_another_data_config_or_overrides(tmp_path):
+    """Its finished runs were reused and labelled with the new settings: 1 epoch on run A passed for 3 on run B."""
+    from model.config import ConfigError
+    from tests.model.shards import product_rows, write_run
+
+    run = write_run(tmp_path / "run", product_rows(120))
+    other = write_run(tmp_path / "other", product_rows(120))
+    chosen = settings(load_config("tiny"), values={"alpha": [1.0]})
+    (tmp_path / "sweep").mkdir()
+    check_basis(tmp_path / "sweep", {"data": str(run.resolve()), "config": "tiny", "overrides": {"train.epochs": 1}})
+    for data, overrides, says in ((other, {"train.epochs": 1}, f'data "{run.resolve()}" -> "{other.resolve()}"'),
+                                  (run, {"train.epochs": 3}, 'overrides {"train.epochs": 1} -> {"train.epochs": 3}')):
+        with pytest.raises(ConfigError) as refused:
+            run_sweep(str(data), "tiny", overrides, tmp_path / "sweep", [0], chosen)
+        assert str(refused.value) == (f"{tmp_path / 'sweep'} holds a sweep of other runs ({says}): its finished runs "
+                                      "would be reused under the new settings; choose another --output, or run it "
+                                      "with the same data, config, --set and --epochs")
+
+
+def test_a_sweep_with_too_few_held_out_products_is_refused_before_training(tmp_path):
+    from model.config import ConfigError
+    from tests.model.shards import product_rows, write_run
+
+    run = write_run(tmp_path / "run", product_rows(20))
+    with pytest.raises(ConfigError, match=r"^only \d held-out products with a usable image in .*: recall@10 would be "
+                                          r"meaningless; raise data.eval_fraction \(--set\) to hold out 10 or more$"):
+        run_sweep(str(run), "tiny", {}, tmp_path / "sweep", [0], settings(load_config("tiny")))
