@@ -175,6 +175,7 @@ SKIP_REASONS = {
     "no_title": "without a title (title null or blank)",
     "unreadable": "whose image_uri cannot be read",
     "undecodable": "whose image cannot be decoded",
+    "duplicate": "whose product_id an earlier row has (the first is kept)",
 }
 
 

@@ -95,10 +95,25 @@ def split_records(run_uri: str, fraction: float, held_out: bool | None = True, l
             records += _file_records(file, columns, wanted, attributes, skipped)
     else:
         records = _first_records(files, columns, wanted, attributes, skipped, limit)
+    records = _first_of_each_id(records, skipped)
     if skipped:
         split = {True: "held-out", False: "training", None: "all"}[held_out]
         log.warning("%s (%s split of %s)", skipped.describe(), split, run_uri)
     return SplitRecords(sorted(records, key=lambda r: r["product_id"])[:limit], attributes, skipped)
+
+
+def _first_of_each_id(records: list[dict[str, Any]], skipped: Skipped) -> list[dict[str, Any]]:
+    """The records with the first of each product id (shards of other writers, or merged runs, may repeat one):
+    a product evaluated twice is its own copy's false negative. The others are counted as skipped."""
+    seen: set[str] = set()
+    kept = []
+    for record in records:
+        if record["product_id"] in seen:
+            skipped.add("duplicate", record["product_id"])
+        else:
+            seen.add(record["product_id"])
+            kept.append(record)
+    return kept
 
 
 ID_READ_THREADS = 16  # shards whose product_id column is read at once

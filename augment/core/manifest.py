@@ -285,7 +285,8 @@ def data_files(run_uri: str, records: Iterable[ShardRecord] | None = None) -> li
     """URIs of the committed data shards, in shard order: what trainers and the report read."""
     records = load(run_uri).values() if records is None else records
     ordered = sorted(records, key=lambda r: (r.source_uri, r.row_start))
-    return [storage.join(run_uri, r.data_file) for r in ordered if r.data_file]
+    # a file two records name (a manifest edited by hand) is read once: its products would count twice
+    return list(dict.fromkeys(storage.join(run_uri, r.data_file) for r in ordered if r.data_file))
 
 
 def read_run_file(run_uri: str) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ from model.config import load_config
 from model.data import product_records
 from model.evaluate import (
     ProtocolError, bag_of_words_scores, chunked_metrics, evaluate_bag_of_words, evaluation_inputs, recall_at_k,
-    text_queries,
+    split_records, text_queries,
 )
 from tests.model.shards import product_rows
 
@@ -148,3 +148,27 @@ def test_the_first_products_of_a_split_are_read_from_the_shards_that_hold_them(t
     holding = {f"{run}/data/shard{i:05d}.parquet" for i in range(0, 60, 5)
                if chosen & {r["product_id"] for r in rows[i:i + 5]}}
     assert holding <= set(read) and len(read) <= len(holding) + 2 < 12  # + the shards of the two skipped
+
+
+def test_a_product_id_two_shards_hold_is_evaluated_once(tmp_path, caplog):
+    """Shards of other writers or merged runs: a product evaluated twice is its own copy's false negative."""
+    import json
+
+    from augment.core import manifest
+    from tests.model.shards import write_run
+
+    rows = product_rows(120)
+    for i in range(10):  # the second shard's first ten products, again at the start of the third
+        rows[80 + i] = dict(rows[40 + i])
+    run = write_run(tmp_path / "run", rows)
+    ids = {row["product_id"] for row in rows}
+    with caplog.at_level("WARNING"):
+        records = split_records(str(run), 0.2, None)
+    assert sorted(r["product_id"] for r in records) == sorted(ids)
+    assert records.skipped.reasons == {"duplicate": 10}
+    assert "10 whose product_id an earlier row has (the first is kept)" in caplog.text
+    lines = (run / manifest.MANIFEST).read_text().splitlines()  # one data file named by two records
+    twice = {**json.loads(lines[0]), "shard_id": "again", "row_start": 500}
+    (run / manifest.MANIFEST).write_text("\n".join(lines + [json.dumps(twice)]) + "\n")
+    assert manifest.committed_data_files(str(run)) == manifest.data_files(str(run))
+    assert len(manifest.committed_data_files(str(run))) == 3
