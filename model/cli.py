@@ -148,7 +148,17 @@ SPLITS = {"held-out": True, "train": False, "all": None}  # --split -> split_rec
 
 def eval_config(args: argparse.Namespace, checkpoint_cfg=None):
     """The protocol config: --config, else the first checkpoint's, else tiny; --set and the flags applied."""
-    from model.config import load_config, parse_override, with_overrides
+    from model.config import load_config, with_overrides
+
+    overrides = eval_overrides(args)
+    if args.config or checkpoint_cfg is None:
+        return load_config(args.config or args.untrained or "tiny", overrides)
+    return with_overrides(checkpoint_cfg, overrides)
+
+
+def eval_overrides(args: argparse.Namespace) -> dict:
+    """--set and the protocol flags as dotted-key overrides."""
+    from model.config import parse_override
 
     overrides = dict(parse_override(item) for item in args.set)
     if args.query_text:
@@ -157,9 +167,7 @@ def eval_config(args: argparse.Namespace, checkpoint_cfg=None):
         overrides["data.eval_queries"] = args.queries
     if args.query_attributes:
         overrides["data.query_attributes"] = [a.strip() for a in args.query_attributes.split(",") if a.strip()]
-    if args.config or checkpoint_cfg is None:
-        return load_config(args.config or args.untrained or "tiny", overrides)
-    return with_overrides(checkpoint_cfg, overrides)
+    return overrides
 
 
 def _trained_on_held_out(models: list, eval_fraction: float) -> str | None:
@@ -187,6 +195,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.bow_data and not args.bow_trained:
         print("moon eval: --bow-data names the training data of --bow-trained; add --bow-trained", file=sys.stderr)
         return 2
+    if args.search != "exact" and args.candidates != "catalogue":
+        print(f"moon eval: --search {args.search} searches the catalogue's embeddings; add --candidates catalogue "
+              "(the held-out products are ranked exactly)", file=sys.stderr)
+        return 2
     if args.out and (Path(args.out).is_dir() or Path(args.out).parent.is_file()):
         print(f"moon eval: --out {args.out} must be a file path (the results JSON), not a folder or inside a file",
               file=sys.stderr)
@@ -210,8 +222,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     results: dict[str, dict] = {}
     baseline = _baselines(args, protocol_cfg, records, results)
-    if args.untrained:
-        model, cfg = build_model(load_config(args.untrained))
+    if args.untrained:  # with --set: `--untrained tiny --set moe.layers=0` is another model
+        model, cfg = build_model(load_config(args.untrained, eval_overrides(args)))
         results[f"untrained:{cfg.name}"] = evaluate_model(model, dataclasses.replace(cfg, data=data), records)
     for path, model, cfg in models:
         results[_label(path, results)] = evaluate_model(model, dataclasses.replace(cfg, data=data), records)

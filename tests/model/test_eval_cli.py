@@ -183,3 +183,14 @@ def test_verbose_shows_the_traceback_of_a_config_mistake(tmp_path):
     assert quiet.returncode == verbose.returncode == 2
     assert "Traceback" not in quiet.stderr and len(quiet.stderr.strip().splitlines()) == 1
     assert "Traceback" in verbose.stderr and "ConfigError" in verbose.stderr
+
+
+def test_set_reaches_an_untrained_model_and_a_search_needs_the_catalogue(runs, tmp_path, capsys):
+    plain = evaluate(capsys, "--data", str(runs[0]), "--untrained", "tiny", "--out", str(tmp_path / "a.json"))
+    other = evaluate(capsys, "--data", str(runs[0]), "--untrained", "tiny", "--set", "moe.layers=0",
+                     "--out", str(tmp_path / "b.json"))
+    assert plain[0] == other[0] == 0, plain[2] + other[2]
+    assert plain[1]["results"]["untrained:tiny"] != other[1]["results"]["untrained:tiny"]
+    code, _, printed = evaluate(capsys, "--data", str(runs[0]), "--bow", "--search", "hnsw")
+    assert code == 2 and printed.strip() == ("moon eval: --search hnsw searches the catalogue's embeddings; add "
+                                             "--candidates catalogue (the held-out products are ranked exactly)")
