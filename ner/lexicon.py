@@ -54,6 +54,8 @@ def phrase_key(phrase: str) -> str:
 
 def resolve_path(name: str | Path) -> Path:
     """A lexicon path as given, or relative to the bundled data folder (`en/brands.jsonl`)."""
+    if not str(name).strip():
+        raise LexiconError("a lexicon spec names no file (an empty path)")
     path = Path(name)
     if not path.exists() and (DATA_DIR / path).exists():
         path = DATA_DIR / path

@@ -94,9 +94,13 @@ def load_figures(locations: list[str] | None = None) -> list[benchjson.BenchResu
                             "with a folder of bench result files, e.g. a checkout's bench/results")
         locations = [str(DEFAULT_BENCH_DIR)]
     try:
-        return benchjson.load_dir(*locations)
+        found = benchjson.load_dir(*locations)
     except benchjson.BenchFormatError as exc:
         raise PlanError(str(exc)) from exc
+    if not found:  # every estimate would be 0 s
+        raise PlanError(f"no bench result files in {', '.join(locations)}: pass --bench with a folder of bench result "
+                        "files, e.g. a checkout's bench/results")
+    return found
 
 
 def estimate(config: Config, products: int, figures: list[benchjson.BenchResult], gpus: int = 1,

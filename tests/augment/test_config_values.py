@@ -142,6 +142,12 @@ def test_a_count_past_64_bits_is_refused_by_the_config_and_the_command_line(caps
     assert "argument --shard-size: must be at most 9223372036854775807 (2^63 - 1)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("spec", ["", "BRAND="])
+def test_a_lexicon_spec_naming_no_file_is_refused_by_the_config(spec):
+    assert refused(f'stages.ner.options.lexicons=["{spec}"]') == (
+        "stages.ner.options.lexicons[0]: a lexicon spec names no file (an empty path)")
+
+
 @pytest.mark.parametrize("spec", ["/nonexistent.jsonl", "BRAND=/nonexistent.txt"])
 def test_a_missing_lexicon_file_is_refused_by_the_config(spec):
     message = refused(f'stages.ner.options.lexicons=["{spec}"]')

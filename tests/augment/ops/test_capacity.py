@@ -250,3 +250,8 @@ def test_moon_plan_prints_the_overhead_share_and_the_jobs_it_takes():
     assert done.returncode == 0, done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("job overhead"))
     assert "% of GPU time" in line and "jobs of" in line and "30 s model load" in line
+
+
+def test_a_bench_folder_without_results_is_named_instead_of_planning_zero_seconds(tmp_path):
+    with pytest.raises(capacity.PlanError, match=f"^no bench result files in {tmp_path}: pass --bench with a folder"):
+        capacity.load_figures([str(tmp_path)])
