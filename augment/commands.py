@@ -312,7 +312,21 @@ def format_summary(summary: dict) -> str:
         lines.append("  variants: " + variant_counts(total["variant_status"]))
     if total.get("enrichment_status"):
         lines.append("  titles enriched: " + enrichment_counts(total["enrichment_status"]))
+    if total.get("background_status"):
+        lines.append("  background prompts: " + background_counts(total["background_status"]))
     return "\n".join(lines)
+
+
+def background_counts(counts: dict[str, int]) -> str:
+    """The manifest's background prompt statuses on one line, the fallbacks with their reasons:
+    `ok 20, fallback 4 (the curated set: http_404 3, wrong_count 1)`."""
+    ok = counts.get(Status.OK.value, 0)
+    fallbacks = {status.split(":", 1)[-1]: n for status, n in counts.items() if status != Status.OK.value}
+    text = f"{Status.OK.value} {ok}"
+    if fallbacks:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(fallbacks.items(), key=lambda kv: (-kv[1], kv[0])))
+        text += f", {Status.FALLBACK.value} {sum(fallbacks.values())} (the curated set: {reasons})"
+    return text
 
 
 def enrichment_counts(counts: dict[str, int]) -> str:

@@ -25,7 +25,7 @@ from augment.core import schema as S
 from augment.stages import Rejection, RunContext, Stage, StageResult, resolve
 
 log = logging.getLogger(__name__)
-INTERNAL_TYPES = {S.WORK_IMAGE: pa.binary()}
+INTERNAL_TYPES = {S.WORK_IMAGE: pa.binary(), S.BACKGROUND_STATUS: pa.string()}
 # Model-load seconds (augment.core.models) on the first row of the batch after the load; every batch has the column,
 # so that batches of one shard always concatenate. In the manifest: timings.model_load.
 LOAD_TIMING = f"{S.TIMING_PREFIX}model_load"

@@ -193,6 +193,7 @@ def write_shard(spec: ShardSpec, table: pa.Table, plan: Plan, context: RunContex
         config_hash=context.config_hash, code_version=context.code_version, run_id=context.run_id,
         schema_version=S.SCHEMA_VERSION, timings=timings, variant_status=_variant_status(good),
         enrichment_status=_enrichment_status(good),
+        background_status=_counts(good, S.BACKGROUND_STATUS),
     )
     manifest.commit(plan.run_uri, record)
     faults.point("after_commit")
@@ -223,6 +224,13 @@ def _enrichment_status(table: pa.Table) -> dict[str, int]:
         return {}
     statuses = pc.struct_field(table.column("enrichment"), "status").to_pylist()
     return dict(Counter(status.split(":", 1)[0] for status in statuses if status))
+
+
+def _counts(table: pa.Table, column: str) -> dict[str, int]:
+    """Written rows by the value of an internal column; {} where no stage wrote it."""
+    if column not in table.column_names:
+        return {}
+    return {value: n for value, n in Counter(table.column(column).to_pylist()).items() if value is not None}
 
 
 class ShardWriter:

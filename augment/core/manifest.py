@@ -55,6 +55,9 @@ class ShardRecord:
     variant_status: dict[str, int] = dataclasses.field(default_factory=dict)
     # written rows by `enrichment.status` prefix: ok / rejected / fallback; {} in records written before it existed
     enrichment_status: dict[str, int] = dataclasses.field(default_factory=dict)
+    # written rows by where a model backend's background prompts came from: ok, or fallback:<reason> (the curated
+    # set); {} for the template backend, and in records written before it existed
+    background_status: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -349,10 +352,12 @@ def committed_data_files(run_uri: str) -> list[str]:
 
 
 def totals(records: Iterable[ShardRecord]) -> dict[str, Any]:
-    """Run-level sums: rows in/out/quarantined, reasons, stage seconds, variant and enrichment statuses."""
+    """Run-level sums: rows in/out/quarantined, reasons, stage seconds, variant, enrichment and background
+    statuses."""
     out: dict[str, Any] = {
         "shards": 0, "rows_in": 0, "rows_out": 0, "rows_quarantined": 0,
-        "quarantine_reasons": {}, "timings": {}, "variant_status": {}, "enrichment_status": {}, "bytes": 0,
+        "quarantine_reasons": {}, "timings": {}, "variant_status": {}, "enrichment_status": {},
+        "background_status": {}, "bytes": 0,
     }
     for r in records:
         out["shards"] += 1
@@ -360,7 +365,7 @@ def totals(records: Iterable[ShardRecord]) -> dict[str, Any]:
         out["rows_out"] += r.rows_out
         out["rows_quarantined"] += r.rows_quarantined
         out["bytes"] += r.bytes
-        for key in ("quarantine_reasons", "timings", "variant_status", "enrichment_status"):
+        for key in ("quarantine_reasons", "timings", "variant_status", "enrichment_status", "background_status"):
             for name, value in getattr(r, key).items():
                 out[key][name] = out[key].get(name, 0) + value
     return out

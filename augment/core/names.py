@@ -101,3 +101,4 @@ QUARANTINE_DETAIL = "_quarantine_detail"
 RAW_ROW = "_raw"  # the input row as JSON text when it could not be parsed into the input schema
 TIMING_PREFIX = "_t_"  # _t_<stage>: seconds of that stage's batch time attributed to the row
 WORK_IMAGE = "_image"  # the validated working image (RGB JPEG) every later stage reads
+BACKGROUND_STATUS = "_background_status"  # a model backend's background prompts: ok, or fallback:<reason>

@@ -13,6 +13,7 @@ import functools
 import pyarrow as pa
 
 from augment.core.names import (  # noqa: F401  (the schema's names without Arrow; re-exported)
+    BACKGROUND_STATUS,
     DUPLICATE,
     PARSE_ERROR,
     QUARANTINE_DETAIL,

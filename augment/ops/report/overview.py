@@ -61,6 +61,7 @@ def _kpis(facts: RunFacts) -> str:
         ("Products / s", f"{pps:,.2f}" if pps else "–", f"over {duration(elapsed)}" if elapsed else "no timing", ""),
         ("Variants", f"{variants:,}", f"{pct(statuses.get('filtered', 0), variants)} filtered" if variants else "none", ""),
         _enrichment_kpi(t),
+        *_background_kpi(t),
         ("Output size", size(t["bytes"]), "data + quarantine shards", ""),
     ]
     return '<div class="kpis">' + "".join(
@@ -82,6 +83,18 @@ def _enrichment_kpi(t: dict) -> tuple[str, str, str, str]:
     prefixes = [*ENRICHMENT_PREFIXES, *sorted(set(counts) - set(ENRICHMENT_PREFIXES))]
     detail = " · ".join(f"{p} {counts.get(p, 0):,}" for p in prefixes)
     return ("Enrichment not ok", pct(not_ok, total), detail, "warn" if not_ok else "")
+
+
+def _background_kpi(t: dict) -> list[tuple[str, str, str, str]]:
+    """Share of written products whose background prompts are the curated set's because the model's answer could
+    not be used, with each reason, from the manifest's `background_status`; no card for the template backend."""
+    counts = t.get("background_status") or {}
+    total = sum(counts.values())
+    if not total:
+        return []
+    fallback = total - counts.get(Status.OK.value, 0)
+    detail = " · ".join(f"{status} {n:,}" for status, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return [("Backgrounds fallen back", pct(fallback, total), detail, "warn" if fallback else "")]
 
 
 def _panel(title: str, body: str, note: str = "") -> str:

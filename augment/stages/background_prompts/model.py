@@ -20,7 +20,7 @@ from typing import Any
 
 from augment.core import storage
 from augment.core.config import ConfigError
-from augment.core.names import Status
+from augment.core.names import BACKGROUND_STATUS, Status
 from augment.imaging import codec, untrusted
 from augment.llm import vllm_engine as vx
 from augment.llm.client import ModelOptions, options_class
@@ -81,7 +81,9 @@ class ModelBackgroundStage(ModelStage):
     """background_prompts with a language model; a backend names its engine."""
 
     name = "background_prompts"
-    writes = ("background_prompts",)
+    # the status goes to the shard's manifest record (background_status), not into the shard: the template
+    # backend has none
+    writes = ("background_prompts", BACKGROUND_STATUS)
     count = 10  # Algorithm 6 asks for ten
 
     def __init__(self, options=None, context=None):
@@ -123,19 +125,20 @@ class ModelBackgroundStage(ModelStage):
         requests = [self._request(batch["product_id"][i], batch["title"][i], batch["description"][i], urls[i], refs)
                     for i in range(n)]
         answers = self.answer(requests)
-        out, batch_stats = [], Counter(cache_hits=sum(a.cached for a in answers))
+        out, statuses = [], []
         for i, completion in enumerate(answers):
             candidates, reason = judge_backgrounds(completion, self.count)
             if reason is None:
                 out.append(candidates)
-                batch_stats[Status.OK.value] += 1
+                statuses.append(Status.OK.value)
             else:
                 out.append(self._fallback(batch["product_id"][i], batch["title"][i], batch["entities"][i]))
-                batch_stats[Status.FALLBACK.because(reason)] += 1
+                statuses.append(Status.FALLBACK.because(reason))
+        batch_stats = Counter(statuses, cache_hits=sum(a.cached for a in answers))
         self.stats.update({k: v for k, v in batch_stats.items() if k != "cache_hits"})  # answer() counted those
         log.info("%s[%s] %d rows: %s", self.name, self.backend, n,
                  ", ".join(f"{k} {v}" for k, v in sorted(batch_stats.items())))
-        return StageResult(columns={"background_prompts": out})
+        return StageResult(columns={"background_prompts": out, BACKGROUND_STATUS: statuses})
 
     # -- the same steps row by row, for the vllm engine's Ray Data transform ------------------------------------
     def request_row(self, row: dict, reference_urls: list[str]) -> dict:
@@ -147,10 +150,11 @@ class ModelBackgroundStage(ModelStage):
         candidates, reason = judge_backgrounds(vx.completion_of(row), self.count)
         if reason is not None:
             candidates = self._fallback(row["product_id"], row["title"], row["entities"])
-        return {**vx.public(row), "background_prompts": candidates}
+        status = Status.OK.value if reason is None else Status.FALLBACK.because(reason)
+        return {**vx.public(row), "background_prompts": candidates, BACKGROUND_STATUS: status}
 
     def transform_dataset(self, ds):
-        columns = list(ds.schema().names) + ["background_prompts"]
+        columns = list(ds.schema().names) + list(self.writes)
         ds, quarantined = vx.split_live(ds, self.writes)
         refs = self.reference_urls() if self.options.send_image else []
         # Each row function is isolated (vx.isolated): a product it fails on is quarantined, not the job failed.
