@@ -166,7 +166,7 @@ def test_bad_input_file_completes_with_the_right_reasons(tmp_path, ray_local):
 
 def test_counting_products_without_an_image_reads_no_image_bytes(sample_run, monkeypatch):
     """The shard footer holds the image column's null count: the trainer's count of products without an image
-    reads the product ids alone, not the images of the whole run."""
+    reads the product ids and titles (a blank title is no footer statistic), not the images of the whole run."""
     from collections import Counter
 
     from model import train as T
@@ -184,4 +184,4 @@ def test_counting_products_without_an_image_reads_no_image_bytes(sample_run, mon
                         original(self, group, columns=columns, **kw))
     counts = sum((T._split_counts(file, 0.2) for file in files), start=Counter())
     assert counts["training"] + counts["held_out"] == 80 and not counts["training_no_image"]
-    assert set(read) == {("product_id",)}
+    assert set(read) == {("product_id", "title")}
