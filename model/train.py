@@ -477,9 +477,8 @@ def _enough_usable(cfg: MoonConfig, training: int, held_out: int, counts: Counte
     usable = "have a title and an image" if titles else "have an image"
 
     def lacking(split: str) -> str:
-        parts = {"no_title": "no title (title null or blank)", "no_image": "none (image and image_uri null)"}
         return ", ".join(f"{counts[f'{split}_{reason}']} of the {counts[split]} have {words}"
-                         for reason, words in parts.items() if counts[f"{split}_{reason}"])
+                         for reason, words in UNUSABLE.items() if counts[f"{split}_{reason}"])
 
     if training < per_step <= counts["training"]:
         advice = "lower train.batch_size" if training >= 2 else "nothing to train on"

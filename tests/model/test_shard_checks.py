@@ -205,7 +205,8 @@ def test_products_without_images_are_named_as_why_training_cannot_start(tmp_path
     run = write_run(tmp_path / "run", product_rows(60), shard_size=20)
     null_images(run)
     with pytest.raises(ProtocolError, match=r"^0 training products of .* have an image, fewer than one step's 32: "
-                                            r"\d+ of the \d+ have none \(image and image_uri null\); nothing to train"):
+                                            r"\d+ of the \d+ have no image \(image and image_uri null\); nothing to "
+                                            r"train"):
         count_split(shards(run), load_config("tiny"), str(run))
     cfg = load_config("tiny", {"train.batch_size": 2})
     null_images(run)
