@@ -194,7 +194,8 @@ class OpenAIChatClient:
                 if status == 400 and self._downgrade(text, "response_format" in body):
                     continue  # resend at once without response_format
                 if status not in RETRY_STATUS:
-                    self._report(error, text[:300])
+                    moved = headers.get("location") if 300 <= status < 400 else None  # base_url names an old place
+                    self._report(error, f"redirected to {moved}; give that as base_url" if moved else text[:300])
                     return Completion(error=error)
                 retry_after = retry_after_seconds(headers.get("retry-after"))
             if attempt >= self.max_retries:

@@ -158,6 +158,18 @@ def test_a_server_message_quoting_each_product_is_logged_a_few_times_not_once_pe
     assert len(said) == 4 and said[-1] == "openai: more unexpected response body messages are not shown"
 
 
+def test_a_redirect_names_where_it_points(caplog):
+    """The client follows no redirect; the warning says where base_url should point."""
+    with StubServer(lambda body: (307, {"location": "http://127.0.0.1:9/v1/chat/completions"}, "")) as server, \
+            caplog.at_level(logging.WARNING):
+        client = client_for(server)
+        (moved,) = client.complete_many([BODY])
+        client.close()
+    assert moved.error == "http_307"
+    assert ("openai: http_307: redirected to http://127.0.0.1:9/v1/chat/completions; give that as base_url"
+            in caplog.text)
+
+
 def test_concurrency_is_bounded():
     with StubServer(scripted(), delay_s=0.05) as server:
         client = client_for(server, max_concurrency=4)
