@@ -521,6 +521,9 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
     # Every shard checked once, before Ray starts; the label columns found serve the count and the dataset.
     attributes = checked_label_columns(files, cfg.data.query_attributes, where=run_uri)
     products, held_out = count_split(files, cfg, run_uri, checked=True)
+    if products + held_out < 2:  # no split or batch size can help
+        raise ConfigError(f"{products + held_out} products with a title and an image in the {len(files)} shards of "
+                          f"{run_uri}: nothing to train on")
     if cfg.train.best_metric and held_out < 2:
         raise ConfigError(f"{held_out} held-out products in {run_uri}: too few to validate on and pick the best "
                           "epoch; raise data.eval_fraction, or set train.best_metric to \"\" (no best/)")

@@ -309,3 +309,15 @@ def test_training_records_report_only_what_the_driver_could_not_count(caplog):
     assert records.column("product_id").to_pylist() == [rows[2]["product_id"]]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["1 products skipped: 1 whose image cannot be decoded"]
+
+
+def test_a_run_whose_shards_hold_no_rows_is_nothing_to_train_on(tmp_path):
+    """Neither a larger held-out share nor a smaller batch can help: the message says so, before Ray starts."""
+    from model.train import train
+
+    run = write_run(tmp_path / "run", product_rows(40), shard_size=20)
+    for shard in shards(run):
+        rewrite(shard, lambda t: t.slice(0, 0))
+    with pytest.raises(ConfigError, match=f"^0 products with a title and an image in the 2 shards of {run}: nothing "
+                                          "to train on$"):
+        train(str(run), load_config("tiny", {"train.epochs": 1}), tmp_path / "out")
