@@ -43,7 +43,7 @@ from augment.core import schema as S
 from augment.core.names import PARSE_ERROR, Reason
 from augment.core import storage
 from augment.core.manifest import RUN_FILE  # a folder holding it is a run folder (`moon run`'s output), not input
-from augment.core.util import stable_hash
+from augment.core.util import JSONLimitError, json_loads, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -409,13 +409,12 @@ def iter_jsonl(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, st
                        raw.decode("utf-8", errors="replace")[:MAX_RAW_CHARS])
                 continue
             try:
-                record = json.loads(text)
+                record = json_loads(text)
+            except JSONLimitError as exc:  # an integer of over 4,300 digits; arrays nested too deep
+                yield None, f"{Reason.INVALID_JSON} (line {number + 1}: {exc.msg})", text[:MAX_RAW_CHARS]
+                continue
             except json.JSONDecodeError as exc:
                 yield None, f"{Reason.INVALID_JSON} ({exc.msg})", text[:MAX_RAW_CHARS]
-                continue
-            except (ValueError, RecursionError) as exc:  # an integer of over 4,300 digits; arrays nested too deep
-                what = "nested too deep" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
-                yield None, f"{Reason.INVALID_JSON} (line {number + 1}: {what})", text[:MAX_RAW_CHARS]
                 continue
             if not isinstance(record, dict):
                 yield None, f"{Reason.INVALID_JSON} (a {type(record).__name__}, not an object)", text[:MAX_RAW_CHARS]

@@ -82,10 +82,12 @@ BASIS = "sweep_basis.json"  # what every run of a sweep folder starts from: the 
 
 
 def check_basis(output_dir: Path, basis: dict[str, Any]) -> None:
-    """Record what the sweep's runs start from in a new sweep folder; in one that holds runs, refuse another basis
-    (a ConfigError naming what differs): its finished runs would be reused and labelled with the new one."""
+    """Record what the sweep's runs start from; in a folder that holds runs (a run's folder or a finished run's
+    line) made from another basis, refuse it (a ConfigError naming what differs): those runs would be reused and
+    labelled with the new one. A folder without runs (a sweep refused before training) takes the new basis."""
     path = Path(output_dir) / BASIS
-    if not path.exists():
+    has_runs = (Path(output_dir) / RESULTS).exists() or any(p.is_dir() for p in Path(output_dir).iterdir())
+    if not path.exists() or not has_runs:
         path.write_text(json.dumps(basis, indent=1, sort_keys=True))
         return
     try:

@@ -9,18 +9,21 @@ from pathlib import Path
 from typing import Any
 
 
+class JSONLimitError(json.JSONDecodeError):
+    """Valid JSON that Python cannot hold: an integer of over 4,300 digits, or nesting past the stack."""
+
+
 def json_loads(text: str | bytes) -> Any:
-    """json.loads, where valid JSON that Python cannot hold (an integer of over 4,300 digits, a ValueError; nesting
-    past the stack, a RecursionError) is a json.JSONDecodeError too: one `except` then names every line a reader
-    cannot take."""
+    """json.loads, where valid JSON that Python cannot hold (a ValueError, a RecursionError) is a JSONLimitError, a
+    json.JSONDecodeError too: one `except` then names every line a reader cannot take."""
     try:
         return json.loads(text)
     except RecursionError:
-        raise json.JSONDecodeError("nested too deep", "", 0) from None
+        raise JSONLimitError("nested too deep", "", 0) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise
     except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string conversion: ..."
-        raise json.JSONDecodeError(str(exc).split(":")[0], "", 0) from None
+        raise JSONLimitError(str(exc).split(":")[0], "", 0) from None
 
 
 def stable_hash(*parts: object, length: int = 64) -> str:

@@ -103,7 +103,7 @@ def test_a_sweep_folder_refuses_runs_from_another_data_config_or_overrides(tmp_p
     run = write_run(tmp_path / "run", product_rows(120))
     other = write_run(tmp_path / "other", product_rows(120))
     chosen = settings(load_config("tiny"), values={"alpha": [1.0]})
-    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "config-s0").mkdir(parents=True)  # a run started on the recorded basis
     check_basis(tmp_path / "sweep", {"data": str(run.resolve()), "config": "tiny", "overrides": {"train.epochs": 1}})
     for data, overrides, says in ((other, {"train.epochs": 1}, f'data "{run.resolve()}" -> "{other.resolve()}"'),
                                   (run, {"train.epochs": 3}, 'overrides {"train.epochs": 1} -> {"train.epochs": 3}')):
@@ -122,3 +122,5 @@ def test_a_sweep_with_too_few_held_out_products_is_refused_before_training(tmp_p
     with pytest.raises(ConfigError, match=r"^only \d held-out products with a usable image in .*: recall@10 would be "
                                           r"meaningless; raise data.eval_fraction \(--set\) to hold out 10 or more$"):
         run_sweep(str(run), "tiny", {}, tmp_path / "sweep", [0], settings(load_config("tiny")))
+    with pytest.raises(ConfigError, match=r"^only \d+ held-out products"):  # the advice followed: no other refusal
+        run_sweep(str(run), "tiny", {"data.eval_fraction": 0.3}, tmp_path / "sweep", [0], settings(load_config("tiny")))

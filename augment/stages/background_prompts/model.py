@@ -134,8 +134,9 @@ class ModelBackgroundStage(ModelStage):
             else:
                 out.append(self._fallback(batch["product_id"][i], batch["title"][i], batch["entities"][i]))
                 statuses.append(Status.FALLBACK.because(reason))
-        batch_stats = Counter(statuses, cache_hits=sum(a.cached for a in answers))
-        self.stats.update({k: v for k, v in batch_stats.items() if k != "cache_hits"})  # answer() counted those
+        batch_stats = Counter(statuses)
+        self.stats.update(batch_stats)  # answer() counts the cache hits
+        batch_stats["cache_hits"] = sum(a.cached for a in answers)
         log.info("%s[%s] %d rows: %s", self.name, self.backend, n,
                  ", ".join(f"{k} {v}" for k, v in sorted(batch_stats.items())))
         return StageResult(columns={"background_prompts": out, BACKGROUND_STATUS: statuses})
