@@ -649,7 +649,8 @@ MAX_BRAND_CHARS = 100  # a longer catalogue brand value is not learned as a bran
 
 
 def _learned_brands(sources, counts, column_map, output_uri: str) -> dict[str, str]:
-    """The input's distinct catalogue brands as a lexicon file for the NER stage."""
+    """The input's distinct catalogue brands as a lexicon file for the NER stage: JSON lines of BRAND patterns, so
+    that a brand is read as written (in a plain list, one that starts with `#` would be a comment)."""
     brands: set[str] = set()
     for source, n in zip(sources, counts):
         column = io.read_column(source, "catalog_brand", column_map, limit=n)
@@ -662,6 +663,7 @@ def _learned_brands(sources, counts, column_map, output_uri: str) -> dict[str, s
         brands.difference_update(long)
     if not brands:
         return {}
-    uri = storage.join(output_uri, ARTIFACT_DIR, "learned_brands.txt")
-    storage.write_atomic(uri, ("\n".join(sorted(brands)) + "\n").encode())
+    uri = storage.join(output_uri, ARTIFACT_DIR, "learned_brands.jsonl")
+    lines = (json.dumps({"label": "BRAND", "pattern": brand}, ensure_ascii=False) for brand in sorted(brands))
+    storage.write_atomic(uri, ("\n".join(lines) + "\n").encode())
     return {"learned_brands": uri}

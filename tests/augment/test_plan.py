@@ -140,8 +140,24 @@ def test_force_clears_previous_shards(tmp_path, config):
 def test_learned_brands_artifact(tmp_path, config):
     src = catalogue(tmp_path, ["a", "b", "c"], brands=["Nike", " Puma ", None])
     plan = P.plan_run(src, str(tmp_path / "out"), config)
-    assert (tmp_path / "out" / "_artifacts" / "learned_brands.txt").read_text() == "Nike\nPuma\n"
-    assert plan.artifacts == {"learned_brands": str(tmp_path / "out" / "_artifacts" / "learned_brands.txt")}
+    assert learned(tmp_path / "out") == ["Nike", "Puma"]
+    assert plan.artifacts == {"learned_brands": str(tmp_path / "out" / "_artifacts" / "learned_brands.jsonl")}
+
+
+def learned(run) -> list[str]:
+    """The brands of a run's learned_brands artifact, each read as the NER stage reads it."""
+    from ner.lexicon import read_lexicon
+
+    patterns = read_lexicon(run / "_artifacts" / "learned_brands.jsonl")
+    assert {p["label"] for p in patterns} <= {"BRAND"}
+    return [p["pattern"] for p in patterns]
+
+
+def test_a_learned_brand_is_read_as_written(tmp_path, config):
+    """In a plain list, a brand that starts with `#` read as a comment and was never learned."""
+    src = catalogue(tmp_path, ["a", "b", "c"], brands=["#1 Dad", '"Quoted" Co', "Nike"])
+    P.plan_run(src, str(tmp_path / "out"), config)
+    assert learned(tmp_path / "out") == ['"Quoted" Co', "#1 Dad", "Nike"]
 
 
 def test_a_brand_value_that_is_no_name_is_not_learned(tmp_path, config, caplog):
@@ -150,7 +166,7 @@ def test_a_brand_value_that_is_no_name_is_not_learned(tmp_path, config, caplog):
     src = catalogue(tmp_path, ["a", "b", "c"], brands=["Nike", "!" * 16_000, "Tommy\nHilfiger"])
     with caplog.at_level("WARNING", logger="augment.plan"):
         P.plan_run(src, str(tmp_path / "out"), config)
-    assert (tmp_path / "out" / "_artifacts" / "learned_brands.txt").read_text() == "Nike\nTommy Hilfiger\n"
+    assert learned(tmp_path / "out") == ["Nike", "Tommy Hilfiger"]
     assert "1 catalogue brand values of over 100 characters are not learned as brands" in caplog.text
 
 

@@ -6,8 +6,8 @@ this stage adds is the row-level contract:
   - `brand`: the row's `catalog_brand` first (when non-empty), then the BRAND entity texts, de-duplicated
     case-insensitively; `category`, `material`, `color`: the texts of those labels, de-duplicated likewise;
   - the row's `catalog_brand` is a hint: where it occurs in the title, that span is the BRAND;
-  - with `learn_brands`, the run's `learned_brands` artifact (one brand per line, derived from the input's brand
-    column) joins the brand lexicon, so brands of this catalogue are found in rows whose brand field is empty.
+  - with `learn_brands`, the run's `learned_brands` artifact (a BRAND pattern per line, derived from the input's
+    brand column) joins the brand lexicon, so brands of this catalogue are found in rows whose brand field is empty.
 It never rejects a row: a title without entities gets empty lists.
 """
 from __future__ import annotations
@@ -86,8 +86,9 @@ class NerStage(Stage):
         """The lexicon specs this stage adds to the bundled ones: the options', then the learned brands."""
         files = list(self.options.lexicons)
         learned = self.context.artifacts.get("learned_brands") if self.options.learn_brands else None
-        if learned:
-            files.append(f"BRAND={self._local(learned)}")
+        if learned:  # JSON lines of BRAND patterns; a plain list (a run planned before them) takes the label
+            local = self._local(learned)
+            files.append(local if learned.endswith(".jsonl") else f"BRAND={local}")
         return files
 
     def setup(self) -> None:
@@ -140,7 +141,7 @@ class NerStage(Stage):
             return uri.removeprefix("file://")
         from augment.core import storage
 
-        fd, path = tempfile.mkstemp(prefix="moon-learned-brands-", suffix=".txt")
+        fd, path = tempfile.mkstemp(prefix="moon-learned-brands-", suffix=os.path.splitext(uri)[1])
         with os.fdopen(fd, "wb") as fh:
             fh.write(storage.read_bytes(uri))
         self._local_copies.append(path)

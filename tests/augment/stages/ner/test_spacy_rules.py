@@ -59,6 +59,16 @@ def test_learned_brands_join_the_lexicon(tmp_path):
     assert result.columns["brand"] == [["Quorvix Trail"]]
 
 
+def test_learned_brands_of_a_lexicon_file_are_read_as_written(tmp_path):
+    """The planner writes learned brands as JSON lines: a brand that starts with `#` is no comment there."""
+    learned = tmp_path / "learned_brands.jsonl"
+    learned.write_text('{"label": "BRAND", "pattern": "#Quorvix"}\n')
+    stage = NerStage(context=RunContext(artifacts={"learned_brands": str(learned)}))
+    assert stage.lexicon_files() == [str(learned)]
+    result = run(stage, ["Mens #Quorvix Black Shorts"])
+    assert result.columns["brand"] == [["#Quorvix"]]
+
+
 def test_learned_brands_are_ignored_when_learning_is_off(tmp_path):
     learned = tmp_path / "brands.txt"
     learned.write_text("Quorvix Trail\n")
