@@ -387,8 +387,8 @@ def _lines(f: io.BufferedReader, limit: int) -> Iterator[tuple[bytes, bool]]:
 
 
 def iter_jsonl(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, str | None]]:
-    """(record, error, raw line) per non-blank line. Non-UTF-8 and non-object lines, and lines over
-    MAX_LINE_BYTES (their start is kept), are errors, not crashes. A UTF-8 byte order mark before the first line
+    """(record, error, raw line) per non-blank line. Non-UTF-8 and non-object lines, objects that name a key
+    twice, and lines over MAX_LINE_BYTES (their start is kept), are errors, not crashes. A UTF-8 byte order mark before the first line
     is not part of it."""
     limit = MAX_LINE_BYTES
     with _open_text(uri) as f, _reading(uri):
@@ -409,11 +409,11 @@ def iter_jsonl(uri: str) -> Iterator[tuple[dict[str, Any] | None, str | None, st
                        raw.decode("utf-8", errors="replace")[:MAX_RAW_CHARS])
                 continue
             try:
-                record = json_loads(text)
+                record = json_loads(text, unique_keys=True)
             except JSONLimitError as exc:  # an integer of over 4,300 digits; arrays nested too deep
                 yield None, f"{Reason.INVALID_JSON} (line {number + 1}: {exc.msg})", text[:MAX_RAW_CHARS]
                 continue
-            except json.JSONDecodeError as exc:
+            except json.JSONDecodeError as exc:  # also an object that names a key twice
                 yield None, f"{Reason.INVALID_JSON} ({exc.msg})", text[:MAX_RAW_CHARS]
                 continue
             if not isinstance(record, dict):

@@ -54,7 +54,7 @@ class Reason(str, enum.Enum):
     __format__ = str.__format__
 
     # Read errors of text inputs (augment/io.py): the line is kept in the `raw` column.
-    INVALID_JSON = "invalid_json"  # a JSONL line that is not a JSON object
+    INVALID_JSON = "invalid_json"  # a JSONL line that is not a JSON object (or names a key twice)
     LINE_TOO_LONG = "line_too_long"  # a JSONL line over io.MAX_LINE_BYTES (64 MiB); only its start is kept
     INVALID_UTF8 = "invalid_utf8"  # bytes that are not UTF-8 (text inputs; Parquet string columns)
     INVALID_CSV = "invalid_csv"  # a CSV row the csv module cannot parse

@@ -51,6 +51,18 @@ def test_jsonl_bad_lines_become_rows_with_a_parse_error(tmp_path):
     assert table.column(S.RAW_ROW).to_pylist()[1] == '{"product_id": "2", "title": '
 
 
+def test_a_jsonl_object_that_names_a_key_twice_is_a_row_with_a_parse_error(tmp_path):
+    """Which of two titles was meant cannot be told; json.loads would keep the last without a word."""
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"product_id": "1", "title": "first", "title": "second"}\n'
+                    '{"product_id": "2", "title": "ok", "attrs": {"size": "M", "size": "L"}}\n'
+                    '{"product_id": "3", "title": "ok", "attrs": {"size": "M"}, "tags": [{"a": 1}, {"a": 2}]}\n')
+    table = read_all(io.open_source(str(path), str(tmp_path / "_input"), {}, 64))
+    assert table.column(PARSE_ERROR).to_pylist() == [
+        'invalid_json (the key "title" is given twice)', 'invalid_json (the key "size" is given twice)', None]
+    assert table.column("title").to_pylist()[2] == "ok"
+
+
 @pytest.mark.parametrize("compressed", [False, True])
 def test_a_jsonl_line_over_the_limit_is_one_row_with_its_start_kept(tmp_path, monkeypatch, compressed):
     """A multi-GB line (or a gzip bomb of one) is skipped in pieces; the lines after it are read."""
