@@ -40,6 +40,9 @@ def add_commands(subparsers) -> None:
                      help="plan the run and save the plan in the run folder (_plan/); run no stage")
     run.add_argument("--dry-run", action="store_true", help="plan and validate only; write nothing")
     run.add_argument("--force", action="store_true", help="redo the run even if the output was made with another config or input")
+    run.add_argument("--verify", action="store_true",
+                     help="read every committed shard file whole and redo the shards whose bytes no longer match "
+                          "their checksum (a resume otherwise compares sizes only)")
     run.add_argument("--no-ray", action="store_true", help="run the stages in this process instead of on Ray")
     run.add_argument("--ray-address", help="Ray cluster address (default: a local Ray)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -116,7 +119,7 @@ def cmd_run(args) -> int:
             plan = _job_plan(args, cfg, output)
         else:
             plan = P.plan_run(input_uri, output, cfg, limit=args.limit, force=args.force,
-                              shards_per_batch=args.shards_per_batch, max_batches=args.max_batches)
+                              shards_per_batch=args.shards_per_batch, max_batches=args.max_batches, verify=args.verify)
         if args.plan_only:
             _print_plan(plan.summary() | {"plan_only": True}, args.json)
             return 0
@@ -182,6 +185,9 @@ def _option_clash(args, one_job: bool) -> str | None:
         return f"--shards {args.shards!r} names no shard id: give the comma-separated ids of the saved plan"
     if args.batch is not None and args.shards:
         return "--batch and --shards pick a job's shards two ways: give one"
+    if args.verify and (args.dry_run or args.force):
+        return ("--verify checks the committed shards a run resumes from; " +
+                ("--dry-run writes nothing" if args.dry_run else "--force redoes every shard anyway"))
     if one_job and (args.force or args.dry_run or args.plan_only):
         flag = "--force" if args.force else "--dry-run" if args.dry_run else "--plan-only"
         return f"{flag} applies to a whole run, not to one job's shards (--batch/--shards)"
@@ -200,7 +206,7 @@ def _job_plan(args, cfg, output: str):
 
     def load():
         return P.load_batch(output, cfg, input_uri=args.input, limit=limit, batch=args.batch,
-                            shards_per_batch=args.shards_per_batch, shard_ids=shard_ids)
+                            shards_per_batch=args.shards_per_batch, shard_ids=shard_ids, verify=args.verify)
 
     # A job runs shards of the saved plan: --limit and --shard-size default to the plan's, as its input does.
     try:

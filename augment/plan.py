@@ -218,13 +218,15 @@ def plan_run(
     work_uri: str | None = None,
     shards_per_batch: int | None = None,
     max_batches: int | None = None,
+    verify: bool = False,
 ) -> Plan:
     """Plan (and unless `write` is false, initialise) the run of `input_uri` into `output_uri`. Inputs that need
     staging are staged under `work_uri` (default: the run's `_input/`; a dry run passes a scratch folder).
 
     A written plan is saved in the run folder (`_plan/`) with the batch layout `batch_layout(shards, max_batches,
     shards_per_batch)` (neither given: the saved layout, else `DEFAULT_BATCHES` batches at most); a later call
-    with the same input and config reads it back instead of planning again."""
+    with the same input and config reads it back instead of planning again. Committed shards whose files are
+    gone or changed size are redone; with `verify`, also those whose bytes no longer match their checksum."""
     work_uri = work_uri or storage.join(output_uri, INPUT_WORK_DIR)
     if storage.holds(output_uri, input_uri):
         raise io.InputError(f"the run folder {output_uri} holds the input {input_uri}: a run folder's files are never "
@@ -256,15 +258,15 @@ def plan_run(
     stale = [r.shard_id for r in plan.committed.values() if r.config_hash != identity["config_hash"]]
     if stale and not force:
         raise RunMismatch(f"{len(stale)} committed shards in {output_uri} were made with another config", "force")
-    _redo_lost(plan)
+    _redo_lost(plan, verify)
     return plan
 
 
-def _redo_lost(plan: Plan) -> None:
+def _redo_lost(plan: Plan, verify: bool = False) -> None:
     """Committed shards whose data or quarantine file was deleted since (by hand, a lifecycle rule), or changed
-    size (overwritten, cut short), are pending again: the run redoes them instead of counting rows it no longer
-    holds."""
-    lost = manifest.lost_files(plan.run_uri, plan.committed.values()) if plan.committed else {}
+    size (overwritten, cut short), or with `verify` changed bytes, are pending again: the run redoes them instead
+    of counting rows it no longer holds."""
+    lost = manifest.lost_files(plan.run_uri, plan.committed.values(), verify) if plan.committed else {}
     if lost:
         log.warning("%d committed shards of %s lost or changed their files (e.g. %s): they are redone", len(lost),
                     plan.run_uri, next(iter(lost.values())))
@@ -456,6 +458,7 @@ def load_batch(
     batch: int | None = None,
     shards_per_batch: int | None = None,
     shard_ids: list[str] | None = None,
+    verify: bool = False,
 ) -> Plan:
     """One job's part of the saved plan: batch `batch` (of `shards_per_batch` shards; default: the saved layout),
     or the shards `shard_ids`, with the commit records of those shards only.
@@ -511,7 +514,7 @@ def load_batch(
     stale = [r.shard_id for r in plan.committed.values() if r.config_hash != plan.config_hash]
     if stale:
         raise RunMismatch(f"{len(stale)} committed shards of this batch in {run_uri} were made with another config")
-    _redo_lost(plan)
+    _redo_lost(plan, verify)
     return plan
 
 

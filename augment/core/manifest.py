@@ -17,11 +17,14 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
+import logging
 import re
 import time
 from typing import Any, Iterable, Iterator
 
 from augment.core import storage
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.jsonl"
 MANIFEST_DIR = "_manifest.d"
@@ -307,12 +310,13 @@ def read_run_file(run_uri: str) -> dict[str, Any] | None:
     return record
 
 
-def lost_files(run_uri: str, records: Iterable[ShardRecord]) -> dict[str, str]:
+def lost_files(run_uri: str, records: Iterable[ShardRecord], verify: bool = False) -> dict[str, str]:
     """Committed shards whose data or quarantine file is no longer in the run folder, or whose checksummed file
     (the data file, else the quarantine file) no longer has the size it was committed with (overwritten, cut
     short): shard id -> that file, and how it changed. One job's batch (up to FEW_RECORDS records) is checked
     file by file, LOOKUP_THREADS at a time; more list data/ and quarantine/ once each (names and sizes), however
-    many shards the run has."""
+    many shards the run has. With `verify`, the checksummed files that kept their size are also read whole and
+    their sha256 compared with the record's: a file overwritten by one of the same size is found too."""
     records = list(records)
     files = [(record.shard_id, file, record.bytes if file == (record.data_file or record.quarantine_file) else 0)
              for record in records for file in (record.data_file, record.quarantine_file) if file]
@@ -332,7 +336,41 @@ def lost_files(run_uri: str, records: Iterable[ShardRecord]) -> dict[str, str]:
             lost.setdefault(shard, f"{file} (missing)")
         elif committed_bytes and size != committed_bytes:  # 0: a record that did not keep its size
             lost.setdefault(shard, f"{file} ({size} bytes, committed with {committed_bytes})")
+    if verify:
+        checked = [r for r in records if r.checksum and r.shard_id not in lost and (r.data_file or r.quarantine_file)]
+        lost.update(_changed_bytes(run_uri, checked))
     return lost
+
+
+VERIFY_PROGRESS_SECONDS = 30.0  # how often a long verification logs how far it got
+
+
+def _changed_bytes(run_uri: str, records: list[ShardRecord]) -> dict[str, str]:
+    """The records whose checksummed file no longer has the sha256 it was committed with (read LOOKUP_THREADS
+    files at a time), with the files' progress logged every VERIFY_PROGRESS_SECONDS."""
+    def digest(record: ShardRecord) -> str | None:
+        try:
+            return storage.sha256(storage.join(run_uri, record.data_file or record.quarantine_file))
+        except FileNotFoundError:  # deleted since its size was read
+            return None
+
+    changed: dict[str, str] = {}
+    total = sum(r.bytes for r in records)
+    done = read = 0
+    last = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
+        for record, found in zip(records, pool.map(digest, records)):
+            file = record.data_file or record.quarantine_file
+            if found is None:
+                changed[record.shard_id] = f"{file} (missing)"
+            elif found != record.checksum:
+                changed[record.shard_id] = f"{file} (its bytes are not those it was committed with: sha256 differs)"
+            done, read = done + 1, read + record.bytes
+            if time.monotonic() - last >= VERIFY_PROGRESS_SECONDS:
+                last = time.monotonic()
+                log.info("verified %d of %d shard files (%.1f of %.1f GB)", done, len(records), read / 1e9,
+                         total / 1e9)
+    return changed
 
 
 def committed_data_files(run_uri: str) -> list[str]:

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import hashlib
 import logging
 import os
 import posixpath
@@ -176,6 +177,16 @@ def read_bytes(uri: str) -> bytes:
                 raise
             time.sleep(0.2 * attempt)
     raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+def sha256(uri: str) -> str:
+    """The sha256 hex digest of a file's bytes, read a chunk at a time (a shard of any size, local or on S3)."""
+    fs, path = filesystem(uri)
+    digest = hashlib.sha256()
+    with fs.open_input_stream(path) as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_text(uri: str) -> str:

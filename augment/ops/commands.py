@@ -1,10 +1,12 @@
-"""`moon report` and `moon plan`: looking at a run after it finished, and sizing one before it starts.
+"""`moon report`, `moon verify` and `moon plan`: looking at a run after it finished, and sizing one before it
+starts.
 
 Argument declarations only; the work is in `augment.ops.report` and `augment.ops.capacity`, imported by the handlers.
 """
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 
 from augment.core.util import int_at_least, positive_int
@@ -19,6 +21,16 @@ def add_commands(subparsers) -> None:
                         help="products in the gallery (default 240; 0: no gallery)")
     report.add_argument("--page-size", type=positive_int, default=None, help="products per gallery page (default 24)")
     report.set_defaults(func=cmd_report)
+
+    verify = subparsers.add_parser(
+        "verify", help="check that a run's committed shard files are those its manifest recorded",
+        description="Read every committed shard file of a run folder (local or s3://) and compare it with its commit "
+                    "record: missing files, changed sizes, and bytes whose sha256 differs from the recorded checksum. "
+                    "Exit status 0 when every shard matches, 1 when any does not (`moon run ... --verify` redoes "
+                    "those shards).")
+    verify.add_argument("run_dir", metavar="RUN_DIR", help="run folder, local or s3://")
+    verify.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    verify.set_defaults(func=cmd_verify)
 
     plan = subparsers.add_parser(
         "plan", help="estimate GPU-hours, wall time and output size of a run before launching it",
@@ -67,6 +79,44 @@ def cmd_report(args) -> int:
         return 2
     print(path)
     return 0
+
+
+def cmd_verify(args) -> int:
+    from augment.core import manifest, storage
+
+    run = args.run_dir
+    if not storage.exists(run):
+        print(f"error: {run} not found", file=sys.stderr)
+        return 2
+    records = manifest.load(run)
+    if not records:
+        print(f"error: {run} holds no committed shards (nothing to verify)", file=sys.stderr)
+        return 2
+    changed = manifest.lost_files(run, records.values(), verify=True)
+    files = sum(bool(r.data_file) + bool(r.quarantine_file) for r in records.values())
+    outcome = {"run_uri": run, "shards": len(records), "files": files,
+               "bytes": sum(r.bytes for r in records.values()), "changed": dict(sorted(changed.items()))}
+    if args.json:
+        print(json.dumps(outcome, indent=2))
+    elif not changed:
+        print(f"ok: the {len(records)} committed shards of {run} ({files} files, {outcome['bytes'] / 1e6:.1f} MB "
+              "checksummed) are as committed")
+    else:
+        print(f"{len(changed)} of the {len(records)} committed shards of {run} are not as committed:")
+        for shard, what in outcome["changed"].items():
+            print(f"  {shard}: {what}")
+        print(f"redo them: moon run {_run_inputs(run)}--output {shlex.quote(run)} --verify (with the run's config)")
+    return 1 if changed else 0
+
+
+def _run_inputs(run: str) -> str:
+    """`--input URI ` of the run's saved plan, or '' when it has none that can be read."""
+    from augment import plan as P
+
+    try:
+        return f"--input {shlex.quote(P.read_header(run)['input_uri'])} "
+    except (P.NoSavedPlan, ValueError, KeyError, OSError):
+        return ""
 
 
 def cmd_plan(args) -> int:

@@ -71,3 +71,13 @@ def test_s3_input_and_output(s3, sample_path, tmp_path):
     folded = s3.get_object(Bucket=BUCKET, Key="runs/r1/_manifest.jsonl")["Body"].read().decode()
     assert folded.count(f'"shard_id": "{lost.shard_id}"') == 1
     assert P.plan_run(f"s3://{BUCKET}/in/products.csv", f"s3://{BUCKET}/runs/r1", config).pending == []
+    # A data file whose bytes changed but not its size: only a resume that verifies checksums redoes it.
+    key = f"runs/r1/{redone.data_file}"
+    body = bytearray(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0xFF
+    s3.put_object(Bucket=BUCKET, Key=key, Body=bytes(body))
+    run = f"s3://{BUCKET}/runs/r1"
+    assert P.plan_run(f"s3://{BUCKET}/in/products.csv", run, config).pending == []
+    assert list(manifest.lost_files(run, manifest.load(run).values(), verify=True)) == [redone.shard_id]
+    verified = P.plan_run(f"s3://{BUCKET}/in/products.csv", run, config, verify=True)
+    assert [s.shard_id for s in verified.pending] == [redone.shard_id]

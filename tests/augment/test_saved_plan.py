@@ -222,3 +222,54 @@ def test_a_committed_shard_whose_file_changed_size_is_redone_and_no_row_is_doubl
     rows = [pid for record in manifest.load(str(out)).values()
             for pid in pq.read_table(out / record.data_file).column("product_id").to_pylist()]
     assert sorted(rows, key=int) == ids
+
+
+def test_a_shard_file_overwritten_by_one_of_the_same_size_is_found_by_verify_and_redone(tmp_path, capsys):
+    """Sizes alone miss a shard file replaced by another of the same size: `moon verify` reads every committed
+    file against its recorded sha256, and `moon run --verify` redoes the shards that differ."""
+    from augment.cli import main
+
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "red.jpg")
+    ids = [f"p{i}" for i in range(8)]
+    src = str(tmp_path / "in.parquet")
+    pq.write_table(pa.table({"product_id": ids, "title": [f"red shirt {i}" for i in ids],
+                             "image_uri": [str(tmp_path / "red.jpg")] * len(ids)}), src)
+    out = tmp_path / "out"
+    command = ["run", "--input", src, "--output", str(out), "--shard-size", "4", "--stages", "validate",
+               "--no-progress", "--no-ray"]
+    assert main(command) == 0
+    assert main(["verify", str(out)]) == 0
+    assert "the 2 committed shards of" in capsys.readouterr().out
+    first, second = sorted(manifest.load(str(out)).values(), key=lambda r: r.row_start)
+    assert first.bytes == second.bytes  # the rows of `second` twice, in files of the committed sizes
+    (out / first.data_file).write_bytes((out / second.data_file).read_bytes())
+    assert main(command) == 0  # a resume compares sizes: nothing to redo
+
+    def rows():
+        return sorted(pid for record in manifest.load(str(out)).values()
+                      for pid in pq.read_table(out / record.data_file).column("product_id").to_pylist())
+
+    assert rows() == sorted(ids[4:] * 2)
+    capsys.readouterr()
+    assert main(["verify", str(out), "--json"]) == 1
+    outcome = json.loads(capsys.readouterr().out)
+    assert (outcome["shards"], list(outcome["changed"])) == (2, [first.shard_id])
+    assert "sha256 differs" in outcome["changed"][first.shard_id]
+    assert main(["verify", str(out)]) == 1
+    assert f"redo them: moon run --input {src} --output {out} --verify" in capsys.readouterr().out
+    assert main([*command, "--verify"]) == 0
+    assert rows() == ids
+    assert main(["verify", str(out)]) == 0
+
+
+def test_verify_names_what_it_cannot_check(tmp_path, capsys):
+    from augment.cli import main
+
+    assert main(["verify", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere not found" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path)]) == 2
+    assert "holds no committed shards" in capsys.readouterr().err
+    assert main(["run", "--output", str(tmp_path / "out"), "--verify", "--dry-run"]) == 2
+    assert "--dry-run writes nothing" in capsys.readouterr().err
