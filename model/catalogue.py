@@ -38,6 +38,7 @@ ROW_GROUP = 8192
 # PIL does without holding the GIL) while a model on an accelerator embeds earlier batches (bench/bench_catalogue.py;
 # two CPU cores: 1.4x the products prepared per second).
 DECODE_THREADS = 4
+CATALOGUE_LAYOUT = 2  # in the catalogue key: 2, each product id once (files of layout 1 may repeat one)
 SEARCHES = ("exact",) + FaissIndex.KINDS
 
 
@@ -78,7 +79,8 @@ def catalogue_key(run_uri: str, checkpoint: str | Path, cfg: MoonConfig) -> str:
     stat = weights.stat()
     shards = sorted((r.shard_id, r.checksum, r.rows_out) for r in manifest.load(run_uri).values())
     facts = {"shards": shards, "weights": [str(weights.resolve()), stat.st_size, stat.st_mtime_ns],
-             "image_size": cfg.vision.image_size, "attributes": list(cfg.data.query_attributes)}
+             "image_size": cfg.vision.image_size, "attributes": list(cfg.data.query_attributes),
+             "layout": CATALOGUE_LAYOUT}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -100,10 +102,12 @@ def catalogue_embeddings(model, cfg: MoonConfig, run_uri: str, checkpoint: str |
 @torch.no_grad()
 def write_catalogue_embeddings(model, cfg: MoonConfig, run_uri: str, path: str | Path, batch_size: int = 256,
                                info: dict | None = None, threads: int | None = None) -> Path:
-    """Embed every product of the run's committed shards (those with a readable image) into `path`; `threads`
-    threads read the products and decode their images ahead of the model (prepared_batches). By default
-    DECODE_THREADS when the model is on an accelerator, and one when it is on the CPU, whose cores the model's
-    forward pass needs itself."""
+    """Embed every product of the run's committed shards (those with a readable image) into `path`, each product
+    id once: the first row of an id that shards of other writers, or merged runs, repeat (as the evaluation's
+    records are; another copy would be a distractor its own query could not count). `threads` threads read the
+    products and decode their images ahead of the model (prepared_batches). By default DECODE_THREADS when the
+    model is on an accelerator, and one when it is on the CPU, whose cores the model's forward pass needs
+    itself."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -125,8 +129,14 @@ def write_catalogue_embeddings(model, cfg: MoonConfig, run_uri: str, path: str |
     path = Path(path)
     partial = path.with_suffix(".parquet.partial")
     done, started, pending = 0, time.time(), []
+    seen: set[str] = set()
+    repeated = 0
     with pq.ParquetWriter(partial, schema) as writer:
         for records, pixels in prepared_batches(files, cfg, batch_size, threads):
+            first = [i for i, r in enumerate(records) if r["product_id"] not in seen and not seen.add(r["product_id"])]
+            if len(first) < len(records):
+                repeated += len(records) - len(first)
+                records, pixels = [records[i] for i in first], pixels[first] if first else None
             if not records:
                 continue
             embedded = encode_candidates(model, tokenizer, [r["title"] for r in records], pixels)
@@ -144,6 +154,9 @@ def write_catalogue_embeddings(model, cfg: MoonConfig, run_uri: str, path: str |
         if pending:
             writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP)
     os.replace(partial, path)
+    if repeated:
+        log.warning("catalogue embeddings: %d rows repeat a product id of an earlier row; each id is embedded once "
+                    "(its first row)", repeated)
     log.info("catalogue embeddings: %d products in %.1fs -> %s", done, time.time() - started, path)
     return path
 

@@ -125,3 +125,20 @@ def test_decoding_ahead_in_threads_writes_the_file_one_thread_writes(setup):
     assert a.product_ids == b.product_ids and len(a) == 160  # ten batches, in shard order
     for view in ("c_mm", "c_i", "c_t"):
         assert np.array_equal(a.view(view), b.view(view))
+
+
+def test_a_product_id_that_shards_repeat_is_embedded_once_as_its_first_row(setup, caplog):
+    """A second row of an id (merged runs, shards of other writers) stayed in the catalogue as a distractor that
+    its own product's query could not count, and the evaluation read the last row's embedding for it."""
+    tmp, run, model, cfg, ckpt, records = setup
+    rows = product_rows(40)
+    repeat = dict(rows[30], title="another title for the same id", image=rows[5]["image"])
+    merged = write_run(tmp / "merged", rows + [repeat], shard_size=16)
+    path = write_catalogue_embeddings(model, cfg, str(merged), tmp / "merged.parquet", batch_size=8)
+    assert "1 rows repeat a product id of an earlier row" in caplog.text
+    store = CatalogueStore(path)
+    assert store.product_ids == [r["product_id"] for r in rows]
+    alone = CatalogueStore(write_catalogue_embeddings(model, cfg, str(write_run(tmp / "alone", rows, 16)),
+                                                      tmp / "alone.parquet", batch_size=8))
+    for view in ("c_mm", "c_i", "c_t"):
+        assert np.allclose(store.view(view), alone.view(view), atol=1e-5)
