@@ -70,13 +70,35 @@ class ShardRecord:
         """The record of a parsed line; a TypeError for a field missing, and a RecordError for a field that is not
         of its type (a record edited by hand, or written by another tool)."""
         record = cls(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
+        # its default is for a record being made: one read without it would be committed now, at every read
+        problem = "committed_at is missing" if "committed_at" not in data else record._problem()
+        if problem:
+            raise RecordError(f"the record of shard {str(record.shard_id)[:80]!r}: {problem}")
+        return record
+
+    def _problem(self) -> str | None:
+        """What makes this record unfit for the readers' sums and joins, in words; None when nothing does."""
         for name, types in _CHECKED_TYPES.items():
-            value = getattr(record, name)
+            value = getattr(self, name)
             if not isinstance(value, types) or isinstance(value, bool):
                 words = "text" if types[0] is str else "a whole number"
-                raise RecordError(f"the record of shard {str(record.shard_id)[:80]!r}: {name} must be {words}"
-                                  f"{' or null' if type(None) in types else ''}, got {str(value)[:80]!r}")
-        return record
+                return (f"{name} must be {words}{' or null' if type(None) in types else ''}, "
+                        f"got {str(value)[:80]!r}")
+        for name in _COUNT_FIELDS:
+            if getattr(self, name) < 0:
+                return f"{name} must be 0 or more, got {getattr(self, name)}"
+        for name, number in _TALLY_FIELDS.items():
+            tally = getattr(self, name)
+            if not isinstance(tally, dict) or not all(isinstance(v, number) and not isinstance(v, bool)
+                                                      for v in tally.values()):
+                words = "whole numbers" if number is int else "numbers"
+                return f"{name} must be an object of {words} by name, got {json.dumps(tally, default=str)[:80]}"
+        if not isinstance(self.committed_at, (int, float)) or isinstance(self.committed_at, bool):
+            return f"committed_at must be a number (seconds since 1970), got {str(self.committed_at)[:80]!r}"
+        if self.rows_in != self.rows_out + self.rows_quarantined:
+            return (f"rows_in {self.rows_in} is not rows_out {self.rows_out} + rows_quarantined "
+                    f"{self.rows_quarantined}")
+        return None
 
 
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ShardRecord))  # looked up once, not per record
@@ -84,6 +106,10 @@ _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ShardRecord))  # l
 _CHECKED_TYPES = {"shard_id": (str,), "source_uri": (str,), "row_start": (int,), "row_stop": (int,),
                   "rows_in": (int,), "rows_out": (int,), "rows_quarantined": (int,), "data_file": (str, type(None)),
                   "quarantine_file": (str, type(None)), "bytes": (int,)}
+_COUNT_FIELDS = ("row_start", "row_stop", "rows_in", "rows_out", "rows_quarantined", "bytes")
+# What the report and `totals` sum, by the type of their values: counts by reason or status, seconds by stage.
+_TALLY_FIELDS = {"quarantine_reasons": int, "variant_status": int, "enrichment_status": int,
+                 "background_status": int, "timings": (int, float)}
 
 
 class RunRecordError(ValueError):
@@ -128,7 +154,7 @@ def load(run_uri: str) -> dict[str, ShardRecord]:
 LOOKUP_THREADS = 16  # commit records fetched at once from S3
 REDONE_DIR = "redone"  # on S3, under _manifest.d/: a marker per shard committed again after it was folded in
 FEW_RECORDS = 1024  # lost_files checks up to this many records file by file (a batch), more by listing the folders
-_SHARD_ID = re.compile(rb'"shard_id": "([^"]+)"')
+_SHARD_ID = re.compile(rb'"shard_id"\s*:\s*"([^"]+)"')  # as json.dumps writes it, or compacted (jq -c)
 _CHUNK = 8 << 20
 
 

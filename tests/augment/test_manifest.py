@@ -1,6 +1,8 @@
 """The manifest read without holding it: streamed records, one job's lookups, S3 consolidation of new records only."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from augment.core import manifest
@@ -51,6 +53,14 @@ def test_a_run_folder_that_is_a_file_is_named_in_one_line(tmp_path, capsys):
     ({"row_start": "0"}, "row_start must be a whole number, got '0'"),
     ({"data_file": 3}, "data_file must be text or null, got '3'"),
     ({"rows_out": True}, "rows_out must be a whole number, got 'True'"),
+    ({"rows_out": 1}, "rows_in 2 is not rows_out 1 + rows_quarantined 0"),
+    ({"rows_out": -1, "rows_quarantined": 3}, "rows_out must be 0 or more, got -1"),
+    ({"enrichment_status": None}, "enrichment_status must be an object of whole numbers by name, got null"),
+    ({"quarantine_reasons": {"x": "3"}}, 'quarantine_reasons must be an object of whole numbers by name, got {"x": "3"}'),
+    ({"timings": []}, "timings must be an object of numbers by name, got []"),
+    ({"committed_at": "2026-01-01T00:00:00Z"},
+     "committed_at must be a number (seconds since 1970), got '2026-01-01T00:00:00Z'"),
+    ({"committed_at": None}, "committed_at is missing"),
 ])
 def test_a_whole_record_of_the_wrong_types_is_named_by_line_not_taken_for_a_torn_one(tmp_path, capsys, changes,
                                                                                        says):
@@ -59,6 +69,8 @@ def test_a_whole_record_of_the_wrong_types_is_named_by_line_not_taken_for_a_torn
     from augment.cli import main
 
     bad = record("b", **changes).to_json()
+    if changes == {"committed_at": None}:  # a record without the field
+        bad = json.dumps({k: v for k, v in json.loads(bad).items() if k != "committed_at"})
     (tmp_path / manifest.MANIFEST).write_text(record("a").to_json() + "\n" + bad + "\n")
     message = (f"{tmp_path / manifest.MANIFEST} line 2: the record of shard 'b': {says} (remove that line and "
                "resume the run to make the shard again)")
@@ -69,6 +81,14 @@ def test_a_whole_record_of_the_wrong_types_is_named_by_line_not_taken_for_a_torn
     assert manifest.committed(str(tmp_path), ["a"]).keys() == {"a"}  # a lookup reads only its shards' lines
     assert main(["eval", "--data", str(tmp_path), "--bow"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {message}"
+
+
+def test_a_compacted_manifest_is_read_as_written(tmp_path):
+    """`jq -c` writes the records without the spaces json.dumps puts after `:`; lines are found by shard id."""
+    lines = [json.dumps(json.loads(record(s).to_json()), separators=(",", ":")) for s in "ab"]
+    (tmp_path / manifest.MANIFEST).write_text("\n".join(lines) + "\n")
+    assert manifest.load(str(tmp_path)).keys() == {"a", "b"}
+    assert manifest.committed(str(tmp_path), ["b"]).keys() == {"b"}
 
 
 def test_committed_looks_up_only_the_shards_asked_for(tmp_path):
