@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -95,13 +96,15 @@ def cmd_run(args) -> int:
     except (C.ConfigError, ImportError) as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    output = args.output or P.default_output_uri()
+    output = _absolute(args.output or P.default_output_uri())
     one_job = args.batch is not None or bool(args.shards)
     problem = _option_clash(args, one_job) or _not_a_folder(output)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     log.debug("config %s: %s", cfg.hash(), json.dumps(cfg.to_dict(), sort_keys=True))
+    if args.input:
+        args.input = _input_as_recorded(args.input, output)
     input_uri = args.input or str(SAMPLE)
     fresh = not args.dry_run and not _exists(output)  # this invocation makes the run folder
     try:
@@ -155,6 +158,30 @@ def cmd_run(args) -> int:
     else:
         print(format_summary(summary))
     return 0
+
+
+def _absolute(uri: str) -> str:
+    """A local path made absolute: the shards record the input's path (lineage.source_uri, against which a relative
+    image_uri is read) and the variant images' paths, which must name the same files from any working folder."""
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
+def _input_as_recorded(input_uri: str, output: str) -> str:
+    """`--input` made absolute, unless the run folder holds a run planned with this relative path (before inputs
+    were made absolute): its shard ids and identity name the path as given, so it resumes only under it."""
+    if "://" in input_uri or os.path.isabs(input_uri):
+        return input_uri
+    from augment.core import manifest
+
+    try:
+        record = manifest.read_run_file(output) if _exists(output) else None
+    except (manifest.RunRecordError, OSError):
+        record = None
+    recorded = [i.get("uri") for i in (record or {}).get("inputs") or [] if isinstance(i, dict)]
+    folder = input_uri.rstrip("/") + "/"
+    if any(uri == input_uri or (isinstance(uri, str) and uri.startswith(folder)) for uri in recorded):
+        return input_uri
+    return _absolute(input_uri)
 
 
 def _batch_number(text: str) -> int:

@@ -273,3 +273,36 @@ def test_verify_names_what_it_cannot_check(tmp_path, capsys):
     assert "holds no committed shards" in capsys.readouterr().err
     assert main(["run", "--output", str(tmp_path / "out"), "--verify", "--dry-run"]) == 2
     assert "--dry-run writes nothing" in capsys.readouterr().err
+
+
+def test_relative_input_and_output_are_recorded_as_absolute_paths(tmp_path, monkeypatch, capsys):
+    """The shards name the input (lineage.source_uri, against which a relative image_uri is read) and the variant
+    images by path: relative ones named nothing once read from another working folder (the report showed no
+    image, a trainer found none). A run planned with a relative input before still resumes under it."""
+    from augment.cli import main
+
+    from PIL import Image
+
+    (tmp_path / "cat" / "imgs").mkdir(parents=True)
+    lines = []
+    for i in range(2):
+        Image.new("RGB", (96, 96), (200, 40 * i, 40)).save(tmp_path / "cat" / "imgs" / f"{i}.jpg")
+        lines.append(json.dumps({"product_id": str(i), "title": f"red shirt {i}", "image_uri": f"imgs/{i}.jpg"}))
+    (tmp_path / "cat" / "products.jsonl").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    command = ["run", "--input", "cat/products.jsonl", "--output", "runs/r1", "--stages", "validate,image_variants",
+               "--set", "output.image_storage=uri", "--no-ray", "--no-progress", "--json"]
+    assert main(command) == 0
+    assert json.loads(capsys.readouterr().out)["run_uri"] == str(tmp_path / "runs" / "r1")
+    rows = pq.read_table(tmp_path / "runs" / "r1" / "data").to_pylist()
+    assert {r["lineage"]["source_uri"] for r in rows} == {str(tmp_path / "cat" / "products.jsonl")}
+    uris = [v["uri"] for r in rows for v in r["variants"] if v["uri"]]
+    assert uris and all(u.startswith(str(tmp_path / "runs" / "r1" / "images") + "/") for u in uris)
+    assert main(command) == 0 and json.loads(capsys.readouterr().out)["this_invocation"]["shards"] == 0
+    # a run folder planned with the relative input (as before): the same command resumes it
+    config = C.load_for_run(stages="validate")
+    P.plan_run("cat/products.jsonl", "runs/old", config)
+    old = ["run", "--input", "cat/products.jsonl", "--output", "runs/old", "--stages", "validate", "--no-ray",
+           "--no-progress"]
+    assert main(old) == 0 and main(old) == 0
+    assert {r.source_uri for r in manifest.load(str(tmp_path / "runs" / "old")).values()} == {"cat/products.jsonl"}
