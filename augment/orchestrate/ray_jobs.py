@@ -13,6 +13,7 @@ Example: AIRFLOW_CONN_RAY_DEFAULT='{"conn_type": "http", "host": "127.0.0.1", "p
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,13 +62,37 @@ def endpoint_from_connection(conn: Any) -> RayJobsEndpoint:
     )
 
 
-def make_client(endpoint: RayJobsEndpoint):
-    """A JobSubmissionClient for the endpoint (imports Ray's job client, ~1 s: only call inside tasks)."""
-    from ray.job_submission import JobSubmissionClient
+# Seconds to connect to the job server, and to wait for each read of its answer. Ray's client sets none: a server
+# that accepts the connection and never answers (a wedged dashboard, a proxy without a backend) held the task, its
+# worker or triggerer slot and its pool slot for ever, whatever the job's timeout.
+REQUEST_TIMEOUT = (10.0, 120.0)
 
+
+def make_client(endpoint: RayJobsEndpoint):
+    """A JobSubmissionClient for the endpoint whose every request is bounded by REQUEST_TIMEOUT (a ConnectionError
+    naming the server once it passes). Imports Ray's job client, ~1 s: only call inside tasks."""
     # Ray reads the token from RAY_AUTH_* only when this process runs in token mode; with a token of our own we
     # pass the header explicitly and Ray leaves it alone.
-    return JobSubmissionClient(endpoint.address, headers=endpoint.request_headers(), verify=endpoint.verify)
+    return _timed_client_class()(endpoint.address, headers=endpoint.request_headers(), verify=endpoint.verify)
+
+
+@functools.lru_cache(maxsize=1)
+def _timed_client_class():
+    import requests
+    from ray.job_submission import JobSubmissionClient
+
+    class TimedJobSubmissionClient(JobSubmissionClient):
+        """Every HTTP request of the client (the version check on creation included) with REQUEST_TIMEOUT."""
+
+        def _do_request(self, method, endpoint, **kwargs):
+            kwargs.setdefault("timeout", REQUEST_TIMEOUT)
+            try:
+                return super()._do_request(method, endpoint, **kwargs)
+            except requests.Timeout as exc:
+                raise ConnectionError(f"the Ray job server at {self._address} did not answer {method} {endpoint} "
+                                      f"within {kwargs['timeout']} s (connect, read): {exc}") from None
+
+    return TimedJobSubmissionClient
 
 
 class RayJobHook(BaseHook):

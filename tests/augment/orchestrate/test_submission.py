@@ -63,3 +63,23 @@ def test_a_resumed_try_follows_its_own_running_job():
 def test_a_try_whose_own_job_already_failed_refuses_to_reuse_the_id():
     with pytest.raises(RuntimeError, match="b-try2 of this try already ended FAILED"):
         S.decide({"b-try1": "FAILED", "b-try2": "FAILED"}, "b-try2")
+
+
+def test_a_job_server_that_never_answers_is_given_up_on_not_waited_for(monkeypatch):
+    """A server that takes the connection and says nothing (a wedged dashboard, a proxy without a backend) held
+    the task, its slot and its pool slot for ever: Ray's client sets no timeout, the job's timeout never began."""
+    import socket
+    import time
+
+    from augment.orchestrate import ray_jobs
+
+    monkeypatch.setattr(ray_jobs, "REQUEST_TIMEOUT", (1.0, 1.0))
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(ConnectionError, match=f"the Ray job server at {address} did not answer GET /api/version "
+                                                  r"within \(1.0, 1.0\) s"):
+            ray_jobs.make_client(ray_jobs.RayJobsEndpoint(address=address, dashboard_url=address))
+        assert time.monotonic() - started < 30
