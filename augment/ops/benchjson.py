@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import platform
 import re
@@ -140,7 +141,32 @@ def from_dict(data: dict[str, Any], where: str = "<dict>") -> BenchResult:
     return result
 
 
+def _number(value: Any) -> bool:
+    """A finite JSON number (not a boolean, not text)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_types(result: BenchResult, where: str) -> None:
+    """Each field of its type, named when it is not: a hand-written file may hold "12.5" for 12.5."""
+    for name in ("stage", "backend", "unit", "source", "command", "code_version", "measured_at", "notes"):
+        if not isinstance(getattr(result, name), str):
+            raise BenchFormatError(f"{where}: {name} must be text, got {json.dumps(getattr(result, name))[:60]}")
+    if not isinstance(result.hardware.name, str):
+        raise BenchFormatError(f"{where}: hardware.name must be text")
+    if not (isinstance(result.items, int) and not isinstance(result.items, bool) and 0 < result.items < 2 ** 63):
+        raise BenchFormatError(f"{where}: items must be a whole number from 1 to 2^63 - 1, "
+                               f"got {json.dumps(result.items)[:60]}")
+    for name in ("seconds", "setup_seconds", "hardware.memory_gb"):
+        value = result.hardware.memory_gb if name == "hardware.memory_gb" else getattr(result, name)
+        if not (_number(value) and value >= 0 or value is None and name != "seconds"):
+            raise BenchFormatError(f"{where}: {name} must be a number of 0 or more, got {json.dumps(value)[:60]}")
+    if not isinstance(result.output, dict) or not all(_number(v) and v >= 0 for v in result.output.values()):
+        raise BenchFormatError(f"{where}: output must be an object of numbers of 0 or more by name, "
+                               f"got {json.dumps(result.output)[:60]}")
+
+
 def check(result: BenchResult, where: str) -> None:
+    _check_types(result, where)
     if result.hardware.kind not in DEVICE_KINDS:
         raise BenchFormatError(f"{where}: hardware.kind must be one of {DEVICE_KINDS}, got {result.hardware.kind!r}")
     if not (isinstance(result.hardware.count, int) and result.hardware.count >= 1):
