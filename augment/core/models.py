@@ -18,12 +18,47 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 from typing import Any, Callable, Hashable, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+DEVICE_WORDS = "auto (cuda when there is one), cpu, cuda or cuda:N"
+
+
+def check_device(device: object, key: str) -> None:
+    """A ConfigError naming `key` unless `device` is a device a model option may name (DEVICE): checked with the
+    config, before any model loads."""
+    from augment.core.config import ConfigError
+
+    if not isinstance(device, str) or not DEVICE.fullmatch(device):
+        raise ConfigError(f"{key}: expected {DEVICE_WORDS}, got {device!r}")
+
+
+def resolve_device(device: str, key: str) -> str:
+    """The torch device of a model option on this machine: `auto` is cuda when torch sees a CUDA device, else cpu.
+    A CUDA device torch does not see is a ConfigError naming `key` (before, a torch assertion mid-load)."""
+    import torch
+
+    from augment.core.config import ConfigError
+
+    check_device(device, key)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            seen = (f"{count} CUDA device{'s' if count != 1 else ''}" if torch.backends.cuda.is_built()
+                    else "no CUDA device (a CPU-only torch build)")
+            raise ConfigError(f"{key}: {device}, but torch sees {seen} on this machine; use auto or cpu, or run the "
+                              "stage where it has a GPU")
+    return device
 
 
 @dataclasses.dataclass(frozen=True)

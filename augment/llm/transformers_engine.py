@@ -34,6 +34,10 @@ class TransformersOptions:
     batch_size: int = 8  # requests per generate() call
     trust_remote_code: bool = False  # run code shipped in the model directory: only for models you trust
 
+    def check_data(self, key: str) -> None:
+        """The device is one a model option may name (checked with the config, before any model loads)."""
+        models.check_device(self.device, f"{key}.device")
+
 
 def split_images(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
     """OpenAI-format messages -> (HF chat-template messages with {"type": "image"} parts, the PIL images in order)."""
@@ -87,7 +91,7 @@ class TransformersEngine:
         if not list(path.glob("*.safetensors")):
             raise FileNotFoundError(f"{self.label}: no *.safetensors weights in {o.model} "
                                     "(pickle checkpoints are not loaded)")
-        device = o.device if o.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        device = models.resolve_device(o.device, f"{self.label}: options.device")
         if o.dtype == "auto":
             dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         else:

@@ -55,6 +55,7 @@ class ClipFilterOptions:
             raise ConfigError(f"{KEY}: need image_floor < 1 and text_floor < text_ceiling")
         if self.dtype not in ("float32", "float16", "bfloat16"):
             raise ConfigError(f"{KEY}.dtype: expected float32, float16 or bfloat16, got {self.dtype!r}")
+        models.check_device(self.device, f"{KEY}.device")
 
 
 def combine(image_cos: float, text_cos: float, heuristic: float, o: ClipFilterOptions) -> float:
@@ -77,8 +78,7 @@ class ClipFilterStage(Stage):
         import torch
         from transformers import AutoProcessor, CLIPModel
 
-        device = self.options.device
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = models.resolve_device(self.options.device, f"{KEY}.device")
         # Weights from safetensors only (a pickled checkpoint can run code when loaded), from the local directory
         # only, and no code shipped with the model.
         local = {"local_files_only": True}

@@ -42,6 +42,24 @@ PROMPT_IDS = {
     "background": "background_render.v1",
 }
 KEY = "stages.image_variants.options"
+# The fields `instruction` renders each kind's prompt with.
+PROMPT_FIELDS = {"angle": frozenset(), "background": frozenset({"description", "background"})}
+DEFAULT_PROMPT_FIELDS = frozenset({"description"})
+
+
+def check_prompt(kind: str, prompt_id: str) -> None:
+    """A ValueError unless `prompt_id` is a version of the kind's own prompt task, with the fields the stage
+    renders it with: another task's prompt (background_prompts.v1 for background_render) would fail every
+    product of the run, each quarantined with a stage error."""
+    prompt, task = prompts.get(prompt_id), prompts.parse_id(PROMPT_IDS[kind])[0]
+    if prompt.task != task:
+        raise ValueError(f"{KEY}.prompt_ids.{kind}: {prompt_id} is a prompt of the {prompt.task} task; the {kind} "
+                         f"variant takes a version of {task} (e.g. {PROMPT_IDS[kind]})")
+    wanted = PROMPT_FIELDS.get(kind, DEFAULT_PROMPT_FIELDS)
+    if prompt.fields != wanted:
+        raise ValueError(f"{KEY}.prompt_ids.{kind}: {prompt_id} has the fields "
+                         f"{', '.join(sorted(prompt.fields)) or 'none'}; the {kind} variant fills "
+                         f"{', '.join(sorted(wanted)) or 'none'}")
 
 
 @dataclasses.dataclass
@@ -71,18 +89,22 @@ class DiffusersVariantsOptions:
             (1 <= self.steps <= 1000, "steps", "expected 1..1000"),
             (0 <= self.backgrounds <= 10, "backgrounds", "expected 0..10"),
             (1 <= self.max_batch <= 256, "max_batch", "expected 1..256"),
+            (1 <= self.max_sequence_length <= 512, "max_sequence_length", "expected 1..512 (FLUX's T5 takes 512 tokens)"),
+            (0 <= self.guidance_scale <= 100, "guidance_scale", "expected a number in 0..100"),
+            (0 <= self.image_guidance_scale <= 100, "image_guidance_scale", "expected a number in 0..100"),
             (self.image_storage in variants.STORAGE_MODES, "image_storage", f"expected one of {', '.join(variants.STORAGE_MODES)}"),
         ]
         for ok, name, why in checks:
             if not ok:
                 raise ConfigError(f"{KEY}.{name}: {why}, got {getattr(self, name)!r}")
+        models.check_device(self.device, f"{KEY}.device")
         try:
             pipelines.check_class(self.pipeline, f"{KEY}.pipeline")
             variants.check_kinds(self.kinds, f"{KEY}.kinds")
             for kind, prompt_id in self.prompt_ids.items():
                 if kind not in PROMPT_IDS:
                     raise ValueError(f"{KEY}.prompt_ids.{kind}: not a variant kind")
-                prompts.resolve(prompt_id)
+                check_prompt(kind, prompts.resolve(prompt_id))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -110,7 +132,7 @@ class DiffusersVariantsStage(Stage):
     def setup(self) -> None:
         opts = self.options
         self.sink = variants.ImageSink(opts.image_storage, self.context.object_store_uri)
-        self.device = pipelines.resolve_device(opts.device)
+        self.device = models.resolve_device(opts.device, f"{KEY}.device")
         # Once per process (augment.core.models): every shard this worker runs uses the same pipeline.
         key = ("diffusers", opts.pipeline, os.path.realpath(opts.model_path), opts.dtype, self.device, opts.cpu_offload)
         self.pipe = models.shared(

@@ -62,14 +62,6 @@ def pipeline_class(name: str):
     return getattr(diffusers, name)
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def load(name: str, model_path: str, dtype: str, device: str, offload: str):
     """Load a pipeline from a local directory once; offload keeps weights on the CPU between uses (CUDA only)."""
     import logging

@@ -113,3 +113,12 @@ def test_pickle_only_checkpoint_is_refused(tmp_path):
     stage = TransformersEnrichStage(TransformersEnrichOptions(model=str(tmp_path)), RunContext())
     with pytest.raises(FileNotFoundError, match="no \\*.safetensors weights"):
         stage.setup()
+
+
+def test_a_device_torch_cannot_name_is_refused_with_the_config():
+    """`moon config` and --dry-run refuse it (check_data); it was a torch RuntimeError when the model loaded."""
+    from augment.core.config import ConfigError
+
+    options = TransformersEnrichOptions(model="/m", device="gpu")
+    with pytest.raises(ConfigError, match=r"stages\.enrich_title\.options\.device: expected auto"):
+        options.check_data("stages.enrich_title.options")

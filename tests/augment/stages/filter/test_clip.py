@@ -83,3 +83,8 @@ def test_combine_maps_cosines_linearly_and_weights_them():
 def test_missing_model_path_is_a_config_error():
     with pytest.raises(ConfigError, match="model_path"):
         ClipFilterOptions()
+
+
+def test_a_device_torch_cannot_name_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"stages\.filter\.options\.device: expected auto"):
+        ClipFilterOptions(model_path="/m", device="gpu")

@@ -150,8 +150,27 @@ def test_random_weights_make_noise_that_the_filter_marks_filtered(model):
         ({"model_path": "/m", "dtype": "int8"}, "dtype"),
         ({"model_path": "/m", "resolution": 500}, "resolution"),
         ({"model_path": "/m", "prompt_ids": {"subject": "subject.v9"}}, "subject.v9"),
+        # another task's prompt passed the checks, then quarantined every product of the run (PromptError)
+        ({"model_path": "/m", "prompt_ids": {"background": "background_prompts.v1"}},
+         "prompt_ids.background: background_prompts.v1 is a prompt of the background_prompts task; the background "
+         "variant takes a version of background_render"),
+        ({"model_path": "/m", "prompt_ids": {"angle": "subject"}}, "prompt_ids.angle: subject.v1 is a prompt of"),
+        # accepted, then every variant failed: FLUX's T5 takes 512 tokens at most
+        ({"model_path": "/m", "max_sequence_length": 1024}, r"max_sequence_length: expected 1\.\.512"),
+        ({"model_path": "/m", "guidance_scale": float("nan")}, "guidance_scale: expected a number"),
+        ({"model_path": "/m", "image_guidance_scale": -1.0}, "image_guidance_scale: expected a number"),
+        ({"model_path": "/m", "device": "gpu"}, r"device: expected auto \(cuda when there is one\), cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_options_are_config_errors(options, key):
     with pytest.raises(ConfigError, match=key):
         stage_options(DiffusersVariantsStage, options, "stages.image_variants.options")
+
+
+def test_a_cuda_device_this_machine_lacks_is_a_config_error_naming_the_option(model, monkeypatch):
+    """device: cuda on a machine whose torch sees no GPU was a torch assertion mid-load, a traceback."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"stages\.image_variants\.options\.device: cuda:1, but torch sees "):
+        make_stage(model, device="cuda:1")
