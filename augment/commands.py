@@ -84,7 +84,6 @@ def cmd_run(args) -> int:
     from augment import config as C
     from augment import io, plan as P, runner
     from augment.core import faults
-    from augment.core.ray import RayUnreachable
 
     try:
         faults.check()  # a fault drill with a mistyped point would run without its fault
@@ -140,13 +139,15 @@ def cmd_run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except runner.RunFailed as exc:
+        if fresh:  # e.g. a model that cannot load on the workers: the corrected rerun is no resume
+            _discard_unstarted(output)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except PermissionError as exc:
         print(f"error: cannot write {exc.filename or output}: {exc.strerror}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if fresh and isinstance(exc, RayUnreachable):
+        if fresh:  # Ray unreachable, a model directory that is empty or cut short, storage that failed
             _discard_unstarted(output)
         print(f"error: {_describe_os_error(exc)}", file=sys.stderr)
         return 1
@@ -269,8 +270,11 @@ def _discard_unstarted(output: str) -> None:
     into the same folder would have to --force away."""
     from augment.core import manifest, storage
 
-    if _exists(output) and next(manifest.iter_records(output), None) is None:
-        storage.delete_dir(output)
+    try:
+        if _exists(output) and next(manifest.iter_records(output), None) is None:
+            storage.delete_dir(output)
+    except (OSError, ValueError) as exc:  # storage that failed the run may fail this too: the run's error stands
+        log.warning("could not remove the run folder %s this run made: %s", output, exc)
 
 
 def _exists(uri: str) -> bool:

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -286,15 +287,31 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
                 on_rows(batch.num_rows)
     except ray.exceptions.RayError as exc:
         _finish_writes(writer)
-        detail = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise RunFailed(
-            f"the stages failed on Ray ({type(exc).__name__}: {detail}); the shards committed so far are kept: "
-            "run the same command again to resume"
-        ) from exc
+        raise RunFailed(ray_failure(exc)) from exc
     except BaseException:
         _finish_writes(writer)
         raise
     return writer.close()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RAISED = re.compile(r"[A-Za-z_][\w.]*: \S")  # the last line of a traceback: "OSError: no file named ..."
+
+
+def ray_failure(exc: BaseException) -> str:
+    """One line for a Ray error that stopped the stages: its first line and, when its text carries the traceback
+    of what was raised on a worker, that exception's line. An actor that died in its creation task is a stage
+    that could not start (a model that does not load, a device it lacks): a rerun as it stands fails the same."""
+    from ray.exceptions import ActorDiedError
+
+    lines = [line.rstrip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    head = lines[0].strip()[:300] if lines else ""
+    cause = next((line[:300] for line in reversed(lines[1:]) if _RAISED.match(line)), None)
+    if isinstance(exc, ActorDiedError) and "creation task" in head and cause:
+        return (f"a stage could not start on the Ray workers: {cause}; the shards committed so far are kept: fix "
+                "the stage's options (model paths, devices) and run the same command again")
+    return (f"the stages failed on Ray ({type(exc).__name__}: {head}{'; raised: ' + cause if cause else ''}); the "
+            "shards committed so far are kept: run the same command again to resume")
 
 
 class RunFailed(RuntimeError):

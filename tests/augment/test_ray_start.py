@@ -43,3 +43,40 @@ def test_an_address_where_nothing_listens_is_refused_at_once():
         moon_ray.reachable(f"127.0.0.1:{port}")
     for left_to_ray in ("auto", "local"):
         moon_ray.reachable(left_to_ray)
+
+
+CREATION_FAILURE = (
+    "The actor died because of an error raised in its creation task, \x1b[36mray::MapWorker(MapBatches(StageChain))"
+    ".__init__()\x1b[39m (pid=1, ip=192.0.2.2, actor_id=a1, repr=MapWorker(MapBatches(StageChain)))\n"
+    "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+    '  File "/x/ray/data/_internal/execution/util.py", line 115, in __init__\n'
+    "    super().__init__(*args, **kwargs)\n"
+    "OSError: Error no file named model.safetensors found in directory /models/clip.\n")
+
+
+def test_a_stage_that_cannot_start_on_ray_is_named_with_its_cause_and_no_futile_advice():
+    """The run's last line kept only the first line of Ray's error: colour codes, an actor id, no cause, and the
+    advice to run the same command again, which fails the same way."""
+    from ray.exceptions import ActorDiedError, RayTaskError
+
+    from augment.runner import ray_failure
+
+    class Died(ActorDiedError):
+        def __str__(self):
+            return CREATION_FAILURE
+
+    assert ray_failure(Died()) == (
+        "a stage could not start on the Ray workers: OSError: Error no file named model.safetensors found in "
+        "directory /models/clip.; the shards committed so far are kept: fix the stage's options (model paths, "
+        "devices) and run the same command again")
+
+    class Failed(RayTaskError):
+        def __init__(self):
+            pass
+
+        def __str__(self):
+            return "ray::Task failed\n  File \"x.py\", line 1\nValueError: bad batch"
+
+    assert ray_failure(Failed()) == (
+        "the stages failed on Ray (Failed: ray::Task failed; raised: ValueError: bad batch); the shards committed "
+        "so far are kept: run the same command again to resume")

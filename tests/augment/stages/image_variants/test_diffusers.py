@@ -174,3 +174,26 @@ def test_a_cuda_device_this_machine_lacks_is_a_config_error_naming_the_option(mo
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"stages\.image_variants\.options\.device: cuda:1, but torch sees "):
         make_stage(model, device="cuda:1")
+
+
+def test_a_model_directory_that_cannot_load_leaves_no_run_folder_to_force_away(model, tmp_path, capsys):
+    """An empty model directory is an OSError of diffusers: the run stopped, but its folder stayed, and the same
+    command with the path corrected was refused as a run of another config."""
+    import json
+
+    from augment.cli import main
+
+    (tmp_path / "a.jpg").write_bytes(product_jpeg())
+    (tmp_path / "in.jsonl").write_text(json.dumps({"product_id": "1", "title": "red shirt", "image_uri": "a.jpg"}))
+    (tmp_path / "empty").mkdir()
+    pipeline, path = model
+    out = tmp_path / "run"
+    command = ["run", "--input", str(tmp_path / "in.jsonl"), "--output", str(out), "--no-ray", "--no-progress",
+               "--stages", "validate,image_variants"] + [
+        arg for key, value in (("backend", "diffusers"), ("options.pipeline", pipeline), ("options.device", "cpu"),
+                               ("options.dtype", "float32"), ("options.resolution", 32), ("options.steps", 1),
+                               ("options.kinds", '["subject"]'))
+        for arg in ("--set", f"stages.image_variants.{key}={value}")]
+    assert main([*command, "--set", f"stages.image_variants.options.model_path={tmp_path / 'empty'}"]) == 1
+    assert "error:" in capsys.readouterr().err and not out.exists()
+    assert main([*command, "--set", f"stages.image_variants.options.model_path={path}"]) == 0
