@@ -80,6 +80,7 @@ class Reason(str, enum.Enum):
     IMAGE_TOO_MANY_PIXELS = "image_too_many_pixels"  # over input.max_image_pixels (decompression bombs)
     IMAGE_TOO_SMALL = "image_too_small"  # shorter side under input.min_image_side
     IMAGE_UNDECODABLE = "image_undecodable"  # not an image of an accepted format, or cut short
+    IMAGE_BLANK = "image_blank"  # one flat colour (a placeholder): every channel within imaging.untrusted.BLANK_LEVELS
     # Any stage (augment/pipeline.py): the product made the stage raise; the rest of its batch goes on.
     STAGE_ERROR = "stage_error"  # stage_error:<exception class>
 

@@ -137,12 +137,29 @@ def normalise(data: bytes, max_pixels: int, min_side: int, max_side: int) -> Ima
     return rgb
 
 
+BLANK_LEVELS = 8  # an image whose every channel spans at most this many levels shows nothing
+
+
+def blank_colour(rgb: Image.Image) -> tuple[int, int, int] | None:
+    """The colour of an image that is one flat colour (every channel within BLANK_LEVELS: the white, grey or black
+    placeholders shops show for a missing photo, a transparent PNG on white), else None. Nothing in it is a product:
+    its variants would be flat frames that the scores pass."""
+    low, high = zip(*rgb.getextrema())
+    if max(h - lo for lo, h in zip(low, high)) > BLANK_LEVELS:
+        return None
+    return tuple(round((lo + h) / 2) for lo, h in zip(low, high))
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode to RGB: alpha composited on white, 16-bit and float scaled, CMYK and palettes converted."""
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float32)  # exact for 16-bit values, half the memory of float64
-        top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        if mode == "F":  # a float TIFF: NaN is no light; values of 0..1 (the usual float range) scale from 1
+            array = np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
+        peak = float(array.max()) if array.size else 0.0
+        top = (65535.0 if mode.startswith("I;16") or peak > 255 else
+               1.0 if mode == "F" and peak <= 1.0 else 255.0)
         gray = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
         return Image.fromarray(gray).convert("RGB")
     if mode == "P" and "transparency" in image.info:

@@ -11,6 +11,7 @@ import pytest
 from augment import config as C
 from augment import plan as P
 from augment.core import manifest
+from testkit.photos import photo_file
 
 
 @pytest.fixture
@@ -168,10 +169,9 @@ def test_a_batch_job_follows_the_limit_and_shard_size_of_the_saved_plan(tmp_path
 def test_a_committed_shard_whose_files_were_deleted_is_redone(tmp_path, caplog, monkeypatch, few):
     from augment.cli import main
 
-    from PIL import Image
 
     monkeypatch.setattr(manifest, "FEW_RECORDS", few)
-    Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "red.jpg")
+    (tmp_path / "red.jpg").write_bytes(photo_file(64, 64))
     ids = [str(i) for i in range(20)] + [""]  # the last row is quarantined
     src = str(tmp_path / "in.parquet")
     pq.write_table(pa.table({"product_id": ids, "title": [f"red shirt {i}" for i in ids],
@@ -201,10 +201,9 @@ def test_a_committed_shard_whose_file_changed_size_is_redone_and_no_row_is_doubl
     """A data file cut short, or overwritten by another shard's file, no longer has its committed size."""
     from augment.cli import main
 
-    from PIL import Image
 
     monkeypatch.setattr(manifest, "FEW_RECORDS", few)
-    Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "red.jpg")
+    (tmp_path / "red.jpg").write_bytes(photo_file(64, 64))
     ids = [str(i) for i in range(12)]
     src = str(tmp_path / "in.parquet")
     pq.write_table(pa.table({"product_id": ids, "title": [f"red shirt {i}" * (1 + int(i)) for i in ids],
@@ -229,9 +228,8 @@ def test_a_shard_file_overwritten_by_one_of_the_same_size_is_found_by_verify_and
     file against its recorded sha256, and `moon run --verify` redoes the shards that differ."""
     from augment.cli import main
 
-    from PIL import Image
 
-    Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "red.jpg")
+    (tmp_path / "red.jpg").write_bytes(photo_file(64, 64))
     ids = [f"p{i}" for i in range(8)]
     src = str(tmp_path / "in.parquet")
     pq.write_table(pa.table({"product_id": ids, "title": [f"red shirt {i}" for i in ids],
@@ -281,12 +279,11 @@ def test_relative_input_and_output_are_recorded_as_absolute_paths(tmp_path, monk
     image, a trainer found none). A run planned with a relative input before still resumes under it."""
     from augment.cli import main
 
-    from PIL import Image
 
     (tmp_path / "cat" / "imgs").mkdir(parents=True)
     lines = []
     for i in range(2):
-        Image.new("RGB", (96, 96), (200, 40 * i, 40)).save(tmp_path / "cat" / "imgs" / f"{i}.jpg")
+        (tmp_path / "cat" / "imgs" / f"{i}.jpg").write_bytes(photo_file(96, 96, colour=(200, 40 * i, 40)))
         lines.append(json.dumps({"product_id": str(i), "title": f"red shirt {i}", "image_uri": f"imgs/{i}.jpg"}))
     (tmp_path / "cat" / "products.jsonl").write_text("\n".join(lines) + "\n")
     monkeypatch.chdir(tmp_path)

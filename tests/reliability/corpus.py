@@ -78,6 +78,10 @@ def corpus_images() -> dict[str, bytes]:
     rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
     rgba.paste(Image.new("RGBA", (32, 32), (200, 30, 30, 255)), (16, 16))
     frames = [Image.new("RGB", (48, 48), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    for frame in frames:  # a product on each frame: a flat frame is a placeholder (image_blank)
+        frame.paste((255, 255, 255), (12, 12, 36, 36))
+    gray16 = Image.new("I;16", (64, 64), 40000)
+    gray16.paste(10000, (16, 16, 48, 48))
     exif = Image.Exif()
     exif[0x0112] = 6  # displayed rotated 90 degrees clockwise
     return {
@@ -86,7 +90,8 @@ def corpus_images() -> dict[str, bytes]:
         "empty.jpg": b"",
         "alpha.png": _save(rgba, "PNG"),
         "cmyk.jpg": photo_file(96, 128, mode="CMYK"),
-        "gray16.png": _save(Image.new("I;16", (64, 64), 40000), "PNG"),
+        "gray16.png": _save(gray16, "PNG"),
+        "placeholder.png": _save(Image.new("RGB", (64, 64), (255, 255, 255)), "PNG"),
         "animated.gif": _save(frames[0], "GIF", save_all=True, append_images=frames[1:], loop=0),
         "rotated.jpg": _save(Image.open(io.BytesIO(photo_file(128, 96))), "JPEG", exif=exif),
         "one_pixel.png": _save(Image.new("RGB", (1, 1), (255, 255, 255)), "PNG"),
@@ -115,6 +120,7 @@ def corpus_cases() -> list[Case]:
         Case("animated-gif", "animated-gif", "Reebok Unisex Red Cap", "images/animated.gif"),
         Case("exif-rotated", "exif-rotated", "Wrangler Men Blue Shirt", "images/rotated.jpg"),
         Case("one-pixel", "one-pixel", "Nike Men White Socks", "images/one_pixel.png", expect="image_too_small"),
+        Case("placeholder", "placeholder", "Nike Men White Socks", "images/placeholder.png", expect="image_blank"),
         Case("decompression-bomb", "decompression-bomb", "Nike Men White Socks", "images/bomb.png", expect="image_too_many_pixels"),
         Case("pixel-flood", "pixel-flood", "Nike Men White Socks", "images/pixel_flood.png", expect="image_too_many_pixels"),
         Case("html-as-image", "html-as-image", "Nike Men White Socks", "images/page.jpg", expect="image_undecodable"),

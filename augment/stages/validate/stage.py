@@ -134,6 +134,10 @@ class ValidateStage(Stage):
         elif len(data) > o.max_image_bytes:
             raise untrusted.ImageRejected(Reason.IMAGE_TOO_LARGE, f"{len(data)} bytes > input.max_image_bytes {o.max_image_bytes}")
         rgb = untrusted.normalise(data, o.max_image_pixels, o.min_image_side, o.work_image_side)
+        colour = untrusted.blank_colour(rgb)
+        if colour is not None:
+            raise untrusted.ImageRejected(Reason.IMAGE_BLANK, f"every pixel is within {untrusted.BLANK_LEVELS} levels "
+                                                              f"of RGB{colour}: a placeholder, no product")
         return codec.encode(rgb, "jpeg", 95)
 
 

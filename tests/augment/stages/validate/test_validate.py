@@ -83,16 +83,40 @@ def test_symlink_out_of_the_root_is_rejected(tmp_path):
 
 def test_png_with_alpha_is_flattened_on_white(tmp_path):
     image = Image.new("RGBA", (32, 32), (255, 0, 0, 0))
+    image.paste((0, 0, 200, 255), (20, 20, 32, 32))  # the product, opaque, in a corner
     buffer = _io.BytesIO()
     image.save(buffer, format="PNG")
     result = run(tmp_path, [{"product_id": "p", "title": "t", "image": buffer.getvalue()}])
-    pixel = Image.open(_io.BytesIO(result.columns["_image"][0])).getpixel((16, 16))
+    pixel = Image.open(_io.BytesIO(result.columns["_image"][0])).getpixel((8, 8))
     assert all(channel >= 250 for channel in pixel)
+
+
+def png(image) -> bytes:
+    buffer = _io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_flat_placeholder_image_is_quarantined_as_blank(tmp_path):
+    """White, grey and black placeholders, and a transparent PNG (white once flattened), show no product: their
+    variants were flat frames that every score passed as ok."""
+    import numpy as np
+
+    noisy = np.full((40, 40, 3), 128, dtype=np.uint8) + np.random.default_rng(0).integers(0, 8, (40, 40, 3),
+                                                                                          dtype=np.uint8)
+    rows = [{"product_id": str(i), "title": "t", "image": png(image)} for i, image in enumerate([
+        Image.new("RGB", (40, 40), (255, 255, 255)), Image.new("RGB", (40, 40), (0, 0, 0)),
+        Image.fromarray(noisy), Image.new("RGBA", (40, 40), (255, 0, 0, 0)), Image.new("L", (40, 40), 90)])]
+    rows.append({"product_id": "kept", "title": "t", "image": photo_file()})
+    result = run(tmp_path, rows)
+    assert [r and r.reason for r in result.rejects] == ["image_blank"] * 5 + [None]
+    assert result.rejects[0].detail == "every pixel is within 8 levels of RGB(255, 255, 255): a placeholder, no product"
 
 
 def test_cmyk_and_16_bit_images_are_converted(tmp_path):
     cmyk = photo_file(mode="CMYK")
     gray16 = Image.new("I;16", (32, 32), 40000)
+    gray16.paste(0, (20, 20, 32, 32))
     buffer = _io.BytesIO()
     gray16.save(buffer, format="PNG")
     result = run(tmp_path, [{"product_id": "a", "title": "t", "image": cmyk},
@@ -102,8 +126,30 @@ def test_cmyk_and_16_bit_images_are_converted(tmp_path):
     assert 150 <= value <= 160  # 40000 / 65535 * 255 = 155.6
 
 
+def test_a_float_tiff_of_values_0_to_1_keeps_its_light(tmp_path):
+    """Float images hold 0..1 as a rule: scaled as if they held 0..255, the product came out black, and its
+    variants were still scored ok. NaN pixels are no light (they warned in the cast)."""
+    import numpy as np
+
+    values = np.full((32, 32), 0.6, dtype=np.float32)
+    values[0, 0] = np.nan
+    values[20:, 20:] = 0.0  # a product in the corner: a flat image is a placeholder
+    buffer = _io.BytesIO()
+    Image.fromarray(values, mode="F").save(buffer, format="TIFF")
+    wide = _io.BytesIO()
+    wide_values = np.full((32, 32), 153.0, dtype=np.float32)
+    wide_values[20:, 20:] = 0.0
+    Image.fromarray(wide_values, mode="F").save(wide, format="TIFF")
+    result = run(tmp_path, [{"product_id": "a", "title": "t", "image": buffer.getvalue()},
+                            {"product_id": "b", "title": "t", "image": wide.getvalue()}])
+    assert result.rejects == [None, None]
+    for column in result.columns["_image"]:
+        assert 150 <= Image.open(_io.BytesIO(column)).getpixel((5, 5))[0] <= 156  # 0.6 * 255 = 153
+
+
 def test_exif_rotation_is_applied(tmp_path):
     image = Image.new("RGB", (40, 20), (0, 0, 255))
+    image.paste((255, 255, 255), (0, 0, 10, 10))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     buffer = _io.BytesIO()
@@ -114,6 +160,8 @@ def test_exif_rotation_is_applied(tmp_path):
 
 def test_animated_gif_uses_the_first_frame(tmp_path):
     frames = [Image.new("RGB", (24, 24), c) for c in ((255, 0, 0), (0, 255, 0))]
+    for frame in frames:
+        frame.paste((255, 255, 255), (16, 16, 24, 24))
     buffer = _io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
     result = run(tmp_path, [{"product_id": "p", "title": "t", "image": buffer.getvalue()}])
