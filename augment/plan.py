@@ -63,6 +63,7 @@ REMEDIES = {
     "planned_input": "use that input, or another --output for this one",
     "replan": "run the job with the plan's config and input, or plan the run again (moon run --plan-only --force, "
               "or another --output)",
+    "outside": "choose an --output outside it",
 }
 CHANGED = "{changed}"  # where a reason names the identity keys that differ
 
@@ -231,6 +232,10 @@ def plan_run(
     if storage.holds(output_uri, input_uri):
         raise io.InputError(f"the run folder {output_uri} holds the input {input_uri}: a run folder's files are never "
                             "read as input, so no later run could read it; choose another output folder")
+    enclosing = manifest.enclosing_run(output_uri)
+    if enclosing is not None:
+        raise RunMismatch(f"{output_uri} lies inside the run folder {enclosing}, whose readers (its data/ read as a "
+                          "dataset, its report) would take this run's files for its own", "outside")
     # 1. The input files and the run folder's identity: resume only what this config and input made.
     found = io.inputs(input_uri)
     files = [f["uri"] for f in found]

@@ -18,8 +18,10 @@ import concurrent.futures
 import dataclasses
 import json
 import logging
+import os
 import re
 import time
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from augment.core import storage
@@ -334,6 +336,19 @@ def read_run_file(run_uri: str) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         raise RunRecordError(f"{uri}: not a readable run record (a JSON {type(record).__name__}, not an object)")
     return record
+
+
+def enclosing_run(uri: str) -> str | None:
+    """The nearest run folder (one holding RUN_FILE) that `uri` lies under, `uri` itself left out; None when none.
+    One existence check per folder above it (on S3, per prefix up to the bucket)."""
+    if storage.is_s3(uri):
+        bucket, key = storage.split_s3(uri)
+        parts = [p for p in key.split("/") if p]
+        above = ["/".join(parts[:i]) for i in range(len(parts) - 1, -1, -1)]
+        folders = [f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}" for prefix in above]
+    else:
+        folders = [str(p) for p in Path(os.path.realpath(uri)).parents]
+    return next((folder for folder in folders if storage.exists(storage.join(folder, RUN_FILE))), None)
 
 
 def lost_files(run_uri: str, records: Iterable[ShardRecord], verify: bool = False) -> dict[str, str]:

@@ -350,6 +350,7 @@ FORM_REMEDIES = {
               "over",
     "planned_input": "use that input, or another output_uri for this one",
     "replan": "trigger the run with the plan's config and input, or choose another output_uri",
+    "outside": "choose an output_uri outside it",
 }
 
 

@@ -57,6 +57,9 @@ def test_s3_input_and_output(s3, sample_path, tmp_path):
     rows = pads.dataset(path, filesystem=fs).to_table(columns=["product_id", "variants"]).to_pylist()
     assert sorted(r["product_id"] for r in rows) == sorted(table.column("product_id").to_pylist())
     assert all(len(r["variants"]) >= len(S.VARIANT_KINDS) for r in rows)
+    # A run folder inside this one is refused: its readers would take that run's files for their own.
+    assert manifest.enclosing_run(f"s3://{BUCKET}/runs/r1/data/nested") == f"s3://{BUCKET}/runs/r1"
+    assert manifest.enclosing_run(f"s3://{BUCKET}/runs/r2") is None
     # A rerun against S3 resumes: nothing pending.
     assert P.plan_run(f"s3://{BUCKET}/in/products.csv", f"s3://{BUCKET}/runs/r1", config).pending == []
     # A shard whose data file is lost after the run was consolidated is redone, and its new record replaces the

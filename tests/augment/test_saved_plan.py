@@ -303,3 +303,21 @@ def test_relative_input_and_output_are_recorded_as_absolute_paths(tmp_path, monk
            "--no-progress"]
     assert main(old) == 0 and main(old) == 0
     assert {r.source_uri for r in manifest.load(str(tmp_path / "runs" / "old")).values()} == {"cat/products.jsonl"}
+
+
+def test_an_output_inside_another_run_folder_is_refused(tmp_path, capsys):
+    """A run written under another run's data/ made that run's readers (pyarrow.dataset of its data/, its report)
+    read this run's report pages and shards as its own."""
+    from augment.cli import main
+
+    src = catalogue(tmp_path / "in.parquet", [str(i) for i in range(4)])
+    first = tmp_path / "first"
+    assert main(["run", "--input", src, "--output", str(first), "--stages", "validate", "--plan-only"]) == 0
+    capsys.readouterr()
+    for inside in (first / "data" / "nested", first / "x" / "y"):
+        assert main(["run", "--input", src, "--output", str(inside), "--stages", "validate", "--no-ray"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"error: {inside} lies inside the run folder {first}, whose readers (its data/ read as a dataset, its "
+            "report) would take this run's files for its own; choose an --output outside it")
+        assert not inside.exists()
+    assert manifest.enclosing_run(str(tmp_path / "second")) is None

@@ -403,6 +403,15 @@ def test_an_output_folder_of_another_run_is_refused_in_the_forms_words(tmp_path,
     assert "choose another output_uri" in message and "--" not in message
 
 
+def test_an_output_folder_inside_another_run_is_refused_in_the_forms_words(tmp_path, sample_path):
+    base = form(input_uri=sample_path, output_uri=str(tmp_path / "run"), stages=STAGES, limit=8)
+    T.plan(T.RunRequest.from_params(base, "r"))
+    nested = base | {"output_uri": str(tmp_path / "run" / "data" / "{run_id}")}
+    with pytest.raises(T.RunRequestError, match=f"^output_uri: {tmp_path / 'run' / 'data' / 'r'} lies inside the run "
+                                                f"folder {tmp_path / 'run'}, .*; choose an output_uri outside it$"):
+        T.plan(T.RunRequest.from_params(nested, "r"))
+
+
 def test_every_planning_refusal_has_the_forms_words():
     """A new remedy or identity key in plan.py needs the form's wording too, else the form would show moon run's
     flags (or fail on a missing key)."""
