@@ -37,6 +37,10 @@ class RunFacts:
     run_info: dict[str, Any]  # _run.json, or {} for a folder without one
     records: list[manifest.ShardRecord]  # committed shards in catalogue order
     totals: dict[str, Any]  # manifest.totals over the records
+    # shard id -> its data or quarantine file that is missing or no longer of its committed size (manifest.lost_files)
+    changed: dict[str, str] = dataclasses.field(default_factory=dict)
+    # product ids the sample found in two shard files (a shard file overwritten by another shard's)
+    repeated_ids: set[str] = dataclasses.field(default_factory=set)
 
     @property
     def elapsed_seconds(self) -> float | None:
@@ -57,7 +61,8 @@ def load_run(run_uri: str) -> RunFacts:
     if not records:
         raise FileNotFoundError(f"{run_uri} has no committed shards (no {manifest.MANIFEST} records)")
     run_info = manifest.read_run_file(run_uri) or {}
-    return RunFacts(run_uri=run_uri, run_info=run_info, records=records, totals=manifest.totals(records))
+    return RunFacts(run_uri=run_uri, run_info=run_info, records=records, totals=manifest.totals(records),
+                    changed=manifest.lost_files(run_uri, records))
 
 
 def sample_key(product_id: str) -> str:
@@ -77,7 +82,10 @@ def sample_products(facts: RunFacts, size: int) -> list[dict[str, Any]]:
     # Many small reads (one per shard, on S3 one request each): overlap them.
     with concurrent.futures.ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         id_lists = pool.map(lambda uri: (uri, _read(uri, ["product_id"]).column("product_id").to_pylist()), files)
+        seen: set[str] = set()
         for uri, ids in id_lists:
+            facts.repeated_ids.update(seen.intersection(ids))
+            seen.update(ids)
             _keep_smallest(chosen, ids, uri, size)
     by_file: dict[str, set[str]] = {}
     for _, product_id, uri in chosen:

@@ -31,6 +31,7 @@ def render(facts: RunFacts, quarantine: Sequence[dict], mosaic: Sequence[Product
         f"<h1>Run {e(info.get('run_id') or facts.run_uri)}</h1>",
         f'<div class="sub">{" · ".join(sub)}</div>',
         _kpis(facts),
+        _damage_panel(facts),
         _evaluation_panel(evaluation, report_uri) if evaluation else "",
         '<div class="grid2">',
         _panel("Rows", _rows_chart(t)),
@@ -44,6 +45,29 @@ def render(facts: RunFacts, quarantine: Sequence[dict], mosaic: Sequence[Product
         _panel("Title enrichment (sample)", _enrichment_chart(enrichment_counts)),
     ]
     return "".join(parts)
+
+
+def _damage_panel(facts: RunFacts) -> str:
+    """Shard files that are not as committed: their figures come from the commit records, the gallery from what
+    the files hold now. Empty when none is found."""
+    if not facts.changed and not facts.repeated_ids:
+        return ""
+    items = [f"<li><code>{e(shard)}</code>: {e(what)}</li>" for shard, what in sorted(facts.changed.items())[:5]]
+    lines = []
+    if facts.changed:
+        lines.append(f"<p>{len(facts.changed):,} committed shard{'s' if len(facts.changed) != 1 else ''} no longer "
+                     f"{'have their' if len(facts.changed) != 1 else 'has its'} files as committed (missing, or "
+                     f"another size):</p><ul>{''.join(items)}</ul>")
+    if facts.repeated_ids:
+        example = sorted(facts.repeated_ids)[0]
+        lines.append(f"<p>{len(facts.repeated_ids):,} product id{'s' if len(facts.repeated_ids) != 1 else ''} "
+                     f"(e.g. <code>{e(example)}</code>) {'are' if len(facts.repeated_ids) != 1 else 'is'} in two "
+                     "shard files: a shard file was overwritten by another's.</p>")
+    note = (f"The figures above come from the commit records; the gallery shows what the files hold now. "
+            f"moon verify {facts.run_uri} checks every file's bytes against its checksum, and moon run with the "
+            "run's input, config and --output, plus --verify, redoes the shards that differ.")
+    return f'<section class="panel damage"><h2>Shard files changed since they were committed</h2>{"".join(lines)}' \
+           f'<p class="note">{e(note)}</p></section>'
 
 
 def _kpis(facts: RunFacts) -> str:

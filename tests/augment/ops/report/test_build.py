@@ -1,6 +1,7 @@
 """write_report on built run folders: pages, pagination, thumbnails as files, marks, bounded size, S3, the CLI."""
 from __future__ import annotations
 
+import html
 import html.parser
 import json
 import re
@@ -218,6 +219,27 @@ def test_a_committed_shard_file_that_is_gone_or_broken_is_named_with_the_way_to_
     (tmp_path / "data" / first.name).write_bytes(second.read_bytes())
     with pytest.raises(ValueError, match=f"^{tmp_path / 'data'}/.*: not a readable Parquet file"):
         build.write_report(str(tmp_path))
+
+
+def test_a_shard_file_overwritten_by_another_is_shown_as_changed_not_as_the_run(tmp_path):
+    """The gallery showed the copied shard's products twice, left the overwritten shard's out, and still said
+    'every written product'; the page now says which shards are not as committed and how to check and redo them."""
+    from augment.core import manifest
+
+    build_run(tmp_path, products=9, shard_size=3)
+    records = sorted(manifest.load(str(tmp_path)).values(), key=lambda r: r.row_start)
+    build.write_report(str(tmp_path))
+    assert "panel damage" not in (tmp_path / "report" / "index.html").read_text()
+    (tmp_path / records[0].data_file).write_bytes((tmp_path / records[1].data_file).read_bytes())
+    build.write_report(str(tmp_path))
+    text = html.unescape(re.sub(r"<[^>]+>", "", (tmp_path / "report" / "index.html").read_text()))
+    assert "Shard files changed since they were committed" in text
+    assert "3 product ids (e.g." in text and "are in two shard files" in text
+    if records[0].bytes != records[1].bytes:
+        assert "1 committed shard no longer has its files as committed (missing, or another size)" in text
+        assert f"{records[0].shard_id}: {records[0].data_file} ({records[1].bytes} bytes, committed with " \
+               f"{records[0].bytes})" in text
+    assert f"moon verify {tmp_path} checks every file" in text
 
 
 def test_a_shard_whose_pages_are_damaged_under_a_sound_footer_is_named(tmp_path):
