@@ -44,6 +44,23 @@ def test_a_record_written_before_splits_were_recorded_reads_as_held_out(tmp_path
     assert "R@1 / R@10 in percent on the held-out products" in index
 
 
+def test_a_torn_or_foreign_evaluation_line_is_left_out_and_an_odd_start_time_shown_as_it_is(tmp_path, caplog):
+    """A line cut short by a crash mid-append failed the whole report ("Expecting ',' delimiter", no file named);
+    a created_at in milliseconds failed it with "year 58904 is out of range"."""
+    run = tmp_path / "run"
+    build_run(run, products=6, shard_size=3)
+    good = {"evaluated_at": 1.7e9, "results": str(tmp_path / "eval.json"), "gallery": None,
+            "checkpoints": ["ours/epoch-0001"], "headline": RESULTS}
+    (run / "_evaluations.jsonl").write_text(json.dumps(good) + "\n" + '{"x": 1}\n' + json.dumps(good)[:40] + "\n")
+    record = json.loads((run / "_run.json").read_text())
+    (run / "_run.json").write_text(json.dumps(record | {"created_at": 1.7e12}))
+    build.write_report(str(run))
+    index = html.unescape((run / "report" / "index.html").read_text())
+    assert "91.2 / 100.0" in index and "1700000000000.0 (not a time in seconds since 1970)" in index
+    assert f"{run / '_evaluations.jsonl'} line 2 is not an evaluation record (no evaluated_at time)" in caplog.text
+    assert f"{run / '_evaluations.jsonl'} line 3 is not an evaluation record (not JSON)" in caplog.text
+
+
 def test_an_evaluation_of_checkpoints_trained_elsewhere_says_why_it_is_not_recorded(tmp_path, caplog):
     run, other = tmp_path / "run", tmp_path / "other"
     build_run(run, products=6, shard_size=3)

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import heapq
 import json
+import logging
 from typing import Any
 
 import pyarrow as pa
@@ -19,6 +20,8 @@ import pyarrow.parquet as pq
 
 from augment.core import manifest, storage
 from augment.core.util import stable_hash
+
+log = logging.getLogger(__name__)
 
 # Columns of a quarantined row worth showing; images and raw JSON stay out of the report.
 QUARANTINE_COLUMNS = ("product_id", "title", "stage", "reason", "detail", "lineage")
@@ -46,8 +49,8 @@ class RunFacts:
     def elapsed_seconds(self) -> float | None:
         """From the run's creation to its last commit (includes any pause between a crash and its resume)."""
         started = self.run_info.get("created_at")
-        if started is None or not self.records:
-            return None
+        if not isinstance(started, (int, float)) or isinstance(started, bool) or not self.records:
+            return None  # none recorded, or not seconds since 1970 (written by another tool)
         return max(0.0, max(r.committed_at for r in self.records) - float(started))
 
     @property
@@ -184,5 +187,18 @@ def latest_evaluation(run_uri: str) -> dict[str, Any] | None:
     uri = storage.join(run_uri, EVALUATIONS)
     if not storage.exists(uri):
         return None
-    lines = [json.loads(x) for x in storage.read_text(uri).splitlines() if x.strip()]
-    return max(lines, key=lambda x: x.get("evaluated_at", 0)) if lines else None
+    records = []
+    for number, line in enumerate(storage.read_text(uri).splitlines(), 1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:  # a line cut short (a crash mid-append), or edited by hand
+            record = "not JSON"
+        if record is None:
+            continue
+        when = record.get("evaluated_at") if isinstance(record, dict) else None
+        if not isinstance(when, (int, float)) or isinstance(when, bool):
+            log.warning("%s line %d is not an evaluation record (%s): left out of the report", uri, number,
+                        record if isinstance(record, str) else "no evaluated_at time")
+            continue
+        records.append(record)
+    return max(records, key=lambda x: x.get("evaluated_at", 0)) if records else None

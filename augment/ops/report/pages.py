@@ -94,4 +94,9 @@ def size(n: int) -> str:
 
 
 def when(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(float(timestamp), dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    """A time of a record (seconds since 1970) as UTC; one that is not such a time (milliseconds, text written by
+    another tool) is shown as it is, instead of failing the page."""
+    try:
+        return dt.datetime.fromtimestamp(float(timestamp), dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, ValueError, OSError, TypeError):
+        return f"{str(timestamp)[:40]} (not a time in seconds since 1970)"
