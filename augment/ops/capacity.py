@@ -176,12 +176,24 @@ def estimate(config: Config, products: int, figures: list[benchjson.BenchResult]
         "hours_on_these_gpus_at_a100_speed": round(PAPER_GPU_SECONDS_PER_PRODUCT * products / 3600 / gpus, 2) if gpus else 0.0,
     }
     overhead = job_overhead(config, products, gpus, gpu_hours, **jobs) if gpu_hours and jobs is not None else {}
-    gpu_hours_with_overhead = gpu_hours + overhead.get("gpu_hours", 0.0)
-    gpu_wall = gpu_hours_with_overhead / gpus if gpus else 0.0
+    gpu_wall = _gpu_wall_hours(gpu_hours, gpus, overhead) if gpus else 0.0
     return Estimate(products=products, gpus=gpus, gpu_type=gpu_type, cpus=cpus, utilisation=utilisation, stages=stages,
                     missing=missing, gpu_hours=gpu_hours, cpu_core_hours=cpu_hours, wall_hours=max(gpu_wall, cpu_wall),
                     wall_hours_sequential=gpu_wall + cpu_wall, output_bytes=output_bytes, output_bytes_from=output_from,
                     objects=objects, paper_reference=paper, overhead=overhead)
+
+
+def _gpu_wall_hours(work_gpu_hours: float, gpus: int, overhead: dict[str, Any]) -> float:
+    """Hours the GPU stages take on the cluster. Without a job layout: the work spread over every GPU. With one
+    (`job_overhead`): the jobs run `concurrent_jobs` at a time, each on its `gpus_per_job` GPUs, each starting and
+    loading its models, then doing its share of the work; so jobs too small to use the cluster leave GPUs idle,
+    and no run takes less than one job's start and load."""
+    if not overhead:
+        return work_gpu_hours / gpus
+    jobs, per_job = overhead["jobs"], overhead["gpus_per_job"]
+    waves = math.ceil(jobs / overhead["concurrent_jobs"])
+    job_seconds = overhead["job_start_s"] + overhead["model_load_s"] + work_gpu_hours * 3600 / jobs / per_job
+    return waves * job_seconds / 3600
 
 
 def job_overhead(config: Config, products: int, gpus: int, work_gpu_hours: float, shards_per_job: int | None = None,

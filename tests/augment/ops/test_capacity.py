@@ -243,6 +243,21 @@ def test_a_job_never_counts_more_gpus_than_it_has_gpu_batches(config, figures):
     assert o["gpus_per_job"] == 100
 
 
+def test_jobs_that_cannot_use_the_cluster_leave_its_gpus_idle_in_the_wall_time(config, figures):
+    """The wall time was all GPU-hours over all GPUs, whatever the jobs: 625 jobs of 4 GPUs, one at a time on 256
+    GPUs, took as long as 64 at a time, and a run of one small job less than its own start and model load."""
+    jobs = {"shards_per_job": 1, "job_start_s": 30.0, "model_load_s": 30.0}
+    one = plan(config, figures, gpus=256, jobs=jobs)
+    o = one.overhead
+    assert (o["jobs"], o["gpus_per_job"]) == (100, 100)  # 100 products a job, one GPU batch each: 100 GPUs of 256
+    per_job_s = 60 + one.gpu_hours * 3600 / 100 / 100
+    assert one.wall_hours == pytest.approx(100 * per_job_s / 3600)  # one job at a time
+    two = plan(config, figures, gpus=256, jobs=jobs | {"concurrent_jobs": 2})
+    assert two.overhead["gpus_per_job"] == 100 and two.wall_hours == pytest.approx(50 * per_job_s / 3600)
+    tiny = plan(config, figures, products=10, gpus=256, jobs=jobs)
+    assert tiny.wall_hours * 3600 >= 60  # no run is shorter than its one job's start and load
+
+
 def test_moon_plan_prints_the_overhead_share_and_the_jobs_it_takes():
     done = subprocess.run([sys.executable, "-m", "augment.cli", "plan", "--products", "5000000", "--gpus", "256",
                            "--profile", "gpu", "--gpu-type", "h200", "--bench", str(ROOT / "bench" / "results")],
