@@ -123,7 +123,7 @@ def quarantine_examples(facts: RunFacts, per_reason: int = 3) -> list[dict[str, 
     wanted = {reason: per_reason for reason in facts.totals["quarantine_reasons"]}
     with concurrent.futures.ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         for table in pool.map(_quarantine_table, uris):
-            for row in table.to_pylist():
+            for row in map(_as_written, table.to_pylist()):
                 reason = row.get("reason") or "unknown"
                 if wanted.get(reason, 0) <= 0:
                     continue
@@ -133,6 +133,20 @@ def quarantine_examples(facts: RunFacts, per_reason: int = 3) -> list[dict[str, 
                     row["raw_preview"] = raw[:RAW_PREVIEW_CHARS] + ("…" if len(raw) > RAW_PREVIEW_CHARS else "")
                 found.append(row)
     return found
+
+
+def _as_written(row: dict[str, Any]) -> dict[str, Any]:
+    """A quarantined row with the types this version writes: a file of another version or tool may hold a number
+    or bytes where text is, or lineage as text; shown as text, or left out, instead of failing the report."""
+    for key in (*QUARANTINE_COLUMNS, "raw"):
+        value = row.get(key)
+        if key == "lineage":
+            row[key] = value if isinstance(value, dict) else None
+        elif isinstance(value, bytes):
+            row[key] = value.decode("utf-8", errors="replace")
+        elif value is not None and not isinstance(value, str):
+            row[key] = str(value)
+    return row
 
 
 def example_files(records: list[manifest.ShardRecord], run_uri: str, per_reason: int) -> list[str]:

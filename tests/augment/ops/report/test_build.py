@@ -242,6 +242,25 @@ def test_a_shard_file_overwritten_by_another_is_shown_as_changed_not_as_the_run(
     assert f"moon verify {tmp_path} checks every file" in text
 
 
+def test_quarantine_files_of_other_column_types_are_shown_as_text(tmp_path):
+    """Another version's or tool's quarantine file (a number for a title, bytes for raw, lineage as text) failed
+    the report with an AttributeError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    build_run(tmp_path, products=3, shard_size=3, quarantine={"empty_title": 1, "wrong_type:title": 1})
+    for path in (tmp_path / "quarantine").glob("*.parquet"):
+        table = pq.read_table(path)
+        rows = table.num_rows
+        for name, values in (("title", pa.array(range(rows))), ("raw", pa.array([b'{"title": 7}'] * rows)),
+                             ("lineage", pa.array(["run-1/shard/0"] * rows))):
+            table = table.set_column(table.column_names.index(name), name, values)
+        pq.write_table(table, path)
+    build.write_report(str(tmp_path))
+    page = Page((tmp_path / "report" / "index.html").read_text())
+    assert page.count("badge reason") == 2
+
+
 def test_a_shard_whose_pages_are_damaged_under_a_sound_footer_is_named(tmp_path):
     import pyarrow.parquet as pq
 
