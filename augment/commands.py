@@ -147,8 +147,10 @@ def cmd_run(args) -> int:
         print(f"error: cannot write {exc.filename or output}: {exc.strerror}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if fresh:  # Ray unreachable, a model directory that is empty or cut short, storage that failed
-            _discard_unstarted(output)
+        from augment.writer import ShardWriteError
+
+        if fresh and not isinstance(exc, ShardWriteError):  # Ray unreachable, a model directory that does not load
+            _discard_unstarted(output)  # (a shard that could not be written: the same command resumes the run)
         print(f"error: {_describe_os_error(exc)}", file=sys.stderr)
         return 1
     summary = run_summary(result)
