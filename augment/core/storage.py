@@ -346,6 +346,34 @@ def append_line(uri: str, line: str) -> None:
         os.close(fd)  # releases the lock
 
 
+@contextlib.contextmanager
+def exclusive(folder: str, name: str = ".lock") -> Iterator[None]:
+    """Hold the exclusive lock of `folder`/`name` (made when missing) while the block runs: one writer of a local
+    folder at a time, waiting for the one before it, whether in another process or in a thread of this one (a
+    `flock` of its own open file; Linux's NFS client maps it to a lock the server holds). On S3, which has no
+    locks, and on a filesystem that refuses them, the block runs unlocked."""
+    if is_s3(folder):
+        yield
+        return
+    makedirs(folder)
+    uri = join(folder, name)
+    try:
+        fd = os.open(uri, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise naming_error(exc, uri) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                raise naming_error(exc, uri) from exc
+            log.warning("%s: the filesystem refuses file locks (%s); going on without one", uri,
+                        os.strerror(exc.errno))
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 _unlocked_warned: set[str] = set()
 

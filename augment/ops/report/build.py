@@ -38,8 +38,16 @@ def write_report(run_uri: str, sample_size: int = SAMPLE_SIZE, page_size: int = 
     if page_size < 1:
         raise ValueError(f"page_size must be at least 1, got {page_size}")
     report_uri = storage.join(run_uri, manifest.REPORT_DIR)
-    # 1. facts and the sample
     facts = collect.load_run(run_uri)
+    # One report of a local run folder at a time (`moon report` beside the rewrite `moon eval` or a run ends with):
+    # each removes the pages and thumbnails its own report does not use, which were the other's.
+    with storage.exclusive(report_uri):
+        return _write_report(facts, report_uri, sample_size, page_size)
+
+
+def _write_report(facts: collect.RunFacts, report_uri: str, sample_size: int, page_size: int) -> str:
+    run_uri = facts.run_uri
+    # 1. the sample
     rows = collect.sample_products(facts, sample_size)
     quarantine = collect.quarantine_examples(facts)
     # 2. thumbnails and product views

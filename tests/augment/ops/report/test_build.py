@@ -261,6 +261,40 @@ def test_quarantine_files_of_other_column_types_are_shown_as_text(tmp_path):
     assert page.count("badge reason") == 2
 
 
+def test_two_reports_of_one_run_at_once_write_one_after_the_other(tmp_path, monkeypatch):
+    """`moon report --sample 30` beside the rewrite moon eval ends with: each removed the thumbnails and pages the
+    other's report used, and the pages left behind showed broken images."""
+    import threading
+
+    from augment.ops.report import collect
+
+    build_run(tmp_path, products=12, shard_size=6)
+    started, release, second_done = threading.Event(), threading.Event(), threading.Event()
+    examples = collect.quarantine_examples
+
+    def held(facts, *args, **kwargs):  # the first report stops halfway, its lock held
+        if threading.current_thread().name == "first":
+            started.set()
+            release.wait(60)
+        return examples(facts, *args, **kwargs)
+
+    monkeypatch.setattr(collect, "quarantine_examples", held)
+    first = threading.Thread(target=build.write_report, args=(str(tmp_path),), kwargs={"sample_size": 12},
+                             name="first")
+    second = threading.Thread(target=lambda: (build.write_report(str(tmp_path), sample_size=4), second_done.set()))
+    first.start()
+    assert started.wait(60)
+    second.start()
+    waited = not second_done.wait(2)
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert waited and second_done.is_set()
+    report = tmp_path / "report"
+    refs = [ref for page in report.glob("*.html") for ref in Page(page.read_text()).refs if ref.startswith("img/")]
+    assert refs and all((report / ref).is_file() for ref in refs)
+
+
 def test_a_shard_whose_pages_are_damaged_under_a_sound_footer_is_named(tmp_path):
     import pyarrow.parquet as pq
 
