@@ -73,13 +73,13 @@ def test_a_job_server_that_never_answers_is_given_up_on_not_waited_for(monkeypat
 
     from augment.orchestrate import ray_jobs
 
-    monkeypatch.setattr(ray_jobs, "REQUEST_TIMEOUT", (1.0, 1.0))
+    monkeypatch.setattr(ray_jobs, "REQUEST_TIMEOUT", (0.5, 0.5))
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         address = f"http://127.0.0.1:{silent.getsockname()[1]}"
         started = time.monotonic()
         with pytest.raises(ConnectionError, match=f"the Ray job server at {address} did not answer GET /api/version "
-                                                  r"within \(1.0, 1.0\) s"):
+                                                  r"within \(0.5, 0.5\) s"):
             ray_jobs.make_client(ray_jobs.RayJobsEndpoint(address=address, dashboard_url=address))
         assert time.monotonic() - started < 30
