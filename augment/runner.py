@@ -102,7 +102,9 @@ def group_stages(specs: list[tuple[StageSpec, Resources]]) -> list[tuple[list[St
 # ---------------------------------------------------------------------------------------------------------------
 def run_in_process(plan: Plan, config: Config, on_rows: Callable[[int], None] | None = None) -> list[manifest.ShardRecord]:
     context = build_context(plan, config)
-    specs = [spec for spec, _ in stage_specs(config, plan.input_uri)]
+    specs_and_resources = stage_specs(config, plan.input_uri)
+    _warn_gpu_stages_on_the_cpu([spec.name for spec, res in specs_and_resources if res.num_gpus > 0])
+    specs = [spec for spec, _ in specs_and_resources]
     dataset_stages = [s.name for s in specs if _is_dataset_stage(s)]
     if dataset_stages:
         raise ValueError(f"stage {dataset_stages[0]} runs on Ray Data only; run without --no-ray")
@@ -115,6 +117,23 @@ def run_in_process(plan: Plan, config: Config, on_rows: Callable[[int], None] | 
         if on_rows:
             on_rows(shard.num_rows)
     return records
+
+
+def _warn_gpu_stages_on_the_cpu(names: list[str]) -> None:
+    """Stages that ask for GPUs, run in this process on a machine whose torch sees none: they run on the CPU (a
+    `device: auto` model loads there), at a small fraction of their speed, which a warning says before the first
+    shard instead of an hour later. Ray refuses them (no_gpus); here a tiny model on the CPU is a fair test."""
+    if not names:
+        return
+    try:
+        import torch
+    except ImportError:
+        return
+    if not torch.cuda.is_available():
+        keys = ", ".join(f"stages.{name}.resources.num_gpus" for name in names)
+        log.warning("%s ask for a GPU and this machine has none: with --no-ray they run on the CPU, many times "
+                    "slower (a diffusion editor takes minutes per product); choose CPU backends (--profile local) "
+                    "unless the models are tiny", keys)
 
 
 def _spec_table(shards):

@@ -321,3 +321,19 @@ def test_an_output_inside_another_run_folder_is_refused(tmp_path, capsys):
             "report) would take this run's files for its own; choose an --output outside it")
         assert not inside.exists()
     assert manifest.enclosing_run(str(tmp_path / "second")) is None
+
+
+def test_gpu_stages_run_in_this_process_on_a_machine_without_a_gpu_are_warned_of(tmp_path, caplog, monkeypatch):
+    """--profile gpu-fast --no-ray on a CPU-only machine ran bf16 diffusion at 512 px on the CPU without a word: not
+    three products in five minutes."""
+    import torch
+
+    from augment.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    src = catalogue(tmp_path / "in.parquet", ["1"])
+    command = ["run", "--input", src, "--output", str(tmp_path / "out"), "--stages", "validate", "--no-ray",
+               "--no-progress"]
+    assert main([*command, "--set", "stages.validate.resources.num_gpus=1"]) == 0
+    assert "stages.validate.resources.num_gpus ask for a GPU and this machine has none: with --no-ray they run on " \
+           "the CPU" in caplog.text
