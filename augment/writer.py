@@ -7,7 +7,6 @@ bounded by the shards in flight, not by the input. `write_shard` is also what th
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import logging
 import os
 import threading
@@ -125,12 +124,9 @@ def _write_parquet(table: pa.Table, target_uri: str, codec: str) -> tuple[str, i
                 write_statistics=["image"] if "image" in table.schema.names else False,
             )
             faults.point("during_shard_write")  # the temp file is complete, not yet published
-            digest = hashlib.sha256()
-            with open(tmp, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
+            digest = storage.sha256(str(tmp))  # as `moon verify` reads it back
             size = tmp.stat().st_size
-        return digest.hexdigest(), size
+        return digest, size
     except OSError as exc:
         raise ShardWriteError(target_uri, exc) from exc
 

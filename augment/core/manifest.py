@@ -108,7 +108,7 @@ _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ShardRecord))  # l
 _CHECKED_TYPES = {"shard_id": (str,), "source_uri": (str,), "row_start": (int,), "row_stop": (int,),
                   "rows_in": (int,), "rows_out": (int,), "rows_quarantined": (int,), "data_file": (str, type(None)),
                   "quarantine_file": (str, type(None)), "bytes": (int,)}
-_COUNT_FIELDS = ("row_start", "row_stop", "rows_in", "rows_out", "rows_quarantined", "bytes")
+_COUNT_FIELDS = tuple(name for name, types in _CHECKED_TYPES.items() if types == (int,))  # 0 or more
 # What the report and `totals` sum, by the type of their values: counts by reason or status, seconds by stage.
 _TALLY_FIELDS = {"quarantine_reasons": int, "variant_status": int, "enrichment_status": int,
                  "background_status": int, "timings": (int, float)}
