@@ -308,12 +308,13 @@ def normalise_text_row(record: dict[str, Any], renames: dict[str, str], extra_na
     row.update({name: None for name in extra_names})
     problems = []
     mapped = {renames.get(k, k): v for k, v in record.items() if k is not None}
+    spelled = {renames.get(k, k): k for k in record if k is not None}  # a problem names the column as the input does
     for name, value in mapped.items():
         if value is None or (isinstance(value, str) and value == "" and name not in ("title",)):
             continue
         if name == "product_id":
             if isinstance(value, bool) or not isinstance(value, (str, int)):
-                problems.append(f"{Reason.WRONG_TYPE.of('product_id')} ({type(value).__name__})")
+                problems.append(f"{Reason.WRONG_TYPE.of(spelled[name])} ({type(value).__name__})")
             else:
                 row[name] = str(value)
         elif name == "image":
@@ -328,16 +329,16 @@ def normalise_text_row(record: dict[str, Any], renames: dict[str, str], extra_na
                 elif mapped.get("image_uri") is None:
                     row["image_uri"] = value  # text formats name images by path or URI
                 else:
-                    problems.append(f"{Reason.WRONG_TYPE.of('image')} (a path while image_uri is also set)")
+                    problems.append(f"{Reason.WRONG_TYPE.of(spelled[name])} (a path while image_uri is also set)")
             else:
-                problems.append(f"{Reason.WRONG_TYPE.of('image')} ({type(value).__name__})")
+                problems.append(f"{Reason.WRONG_TYPE.of(spelled[name])} ({type(value).__name__})")
         elif name == "category_path" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             row[name] = " > ".join(value)
         elif name in S.INPUT_FIELDS.names:
             if isinstance(value, str):
                 row[name] = value
             else:
-                problems.append(f"{Reason.WRONG_TYPE.of(name)} ({type(value).__name__})")
+                problems.append(f"{Reason.WRONG_TYPE.of(spelled[name])} ({type(value).__name__})")
         elif name in row:  # a pass-through column (names starting with `_` are not carried)
             row[name] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
     if problems:
@@ -870,11 +871,12 @@ def conform(table: pa.Table, target: pa.Schema, column_map: dict[str, str]) -> p
     """Rename, cast and fill columns to `target`. A contract column of the wrong type becomes null for every row
     with `_parse_error` set, so those rows are quarantined with the reason instead of failing the run."""
     renames = rename_map(table.column_names, column_map)
+    spelled = {name: source for source, name in renames.items()}  # a problem names the column as the input does
     table = decode_dictionaries(table.rename_columns([renames.get(n, n) for n in table.column_names]))
     n = table.num_rows
     errors = table.column(PARSE_ERROR).to_pylist() if PARSE_ERROR in table.column_names else [None] * n
     if "image" in table.column_names and _is_text(table.schema.field("image").type):
-        table, errors = _image_paths_as_uris(table, errors)
+        table, errors = _image_paths_as_uris(table, errors, spelled.get("image", "image"))
     columns = {}
     for field in target:
         if field.name not in table.column_names:
@@ -892,13 +894,14 @@ def conform(table: pa.Table, target: pa.Schema, column_map: dict[str, str]) -> p
             columns[field.name] = pc.cast(column, field.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             columns[field.name] = pa.nulls(n, field.type)
-            errors = [e or f"{Reason.WRONG_TYPE.of(field.name)} ({column.type})" for e in errors]
+            errors = [e or f"{Reason.WRONG_TYPE.of(spelled.get(field.name, field.name))} ({column.type})" for e in errors]
     for name, column in columns.items():
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             column, bad = _null_invalid_utf8(column)
             if bad:
                 columns[name] = column
-                errors = [e or (f"{Reason.INVALID_UTF8} (column {name})" if i in bad else None) for i, e in enumerate(errors)]
+                errors = [e or (f"{Reason.INVALID_UTF8} (column {spelled.get(name, name)})" if i in bad else None)
+                          for i, e in enumerate(errors)]
     columns[PARSE_ERROR] = pa.array(errors, pa.string())
     return pa.table(columns, schema=target)
 
@@ -908,10 +911,11 @@ def _is_text(type_: pa.DataType) -> bool:
     return pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_string_view(type_)
 
 
-def _image_paths_as_uris(table: pa.Table, errors: list[str | None]) -> tuple[pa.Table, list[str | None]]:
+def _image_paths_as_uris(table: pa.Table, errors: list[str | None],
+                         spelled: str = "image") -> tuple[pa.Table, list[str | None]]:
     """A text `image` column names images by path or URI, as in text formats: its values move to image_uri. Where
     a row has both, it is quarantined (as a text row would be); an `image_uri` that is not text is left to the
-    type check."""
+    type check. `spelled`: the image column's name in the input."""
     paths = pc.cast(table.column("image"), pa.string())
     index = table.column_names.index("image")
     if "image_uri" not in table.column_names:
@@ -921,7 +925,7 @@ def _image_paths_as_uris(table: pa.Table, errors: list[str | None]) -> tuple[pa.
         return table.drop_columns(["image"]), errors
     uris = pc.cast(uris, pa.string())
     both = pc.and_(pc.is_valid(paths), pc.is_valid(uris)).to_pylist()
-    errors = [e or (f"{Reason.WRONG_TYPE.of('image')} (a path while image_uri is also set)" if twice else None)
+    errors = [e or (f"{Reason.WRONG_TYPE.of(spelled)} (a path while image_uri is also set)" if twice else None)
               for e, twice in zip(errors, both)]
     table = table.drop_columns(["image"])
     return table.set_column(table.column_names.index("image_uri"), "image_uri", pc.coalesce(uris, paths)), errors

@@ -198,6 +198,22 @@ def test_parquet_integer_ids_are_cast_and_wrong_title_type_is_a_row_error(tmp_pa
     assert table.column(PARSE_ERROR).to_pylist() == ["wrong_type:title (int64)"] * 2
 
 
+def test_a_value_of_the_wrong_type_is_named_by_the_column_the_input_has(tmp_path):
+    """`brand` is carried as catalog_brand and input.columns maps `name` to title: the reason names `brand` and
+    `name`, the columns a user finds in the file, in text and Parquet inputs alike."""
+    mapping = {"title": "name"}
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"product_id": "1", "name": "Cap", "brand": 7, "image_uri": "a.jpg"}) + "\n"
+                    + json.dumps({"product_id": "2", "name": 5, "image_uri": "a.jpg"}) + "\n")
+    table = read_all(io.open_source(str(path), str(tmp_path / "_input"), mapping, 64))
+    assert table.column(PARSE_ERROR).to_pylist() == ["wrong_type:brand (int)", "wrong_type:name (int)"]
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"product_id": ["1"], "name": ["Cap"], "brand": [7], "image_uri": ["a.jpg"]}), path)
+    table = read_all(io.open_source(str(path), str(tmp_path / "_input2"), mapping, 64))
+    assert table.column(PARSE_ERROR).to_pylist() == ["wrong_type:brand (int64)"]
+    assert table.column("catalog_brand").to_pylist() == [None]
+
+
 def test_parquet_text_image_column_names_images_as_pandas_and_arrow_write_it(tmp_path):
     """pandas writes strings as large_string: a path in `image` is an image_uri whatever the string type; a row
     that also has an image_uri is quarantined, and one with only its image_uri is not."""
