@@ -253,6 +253,8 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
     data_context.enable_progress_bars = False
     data_context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if not log.isEnabledFor(logging.DEBUG):  # -v shows them
+        _quiet_stage_start_failures()
     context = build_context(plan, config)
     groups = group_stages(stage_specs(config, plan.input_uri))
     pending = plan.pending
@@ -311,6 +313,33 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
         _finish_writes(writer)
         raise
     return writer.close()
+
+
+class StageStartFailures(logging.Filter):
+    """Drops Ray Data's console records about a stage actor that died in its creation task (setup() raised: a model
+    that does not load): the line that the actors died, and 'Exception occurred in Ray Data or Ray Core internal
+    code' with a full stack trace and a plea to report a Ray bug. moon run ends with one line naming the stage's
+    exception instead (ray_failure). Ray Data's log file keeps them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "actors died during initialization" in record.getMessage():
+            return False
+        raised = record.exc_info[1] if record.exc_info else sys.exc_info()[1]  # Ray Data logs inside its except
+        return not _died_in_setup(raised)
+
+
+def _died_in_setup(exc: BaseException | None) -> bool:
+    from ray.exceptions import ActorDiedError
+
+    return isinstance(exc, ActorDiedError) and "creation task" in str(exc)
+
+
+def _quiet_stage_start_failures() -> None:
+    """StageStartFailures on the console handlers of Ray Data's logger (once)."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not any(isinstance(f, StageStartFailures)
+                                                                  for f in handler.filters):
+            handler.addFilter(StageStartFailures())
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -6,7 +6,8 @@ on a local Ray started without its dashboard, logs a failed state query every fe
 (hundreds of lines in a 20-epoch training). `quiet_ray()` puts a filter between the process's stderr (file
 descriptor 2, so that lines written by Ray's C++ core and lines forwarded from Ray workers are caught too) and
 the terminal: a line that matches one of NOISE is dropped and counted, and so is the traceback a process prints
-under a message of TRACEBACK_HIDDEN (the message itself stays); everything else passes unchanged, in order. With
+under a message of TRACEBACK_HIDDEN (the message itself stays), and a message of BLOCK_HIDDEN with the traceback
+under it (a failure the command reports in one line of its own); everything else passes unchanged, in order. With
 `-v` nothing is filtered. What each pattern is, and why it is safe to hide, is written next to it;
 an error of the job itself never matches them.
 
@@ -72,7 +73,27 @@ TRACEBACK_HIDDEN: tuple[tuple[str, str], ...] = (
      "in one line."),
 )
 _TRACEBACK_HIDDEN = [re.compile(p.encode()) for p, _ in TRACEBACK_HIDDEN]
-_ACTOR = re.compile(rb"^\([^)]*\) ")  # "(TrainController pid=9442) ", or with ", ip=..." on a cluster
+
+# (pattern, where its lines go on, why): a message hidden together with the traceback under it, in the lines of
+# the same process ("actor") or in the unprefixed lines after it ("plain": Ray prefixes only the first line of a
+# message it relays).
+BLOCK_HIDDEN: tuple[tuple[str, str, str], ...] = (
+    (r"^\(MapWorker\(.*pid=[^)]*\) Exception raised in creation task: The actor died because of an error raised "
+     r"in its creation task", "actor",
+     "a stage's actor (Ray Data's MapWorker) that failed in setup(): a model that does not load, a device it lacks. "
+     "moon run stops and its last line names the stage's exception (runner.ray_failure); the 40 lines above it "
+     "were Ray's and the libraries' call stacks, printed once per actor."),
+    (r"^\(raylet[^)]*\) Task MapWorker\(\S* failed\. There are \d+ retries remaining, so the task will be "
+     r"retried\. Error: ", "plain",
+     "Ray retrying a call to a stage's actor, with that actor's whole traceback (70 lines): when the retries run "
+     "out, moon run's last line names the error; when one succeeds, there was none."),
+)
+_BLOCK_HIDDEN = [(re.compile(p.encode()), where == "plain") for p, where, _ in BLOCK_HIDDEN]
+_ACTOR = re.compile(rb"^\((?:.*? )?pid=[^)]*\) |^\([\w-]+(?:, ip=[^)]*)?\) ")  # "(TrainController pid=9442) ",
+# "(MapWorker(MapBatches(StageChain)) pid=7, ip=10.0.0.2) ", "(raylet) "
+_TRACEBACK_GOES_ON = re.compile(rb"^(\s|$|Traceback \(most recent call last\):|During handling of the above "
+                                rb"exception|The above exception was the direct cause|[A-Za-z_][\w.]*(Error|Exception"
+                                rb"|Exit|Interrupt)\b)")
 
 
 def _text(line: bytes) -> bytes:
@@ -85,27 +106,36 @@ def is_noise(line: bytes) -> bool:
 
 
 class LineFilter:
-    """Which lines of stderr to hide, in order: NOISE, and the traceback under a TRACEBACK_HIDDEN message (that
-    process's lines from `Traceback (most recent call last):` to the exception's own line; lines of other processes
-    in between are judged on their own)."""
+    """Which lines of stderr to hide, in order: NOISE; the traceback under a TRACEBACK_HIDDEN message (that
+    process's lines from `Traceback (most recent call last):` to the exception's own line); a BLOCK_HIDDEN message
+    and the traceback under it (frames, chained exceptions and blank lines, to the first line that is none of
+    these). Lines of other processes in between are judged on their own."""
 
     def __init__(self) -> None:
-        self._process: bytes | None = None  # the prefix of the process whose traceback is being hidden
-        self._in_frames = False
+        self._tracebacks: dict[bytes, bool] = {}  # process prefix -> in its frames, under a TRACEBACK_HIDDEN message
+        self._blocks: set[bytes] = set()  # process prefixes (b"": unprefixed lines) that go on a BLOCK_HIDDEN one
 
     def hides(self, line: bytes) -> bool:
         text = _text(line)
-        if self._process is not None and text.startswith(self._process):  # other processes' lines may come between
-            body = text[len(self._process):]
-            if body.startswith(b"Traceback (most recent call last):") or body[:1].isspace():
-                self._in_frames = True
+        actor = _ACTOR.match(text)
+        prefix = actor.group(0) if actor else b""
+        body = text[len(prefix):]
+        if prefix in self._blocks:
+            if _TRACEBACK_GOES_ON.match(body):
                 return True
-            in_frames, self._process = self._in_frames, None
-            if in_frames:  # the exception's own line ends the traceback
+            self._blocks.discard(prefix)
+        if prefix in self._tracebacks:
+            if body.startswith(b"Traceback (most recent call last):") or body[:1].isspace():
+                self._tracebacks[prefix] = True
+                return True
+            if self._tracebacks.pop(prefix):  # the exception's own line ends the traceback
+                return True
+        for pattern, plain in _BLOCK_HIDDEN:
+            if pattern.search(text):
+                self._blocks.add(b"" if plain else prefix)
                 return True
         if any(p.search(text) for p in _TRACEBACK_HIDDEN):
-            actor = _ACTOR.match(text)
-            self._process, self._in_frames = (actor.group(0) if actor else b""), False
+            self._tracebacks[prefix] = False
             return False
         return any(p.search(text) for p in _NOISE)
 
@@ -202,6 +232,6 @@ def quiet_ray(verbose: bool = False) -> Iterator[StderrFilter | None]:
         yield filtered
     finally:
         filtered.__exit__(None, None, None)
-    if filtered.hidden:
-        print(f"({filtered.hidden} lines of Ray's own start-up and progress messages hidden; -v shows them)",
-              file=sys.stderr)
+        if filtered.hidden:  # also when the command failed: its error may be what -v shows more of
+            lines = "1 line" if filtered.hidden == 1 else f"{filtered.hidden} lines"
+            print(f"({lines} of Ray's own start-up and progress messages hidden; -v shows them)", file=sys.stderr)

@@ -93,6 +93,81 @@ def test_a_traceback_of_another_process_or_without_that_message_is_kept():
     assert [line for line in STARTUP_TIMEOUT[1:] if not keep.hides(line.encode())] == STARTUP_TIMEOUT[1:]
 
 
+# What a local Ray 2.60 prints when a stage's actor fails in setup() (a CLIP folder without weights), abridged.
+WORKER = "\x1b[36m(MapWorker(MapBatches(StageChain)) pid=15503)\x1b[0m "
+CREATION_FAILED = [
+    WORKER + "Exception raised in creation task: The actor died because of an error raised in its creation task, "
+    "\x1b[36mray::MapWorker(MapBatches(StageChain)).__init__()\x1b[39m (pid=15503, ip=192.0.2.2, actor_id=b6b4)",
+    WORKER + "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
+    WORKER + '  File "/x/ray/data/_internal/execution/util.py", line 115, in __init__',
+    WORKER + "    super().__init__(*args, **kwargs)",
+    WORKER + "OSError: Error no file named model.safetensors found in directory /models/clip.",
+]
+RETRIED = [  # the raylet prefixes the first line only
+    "\x1b[33m(raylet)\x1b[0m Task MapWorker(MapBatches(StageChain)).get_location failed. There are 3 retries "
+    "remaining, so the task will be retried. Error: Traceback (most recent call last):",
+    "",
+    '  File "python/ray/_raylet.pyx", line 2198, in ray._raylet.execute_task',
+    "",
+    "OSError: Error no file named model.safetensors found in directory /models/clip.",
+    "",
+    "During handling of the above exception, another exception occurred:",
+    "",
+    "Traceback (most recent call last):",
+    '  File "python/ray/_raylet.pyx", line 995, in ray._raylet.store_task_errors',
+    "ray.exceptions.ActorDiedError: The actor died because of an error raised in its creation task, ray::MapWorker",
+    "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
+    '  File "/work/augment/pipeline.py", line 94, in __init__',
+    "OSError: Error no file named model.safetensors found in directory /models/clip.",
+    "",
+]
+
+
+def test_a_stage_that_failed_in_setup_is_hidden_with_its_tracebacks_and_what_follows_is_kept():
+    """moon run's last line names the stage's exception: the 150 lines of call stacks above it, once from the
+    actor and once from the raylet that retries it, said nothing more."""
+    other = "\x1b[36m(MapWorker(MapBatches(StageChain)) pid=77)\x1b[0m a warning of another actor"
+    after = ["03:24:29 WARNING moon: a line of moon after the failure", "  an indented line of moon's, after it"]
+    lines = [*CREATION_FAILED[:3], other, *CREATION_FAILED[3:], *RETRIED, *after]
+    keep = LineFilter()
+    assert [line for line in lines if not keep.hides(line.encode())] == [other, *after]
+
+
+def test_an_actor_retried_for_another_reason_or_a_creation_failure_outside_the_stages_is_kept():
+    keep = LineFilter()
+    trainer = [line.replace("MapWorker(MapBatches(StageChain))", "RayTrainWorker") for line in CREATION_FAILED]
+    assert [line for line in trainer if not keep.hides(line.encode())] == trainer
+    task = [RETRIED[0].replace("Task MapWorker(MapBatches(StageChain)).get_location", "Task read_shard"), *RETRIED[1:5]]
+    assert [line for line in task if not keep.hides(line.encode())] == task
+
+
+def test_ray_datas_console_records_of_a_stage_that_could_not_start_are_dropped_and_others_kept():
+    import logging
+
+    from ray.exceptions import ActorDiedError
+
+    from augment.runner import StageStartFailures
+
+    class Died(ActorDiedError):
+        def __str__(self):
+            return "The actor died because of an error raised in its creation task, ray::MapWorker"
+
+    def record(message, exc=None):
+        return logging.LogRecord("ray.data.exceptions", logging.ERROR, "x.py", 1, message, None,
+                                 (type(exc), exc, None) if exc else None)
+
+    drop = StageStartFailures()
+    assert not drop.filter(record("MapBatches(StageChain): actors died during initialization 1 consecutive time(s)"))
+    assert not drop.filter(record("Full stack trace:", Died()))
+    try:
+        raise Died()
+    except ActorDiedError:  # Ray Data logs its plea to report a Ray bug inside its except, without exc_info
+        assert not drop.filter(record("Exception occurred in Ray Data or Ray Core internal code."))
+        assert drop.filter(record("Exception occurred in Ray Data or Ray Core internal code.", ValueError("x")))
+    assert drop.filter(record("Exception occurred in Ray Data or Ray Core internal code."))
+    assert drop.filter(record("Full stack trace:", ActorDiedError()))
+
+
 @pytest.mark.slow  # a child process
 def test_the_filter_hides_noise_written_to_fd_2_and_keeps_the_rest_in_order(tmp_path):
     script = tmp_path / "emit.py"
@@ -118,3 +193,23 @@ def test_the_filter_hides_noise_written_to_fd_2_and_keeps_the_rest_in_order(tmp_
     verbose = run("-v")
     assert "constructor arguments in the object store" in verbose and "Failed to query" in verbose
     assert "hidden" not in verbose
+
+
+@pytest.mark.slow  # a child process
+def test_a_command_that_fails_inside_the_filter_still_says_how_many_lines_it_hid(tmp_path):
+    """The failure is when a user most wants what -v shows."""
+    script = tmp_path / "fail.py"
+    script.write_text(
+        "import os, sys\n"
+        "from augment.core.raylog import quiet_ray\n"
+        "try:\n"
+        "    with quiet_ray():\n"
+        f"        os.write(2, {NOISE_LINES[2].encode()!r} + b'\\n')\n"
+        "        raise RuntimeError('stage failed')\n"
+        "except RuntimeError as exc:\n"
+        "    print(f'error: {exc}', file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stderr.decode()
+    assert out == ("(1 line of Ray's own start-up and progress messages hidden; -v shows them)\n"
+                   "error: stage failed\n")
