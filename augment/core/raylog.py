@@ -234,4 +234,4 @@ def quiet_ray(verbose: bool = False) -> Iterator[StderrFilter | None]:
         filtered.__exit__(None, None, None)
         if filtered.hidden:  # also when the command failed: its error may be what -v shows more of
             lines = "1 line" if filtered.hidden == 1 else f"{filtered.hidden} lines"
-            print(f"({lines} of Ray's own start-up and progress messages hidden; -v shows them)", file=sys.stderr)
+            print(f"({lines} of Ray's own messages hidden; -v shows them)", file=sys.stderr)

@@ -189,7 +189,7 @@ def test_the_filter_hides_noise_written_to_fd_2_and_keeps_the_rest_in_order(tmp_
                               env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stderr.decode()
 
     assert run() == ("first\n\rbar 1/2\rbar 2/2\nsecond\n"
-                     "(2 lines of Ray's own start-up and progress messages hidden; -v shows them)\nafter\n")
+                     "(2 lines of Ray's own messages hidden; -v shows them)\nafter\n")
     verbose = run("-v")
     assert "constructor arguments in the object store" in verbose and "Failed to query" in verbose
     assert "hidden" not in verbose
@@ -211,5 +211,5 @@ def test_a_command_that_fails_inside_the_filter_still_says_how_many_lines_it_hid
     )
     out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stderr.decode()
-    assert out == ("(1 line of Ray's own start-up and progress messages hidden; -v shows them)\n"
+    assert out == ("(1 line of Ray's own messages hidden; -v shows them)\n"
                    "error: stage failed\n")
