@@ -4,7 +4,7 @@ One dataclass per concern, nested in `MoonConfig`. Named configs live as JSON fi
 `base`, `paper` today; a new JSON file there is a new named config); a config file (JSON or YAML) names a base with
 `"extends": "tiny"` (a named config, or a file: a relative path is taken beside the extending file, else from the
 working directory) and overrides any key; its `name` is the file's stem unless it sets one (a file without
-`extends` keeps its own `name`, else `custom`). Unknown keys, wrong types and numbers out of range
+`extends` keeps its own `name`, else `custom`; a named config's `name`, when it sets one, must be its stem). Unknown keys, wrong types and numbers out of range
 (`MoonConfig._range_checks`) are errors naming the dotted key. This module imports no torch: the CLI parses and
 validates configs before anything heavy is loaded.
 """
@@ -308,6 +308,10 @@ def _load_raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if str(path) in seen:
         raise ConfigError(f"config {path} extends itself")
     data = loader.read_mapping(path)
+    if path.parent == CONFIG_DIR and data.get("name", path.stem) != path.stem:
+        raise ConfigError(f"{path}: name {data['name']!r} is not the file's name: a named config is called by its "
+                          f"file name, and trains, evaluates and is recorded as that; set \"name\": \"{path.stem}\" "
+                          "or leave it out")
     base = data.pop("extends", None)
     if base is None:
         return data

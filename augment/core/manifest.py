@@ -110,8 +110,8 @@ _CHECKED_TYPES = {"shard_id": (str,), "source_uri": (str,), "row_start": (int,),
                   "quarantine_file": (str, type(None)), "bytes": (int,)}
 _COUNT_FIELDS = tuple(name for name, types in _CHECKED_TYPES.items() if types == (int,))  # 0 or more
 # What the report and `totals` sum, by the type of their values: counts by reason or status, seconds by stage.
-_TALLY_FIELDS = {"quarantine_reasons": int, "variant_status": int, "enrichment_status": int,
-                 "background_status": int, "timings": (int, float)}
+_TALLY_FIELDS = {"quarantine_reasons": int, "timings": (int, float), "variant_status": int, "enrichment_status": int,
+                 "background_status": int}
 
 
 class RunRecordError(ValueError):
@@ -431,20 +431,16 @@ def committed_data_files(run_uri: str) -> list[str]:
 
 
 def totals(records: Iterable[ShardRecord]) -> dict[str, Any]:
-    """Run-level sums: rows in/out/quarantined, reasons, stage seconds, variant, enrichment and background
-    statuses."""
-    out: dict[str, Any] = {
-        "shards": 0, "rows_in": 0, "rows_out": 0, "rows_quarantined": 0,
-        "quarantine_reasons": {}, "timings": {}, "variant_status": {}, "enrichment_status": {},
-        "background_status": {}, "bytes": 0,
-    }
+    """Run-level sums: shards, rows in/out/quarantined, bytes, and every tally by name (_TALLY_FIELDS: reasons,
+    stage seconds, variant, enrichment and background statuses)."""
+    sums = ("rows_in", "rows_out", "rows_quarantined", "bytes")
+    out: dict[str, Any] = {"shards": 0, "rows_in": 0, "rows_out": 0, "rows_quarantined": 0,
+                           **{name: {} for name in _TALLY_FIELDS}, "bytes": 0}
     for r in records:
         out["shards"] += 1
-        out["rows_in"] += r.rows_in
-        out["rows_out"] += r.rows_out
-        out["rows_quarantined"] += r.rows_quarantined
-        out["bytes"] += r.bytes
-        for key in ("quarantine_reasons", "timings", "variant_status", "enrichment_status", "background_status"):
+        for name in sums:
+            out[name] += getattr(r, name)
+        for key in _TALLY_FIELDS:
             for name, value in getattr(r, key).items():
                 out[key][name] = out[key].get(name, 0) + value
     return out

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from model.config import OBJECTIVES, load_config
+from model.config import OBJECTIVES, load_config, named_configs
 from model.model import MoonModel, count_parameters
 
 
@@ -34,7 +34,7 @@ def test_paper_config_has_the_supplementary_dimensions():
         (32, 16, 1280, 14, 378)
 
 
-@pytest.mark.parametrize("name", ["tiny", "base", "paper"])
+@pytest.mark.parametrize("name", named_configs())
 def test_parameter_count_matches_the_closed_form(name):
     cfg = load_config(name)
     counts = count_parameters(cfg)

@@ -11,6 +11,23 @@ def test_named_configs():
     assert load_config("tiny").name == "tiny"
 
 
+def test_a_named_config_copied_with_the_name_of_another_is_refused(tmp_path, monkeypatch):
+    """A copy of tiny.json saved as small.json trained, evaluated and was recorded as "tiny"."""
+    from model import config
+
+    for name in ("tiny", "base"):
+        (tmp_path / f"{name}.json").write_text((config.CONFIG_DIR / f"{name}.json").read_text())
+    (tmp_path / "small.json").write_text((config.CONFIG_DIR / "tiny.json").read_text())
+    (tmp_path / "wide.json").write_text('{"extends": "tiny", "text": {"width": 128}}')
+    (tmp_path / "narrow.json").write_text('{"extends": "tiny", "name": "narrow"}')
+    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)
+    with pytest.raises(ConfigError, match=r"small\.json: name 'tiny' is not the file's name: .* set \"name\": "
+                                          r"\"small\" or leave it out"):
+        load_config("small")
+    assert (load_config("wide").name, load_config("narrow").name, load_config("tiny").name) == ("wide", "narrow",
+                                                                                                "tiny")
+
+
 def test_config_file_extends_a_named_config(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("extends: tiny\nmoe:\n  num_experts: 8\nloss:\n  alpha: 0.1\n")
