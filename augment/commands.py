@@ -76,8 +76,24 @@ def cmd_config(args) -> int:
     except C.ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"hash": cfg.hash(), "config": cfg.to_dict()}, indent=2))
+    print(json.dumps({"hash": cfg.hash(), "config": cfg.to_dict(), "effective_options": effective_options(cfg)},
+                     indent=2, default=str))
     return 0
+
+
+def effective_options(cfg) -> dict[str, dict]:
+    """Every enabled stage's backend options with the defaults its options dataclass fills in (the `config` that
+    `moon config` prints holds only what was written), but validate's, which are the `input:` section."""
+    import dataclasses
+
+    from augment import config as C, stages
+
+    out = {}
+    for name, stage in cfg.stages.items():
+        if stage.enabled and name != "validate":  # validate's options are the `input:` section, printed whole
+            options = C.stage_options(stages.resolve(name, stage.backend), stage.options, f"stages.{name}.options")
+            out[name] = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}
+    return out
 
 
 def cmd_run(args) -> int:

@@ -168,8 +168,14 @@ def test_moon_config_run_and_plan_take_set(capsys):
 
     assert cli.main(["config", "--set", "stages.enrich_title.backend=openai", "--set", "stages.enrich_title.options.model=m",
                      "--set", "run.shard_size=8"]) == 0
-    resolved = json.loads(capsys.readouterr().out)["config"]
+    printed = json.loads(capsys.readouterr().out)
+    resolved, effective = printed["config"], printed["effective_options"]
     assert resolved["stages"]["enrich_title"]["backend"] == "openai" and resolved["run"]["shard_size"] == 8
+    # what was written, and beside it what the backend runs with: its defaults filled in
+    assert resolved["stages"]["enrich_title"]["options"] == {"model": "m"}
+    assert effective["enrich_title"]["model"] == "m" and effective["enrich_title"]["max_retries"] == 5
+    assert effective["background_prompts"] == {"count": 10, "backgrounds": "backgrounds.v1"}
+    assert "validate" not in effective  # its options are the input: section
     parser = cli.build_parser()
     assert parser.parse_args(["run", "--set", "a.b=1", "--set", "c=2"]).set == ["a.b=1", "c=2"]
     def images_per_product(*argv):
