@@ -48,6 +48,7 @@ def build(source: Path, count: int, out: Path) -> int:
             "base_colour": [r["baseColour"] or None for r in picked],
             "season": [r["season"] or None for r in picked],
             "usage": [r["usage"] or None for r in picked],
+            "article_type": [r["articleType"] or None for r in picked],  # the third label of shopper queries
         }
     )
     pq.write_table(table, out, compression="zstd")
