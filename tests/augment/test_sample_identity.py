@@ -11,7 +11,10 @@ product's matte), and each variant image as the mean colour of a 4x4 grid of cel
 layout, crop, colour, prompt, seed or status fails. An intended change of the output (a stage that renders
 differently, another schema version) records the content again, and says why in its commit:
 
-    MOON_RECORD_SAMPLE_SHARDS=1 .venv/bin/python -m pytest tests/augment/test_sample_identity.py
+    MOON_RECORD_SAMPLE_SHARDS=1 .venv/bin/python -m pytest \
+        tests/augment/test_sample_identity.py::test_the_sample_runs_shards_hold_the_recorded_content
+
+(about 20 to 50 s: the in-process run only; from a git worktree, the python of the checkout's venv).
 """
 from __future__ import annotations
 
