@@ -30,6 +30,7 @@ functions that need it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -337,8 +338,15 @@ def training_dataset(files: list[str], cfg: MoonConfig, attributes: Sequence[str
     # every draw of a seeded run, repeat.
     ctx = ray.data.DataContext.get_current().copy()
     ctx.execution_options.preserve_order = True
+    repeats = repeats_of(files, cfg.data.eval_fraction)
+    plain = [file for file in files if file not in repeats.rows]
     with ray.data.DataContext.current(ctx):
-        ds = ray.data.read_parquet(files).select_columns(columns)
+        ds = ray.data.read_parquet(plain).select_columns(columns) if plain else None
+        if repeats:  # the shards that hold a repeated product id, each read by one task, less those rows
+            again = ray.data.from_items([{"file": f, "drop": list(rows)} for f, rows in repeats.rows.items()],
+                                        override_num_blocks=len(repeats.rows))
+            again = again.map_batches(ReadWithout(columns), batch_format="pyarrow", batch_size=1)
+            ds = again if ds is None else ds.union(again)
         ds = ds.map_batches(ToRecords(cfg.data.eval_fraction, attributes, tally), batch_format="pyarrow",
                             batch_size=64)
         # Small catalogues: decode the shards once and keep the records in the object store, instead of reading
@@ -416,11 +424,20 @@ def count_split(files: list[str], cfg: MoonConfig, run_uri: str | None = None,
     if not checked:
         checked_label_columns(files, cfg.data.query_attributes, where=run_uri or "")
     counts: Counter = Counter()
+    hashes = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(S.SHARD_CHECK_THREADS, len(files)))) as pool:
-        for part in pool.map(lambda file: _split_counts(file, cfg.data.eval_fraction), files):
+        for part, ids in pool.map(lambda file: _split_counts(file, cfg.data.eval_fraction), files):
             counts.update(part)
-    training = counts["training"] - sum(counts[f"training_{reason}"] for reason in UNUSABLE)
-    held_out = counts["held_out"] - sum(counts[f"held_out_{reason}"] for reason in UNUSABLE)
+            hashes.append(ids)
+    repeats = find_repeats(files, hashes, cfg.data.eval_fraction)
+    _REPEATS.clear()  # the last count's only: one training per process reads it
+    _REPEATS[tuple(files)] = repeats
+    if repeats:
+        warn_once(f"{repeats.training + repeats.held_out} rows of {where} repeat the product id of an earlier row "
+                  f"(shards of other writers, or merged runs; e.g. {', '.join(repeats.examples)}): each product is "
+                  "read once, from its first row")
+    training = counts["training"] - sum(counts[f"training_{reason}"] for reason in UNUSABLE) - repeats.training
+    held_out = counts["held_out"] - sum(counts[f"held_out_{reason}"] for reason in UNUSABLE) - repeats.held_out
     for reason, words in UNUSABLE.items():
         missing = counts[f"training_{reason}"] + counts[f"held_out_{reason}"]
         if missing:
@@ -436,16 +453,18 @@ def count_split(files: list[str], cfg: MoonConfig, run_uri: str | None = None,
 UNUSABLE = {"no_title": "no title (title null or blank)", "no_image": "no image (image and image_uri null)"}
 
 
-def _split_counts(file: str, fraction: float) -> Counter:
+def _split_counts(file: str, fraction: float) -> tuple[Counter, "np.ndarray"]:
     """Rows of one shard by split, and by split those without a title (null or blank) and those without an image
-    (image and image_uri null or empty). The image columns are read only for the row groups whose footer
-    statistics do not rule out a null image."""
+    (image and image_uri null or empty); and the hash of each row's product id, in row order (find_repeats). The
+    image columns are read only for the row groups whose footer statistics do not rule out a null image."""
+    import numpy as np
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from augment.core import storage
 
     counts: Counter = Counter()
+    hashes = []
     fs, path = storage.filesystem(file)
     with pq.ParquetFile(path, filesystem=fs) as parquet:
         meta = parquet.metadata
@@ -455,7 +474,9 @@ def _split_counts(file: str, fraction: float) -> Counter:
             nulls = stats is None or not stats.has_null_count or stats.null_count > 0
             table = parquet.read_row_group(group, columns=["product_id", "title"]
                                            + (["image", "image_uri"] if nulls else []))
-            held = [is_held_out(pid, fraction) for pid in table.column("product_id").to_pylist()]
+            ids = table.column("product_id").to_pylist()
+            hashes.append(np.fromiter(map(hash, ids), np.int64, len(ids)))
+            held = [is_held_out(pid, fraction) for pid in ids]
             counts["held_out"] += sum(held)
             counts["training"] += len(held) - sum(held)
             empty = lambda column, length: pc.equal(pc.fill_null(length(column), 0), 0)  # noqa: E731
@@ -466,7 +487,99 @@ def _split_counts(file: str, fraction: float) -> Counter:
             for t, i, h in zip(no_title, no_image, held):
                 if t or i:
                     counts[f"{'held_out' if h else 'training'}_{'no_title' if t else 'no_image'}"] += 1
-    return counts
+    return counts, (np.concatenate(hashes) if hashes else np.empty(0, np.int64))
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeats:
+    """The rows of a run's shards that repeat the product id of an earlier row (shards in the manifest's order,
+    rows in file order): shards of other writers, or merged runs. `moon run` writes each id once; the training
+    reads each product once, from its first row, as `moon eval` does: a product trained twice is its own copy's
+    in-batch negative, and counts twice in the steps of an epoch."""
+
+    rows: dict[str, tuple[int, ...]]  # shard file -> positions of the rows left out
+    training: int = 0  # of them, in the training split
+    held_out: int = 0
+    examples: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+
+_REPEATS: dict[tuple[str, ...], Repeats] = {}  # count_split's finding, for training_dataset on the same files
+
+
+def find_repeats(files: Sequence[str], hashes: Sequence["np.ndarray"], fraction: float) -> Repeats:
+    """Repeats among `files`, given the hashes of each file's product ids in row order (_split_counts). Only the
+    files that hold a repeated hash are read again, for their ids: none where no id repeats, the usual case."""
+    import numpy as np
+
+    from model.evaluate import _product_ids
+
+    if not hashes or sum(len(h) for h in hashes) < 2:
+        return Repeats({})
+    values, counts = np.unique(np.concatenate(hashes), return_counts=True)
+    repeated = values[counts > 1]
+    if not len(repeated):
+        return Repeats({})
+    seen: set[str] = set()
+    rows: dict[str, tuple[int, ...]] = {}
+    split = Counter()
+    examples: list[str] = []
+    for file, mine in zip(files, hashes):
+        if not np.isin(mine, repeated).any():
+            continue
+        dropped = []
+        for position, pid in enumerate(_product_ids(file)):
+            if pid in seen:
+                dropped.append(position)
+                split[is_held_out(pid, fraction)] += 1
+                if len(examples) < 5 and pid not in examples:
+                    examples.append(pid)
+            elif hash(pid) in repeated:  # another id may share a hash; only the same id repeats
+                seen.add(pid)
+        if dropped:
+            rows[file] = tuple(dropped)
+    return Repeats(rows, split[False], split[True], tuple(examples))
+
+
+def repeats_of(files: Sequence[str], fraction: float) -> Repeats:
+    """find_repeats of `files`, as count_split found it in this process, else read now (moon sweep)."""
+    found = _REPEATS.get(tuple(files))
+    if found is None:
+        import concurrent.futures
+
+        from augment.core import schema as S
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(S.SHARD_CHECK_THREADS, len(files)))) as pool:
+            hashes = [h for _, h in pool.map(lambda file: _split_counts(file, fraction), files)]
+        found = find_repeats(files, hashes, fraction)
+    return found
+
+
+class ReadWithout:
+    """Ray Data map_batches callable over rows of (file, drop): each shard file read whole, less the rows at the
+    positions `drop` (Repeats.rows), as a table of `columns`."""
+
+    def __init__(self, columns: list[str]):
+        self.columns = columns
+
+    def __call__(self, batch):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from augment.core import storage
+        from model.evaluate import shard_batches
+
+        tables = []
+        for file, drop in zip(batch.column("file").to_pylist(), batch.column("drop").to_pylist()):
+            fs, path = storage.filesystem(file)
+            with pq.ParquetFile(path, filesystem=fs) as parquet:
+                table = pa.Table.from_batches(list(shard_batches(parquet, self.columns, file)),
+                                              schema=pa.schema([parquet.schema_arrow.field(c) for c in self.columns]))
+            keep = sorted(set(range(table.num_rows)) - set(drop))
+            tables.append(table.take(keep))
+        return pa.concat_tables(tables)
 
 
 def _enough_usable(cfg: MoonConfig, training: int, held_out: int, counts: Counter, where: str) -> None:

@@ -185,6 +185,46 @@ def test_count_split_counts_only_products_with_an_image(tmp_path, caplog):
     assert f"20 of the 60 products of {run} have no image (image and image_uri null) and are skipped" in caplog.text
 
 
+def repeating_run(tmp_path):
+    """60 products in shards of 20, of which p0005 again in the third shard, and p0030 twice more in its own."""
+    rows = product_rows(60)
+    rows[45] = dict(rows[5], title="a later copy")
+    rows[31] = rows[38] = dict(rows[30], title="a copy in the same shard")
+    return write_run(tmp_path / "run", rows, shard_size=20)
+
+
+def test_a_product_id_that_shards_repeat_is_counted_and_read_once_from_its_first_row(tmp_path, caplog):
+    """Shards of other writers, or merged runs: a product trained twice is its own copy's in-batch negative."""
+    from model.train import ReadWithout, repeats_of
+
+    run = repeating_run(tmp_path)
+    ids = {f"p{i:04d}" for i in range(60)} - {"p0045", "p0031", "p0038"}
+    with caplog.at_level(logging.WARNING):
+        counts = count_split(shards(run), load_config("tiny", {"train.batch_size": 4}), str(run))
+    assert counts == (sum(not is_held_out(p, 0.2) for p in ids), sum(is_held_out(p, 0.2) for p in ids))
+    assert f"3 rows of {run} repeat the product id of an earlier row" in caplog.text
+    assert "e.g. p0030, p0005" in caplog.text
+    repeats = repeats_of(shards(run), 0.2)
+    assert repeats.rows == {shards(run)[1]: (11, 18), shards(run)[2]: (5,)}
+    read = ReadWithout(["product_id", "title"])
+    table = read(pa.table({"file": shards(run)[1:], "drop": [[11, 18], [5]]}))
+    assert table.column("product_id").to_pylist() == ([f"p{i:04d}" for i in range(20, 40) if i not in (31, 38)]
+                                                      + [f"p{i:04d}" for i in range(40, 60) if i != 45])
+    assert "a copy in the same shard" not in table.column("title").to_pylist()
+    unique = write_run(tmp_path / "unique", product_rows(60), shard_size=20)
+    assert not repeats_of(shards(unique), 0.2)  # read now: count_split did not see these files
+
+
+@pytest.mark.slow  # Ray Data
+def test_the_training_dataset_holds_each_product_once(tmp_path, ray_local):
+    run = repeating_run(tmp_path)
+    records = training_dataset(shards(run), load_config("tiny")).take_all()
+    unique = {f"p{i:04d}" for i in range(60)} - {"p0045", "p0031", "p0038"}
+    assert sorted(r["product_id"] for r in records) == sorted(p for p in unique if not is_held_out(p, 0.2))
+    assert {"p0005", "p0030"} <= {r["product_id"] for r in records}  # the repeated ones are in the training split
+    assert not {"a later copy", "a copy in the same shard"} & {r["title"] for r in records}
+
+
 def test_products_without_a_title_are_counted_out_and_named_before_ray_starts(tmp_path, caplog):
     run = write_run(tmp_path / "run", product_rows(60), shard_size=20)
     rewrite(shards(run)[0], lambda t: with_column(t, "title", pa.array([" "] * t.num_rows, pa.string())))
