@@ -41,6 +41,11 @@ PROBE_SECONDS = 10.0
 def reachable(address: str) -> None:
     """Raise RayUnreachable, in one line, when nothing listens at a `host:port` or `ray://host:port` address (Ray
     itself retries such an address without end). Other addresses (`auto`, `local`) are left to Ray."""
+    if address.startswith(("http://", "https://")):
+        raise RayUnreachable(f"{address} is a Ray dashboard's address, which `ray job submit` takes: moon joins a "
+                             "cluster at its control store, host:port (6379 unless `ray start --head --port` set "
+                             "another), or ray://host:10001 through Ray Client; fix --ray-address / "
+                             "run.ray_address / RAY_ADDRESS")
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return
@@ -49,6 +54,19 @@ def reachable(address: str) -> None:
     except OSError as exc:
         raise RayUnreachable(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): start it "
                              "(`ray start --head`), or fix --ray-address / run.ray_address / RAY_ADDRESS") from None
+
+
+def _token_hint() -> str:
+    """Why a cluster that answers may refuse this process, by what this machine has: Ray 2.60 turns token
+    authentication on by default, and Ray names only a failed connection."""
+    token = ("$RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else
+             "$RAY_AUTH_TOKEN_PATH" if os.environ.get("RAY_AUTH_TOKEN_PATH") else
+             "~/.ray/auth_token" if os.path.exists(os.path.expanduser("~/.ray/auth_token")) else None)
+    if token is None:
+        return ("if the cluster uses token authentication (Ray's default), this machine has no token: copy the "
+                "cluster's ~/.ray/auth_token here, or set RAY_AUTH_TOKEN")
+    return (f"if the cluster uses token authentication (Ray's default), check that this machine's token "
+            f"({token}) is the cluster's; else check that the address is the cluster's")
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
@@ -64,7 +82,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address:
         reachable(address)
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:  # something answers there, and would not let this process join
+            raise RayUnreachable(f"{exc}: {_token_hint()}") from None
         return False
     kwargs["include_dashboard"] = False
     ray.init(address="local", num_cpus=num_cpus, runtime_env=local_ray_runtime_env(), **kwargs)

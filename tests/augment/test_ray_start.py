@@ -45,6 +45,39 @@ def test_an_address_where_nothing_listens_is_refused_at_once():
         moon_ray.reachable(left_to_ray)
 
 
+def test_a_dashboard_address_is_named_as_one_not_taken_for_an_unknown_host():
+    """`ray job submit` takes http://host:8265; moon run said 'Name or service not known: start it'."""
+    for address in ("http://127.0.0.1:8265", "https://ray.example:443"):
+        with pytest.raises(moon_ray.RayUnreachable, match=rf"^{address} is a Ray dashboard's address, which `ray job "
+                                                          r"submit` takes: moon joins a cluster at its control store, "
+                                                          r"host:port \(6379"):
+            moon_ray.reachable(address)
+
+
+def test_a_cluster_that_answers_and_refuses_to_be_joined_names_the_token(monkeypatch, tmp_path):
+    """Ray 2.60 turns token authentication on by default; Ray's own error names a failed connection only."""
+    import ray
+
+    monkeypatch.setattr(moon_ray, "reachable", lambda address: None)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def refused(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6379")
+
+    monkeypatch.setattr(ray, "init", refused)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(moon_ray.RayUnreachable, match=r"^Failed to connect to Ray cluster at 192\.0\.2\.2:6379: if "
+                                                      r"the cluster uses token authentication \(Ray's default\), this "
+                                                      r"machine has no token: copy the cluster's ~/\.ray/auth_token"):
+        moon_ray.init_ray("192.0.2.2:6379")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 32)
+    with pytest.raises(moon_ray.RayUnreachable, match=r"check that this machine's token \(\$RAY_AUTH_TOKEN\) is "
+                                                      r"the cluster's"):
+        moon_ray.init_ray("192.0.2.2:6379")
+
+
 CREATION_FAILURE = (
     "The actor died because of an error raised in its creation task, \x1b[36mray::MapWorker(MapBatches(StageChain))"
     ".__init__()\x1b[39m (pid=1, ip=192.0.2.2, actor_id=a1, repr=MapWorker(MapBatches(StageChain)))\n"
