@@ -730,16 +730,30 @@ def _fit(trainer, cfg: MoonConfig, output_dir: Path, start_epoch: int, printer, 
         raise reason from exc
 
 
+class WorkersLost(ConnectionError):
+    """A training worker that went away (its node lost, its process killed): `moon train` says so in one line, and
+    --resume goes on from the last checkpoint."""
+
+
+def _lost_kinds() -> tuple[type, ...]:
+    from ray.exceptions import ActorUnavailableError, NodeDiedError, RayActorError
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError
+
+    return (WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError, RayActorError, ActorUnavailableError,
+            NodeDiedError)
+
+
 def failure_reason(exc: Exception, cfg: MoonConfig, files: Sequence[str] = ()) -> Exception | None:
     """The mistake behind a failed Ray Train run, to report in one line, or None (a defect: its traceback): an
     error of the user's that a worker raised (augment.core.errors.user_error: training diverged,
     model.step.NonFiniteLoss; a damaged checkpoint, model.checkpoint.CheckpointError; a shard that could not be
-    read, augment.core.schema.ShardError), a shard of `files` Ray Data could not read (unreadable_shard), or workers
-    that never found their resources."""
+    read, augment.core.schema.ShardError), a shard of `files` Ray Data could not read (unreadable_shard), a worker
+    that was lost (WorkersLost), or workers that never found their resources."""
     from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
     from augment.core.errors import user_error
 
+    lost = _lost_kinds()
     failures = getattr(exc, "worker_failures", None) or {}
     for rank in sorted(failures):
         if user_error(failures[rank]) is not None:
@@ -747,6 +761,13 @@ def failure_reason(exc: Exception, cfg: MoonConfig, files: Sequence[str] = ()) -
         unreadable = unreadable_shard(failures[rank], files)
         if unreadable is not None:
             return unreadable
+    for rank in sorted(failures):
+        if isinstance(failures[rank], lost):
+            detail = str(failures[rank]).strip().splitlines()[0][:200] if str(failures[rank]).strip() else ""
+            return WorkersLost(f"training worker {rank} was lost ({type(failures[rank]).__name__}"
+                               f"{': ' + detail if detail else ''}): its node or process went away; the epochs "
+                               "checkpointed so far are kept: run the same command with --resume to go on from the "
+                               "last one")
     if isinstance(getattr(exc, "controller_failure", None), WorkerGroupStartupTimeoutError):
         gpu = ", drop --gpu" if cfg.train.use_gpu else ""
         return ConfigError(f"{_asked(cfg)}: the cluster never had them free in {STARTUP_RETRIES + 1} tries; lower "

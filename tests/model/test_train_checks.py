@@ -59,6 +59,20 @@ def test_a_users_error_on_a_worker_is_the_runs_error():
     assert failure_reason(WorkerGroupError("...", {0: RuntimeError("a defect")}), load_config("tiny")) is None
 
 
+def test_a_worker_lost_with_its_node_is_one_line_that_says_to_resume():
+    """A node lost mid-training ended moon train in Ray Train's WorkerGroupError traceback."""
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+
+    from model.train import WorkersLost
+
+    lost = WorkerHealthCheckFailedError("A worker health check failed.\nWorker info: rank 1", RuntimeError("gone"))
+    reason = failure_reason(WorkerGroupError("...", {1: lost}), load_config("tiny"))
+    assert isinstance(reason, WorkersLost) and isinstance(reason, OSError)  # moon prints an OSError in one line
+    assert str(reason) == ("training worker 1 was lost (WorkerHealthCheckFailedError: A worker health check failed.): "
+                           "its node or process went away; the epochs checkpointed so far are kept: run the same "
+                           "command with --resume to go on from the last one")
+
+
 # The end of what Ray Data raises when a read task fails on a shard whose data page is damaged (RayTaskError).
 RAY_DATA_READ_FAILURE = """ray::ReadFilesParquetV2() (pid=24117, ip=192.0.2.2)
   File "pyarrow/error.pxi", line 92, in pyarrow.lib.check_status
