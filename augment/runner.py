@@ -227,6 +227,40 @@ def oversubscribed(groups, sizes: list[tuple[int, int]], cluster: dict[str, floa
             f"the stages less ({fields}) or the cluster more")
 
 
+def no_node_fits(groups, nodes: list[dict[str, float]], private: bool) -> str | None:
+    """What to say when a chain asks more per actor (CPUs, GPUs, custom resources) than any one node of the
+    cluster has, else None: Ray places an actor on one node, and such an actor waits for a node that can hold it,
+    without a word. A private local Ray never gets another node (a ConfigError); a cluster may still add one (a
+    warning). `nodes`: each live node's resources. Chains that ask GPUs of a cluster without any are no_gpus'."""
+    has_gpus = any(node.get("GPU", 0.0) > 0 for node in nodes)
+    misfits = []
+    for specs, res in groups:
+        if res.num_gpus > 0 and not has_gpus:
+            continue
+        asked = {"CPU": res.num_cpus, "GPU": res.num_gpus, **res.custom}
+        asked = {name: amount for name, amount in asked.items() if amount > 0}
+        if nodes and not any(all(node.get(name, 0.0) + 1e-9 >= amount for name, amount in asked.items())
+                             for node in nodes):
+            largest = {name: max(node.get(name, 0.0) for node in nodes) for name in asked}
+            misfits.append(
+                f"stages {'+'.join(spec.name for spec in specs)} ask {_amounts(asked)} per actor, and no node has "
+                f"that (the most any node has: {_amounts(largest)})")
+    if not misfits:
+        return None
+    said = "; ".join(misfits)
+    if private:
+        raise ConfigError(f"{said}: this machine's local Ray has one node and never gets another; lower "
+                          "stages.<name>.resources (num_cpus, num_gpus, custom), or run on a cluster that has such "
+                          "a node (--ray-address)")
+    return (f"{said}: those stages wait until a node that can hold one joins (an autoscaling cluster may add one; "
+            "any other never runs them); lower stages.<name>.resources (num_cpus, num_gpus, custom), or add such a "
+            "node")
+
+
+def _amounts(resources: dict[str, float]) -> str:
+    return ", ".join(f"{amount:g} {name}" for name, amount in resources.items())
+
+
 def no_gpus(groups, cluster: dict[str, float], private: bool) -> str | None:
     """What to say when stages ask for GPUs and the cluster has none, else None. A private local Ray never gets
     any (a ConfigError: the run could only hang); a cluster may still be adding GPU nodes (a warning)."""
@@ -260,7 +294,10 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
     pending = plan.pending
     cluster = ray.cluster_resources()
     sizes = _pool_sizes(groups, cluster, shards=len(pending), rows=plan.rows_pending)
-    for problem in (no_gpus(groups, cluster, private), oversubscribed(groups, sizes, cluster)):
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    misfit = no_node_fits(groups, nodes, private)
+    for problem in (misfit, no_gpus(groups, cluster, private), None if misfit else oversubscribed(groups, sizes,
+                                                                                                   cluster)):
         if problem:
             log.warning("%s", problem)
     ds = ray.data.from_items([s.to_dict() for s in pending], override_num_blocks=len(pending))

@@ -16,7 +16,7 @@ from augment.core import models
 from augment.core import schema as S
 from augment.pipeline import LOAD_TIMING, StageChain, StageSpec
 from augment.core.config import ConfigError
-from augment.runner import _pool_sizes, no_gpus, oversubscribed
+from augment.runner import _pool_sizes, no_gpus, no_node_fits, oversubscribed
 from augment.config import Resources
 from augment.stages import RunContext
 
@@ -162,6 +162,26 @@ def test_gpu_stages_on_a_ray_without_gpus_stop_the_run_before_it_starts_or_warn_
                                                                 "runs them)")
     assert no_gpus(chains, {"CPU": 16.0, "GPU": 1.0}, private=True) is None
     assert no_gpus(chains[:2], {"CPU": 16.0}, private=True) is None  # the CPU stages alone
+
+
+def test_a_chain_that_no_single_node_can_hold_is_named_not_waited_for_in_silence():
+    """Two 1-CPU nodes hold 2 CPUs between them, and a 2-CPU actor on neither: moon run waited for ever, and its
+    only warning, if any, was about the cluster's total CPUs."""
+    chains = gpu_profile_chains()
+    gpu_nodes = [{"CPU": 8.0, "GPU": 1.0}, {"CPU": 8.0, "GPU": 1.0}]
+    assert no_node_fits(chains, gpu_nodes, private=False) is None
+    small = [{"CPU": 2.0, "GPU": 1.0}, {"CPU": 2.0, "GPU": 1.0}]  # 4 CPUs between them; image_variants asks 4
+    assert no_node_fits(chains, small, private=False) == (
+        "stages image_variants ask 4 CPU, 0.75 GPU per actor, and no node has that (the most any node has: 2 CPU, "
+        "1 GPU): those stages wait until a node that can hold one joins (an autoscaling cluster may add one; any "
+        "other never runs them); lower stages.<name>.resources (num_cpus, num_gpus, custom), or add such a node")
+    assert no_node_fits(chains, [{"CPU": 16.0}], private=False) is None  # no GPU at all: no_gpus says so
+    chains[1][1].custom["llm_node"] = 1.0
+    with pytest.raises(ConfigError, match=r"^stages enrich_title\+background_prompts ask 1 CPU, 1 llm_node per "
+                                          r"actor, and no node has that \(the most any node has: 8 CPU, 0 llm_node\)"
+                                          r".*: this machine's local Ray has one node and never gets another"):
+        no_node_fits(chains, [{"CPU": 8.0, "GPU": 1.0}], private=True)
+    assert no_node_fits(chains, [*gpu_nodes, {"CPU": 1.0, "llm_node": 1.0}], private=False) is None
 
 
 # ---------------------------------------------------------------------------------------------------------------
