@@ -147,7 +147,8 @@ def cmd_run(args) -> int:
             log.info("%s", line)
         from augment.core.raylog import quiet_ray
 
-        with quiet_ray(getattr(args, "verbose", False) or args.no_ray):
+        with quiet_ray(getattr(args, "verbose", False) or args.no_ray,
+                       resume="the shards committed so far are kept: run the same command again to resume"):
             result = runner.execute(plan, cfg, use_ray=not args.no_ray)
     except (io.InputError, P.RunMismatch, C.ConfigError, ValueError, ImportError) as exc:
         if fresh:

@@ -125,7 +125,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = train_config(args)
     verbose = getattr(args, "verbose", False)
-    with quiet_ray(verbose) as console:
+    with quiet_ray(verbose, resume="the epochs checkpointed so far are kept: run the same command with --resume "
+                                   "to go on from the last one") as console:
         try:
             result = train(args.data, cfg, args.output, resume=args.resume, ray_address=args.ray_address,
                            verbose=verbose, progress=functools.partial(ProgressPrinter, console.terminal if console

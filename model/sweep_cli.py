@@ -83,7 +83,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from augment.core.raylog import quiet_ray
     from model.cli import _shutdown_ray
 
-    with quiet_ray(getattr(args, "verbose", False)):  # Ray's console noise, filtered as `moon train` does
+    with quiet_ray(getattr(args, "verbose", False),  # Ray's console noise, filtered as `moon train` does
+                   resume="the finished runs are kept: run the same command again to go on"):
         try:
             rows = run_sweep(args.data, args.config, overrides, args.output, args.seeds, chosen, args.ray_address)
         finally:

@@ -19,8 +19,8 @@ import contextlib
 import os
 import re
 import select
+import subprocess
 import sys
-import threading
 from typing import IO, Iterator
 
 ANSI = re.compile(rb"\x1b\[[0-9;]*m")
@@ -58,6 +58,9 @@ NOISE: tuple[tuple[str, str], ...] = (
      r"checkpoints reported|If you meant to start a brand new training job without any information)",
      "Ray Train's three-line note, on --resume, that it found the run's snapshot in the output folder and will "
      "continue from it: what --resume asked for (moon train says which epoch it resumes from)."),
+    (r"task_manager\.cc:\d+: Failed to push error to driver for task [0-9a-f]+$",
+     "Ray's core, once the cluster's control store is gone, failing to report each running task's error to this "
+     "driver, once a second per task; the control store's loss is the line that says why (not hidden)."),
     (r"^\(pid=gcs_server\) .*Failed to kill actor [0-9a-f]+, return status: Invalid: KillActor RPC failed",
      "Ray's control store reporting that an actor it was asked to kill had already exited (Ray Data's short-"
      "lived read actors); nothing was left running."),
@@ -140,90 +143,129 @@ class LineFilter:
         return any(p.search(text) for p in _NOISE)
 
 
+# What the command writes into the pipe when it leaves the filter (after any output left without a newline): every
+# line before it has been judged once the filter reads it, and the filter answers with the number of lines it hid.
+_LEAVING = b"\x00moon-raylog-leaving\x00"
+
+
+def hidden_note(hidden: int) -> str:
+    lines = "1 line" if hidden == 1 else f"{hidden} lines"
+    return f"({lines} of Ray's own messages hidden; -v shows them)"
+
+
 class StderrFilter:
-    """Route file descriptor 2 through a pipe; a thread forwards what is not noise to the real stderr.
+    """Route file descriptor 2 through a pipe to a filter process that forwards what is not noise to the real
+    stderr.
 
-    Complete lines are checked against NOISE; output without a newline (a progress bar's carriage-return
-    updates) is forwarded once nothing more arrived for `idle` seconds, so bars stay live. `terminal` is a text
-    stream on the real stderr, for output that must not wait for a newline (moon train's progress bar)."""
+    A process, not a thread: when Ray's core ends the command at once (`_exit` after losing the cluster's control
+    store), the lines it wrote last, which say why, are still in the pipe, and the filter forwards them, then says
+    how many lines it hid. Complete lines are checked against NOISE; output without a newline (a progress bar's
+    carriage-return updates) is forwarded once nothing more arrived for `idle` seconds, so bars stay live.
+    `terminal` is a text stream on the real stderr, for output that must not wait for a newline (moon train's
+    progress bar)."""
 
-    def __init__(self, idle: float = 0.05):
+    def __init__(self, idle: float = 0.05, resume: str = ""):
         self.idle = idle
+        self.resume = resume
         self.hidden = 0
-        self._lines = LineFilter()
         self._saved = -1
-        self._read = -1
-        self._thread: threading.Thread | None = None
-        self._leaving = threading.Event()
-        self._drained = threading.Event()
+        self._report = -1
+        self._child: subprocess.Popen | None = None
         self.terminal: IO[str] = sys.stderr
 
     def __enter__(self) -> "StderrFilter":
         sys.stderr.flush()
         self._saved = os.dup(2)
-        self._read, write = os.pipe()
+        read, write = os.pipe()
+        self._report, report = os.pipe()
+        try:  # the filter is this file run as a script: it imports the standard library only, and starts in ms
+            self._child = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(__file__), str(self.idle), str(report), self.resume],
+                stdin=read, stdout=self._saved, stderr=subprocess.DEVNULL, pass_fds=(report,))
+        except BaseException:
+            for fd in (read, write, report, self._report, self._saved):
+                os.close(fd)
+            raise
+        os.close(read)
+        os.close(report)
         os.dup2(write, 2)
         os.close(write)
         self.terminal = os.fdopen(os.dup(self._saved), "w", buffering=1)
-        self._thread = threading.Thread(target=self._pump, name="moon-stderr-filter", daemon=True)
-        self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         sys.stderr.flush()
+        try:
+            os.write(2, _LEAVING + b"\n")
+        except OSError:
+            pass
         os.dup2(self._saved, 2)
-        # Processes started meanwhile may still hold the pipe, so there may be no end of file: wait until what
-        # was written so far has been forwarded. The pump stays, forwarding their later output (it never closes
-        # the pipe under them).
-        self._leaving.set()
-        self._drained.wait(timeout=5.0)
+        # Processes started meanwhile may still hold the pipe, so there may be no end of file: the filter answers
+        # once it has forwarded what came before the mark, and stays to forward their later output.
+        ready, _, _ = select.select([self._report], [], [], 5.0)
+        answer = os.read(self._report, 64) if ready else b""
+        os.close(self._report)
+        self.hidden = int(answer) if answer.strip().isdigit() else 0
         self.terminal.flush()
 
     def isatty(self) -> bool:
         return self._saved >= 0 and os.isatty(self._saved)
 
-    def _pump(self) -> None:
-        pending = b""
-        while True:
-            ready, _, _ = select.select([self._read], [], [], self.idle)
-            if not ready:
-                if pending:  # no newline for a while: a progress bar, or a prompt; show it as it is
-                    self._write(pending)
-                    pending = b""
-                if self._leaving.is_set():
-                    self._drained.set()
-                continue
-            chunk = os.read(self._read, 65536)
-            if not chunk:
-                break
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if self._lines.hides(line):
-                    self.hidden += 1
-                else:
-                    self._write(line + b"\n")
-        if pending:
-            self._write(pending)
-        self._drained.set()
-        os.close(self._read)
 
-    def _write(self, data: bytes) -> None:
+def _filter_main(idle: float, report: int, resume: str = "") -> None:
+    """The filter process: stdin -> LineFilter -> stdout (the command's real stderr). When the command ends without
+    leaving the filter (Ray's core ended it at once), the filter says so last, with `resume`: how to go on."""
+    lines = LineFilter()
+    hidden = 0
+    pending = b""
+    answered = False
+
+    def write(data: bytes) -> None:
         try:
-            os.write(self._saved, data)
+            os.write(1, data)
         except OSError:  # the terminal went away; nothing left to show
             pass
 
+    while True:
+        ready, _, _ = select.select([0], [], [], idle)
+        if not ready:
+            if pending:  # no newline for a while: a progress bar, or a prompt; show it as it is
+                write(pending)
+                pending = b""
+            continue
+        chunk = os.read(0, 65536)
+        if not chunk:
+            break
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if line.endswith(_LEAVING):
+                write(line[:-len(_LEAVING)])  # what was left without a newline, as it is
+                os.write(report, f"{hidden}\n".encode())
+                os.close(report)
+                answered = True
+            elif lines.hides(line):
+                hidden += 1
+            else:
+                write(line + b"\n")
+    if pending:
+        write(pending)
+    if not answered:  # the command ended without leaving the filter (Ray's core ended it at once)
+        note = hidden_note(hidden) + "\n" if hidden else ""
+        write((note + "error: the command ended before it finished (the lines above may say why)"
+               + (f"; {resume}" if resume else "") + "\n").encode())
+
 
 @contextlib.contextmanager
-def quiet_ray(verbose: bool = False) -> Iterator[StderrFilter | None]:
+def quiet_ray(verbose: bool = False, resume: str = "") -> Iterator[StderrFilter | None]:
     """Filter Ray's noise from stderr for the duration (nothing when `verbose`). On leaving, says in one line
-    how many lines it hid, so that a user knows where to look (-v)."""
-    filtered = StderrFilter()
+    how many lines it hid, so that a user knows where to look (-v). `resume`: what to do when the command is ended
+    at once (by Ray's core), said after its last lines."""
+    filtered = StderrFilter(resume=resume)
     try:
         if not verbose:
             filtered.__enter__()
-    except OSError:  # no file descriptor 2 to filter (a daemon without stderr): nothing to hide
+    except OSError:  # no file descriptor 2 to filter (a daemon without stderr), no process to start: hide nothing
         verbose = True
     if verbose:
         yield None
@@ -233,5 +275,8 @@ def quiet_ray(verbose: bool = False) -> Iterator[StderrFilter | None]:
     finally:
         filtered.__exit__(None, None, None)
         if filtered.hidden:  # also when the command failed: its error may be what -v shows more of
-            lines = "1 line" if filtered.hidden == 1 else f"{filtered.hidden} lines"
-            print(f"({lines} of Ray's own messages hidden; -v shows them)", file=sys.stderr)
+            print(hidden_note(filtered.hidden), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    _filter_main(float(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "")

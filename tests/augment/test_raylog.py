@@ -33,6 +33,8 @@ NOISE_LINES = [
     "\x1b[36m(TrainController pid=2083)\x1b[0m A run snapshot was found in storage folder at: '/tmp/w28/ckpt-v'",
     "\x1b[36m(TrainController pid=2083)\x1b[0m If you meant to start a brand new training job without any "
     "information about previous checkpoints found in this directory, please configure a new, unique",
+    "[2026-12-08 04:09:23,697 E 28798 28823] task_manager.cc:1545: Failed to push error to driver for task "
+    "7a1b10586ac5f9600da6c3a1f1a776483411b9e501000000",
     "\x1b[36m(pid=gcs_server)\x1b[0m [2026-12-04 14:53:42,334 E 7980 7980] (gcs_server) gcs_actor_scheduler.cc:538: "
     "Failed to kill actor f93a6fd4, return status: Invalid: KillActor RPC failed for actor f93a6fd4: RpcError",
 ]
@@ -213,3 +215,26 @@ def test_a_command_that_fails_inside_the_filter_still_says_how_many_lines_it_hid
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stderr.decode()
     assert out == ("(1 line of Ray's own messages hidden; -v shows them)\n"
                    "error: stage failed\n")
+
+
+@pytest.mark.slow  # a child process
+def test_the_last_lines_of_a_command_that_ray_ends_at_once_are_still_shown(tmp_path):
+    """Ray's core ends the driver with _exit when it loses the cluster's control store: the line that says so was
+    still in the pipe of a filter thread that died with it, and moon run exited 1 without a word."""
+    script = tmp_path / "lost.py"
+    script.write_text(
+        "import os, sys\n"
+        "from augment.core.raylog import quiet_ray\n"
+        "with quiet_ray(resume='run the same command again to resume'):\n"
+        f"    os.write(2, {NOISE_LINES[2].encode()!r} + b'\\n')\n"
+        "    os.write(2, b'[2026-12-08 03:59:34,101 C 1 1] core_worker.cc:1 Failed to connect to GCS within 60 "
+        "seconds.\\n')\n"
+        "    os._exit(1)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1
+    assert done.stderr.decode() == ("[2026-12-08 03:59:34,101 C 1 1] core_worker.cc:1 Failed to connect to GCS within "
+                                    "60 seconds.\n(1 line of Ray's own messages hidden; -v shows them)\n"
+                                    "error: the command ended before it finished (the lines above may say why); run "
+                                    "the same command again to resume\n")
