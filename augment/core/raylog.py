@@ -241,8 +241,11 @@ def _filter_main(idle: float, report: int, resume: str = "") -> None:
         for line in complete:
             if line.endswith(_LEAVING):
                 write(line[:-len(_LEAVING)])  # what was left without a newline, as it is
-                os.write(report, f"{hidden}\n".encode())
-                os.close(report)
+                try:
+                    os.write(report, f"{hidden}\n".encode())
+                    os.close(report)
+                except OSError:  # the command stopped waiting for the answer: go on forwarding
+                    pass
                 answered = True
             elif lines.hides(line):
                 hidden += 1
