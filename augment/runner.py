@@ -353,22 +353,22 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
 
 
 class StageStartFailures(logging.Filter):
-    """Drops Ray Data's console records about a stage actor that died in its creation task (setup() raised: a model
-    that does not load): the line that the actors died, and 'Exception occurred in Ray Data or Ray Core internal
-    code' with a full stack trace and a plea to report a Ray bug. moon run ends with one line naming the stage's
-    exception instead (ray_failure). Ray Data's log file keeps them."""
+    """Drops Ray Data's console records about a Ray error that stops the stages, which moon run reports in one line
+    of its own (ray_failure): a stage actor that died in its creation task (setup() raised: a model that does not
+    load; 'actors died during initialization'), an actor lost with its node; each with a full stack trace, one of
+    them under a plea to report a Ray bug. Ray Data's log file keeps them; -v shows them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if "actors died during initialization" in record.getMessage():
             return False
         raised = record.exc_info[1] if record.exc_info else sys.exc_info()[1]  # Ray Data logs inside its except
-        return not _died_in_setup(raised)
+        return not _reported(raised)
 
 
-def _died_in_setup(exc: BaseException | None) -> bool:
-    from ray.exceptions import ActorDiedError
+def _reported(exc: BaseException | None) -> bool:
+    from ray.exceptions import RayError
 
-    return isinstance(exc, ActorDiedError) and "creation task" in str(exc)
+    return isinstance(exc, RayError)
 
 
 def _quiet_stage_start_failures() -> None:

@@ -143,10 +143,10 @@ def test_an_actor_retried_for_another_reason_or_a_creation_failure_outside_the_s
     assert [line for line in task if not keep.hides(line.encode())] == task
 
 
-def test_ray_datas_console_records_of_a_stage_that_could_not_start_are_dropped_and_others_kept():
+def test_ray_datas_console_records_of_a_ray_error_moon_reports_are_dropped_and_others_kept():
     import logging
 
-    from ray.exceptions import ActorDiedError
+    from ray.exceptions import ActorDiedError, ActorUnavailableError
 
     from augment.runner import StageStartFailures
 
@@ -167,7 +167,10 @@ def test_ray_datas_console_records_of_a_stage_that_could_not_start_are_dropped_a
         assert not drop.filter(record("Exception occurred in Ray Data or Ray Core internal code."))
         assert drop.filter(record("Exception occurred in Ray Data or Ray Core internal code.", ValueError("x")))
     assert drop.filter(record("Exception occurred in Ray Data or Ray Core internal code."))
-    assert drop.filter(record("Full stack trace:", ActorDiedError()))
+    lost = ActorUnavailableError.__new__(ActorUnavailableError)  # an actor lost with its node
+    assert not drop.filter(record('An exception was raised from a task of operator "MapBatches(StageChain)". '
+                                  "Dataset execution will now abort.", lost))
+    assert drop.filter(record("Full stack trace:", KeyError("a defect of moon's, not Ray's")))
 
 
 @pytest.mark.slow  # a child process
