@@ -412,8 +412,9 @@ def _finish_writes(writer: ShardWriter) -> None:
 
 
 def remove_stale_temp_files(plan: Plan) -> int:
-    """Delete temp files a killed writer left for the shards this invocation is about to (re)write. Only these:
-    another job may be writing other shards of the same run right now."""
+    """Delete temp files a killed writer left for the shards this invocation is about to (re)write. Only these
+    (another job may be writing other shards of the same run right now), and only when their writer is gone
+    (storage.temp_abandoned): a second driver of the same shards deleted the first one's file as it wrote it."""
     if storage.is_s3(plan.run_uri):
         return 0
     from pathlib import Path
@@ -425,7 +426,7 @@ def remove_stale_temp_files(plan: Plan) -> int:
         if not directory.is_dir():
             continue
         for stale in directory.glob(".*.parquet.tmp-*"):  # one listing per folder, whatever the number of shards
-            if stale.name[1:].split(".parquet.tmp-", 1)[0] in pending:
+            if stale.name[1:].split(".parquet.tmp-", 1)[0] in pending and storage.temp_abandoned(stale):
                 stale.unlink(missing_ok=True)
                 removed += 1
     if removed:

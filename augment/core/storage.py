@@ -23,6 +23,7 @@ import logging
 import os
 import posixpath
 import shutil
+import socket
 import stat
 import tempfile
 import time
@@ -309,10 +310,34 @@ def publishing(uri: str) -> Iterator[Path]:
 
 def temp_path_for(uri: str) -> Path:
     """A hidden temp file next to a local target, or to a link's target (same filesystem, so the final rename is
-    atomic)."""
+    atomic), named with its writer: `.<name>.tmp-<host>-<pid>-<random>` (temp_owner)."""
     target = local_target(uri)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    return target.parent / f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def temp_owner(path: Path) -> tuple[str, int] | None:
+    """(host, pid) of the writer of a temp file named by temp_path_for; None for another name."""
+    owner = path.name.rpartition(".tmp-")[2].rsplit("-", 2)
+    return (owner[0], int(owner[1])) if len(owner) == 3 and owner[1].isdigit() else None
+
+
+def temp_abandoned(path: Path, stale_after: float = 3600.0) -> bool:
+    """Whether a temp file's writer is gone: a process of this host that no longer runs, or (a writer elsewhere, a
+    name without its writer) no change for `stale_after` seconds. A live writer's file is never taken."""
+    owner = temp_owner(path)
+    if owner is not None and owner[0] == socket.gethostname():
+        try:
+            os.kill(owner[1], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # a process of another user: it runs
+            return False
+        return False
+    try:
+        return time.time() - path.stat().st_mtime > stale_after
+    except FileNotFoundError:
+        return False
 
 
 def append_line(uri: str, line: str) -> None:

@@ -129,3 +129,34 @@ def _write(how: str, uri: str, data: bytes, folder) -> None:
     else:
         with storage.publishing(uri) as tmp:
             tmp.write_bytes(data)
+
+
+def test_a_temp_file_is_taken_only_from_a_writer_that_is_gone(tmp_path):
+    """A second driver of the same shards deleted the temp file the first was writing, which then failed with
+    'No such file or directory'. A temp file names its writer; one of a process that has ended here, or one
+    without change for an hour (a writer elsewhere), is abandoned."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from augment.core import storage
+
+    mine = storage.temp_path_for(str(tmp_path / "shard.parquet"))
+    mine.write_bytes(b"x")
+    assert storage.temp_owner(mine) == (socket.gethostname(), os.getpid())
+    assert not storage.temp_abandoned(mine)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = mine.with_name(f".shard.parquet.tmp-{socket.gethostname()}-{int(ended.stdout)}-0a1b2c3d")
+    gone.write_bytes(b"x")
+    assert storage.temp_abandoned(gone)
+    elsewhere = mine.with_name(".shard.parquet.tmp-other-host.example-4242-0a1b2c3d")
+    unnamed = mine.with_name(".shard.parquet.tmp-0a1b2c3d")  # as older versions named them
+    for path in (elsewhere, unnamed):
+        path.write_bytes(b"x")
+        assert not storage.temp_abandoned(path)
+        hour_ago = time.time() - 3601
+        os.utime(path, (hour_ago, hour_ago))
+        assert storage.temp_abandoned(path)
+    assert storage.temp_owner(elsewhere) == ("other-host.example", 4242) and storage.temp_owner(unnamed) is None
