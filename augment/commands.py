@@ -293,7 +293,8 @@ def _discard_unstarted(output: str) -> None:
         if _exists(output) and next(manifest.iter_records(output), None) is None:
             storage.delete_dir(output)
     except (OSError, ValueError) as exc:  # storage that failed the run may fail this too: the run's error stands
-        log.warning("could not remove the run folder %s this run made: %s", output, exc)
+        log.warning("could not tell whether the run folder %s this run made holds a commit, to remove it if not: %s",
+                    output, exc)
 
 
 def _exists(uri: str) -> bool:

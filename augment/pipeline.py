@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from augment import io
-from augment.core import faults, models
+from augment.core import faults, models, storage
 from augment.core.errors import stage_error
 from augment.core import schema as S
 from augment.stages import Rejection, RunContext, Stage, StageResult, resolve
@@ -164,6 +164,8 @@ def _process_isolated(stage: Stage, batch: dict[str, list], n: int) -> StageResu
     try:
         faults.point(f"stage_call:{stage.name}")
         return _checked(stage, stage.process(batch), n)
+    except storage.StorageUnavailable:  # no bad row: the shard is left uncommitted, for the resume
+        raise
     except Exception as exc:  # noqa: BLE001 - isolate the bad row, never end the run
         if n == 1:
             return _error_result(stage, exc)
@@ -175,6 +177,8 @@ def _process_isolated(stage: Stage, batch: dict[str, list], n: int) -> StageResu
         try:
             faults.point(f"stage_call:{stage.name}")
             result = _checked(stage, stage.process(single), 1)
+        except storage.StorageUnavailable:
+            raise
         except Exception as exc:  # noqa: BLE001
             result = _error_result(stage, exc)
         for name in stage.writes:

@@ -366,9 +366,10 @@ class StageStartFailures(logging.Filter):
 
 
 def _reported(exc: BaseException | None) -> bool:
+    from ray.data.exceptions import UserCodeException
     from ray.exceptions import RayError
 
-    return isinstance(exc, RayError)
+    return isinstance(exc, (RayError, UserCodeException))
 
 
 def _quiet_stage_start_failures() -> None:
@@ -391,7 +392,9 @@ def ray_failure(exc: BaseException) -> str:
 
     lines = [line.rstrip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
     head = lines[0].strip()[:300] if lines else ""
-    cause = next((line[:300] for line in reversed(lines[1:]) if _RAISED.match(line)), None)
+    raised = [line[:300] for line in reversed(lines[1:]) if _RAISED.match(line)]
+    # the worker's own exception, not Ray Data's wrapper of it ("ray.exceptions.UserCodeException: UDF failed ...")
+    cause = next((line for line in raised if not line.startswith("ray.")), raised[0] if raised else None)
     if isinstance(exc, ActorDiedError) and "creation task" in head and cause:
         return (f"a stage could not start on the Ray workers: {cause}; the shards committed so far are kept: fix "
                 "the stage's options (model paths, devices) and run the same command again")

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import posixpath
+import re
 import shutil
 import socket
 import stat
@@ -90,6 +91,26 @@ atexit.register(_s3_filesystem.cache_clear)
 
 def s3_endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+class StorageUnavailable(OSError):
+    """A store that could not be reached, or that answered it cannot serve now, after the retries (storage
+    .unavailable): the work that needed it stops, to be done again, instead of recording good data as bad (an image
+    that could not be fetched quarantined as unreadable for good)."""
+
+
+# Arrow's words for an S3 request that failed for want of the store, not for what was asked: the network, a store
+# that is overloaded or failing (HTTP 5xx).
+_UNAVAILABLE = re.compile(r"AWS Error (NETWORK_CONNECTION|SLOW_DOWN|SERVICE_UNAVAILABLE|INTERNAL_FAILURE|"
+                          r"REQUEST_TIMEOUT|THROTTLING)|HTTP status 5\d\d")
+_UNAVAILABLE_ERRNOS = frozenset({errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH,
+                                 errno.ENETUNREACH, errno.ENETDOWN, errno.ESTALE})
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the store could not serve the request now (the network, an overloaded or failing S3, a
+    stale NFS handle), rather than what is at the address (missing, forbidden, damaged)."""
+    return isinstance(exc, OSError) and (exc.errno in _UNAVAILABLE_ERRNOS or bool(_UNAVAILABLE.search(str(exc))))
 
 
 def unreachable_hint(exc: BaseException) -> str:

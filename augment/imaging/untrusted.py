@@ -79,11 +79,14 @@ def resolve_image_uri(uri: str, base_uri: str, allowed_roots: list[str], allowed
 
 
 def load_image_bytes(uri: str, max_bytes: int) -> bytes:
+    """The bytes at `uri`, or ImageRejected with the reason; storage.StorageUnavailable when the store could not
+    serve them now (the network, an overloaded S3): the product is not to be quarantined for it."""
     try:
         size = storage.size(uri)
     except FileNotFoundError:
         raise ImageRejected(Reason.IMAGE_NOT_FOUND, uri) from None
     except OSError as exc:
+        _raise_unavailable(uri, exc)
         raise ImageRejected(Reason.IMAGE_UNREADABLE, f"{uri}: {exc}") from None
     if size is None or size < 0:
         if not storage.is_s3(uri) and os.path.exists(uri):
@@ -94,7 +97,15 @@ def load_image_bytes(uri: str, max_bytes: int) -> bytes:
     try:
         return storage.read_bytes(uri)
     except (OSError, ValueError) as exc:
+        _raise_unavailable(uri, exc)
         raise ImageRejected(Reason.IMAGE_UNREADABLE, f"{uri}: {exc}") from None
+
+
+def _raise_unavailable(uri: str, exc: BaseException) -> None:
+    if storage.unavailable(exc):
+        detail = _first_line(exc)
+        raise storage.StorageUnavailable(f"cannot fetch the image {uri} now ({detail}{storage.unreachable_hint(exc)}): "
+                                         "its product is left for the resume, not quarantined") from exc
 
 
 def normalise(data: bytes, max_pixels: int, min_side: int, max_side: int) -> Image.Image:

@@ -140,3 +140,41 @@ def test_storage_that_cannot_be_reached_is_one_line_naming_the_endpoint(capsys, 
     assert code == 1 and "AWS Error NETWORK_CONNECTION" in err and err.count("\n") == 1
     assert err.endswith("; S3 at http://127.0.0.1:9 could not be reached: check the endpoint, the network and any "
                         "proxy\n")
+
+
+def test_an_image_store_outage_stops_the_run_and_the_resume_fetches_what_it_could_not(capsys, tmp_path, monkeypatch):
+    """A short S3 outage committed every product it could not fetch as image_unreadable, the run exited 0, and the
+    resume had nothing to do."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from augment.core import manifest, storage
+    from testkit.photos import photo_file
+
+    for i in range(6):
+        (tmp_path / f"{i}.jpg").write_bytes(photo_file())
+    catalogue = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"product_id": [f"p{i}" for i in range(6)], "title": ["Nike Cap"] * 6,
+                             "image_uri": [f"{i}.jpg" for i in range(6)]}), catalogue)
+    real_size = storage.size
+
+    def size(uri):
+        if uri.endswith("/3.jpg"):
+            raise OSError("AWS Error NETWORK_CONNECTION during HeadObject operation: curl code 7")
+        return real_size(uri)
+
+    monkeypatch.setattr(storage, "size", size)
+    argv = ("run", "--input", str(catalogue), "--output", str(tmp_path / "run"), "--shard-size", "2",
+            "--stages", "validate,ner", "--no-progress", "--no-ray", "--json")
+    code, err = run(capsys, *argv)
+    assert code == 1
+    assert f"error: cannot fetch the image {tmp_path}/3.jpg now (AWS Error NETWORK_CONNECTION" in err
+    records = manifest.load(str(tmp_path / "run"))
+    assert len(records) == 1 and not any(r.quarantine_reasons for r in records.values())  # the first shard only
+    monkeypatch.setattr(storage, "size", real_size)  # the store is back
+    code = cli.main(list(argv))
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["complete"] and summary["this_invocation"]["rows_in"] == 4
+    assert (summary["run_total"]["rows_out"], summary["run_total"]["rows_quarantined"]) == (6, 0)

@@ -1,5 +1,10 @@
+import errno
+
 import pyarrow as pa
+import pytest
+
 from augment.core import schema as S
+from augment.core import storage
 from augment.core.names import QUARANTINE_DETAIL
 from augment.pipeline import apply_stage
 from augment.stages import Rejection, Stage, StageResult
@@ -21,6 +26,8 @@ class UpperTitle(Stage):
         self.calls.append(list(batch["product_id"]))
         if any("boom" in t for t in batch["title"]):
             raise ValueError("cannot handle boom")
+        if any("outage" in t for t in batch["title"]):
+            raise storage.StorageUnavailable(errno.ETIMEDOUT, "the image store timed out")
         rejects = [Rejection("bad_title", t) if "bad" in t else None for t in batch["title"]]
         return StageResult({"enriched_title": [t.upper() for t in batch["title"]]}, rejects)
 
@@ -95,3 +102,12 @@ def test_the_stage_batch_context_is_held_around_the_whole_batch():
     out = apply_stage(Held(), table(["a", "boom", "c"]))
     assert events == ["enter", "process", "process", "process", "process", "exit"]
     assert out.column("enriched_title").to_pylist() == ["A", None, "C"]
+
+
+def test_a_store_that_cannot_serve_now_stops_the_shard_instead_of_quarantining_its_rows():
+    """An S3 outage while fetching images quarantined every product it could not fetch as image_unreadable,
+    committed, and the resume had nothing to do: good products lost for good."""
+    stage = UpperTitle()
+    with pytest.raises(storage.StorageUnavailable, match="timed out"):
+        apply_stage(stage, table(["a", "outage", "c"]))
+    assert stage.calls == [["0", "1", "2"]]  # not retried row by row, nothing to quarantine

@@ -113,3 +113,28 @@ def test_a_stage_that_cannot_start_on_ray_is_named_with_its_cause_and_no_futile_
     assert ray_failure(Failed()) == (
         "the stages failed on Ray (Failed: ray::Task failed; raised: ValueError: bad batch); the shards committed "
         "so far are kept: run the same command again to resume")
+
+
+def test_a_stage_that_raised_on_a_worker_is_named_by_its_own_exception_not_ray_datas_wrapper():
+    """An image store outage on Ray ended as '... raised: ray.exceptions.UserCodeException: UDF failed to process
+    a data block.', which names neither the store nor the image."""
+    from ray.exceptions import RayTaskError
+
+    from augment.runner import ray_failure
+
+    class Failed(RayTaskError):
+        def __init__(self):
+            pass
+
+        def __str__(self):
+            return ("ray::MapWorker(MapBatches(StageChain)).submit() (pid=1, ip=192.0.2.2)\n"
+                    '  File "/x/augment/imaging/untrusted.py", line 90, in load_image_bytes\n'
+                    "augment.core.storage.StorageUnavailable: cannot fetch the image s3://shop/3.jpg now (AWS Error "
+                    "NETWORK_CONNECTION during HeadObject operation)\n\nThe above exception was the direct cause of "
+                    "the following exception:\n\nray::MapWorker(MapBatches(StageChain)).submit()\n"
+                    "ray.exceptions.UserCodeException: UDF failed to process a data block.")
+
+    assert ray_failure(Failed()).endswith(
+        "raised: augment.core.storage.StorageUnavailable: cannot fetch the image s3://shop/3.jpg now (AWS Error "
+        "NETWORK_CONNECTION during HeadObject operation)); the shards committed so far are kept: run the same command "
+        "again to resume")

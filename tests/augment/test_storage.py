@@ -160,3 +160,19 @@ def test_a_temp_file_is_taken_only_from_a_writer_that_is_gone(tmp_path):
         os.utime(path, (hour_ago, hour_ago))
         assert storage.temp_abandoned(path)
     assert storage.temp_owner(elsewhere) == ("other-host.example", 4242) and storage.temp_owner(unnamed) is None
+
+
+def test_a_store_that_cannot_serve_now_is_told_from_an_object_that_is_not_there():
+    import errno
+
+    from augment.core import storage
+
+    for unavailable in (OSError("AWS Error NETWORK_CONNECTION during HeadObject operation: curl code 7"),
+                        OSError("AWS Error SLOW_DOWN during GetObject operation: Please reduce your request rate."),
+                        OSError("AWS Error UNKNOWN (HTTP status 503) during GetObject operation"),
+                        OSError(errno.ETIMEDOUT, "Connection timed out"), OSError(errno.ESTALE, "Stale file handle")):
+        assert storage.unavailable(unavailable), unavailable
+    for there_or_not in (FileNotFoundError(errno.ENOENT, "No such file"), PermissionError(errno.EACCES, "denied"),
+                         OSError("AWS Error ACCESS_DENIED during GetObject operation"),
+                         OSError("AWS Error UNKNOWN (HTTP status 404) during HeadObject operation"), ValueError("x")):
+        assert not storage.unavailable(there_or_not), there_or_not

@@ -51,7 +51,7 @@ class Thumbnailer:
             return None
         try:
             data = untrusted.load_image_bytes(uri, MAX_SOURCE_BYTES)
-        except untrusted.ImageRejected as exc:
+        except (untrusted.ImageRejected, storage.StorageUnavailable) as exc:  # a report of what can be shown now
             log.debug("no thumbnail for %s: %s", uri, exc)
             return None
         return self.from_bytes(data, side)

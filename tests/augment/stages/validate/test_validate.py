@@ -271,3 +271,26 @@ def test_a_folder_or_a_pipe_named_as_an_image_is_unreadable_not_missing(tmp_path
     for name in ("folder.jpg", "pipe.jpg"):
         rejection = run(tmp_path, [{"product_id": "p", "title": "t", "image": None, "image_uri": name}]).rejects[0]
         assert (rejection.reason, rejection.detail) == ("image_unreadable", f"{tmp_path / name}: not a regular file")
+
+
+def test_an_image_the_store_cannot_serve_now_stops_the_batch_and_quarantines_nothing(tmp_path, monkeypatch):
+    """An outage is not the product's fault: quarantined as image_unreadable, it was committed and never retried."""
+    from augment.core import storage
+
+    real_size = storage.size
+
+    def size(uri):
+        if uri.endswith("2.jpg"):
+            raise OSError("AWS Error NETWORK_CONNECTION during HeadObject operation: curl code 7")
+        return real_size(uri)
+
+    for i in range(3):
+        (tmp_path / f"{i}.jpg").write_bytes(photo_file())
+    rows = [{"product_id": f"p{i}", "title": "t", "image_uri": str(tmp_path / f"{i}.jpg")} for i in range(3)]
+    monkeypatch.setattr(storage, "size", size)
+    with pytest.raises(storage.StorageUnavailable, match=rf"^cannot fetch the image {tmp_path}/2\.jpg now \(AWS "
+                                                          r"Error NETWORK_CONNECTION .*\): its product is left for "
+                                                          r"the resume, not quarantined$"):
+        run(tmp_path, rows)
+    monkeypatch.setattr(storage, "size", real_size)  # the store is back: every product is accepted
+    assert run(tmp_path, rows).rejects == [None, None, None]
