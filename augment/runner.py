@@ -449,6 +449,8 @@ def execute(plan: Plan, config: Config, use_ray: bool = True, progress: bool | N
     pending_rows = plan.rows_pending
     if not plan.pending:
         log.info("nothing to do: all %d shards of %s are committed", len(plan.shards), plan.run_uri)
+        if plan.scope == "run":  # a run ended after its last commit, before consolidating (S3): done now
+            manifest.consolidate(plan.run_uri)
         return RunResult(plan, [], 0.0, manifest.totals(plan.committed.values()))
     remove_stale_temp_files(plan)
     show = config.run.progress if progress is None else progress

@@ -84,3 +84,11 @@ def test_s3_input_and_output(s3, sample_path, tmp_path):
     assert list(manifest.lost_files(run, manifest.load(run).values(), verify=True)) == [redone.shard_id]
     verified = P.plan_run(f"s3://{BUCKET}/in/products.csv", run, config, verify=True)
     assert [s.shard_id for s in verified.pending] == [redone.shard_id]
+    runner.execute(verified, config, use_ray=False)
+    # A run that ended after its last commit, before folding its records (or whose _manifest.jsonl was deleted):
+    # the resume has no shard to do, and folds them then.
+    s3.delete_object(Bucket=BUCKET, Key="runs/r1/_manifest.jsonl")
+    again = P.plan_run(f"s3://{BUCKET}/in/products.csv", run, config)
+    assert again.pending == [] and runner.execute(again, config, use_ray=False).records == []
+    folded = s3.get_object(Bucket=BUCKET, Key="runs/r1/_manifest.jsonl")["Body"].read().decode()
+    assert len(folded.splitlines()) == 3
