@@ -222,8 +222,18 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def local_folder(path: str | Path, what: str) -> Path:
+    """`path` as a local folder; a CheckpointError for an s3:// URI, which Path would take for a relative folder
+    named `s3:` (checkpoints were written to ./s3:/bucket/...): checkpoints live on a local or shared filesystem."""
+    if str(path).startswith("s3:/"):  # "s3:/" too: a Path made of "s3://b/x" is s3:/b/x
+        raise CheckpointError(f"{what} {path}: checkpoints are written to and read from a local or shared filesystem "
+                              "(Ray Train's storage), not S3: give a local path, or a shared folder mounted on every "
+                              "node (NFS, or an S3 bucket mounted with s3fs / mountpoint-s3)")
+    return Path(path)
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
-    path = Path(path)
+    path = local_folder(path, "--checkpoint")
     if (path / MODEL_FILE).exists():
         return path
     latest = latest_checkpoint(path)

@@ -61,6 +61,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from model.checkpoint import local_folder
     from model.config import ConfigError, load_config, parse_override
     from model.sweep import format_summary, run_name, run_sweep, settings, summarise
 
@@ -71,6 +72,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
         values = {k: getattr(args, k) for k in ("alpha", "beta", "tau") if getattr(args, k)}
         chosen = settings(cfg, args.mode, values)
+        local_folder(args.output, "--output")
     except ConfigError as exc:
         print(f"moon sweep: {exc}", file=sys.stderr)
         return 2

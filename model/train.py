@@ -46,7 +46,7 @@ import torch
 from augment.core.ray import init_ray
 from model.checkpoint import (
     BEST_DIR, EPOCH_DIR, MODEL_FILE, build_model, check_resumable, check_run_snapshot, epoch_dir_name,
-    latest_checkpoint, load_train_state, load_weights, save_best, save_checkpoint,
+    latest_checkpoint, load_train_state, load_weights, local_folder, save_best, save_checkpoint,
 )
 from model.config import ConfigError, MoonConfig, from_dict
 from model.data import (
@@ -623,7 +623,7 @@ def train(run_uri: str, cfg: MoonConfig, output_dir: str | Path, resume: bool = 
 
     from augment.core import manifest, storage
 
-    output_dir = Path(output_dir).resolve()
+    output_dir = local_folder(output_dir, "--output").resolve()
     if not storage.is_s3(run_uri):
         run_uri = str(Path(run_uri).resolve())  # the workers read it too, from Ray Train's working directory
     existing = resume_point(output_dir, cfg, resume, ray.__version__)

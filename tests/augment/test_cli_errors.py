@@ -178,3 +178,16 @@ def test_an_image_store_outage_stops_the_run_and_the_resume_fetches_what_it_coul
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["complete"] and summary["this_invocation"]["rows_in"] == 4
     assert (summary["run_total"]["rows_out"], summary["run_total"]["rows_quarantined"]) == (6, 0)
+
+
+@pytest.mark.parametrize("argv", [("train", "--data", "RUN", "--output", "s3://bkt/ck"),
+                                  ("eval", "--data", "RUN", "--checkpoint", "s3://bkt/ck"),
+                                  ("sweep", "--data", "RUN", "--output", "s3://bkt/sweep")])
+def test_checkpoints_on_s3_are_refused_in_one_line(capsys, tmp_path, monkeypatch, argv):
+    """moon train --output s3://bkt/ck exited 0 having written to a local folder ./s3:/bkt/ck."""
+    monkeypatch.chdir(tmp_path)
+    code, err = run(capsys, *argv)
+    assert code == 2
+    assert ("s3://bkt/" in err and "checkpoints are written to and read from a local or shared filesystem (Ray "
+            "Train's storage), not S3" in err and len(err.strip().splitlines()) == 1), err
+    assert not (tmp_path / "s3:").exists()
