@@ -121,7 +121,11 @@ def cmd_run(args) -> int:
     if args.input:
         args.input = _input_as_recorded(args.input, output)
     input_uri = args.input or str(SAMPLE)
-    fresh = not args.dry_run and not _exists(output)  # this invocation makes the run folder
+    try:
+        fresh = not args.dry_run and not _exists(output)  # this invocation makes the run folder
+    except ValueError as exc:  # an address storage cannot take (storage.AddressError)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.dry_run:
             import tempfile

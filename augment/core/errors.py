@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 CONFIG_ERRORS = (("augment.core.config", "ConfigError"),)  # the run config's and the model config's
 REQUEST_ERRORS = (("augment.io", "InputError"), ("augment.plan", "RunMismatch"), ("model.evaluate", "ProtocolError"),
                   ("ner.lexicon", "LexiconError"), ("augment.core.schema", "SchemaVersionError"),
-                  ("augment.core.manifest", "RunRecordError"))
+                  ("augment.core.manifest", "RunRecordError"), ("augment.core.storage", "AddressError"))
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
 
 

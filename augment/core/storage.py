@@ -61,12 +61,25 @@ def parent(uri: str) -> str:
     return str(Path(uri).parent)
 
 
+class AddressError(ValueError):
+    """An s3:// address moon cannot take as written (a `?` or `#` in it, an empty path component): one line."""
+
+
 def split_s3(uri: str) -> tuple[str, str]:
-    """(bucket, key) of an s3:// URI; a ValueError when it is not one or names no bucket (`s3://`, `s3:///key`)."""
+    """(bucket, key) of an s3:// URI; a ValueError when it is not one or names no bucket (`s3://`, `s3:///key`), an
+    AddressError when its key holds `?` or `#` (a URL parser cuts the key there: every file of a run went to one
+    object) or an empty path component (`runs//x`, which Arrow refuses)."""
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise ValueError(f"not an s3 URI: {uri!r}" + (" names no bucket" if parsed.scheme == "s3" else ""))
-    return parsed.netloc, parsed.path.lstrip("/")
+    if "?" in uri or "#" in uri:
+        raise AddressError(f"{uri}: a '?' or '#' in an s3:// address is not supported (it would be taken for a URL "
+                           "query or fragment); name the prefix without them")
+    key = parsed.path.lstrip("/")
+    if "//" in key.rstrip("/"):
+        raise AddressError(f"{uri}: an empty path component ('//') in an s3:// address is not supported; name the "
+                           "prefix without it")
+    return parsed.netloc, key
 
 
 @functools.lru_cache(maxsize=4)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import pytest
 
@@ -176,3 +177,20 @@ def test_a_store_that_cannot_serve_now_is_told_from_an_object_that_is_not_there(
                          OSError("AWS Error ACCESS_DENIED during GetObject operation"),
                          OSError("AWS Error UNKNOWN (HTTP status 404) during HeadObject operation"), ValueError("x")):
         assert not storage.unavailable(there_or_not), there_or_not
+
+
+def test_an_s3_address_a_url_parser_would_cut_or_arrow_refuses_is_one_line():
+    """s3://bkt/runs/p?x wrote every file of the run to the one object runs/p; runs//x was an ArrowInvalid
+    traceback."""
+    import pytest
+
+    from augment.cli import main
+    from augment.core import storage
+
+    for uri, says in (("s3://bkt/runs/p?x", "a '?' or '#'"), ("s3://bkt/runs/p#x", "a '?' or '#'"),
+                      ("s3://bkt/runs//double", "an empty path component")):
+        with pytest.raises(storage.AddressError, match=f"^{re.escape(uri)}: {re.escape(says)}"):
+            storage.split_s3(uri)
+    assert storage.split_s3("s3://bkt/runs/x/") == ("bkt", "runs/x/")
+    assert main(["verify", "s3://bkt/runs//double"]) == 2
+    assert main(["run", "--output", "s3://bkt/runs/p?x", "--no-ray"]) == 2
