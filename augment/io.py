@@ -825,7 +825,20 @@ def read_column(source: Source, name: str, column_map: dict[str, str], limit: in
 # Reading one shard
 # ---------------------------------------------------------------------------------------------------------------
 def read_rows(source_read_uri: str, start: int, stop: int, target: pa.Schema, column_map: dict[str, str]) -> pa.Table:
-    """Rows [start, stop) of a staged or in-place Parquet source, conformed to the run's input schema."""
+    """Rows [start, stop) of a staged or in-place Parquet source, conformed to the run's input schema. A file that
+    cannot be read is named (_reading_parquet); a staged part (`<run>/_input/...`) with the way to stage it again."""
+    try:
+        with _reading_parquet(source_read_uri):
+            return _read_rows(source_read_uri, start, stop, target, column_map)
+    except InputError as exc:  # not Parquet (cut short, overwritten); storage errors stay as they are
+        staged = source_read_uri.rpartition("/_input/")[0]
+        if not staged:
+            raise
+        raise InputError(f"{exc}; it is a staged part of the input: delete {storage.join(staged, '_input')} and run the "
+                         "same command again, which stages the input anew") from exc
+
+
+def _read_rows(source_read_uri: str, start: int, stop: int, target: pa.Schema, column_map: dict[str, str]) -> pa.Table:
     fs, path = storage.filesystem(source_read_uri)
     f = fs.open_input_file(path)
     key = (source_read_uri, f.size())

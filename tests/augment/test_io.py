@@ -299,6 +299,21 @@ def test_a_restaged_input_is_cut_into_parts_of_bounded_footers(tmp_path, monkeyp
     assert (again.read_uri, again.part_rows, again.num_rows) == (source.read_uri, 30, 100)
 
 
+def test_a_staged_part_cut_short_is_named_with_the_way_to_stage_it_again(tmp_path):
+    """The resume stopped with 'Parquet file size is 6 bytes, smaller than the minimum file footer', naming no file."""
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"product_id": [str(i) for i in range(100)], "title": ["t"] * 100}), path, row_group_size=100)
+    run = tmp_path / "run"
+    source = io.open_source(str(path), str(run / "_input"), {}, 10)
+    part = source.locate(0)[0]
+    with open(part, "r+b") as f:
+        f.truncate(6)
+    io._FOOTERS.clear()
+    with pytest.raises(io.InputError, match=rf"^{part}: not a readable Parquet file \(.*\); it is a staged part of the "
+                                            rf"input: delete {run}/_input and run the same command again"):
+        io.read_source_rows(source, 0, 10, source.schema, {})
+
+
 def test_a_parquet_input_of_too_many_row_groups_is_restaged(tmp_path, monkeypatch):
     monkeypatch.setattr(io, "MAX_GROUPS_IN_PLACE", 4)
     path = tmp_path / "in.parquet"
