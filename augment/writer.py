@@ -159,13 +159,14 @@ def write_shard(spec: ShardSpec, table: pa.Table, plan: Plan, context: RunContex
     good = table.filter(pc.invert(rejected))
     bad = table.filter(rejected)
     data_file = quarantine_file = None
-    checksum, size = "", 0
+    checksum, size = quarantine_checksum, quarantine_bytes = "", 0
     faults.point("before_shard_write")
     quarantine_uri = storage.join(plan.run_uri, manifest.QUARANTINE_DIR, f"{spec.shard_id}.parquet")
     data_uri = storage.join(plan.run_uri, manifest.DATA_DIR, f"{spec.shard_id}.parquet")
     if bad.num_rows:
         quarantine_file = f"{manifest.QUARANTINE_DIR}/{spec.shard_id}.parquet"
         checksum, size = _write_parquet(quarantine_table(bad, plan.input_schema, context), quarantine_uri, codec)
+        quarantine_checksum, quarantine_bytes = checksum, size
     if good.num_rows:
         data_file = f"{manifest.DATA_DIR}/{spec.shard_id}.parquet"
         checksum, size = _write_parquet(data_table(good, plan.input_schema, context), data_uri, codec)
@@ -189,7 +190,8 @@ def write_shard(spec: ShardSpec, table: pa.Table, plan: Plan, context: RunContex
         config_hash=context.config_hash, code_version=context.code_version, run_id=context.run_id,
         schema_version=S.SCHEMA_VERSION, timings=timings, variant_status=_variant_status(good),
         enrichment_status=_enrichment_status(good),
-        background_status=_counts(good, S.BACKGROUND_STATUS),
+        background_status=_counts(good, S.BACKGROUND_STATUS), quarantine_checksum=quarantine_checksum,
+        quarantine_bytes=quarantine_bytes,
     )
     manifest.commit(plan.run_uri, record)
     faults.point("after_commit")

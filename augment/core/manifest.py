@@ -63,6 +63,10 @@ class ShardRecord:
     # written rows by where a model backend's background prompts came from: ok, or fallback:<reason> (the curated
     # set); {} for the template backend, and in records written before it existed
     background_status: dict[str, int] = dataclasses.field(default_factory=dict)
+    # the quarantine file's sha256 and size, beside a data file's (checksum, bytes); "" and 0 without a quarantine
+    # file, and in records written before they were kept
+    quarantine_checksum: str = ""
+    quarantine_bytes: int = 0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -107,7 +111,8 @@ _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ShardRecord))  # l
 # The fields readers sort, join and count by: the shard's place in its input, its files and its rows.
 _CHECKED_TYPES = {"shard_id": (str,), "source_uri": (str,), "row_start": (int,), "row_stop": (int,),
                   "rows_in": (int,), "rows_out": (int,), "rows_quarantined": (int,), "data_file": (str, type(None)),
-                  "quarantine_file": (str, type(None)), "bytes": (int,)}
+                  "quarantine_file": (str, type(None)), "bytes": (int,), "quarantine_checksum": (str,),
+                  "quarantine_bytes": (int,)}
 _COUNT_FIELDS = tuple(name for name, types in _CHECKED_TYPES.items() if types == (int,))  # 0 or more
 # What the report and `totals` sum, by the type of their values: counts by reason or status, seconds by stage.
 _TALLY_FIELDS = {"quarantine_reasons": int, "timings": (int, float), "variant_status": int, "enrichment_status": int,
@@ -359,8 +364,7 @@ def lost_files(run_uri: str, records: Iterable[ShardRecord], verify: bool = Fals
     many shards the run has. With `verify`, the checksummed files that kept their size are also read whole and
     their sha256 compared with the record's: a file overwritten by one of the same size is found too."""
     records = list(records)
-    files = [(record.shard_id, file, record.bytes if file == (record.data_file or record.quarantine_file) else 0)
-             for record in records for file in (record.data_file, record.quarantine_file) if file]
+    files = [(record.shard_id, file, size) for record in records for file, _, size in checked_files(record)]
     if len(records) <= FEW_RECORDS:
         def size_of(file: str) -> int | None:
             return storage.size(storage.join(run_uri, file))
@@ -378,9 +382,22 @@ def lost_files(run_uri: str, records: Iterable[ShardRecord], verify: bool = Fals
         elif committed_bytes and size != committed_bytes:  # 0: a record that did not keep its size
             lost.setdefault(shard, f"{file} ({size} bytes, committed with {committed_bytes})")
     if verify:
-        checked = [r for r in records if r.checksum and r.shard_id not in lost and (r.data_file or r.quarantine_file)]
-        lost.update(_changed_bytes(run_uri, checked))
+        lost.update(_changed_bytes(run_uri, [r for r in records if r.shard_id not in lost]))
     return lost
+
+
+def checked_files(record: ShardRecord) -> list[tuple[str, str, int]]:
+    """(file, sha256, bytes) of each file of a committed shard, as its record keeps them ("" and 0 where it does not:
+    a quarantine file beside a data file, in records written before the quarantine file's were kept)."""
+    out = []
+    if record.data_file:
+        out.append((record.data_file, record.checksum, record.bytes))
+    if record.quarantine_file:
+        if record.data_file:
+            out.append((record.quarantine_file, record.quarantine_checksum, record.quarantine_bytes))
+        else:
+            out.append((record.quarantine_file, record.checksum, record.bytes))
+    return out
 
 
 VERIFY_PROGRESS_SECONDS = 30.0  # how often a long verification logs how far it got
@@ -389,27 +406,29 @@ VERIFY_PROGRESS_SECONDS = 30.0  # how often a long verification logs how far it 
 def _changed_bytes(run_uri: str, records: list[ShardRecord]) -> dict[str, str]:
     """The records whose checksummed file no longer has the sha256 it was committed with (read LOOKUP_THREADS
     files at a time), with the files' progress logged every VERIFY_PROGRESS_SECONDS."""
-    def digest(record: ShardRecord) -> str | None:
+    files = [(r.shard_id, file, checksum, size) for r in records for file, checksum, size in checked_files(r)
+             if checksum]
+
+    def digest(item: tuple[str, str, str, int]) -> str | None:
         try:
-            return storage.sha256(storage.join(run_uri, record.data_file or record.quarantine_file))
+            return storage.sha256(storage.join(run_uri, item[1]))
         except FileNotFoundError:  # deleted since its size was read
             return None
 
     changed: dict[str, str] = {}
-    total = sum(r.bytes for r in records)
+    total = sum(size for *_, size in files)
     done = read = 0
     last = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
-        for record, found in zip(records, pool.map(digest, records)):
-            file = record.data_file or record.quarantine_file
+        for (shard, file, checksum, size), found in zip(files, pool.map(digest, files)):
             if found is None:
-                changed[record.shard_id] = f"{file} (missing)"
-            elif found != record.checksum:
-                changed[record.shard_id] = f"{file} (its bytes are not those it was committed with: sha256 differs)"
-            done, read = done + 1, read + record.bytes
+                changed.setdefault(shard, f"{file} (missing)")
+            elif found != checksum:
+                changed.setdefault(shard, f"{file} (its bytes are not those it was committed with: sha256 differs)")
+            done, read = done + 1, read + size
             if time.monotonic() - last >= VERIFY_PROGRESS_SECONDS:
                 last = time.monotonic()
-                log.info("verified %d of %d shard files (%.1f of %.1f GB)", done, len(records), read / 1e9,
+                log.info("verified %d of %d shard files (%.1f of %.1f GB)", done, len(files), read / 1e9,
                          total / 1e9)
     return changed
 

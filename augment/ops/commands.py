@@ -93,14 +93,17 @@ def cmd_verify(args) -> int:
         print(f"error: {run} holds no committed shards (nothing to verify)", file=sys.stderr)
         return 2
     changed = manifest.lost_files(run, records.values(), verify=True)
-    files = sum(bool(r.data_file) + bool(r.quarantine_file) for r in records.values())
-    outcome = {"run_uri": run, "shards": len(records), "files": files,
-               "bytes": sum(r.bytes for r in records.values()), "changed": dict(sorted(changed.items()))}
+    files = [(checksum, size) for r in records.values() for _, checksum, size in manifest.checked_files(r)]
+    summed = [size for checksum, size in files if checksum]
+    outcome = {"run_uri": run, "shards": len(records), "files": len(summed), "bytes": sum(summed),
+               "unchecksummed": len(files) - len(summed), "changed": dict(sorted(changed.items()))}
     if args.json:
         print(json.dumps(outcome, indent=2))
     elif not changed:
-        print(f"ok: the {len(records)} committed shards of {run} ({files} files, {outcome['bytes'] / 1e6:.1f} MB "
-              "checksummed) are as committed")
+        print(f"ok: the {len(records)} committed shards of {run} ({len(summed)} files, {outcome['bytes'] / 1e6:.1f} "
+              "MB checksummed) are as committed"
+              + (f"; {outcome['unchecksummed']} files whose records keep no checksum (quarantine files committed "
+                 "by an older release beside a data file) are there" if outcome["unchecksummed"] else ""))
     else:
         print(f"{len(changed)} of the {len(records)} committed shards of {run} are not as committed:")
         for shard, what in outcome["changed"].items():

@@ -10,7 +10,7 @@ import pytest
 
 from augment import config as C
 from augment import plan as P
-from augment.core import manifest
+from augment.core import manifest, storage
 from testkit.photos import photo_file
 
 
@@ -260,6 +260,33 @@ def test_a_shard_file_overwritten_by_one_of_the_same_size_is_found_by_verify_and
     assert main([*command, "--verify"]) == 0
     assert rows() == ids
     assert main(["verify", str(out)]) == 0
+
+
+def test_a_quarantine_file_beside_a_data_file_is_checked_and_redone_too(tmp_path, capsys):
+    """Only the data file of a shard that has both was checksummed and sized: a quarantine file cut short passed
+    `moon verify`, a resume and --verify, and the report then failed on it."""
+    from augment.cli import main
+
+    (tmp_path / "red.jpg").write_bytes(photo_file(64, 64))
+    ids = [f"p{i}" for i in range(4)]
+    src = str(tmp_path / "in.parquet")
+    pq.write_table(pa.table({"product_id": ids, "title": ["red shirt", None, "red shirt", "red shirt"],
+                             "image_uri": [str(tmp_path / "red.jpg")] * len(ids)}), src)
+    out = tmp_path / "out"
+    command = ["run", "--input", src, "--output", str(out), "--stages", "validate", "--no-progress", "--no-ray"]
+    assert main(command) == 0
+    (record,) = manifest.load(str(out)).values()
+    assert record.data_file and record.quarantine_file and record.quarantine_bytes > 0
+    assert record.quarantine_checksum == storage.sha256(str(out / record.quarantine_file))
+    assert main(["verify", str(out)]) == 0
+    assert "(2 files," in capsys.readouterr().out
+    quarantine = out / record.quarantine_file
+    quarantine.write_bytes(quarantine.read_bytes()[:100])  # cut short
+    assert main(["verify", str(out)]) == 1
+    assert f"{record.quarantine_file} (100 bytes, committed with {record.quarantine_bytes})" in capsys.readouterr().out
+    assert main(command) == 0  # a resume compares sizes: the shard is redone
+    assert main(["verify", str(out)]) == 0
+    assert pq.read_table(quarantine).column("product_id").to_pylist() == ["p1"]
 
 
 def test_verify_names_what_it_cannot_check(tmp_path, capsys):
