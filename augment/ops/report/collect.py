@@ -186,14 +186,31 @@ def _committed_file(uri: str):
     try:
         yield
     except FileNotFoundError:
-        raise FileNotFoundError(f"{uri}: a committed shard's file is missing; `moon run --output RUN` (the run's "
-                                "own command) redoes its shard") from None
+        raise FileNotFoundError(f"{uri}: a committed shard's file is missing; `{_redo(uri)}` (the run's own command, "
+                                "with its config) redoes its shard") from None
     except (pa.ArrowInvalid, OSError) as exc:
         words = ("parquet", "thrift", "decompress", "corrupt")  # the file, not the storage: a page that does not decode
         if not isinstance(exc, pa.ArrowInvalid) and not any(w in str(exc).lower() for w in words):
             raise  # storage that cannot be reached: its own message
-        raise ValueError(f"{uri}: not a readable Parquet file ({exc}); delete it and rerun `moon run --output RUN` "
-                         "to redo its shard") from None
+        raise ValueError(f"{uri}: not a readable Parquet file ({' '.join(str(exc).split())}); delete it and rerun "
+                         f"`{_redo(uri)}` (with the "
+                         "run's config) to redo its shard") from None
+
+
+def _redo(uri: str) -> str:
+    """The command that redoes the shard of a committed file `uri`: the run's, with the input its saved plan names
+    (without --input, moon run takes the bundled sample and refuses the run as one of another input)."""
+    import shlex
+
+    from augment import plan as P
+
+    run = next((uri.rpartition(f"/{folder}/")[0] for folder in (manifest.DATA_DIR, manifest.QUARANTINE_DIR)
+                if f"/{folder}/" in uri), "RUN")
+    try:
+        source = f"--input {shlex.quote(P.read_header(run)['input_uri'])} "
+    except (P.NoSavedPlan, ValueError, KeyError, OSError):
+        source = "--input <the run's input> "
+    return f"moon run {source}--output {shlex.quote(run)}"
 
 
 def latest_evaluation(run_uri: str) -> dict[str, Any] | None:

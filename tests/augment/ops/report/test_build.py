@@ -213,11 +213,14 @@ def test_a_committed_shard_file_that_is_gone_or_broken_is_named_with_the_way_to_
     build_run(tmp_path, products=6, shard_size=3)
     first, second = sorted((tmp_path / "data").glob("*.parquet"))
     first.unlink()
-    with pytest.raises(FileNotFoundError, match=f"^{first}: a committed shard's file is missing; `moon run"):
+    # without --input, the advised command took the bundled sample and was refused as a run of another input
+    redo = f"`moon run --input <the run's input> --output {tmp_path}`"  # a run without a saved plan
+    with pytest.raises(FileNotFoundError, match=f"^{first}: a committed shard's file is missing; {re.escape(redo)}"):
         build.write_report(str(tmp_path))
     second.write_bytes(b"PAR1" + bytes(64) + b"PAR1")
     (tmp_path / "data" / first.name).write_bytes(second.read_bytes())
-    with pytest.raises(ValueError, match=f"^{tmp_path / 'data'}/.*: not a readable Parquet file"):
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'data'}/.*: not a readable Parquet file .*; delete it and "
+                                         f"rerun {re.escape(redo)}"):
         build.write_report(str(tmp_path))
 
 
