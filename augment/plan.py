@@ -620,7 +620,13 @@ def _check_identity(output_uri: str, identity: dict[str, Any], force: bool, writ
     run_id = time.strftime("run-%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:6]}"
     if write:
         record = dict(identity, run_id=run_id, created_at=time.time(), code_version=code_version())
-        storage.write_atomic(run_file, json.dumps(record, indent=1, sort_keys=True).encode())
+        data = json.dumps(record, indent=1, sort_keys=True).encode()
+        if previous is not None:  # --force over another run's record
+            storage.write_atomic(run_file, data)
+        elif not storage.create_exclusive(run_file, data):
+            # Another invocation made the run at this moment (two jobs started on one new folder): its run it is,
+            # when it is the same run; two run ids in one folder left records and files that disagreed.
+            return _check_identity(output_uri, identity, force=False, write=False)
     return run_id
 
 

@@ -255,6 +255,68 @@ def makedirs(uri: str) -> None:
         Path(uri).mkdir(parents=True, exist_ok=True)
 
 
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Write `data` at `uri` only if nothing is there, as one step that two writers cannot both win: True when this
+    call made it, False when it was there already. Locally a fsynced temp file hard-linked into place; on S3 a
+    conditional PUT (If-None-Match, through boto3). A filesystem without hard links, or an S3 store (or an install
+    without boto3) that cannot put conditionally, is checked first and written (two writers at the same moment
+    can then both write: the last one stands)."""
+    if is_s3(uri):
+        conditional = _s3_put_if_absent(uri, data)
+        if conditional is not None:
+            return conditional
+        if exists(uri):
+            return False
+        write_atomic(uri, data)
+        return True
+    target = local_target(uri)
+    tmp = temp_path_for(uri)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            if target.exists():  # no hard links here
+                return False
+            os.replace(tmp, target)
+        return True
+    except OSError as exc:
+        raise naming_error(exc, target) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _s3_put_if_absent(uri: str, data: bytes) -> bool | None:
+    """A conditional PUT of `data` (If-None-Match: *): True when made, False when the object exists, None when it
+    cannot be asked (no boto3, a store that does not implement it)."""
+    try:
+        import boto3
+        from botocore.exceptions import ClientError
+    except ImportError:
+        return None
+    bucket, key = split_s3(uri)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    client = boto3.client("s3", endpoint_url=s3_endpoint(), region_name=region)
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        if code in ("NotImplemented", "InvalidArgument"):
+            return None
+        raise OSError(f"{uri}: {exc}") from exc
+    log.debug("created %s (%d bytes)", uri, len(data))
+    return True
+
+
 def write_atomic(uri: str, data: bytes, content_type: str | None = None) -> None:
     """Write `data` so that readers see either nothing or the whole object. `content_type` sets the S3 object's
     Content-Type (so that a report served from a bucket opens as a page); local files ignore it."""

@@ -37,6 +37,28 @@ def test_shards_are_row_ranges_with_stable_ids(tmp_path, config):
     assert [s.shard_id for s in again.shards] == [s.shard_id for s in plan.shards]
 
 
+def test_two_plans_of_one_new_folder_at_once_take_one_run_id(tmp_path, config, monkeypatch):
+    """Each saw no _run.json, each wrote its own, and the shards were committed under two run ids. Here the second
+    reads before the first writes, as two jobs started together do: it takes the run the first made."""
+    src = catalogue(tmp_path, [str(i) for i in range(10)])
+    out = str(tmp_path / "out")
+    first = P.plan_run(src, out, config)
+    real = manifest.read_run_file
+    calls = []
+
+    def read_before_the_first_wrote(uri):
+        calls.append(uri)
+        return None if len(calls) == 1 else real(uri)
+
+    monkeypatch.setattr(manifest, "read_run_file", read_before_the_first_wrote)
+    assert P.plan_run(src, out, config).run_id == first.run_id
+    calls.clear()
+    config.output.image_quality = 50  # another run, made at the same moment: refused, as it would be after
+    with pytest.raises(P.RunMismatch, match="different config"):
+        P.plan_run(src, out, config)
+    assert json.loads((tmp_path / "out" / "_run.json").read_text())["run_id"] == first.run_id
+
+
 def test_limit_caps_rows(tmp_path, config):
     src = catalogue(tmp_path, [str(i) for i in range(10)])
     plan = P.plan_run(src, str(tmp_path / "out"), config, limit=6)

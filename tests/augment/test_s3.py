@@ -92,3 +92,14 @@ def test_s3_input_and_output(s3, sample_path, tmp_path):
     assert again.pending == [] and runner.execute(again, config, use_ray=False).records == []
     folded = s3.get_object(Bucket=BUCKET, Key="runs/r1/_manifest.jsonl")["Body"].read().decode()
     assert len(folded.splitlines()) == 3
+
+
+def test_a_run_record_is_created_once_on_s3(s3):
+    """Two runs started at once on one new S3 folder each wrote their own _run.json (the last stood) and committed
+    records of two run ids: a conditional PUT lets one make it."""
+    from augment.core import storage
+
+    uri = f"s3://{BUCKET}/runs/race/_run.json"
+    assert storage.create_exclusive(uri, b"first") is True
+    assert storage.create_exclusive(uri, b"second") is False
+    assert storage.read_bytes(uri) == b"first"

@@ -194,3 +194,14 @@ def test_an_s3_address_a_url_parser_would_cut_or_arrow_refuses_is_one_line():
     assert storage.split_s3("s3://bkt/runs/x/") == ("bkt", "runs/x/")
     assert main(["verify", "s3://bkt/runs//double"]) == 2
     assert main(["run", "--output", "s3://bkt/runs/p?x", "--no-ray"]) == 2
+
+
+def test_a_file_created_exclusively_is_made_once_and_kept(tmp_path):
+    from augment.core import storage
+
+    target = str(tmp_path / "run" / "_run.json")
+    (tmp_path / "run").mkdir()
+    assert storage.create_exclusive(target, b"first") is True
+    assert storage.create_exclusive(target, b"second") is False
+    assert (tmp_path / "run" / "_run.json").read_bytes() == b"first"
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["_run.json"]  # no temp file left
