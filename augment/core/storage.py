@@ -471,10 +471,11 @@ def append_line(uri: str, line: str) -> None:
 def exclusive(folder: str, name: str = ".lock") -> Iterator[None]:
     """Hold the exclusive lock of `folder`/`name` (made when missing) while the block runs: one writer of a local
     folder at a time, waiting for the one before it, whether in another process or in a thread of this one (a
-    `flock` of its own open file; Linux's NFS client maps it to a lock the server holds). On S3, which has no
-    locks, and on a filesystem that refuses them, the block runs unlocked."""
+    `flock` of its own open file; Linux's NFS client maps it to a lock the server holds). On S3, a lock object
+    (s3_lease); on a filesystem that refuses locks, the block runs unlocked."""
     if is_s3(folder):
-        yield
+        with s3_lease(join(folder, name)):
+            yield
         return
     makedirs(folder)
     uri = join(folder, name)
@@ -493,6 +494,57 @@ def exclusive(folder: str, name: str = ".lock") -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+LEASE_SECONDS = 600.0  # an S3 lock object unchanged this long is a crashed holder's
+LEASE_RENEW_SECONDS = 60.0
+LEASE_POLL_SECONDS = 1.0
+
+
+@contextlib.contextmanager
+def s3_lease(uri: str) -> Iterator[None]:
+    """Hold the S3 lock object `uri` while the block runs: made by a conditional PUT (create_exclusive), renewed
+    every LEASE_RENEW_SECONDS from a thread, deleted at the end. One held by another writer is waited for, and one
+    unchanged for LEASE_SECONDS (its holder crashed) is taken over. Where the store cannot put conditionally
+    (create_exclusive then checks and writes), two writers at the same moment may both hold it."""
+    import threading
+
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}".encode()
+    waited = False
+    while not create_exclusive(uri, owner):
+        fs, path = filesystem(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            continue  # released meanwhile
+        age = time.time() - info.mtime.timestamp() if info.mtime else 0.0
+        if age > LEASE_SECONDS:
+            log.warning("%s: taking over a lock unchanged for %.0f s (its holder is gone)", uri, age)
+            delete(uri)
+            continue
+        if not waited:
+            log.info("%s: waiting for the writer that holds it", uri)
+            waited = True
+        time.sleep(LEASE_POLL_SECONDS)
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(LEASE_RENEW_SECONDS):
+            try:
+                write_atomic(uri, owner)
+            except OSError as exc:  # the next renewal tries again; the work goes on
+                log.warning("%s: could not renew the lock: %s", uri, exc)
+
+    renewer = threading.Thread(target=renew, name="moon-s3-lease", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        renewer.join()
+        try:
+            delete(uri)
+        except OSError as exc:  # left behind, it is taken over once stale
+            log.warning("%s: could not release the lock: %s", uri, exc)
 
 
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)

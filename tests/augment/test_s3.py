@@ -103,3 +103,36 @@ def test_a_run_record_is_created_once_on_s3(s3):
     assert storage.create_exclusive(uri, b"first") is True
     assert storage.create_exclusive(uri, b"second") is False
     assert storage.read_bytes(uri) == b"first"
+
+
+def test_two_writers_of_one_s3_folder_take_turns_and_a_crashed_holders_lock_is_taken_over(s3, monkeypatch, caplog):
+    """Two reports of one S3 run at once each removed the other's pages and thumbnails: on S3 the lock was none."""
+    import logging
+    import threading
+    import time
+
+    from augment.core import storage
+
+    folder = f"s3://{BUCKET}/runs/locked/report"
+    monkeypatch.setattr(storage, "LEASE_POLL_SECONDS", 0.05)
+    events = []
+
+    def write(name):
+        with storage.exclusive(folder):
+            events.append(f"{name} in")
+            time.sleep(0.3)
+            events.append(f"{name} out")
+
+    writers = [threading.Thread(target=write, args=(name,)) for name in ("a", "b")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert [e.split()[1] for e in events] == ["in", "out", "in", "out"] and events[0][0] == events[1][0]
+    assert not storage.exists(f"{folder}/.lock")  # released
+    storage.write_atomic(f"{folder}/.lock", b"a holder that crashed")
+    monkeypatch.setattr(storage, "LEASE_SECONDS", 0.5)
+    time.sleep(1.0)
+    with caplog.at_level(logging.WARNING), storage.exclusive(folder):
+        assert storage.read_bytes(f"{folder}/.lock") != b"a holder that crashed"
+    assert "taking over a lock unchanged for" in caplog.text
