@@ -272,10 +272,7 @@ def create_exclusive(uri: str, data: bytes) -> bool:
     target = local_target(uri)
     tmp = temp_path_for(uri)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_synced(tmp, data)
         try:
             os.link(tmp, target)
         except FileExistsError:
@@ -291,6 +288,13 @@ def create_exclusive(uri: str, data: bytes) -> bool:
         raise naming_error(exc, target) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _s3_put_if_absent(uri: str, data: bytes) -> bool | None:
@@ -333,10 +337,7 @@ def write_atomic(uri: str, data: bytes, content_type: str | None = None) -> None
         return
     tmp = temp_path_for(uri)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_synced(tmp, data)
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

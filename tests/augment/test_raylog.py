@@ -173,12 +173,17 @@ def test_ray_datas_console_records_of_a_ray_error_moon_reports_are_dropped_and_o
     assert drop.filter(record("Full stack trace:", KeyError("a defect of moon's, not Ray's")))
 
 
+def run_script(tmp_path, text: str, *argv) -> subprocess.CompletedProcess:
+    """A script that uses the filter, run as a command (the filter works on file descriptor 2)."""
+    script = tmp_path / "script.py"
+    script.write_text("import os, sys, time\nfrom augment.core.raylog import quiet_ray\n" + text)
+    return subprocess.run([sys.executable, str(script), *argv], cwd=ROOT, capture_output=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
 @pytest.mark.slow  # a child process
 def test_the_filter_hides_noise_written_to_fd_2_and_keeps_the_rest_in_order(tmp_path):
-    script = tmp_path / "emit.py"
-    script.write_text(
-        "import os, sys, time\n"
-        "from augment.core.raylog import quiet_ray\n"
+    script = (
         "with quiet_ray(verbose=len(sys.argv) > 1) as console:\n"
         "    print('first', file=sys.stderr)\n"
         f"    os.write(2, {NOISE_LINES[2].encode()!r} + b'\\n')  # as Ray's C++ core writes it\n"
@@ -190,8 +195,7 @@ def test_the_filter_hides_noise_written_to_fd_2_and_keeps_the_rest_in_order(tmp_
     )
 
     def run(*argv):
-        return subprocess.run([sys.executable, str(script), *argv], cwd=ROOT, capture_output=True,
-                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stderr.decode()
+        return run_script(tmp_path, script, *argv).stderr.decode()
 
     assert run() == ("first\n\rbar 1/2\rbar 2/2\nsecond\n"
                      "(2 lines of Ray's own messages hidden; -v shows them)\nafter\n")
@@ -203,19 +207,14 @@ def test_the_filter_hides_noise_written_to_fd_2_and_keeps_the_rest_in_order(tmp_
 @pytest.mark.slow  # a child process
 def test_a_command_that_fails_inside_the_filter_still_says_how_many_lines_it_hid(tmp_path):
     """The failure is when a user most wants what -v shows."""
-    script = tmp_path / "fail.py"
-    script.write_text(
-        "import os, sys\n"
-        "from augment.core.raylog import quiet_ray\n"
+    out = run_script(tmp_path, (
         "try:\n"
         "    with quiet_ray():\n"
         f"        os.write(2, {NOISE_LINES[2].encode()!r} + b'\\n')\n"
         "        raise RuntimeError('stage failed')\n"
         "except RuntimeError as exc:\n"
         "    print(f'error: {exc}', file=sys.stderr)\n"
-    )
-    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stderr.decode()
+    )).stderr.decode()
     assert out == ("(1 line of Ray's own messages hidden; -v shows them)\n"
                    "error: stage failed\n")
 
@@ -224,18 +223,13 @@ def test_a_command_that_fails_inside_the_filter_still_says_how_many_lines_it_hid
 def test_the_last_lines_of_a_command_that_ray_ends_at_once_are_still_shown(tmp_path):
     """Ray's core ends the driver with _exit when it loses the cluster's control store: the line that says so was
     still in the pipe of a filter thread that died with it, and moon run exited 1 without a word."""
-    script = tmp_path / "lost.py"
-    script.write_text(
-        "import os, sys\n"
-        "from augment.core.raylog import quiet_ray\n"
+    done = run_script(tmp_path, (
         "with quiet_ray(resume='run the same command again to resume'):\n"
         f"    os.write(2, {NOISE_LINES[2].encode()!r} + b'\\n')\n"
         "    os.write(2, b'[2026-12-08 03:59:34,101 C 1 1] core_worker.cc:1 Failed to connect to GCS within 60 "
         "seconds.\\n')\n"
         "    os._exit(1)\n"
-    )
-    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    ))
     assert done.returncode == 1
     assert done.stderr.decode() == ("[2026-12-08 03:59:34,101 C 1 1] core_worker.cc:1 Failed to connect to GCS within "
                                     "60 seconds.\n(1 line of Ray's own messages hidden; -v shows them)\n"
