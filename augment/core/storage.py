@@ -306,6 +306,8 @@ def _s3_put_if_absent(uri: str, data: bytes) -> bool | None:
     except ImportError:
         return None
     bucket, key = split_s3(uri)
+    for name in ("boto3", "botocore", "urllib3"):  # their DEBUG lines (moon -v) hold the request's credentials
+        logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.INFO))
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     client = boto3.client("s3", endpoint_url=s3_endpoint(), region_name=region)
     try:

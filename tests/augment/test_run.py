@@ -182,6 +182,6 @@ def test_counting_products_without_an_image_reads_no_image_bytes(sample_run, mon
     monkeypatch.setattr(pq.ParquetFile, "read_row_group",
                         lambda self, group, columns=None, **kw: read.append(tuple(columns)) or
                         original(self, group, columns=columns, **kw))
-    counts = sum((T._split_counts(file, 0.2) for file in files), start=Counter())
+    counts = sum((T._split_counts(file, 0.2)[0] for file in files), start=Counter())
     assert counts["training"] + counts["held_out"] == 80 and not counts["training_no_image"]
     assert set(read) == {("product_id", "title")}
