@@ -288,7 +288,7 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
     data_context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     if not log.isEnabledFor(logging.DEBUG):  # -v shows them
-        _quiet_stage_start_failures()
+        _quiet_reported_ray_errors()
     context = build_context(plan, config)
     groups = group_stages(stage_specs(config, plan.input_uri))
     pending = plan.pending
@@ -352,7 +352,7 @@ def run_on_ray(plan: Plan, config: Config, on_rows: Callable[[int], None] | None
     return writer.close()
 
 
-class StageStartFailures(logging.Filter):
+class ReportedRayErrors(logging.Filter):
     """Drops Ray Data's console records about a Ray error that stops the stages, which moon run reports in one line
     of its own (ray_failure): a stage actor that died in its creation task (setup() raised: a model that does not
     load; 'actors died during initialization'), an actor lost with its node; each with a full stack trace, one of
@@ -372,12 +372,12 @@ def _reported(exc: BaseException | None) -> bool:
     return isinstance(exc, (RayError, UserCodeException))
 
 
-def _quiet_stage_start_failures() -> None:
-    """StageStartFailures on the console handlers of Ray Data's logger (once)."""
+def _quiet_reported_ray_errors() -> None:
+    """ReportedRayErrors on the console handlers of Ray Data's logger (once)."""
     for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler) and not any(isinstance(f, StageStartFailures)
+        if isinstance(handler, logging.StreamHandler) and not any(isinstance(f, ReportedRayErrors)
                                                                   for f in handler.filters):
-            handler.addFilter(StageStartFailures())
+            handler.addFilter(ReportedRayErrors())
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

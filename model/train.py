@@ -475,7 +475,7 @@ def _split_counts(file: str, fraction: float) -> tuple[Counter, "np.ndarray"]:
             table = parquet.read_row_group(group, columns=["product_id", "title"]
                                            + (["image", "image_uri"] if nulls else []))
             ids = table.column("product_id").to_pylist()
-            hashes.append(np.fromiter(map(hash, ids), np.int64, len(ids)))
+            hashes.append(id_hashes(ids))
             held = [is_held_out(pid, fraction) for pid in ids]
             counts["held_out"] += sum(held)
             counts["training"] += len(held) - sum(held)
@@ -518,16 +518,22 @@ def find_repeats(files: Sequence[str], hashes: Sequence["np.ndarray"], fraction:
 
     if not hashes or sum(len(h) for h in hashes) < 2:
         return Repeats({})
-    values, counts = np.unique(np.concatenate(hashes), return_counts=True)
+    every = np.concatenate(hashes)
+    values, counts = np.unique(every, return_counts=True)
     repeated = values[counts > 1]
     if not len(repeated):
         return Repeats({})
+    # one pass over every id (not a search of the repeats per file): which files hold a repeated hash
+    holding = np.isin(every, repeated)
+    ends = np.cumsum([len(h) for h in hashes])
+    affected = [bool(part.any()) for part in np.split(holding, ends[:-1])]
+    repeated_set = set(repeated.tolist())
     seen: set[str] = set()
     rows: dict[str, tuple[int, ...]] = {}
     split = Counter()
     examples: list[str] = []
-    for file, mine in zip(files, hashes):
-        if not np.isin(mine, repeated).any():
+    for file, holds in zip(files, affected):
+        if not holds:
             continue
         dropped = []
         for position, pid in enumerate(_product_ids(file)):
@@ -536,7 +542,7 @@ def find_repeats(files: Sequence[str], hashes: Sequence["np.ndarray"], fraction:
                 split[is_held_out(pid, fraction)] += 1
                 if len(examples) < 5 and pid not in examples:
                     examples.append(pid)
-            elif hash(pid) in repeated:  # another id may share a hash; only the same id repeats
+            elif hash(pid) in repeated_set:  # another id may share a hash; only the same id repeats
                 seen.add(pid)
         if dropped:
             rows[file] = tuple(dropped)
@@ -546,15 +552,21 @@ def find_repeats(files: Sequence[str], hashes: Sequence["np.ndarray"], fraction:
 def repeats_of(files: Sequence[str], fraction: float) -> Repeats:
     """find_repeats of `files`, as count_split found it in this process, else read now (moon sweep)."""
     found = _REPEATS.get(tuple(files))
-    if found is None:
+    if found is None:  # the product_id columns only, read as moon eval reads them
         import concurrent.futures
 
-        from augment.core import schema as S
+        from model.evaluate import ID_READ_THREADS, _product_ids
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(S.SHARD_CHECK_THREADS, len(files)))) as pool:
-            hashes = [h for _, h in pool.map(lambda file: _split_counts(file, fraction), files)]
-        found = find_repeats(files, hashes, fraction)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=ID_READ_THREADS) as pool:
+            found = find_repeats(files, [id_hashes(ids) for ids in pool.map(_product_ids, files)], fraction)
     return found
+
+
+def id_hashes(ids: Sequence[str]) -> "np.ndarray":
+    """The hash of each product id, in order: what find_repeats compares."""
+    import numpy as np
+
+    return np.fromiter(map(hash, ids), np.int64, len(ids))
 
 
 class ReadWithout:
@@ -763,7 +775,7 @@ def failure_reason(exc: Exception, cfg: MoonConfig, files: Sequence[str] = ()) -
             return unreadable
     for rank in sorted(failures):
         if isinstance(failures[rank], lost):
-            detail = str(failures[rank]).strip().splitlines()[0][:200] if str(failures[rank]).strip() else ""
+            detail = next(iter(str(failures[rank]).strip().splitlines()), "")[:200]
             return WorkersLost(f"training worker {rank} was lost ({type(failures[rank]).__name__}"
                                f"{': ' + detail if detail else ''}): its node or process went away; the epochs "
                                "checkpointed so far are kept: run the same command with --resume to go on from the "

@@ -453,8 +453,8 @@ def totals(records: Iterable[ShardRecord]) -> dict[str, Any]:
     """Run-level sums: shards, rows in/out/quarantined, bytes, and every tally by name (_TALLY_FIELDS: reasons,
     stage seconds, variant, enrichment and background statuses)."""
     sums = ("rows_in", "rows_out", "rows_quarantined", "bytes")
-    out: dict[str, Any] = {"shards": 0, "rows_in": 0, "rows_out": 0, "rows_quarantined": 0,
-                           **{name: {} for name in _TALLY_FIELDS}, "bytes": 0}
+    out: dict[str, Any] = {"shards": 0, **dict.fromkeys(sums[:-1], 0), **{name: {} for name in _TALLY_FIELDS},
+                           "bytes": 0}  # the order of the summary JSON
     for r in records:
         out["shards"] += 1
         for name in sums:

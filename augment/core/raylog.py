@@ -207,6 +207,8 @@ class StderrFilter:
         os.close(self._report)
         self.hidden = int(answer) if answer.strip().isdigit() else 0
         self.terminal.flush()
+        os.close(self._saved)  # fd 2 is the terminal again; the filter process keeps its own copy
+        self._saved = -1
 
     def isatty(self) -> bool:
         return self._saved >= 0 and os.isatty(self._saved)

@@ -301,15 +301,11 @@ def _s3_put_if_absent(uri: str, data: bytes) -> bool | None:
     """A conditional PUT of `data` (If-None-Match: *): True when made, False when the object exists, None when it
     cannot be asked (no boto3, a store that does not implement it)."""
     try:
-        import boto3
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
     except ImportError:
         return None
     bucket, key = split_s3(uri)
-    for name in ("boto3", "botocore", "urllib3"):  # their DEBUG lines (moon -v) hold the request's credentials
-        logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.INFO))
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    client = boto3.client("s3", endpoint_url=s3_endpoint(), region_name=region)
+    client = _boto3_s3(s3_endpoint(), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
     try:
         client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
     except ClientError as exc:
@@ -319,8 +315,21 @@ def _s3_put_if_absent(uri: str, data: bytes) -> bool | None:
         if code in ("NotImplemented", "InvalidArgument"):
             return None
         raise OSError(f"{uri}: {exc}") from exc
+    except BotoCoreError as exc:  # the endpoint could not be reached, credentials not found: an OSError, one line
+        raise OSError(f"{uri}: {exc}") from exc
     log.debug("created %s (%d bytes)", uri, len(data))
     return True
+
+
+@functools.lru_cache(maxsize=4)
+def _boto3_s3(endpoint: str | None, region: str | None):
+    """A boto3 S3 client for the requests Arrow cannot make (conditional PUTs), once per endpoint and region, as
+    _s3_filesystem; boto3's and botocore's DEBUG lines (moon -v) hold the request's credentials, so they stay off."""
+    import boto3
+
+    for name in ("boto3", "botocore", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.INFO))
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region)
 
 
 def write_atomic(uri: str, data: bytes, content_type: str | None = None) -> None:
@@ -427,11 +436,11 @@ def temp_abandoned(path: Path, stale_after: float = 3600.0) -> bool:
     owner = temp_owner(path)
     if owner is not None and owner[0] == socket.gethostname():
         try:
-            os.kill(owner[1], 0)
+            os.kill(owner[1], 0)  # PermissionError: a process of another user, which runs
         except ProcessLookupError:
             return True
-        except PermissionError:  # a process of another user: it runs
-            return False
+        except PermissionError:
+            pass
         return False
     try:
         return time.time() - path.stat().st_mtime > stale_after

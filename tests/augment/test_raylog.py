@@ -148,7 +148,7 @@ def test_ray_datas_console_records_of_a_ray_error_moon_reports_are_dropped_and_o
 
     from ray.exceptions import ActorDiedError, ActorUnavailableError
 
-    from augment.runner import StageStartFailures
+    from augment.runner import ReportedRayErrors
 
     class Died(ActorDiedError):
         def __str__(self):
@@ -158,7 +158,7 @@ def test_ray_datas_console_records_of_a_ray_error_moon_reports_are_dropped_and_o
         return logging.LogRecord("ray.data.exceptions", logging.ERROR, "x.py", 1, message, None,
                                  (type(exc), exc, None) if exc else None)
 
-    drop = StageStartFailures()
+    drop = ReportedRayErrors()
     assert not drop.filter(record("MapBatches(StageChain): actors died during initialization 1 consecutive time(s)"))
     assert not drop.filter(record("Full stack trace:", Died()))
     try:
